@@ -1,0 +1,123 @@
+//! `paystream ledger init|verify`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use paystream_ledger_sink::service::create_database_if_missing;
+use paystream_ledger_sink::{LedgerDatabase, verify as verify_ledger};
+use paystream_runtime::Config;
+use sqlx::Row;
+
+use crate::traffic::ExpectedOutcome;
+
+/// Options of `paystream ledger verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Also compare the ledger with what `paystream produce --expect-out FILE` said a
+    /// correct pipeline makes of its traffic: journal entries, payments by status and
+    /// every account balance.
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+}
+
+/// Creates the database if missing and applies the migrations.
+pub async fn init(config: Config) -> anyhow::Result<ExitCode> {
+    create_database_if_missing(&config.sink.database_url).await?;
+    LedgerDatabase::connect(&config.sink.database_url, 1).await?;
+    println!("ledger database ready");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints ledger counts and invariant checks; exit 1 when any check fails.
+pub async fn verify(config: Config, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let database = LedgerDatabase::connect(&config.sink.database_url, 2).await?;
+    let report = verify_ledger(database.pool()).await?;
+    println!("journal entries          {}", report.journal_entries);
+    println!("postings                 {}", report.postings);
+    println!("accounts                 {}", report.accounts);
+    let statuses: Vec<String> = report
+        .payments_by_status
+        .iter()
+        .map(|(s, n)| format!("{s}={n}"))
+        .collect();
+    println!("payments by status       {}", statuses.join(" "));
+    println!("unbalanced entries       {}", report.unbalanced_entries);
+    println!(
+        "entries without postings {}",
+        report.entries_without_postings
+    );
+    println!("balance mismatches       {}", report.balance_mismatches);
+    let mut ok = report.is_verified();
+    if let Some(path) = &args.expect {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let expected: ExpectedOutcome = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a produce --expect-out file", path.display()))?;
+        let differences = compare(&database, &report, &expected).await?;
+        for difference in &differences {
+            println!("differs from produced traffic: {difference}");
+        }
+        println!(
+            "matches produced traffic: {}",
+            if differences.is_empty() { "yes" } else { "no" }
+        );
+        ok &= differences.is_empty();
+    }
+    println!("ledger verified: {}", if ok { "yes" } else { "no" });
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn compare(
+    database: &LedgerDatabase,
+    report: &paystream_ledger_sink::VerifyReport,
+    expected: &ExpectedOutcome,
+) -> anyhow::Result<Vec<String>> {
+    let mut differences = Vec::new();
+    if report.journal_entries as u64 != expected.journal_entries {
+        differences.push(format!(
+            "journal entries {} != expected {}",
+            report.journal_entries, expected.journal_entries
+        ));
+    }
+    if report.postings as u64 != expected.postings {
+        differences.push(format!(
+            "postings {} != expected {}",
+            report.postings, expected.postings
+        ));
+    }
+    for (status, n) in &expected.payments_by_status {
+        let found = report.payments_by_status.get(status).copied().unwrap_or(0) as u64;
+        if found != *n {
+            differences.push(format!("{status} payments {found} != expected {n}"));
+        }
+    }
+    let rows = sqlx::query("SELECT account, currency, balance_minor FROM account_balances")
+        .fetch_all(database.pool())
+        .await?;
+    let mut found = std::collections::BTreeMap::new();
+    for row in rows {
+        let account: String = row.try_get("account")?;
+        let currency: String = row.try_get("currency")?;
+        found.insert(
+            format!("{account}|{currency}"),
+            row.try_get::<i64, _>("balance_minor")?,
+        );
+    }
+    for (key, minor) in &expected.balances_minor {
+        match found.get(key) {
+            Some(v) if v == minor => {}
+            other => differences.push(format!("balance of {key}: {other:?} != expected {minor}")),
+        }
+    }
+    for key in found.keys() {
+        if !expected.balances_minor.contains_key(key) {
+            differences.push(format!("unexpected account {key}"));
+        }
+    }
+    Ok(differences)
+}

@@ -1,0 +1,115 @@
+//! `paystream run`: the pipeline and, in the same process by default, the ledger sink.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Args;
+use paystream_ledger_sink::{LedgerSink, SinkSummary};
+use paystream_runtime::metrics::Metrics;
+use paystream_runtime::{Config, Pipeline, RunSummary};
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use super::codec;
+
+/// Options of `paystream run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Stop once every input has been consumed to its end and the ledger sink has
+    /// written everything (for backfills, the demo and tests), then print a summary.
+    #[arg(long)]
+    pub until_caught_up: bool,
+    /// Do not run the ledger sink in this process (overrides `sink.enabled`).
+    #[arg(long)]
+    pub no_sink: bool,
+}
+
+/// Runs until interrupted (Ctrl-C / SIGTERM) or, with `--until-caught-up`, caught up.
+pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let codec = codec(&config)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let signal_tx = shutdown_tx.clone();
+    tokio::spawn(async move {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        info!("signal received, stopping after the current commit");
+        let _ = signal_tx.send(true);
+    });
+    let (upstream_done_tx, upstream_done_rx) = watch::channel(false);
+    let sink = if config.sink.enabled && !args.no_sink {
+        let sink = LedgerSink::new(config.clone(), codec.clone()).await?;
+        Some(tokio::spawn(
+            sink.run(shutdown_rx.clone(), upstream_done_rx),
+        ))
+    } else {
+        None
+    };
+    let pipeline = Pipeline::new(config.clone(), codec, Metrics::new()).await?;
+    let pipeline_result = pipeline.run(shutdown_rx, args.until_caught_up).await;
+    let _ = upstream_done_tx.send(true);
+    if pipeline_result.is_err() {
+        let _ = shutdown_tx.send(true);
+    }
+    let sink_result = match sink {
+        Some(handle) => Some(handle.await?),
+        None => None,
+    };
+    let summary = match pipeline_result {
+        Ok(summary) => summary,
+        Err(e) => {
+            error!(error = %e, "pipeline stopped");
+            return Err(e.into());
+        }
+    };
+    let sink_summary = match sink_result {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => return Err(e.into()),
+        None => None,
+    };
+    print_summary(
+        &summary,
+        sink_summary.as_ref(),
+        started.elapsed().as_secs_f64(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(summary: &RunSummary, sink: Option<&SinkSummary>, wall_s: f64) {
+    let dead_lettered: u64 = summary.dead_lettered.values().sum();
+    let reasons: Vec<String> = summary
+        .dead_lettered
+        .iter()
+        .map(|(r, n)| format!("{r}={n}"))
+        .collect();
+    let processing_s = summary.processing_ms as f64 / 1000.0;
+    println!("events read              {}", summary.input_records);
+    println!("duplicates dropped       {}", summary.duplicates_dropped);
+    println!(
+        "dead-lettered            {dead_lettered}{}",
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(" "))
+        }
+    );
+    println!("status changes emitted   {}", summary.status_changes);
+    println!("journal entries emitted  {}", summary.journal_entries);
+    println!("transactions committed   {}", summary.commits);
+    if let Some(sink) = sink {
+        println!(
+            "ledger sink              {} batches, {} journal entries and {} postings written, {} skipped as already posted",
+            sink.batches, sink.entries_written, sink.postings_written, sink.entries_skipped
+        );
+    }
+    println!("processing time_s        {processing_s:.1} (wall {wall_s:.1})");
+    println!(
+        "events/s                 {:.0}",
+        summary.input_records as f64 / processing_s.max(0.001)
+    );
+}

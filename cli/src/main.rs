@@ -1,0 +1,127 @@
+//! `paystream`: run the pipeline, create topics, register schemas, generate traffic and
+//! verify the ledger. `paystream --help` lists the commands; every command has `--help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use paystream::commands;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "paystream",
+    version,
+    about = "Exactly-once stream processing for payments: Kafka in, a double-entry ledger in PostgreSQL out",
+    long_about = None
+)]
+struct Cli {
+    /// Configuration file (TOML). Environment variables PAYSTREAM_<SECTION>__<KEY>
+    /// override it, e.g. PAYSTREAM_KAFKA__BOOTSTRAP_SERVERS.
+    #[arg(long, short, global = true, env = "PAYSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipeline (and, unless disabled, the ledger sink) until interrupted.
+    Run(commands::run::RunArgs),
+    /// Manage topics.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+    /// Manage schemas in the Schema Registry.
+    Schemas {
+        #[command(subcommand)]
+        command: SchemasCommand,
+    },
+    /// Generate payment traffic (the ingress simulator): Avro events in the Confluent
+    /// wire format with duplicates, declines, settlements and out-of-order arrival.
+    Produce(commands::produce::ProduceArgs),
+    /// Work with the PostgreSQL ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Create every input, output, internal, changelog and dead-letter topic that is
+    /// missing (partitions and replication from the config; changelogs compacted).
+    Create,
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemasCommand {
+    /// Register every event schema under `<topic>-value` (a no-op when present).
+    Register,
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Create the database if missing and apply the migrations.
+    Init,
+    /// Check that every journal entry balances per currency and every account balance
+    /// equals the sum of its postings. Exits 1 on a violation.
+    Verify(commands::ledger::VerifyArgs),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYSTREAM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let config_path = cli.config.clone();
+    let result = runtime.block_on(async move {
+        let config = paystream_runtime::Config::load(config_path.as_deref())?;
+        match cli.command {
+            Command::Run(args) => commands::run::run(config, args).await,
+            Command::Topics {
+                command: TopicsCommand::Create,
+            } => commands::topics::create(config).await,
+            Command::Schemas {
+                command: SchemasCommand::Register,
+            } => commands::schemas::register(config).await,
+            Command::Produce(args) => commands::produce::produce(config, args).await,
+            Command::Ledger {
+                command: LedgerCommand::Init,
+            } => commands::ledger::init(config).await,
+            Command::Ledger {
+                command: LedgerCommand::Verify(args),
+            } => commands::ledger::verify(config, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("paystream: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

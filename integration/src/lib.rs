@@ -1,0 +1,218 @@
+//! Helpers of paystream's end-to-end tests: the local stack's addresses, an isolated
+//! environment per test (own topics, consumer group, schema subjects, database and state
+//! directory), running the real `paystream` binary, and reading topics back with a
+//! `read_committed` consumer.
+//!
+//! The stack (`scripts/stack up`) must be running; `scripts/test` starts it and exports
+//! its addresses (`PAYSTREAM_KAFKA_BOOTSTRAP`, `PAYSTREAM_REGISTRY_URL`,
+//! `PAYSTREAM_DATABASE_URL`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// A value from the environment `scripts/test` exports, or the local stack's default.
+fn stack_var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// Kafka bootstrap servers of the local stack.
+pub fn bootstrap() -> String {
+    stack_var("PAYSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+}
+
+/// Schema Registry base URL of the local stack.
+pub fn registry_url() -> String {
+    stack_var(
+        "PAYSTREAM_REGISTRY_URL",
+        "http://127.0.0.1:18081/apis/ccompat/v7",
+    )
+}
+
+/// PostgreSQL URL of the local stack's `paystream` database; tests swap the database.
+pub fn database_server_url() -> String {
+    stack_var(
+        "PAYSTREAM_DATABASE_URL",
+        "postgres://postgres@127.0.0.1:15432/paystream",
+    )
+}
+
+/// One test's isolated environment.
+pub struct TestEnv {
+    pub id: String,
+    pub prefix: String,
+    pub application_id: String,
+    pub database_url: String,
+    pub state_dir: tempfile::TempDir,
+    pub work_dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    /// Fresh names for a test called `name`.
+    pub fn new(name: &str) -> Self {
+        let id = format!("{name}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let server = database_server_url();
+        let base = server
+            .rsplit_once('/')
+            .map(|(base, _)| base.to_string())
+            .unwrap_or(server);
+        TestEnv {
+            prefix: format!("{id}."),
+            application_id: format!("{id}-app"),
+            database_url: format!("{base}/{id}"),
+            state_dir: tempfile::tempdir().expect("state dir"),
+            work_dir: tempfile::tempdir().expect("work dir"),
+            id,
+        }
+    }
+
+    /// The `paystream` binary next to the test executable (`target/<profile>/paystream`),
+    /// or `PAYSTREAM_BIN`.
+    pub fn binary() -> PathBuf {
+        if let Ok(path) = std::env::var("PAYSTREAM_BIN") {
+            return PathBuf::from(path);
+        }
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps/<test>");
+        profile_dir.join("paystream")
+    }
+
+    /// Runs `paystream ARGS` with this test's configuration in the environment.
+    ///
+    /// # Errors
+    /// When the process cannot start, or exits non-zero (stdout and stderr included).
+    pub fn paystream(&self, args: &[&str]) -> anyhow::Result<Output> {
+        let output = self.paystream_unchecked(args)?;
+        if !output.status.success() {
+            bail!(
+                "paystream {} exited {}\n--- stdout\n{}\n--- stderr\n{}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                tail(&String::from_utf8_lossy(&output.stderr), 60)
+            );
+        }
+        Ok(output)
+    }
+
+    /// Runs `paystream ARGS` and returns its output whatever the exit status.
+    ///
+    /// # Errors
+    /// When the process cannot start.
+    pub fn paystream_unchecked(&self, args: &[&str]) -> anyhow::Result<Output> {
+        let binary = Self::binary();
+        Command::new(&binary)
+            .args(args)
+            .current_dir(self.work_dir.path())
+            .env_remove("PAYSTREAM_CONFIG")
+            .env("PAYSTREAM_APPLICATION_ID", &self.application_id)
+            .env("PAYSTREAM_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
+            .env("PAYSTREAM_TOPICS__PREFIX", &self.prefix)
+            .env("PAYSTREAM_TOPICS__PARTITIONS", "3")
+            .env("PAYSTREAM_SCHEMA_REGISTRY__URL", registry_url())
+            .env("PAYSTREAM_STATE__DIR", self.state_dir.path())
+            .env("PAYSTREAM_SINK__DATABASE_URL", &self.database_url)
+            .env(
+                "PAYSTREAM_LOG",
+                "warn,paystream_runtime=info,paystream_ledger_sink=info",
+            )
+            .output()
+            .with_context(|| format!("starting {} (build it with cargo build)", binary.display()))
+    }
+
+    /// A topic name with this test's prefix.
+    pub fn topic(&self, base: &str) -> String {
+        format!("{}{base}", self.prefix)
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Reads every committed record of `topic` from the beginning with
+/// `isolation.level=read_committed`, until each partition is read to its end.
+///
+/// # Errors
+/// When the topic cannot be read within `timeout`.
+pub fn read_committed(topic: &str, timeout: Duration) -> anyhow::Result<Vec<ReadRecord>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut at_end = vec![false; partitions];
+    let mut records = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while at_end.iter().any(|done| !done) {
+        anyhow::ensure!(Instant::now() < deadline, "timed out reading {topic}");
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => at_end[p as usize] = true,
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(message)) => {
+                at_end[message.partition() as usize] = false;
+                let mut headers = BTreeMap::new();
+                if let Some(h) = message.headers() {
+                    for header in h.iter() {
+                        headers.insert(
+                            header.key.to_string(),
+                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                        );
+                    }
+                }
+                records.push(ReadRecord {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// The value after `label` on the line of `output` that starts with it.
+pub fn field<'a>(output: &'a str, label: &str) -> Option<&'a str> {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(label))
+        .map(str::trim)
+}

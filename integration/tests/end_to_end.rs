@@ -1,0 +1,233 @@
+//! The whole chain on real parts: Apache Kafka (KRaft), Apicurio Registry's
+//! Confluent-compatible API, PostgreSQL, and the real `paystream` binary.
+//!
+//! A known, seeded set of events with duplicate retries, declines, settlements,
+//! out-of-order arrival, idempotency-key conflicts and malformed records is produced;
+//! the pipeline runs until caught up; then the test checks exactly: the PostgreSQL
+//! ledger against the traffic plan's expected outcome (computed from the plan, not from
+//! the pipeline), every output topic read back with `read_committed` for duplicates,
+//! the dead-letter queues by reason, and `paystream ledger verify`. A second run must
+//! find nothing new to do.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use paystream::traffic::{ExpectedOutcome, TrafficOptions, plan};
+use paystream_integration::{TestEnv, field, read_committed, registry_url};
+use paystream_schemas::{Codec, JournalEntry, PaymentStatusChanged};
+use sqlx::Row;
+
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<()> {
+    let env = TestEnv::new("e2e");
+    let seed = 20261122;
+    let count = 4_000;
+    let options = TrafficOptions {
+        count,
+        seed,
+        duplicate_rate: 0.08,
+        decline_rate: 0.15,
+        settlement_rate: 0.7,
+        out_of_order_rate: 0.1,
+        conflict_rate: 0.01,
+        malformed_rate: 0.005,
+    };
+    let expected: ExpectedOutcome = plan(&options).expected;
+    println!("test {} seed {seed}: {expected:?}", env.id);
+    assert!(expected.duplicates > 0 && !expected.dead_letters.is_empty());
+
+    env.paystream(&["topics", "create"])?;
+    env.paystream(&["schemas", "register"])?;
+    env.paystream(&["ledger", "init"])?;
+    let expect_file = env.work_dir.path().join("expected.json");
+    let produced = env.paystream(&[
+        "produce",
+        "--quiet",
+        "--count",
+        &count.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--duplicate-rate",
+        "0.08",
+        "--decline-rate",
+        "0.15",
+        "--settlement-rate",
+        "0.7",
+        "--out-of-order-rate",
+        "0.1",
+        "--conflict-rate",
+        "0.01",
+        "--malformed-rate",
+        "0.005",
+        "--expect-out",
+        expect_file.to_str().unwrap(),
+    ])?;
+    let from_cli: ExpectedOutcome = serde_json::from_slice(&std::fs::read(&expect_file)?)?;
+    assert_eq!(from_cli, expected, "the CLI produced the planned traffic");
+    println!("{}", String::from_utf8_lossy(&produced.stdout));
+
+    // Run the pipeline and the sink until everything is consumed and written.
+    let run = env.paystream(&["run", "--until-caught-up"])?;
+    let summary = String::from_utf8_lossy(&run.stdout).into_owned();
+    println!("{summary}");
+    assert_eq!(
+        field(&summary, "events read").map(str::to_string),
+        Some(expected.records.to_string())
+    );
+    assert_eq!(
+        field(&summary, "duplicates dropped").map(str::to_string),
+        Some(expected.duplicates.to_string())
+    );
+    assert_eq!(
+        field(&summary, "journal entries emitted").map(str::to_string),
+        Some(expected.journal_entries.to_string())
+    );
+
+    // The ledger in PostgreSQL, exactly.
+    let pool = sqlx::PgPool::connect(&env.database_url).await?;
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(entries as u64, expected.journal_entries);
+    let postings: i64 = sqlx::query_scalar("SELECT count(*) FROM postings")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(postings as u64, expected.postings);
+    let mut balances = BTreeMap::new();
+    for row in sqlx::query("SELECT account, currency, balance_minor FROM account_balances")
+        .fetch_all(&pool)
+        .await?
+    {
+        let account: String = row.try_get("account")?;
+        let currency: String = row.try_get("currency")?;
+        balances.insert(
+            format!("{account}|{currency}"),
+            row.try_get::<i64, _>("balance_minor")?,
+        );
+    }
+    assert_eq!(balances, expected.balances_minor, "every account balance");
+    let mut by_status = BTreeMap::new();
+    for row in sqlx::query("SELECT status, count(*) AS n FROM payments GROUP BY status")
+        .fetch_all(&pool)
+        .await?
+    {
+        by_status.insert(
+            row.try_get::<String, _>("status")?,
+            row.try_get::<i64, _>("n")? as u64,
+        );
+    }
+    assert_eq!(by_status, expected.payments_by_status, "payments by status");
+
+    // Output topics, read_committed: complete and without duplicates.
+    let codec = Codec::new(&registry_url(), Duration::from_secs(10))?;
+    let ledger_records = read_committed(&env.topic("ledger_entries"), READ_TIMEOUT)?;
+    let mut entry_ids = HashSet::new();
+    for record in &ledger_records {
+        let entry: JournalEntry = codec.decode(record.value.as_deref()).await?;
+        assert!(entry.is_balanced(), "entry {} balances", entry.id);
+        assert!(
+            entry_ids.insert(entry.id.clone()),
+            "duplicate journal entry {}",
+            entry.id
+        );
+    }
+    assert_eq!(entry_ids.len() as u64, expected.journal_entries);
+    let status_records = read_committed(&env.topic("payment_status"), READ_TIMEOUT)?;
+    let mut transitions = HashSet::new();
+    for record in &status_records {
+        let change: PaymentStatusChanged = codec.decode(record.value.as_deref()).await?;
+        assert!(
+            transitions.insert((change.payment_id.clone(), change.status)),
+            "duplicate status change {} {}",
+            change.payment_id,
+            change.status
+        );
+    }
+    let settled = expected
+        .payments_by_status
+        .get("SETTLED")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(
+        transitions.len() as u64,
+        expected.payments * 2 + settled,
+        "INITIATED + AUTHORIZED|DECLINED per payment, + SETTLED"
+    );
+
+    // Dead-letter queues: every expected record, with its reason and origin.
+    let mut dead_letters: BTreeMap<String, u64> = BTreeMap::new();
+    for base in [
+        "payment_initiated",
+        "auth_success",
+        "auth_failure",
+        "settlement",
+    ] {
+        let dlq = format!("{}.dlq", env.topic(base));
+        for record in read_committed(&dlq, READ_TIMEOUT)? {
+            assert_eq!(
+                record.headers.get("paystream.dlq.source.topic"),
+                Some(&env.topic(base))
+            );
+            assert!(record.headers.contains_key("paystream.dlq.source.offset"));
+            assert!(record.value.is_some(), "original bytes kept");
+            *dead_letters
+                .entry(record.headers["paystream.dlq.reason"].clone())
+                .or_insert(0) += 1;
+        }
+    }
+    assert_eq!(
+        dead_letters, expected.dead_letters,
+        "dead letters by reason"
+    );
+
+    // ledger verify agrees, including against the produced traffic.
+    let verify = env.paystream(&[
+        "ledger",
+        "verify",
+        "--expect",
+        expect_file.to_str().unwrap(),
+    ])?;
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(report.contains("ledger verified: yes"), "{report}");
+    assert!(report.contains("matches produced traffic: yes"), "{report}");
+
+    // A second run resumes from the committed offsets: nothing is read or posted again.
+    let rerun = env.paystream(&["run", "--until-caught-up"])?;
+    let rerun = String::from_utf8_lossy(&rerun.stdout).into_owned();
+    assert_eq!(field(&rerun, "events read"), Some("0"), "{rerun}");
+    let entries_after: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(entries_after, entries);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_verify_fails_on_a_tampered_ledger() -> anyhow::Result<()> {
+    let env = TestEnv::new("verify");
+    env.paystream(&["ledger", "init"])?;
+    let pool = sqlx::PgPool::connect(&env.database_url).await?;
+    // An entry whose debit and credit differ, written behind the sink's back.
+    sqlx::query(
+        "INSERT INTO journal_entries (id, payment_id, kind, occurred_at, caused_by_event_id,
+             source_topic, source_partition, source_offset)
+         VALUES ('00000000-0000-0000-0000-000000000001', 'p', 'AUTHORIZATION', now(), 'e', 't', 0, 0)",
+    )
+    .execute(&pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO postings VALUES
+            ('00000000-0000-0000-0000-000000000001', 0, 'psp_receivable:x', 'DEBIT', 100, 'EUR'),
+            ('00000000-0000-0000-0000-000000000001', 1, 'merchant_payable:y', 'CREDIT', 99, 'EUR')",
+    )
+    .execute(&pool)
+    .await?;
+    let output = env.paystream_unchecked(&["ledger", "verify"])?;
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(report.contains("unbalanced entries       1"), "{report}");
+    assert!(report.contains("ledger verified: no"), "{report}");
+    Ok(())
+}

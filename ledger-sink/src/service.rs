@@ -1,0 +1,373 @@
+//! PostgreSQL I/O of the ledger sink.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use paystream_schemas::{JournalEntry, PaymentStatusChanged, PostingSide};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::{Result, SinkError, db};
+
+/// Where a record was read: topic, partition, offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Records to write in one database transaction, with the offsets they advance to.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub entries: Vec<(JournalEntry, Source)>,
+    pub statuses: Vec<PaymentStatusChanged>,
+    /// Next offset to read per `(topic, partition)` once this batch is written.
+    pub next_offsets: BTreeMap<(String, i32), i64>,
+}
+
+impl Batch {
+    /// Records in the batch.
+    pub fn len(&self) -> usize {
+        self.entries.len() + self.statuses.len()
+    }
+
+    /// True when the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.statuses.is_empty() && self.next_offsets.is_empty()
+    }
+}
+
+/// What one batch changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Journal entries inserted (entries already present were skipped).
+    pub entries_written: u64,
+    /// Journal entries skipped because their id was already in the ledger (a replay).
+    pub entries_skipped: u64,
+    pub postings_written: u64,
+    pub statuses_written: u64,
+}
+
+/// The ledger database.
+#[derive(Debug, Clone)]
+pub struct LedgerDatabase {
+    pool: PgPool,
+}
+
+/// Creates the database named in `url` when it does not exist (connecting to the
+/// `postgres` maintenance database of the same server).
+///
+/// # Errors
+/// [`SinkError::Database`] when the server cannot be reached or refuses.
+pub async fn create_database_if_missing(url: &str) -> Result<()> {
+    let options: PgConnectOptions = url.parse().map_err(db("parsing sink.database_url"))?;
+    let name = options.get_database().unwrap_or("postgres").to_string();
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .map_err(db("connecting to the postgres maintenance database"))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .map_err(db("looking up the database"))?;
+    if !exists {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(SinkError::Database {
+                context: "creating the database",
+                source: sqlx::Error::Configuration(
+                    format!("database name {name:?} must be [A-Za-z0-9_]").into(),
+                ),
+            });
+        }
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .map_err(db("creating the database"))?;
+    }
+    admin
+        .close()
+        .await
+        .map_err(db("closing the admin connection"))?;
+    Ok(())
+}
+
+impl LedgerDatabase {
+    /// Connects (at most `connections_max` connections) and applies the migrations.
+    ///
+    /// # Errors
+    /// [`SinkError::Database`] when PostgreSQL cannot be reached within 10 s;
+    /// [`SinkError::Migrate`] when a migration fails.
+    pub async fn connect(url: &str, connections_max: u32) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(connections_max)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(db("connecting to sink.database_url"))?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(LedgerDatabase { pool })
+    }
+
+    /// The connection pool, for queries outside the sink (verify, reports).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The stored next offset per `(topic, partition)`.
+    ///
+    /// # Errors
+    /// [`SinkError::Database`] on a failed query.
+    pub async fn load_offsets(&self) -> Result<HashMap<(String, i32), i64>> {
+        let rows = sqlx::query("SELECT topic, partition, next_offset FROM sink_offsets")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading sink_offsets"))?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    (
+                        row.try_get::<String, _>("topic")
+                            .map_err(db("reading topic"))?,
+                        row.try_get::<i32, _>("partition")
+                            .map_err(db("reading partition"))?,
+                    ),
+                    row.try_get::<i64, _>("next_offset")
+                        .map_err(db("reading next_offset"))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Writes a batch and its offsets in one transaction. Entries whose id is already in
+    /// the ledger are skipped with their postings and balance changes.
+    ///
+    /// # Errors
+    /// [`SinkError::Unbalanced`] (nothing written) when an entry does not balance;
+    /// [`SinkError::Database`] when PostgreSQL fails (the transaction rolls back).
+    pub async fn write_batch(&self, batch: &Batch) -> Result<BatchOutcome> {
+        for (entry, source) in &batch.entries {
+            if !entry.is_balanced() {
+                return Err(SinkError::Unbalanced {
+                    id: entry.id.clone(),
+                    topic: source.topic.clone(),
+                    partition: source.partition,
+                    offset: source.offset,
+                });
+            }
+        }
+        let mut outcome = BatchOutcome::default();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("beginning a transaction"))?;
+
+        // 1. Journal entries; the ids actually inserted come back.
+        let mut ids = Vec::new();
+        let mut payment_ids = Vec::new();
+        let mut kinds = Vec::new();
+        let mut occurred = Vec::new();
+        let mut caused_by = Vec::new();
+        let mut topics = Vec::new();
+        let mut partitions = Vec::new();
+        let mut offsets = Vec::new();
+        for (entry, source) in &batch.entries {
+            ids.push(
+                Uuid::parse_str(&entry.id).map_err(|e| SinkError::Undecodable {
+                    topic: source.topic.clone(),
+                    partition: source.partition,
+                    offset: source.offset,
+                    message: format!("journal entry id is not a UUID: {e}"),
+                })?,
+            );
+            payment_ids.push(entry.payment_id.clone());
+            kinds.push(entry.kind.as_str().to_string());
+            occurred.push(entry.occurred_at);
+            caused_by.push(entry.caused_by_event_id.clone());
+            topics.push(source.topic.clone());
+            partitions.push(source.partition);
+            offsets.push(source.offset);
+        }
+        let inserted: Vec<Uuid> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_scalar(
+                "INSERT INTO journal_entries
+                    (id, payment_id, kind, occurred_at, caused_by_event_id,
+                     source_topic, source_partition, source_offset)
+                 SELECT id, payment_id, kind, to_timestamp(occurred_ms / 1000.0), caused_by,
+                        topic, partition, source_offset
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[],
+                             $6::text[], $7::int4[], $8::int8[])
+                      AS t(id, payment_id, kind, occurred_ms, caused_by, topic, partition, source_offset)
+                 ON CONFLICT (id) DO NOTHING
+                 RETURNING id",
+            )
+            .bind(&ids)
+            .bind(&payment_ids)
+            .bind(&kinds)
+            .bind(&occurred)
+            .bind(&caused_by)
+            .bind(&topics)
+            .bind(&partitions)
+            .bind(&offsets)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("inserting journal entries"))?
+        };
+        outcome.entries_written = inserted.len() as u64;
+        outcome.entries_skipped = (ids.len() - inserted.len()) as u64;
+
+        // 2. Postings of the inserted entries, and 3. their balance changes.
+        let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+        let mut p_entry = Vec::new();
+        let mut p_line = Vec::new();
+        let mut p_account = Vec::new();
+        let mut p_side = Vec::new();
+        let mut p_amount = Vec::new();
+        let mut p_currency = Vec::new();
+        let mut balances: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
+        for ((entry, _), id) in batch.entries.iter().zip(&ids) {
+            if !inserted.contains(id) {
+                continue;
+            }
+            for (line, posting) in entry.postings.iter().enumerate() {
+                p_entry.push(*id);
+                p_line.push(line as i16);
+                p_account.push(posting.account.clone());
+                p_side.push(posting.side.as_str().to_string());
+                p_amount.push(posting.amount_minor);
+                p_currency.push(posting.currency.clone());
+                let totals = balances
+                    .entry((posting.account.clone(), posting.currency.clone()))
+                    .or_insert((0, 0));
+                match posting.side {
+                    PostingSide::Debit => totals.0 += posting.amount_minor,
+                    PostingSide::Credit => totals.1 += posting.amount_minor,
+                }
+            }
+        }
+        if !p_entry.is_empty() {
+            sqlx::query(
+                "INSERT INTO postings (journal_entry_id, line, account, side, amount_minor, currency)
+                 SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::text[], $5::int8[], $6::text[])",
+            )
+            .bind(&p_entry)
+            .bind(&p_line)
+            .bind(&p_account)
+            .bind(&p_side)
+            .bind(&p_amount)
+            .bind(&p_currency)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("inserting postings"))?;
+            outcome.postings_written = p_entry.len() as u64;
+        }
+        if !balances.is_empty() {
+            let (mut accounts, mut currencies, mut debits, mut credits) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for ((account, currency), (debit, credit)) in balances {
+                accounts.push(account);
+                currencies.push(currency);
+                debits.push(debit);
+                credits.push(credit);
+            }
+            sqlx::query(
+                "INSERT INTO account_balances
+                    (account, currency, debit_total_minor, credit_total_minor, balance_minor)
+                 SELECT account, currency, debit, credit, debit - credit
+                 FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[])
+                      AS t(account, currency, debit, credit)
+                 ON CONFLICT (account, currency) DO UPDATE SET
+                    debit_total_minor = account_balances.debit_total_minor + EXCLUDED.debit_total_minor,
+                    credit_total_minor = account_balances.credit_total_minor + EXCLUDED.credit_total_minor,
+                    balance_minor = account_balances.balance_minor + EXCLUDED.balance_minor,
+                    updated_at = now()",
+            )
+            .bind(&accounts)
+            .bind(&currencies)
+            .bind(&debits)
+            .bind(&credits)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("updating account balances"))?;
+        }
+
+        // 4. Latest status per payment (records of one payment arrive in order).
+        let mut latest: BTreeMap<&str, &PaymentStatusChanged> = BTreeMap::new();
+        for status in &batch.statuses {
+            latest.insert(&status.payment_id, status);
+        }
+        if !latest.is_empty() {
+            let (mut pid, mut mid, mut st, mut amt, mut cur, mut evt, mut at) = (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            );
+            for s in latest.values() {
+                pid.push(s.payment_id.clone());
+                mid.push(s.merchant_id.clone());
+                st.push(s.status.as_str().to_string());
+                amt.push(s.amount_minor);
+                cur.push(s.currency.clone());
+                evt.push(s.caused_by_event_id.clone());
+                at.push(s.occurred_at);
+            }
+            sqlx::query(
+                "INSERT INTO payments
+                    (payment_id, merchant_id, status, amount_minor, currency, last_event_id, updated_at)
+                 SELECT pid, mid, st, amt, cur, evt, to_timestamp(at_ms / 1000.0)
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::int8[])
+                      AS t(pid, mid, st, amt, cur, evt, at_ms)
+                 ON CONFLICT (payment_id) DO UPDATE SET
+                    status = EXCLUDED.status,
+                    last_event_id = EXCLUDED.last_event_id,
+                    updated_at = EXCLUDED.updated_at",
+            )
+            .bind(&pid)
+            .bind(&mid)
+            .bind(&st)
+            .bind(&amt)
+            .bind(&cur)
+            .bind(&evt)
+            .bind(&at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("upserting payments"))?;
+            outcome.statuses_written = batch.statuses.len() as u64;
+        }
+
+        // 5. The offsets, in the same transaction.
+        if !batch.next_offsets.is_empty() {
+            let (mut t, mut p, mut o) = (Vec::new(), Vec::new(), Vec::new());
+            for ((topic, partition), offset) in &batch.next_offsets {
+                t.push(topic.clone());
+                p.push(*partition);
+                o.push(*offset);
+            }
+            sqlx::query(
+                "INSERT INTO sink_offsets (topic, partition, next_offset)
+                 SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int8[])
+                 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            )
+            .bind(&t)
+            .bind(&p)
+            .bind(&o)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("storing sink offsets"))?;
+        }
+        tx.commit().await.map_err(db("committing a batch"))?;
+        Ok(outcome)
+    }
+}

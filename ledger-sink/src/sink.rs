@@ -1,0 +1,252 @@
+//! Consuming, batching and retrying. A batch closes at `sink.batch_rows_max` records or
+//! after `sink.batch_linger_ms`, whichever comes first; it is written with its offsets
+//! in one database transaction. Retriable database errors are retried with exponential
+//! backoff (bounded); anything else stops the sink with the error.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use paystream_runtime::Config;
+use paystream_runtime::kafka::client_config;
+use paystream_runtime::topics::{TopicNames, partition_count};
+use paystream_schemas::{Codec, JournalEntry, PaymentStatusChanged};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::service::{Batch, BatchOutcome, LedgerDatabase, Source};
+use crate::{Result, SinkError};
+
+/// What the sink wrote in one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkSummary {
+    pub batches: u64,
+    pub records: u64,
+    pub entries_written: u64,
+    pub entries_skipped: u64,
+    pub postings_written: u64,
+    pub statuses_written: u64,
+}
+
+/// The ledger sink of one process.
+pub struct LedgerSink {
+    config: Config,
+    names: TopicNames,
+    codec: Arc<Codec>,
+    database: LedgerDatabase,
+    consumer: StreamConsumer,
+    /// Next offset to read per assigned partition, as stored or as written since.
+    next_offsets: HashMap<(String, i32), i64>,
+}
+
+impl LedgerSink {
+    /// Connects to PostgreSQL (applying migrations) and assigns the output partitions at
+    /// the offsets stored in `sink_offsets` (the beginning when none is stored).
+    ///
+    /// # Errors
+    /// [`SinkError::Database`] / [`SinkError::Migrate`] for PostgreSQL,
+    /// [`SinkError::Kafka`] / [`SinkError::Runtime`] for Kafka and missing topics.
+    pub async fn new(config: Config, codec: Arc<Codec>) -> Result<Self> {
+        let database = LedgerDatabase::connect(&config.sink.database_url, 4).await?;
+        let names = TopicNames::new(&config);
+        let consumer: StreamConsumer = client_config(&config)
+            .set("group.id", format!("{}-ledger-sink", config.application_id))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .map_err(|source| SinkError::Kafka {
+                context: "creating the sink consumer".into(),
+                source,
+            })?;
+        let stored = database.load_offsets().await?;
+        let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
+        let mut assignment = TopicPartitionList::new();
+        let mut next_offsets = HashMap::new();
+        for topic in [&names.ledger_entries, &names.payment_status] {
+            let partitions =
+                tokio::task::block_in_place(|| partition_count(&consumer, topic, timeout))?;
+            for partition in 0..partitions {
+                let offset = stored
+                    .get(&(topic.clone(), partition))
+                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                assignment
+                    .add_partition_offset(topic, partition, offset)
+                    .map_err(|source| SinkError::Kafka {
+                        context: "building the sink assignment".into(),
+                        source,
+                    })?;
+                if let Offset::Offset(o) = offset {
+                    next_offsets.insert((topic.clone(), partition), o);
+                }
+            }
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|source| SinkError::Kafka {
+                context: "assigning the sink partitions".into(),
+                source,
+            })?;
+        info!(
+            partitions = assignment.count(),
+            resumed_from_stored_offsets = stored.len(),
+            "ledger sink started"
+        );
+        Ok(LedgerSink {
+            config,
+            names,
+            codec,
+            database,
+            consumer,
+            next_offsets,
+        })
+    }
+
+    /// Runs until `shutdown` turns true, or until `upstream_done` is true and every
+    /// assigned partition has been written up to its end.
+    ///
+    /// # Errors
+    /// A non-retriable [`SinkError`], or a retriable one that outlasted the retries.
+    pub async fn run(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        upstream_done: watch::Receiver<bool>,
+    ) -> Result<SinkSummary> {
+        let mut summary = SinkSummary::default();
+        let linger = Duration::from_millis(self.config.sink.batch_linger_ms);
+        loop {
+            let mut batch = Batch::default();
+            let deadline = tokio::time::Instant::now() + linger;
+            while batch.len() < self.config.sink.batch_rows_max {
+                tokio::select! {
+                    biased;
+                    changed = shutdown.changed() => {
+                        if changed.is_err() || *shutdown.borrow() {
+                            self.write(&batch, &mut summary).await?;
+                            return Ok(summary);
+                        }
+                    }
+                    received = tokio::time::timeout_at(deadline, self.consumer.recv()) => {
+                        match received {
+                            Ok(Ok(message)) => self.add(&mut batch, &message).await?,
+                            Ok(Err(e)) => warn!(error = %e, "sink consumer error (librdkafka retries)"),
+                            Err(_linger_elapsed) => break,
+                        }
+                    }
+                }
+            }
+            let wrote_records = !batch.is_empty();
+            for (key, offset) in &batch.next_offsets {
+                self.next_offsets.insert(key.clone(), *offset);
+            }
+            self.write(&batch, &mut summary).await?;
+            if !wrote_records && *upstream_done.borrow() && self.caught_up()? {
+                info!(?summary, "ledger sink caught up");
+                return Ok(summary);
+            }
+        }
+    }
+
+    async fn add(&self, batch: &mut Batch, message: &BorrowedMessage<'_>) -> Result<()> {
+        let source = Source {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        let undecodable = |e: paystream_schemas::DecodeError| SinkError::Undecodable {
+            topic: source.topic.clone(),
+            partition: source.partition,
+            offset: source.offset,
+            message: e.message,
+        };
+        if source.topic == self.names.ledger_entries {
+            let entry: JournalEntry = self
+                .codec
+                .decode(message.payload())
+                .await
+                .map_err(undecodable)?;
+            batch.entries.push((entry, source.clone()));
+        } else {
+            let status: PaymentStatusChanged = self
+                .codec
+                .decode(message.payload())
+                .await
+                .map_err(undecodable)?;
+            batch.statuses.push(status);
+        }
+        batch
+            .next_offsets
+            .insert((source.topic, source.partition), source.offset + 1);
+        Ok(())
+    }
+
+    async fn write(&self, batch: &Batch, summary: &mut SinkSummary) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let outcome: BatchOutcome = (|| self.database.write_batch(batch))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(10))
+                    .with_max_times(12),
+            )
+            .when(SinkError::is_retriable)
+            .notify(|e, delay| warn!(error = %e, ?delay, "ledger write failed, retrying"))
+            .await?;
+        summary.batches += 1;
+        summary.records += batch.len() as u64;
+        summary.entries_written += outcome.entries_written;
+        summary.entries_skipped += outcome.entries_skipped;
+        summary.postings_written += outcome.postings_written;
+        summary.statuses_written += outcome.statuses_written;
+        tracing::debug!(
+            records = batch.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ledger batch written"
+        );
+        Ok(())
+    }
+
+    /// True when every assigned partition has been read to its high watermark.
+    fn caught_up(&self) -> Result<bool> {
+        let timeout = Duration::from_millis(self.config.kafka.request_timeout_ms);
+        let positions = self
+            .consumer
+            .position()
+            .map_err(|source| SinkError::Kafka {
+                context: "reading sink positions".into(),
+                source,
+            })?;
+        for element in positions.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            let (low, high) = tokio::task::block_in_place(|| {
+                self.consumer.fetch_watermarks(topic, partition, timeout)
+            })
+            .map_err(|source| SinkError::Kafka {
+                context: format!("fetching watermarks of {topic}/{partition}"),
+                source,
+            })?;
+            // librdkafka's position moves past transaction markers; our own record of
+            // written offsets covers partitions not read in this run.
+            let consumed = match element.offset() {
+                Offset::Offset(o) => o,
+                _ => low,
+            };
+            let written = self
+                .next_offsets
+                .get(&(topic.to_string(), partition))
+                .copied()
+                .unwrap_or(low);
+            let position = consumed.max(written);
+            if position < high {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}

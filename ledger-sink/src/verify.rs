@@ -1,0 +1,95 @@
+//! Checks of the ledger's invariants after the fact (`paystream ledger verify`):
+//! every journal entry has postings and balances to zero per currency, and every
+//! account balance equals the sum of its postings.
+
+use std::collections::BTreeMap;
+
+use sqlx::{PgPool, Row};
+
+use crate::{Result, db};
+
+/// Counts and violations found in the ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub journal_entries: i64,
+    pub postings: i64,
+    pub accounts: i64,
+    /// Payments by latest status (`INITIATED`, `AUTHORIZED`, `DECLINED`, `SETTLED`).
+    pub payments_by_status: BTreeMap<String, i64>,
+    /// Journal entries whose debits and credits differ in some currency.
+    pub unbalanced_entries: i64,
+    /// Journal entries without any posting.
+    pub entries_without_postings: i64,
+    /// `(account, currency)` rows whose stored balance differs from its postings' sum.
+    pub balance_mismatches: i64,
+}
+
+impl VerifyReport {
+    /// True when no invariant is broken.
+    pub fn is_verified(&self) -> bool {
+        self.unbalanced_entries == 0
+            && self.entries_without_postings == 0
+            && self.balance_mismatches == 0
+    }
+}
+
+/// Runs every check against the ledger in `pool`.
+///
+/// # Errors
+/// [`crate::SinkError::Database`] on a failed query.
+pub async fn verify(pool: &PgPool) -> Result<VerifyReport> {
+    let count = |sql: &'static str, context: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(pool)
+            .await
+            .map_err(db(context))
+    };
+    let mut report = VerifyReport {
+        journal_entries: count("SELECT count(*) FROM journal_entries", "counting entries").await?,
+        postings: count("SELECT count(*) FROM postings", "counting postings").await?,
+        accounts: count("SELECT count(*) FROM account_balances", "counting accounts").await?,
+        unbalanced_entries: count(
+            "SELECT count(*) FROM (
+                SELECT journal_entry_id, currency
+                FROM postings
+                GROUP BY journal_entry_id, currency
+                HAVING sum(CASE side WHEN 'DEBIT' THEN amount_minor ELSE -amount_minor END) <> 0
+             ) unbalanced",
+            "checking entry balance",
+        )
+        .await?,
+        entries_without_postings: count(
+            "SELECT count(*) FROM journal_entries j
+             WHERE NOT EXISTS (SELECT 1 FROM postings p WHERE p.journal_entry_id = j.id)",
+            "checking entries without postings",
+        )
+        .await?,
+        balance_mismatches: count(
+            "SELECT count(*) FROM (
+                SELECT account, currency,
+                       sum(CASE side WHEN 'DEBIT' THEN amount_minor ELSE 0 END) AS debit,
+                       sum(CASE side WHEN 'CREDIT' THEN amount_minor ELSE 0 END) AS credit
+                FROM postings GROUP BY account, currency
+             ) summed
+             FULL OUTER JOIN account_balances b USING (account, currency)
+             WHERE b.account IS NULL OR summed.account IS NULL
+                OR b.debit_total_minor <> summed.debit
+                OR b.credit_total_minor <> summed.credit
+                OR b.balance_minor <> summed.debit - summed.credit",
+            "checking account balances",
+        )
+        .await?,
+        payments_by_status: BTreeMap::new(),
+    };
+    let rows = sqlx::query("SELECT status, count(*) AS n FROM payments GROUP BY status")
+        .fetch_all(pool)
+        .await
+        .map_err(db("counting payments by status"))?;
+    for row in rows {
+        report.payments_by_status.insert(
+            row.try_get("status").map_err(db("reading status"))?,
+            row.try_get("n").map_err(db("reading count"))?,
+        );
+    }
+    Ok(report)
+}

@@ -1,0 +1,62 @@
+//! The fixed set of dead-letter reasons (PRODUCT.md "Bad input"; issue #4). A reason is
+//! written as the `paystream.dlq.reason` header and is a bounded metric label.
+
+/// Why a record was dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeadLetterReason {
+    /// Empty, truncated or not valid Avro.
+    Undecodable,
+    /// The schema id is unknown to the registry or not this topic's record.
+    UnknownSchema,
+    /// The first byte is not the Confluent magic byte 0.
+    BadMagicByte,
+    /// A value breaks the event's contract (amount ≤ 0, bad currency, net ≠ gross − fee).
+    InvalidValue,
+    /// The record key does not match its value (`merchant_id:idempotency_key`).
+    KeyMismatch,
+    /// The idempotency key was reused for a different request.
+    IdempotencyKeyReused,
+    /// The event asks for a lifecycle transition that is not legal from the current state.
+    IllegalTransition,
+    /// A string field looked like a card number.
+    PanDetected,
+    /// Too many events are already waiting for this payment to appear.
+    PendingBufferFull,
+}
+
+impl DeadLetterReason {
+    /// Every reason, for metrics and docs.
+    pub const ALL: [DeadLetterReason; 9] = [
+        DeadLetterReason::Undecodable,
+        DeadLetterReason::UnknownSchema,
+        DeadLetterReason::BadMagicByte,
+        DeadLetterReason::InvalidValue,
+        DeadLetterReason::KeyMismatch,
+        DeadLetterReason::IdempotencyKeyReused,
+        DeadLetterReason::IllegalTransition,
+        DeadLetterReason::PanDetected,
+        DeadLetterReason::PendingBufferFull,
+    ];
+
+    /// The snake_case name written in headers and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::Undecodable => "undecodable",
+            DeadLetterReason::UnknownSchema => "unknown_schema",
+            DeadLetterReason::BadMagicByte => "bad_magic_byte",
+            DeadLetterReason::InvalidValue => "invalid_value",
+            DeadLetterReason::KeyMismatch => "key_mismatch",
+            DeadLetterReason::IdempotencyKeyReused => "idempotency_key_reused",
+            DeadLetterReason::IllegalTransition => "illegal_transition",
+            DeadLetterReason::PanDetected => "pan_detected",
+            DeadLetterReason::PendingBufferFull => "pending_buffer_full",
+        }
+    }
+}
+
+impl std::fmt::Display for DeadLetterReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,188 @@
+//! paystream processors: the payment logic as plain code over state stores, testable
+//! without Kafka.
+//!
+//! A processor is a small struct with one required method, [`Processor::process`]; the
+//! [`ProcessorContext`] hands it state stores, stream time and a forwarder for its
+//! [`Output`]s. The runtime (`paystream-runtime`) turns outputs into Kafka records inside
+//! the open transaction; [`driver::TestDriver`] runs processors in memory for tests.
+//!
+//! - [`dedupe::DedupeProcessor`]: drops retried `payment_initiated` records by
+//!   `(merchant_id, idempotency_key)`, dead-letters conflicting reuse, re-keys by payment id.
+//! - [`lifecycle::LifecycleProcessor`]: the payment state machine and its balanced
+//!   journal entries.
+
+pub mod dead_letter;
+pub mod dedupe;
+pub mod driver;
+pub mod ledger;
+pub mod lifecycle;
+
+use paystream_schemas::{JournalEntry, PaymentInitiated, PaymentStatusChanged};
+use paystream_state::{KeyValueStore, StoreError};
+use serde::{Deserialize, Serialize};
+
+pub use dead_letter::DeadLetterReason;
+
+/// Errors that stop a task (never bad input: bad input is dead-lettered).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessorError {
+    /// A state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A value in a state store does not decode: the store is corrupt and must be restored.
+    #[error("state store {store}: corrupt value for key {key}: {message}")]
+    CorruptState {
+        store: &'static str,
+        key: String,
+        message: String,
+    },
+    /// The processor asked for a store the task does not have (a topology bug).
+    #[error("processor asked for unknown state store {0}")]
+    UnknownStore(String),
+}
+
+impl ProcessorError {
+    /// Processor errors are not retried in place; the task is closed and restored.
+    pub fn is_retriable(&self) -> bool {
+        false
+    }
+}
+
+/// `Result` with [`ProcessorError`].
+pub type Result<T> = std::result::Result<T, ProcessorError>;
+
+/// Where a record came from, with its original bytes: what a dead letter carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Record timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A decoded record handed to a processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+/// What a processor emits; the runtime maps each variant to a sink topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// To the internal repartition topic `<app>-payments-by-id`, keyed by payment id.
+    Repartition(PaymentInitiated),
+    /// To `payment_status`, keyed by payment id.
+    PaymentStatus(PaymentStatusChanged),
+    /// To `ledger_entries`, keyed by payment id.
+    JournalEntry(JournalEntry),
+    /// The record at `origin` goes to `<origin topic>.dlq` with this reason.
+    DeadLetter {
+        origin: Origin,
+        reason: DeadLetterReason,
+        message: String,
+    },
+    /// The record was a duplicate and was dropped (counted, not forwarded).
+    DuplicateDropped,
+}
+
+/// What a processor can reach while it runs.
+pub trait ProcessorContext {
+    /// The task's state store `name`.
+    ///
+    /// # Errors
+    /// [`ProcessorError::UnknownStore`] when the task has no such store.
+    fn store(&mut self, name: &str) -> Result<&mut dyn KeyValueStore>;
+
+    /// Emits an output; it is written in the open transaction.
+    fn forward(&mut self, output: Output);
+
+    /// Stream time of the task: the largest record timestamp seen, milliseconds since the
+    /// Unix epoch.
+    fn stream_time_ms(&self) -> i64;
+}
+
+/// A stream processor: `process` is required, the rest have no-op defaults.
+pub trait Processor {
+    /// The decoded record type the processor takes.
+    type Input;
+
+    /// Called once when the task starts, before the first record.
+    ///
+    /// # Errors
+    /// [`ProcessorError`] stops the task.
+    fn init(&mut self, _ctx: &mut dyn ProcessorContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Handles one record.
+    ///
+    /// # Errors
+    /// [`ProcessorError`] when a store fails; bad input is dead-lettered, never an error.
+    fn process(
+        &mut self,
+        record: Record<Self::Input>,
+        ctx: &mut dyn ProcessorContext,
+    ) -> Result<()>;
+
+    /// Timer callback when stream time advances (punctuation).
+    ///
+    /// # Errors
+    /// [`ProcessorError`] stops the task.
+    fn punctuate(&mut self, _stream_time_ms: i64, _ctx: &mut dyn ProcessorContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once when the task closes.
+    fn close(&mut self) {}
+}
+
+/// Names of the state stores, used for RocksDB directories and changelog topics
+/// (`<app>-<store>-changelog`).
+pub mod stores {
+    /// `merchant_id:idempotency_key` → first request's fingerprint (dedupe).
+    pub const IDEMPOTENCY: &str = "idempotency";
+    /// `payment_id` → payment state (lifecycle).
+    pub const PAYMENTS: &str = "payments";
+    /// `event_id` → seen marker for auth and settlement events (lifecycle).
+    pub const SEEN_EVENTS: &str = "seen_events";
+    /// `payment_id` → auth/settlement events waiting for their payment (lifecycle).
+    pub const PENDING: &str = "pending";
+
+    /// Every store, for topic creation.
+    pub const ALL: [&str; 4] = [IDEMPOTENCY, PAYMENTS, SEEN_EVENTS, PENDING];
+}
+
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
+    ctx: &mut dyn ProcessorContext,
+    store: &'static str,
+    key: &str,
+) -> Result<Option<T>> {
+    match ctx.store(store)?.get(key.as_bytes())? {
+        None => Ok(None),
+        Some(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ProcessorError::CorruptState {
+                    store,
+                    key: key.to_string(),
+                    message: e.to_string(),
+                })
+        }
+    }
+}
+
+pub(crate) fn write_json<T: Serialize>(
+    ctx: &mut dyn ProcessorContext,
+    store: &'static str,
+    key: &str,
+    value: &T,
+) -> Result<()> {
+    let bytes = serde_json::to_vec(value).expect("state values serialize to JSON");
+    ctx.store(store)?.put(key.as_bytes(), &bytes)?;
+    Ok(())
+}

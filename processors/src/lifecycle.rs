@@ -1,0 +1,600 @@
+//! The payment lifecycle (PRODUCT.md, Payment lifecycle):
+//!
+//! ```text
+//!   (none) ──PaymentInitiated──► INITIATED ──AuthSucceeded──► AUTHORIZED ──SettlementReported──► SETTLED
+//!                                    │
+//!                                    └──────AuthFailed──────► DECLINED
+//! ```
+//!
+//! Any other transition is dead-lettered as `illegal_transition` naming the current and
+//! attempted states. Auth and settlement events are deduplicated by `event_id` (the
+//! `seen_events` store). An auth or settlement event for a payment not seen yet, and a
+//! settlement for a payment not yet authorized, waits in the `pending` store (at most
+//! [`PENDING_EVENTS_PER_PAYMENT_MAX`] per payment) and is applied in event-time order when
+//! the payment reaches the state it needs. Events arrive out of order in normal operation:
+//! the repartitioned payment and its auth event come from different topics.
+//!
+//! Each transition emits a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their
+//! balanced journal entry (see [`crate::ledger`]).
+
+use paystream_schemas::{
+    AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatus, PaymentStatusChanged,
+    SettlementReported,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    DeadLetterReason, Origin, Output, Processor, ProcessorContext, Record, Result, ledger,
+    read_json, stores, write_json,
+};
+
+/// At most this many events wait in the `pending` store for one payment.
+pub const PENDING_EVENTS_PER_PAYMENT_MAX: usize = 16;
+
+/// A transition the lifecycle does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("illegal transition {}→{to}", from.map_or("(none)", PaymentStatus::as_str))]
+pub struct IllegalTransition {
+    pub from: Option<PaymentStatus>,
+    pub to: PaymentStatus,
+}
+
+/// Every legal edge of the lifecycle; `None` is "no payment yet".
+pub const LEGAL_TRANSITIONS: [(Option<PaymentStatus>, PaymentStatus); 4] = [
+    (None, PaymentStatus::Initiated),
+    (Some(PaymentStatus::Initiated), PaymentStatus::Authorized),
+    (Some(PaymentStatus::Initiated), PaymentStatus::Declined),
+    (Some(PaymentStatus::Authorized), PaymentStatus::Settled),
+];
+
+/// The transition function of the lifecycle.
+///
+/// # Errors
+/// [`IllegalTransition`] for any edge not in [`LEGAL_TRANSITIONS`].
+pub fn transition(
+    from: Option<PaymentStatus>,
+    to: PaymentStatus,
+) -> std::result::Result<PaymentStatus, IllegalTransition> {
+    if LEGAL_TRANSITIONS.contains(&(from, to)) {
+        Ok(to)
+    } else {
+        Err(IllegalTransition { from, to })
+    }
+}
+
+/// What the `payments` store keeps per payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentState {
+    pub payment_id: String,
+    pub merchant_id: String,
+    pub psp: String,
+    /// Requested amount, minor units of `currency`.
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: PaymentStatus,
+    /// Event id of the `PaymentInitiated` that created the payment.
+    pub initiated_event_id: String,
+}
+
+/// An event waiting in the `pending` store, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PendingEvent {
+    event: InputEvent,
+    origin: Origin,
+}
+
+/// The payment lifecycle processor over the `payments`, `seen_events` and `pending` stores.
+#[derive(Debug, Default, Clone)]
+pub struct LifecycleProcessor;
+
+impl Processor for LifecycleProcessor {
+    type Input = InputEvent;
+
+    fn process(
+        &mut self,
+        record: Record<InputEvent>,
+        ctx: &mut dyn ProcessorContext,
+    ) -> Result<()> {
+        match record.value {
+            InputEvent::PaymentInitiated(event) => on_initiated(event, record.origin, ctx),
+            event => on_payment_event(event, record.origin, ctx),
+        }
+    }
+}
+
+fn on_initiated(
+    event: PaymentInitiated,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    let existing: Option<PaymentState> = read_json(ctx, stores::PAYMENTS, &event.payment_id)?;
+    if let Some(state) = existing {
+        if state.initiated_event_id == event.event_id {
+            ctx.forward(Output::DuplicateDropped);
+        } else {
+            ctx.forward(illegal(
+                origin,
+                &state,
+                PaymentStatus::Initiated,
+                &event.event_id,
+            ));
+        }
+        return Ok(());
+    }
+    let state = PaymentState {
+        payment_id: event.payment_id.clone(),
+        merchant_id: event.merchant_id.clone(),
+        psp: event.psp.clone(),
+        amount_minor: event.amount_minor,
+        currency: event.currency.clone(),
+        status: PaymentStatus::Initiated,
+        initiated_event_id: event.event_id.clone(),
+    };
+    write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
+    ctx.forward(Output::PaymentStatus(status_changed(
+        &state,
+        None,
+        &event.event_id,
+        event.occurred_at,
+    )));
+    drain_pending(&event.payment_id, ctx)
+}
+
+fn on_payment_event(
+    event: InputEvent,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    let event_id = event.event_id().to_string();
+    if ctx
+        .store(stores::SEEN_EVENTS)?
+        .get(event_id.as_bytes())?
+        .is_some()
+    {
+        ctx.forward(Output::DuplicateDropped);
+        return Ok(());
+    }
+    ctx.store(stores::SEEN_EVENTS)?
+        .put(event_id.as_bytes(), b"")?;
+    let state: Option<PaymentState> = read_json(ctx, stores::PAYMENTS, event.payment_id())?;
+    match state {
+        Some(state) if !waits_for_auth(&state, &event) => {
+            let payment_id = state.payment_id.clone();
+            apply(state, event, origin, ctx)?;
+            // An auth may release a settlement that waited for it.
+            drain_pending(&payment_id, ctx)
+        }
+        _ => buffer(event, origin, ctx),
+    }
+}
+
+/// A settlement that arrives before its payment is authorized waits for the auth.
+fn waits_for_auth(state: &PaymentState, event: &InputEvent) -> bool {
+    state.status == PaymentStatus::Initiated && matches!(event, InputEvent::SettlementReported(_))
+}
+
+fn buffer(event: InputEvent, origin: Origin, ctx: &mut dyn ProcessorContext) -> Result<()> {
+    let payment_id = event.payment_id().to_string();
+    let mut pending: Vec<PendingEvent> =
+        read_json(ctx, stores::PENDING, &payment_id)?.unwrap_or_default();
+    if pending.len() >= PENDING_EVENTS_PER_PAYMENT_MAX {
+        ctx.forward(Output::DeadLetter {
+            origin,
+            reason: DeadLetterReason::PendingBufferFull,
+            message: format!(
+                "{PENDING_EVENTS_PER_PAYMENT_MAX} events already wait for payment {payment_id}"
+            ),
+        });
+        return Ok(());
+    }
+    pending.push(PendingEvent { event, origin });
+    write_json(ctx, stores::PENDING, &payment_id, &pending)
+}
+
+/// Applies the events waiting for `payment_id` that its current state allows, in event
+/// time order (auth before settlement on ties), until none applies.
+fn drain_pending(payment_id: &str, ctx: &mut dyn ProcessorContext) -> Result<()> {
+    let Some(mut pending) = read_json::<Vec<PendingEvent>>(ctx, stores::PENDING, payment_id)?
+    else {
+        return Ok(());
+    };
+    pending.sort_by_key(|p| (p.event.event_time_ms(), event_rank(&p.event)));
+    loop {
+        let state: PaymentState = read_json(ctx, stores::PAYMENTS, payment_id)?
+            .expect("drain_pending runs after the payment was stored");
+        let ready = pending
+            .iter()
+            .position(|p| !waits_for_auth(&state, &p.event));
+        let Some(index) = ready else { break };
+        let next = pending.remove(index);
+        apply(state, next.event, next.origin, ctx)?;
+    }
+    if pending.is_empty() {
+        ctx.store(stores::PENDING)?.delete(payment_id.as_bytes())?;
+    } else {
+        write_json(ctx, stores::PENDING, payment_id, &pending)?;
+    }
+    Ok(())
+}
+
+fn event_rank(event: &InputEvent) -> u8 {
+    match event {
+        InputEvent::PaymentInitiated(_) => 0,
+        InputEvent::AuthSucceeded(_) | InputEvent::AuthFailed(_) => 1,
+        InputEvent::SettlementReported(_) => 2,
+    }
+}
+
+fn apply(
+    state: PaymentState,
+    event: InputEvent,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    match event {
+        InputEvent::AuthSucceeded(auth) => on_auth_succeeded(state, auth, origin, ctx),
+        InputEvent::AuthFailed(failed) => on_auth_failed(state, failed, origin, ctx),
+        InputEvent::SettlementReported(s) => on_settlement(state, s, origin, ctx),
+        InputEvent::PaymentInitiated(p) => on_initiated(p, origin, ctx),
+    }
+}
+
+fn on_auth_succeeded(
+    mut state: PaymentState,
+    auth: AuthSucceeded,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    let previous = state.status;
+    if transition(Some(previous), PaymentStatus::Authorized).is_err() {
+        ctx.forward(illegal(
+            origin,
+            &state,
+            PaymentStatus::Authorized,
+            &auth.event_id,
+        ));
+        return Ok(());
+    }
+    state.status = PaymentStatus::Authorized;
+    write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
+    ctx.forward(Output::PaymentStatus(status_changed(
+        &state,
+        Some(previous),
+        &auth.event_id,
+        auth.occurred_at,
+    )));
+    ctx.forward(Output::JournalEntry(ledger::authorization_entry(
+        &state.payment_id,
+        &state.psp,
+        &state.merchant_id,
+        auth.amount_minor,
+        &auth.currency,
+        auth.occurred_at,
+        &auth.event_id,
+    )));
+    Ok(())
+}
+
+fn on_auth_failed(
+    mut state: PaymentState,
+    failed: AuthFailed,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    let previous = state.status;
+    if transition(Some(previous), PaymentStatus::Declined).is_err() {
+        ctx.forward(illegal(
+            origin,
+            &state,
+            PaymentStatus::Declined,
+            &failed.event_id,
+        ));
+        return Ok(());
+    }
+    state.status = PaymentStatus::Declined;
+    write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
+    ctx.forward(Output::PaymentStatus(status_changed(
+        &state,
+        Some(previous),
+        &failed.event_id,
+        failed.occurred_at,
+    )));
+    Ok(())
+}
+
+fn on_settlement(
+    mut state: PaymentState,
+    settlement: SettlementReported,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    let previous = state.status;
+    if transition(Some(previous), PaymentStatus::Settled).is_err() {
+        ctx.forward(illegal(
+            origin,
+            &state,
+            PaymentStatus::Settled,
+            &settlement.event_id,
+        ));
+        return Ok(());
+    }
+    state.status = PaymentStatus::Settled;
+    write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
+    ctx.forward(Output::PaymentStatus(status_changed(
+        &state,
+        Some(previous),
+        &settlement.event_id,
+        settlement.settled_at,
+    )));
+    ctx.forward(Output::JournalEntry(ledger::settlement_entry(
+        &state.psp,
+        &settlement,
+    )));
+    Ok(())
+}
+
+fn illegal(origin: Origin, state: &PaymentState, to: PaymentStatus, event_id: &str) -> Output {
+    let error = IllegalTransition {
+        from: Some(state.status),
+        to,
+    };
+    Output::DeadLetter {
+        origin,
+        reason: DeadLetterReason::IllegalTransition,
+        message: format!(
+            "{error}: payment {} is {}, event {event_id} asks for {to}",
+            state.payment_id, state.status
+        ),
+    }
+}
+
+fn status_changed(
+    state: &PaymentState,
+    previous: Option<PaymentStatus>,
+    caused_by_event_id: &str,
+    occurred_at_ms: i64,
+) -> PaymentStatusChanged {
+    PaymentStatusChanged {
+        payment_id: state.payment_id.clone(),
+        merchant_id: state.merchant_id.clone(),
+        status: state.status,
+        previous_status: previous,
+        amount_minor: state.amount_minor,
+        currency: state.currency.clone(),
+        caused_by_event_id: caused_by_event_id.to_string(),
+        occurred_at: occurred_at_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{TestDriver, origin};
+    use paystream_schemas::{JournalEntryKind, PostingSide};
+
+    fn initiated(payment_id: &str) -> InputEvent {
+        InputEvent::PaymentInitiated(PaymentInitiated {
+            event_id: format!("init-{payment_id}"),
+            idempotency_key: format!("idem-{payment_id}"),
+            payment_id: payment_id.into(),
+            merchant_id: "m1".into(),
+            customer_id: "c1".into(),
+            amount_minor: 1000,
+            currency: "EUR".into(),
+            payment_method_token: "pm_1".into(),
+            psp: "adyen".into(),
+            occurred_at: 10,
+        })
+    }
+
+    fn auth_ok(payment_id: &str, event_id: &str) -> InputEvent {
+        InputEvent::AuthSucceeded(AuthSucceeded {
+            event_id: event_id.into(),
+            payment_id: payment_id.into(),
+            psp_reference: "psp-1".into(),
+            auth_code: "A1".into(),
+            amount_minor: 1000,
+            currency: "EUR".into(),
+            occurred_at: 20,
+        })
+    }
+
+    fn auth_failed(payment_id: &str, event_id: &str) -> InputEvent {
+        InputEvent::AuthFailed(AuthFailed {
+            event_id: event_id.into(),
+            payment_id: payment_id.into(),
+            psp_reference: None,
+            decline_code: "05".into(),
+            reason: "do not honour".into(),
+            occurred_at: 20,
+        })
+    }
+
+    fn settled(payment_id: &str, event_id: &str) -> InputEvent {
+        InputEvent::SettlementReported(SettlementReported {
+            event_id: event_id.into(),
+            payment_id: payment_id.into(),
+            psp_reference: "psp-1".into(),
+            settlement_batch_id: "batch-1".into(),
+            gross_amount_minor: 1000,
+            fee_minor: 25,
+            net_amount_minor: 975,
+            currency: "EUR".into(),
+            settled_at: 30,
+        })
+    }
+
+    fn rec(event: InputEvent) -> Record<InputEvent> {
+        Record {
+            value: event,
+            origin: origin("t", None),
+        }
+    }
+
+    fn statuses(outputs: &[Output]) -> Vec<(Option<PaymentStatus>, PaymentStatus)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::PaymentStatus(s) => Some((s.previous_status, s.status)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn entries(outputs: &[Output]) -> Vec<&paystream_schemas::JournalEntry> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::JournalEntry(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn is_dead_letter(outputs: &[Output], reason: DeadLetterReason) -> bool {
+        matches!(outputs, [Output::DeadLetter { reason: r, .. }] if *r == reason)
+    }
+
+    #[test]
+    fn the_transition_function_allows_exactly_the_legal_edges() {
+        let froms = [None]
+            .into_iter()
+            .chain(PaymentStatus::ALL.into_iter().map(Some));
+        for from in froms {
+            for to in PaymentStatus::ALL {
+                let legal = LEGAL_TRANSITIONS.contains(&(from, to));
+                assert_eq!(transition(from, to).is_ok(), legal, "{from:?} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn walks_initiated_authorized_settled_with_balanced_entries() {
+        let mut d = TestDriver::new(LifecycleProcessor);
+        let out = d.pipe(rec(initiated("p1")));
+        assert_eq!(statuses(&out), vec![(None, PaymentStatus::Initiated)]);
+        let out = d.pipe(rec(auth_ok("p1", "a1")));
+        assert_eq!(
+            statuses(&out),
+            vec![(Some(PaymentStatus::Initiated), PaymentStatus::Authorized)]
+        );
+        let auth_entries = entries(&out);
+        assert_eq!(auth_entries.len(), 1);
+        assert_eq!(auth_entries[0].kind, JournalEntryKind::Authorization);
+        assert!(auth_entries[0].is_balanced());
+        let out = d.pipe(rec(settled("p1", "s1")));
+        assert_eq!(
+            statuses(&out),
+            vec![(Some(PaymentStatus::Authorized), PaymentStatus::Settled)]
+        );
+        let settle = entries(&out);
+        assert!(settle[0].is_balanced());
+        let debit_total: i64 = settle[0]
+            .postings
+            .iter()
+            .filter(|p| p.side == PostingSide::Debit)
+            .map(|p| p.amount_minor)
+            .sum();
+        assert_eq!(debit_total, 1000);
+    }
+
+    #[test]
+    fn walks_initiated_declined() {
+        let mut d = TestDriver::new(LifecycleProcessor);
+        d.pipe(rec(initiated("p1")));
+        let out = d.pipe(rec(auth_failed("p1", "f1")));
+        assert_eq!(
+            statuses(&out),
+            vec![(Some(PaymentStatus::Initiated), PaymentStatus::Declined)]
+        );
+        assert!(entries(&out).is_empty(), "a decline posts nothing");
+    }
+
+    #[test]
+    fn settlement_of_a_declined_payment_is_an_illegal_transition() {
+        let mut d = TestDriver::new(LifecycleProcessor);
+        d.pipe(rec(initiated("p1")));
+        d.pipe(rec(auth_failed("p1", "f1")));
+        let out = d.pipe(rec(settled("p1", "s1")));
+        assert!(is_dead_letter(&out, DeadLetterReason::IllegalTransition));
+        match &out[0] {
+            Output::DeadLetter { message, .. } => {
+                assert!(
+                    message.contains("DECLINED") && message.contains("SETTLED"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_second_auth_with_another_event_id_is_illegal() {
+        let mut d = TestDriver::new(LifecycleProcessor);
+        d.pipe(rec(initiated("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        let out = d.pipe(rec(auth_failed("p1", "f2")));
+        assert!(is_dead_letter(&out, DeadLetterReason::IllegalTransition));
+    }
+
+    #[test]
+    fn duplicate_events_are_dropped() {
+        let mut d = TestDriver::new(LifecycleProcessor);
+        d.pipe(rec(initiated("p1")));
+        assert_eq!(d.pipe(rec(initiated("p1"))), vec![Output::DuplicateDropped]);
+        d.pipe(rec(auth_ok("p1", "a1")));
+        assert_eq!(
+            d.pipe(rec(auth_ok("p1", "a1"))),
+            vec![Output::DuplicateDropped]
+        );
+    }
+
+    #[test]
+    fn events_before_their_payment_wait_and_apply_in_order() {
+        let mut d = TestDriver::new(LifecycleProcessor);
+        assert!(d.pipe(rec(settled("p1", "s1"))).is_empty());
+        assert!(d.pipe(rec(auth_ok("p1", "a1"))).is_empty());
+        // A duplicate of a waiting event is still a duplicate.
+        assert_eq!(
+            d.pipe(rec(auth_ok("p1", "a1"))),
+            vec![Output::DuplicateDropped]
+        );
+        let out = d.pipe(rec(initiated("p1")));
+        assert_eq!(
+            statuses(&out),
+            vec![
+                (None, PaymentStatus::Initiated),
+                (Some(PaymentStatus::Initiated), PaymentStatus::Authorized),
+                (Some(PaymentStatus::Authorized), PaymentStatus::Settled),
+            ]
+        );
+        assert_eq!(entries(&out).len(), 2);
+        assert_eq!(d.store_len(stores::PENDING), 0, "pending drained");
+    }
+
+    #[test]
+    fn a_settlement_before_its_auth_waits_for_it() {
+        let mut d = TestDriver::new(LifecycleProcessor);
+        d.pipe(rec(initiated("p1")));
+        assert!(d.pipe(rec(settled("p1", "s1"))).is_empty());
+        let out = d.pipe(rec(auth_ok("p1", "a1")));
+        assert_eq!(
+            statuses(&out),
+            vec![
+                (Some(PaymentStatus::Initiated), PaymentStatus::Authorized),
+                (Some(PaymentStatus::Authorized), PaymentStatus::Settled),
+            ]
+        );
+        assert_eq!(d.store_len(stores::PENDING), 0, "pending drained");
+    }
+
+    #[test]
+    fn the_pending_buffer_is_bounded() {
+        let mut d = TestDriver::new(LifecycleProcessor);
+        for i in 0..PENDING_EVENTS_PER_PAYMENT_MAX {
+            assert!(d.pipe(rec(auth_ok("p1", &format!("a{i}")))).is_empty());
+        }
+        let out = d.pipe(rec(auth_ok("p1", "one-too-many")));
+        assert!(is_dead_letter(&out, DeadLetterReason::PendingBufferFull));
+    }
+}

@@ -1,0 +1,720 @@
+//! The processing loop: consume → process → produce → commit, once per commit interval,
+//! in one Kafka transaction (PRODUCT.md, Exactly-once).
+//!
+//! Per record: route to its task, decode (dead-letter on failure), validate, run the
+//! processor, produce its outputs. Per commit: produce the changelog records of every
+//! store's open writes, send the consumed offsets with the consumer group metadata
+//! (KIP-447), commit the transaction, then apply the store writes to RocksDB. A commit
+//! that must abort discards the store writes and rewinds the consumer to the last
+//! committed offsets, so the same records are processed again in a new transaction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use paystream_processors::dedupe::DedupeProcessor;
+use paystream_processors::lifecycle::LifecycleProcessor;
+use paystream_processors::{Origin, Output, Processor, Record};
+use paystream_schemas::validate::validate;
+use paystream_schemas::{
+    AuthFailed, AuthSucceeded, Codec, DecodeError, InputEvent, PaymentInitiated, SettlementReported,
+};
+use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::dead_letter::{FailureAction, dead_letter_record, on_decode_error, on_violation};
+use crate::kafka::{PARTITIONER, client_config};
+use crate::metrics::Metrics;
+use crate::task::{SubTopology, Task, TaskId};
+use crate::topics::{TopicNames, check_topics};
+use crate::{Error, Result};
+
+/// Headers that carry a repartitioned record's origin, so that a later dead letter
+/// names the input record (topic, partition, offset, key) rather than the internal topic.
+pub mod origin_headers {
+    pub const TOPIC: &str = "paystream.origin.topic";
+    pub const PARTITION: &str = "paystream.origin.partition";
+    pub const OFFSET: &str = "paystream.origin.offset";
+    pub const KEY: &str = "paystream.origin.key";
+}
+
+/// Most attempts to produce one record while librdkafka's queue is full.
+const QUEUE_FULL_ATTEMPTS_MAX: u32 = 1_000;
+
+/// Counts of one run, for the summary `paystream run` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Records read from the four input topics.
+    pub input_records: u64,
+    /// Records dropped as duplicates (idempotency key retries and repeated event ids).
+    pub duplicates_dropped: u64,
+    /// Records written to dead-letter queues, by reason.
+    pub dead_lettered: BTreeMap<String, u64>,
+    /// Status changes produced to `payment_status`.
+    pub status_changes: u64,
+    /// Journal entries produced to `ledger_entries`.
+    pub journal_entries: u64,
+    /// Committed transactions.
+    pub commits: u64,
+    /// From the first record read to the last commit, milliseconds.
+    pub processing_ms: u64,
+}
+
+/// Logs partition assignment changes.
+pub struct RebalanceLogger;
+
+impl ClientContext for RebalanceLogger {}
+
+impl ConsumerContext for RebalanceLogger {
+    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => info!(partitions = tpl.count(), "partitions assigned"),
+            Rebalance::Revoke(tpl) => info!(partitions = tpl.count(), "partitions revoked"),
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+/// The running pipeline of one instance.
+pub struct Pipeline {
+    config: Config,
+    names: TopicNames,
+    codec: Arc<Codec>,
+    consumer: StreamConsumer<RebalanceLogger>,
+    producer: FutureProducer,
+    metrics: Metrics,
+    tasks: BTreeMap<TaskId, Task>,
+    dedupe: DedupeProcessor,
+    lifecycle: LifecycleProcessor,
+    /// Next offset to commit per partition, for records of the open transaction.
+    pending_offsets: HashMap<(String, i32), i64>,
+    /// Next offset committed per partition, for rewinding after an abort.
+    committed_offsets: HashMap<(String, i32), i64>,
+    records_in_transaction: usize,
+    transactional_id: String,
+    timeout: Duration,
+    summary: RunSummary,
+    first_record_at: Option<Instant>,
+    last_commit_at: Option<Instant>,
+}
+
+impl Pipeline {
+    /// Connects to Kafka, checks the topics, and initialises the transactional producer
+    /// (which fences any earlier incarnation with the same transactional id).
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when a client cannot be created or the broker does not answer;
+    /// [`Error::Topology`] when topics are missing or not co-partitioned.
+    pub async fn new(config: Config, codec: Arc<Codec>, metrics: Metrics) -> Result<Self> {
+        let names = TopicNames::new(&config);
+        let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
+        let consumer: StreamConsumer<RebalanceLogger> = client_config(&config)
+            .set("group.id", &config.application_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            // The range assignor gives one member the same partition numbers of every
+            // co-partitioned topic, so a lifecycle task sees all events of its payments.
+            .set("partition.assignment.strategy", "range")
+            .create_with_context(RebalanceLogger)
+            .map_err(|e| Error::kafka("creating the consumer", e))?;
+        tokio::task::block_in_place(|| check_topics(&config, &consumer))?;
+        let transactional_id = format!("{}-{}", config.application_id, config.instance_id);
+        let producer: FutureProducer = client_config(&config)
+            .set("transactional.id", &transactional_id)
+            .set("enable.idempotence", "true")
+            .set(
+                "transaction.timeout.ms",
+                config.processing.transaction_timeout_ms.to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                config.processing.transaction_timeout_ms.to_string(),
+            )
+            .set("partitioner", PARTITIONER)
+            .set("linger.ms", "5")
+            .create()
+            .map_err(|e| Error::kafka("creating the transactional producer", e))?;
+        tokio::task::block_in_place(|| producer.init_transactions(timeout)).map_err(|e| {
+            Error::kafka(
+                &format!("initialising transactions as {transactional_id}"),
+                e,
+            )
+        })?;
+        let inputs: Vec<&str> = names
+            .inputs()
+            .into_iter()
+            .chain([names.payments_by_id.as_str()])
+            .collect();
+        consumer
+            .subscribe(&inputs)
+            .map_err(|e| Error::kafka("subscribing to the input topics", e))?;
+        info!(
+            application_id = %config.application_id,
+            transactional_id = %transactional_id,
+            topics = ?inputs,
+            "pipeline started"
+        );
+        Ok(Pipeline {
+            dedupe: DedupeProcessor::new(config.state.idempotency_retention_ms),
+            lifecycle: LifecycleProcessor,
+            names,
+            codec,
+            consumer,
+            producer,
+            metrics,
+            tasks: BTreeMap::new(),
+            pending_offsets: HashMap::new(),
+            committed_offsets: HashMap::new(),
+            records_in_transaction: 0,
+            transactional_id,
+            timeout,
+            summary: RunSummary::default(),
+            first_record_at: None,
+            last_commit_at: None,
+            config,
+        })
+    }
+
+    /// Runs until `shutdown` turns true, or — with `stop_when_caught_up` — until every
+    /// assigned partition has been consumed to its end and committed.
+    ///
+    /// # Errors
+    /// Any non-retriable [`Error`]; the open transaction is then left to abort (the broker
+    /// aborts it, or the next incarnation's `init_transactions` does).
+    pub async fn run(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+        stop_when_caught_up: bool,
+    ) -> Result<RunSummary> {
+        self.producer
+            .begin_transaction()
+            .map_err(|e| Error::kafka("beginning a transaction", e))?;
+        let interval = Duration::from_millis(self.config.processing.commit_interval_ms);
+        let mut next_commit = tokio::time::Instant::now() + interval;
+        loop {
+            tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        info!("shutdown requested");
+                        break;
+                    }
+                }
+                received = tokio::time::timeout_at(next_commit, self.consumer.recv()) => {
+                    match received {
+                        Ok(Ok(message)) => {
+                            let message = message.detach();
+                            self.handle(message).await?;
+                        }
+                        Ok(Err(e)) => warn!(error = %e, "consumer error (librdkafka retries)"),
+                        Err(_interval_elapsed) => {}
+                    }
+                }
+            }
+            let due = tokio::time::Instant::now() >= next_commit;
+            if due || self.records_in_transaction >= self.config.processing.transaction_records_max
+            {
+                if self.records_in_transaction > 0 {
+                    self.commit().await?;
+                } else if due && stop_when_caught_up && self.caught_up()? {
+                    info!("caught up: every assigned partition consumed and committed");
+                    break;
+                }
+                next_commit = tokio::time::Instant::now() + interval;
+            }
+        }
+        if self.records_in_transaction > 0 {
+            self.commit().await?;
+        }
+        self.close();
+        Ok(self.summary())
+    }
+
+    fn summary(&self) -> RunSummary {
+        let mut summary = self.summary.clone();
+        summary.commits = self.metrics.commits.get();
+        summary.processing_ms = match (self.first_record_at, self.last_commit_at) {
+            (Some(first), Some(last)) if last > first => (last - first).as_millis() as u64,
+            _ => 0,
+        };
+        summary
+    }
+
+    fn close(&mut self) {
+        let _ = self.producer.abort_transaction(self.timeout);
+        self.consumer.unsubscribe();
+        info!(tasks = self.tasks.len(), "pipeline stopped");
+    }
+
+    /// The origin of a consumed record; for the repartition topic, the input record it
+    /// was re-keyed from.
+    fn origin_of(&self, message: &OwnedMessage) -> Origin {
+        let timestamp_ms = message.timestamp().to_millis().unwrap_or(0);
+        let mut origin = Origin {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms,
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+        };
+        if message.topic() == self.names.payments_by_id
+            && let Some(headers) = message.headers()
+        {
+            for header in headers.iter() {
+                let text = header.value.map(String::from_utf8_lossy);
+                match (header.key, text) {
+                    (origin_headers::TOPIC, Some(t)) => origin.topic = t.into_owned(),
+                    (origin_headers::PARTITION, Some(p)) => {
+                        origin.partition = p.parse().unwrap_or(origin.partition)
+                    }
+                    (origin_headers::OFFSET, Some(o)) => {
+                        origin.offset = o.parse().unwrap_or(origin.offset)
+                    }
+                    (origin_headers::KEY, _) => origin.key = header.value.map(<[u8]>::to_vec),
+                    _ => {}
+                }
+            }
+        }
+        origin
+    }
+
+    async fn handle(&mut self, message: OwnedMessage) -> Result<()> {
+        self.first_record_at.get_or_insert_with(Instant::now);
+        let topic = message.topic().to_string();
+        let partition = message.partition();
+        self.pending_offsets
+            .insert((topic.clone(), partition), message.offset() + 1);
+        self.records_in_transaction += 1;
+        self.metrics
+            .records_consumed
+            .with_label_values(&[&topic])
+            .inc();
+        if topic != self.names.payments_by_id {
+            self.summary.input_records += 1;
+        }
+        let origin = self.origin_of(&message);
+        let sub_topology = if topic == self.names.payment_initiated {
+            SubTopology::Dedupe
+        } else {
+            SubTopology::Lifecycle
+        };
+        let task_id = TaskId {
+            sub_topology,
+            partition,
+        };
+        if !self.tasks.contains_key(&task_id) {
+            let task = Task::open(task_id, &self.config.state.dir, &self.config.application_id)?;
+            info!(task = %task_id, "task created");
+            self.tasks.insert(task_id, task);
+        }
+        let mut outputs = Vec::new();
+        match self.decode(&topic, message.payload()).await? {
+            Err(dead_letter) => outputs.push(Output::DeadLetter {
+                origin,
+                reason: dead_letter.0,
+                message: dead_letter.1,
+            }),
+            Ok(event) => {
+                let task = self.tasks.get_mut(&task_id).expect("task opened above");
+                task.stream_time_ms = task.stream_time_ms.max(origin.timestamp_ms);
+                let mut context = task.context(&mut outputs);
+                match (sub_topology, event) {
+                    (SubTopology::Dedupe, InputEvent::PaymentInitiated(value)) => self
+                        .dedupe
+                        .process(Record { value, origin }, &mut context)?,
+                    (_, value) => self
+                        .lifecycle
+                        .process(Record { value, origin }, &mut context)?,
+                }
+            }
+        }
+        for output in outputs {
+            self.emit(output, &message).await?;
+        }
+        Ok(())
+    }
+
+    /// Decodes and validates a record of `topic`. The outer `Result` is a failure of the
+    /// pipeline; the inner `Err` is a dead letter `(reason, message)`.
+    async fn decode(
+        &self,
+        topic: &str,
+        payload: Option<&[u8]>,
+    ) -> Result<std::result::Result<InputEvent, (paystream_processors::DeadLetterReason, String)>>
+    {
+        let names = &self.names;
+        let codec = &self.codec;
+        let decode_once = || async {
+            if topic == names.payment_initiated || topic == names.payments_by_id {
+                codec
+                    .decode::<PaymentInitiated>(payload)
+                    .await
+                    .map(InputEvent::PaymentInitiated)
+            } else if topic == names.auth_success {
+                codec
+                    .decode::<AuthSucceeded>(payload)
+                    .await
+                    .map(InputEvent::AuthSucceeded)
+            } else if topic == names.auth_failure {
+                codec
+                    .decode::<AuthFailed>(payload)
+                    .await
+                    .map(InputEvent::AuthFailed)
+            } else {
+                codec
+                    .decode::<SettlementReported>(payload)
+                    .await
+                    .map(InputEvent::SettlementReported)
+            }
+        };
+        let decoded = decode_once
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(10),
+            )
+            .when(DecodeError::is_retriable)
+            .notify(|e, delay| warn!(error = %e, ?delay, "schema registry unavailable, retrying"))
+            .await;
+        let event = match decoded {
+            Ok(event) => event,
+            Err(e) => match on_decode_error(&e) {
+                FailureAction::DeadLetter(reason) => return Ok(Err((reason, e.message))),
+                FailureAction::Retry => {
+                    return Err(Error::Topology(format!(
+                        "schema registry {} unreachable after retries: {}",
+                        self.config.schema_registry.url, e.message
+                    )));
+                }
+            },
+        };
+        match validate(&event) {
+            Ok(()) => Ok(Ok(event)),
+            Err(violation) => match on_violation(&violation) {
+                FailureAction::DeadLetter(reason) => Ok(Err((reason, violation.to_string()))),
+                FailureAction::Retry => unreachable!("violations are never retried"),
+            },
+        }
+    }
+
+    async fn emit(&mut self, output: Output, message: &OwnedMessage) -> Result<()> {
+        match output {
+            Output::Repartition(event) => {
+                let origin_key = message.key().unwrap_or_default();
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: origin_headers::TOPIC,
+                        value: Some(message.topic()),
+                    })
+                    .insert(Header {
+                        key: origin_headers::PARTITION,
+                        value: Some(&message.partition().to_string()),
+                    })
+                    .insert(Header {
+                        key: origin_headers::OFFSET,
+                        value: Some(&message.offset().to_string()),
+                    })
+                    .insert(Header {
+                        key: origin_headers::KEY,
+                        value: Some(origin_key),
+                    });
+                let topic = self.names.payments_by_id.clone();
+                let timestamp_ms = message.timestamp().to_millis().unwrap_or(event.occurred_at);
+                // The value is passed through byte for byte: same schema id, same body.
+                self.send(
+                    &topic,
+                    None,
+                    event.payment_id.as_bytes(),
+                    message.payload(),
+                    Some(headers),
+                    timestamp_ms,
+                )
+                .await
+            }
+            Output::PaymentStatus(status) => {
+                let topic = self.names.payment_status.clone();
+                let value = self.codec.encode(&topic, &status).await?;
+                self.summary.status_changes += 1;
+                self.send(
+                    &topic,
+                    None,
+                    status.payment_id.as_bytes(),
+                    Some(&value),
+                    None,
+                    status.occurred_at,
+                )
+                .await
+            }
+            Output::JournalEntry(entry) => {
+                assert!(entry.is_balanced(), "unbalanced journal entry {}", entry.id);
+                let topic = self.names.ledger_entries.clone();
+                let value = self.codec.encode(&topic, &entry).await?;
+                self.summary.journal_entries += 1;
+                self.send(
+                    &topic,
+                    None,
+                    entry.payment_id.as_bytes(),
+                    Some(&value),
+                    None,
+                    entry.occurred_at,
+                )
+                .await
+            }
+            Output::DeadLetter {
+                origin,
+                reason,
+                message: error,
+            } => {
+                let record =
+                    dead_letter_record(&origin, reason, &error, &self.config.application_id);
+                warn!(
+                    topic = %origin.topic,
+                    partition = origin.partition,
+                    offset = origin.offset,
+                    reason = %reason,
+                    "record dead-lettered"
+                );
+                self.metrics
+                    .dead_lettered
+                    .with_label_values(&[&origin.topic, reason.as_str()])
+                    .inc();
+                *self
+                    .summary
+                    .dead_lettered
+                    .entry(reason.as_str().to_string())
+                    .or_insert(0) += 1;
+                let mut headers = OwnedHeaders::new();
+                for (key, value) in &record.headers {
+                    headers = headers.insert(Header {
+                        key,
+                        value: Some(value.as_str()),
+                    });
+                }
+                self.send(
+                    &record.topic,
+                    Some(record.partition),
+                    record.key.as_deref().unwrap_or_default(),
+                    record.value.as_deref(),
+                    Some(headers),
+                    record.timestamp_ms,
+                )
+                .await
+            }
+            Output::DuplicateDropped => {
+                self.metrics
+                    .duplicates_dropped
+                    .with_label_values(&[message.topic()])
+                    .inc();
+                self.summary.duplicates_dropped += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Enqueues one record in the open transaction. Delivery errors surface at commit.
+    async fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+        timestamp_ms: i64,
+    ) -> Result<()> {
+        for _ in 0..QUEUE_FULL_ATTEMPTS_MAX {
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(topic).key(key).timestamp(timestamp_ms);
+            if let Some(value) = value {
+                record = record.payload(value);
+            }
+            if let Some(partition) = partition {
+                record = record.partition(partition);
+            }
+            if let Some(headers) = &headers {
+                record = record.headers(headers.clone());
+            }
+            match self.producer.send_result(record) {
+                Ok(_delivery) => {
+                    self.metrics
+                        .records_produced
+                        .with_label_values(&[topic])
+                        .inc();
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(code), _))
+                    if code == rdkafka::types::RDKafkaErrorCode::QueueFull =>
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(Error::kafka(&format!("producing to {topic}"), e)),
+            }
+        }
+        Err(Error::Topology(format!(
+            "producer queue stayed full while producing to {topic}"
+        )))
+    }
+
+    /// Commits the open transaction: changelog records, offsets, commit, then stores.
+    async fn commit(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let mut changelog = Vec::new();
+        for task in self.tasks.values() {
+            for (store, transactional) in &task.stores {
+                for write in transactional.pending() {
+                    changelog.push((
+                        self.names.changelog(store),
+                        task.id.partition,
+                        write.key.to_vec(),
+                        write.value.map(<[u8]>::to_vec),
+                    ));
+                }
+            }
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        for (topic, partition, key, value) in &changelog {
+            self.send(topic, Some(*partition), key, value.as_deref(), None, now_ms)
+                .await?;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), offset) in &self.pending_offsets {
+            offsets
+                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(|e| Error::kafka("building the offsets to commit", e))?;
+        }
+        let group = self
+            .consumer
+            .group_metadata()
+            .ok_or_else(|| Error::Topology("consumer has no group metadata".into()))?;
+        let timeout = self.timeout;
+        let producer = &self.producer;
+        let result = tokio::task::block_in_place(|| {
+            producer.send_offsets_to_transaction(&offsets, &group, timeout)?;
+            producer.commit_transaction(timeout)
+        });
+        match result {
+            Ok(()) => {
+                for task in self.tasks.values_mut() {
+                    task.commit_stores()?;
+                }
+                self.committed_offsets.extend(self.pending_offsets.drain());
+                self.metrics.commits.inc();
+                self.metrics
+                    .commit_latency_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.last_commit_at = Some(Instant::now());
+            }
+            Err(e) => self.recover_from_failed_commit(e)?,
+        }
+        self.records_in_transaction = 0;
+        self.producer
+            .begin_transaction()
+            .map_err(|e| Error::kafka("beginning a transaction", e))
+    }
+
+    /// After a failed commit: fatal errors (fencing) stop the instance; otherwise abort,
+    /// drop the stores' open writes and rewind to the last committed offsets.
+    fn recover_from_failed_commit(&mut self, error: KafkaError) -> Result<()> {
+        if let KafkaError::Transaction(rd) = &error
+            && rd.is_fatal()
+        {
+            return Err(Error::Fenced(self.transactional_id.clone()));
+        }
+        warn!(error = %error, "commit failed; aborting the transaction and reprocessing");
+        self.producer
+            .abort_transaction(self.timeout)
+            .map_err(|e| Error::kafka("aborting a failed transaction", e))?;
+        self.metrics.transaction_aborts.inc();
+        for task in self.tasks.values_mut() {
+            task.abort_stores();
+        }
+        let rewind: Vec<(String, i32)> = self.pending_offsets.drain().map(|(k, _)| k).collect();
+        let mut committed = TopicPartitionList::new();
+        for (topic, partition) in &rewind {
+            committed.add_partition(topic, *partition);
+        }
+        let committed = tokio::task::block_in_place(|| {
+            self.consumer.committed_offsets(committed, self.timeout)
+        })
+        .map_err(|e| Error::kafka("reading committed offsets to rewind", e))?;
+        for element in committed.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            self.consumer
+                .seek(element.topic(), element.partition(), offset, self.timeout)
+                .map_err(|e| Error::kafka("rewinding after an abort", e))?;
+        }
+        Ok(())
+    }
+
+    /// True when every assigned partition's position is its high watermark.
+    fn caught_up(&self) -> Result<bool> {
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|e| Error::kafka("reading the assignment", e))?;
+        if assignment.count() == 0 {
+            return Ok(false);
+        }
+        let positions = self
+            .consumer
+            .position()
+            .map_err(|e| Error::kafka("reading positions", e))?;
+        // Partitions not read in this run have no position: use the group's committed
+        // offset for them.
+        let mut unread = TopicPartitionList::new();
+        for element in positions.elements() {
+            if !matches!(element.offset(), Offset::Offset(_)) {
+                unread.add_partition(element.topic(), element.partition());
+            }
+        }
+        let committed = if unread.count() > 0 {
+            tokio::task::block_in_place(|| self.consumer.committed_offsets(unread, self.timeout))
+                .map_err(|e| Error::kafka("reading committed offsets", e))?
+        } else {
+            unread
+        };
+        let mut all_caught_up = true;
+        for element in positions.elements() {
+            let (low, high) = tokio::task::block_in_place(|| {
+                self.consumer
+                    .fetch_watermarks(element.topic(), element.partition(), self.timeout)
+            })
+            .map_err(|e| Error::kafka("fetching watermarks", e))?;
+            let position = match element.offset() {
+                Offset::Offset(o) => o,
+                _ => committed
+                    .find_partition(element.topic(), element.partition())
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+                    .unwrap_or(low),
+            };
+            let lag = (high - position).max(0);
+            self.metrics
+                .consumer_lag
+                .with_label_values(&[element.topic(), &element.partition().to_string()])
+                .set(lag);
+            if lag > 0 {
+                all_caught_up = false;
+            }
+        }
+        Ok(all_caught_up)
+    }
+}

@@ -1,0 +1,247 @@
+//! Topic names and topic creation (PRODUCT.md, Topology).
+//!
+//! Input and output topics carry the configured `topics.prefix`; internal topics are
+//! named after the application id, as in Kafka Streams: `<app>-payments-by-id` (the
+//! repartition topic) and `<app>-<store>-changelog` (compacted). Each input topic has a
+//! dead-letter queue `<topic>.dlq`.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::error::RDKafkaErrorCode;
+
+use crate::config::Config;
+use crate::kafka::client_config;
+use crate::{Error, Result};
+
+/// What a topic is for; decides its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicRole {
+    Input,
+    Output,
+    Repartition,
+    Changelog,
+    DeadLetter,
+}
+
+/// All topic names of one application.
+#[derive(Debug, Clone)]
+pub struct TopicNames {
+    pub payment_initiated: String,
+    pub auth_success: String,
+    pub auth_failure: String,
+    pub settlement: String,
+    pub payment_status: String,
+    pub ledger_entries: String,
+    pub reconciliation_exceptions: String,
+    pub payments_by_id: String,
+    application_id: String,
+}
+
+impl TopicNames {
+    /// Names for `config`'s prefix and application id.
+    pub fn new(config: &Config) -> Self {
+        let p = &config.topics.prefix;
+        let app = &config.application_id;
+        TopicNames {
+            payment_initiated: format!("{p}payment_initiated"),
+            auth_success: format!("{p}auth_success"),
+            auth_failure: format!("{p}auth_failure"),
+            settlement: format!("{p}settlement"),
+            payment_status: format!("{p}payment_status"),
+            ledger_entries: format!("{p}ledger_entries"),
+            reconciliation_exceptions: format!("{p}reconciliation_exceptions"),
+            payments_by_id: format!("{app}-payments-by-id"),
+            application_id: app.clone(),
+        }
+    }
+
+    /// The four input topics.
+    pub fn inputs(&self) -> [&str; 4] {
+        [
+            &self.payment_initiated,
+            &self.auth_success,
+            &self.auth_failure,
+            &self.settlement,
+        ]
+    }
+
+    /// Topics keyed by payment id that one lifecycle task reads together; they must have
+    /// equal partition counts.
+    pub fn co_partitioned(&self) -> [&str; 4] {
+        [
+            &self.payments_by_id,
+            &self.auth_success,
+            &self.auth_failure,
+            &self.settlement,
+        ]
+    }
+
+    /// The changelog topic of state store `store`.
+    pub fn changelog(&self, store: &str) -> String {
+        format!("{}-{store}-changelog", self.application_id)
+    }
+
+    /// The dead-letter queue of `source_topic`.
+    pub fn dead_letter(source_topic: &str) -> String {
+        format!("{source_topic}.dlq")
+    }
+
+    /// Every topic of the application with its role.
+    pub fn all(&self, stores: &[&str]) -> Vec<(String, TopicRole)> {
+        let mut all = Vec::new();
+        for input in self.inputs() {
+            all.push((input.to_string(), TopicRole::Input));
+            all.push((Self::dead_letter(input), TopicRole::DeadLetter));
+        }
+        for output in [
+            &self.payment_status,
+            &self.ledger_entries,
+            &self.reconciliation_exceptions,
+        ] {
+            all.push((output.clone(), TopicRole::Output));
+        }
+        all.push((self.payments_by_id.clone(), TopicRole::Repartition));
+        for store in stores {
+            all.push((self.changelog(store), TopicRole::Changelog));
+        }
+        all
+    }
+}
+
+/// Outcome of [`create_topics`] for one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    AlreadyExisted,
+}
+
+/// Creates every topic of the application that does not exist yet: `topics.partitions`
+/// partitions, `topics.replication_factor` replicas; changelogs compacted (PRODUCT.md).
+///
+/// # Errors
+/// [`Error::Kafka`] when the admin request fails for another reason than "exists".
+pub async fn create_topics(
+    config: &Config,
+    stores: &[&str],
+) -> Result<Vec<(String, TopicRole, Created)>> {
+    let admin: AdminClient<DefaultClientContext> = client_config(config)
+        .create()
+        .map_err(|e| Error::kafka("creating the admin client", e))?;
+    let names = TopicNames::new(config);
+    let all = names.all(stores);
+    let new_topics: Vec<NewTopic<'_>> = all
+        .iter()
+        .map(|(name, role)| {
+            let topic = NewTopic::new(
+                name,
+                config.topics.partitions,
+                TopicReplication::Fixed(config.topics.replication_factor),
+            );
+            match role {
+                TopicRole::Changelog => topic.set("cleanup.policy", "compact"),
+                _ => topic,
+            }
+        })
+        .collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_millis(config.kafka.request_timeout_ms)));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|e| Error::kafka("creating topics", e))?;
+    let mut outcome = Vec::new();
+    for ((name, role), result) in all.into_iter().zip(results) {
+        match result {
+            Ok(_) => outcome.push((name, role, Created::Created)),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                outcome.push((name, role, Created::AlreadyExisted))
+            }
+            Err((topic, code)) => {
+                return Err(Error::Topology(format!("creating topic {topic}: {code}")));
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// Partition count of `topic`, from cluster metadata.
+///
+/// # Errors
+/// [`Error::Topology`] when the topic does not exist; [`Error::Kafka`] when metadata
+/// cannot be fetched.
+pub fn partition_count<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| Error::kafka(&format!("fetching metadata of {topic}"), e))?;
+    let t = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| Error::Topology(format!("topic {topic} is not in the metadata")))?;
+    if t.error().is_some() || t.partitions().is_empty() {
+        return Err(Error::Topology(format!(
+            "topic {topic} does not exist; run `paystream topics create` first"
+        )));
+    }
+    Ok(t.partitions().len() as i32)
+}
+
+/// Checks that every topic the pipeline needs exists and that the payment-id-keyed
+/// topics are co-partitioned.
+///
+/// # Errors
+/// [`Error::Topology`] naming the missing topic or the differing partition counts.
+pub fn check_topics<C: ConsumerContext>(
+    config: &Config,
+    consumer: &impl Consumer<C>,
+) -> Result<()> {
+    let names = TopicNames::new(config);
+    let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
+    for (topic, _) in names.all(&[]) {
+        partition_count(consumer, &topic, timeout)?;
+    }
+    let counts: Vec<(String, i32)> = names
+        .co_partitioned()
+        .iter()
+        .map(|t| partition_count(consumer, t, timeout).map(|n| (t.to_string(), n)))
+        .collect::<Result<_>>()?;
+    if counts.iter().any(|(_, n)| *n != counts[0].1) {
+        let listed: Vec<String> = counts.iter().map(|(t, n)| format!("{t}={n}")).collect();
+        return Err(Error::Topology(format!(
+            "topics keyed by payment id must have equal partition counts (co-partitioning), found {}; \
+             recreate them with the same count",
+            listed.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_product_brief() {
+        let mut config = Config::default();
+        config.application_id = "app".into();
+        config.topics.prefix = "t1.".into();
+        let names = TopicNames::new(&config);
+        assert_eq!(names.payment_initiated, "t1.payment_initiated");
+        assert_eq!(names.payments_by_id, "app-payments-by-id");
+        assert_eq!(names.changelog("payments"), "app-payments-changelog");
+        assert_eq!(
+            TopicNames::dead_letter("t1.settlement"),
+            "t1.settlement.dlq"
+        );
+        let all = names.all(&["idempotency"]);
+        assert_eq!(all.len(), 4 * 2 + 3 + 1 + 1);
+        assert!(all.contains(&("app-idempotency-changelog".into(), TopicRole::Changelog)));
+    }
+}

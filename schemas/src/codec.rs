@@ -1,0 +1,409 @@
+//! Encoding and decoding of paystream records in the Confluent wire format, with schemas
+//! looked up in (and registered with) a Confluent-compatible Schema Registry through
+//! `schema_registry_converter`. Subjects follow Confluent's `TopicNameStrategy`:
+//! `<topic>-value`.
+//!
+//! Schemas are cached per id (decoding) and per subject (encoding), so the registry is
+//! called once per schema, not per record.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use apache_avro::{GenericDatumReader, GenericDatumWriter, Schema};
+use schema_registry_converter::async_impl::avro::AvroDecoder;
+use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_schema};
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::events::AvroRecord;
+use crate::wire::{self, FramingError};
+
+/// Why a record value could not be decoded, in the terms of the dead-letter reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeErrorKind {
+    /// Empty, truncated, or not valid Avro for its schema.
+    Undecodable,
+    /// The first byte is not the Confluent magic byte 0.
+    BadMagicByte,
+    /// The schema id is not in the registry, or names a record this topic does not carry.
+    UnknownSchema,
+    /// The registry could not be reached: retry, do not dead-letter.
+    RegistryUnavailable,
+}
+
+/// A record value that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DecodeError {
+    pub kind: DecodeErrorKind,
+    pub message: String,
+}
+
+impl DecodeError {
+    fn new(kind: DecodeErrorKind, message: impl Into<String>) -> Self {
+        DecodeError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// True when the same record may decode later (the registry was unreachable).
+    pub fn is_retriable(&self) -> bool {
+        self.kind == DecodeErrorKind::RegistryUnavailable
+    }
+}
+
+impl From<FramingError> for DecodeError {
+    fn from(e: FramingError) -> Self {
+        let kind = match e {
+            FramingError::BadMagicByte { .. } => DecodeErrorKind::BadMagicByte,
+            FramingError::Empty | FramingError::Truncated { .. } => DecodeErrorKind::Undecodable,
+        };
+        DecodeError::new(kind, e.to_string())
+    }
+}
+
+/// Errors of registry calls and encoding.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The registry rejected a call or could not be reached.
+    #[error("schema registry at {url}: {message}")]
+    Registry {
+        url: String,
+        message: String,
+        retriable: bool,
+    },
+    /// A record could not be encoded with its schema (a bug: our types match our schemas).
+    #[error("encoding {record} for topic {topic}: {message}")]
+    Encode {
+        record: &'static str,
+        topic: String,
+        message: String,
+    },
+}
+
+impl CodecError {
+    /// True when the same call may succeed later.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            CodecError::Registry {
+                retriable: true,
+                ..
+            }
+        )
+    }
+}
+
+/// A registered schema: its registry id and parsed form.
+#[derive(Debug)]
+struct RegisteredSchema {
+    id: u32,
+    schema: Schema,
+}
+
+/// Encoder and decoder for one Schema Registry. Cheap to share behind an `Arc`.
+pub struct Codec {
+    url: String,
+    settings: SrSettings,
+    decoder: AvroDecoder,
+    by_subject: RwLock<HashMap<String, Arc<RegisteredSchema>>>,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec").field("url", &self.url).finish()
+    }
+}
+
+/// The Confluent `TopicNameStrategy` subject of a topic's values.
+pub fn value_subject(topic: &str) -> String {
+    format!("{topic}-value")
+}
+
+impl Codec {
+    /// A codec for the registry at `url` (the base to which `/subjects/...` is appended),
+    /// with `timeout` per HTTP call.
+    ///
+    /// # Errors
+    /// [`CodecError::Registry`] when the HTTP client cannot be built (e.g. a malformed URL).
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, CodecError> {
+        let settings = SrSettings::new_builder(url.trim_end_matches('/').to_string())
+            .set_timeout(timeout)
+            .no_proxy()
+            .build()
+            .map_err(|e| registry_error(url, &e))?;
+        Ok(Codec {
+            url: url.to_string(),
+            decoder: AvroDecoder::new(settings.clone()),
+            settings,
+            by_subject: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Registers `T`'s schema under `<topic>-value` (a no-op when it is already there) and
+    /// returns its registry id.
+    ///
+    /// # Errors
+    /// [`CodecError::Registry`] when the registry rejects the schema or is unreachable.
+    pub async fn register<T: AvroRecord>(&self, topic: &str) -> Result<u32, CodecError> {
+        self.register_schema(topic, T::FULL_NAME, T::SCHEMA_JSON)
+            .await
+    }
+
+    /// Registers a schema text under `<topic>-value` and returns its registry id.
+    ///
+    /// # Errors
+    /// [`CodecError::Registry`] when the registry rejects the schema or is unreachable.
+    pub async fn register_schema(
+        &self,
+        topic: &str,
+        full_name: &str,
+        schema_json: &str,
+    ) -> Result<u32, CodecError> {
+        let subject = value_subject(topic);
+        if let Some(known) = self.cached(&subject) {
+            return Ok(known.id);
+        }
+        let supplied = SuppliedSchema::new(
+            Some(full_name.to_string()),
+            SchemaType::Avro,
+            schema_json.to_string(),
+        );
+        let registered = post_schema(&self.settings, subject.clone(), supplied)
+            .await
+            .map_err(|e| registry_error(&self.url, &e))?;
+        let schema = Schema::parse_str(schema_json).map_err(|e| CodecError::Registry {
+            url: self.url.clone(),
+            message: format!("schema {full_name} does not parse: {e}"),
+            retriable: false,
+        })?;
+        let entry = Arc::new(RegisteredSchema {
+            id: registered.id,
+            schema,
+        });
+        self.by_subject
+            .write()
+            .expect("schema cache lock poisoned")
+            .insert(subject, entry);
+        Ok(registered.id)
+    }
+
+    fn cached(&self, subject: &str) -> Option<Arc<RegisteredSchema>> {
+        self.by_subject
+            .read()
+            .expect("schema cache lock poisoned")
+            .get(subject)
+            .cloned()
+    }
+
+    /// Encodes `record` for `topic` in the Confluent wire format, registering `T`'s schema
+    /// under `<topic>-value` on first use.
+    ///
+    /// # Errors
+    /// [`CodecError::Registry`] when the schema cannot be registered;
+    /// [`CodecError::Encode`] when the record does not fit its schema.
+    pub async fn encode<T: AvroRecord + Serialize>(
+        &self,
+        topic: &str,
+        record: &T,
+    ) -> Result<Vec<u8>, CodecError> {
+        let registered = match self.cached(&value_subject(topic)) {
+            Some(r) => r,
+            None => {
+                self.register::<T>(topic).await?;
+                self.cached(&value_subject(topic))
+                    .expect("schema cached after registration")
+            }
+        };
+        encode_with(&registered, topic, record)
+    }
+
+    /// Decodes a Confluent-framed value into `T`, checking that its schema is `T`'s record.
+    ///
+    /// # Errors
+    /// [`DecodeError`] whose kind maps to a dead-letter reason, or
+    /// [`DecodeErrorKind::RegistryUnavailable`] when the caller should retry.
+    pub async fn decode<T: AvroRecord + DeserializeOwned>(
+        &self,
+        value: Option<&[u8]>,
+    ) -> Result<T, DecodeError> {
+        let (id, mut body) = wire::split(value)?;
+        let schema = self.decoder.get_schema(id).await.map_err(|e| {
+            if e.retriable {
+                DecodeError::new(
+                    DecodeErrorKind::RegistryUnavailable,
+                    format!(
+                        "schema registry unavailable fetching schema id {id}: {}",
+                        e.error
+                    ),
+                )
+            } else {
+                DecodeError::new(
+                    DecodeErrorKind::UnknownSchema,
+                    format!("schema id {id} is not known to the registry"),
+                )
+            }
+        })?;
+        let name = match &schema.parsed {
+            Schema::Record(record) => record.name.fullname(None),
+            other => format!("{other:?}").chars().take(40).collect(),
+        };
+        if name != T::FULL_NAME {
+            return Err(DecodeError::new(
+                DecodeErrorKind::UnknownSchema,
+                format!(
+                    "schema id {id} is {name}, this topic carries {}",
+                    T::FULL_NAME
+                ),
+            ));
+        }
+        let undecodable = |e: apache_avro::Error| {
+            DecodeError::new(
+                DecodeErrorKind::Undecodable,
+                format!("Avro body does not decode with schema id {id}: {e}"),
+            )
+        };
+        let reader = GenericDatumReader::builder(&schema.parsed)
+            .build()
+            .map_err(undecodable)?;
+        let record: T = reader.read_deser(&mut body).map_err(undecodable)?;
+        if !body.is_empty() {
+            return Err(DecodeError::new(
+                DecodeErrorKind::Undecodable,
+                format!(
+                    "{} trailing bytes after the Avro record (schema id {id})",
+                    body.len()
+                ),
+            ));
+        }
+        Ok(record)
+    }
+}
+
+fn encode_with<T: AvroRecord + Serialize>(
+    registered: &RegisteredSchema,
+    topic: &str,
+    record: &T,
+) -> Result<Vec<u8>, CodecError> {
+    let encode_error = |message: String| CodecError::Encode {
+        record: T::FULL_NAME,
+        topic: topic.to_string(),
+        message,
+    };
+    let writer = GenericDatumWriter::builder(&registered.schema)
+        .build()
+        .map_err(|e| encode_error(e.to_string()))?;
+    let mut framed = Vec::with_capacity(256);
+    framed.push(wire::MAGIC_BYTE);
+    framed.extend_from_slice(&registered.id.to_be_bytes());
+    writer
+        .write_ser(&mut framed, record)
+        .map_err(|e| encode_error(e.to_string()))?;
+    Ok(framed)
+}
+
+fn registry_error(url: &str, e: &SRCError) -> CodecError {
+    CodecError::Registry {
+        url: url.to_string(),
+        message: match &e.cause {
+            Some(cause) => format!("{}: {cause}", e.error),
+            None => e.error.clone(),
+        },
+        retriable: e.retriable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::*;
+
+    fn roundtrip<T: AvroRecord + Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+        record: T,
+    ) {
+        let registered = RegisteredSchema {
+            id: 7,
+            schema: Schema::parse_str(T::SCHEMA_JSON).unwrap(),
+        };
+        let framed = encode_with(&registered, "t", &record).unwrap();
+        let (id, mut body) = wire::split(Some(&framed)).unwrap();
+        assert_eq!(id, 7);
+        let reader = GenericDatumReader::builder(&registered.schema)
+            .build()
+            .unwrap();
+        assert_eq!(reader.read_deser::<T>(&mut body).unwrap(), record);
+        assert!(body.is_empty(), "the whole body is one record");
+    }
+
+    #[test]
+    fn every_record_round_trips_through_its_schema() {
+        roundtrip(PaymentInitiated {
+            event_id: "e".into(),
+            idempotency_key: "k".into(),
+            payment_id: "p".into(),
+            merchant_id: "m".into(),
+            customer_id: "c".into(),
+            amount_minor: 1999,
+            currency: "EUR".into(),
+            payment_method_token: "pm_1".into(),
+            psp: "adyen".into(),
+            occurred_at: 1_700_000_000_000,
+        });
+        roundtrip(AuthFailed {
+            event_id: "e".into(),
+            payment_id: "p".into(),
+            psp_reference: None,
+            decline_code: "05".into(),
+            reason: "do not honour".into(),
+            occurred_at: 5,
+        });
+        roundtrip(PaymentStatusChanged {
+            payment_id: "p".into(),
+            merchant_id: "m".into(),
+            status: PaymentStatus::Authorized,
+            previous_status: Some(PaymentStatus::Initiated),
+            amount_minor: 10,
+            currency: "USD".into(),
+            caused_by_event_id: "e".into(),
+            occurred_at: 9,
+        });
+        roundtrip(JournalEntry {
+            id: "j".into(),
+            payment_id: "p".into(),
+            kind: JournalEntryKind::Settlement,
+            postings: vec![Posting {
+                account: "bank:settlement".into(),
+                side: PostingSide::Debit,
+                amount_minor: 5,
+                currency: "USD".into(),
+            }],
+            occurred_at: 9,
+            caused_by_event_id: "e".into(),
+        });
+        roundtrip(ReconciliationException {
+            id: "x".into(),
+            kind: ReconciliationExceptionKind::AmountMismatch,
+            payment_id: "p".into(),
+            expected_amount_minor: Some(10),
+            actual_amount_minor: None,
+            currency: Some("EUR".into()),
+            detected_at: 3,
+        });
+    }
+
+    #[test]
+    fn every_schema_parses_with_its_declared_name() {
+        for (_, full_name, json) in all_schemas() {
+            let schema = Schema::parse_str(json).unwrap();
+            match schema {
+                Schema::Record(r) => assert_eq!(r.name.fullname(None), full_name),
+                other => panic!("{full_name} is not a record: {other:?}"),
+            }
+        }
+    }
+}

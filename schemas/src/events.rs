@@ -1,0 +1,362 @@
+//! The event types of every paystream topic, one struct per Avro record in `schemas/avro/`.
+//!
+//! Field names follow the Avro schemas exactly (they are the contract with producers and
+//! consumers). Units: `*_minor` fields are integer minor units of the record's ISO 4217
+//! `currency`; `occurred_at`, `settled_at` and `detected_at` are milliseconds since the
+//! Unix epoch (Avro `timestamp-millis`).
+
+use serde::{Deserialize, Serialize};
+
+/// A Rust type that is one Avro record of `schemas/avro/`.
+pub trait AvroRecord {
+    /// Avro full name (`namespace.name`), as the registry and decoder report it.
+    const FULL_NAME: &'static str;
+    /// The schema text, from `schemas/avro/`.
+    const SCHEMA_JSON: &'static str;
+}
+
+macro_rules! avro_record {
+    ($type:ty, $name:literal, $file:literal) => {
+        impl AvroRecord for $type {
+            const FULL_NAME: &'static str = concat!("paystream.events.", $name);
+            const SCHEMA_JSON: &'static str = include_str!(concat!("../avro/", $file));
+        }
+    };
+}
+
+/// A payment request accepted by the payment API (topic `payment_initiated`, key
+/// `merchant_id:idempotency_key`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentInitiated {
+    pub event_id: String,
+    pub idempotency_key: String,
+    pub payment_id: String,
+    pub merchant_id: String,
+    pub customer_id: String,
+    /// Minor units of `currency`, > 0.
+    pub amount_minor: i64,
+    /// ISO 4217 alphabetic code, upper case.
+    pub currency: String,
+    /// A PSP token such as `pm_…`; never a card number.
+    pub payment_method_token: String,
+    pub psp: String,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+}
+avro_record!(
+    PaymentInitiated,
+    "PaymentInitiated",
+    "payment_initiated.avsc"
+);
+
+impl PaymentInitiated {
+    /// The record key producers must use: `merchant_id:idempotency_key`.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.merchant_id, self.idempotency_key)
+    }
+}
+
+/// The PSP authorized and captured a payment (topic `auth_success`, key `payment_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthSucceeded {
+    pub event_id: String,
+    pub payment_id: String,
+    pub psp_reference: String,
+    pub auth_code: String,
+    /// Authorized amount, minor units of `currency`, > 0.
+    pub amount_minor: i64,
+    pub currency: String,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+}
+avro_record!(AuthSucceeded, "AuthSucceeded", "auth_succeeded.avsc");
+
+/// The PSP declined a payment (topic `auth_failure`, key `payment_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthFailed {
+    pub event_id: String,
+    pub payment_id: String,
+    pub psp_reference: Option<String>,
+    pub decline_code: String,
+    pub reason: String,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+}
+avro_record!(AuthFailed, "AuthFailed", "auth_failed.avsc");
+
+/// The PSP settled a payment (topic `settlement`, key `payment_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementReported {
+    pub event_id: String,
+    pub payment_id: String,
+    pub psp_reference: String,
+    pub settlement_batch_id: String,
+    /// Minor units, > 0.
+    pub gross_amount_minor: i64,
+    /// Minor units, >= 0 and <= gross.
+    pub fee_minor: i64,
+    /// Minor units, = gross − fee.
+    pub net_amount_minor: i64,
+    pub currency: String,
+    /// Milliseconds since the Unix epoch.
+    pub settled_at: i64,
+}
+avro_record!(
+    SettlementReported,
+    "SettlementReported",
+    "settlement_reported.avsc"
+);
+
+/// Lifecycle status of a payment. Legal transitions are in
+/// `paystream_processors::lifecycle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentStatus {
+    Initiated,
+    Authorized,
+    Declined,
+    Settled,
+}
+
+impl PaymentStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [PaymentStatus; 4] = [
+        PaymentStatus::Initiated,
+        PaymentStatus::Authorized,
+        PaymentStatus::Declined,
+        PaymentStatus::Settled,
+    ];
+
+    /// The upper-case name used in Avro, PostgreSQL and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Initiated => "INITIATED",
+            PaymentStatus::Authorized => "AUTHORIZED",
+            PaymentStatus::Declined => "DECLINED",
+            PaymentStatus::Settled => "SETTLED",
+        }
+    }
+}
+
+impl std::fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Output: a payment moved to a new status (topic `payment_status`, key `payment_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentStatusChanged {
+    pub payment_id: String,
+    pub merchant_id: String,
+    pub status: PaymentStatus,
+    pub previous_status: Option<PaymentStatus>,
+    /// Minor units of `currency`.
+    pub amount_minor: i64,
+    pub currency: String,
+    pub caused_by_event_id: String,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+}
+avro_record!(
+    PaymentStatusChanged,
+    "PaymentStatusChanged",
+    "payment_status_changed.avsc"
+);
+
+/// What business event a journal entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JournalEntryKind {
+    /// Authorization with capture: debit `psp_receivable:{psp}`, credit `merchant_payable:{merchant}`.
+    Authorization,
+    /// Settlement: debit `bank:settlement` net and `expense:psp_fees:{psp}` fee, credit
+    /// `psp_receivable:{psp}` gross.
+    Settlement,
+}
+
+impl JournalEntryKind {
+    /// The upper-case name used in Avro and PostgreSQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalEntryKind::Authorization => "AUTHORIZATION",
+            JournalEntryKind::Settlement => "SETTLEMENT",
+        }
+    }
+}
+
+/// Which side of an account a posting moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PostingSide {
+    Debit,
+    Credit,
+}
+
+impl PostingSide {
+    /// The upper-case name used in Avro and PostgreSQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PostingSide::Debit => "DEBIT",
+            PostingSide::Credit => "CREDIT",
+        }
+    }
+}
+
+/// One line of a journal entry: an amount debited or credited to one account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posting {
+    pub account: String,
+    pub side: PostingSide,
+    /// Minor units of `currency`, > 0.
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// Output: a balanced double-entry journal entry (topic `ledger_entries`, key `payment_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// UUID v5 derived from `payment_id` and `kind`: replays can never post twice.
+    pub id: String,
+    pub payment_id: String,
+    pub kind: JournalEntryKind,
+    pub postings: Vec<Posting>,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+    pub caused_by_event_id: String,
+}
+avro_record!(JournalEntry, "JournalEntry", "journal_entry.avsc");
+
+impl JournalEntry {
+    /// Per currency, the debits minus the credits of this entry's postings, in minor units.
+    /// A balanced entry has only zeros.
+    pub fn imbalance_by_currency(&self) -> std::collections::BTreeMap<String, i128> {
+        let mut sums = std::collections::BTreeMap::new();
+        for posting in &self.postings {
+            let signed = match posting.side {
+                PostingSide::Debit => i128::from(posting.amount_minor),
+                PostingSide::Credit => -i128::from(posting.amount_minor),
+            };
+            *sums.entry(posting.currency.clone()).or_insert(0) += signed;
+        }
+        sums
+    }
+
+    /// True when debits equal credits in every currency and every amount is positive.
+    pub fn is_balanced(&self) -> bool {
+        !self.postings.is_empty()
+            && self.postings.iter().all(|p| p.amount_minor > 0)
+            && self.imbalance_by_currency().values().all(|sum| *sum == 0)
+    }
+}
+
+/// The kinds of reconciliation exception (PRODUCT.md, Reconciliation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReconciliationExceptionKind {
+    AmountMismatch,
+    CurrencyMismatch,
+    MissingInLedger,
+    MissingInPsp,
+    OrphanEvent,
+}
+
+/// Output: our books and the PSP disagree (topic `reconciliation_exceptions`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconciliationException {
+    pub id: String,
+    pub kind: ReconciliationExceptionKind,
+    pub payment_id: String,
+    pub expected_amount_minor: Option<i64>,
+    pub actual_amount_minor: Option<i64>,
+    pub currency: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub detected_at: i64,
+}
+avro_record!(
+    ReconciliationException,
+    "ReconciliationException",
+    "reconciliation_exception.avsc"
+);
+
+/// Any event of the four input topics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InputEvent {
+    PaymentInitiated(PaymentInitiated),
+    AuthSucceeded(AuthSucceeded),
+    AuthFailed(AuthFailed),
+    SettlementReported(SettlementReported),
+}
+
+impl InputEvent {
+    /// The event's own id (for deduplication of retries).
+    pub fn event_id(&self) -> &str {
+        match self {
+            InputEvent::PaymentInitiated(e) => &e.event_id,
+            InputEvent::AuthSucceeded(e) => &e.event_id,
+            InputEvent::AuthFailed(e) => &e.event_id,
+            InputEvent::SettlementReported(e) => &e.event_id,
+        }
+    }
+
+    /// The payment the event belongs to.
+    pub fn payment_id(&self) -> &str {
+        match self {
+            InputEvent::PaymentInitiated(e) => &e.payment_id,
+            InputEvent::AuthSucceeded(e) => &e.payment_id,
+            InputEvent::AuthFailed(e) => &e.payment_id,
+            InputEvent::SettlementReported(e) => &e.payment_id,
+        }
+    }
+
+    /// Event time, milliseconds since the Unix epoch.
+    pub fn event_time_ms(&self) -> i64 {
+        match self {
+            InputEvent::PaymentInitiated(e) => e.occurred_at,
+            InputEvent::AuthSucceeded(e) => e.occurred_at,
+            InputEvent::AuthFailed(e) => e.occurred_at,
+            InputEvent::SettlementReported(e) => e.settled_at,
+        }
+    }
+}
+
+/// The schemas paystream registers, with the base topic each belongs to.
+pub fn all_schemas() -> [(&'static str, &'static str, &'static str); 7] {
+    [
+        (
+            "payment_initiated",
+            PaymentInitiated::FULL_NAME,
+            PaymentInitiated::SCHEMA_JSON,
+        ),
+        (
+            "auth_success",
+            AuthSucceeded::FULL_NAME,
+            AuthSucceeded::SCHEMA_JSON,
+        ),
+        (
+            "auth_failure",
+            AuthFailed::FULL_NAME,
+            AuthFailed::SCHEMA_JSON,
+        ),
+        (
+            "settlement",
+            SettlementReported::FULL_NAME,
+            SettlementReported::SCHEMA_JSON,
+        ),
+        (
+            "payment_status",
+            PaymentStatusChanged::FULL_NAME,
+            PaymentStatusChanged::SCHEMA_JSON,
+        ),
+        (
+            "ledger_entries",
+            JournalEntry::FULL_NAME,
+            JournalEntry::SCHEMA_JSON,
+        ),
+        (
+            "reconciliation_exceptions",
+            ReconciliationException::FULL_NAME,
+            ReconciliationException::SCHEMA_JSON,
+        ),
+    ]
+}

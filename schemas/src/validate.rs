@@ -1,0 +1,270 @@
+//! Value checks every input event passes before a processor sees it (PRODUCT.md, "Bad input").
+//!
+//! A failed check is a [`Violation`]; the runtime dead-letters the record with the
+//! violation's reason and never processes it.
+
+use crate::events::{AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, SettlementReported};
+
+/// Why an event's values are not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// A value breaks a rule of the event's contract (amounts, currency, sums).
+    #[error("invalid value: {0}")]
+    InvalidValue(String),
+    /// A string field holds something that looks like a card number (13–19 digits passing
+    /// the Luhn check). The field is named, the value never is.
+    #[error("field {field} looks like a card number (PAN)")]
+    PanDetected { field: &'static str },
+}
+
+/// Checks an input event.
+///
+/// # Errors
+/// The first [`Violation`] found: card-number-like strings first, then amounts (> 0,
+/// fee ≥ 0, net = gross − fee), then the currency (an ISO 4217 code, upper case).
+pub fn validate(event: &InputEvent) -> Result<(), Violation> {
+    match event {
+        InputEvent::PaymentInitiated(e) => validate_initiated(e),
+        InputEvent::AuthSucceeded(e) => validate_auth_succeeded(e),
+        InputEvent::AuthFailed(e) => validate_auth_failed(e),
+        InputEvent::SettlementReported(e) => validate_settlement(e),
+    }
+}
+
+fn validate_initiated(e: &PaymentInitiated) -> Result<(), Violation> {
+    check_no_pan(&[
+        ("event_id", &e.event_id),
+        ("idempotency_key", &e.idempotency_key),
+        ("payment_id", &e.payment_id),
+        ("merchant_id", &e.merchant_id),
+        ("customer_id", &e.customer_id),
+        ("payment_method_token", &e.payment_method_token),
+        ("psp", &e.psp),
+    ])?;
+    check_non_empty(&[
+        ("idempotency_key", &e.idempotency_key),
+        ("payment_id", &e.payment_id),
+        ("merchant_id", &e.merchant_id),
+        ("psp", &e.psp),
+    ])?;
+    check_positive("amount_minor", e.amount_minor)?;
+    check_currency(&e.currency)
+}
+
+fn validate_auth_succeeded(e: &AuthSucceeded) -> Result<(), Violation> {
+    check_no_pan(&[
+        ("event_id", &e.event_id),
+        ("payment_id", &e.payment_id),
+        ("psp_reference", &e.psp_reference),
+        ("auth_code", &e.auth_code),
+    ])?;
+    check_non_empty(&[("event_id", &e.event_id), ("payment_id", &e.payment_id)])?;
+    check_positive("amount_minor", e.amount_minor)?;
+    check_currency(&e.currency)
+}
+
+fn validate_auth_failed(e: &AuthFailed) -> Result<(), Violation> {
+    check_no_pan(&[
+        ("event_id", &e.event_id),
+        ("payment_id", &e.payment_id),
+        ("psp_reference", e.psp_reference.as_deref().unwrap_or("")),
+        ("decline_code", &e.decline_code),
+        ("reason", &e.reason),
+    ])?;
+    check_non_empty(&[("event_id", &e.event_id), ("payment_id", &e.payment_id)])
+}
+
+fn validate_settlement(e: &SettlementReported) -> Result<(), Violation> {
+    check_no_pan(&[
+        ("event_id", &e.event_id),
+        ("payment_id", &e.payment_id),
+        ("psp_reference", &e.psp_reference),
+        ("settlement_batch_id", &e.settlement_batch_id),
+    ])?;
+    check_non_empty(&[("event_id", &e.event_id), ("payment_id", &e.payment_id)])?;
+    check_positive("gross_amount_minor", e.gross_amount_minor)?;
+    if e.fee_minor < 0 || e.fee_minor > e.gross_amount_minor {
+        return Err(Violation::InvalidValue(format!(
+            "fee_minor {} must be between 0 and gross_amount_minor {}",
+            e.fee_minor, e.gross_amount_minor
+        )));
+    }
+    if e.net_amount_minor != e.gross_amount_minor - e.fee_minor {
+        return Err(Violation::InvalidValue(format!(
+            "net_amount_minor {} != gross_amount_minor {} - fee_minor {}",
+            e.net_amount_minor, e.gross_amount_minor, e.fee_minor
+        )));
+    }
+    check_currency(&e.currency)
+}
+
+fn check_positive(field: &str, amount_minor: i64) -> Result<(), Violation> {
+    if amount_minor <= 0 {
+        return Err(Violation::InvalidValue(format!(
+            "{field} must be > 0, got {amount_minor}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_non_empty(fields: &[(&'static str, &str)]) -> Result<(), Violation> {
+    match fields.iter().find(|(_, value)| value.is_empty()) {
+        Some((field, _)) => Err(Violation::InvalidValue(format!("{field} is empty"))),
+        None => Ok(()),
+    }
+}
+
+/// An ISO 4217 alphabetic code in upper case.
+fn check_currency(code: &str) -> Result<(), Violation> {
+    let upper = code.chars().all(|c| c.is_ascii_uppercase());
+    if upper && iso_currency::Currency::from_code(code).is_some() {
+        return Ok(());
+    }
+    // The value is short and not sensitive, but cap it so garbage stays bounded.
+    let shown: String = code.chars().take(8).collect();
+    Err(Violation::InvalidValue(format!(
+        "currency {shown:?} is not an upper-case ISO 4217 code"
+    )))
+}
+
+fn check_no_pan(fields: &[(&'static str, &str)]) -> Result<(), Violation> {
+    match fields.iter().find(|(_, value)| contains_pan(value)) {
+        Some((field, _)) => Err(Violation::PanDetected { field }),
+        None => Ok(()),
+    }
+}
+
+/// True when `text` contains a run of 13–19 digits (spaces and dashes between digits
+/// allowed) that passes the Luhn check: what a primary account number looks like.
+pub fn contains_pan(text: &str) -> bool {
+    pan_ranges(text).next().is_some()
+}
+
+/// Replaces every card-number-like run of digits in `text` with `[REDACTED PAN]`.
+pub fn redact_pans(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (start, end) in pan_ranges(text) {
+        out.push_str(&text[last..start]);
+        out.push_str("[REDACTED PAN]");
+        last = end;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// Byte ranges of card-number-like digit runs in `text`.
+fn pan_ranges(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() {
+            if !bytes[i].is_ascii_digit() {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            let mut digits = String::new();
+            let mut end = i;
+            while i < bytes.len() {
+                let b = bytes[i];
+                if b.is_ascii_digit() {
+                    digits.push(b as char);
+                    i += 1;
+                    end = i;
+                } else if (b == b' ' || b == b'-')
+                    && i + 1 < bytes.len()
+                    && bytes[i + 1].is_ascii_digit()
+                {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            if (13..=19).contains(&digits.len()) && luhn::valid(&digits) {
+                return Some((start, end));
+            }
+        }
+        None
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn initiated() -> PaymentInitiated {
+        PaymentInitiated {
+            event_id: "e1".into(),
+            idempotency_key: "k1".into(),
+            payment_id: "p1".into(),
+            merchant_id: "m1".into(),
+            customer_id: "c1".into(),
+            amount_minor: 1250,
+            currency: "EUR".into(),
+            payment_method_token: "pm_abc".into(),
+            psp: "adyen".into(),
+            occurred_at: 1,
+        }
+    }
+
+    #[test]
+    fn accepts_a_valid_payment() {
+        assert_eq!(validate(&InputEvent::PaymentInitiated(initiated())), Ok(()));
+    }
+
+    #[test]
+    fn rejects_non_positive_amount_and_bad_currency() {
+        let mut e = initiated();
+        e.amount_minor = 0;
+        assert!(matches!(
+            validate(&InputEvent::PaymentInitiated(e)),
+            Err(Violation::InvalidValue(m)) if m.contains("amount_minor")
+        ));
+        for code in ["eur", "EURO", "XYZ", ""] {
+            let mut e = initiated();
+            e.currency = code.into();
+            assert!(
+                matches!(validate(&InputEvent::PaymentInitiated(e)), Err(Violation::InvalidValue(m)) if m.contains("currency")),
+                "{code} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_settlement_whose_net_is_not_gross_minus_fee() {
+        let s = SettlementReported {
+            event_id: "e".into(),
+            payment_id: "p".into(),
+            psp_reference: "r".into(),
+            settlement_batch_id: "b".into(),
+            gross_amount_minor: 1000,
+            fee_minor: 30,
+            net_amount_minor: 980,
+            currency: "USD".into(),
+            settled_at: 1,
+        };
+        assert!(matches!(
+            validate(&InputEvent::SettlementReported(s)),
+            Err(Violation::InvalidValue(m)) if m.contains("net_amount_minor")
+        ));
+    }
+
+    #[test]
+    fn detects_and_redacts_card_numbers() {
+        let mut e = initiated();
+        e.payment_method_token = "4111 1111 1111 1111".into();
+        assert_eq!(
+            validate(&InputEvent::PaymentInitiated(e)),
+            Err(Violation::PanDetected {
+                field: "payment_method_token"
+            })
+        );
+        assert!(!contains_pan("4111111111111112")); // fails Luhn
+        assert!(!contains_pan("pm_123456"));
+        assert_eq!(
+            redact_pans("card=4111-1111-1111-1111;"),
+            "card=[REDACTED PAN];"
+        );
+    }
+}

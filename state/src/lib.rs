@@ -1,0 +1,89 @@
+//! paystream state stores.
+//!
+//! A state store is a small key-value interface ([`KeyValueStore`]); features are layers
+//! that wrap a store rather than being mixed into it, as in Kafka Streams'
+//! `Metered(Caching(ChangeLogging(RocksDB)))`:
+//!
+//! - [`RocksDbStore`]: the persistent store, one RocksDB instance per task and store,
+//!   under `<state_dir>/<application_id>/<task_id>/<store_name>`.
+//! - [`InMemoryStore`]: the same contract in a `BTreeMap`, for processor tests.
+//! - [`TransactionalStore`]: keeps the writes of an open Kafka transaction in a write
+//!   buffer; readers see them at once, RocksDB sees them only after [`TransactionalStore::commit`]
+//!   (called once the Kafka transaction committed). [`TransactionalStore::abort`] drops them.
+//!   The buffer is also what the runtime writes to the store's changelog topic.
+//!
+//! Keys and values are bytes; processors choose their own encodings.
+
+mod memory;
+mod rocks;
+mod transactional;
+
+pub mod contract;
+
+pub use memory::InMemoryStore;
+pub use rocks::RocksDbStore;
+pub use transactional::{PendingWrite, TransactionalStore};
+
+/// Errors of state stores. Each names the store it happened in.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// RocksDB failed to open, read or write.
+    #[error("state store {store}: RocksDB error: {message}")]
+    Rocks { store: String, message: String },
+    /// The store's directory could not be created.
+    #[error("state store {store}: cannot create directory {path}: {source}")]
+    Directory {
+        store: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// Store errors are never retried in place: the task is closed and its state restored.
+    pub fn is_retriable(&self) -> bool {
+        false
+    }
+}
+
+/// `Result` with [`StoreError`].
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One write to apply: `Some(value)` puts, `None` deletes.
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// A key-value state store.
+pub trait KeyValueStore: Send {
+    /// The store's name (`idempotency`, `payments`, …), used in errors, changelog topic
+    /// names and metrics.
+    fn name(&self) -> &str;
+
+    /// The value for `key`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the underlying storage fails.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the underlying storage fails.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
+
+    /// Removes `key` (a no-op when absent).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the underlying storage fails.
+    fn delete(&mut self, key: &[u8]) -> Result<()>;
+
+    /// Applies all `writes` atomically: after a crash either all or none are visible.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the underlying storage fails; then none was applied.
+    fn write_batch(&mut self, writes: Vec<Write>) -> Result<()>;
+
+    /// An estimate of the number of keys (exact for in-memory stores).
+    fn approximate_len(&self) -> u64;
+}

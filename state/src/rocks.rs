@@ -1,0 +1,137 @@
+use std::path::{Path, PathBuf};
+
+use rocksdb::{DB, Options, WriteBatch, WriteOptions};
+
+use crate::{KeyValueStore, Result, StoreError, Write};
+
+/// A [`KeyValueStore`] in its own RocksDB instance (one per task and store).
+///
+/// Writes use RocksDB's write-ahead log, so a batch that returned is durable across a
+/// process crash.
+pub struct RocksDbStore {
+    name: String,
+    path: PathBuf,
+    db: DB,
+    write_options: WriteOptions,
+}
+
+impl std::fmt::Debug for RocksDbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksDbStore")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl RocksDbStore {
+    /// Opens (creating if missing) the store `name` in directory `path`.
+    ///
+    /// # Errors
+    /// [`StoreError::Directory`] when `path` cannot be created, [`StoreError::Rocks`] when
+    /// RocksDB cannot open it (e.g. another process holds its lock).
+    pub fn open(name: &str, path: &Path) -> Result<Self> {
+        std::fs::create_dir_all(path).map_err(|source| StoreError::Directory {
+            store: name.to_string(),
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Zstd);
+        // Small stores per task: keep RocksDB's footprint modest.
+        options.set_write_buffer_size(16 * 1024 * 1024);
+        options.set_max_open_files(256);
+        options.set_keep_log_file_num(2);
+        let db = DB::open(&options, path).map_err(|e| rocks_error(name, e))?;
+        Ok(RocksDbStore {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            db,
+            write_options: WriteOptions::default(),
+        })
+    }
+
+    /// Where the store lives on disk.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn rocks_error(store: &str, e: rocksdb::Error) -> StoreError {
+    StoreError::Rocks {
+        store: store.to_string(),
+        message: e.into_string(),
+    }
+}
+
+impl KeyValueStore for RocksDbStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get(key).map_err(|e| rocks_error(&self.name, e))
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.db
+            .put_opt(key, value, &self.write_options)
+            .map_err(|e| rocks_error(&self.name, e))
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.db
+            .delete_opt(key, &self.write_options)
+            .map_err(|e| rocks_error(&self.name, e))
+    }
+
+    fn write_batch(&mut self, writes: Vec<Write>) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (key, value) in writes {
+            match value {
+                Some(v) => batch.put(key, v),
+                None => batch.delete(key),
+            }
+        }
+        self.db
+            .write_opt(&batch, &self.write_options)
+            .map_err(|e| rocks_error(&self.name, e))
+    }
+
+    fn approximate_len(&self) -> u64 {
+        self.db
+            .property_int_value("rocksdb.estimate-num-keys")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meets_the_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = 0;
+        crate::contract::check_store(&mut || {
+            n += 1;
+            Box::new(RocksDbStore::open("contract", &dir.path().join(n.to_string())).unwrap())
+        });
+    }
+
+    #[test]
+    fn keeps_writes_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = RocksDbStore::open("s", dir.path()).unwrap();
+            store
+                .write_batch(vec![(b"a".to_vec(), Some(b"1".to_vec()))])
+                .unwrap();
+        }
+        let store = RocksDbStore::open("s", dir.path()).unwrap();
+        assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()));
+    }
+}
