@@ -204,7 +204,7 @@ pub fn check_topics<C: ConsumerContext>(
 ) -> Result<()> {
     let names = TopicNames::new(config);
     let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
-    for (topic, _) in names.all(&[]) {
+    for (topic, _) in names.all(&paystream_processors::stores::ALL) {
         partition_count(consumer, &topic, timeout)?;
     }
     let counts: Vec<(String, i32)> = names
