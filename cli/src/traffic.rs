@@ -136,10 +136,17 @@ const MERCHANTS: usize = 40;
 /// 2026-01-01T00:00:00Z in milliseconds since the Unix epoch: generated event time starts here.
 const EPOCH_MS: i64 = 1_767_225_600_000;
 
+/// A random UUID that does not look like a card number (the pipeline would rightly
+/// dead-letter it as `pan_detected`).
 fn uuid(rng: &mut ChaCha8Rng) -> String {
-    uuid::Builder::from_random_bytes(rng.random())
-        .into_uuid()
-        .to_string()
+    loop {
+        let id = uuid::Builder::from_random_bytes(rng.random())
+            .into_uuid()
+            .to_string();
+        if !paystream_schemas::validate::contains_pan(&id) {
+            return id;
+        }
+    }
 }
 
 /// Record queue ordered by (due slot, sequence): delayed records are sent later.

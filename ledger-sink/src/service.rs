@@ -225,7 +225,8 @@ impl LedgerDatabase {
         outcome.entries_skipped = (ids.len() - inserted.len()) as u64;
 
         // 2. Postings of the inserted entries, and 3. their balance changes.
-        let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+        // An id listed twice in one batch was inserted once: post its lines once.
+        let mut inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
         let mut p_entry = Vec::new();
         let mut p_line = Vec::new();
         let mut p_account = Vec::new();
@@ -234,7 +235,7 @@ impl LedgerDatabase {
         let mut p_currency = Vec::new();
         let mut balances: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
         for ((entry, _), id) in batch.entries.iter().zip(&ids) {
-            if !inserted.contains(id) {
+            if !inserted.remove(id) {
                 continue;
             }
             for (line, posting) in entry.postings.iter().enumerate() {
@@ -332,7 +333,10 @@ impl LedgerDatabase {
                  ON CONFLICT (payment_id) DO UPDATE SET
                     status = EXCLUDED.status,
                     last_event_id = EXCLUDED.last_event_id,
-                    updated_at = EXCLUDED.updated_at",
+                    updated_at = EXCLUDED.updated_at
+                 -- statuses only move forward: INITIATED < AUTHORIZED, DECLINED < SETTLED
+                 WHERE (CASE EXCLUDED.status WHEN 'INITIATED' THEN 0 WHEN 'SETTLED' THEN 2 ELSE 1 END)
+                    >= (CASE payments.status WHEN 'INITIATED' THEN 0 WHEN 'SETTLED' THEN 2 ELSE 1 END)",
             )
             .bind(&pid)
             .bind(&mid)
@@ -358,7 +362,8 @@ impl LedgerDatabase {
             sqlx::query(
                 "INSERT INTO sink_offsets (topic, partition, next_offset)
                  SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int8[])
-                 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
+                 WHERE sink_offsets.next_offset < EXCLUDED.next_offset",
             )
             .bind(&t)
             .bind(&p)

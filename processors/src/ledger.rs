@@ -88,17 +88,21 @@ pub fn authorization_entry(
 }
 
 /// The entry for a settlement: debit `bank:settlement` net, debit
-/// `expense:psp_fees:{psp}` fee (omitted when 0), credit `psp_receivable:{psp}` gross.
+/// `expense:psp_fees:{psp}` fee, credit `psp_receivable:{psp}` gross. A zero net or fee
+/// posts no line (postings are always > 0).
 /// The settlement was validated on input (`net = gross − fee`, fee ≥ 0).
 pub fn settlement_entry(psp: &str, settlement: &SettlementReported) -> JournalEntry {
     let currency = settlement.currency.as_str();
     let fee_minor = settlement.fee_minor;
-    let mut postings = vec![posting(
-        accounts::BANK_SETTLEMENT.to_string(),
-        PostingSide::Debit,
-        settlement.net_amount_minor,
-        currency,
-    )];
+    let mut postings = Vec::with_capacity(3);
+    if settlement.net_amount_minor > 0 {
+        postings.push(posting(
+            accounts::BANK_SETTLEMENT.to_string(),
+            PostingSide::Debit,
+            settlement.net_amount_minor,
+            currency,
+        ));
+    }
     if fee_minor > 0 {
         postings.push(posting(
             accounts::psp_fees(psp),
@@ -157,6 +161,9 @@ mod tests {
         let no_fee = settlement_entry("adyen", &settlement(1234, 0));
         assert_eq!(no_fee.postings.len(), 2);
         assert!(no_fee.is_balanced());
+        let all_fee = settlement_entry("adyen", &settlement(1234, 1234));
+        assert_eq!(all_fee.postings.len(), 2, "no zero bank posting");
+        assert!(all_fee.is_balanced());
     }
 
     #[test]

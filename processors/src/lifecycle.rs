@@ -8,7 +8,8 @@
 //!
 //! Any other transition is dead-lettered as `illegal_transition` naming the current and
 //! attempted states. Auth and settlement events are deduplicated by `event_id` (the
-//! `seen_events` store). An auth or settlement event for a payment not seen yet, and a
+//! `seen_events` store, written when an event is applied or buffered, never when it is
+//! dead-lettered). An auth or settlement event for a payment not seen yet, and a
 //! settlement for a payment not yet authorized, waits in the `pending` store (at most
 //! [`PENDING_EVENTS_PER_PAYMENT_MAX`] per payment) and is applied in event-time order when
 //! the payment reaches the state it needs. Events arrive out of order in normal operation:
@@ -154,8 +155,6 @@ fn on_payment_event(
         ctx.forward(Output::DuplicateDropped);
         return Ok(());
     }
-    ctx.store(stores::SEEN_EVENTS)?
-        .put(event_id.as_bytes(), b"")?;
     let state: Option<PaymentState> = read_json(ctx, stores::PAYMENTS, event.payment_id())?;
     match state {
         Some(state) if !waits_for_auth(&state, &event) => {
@@ -187,6 +186,7 @@ fn buffer(event: InputEvent, origin: Origin, ctx: &mut dyn ProcessorContext) -> 
         });
         return Ok(());
     }
+    mark_seen(ctx, event.event_id())?;
     pending.push(PendingEvent { event, origin });
     write_json(ctx, stores::PENDING, &payment_id, &pending)
 }
@@ -214,6 +214,15 @@ fn drain_pending(payment_id: &str, ctx: &mut dyn ProcessorContext) -> Result<()>
     } else {
         write_json(ctx, stores::PENDING, payment_id, &pending)?;
     }
+    Ok(())
+}
+
+/// Records that an auth or settlement event was applied or buffered, so a retry of it is
+/// dropped as a duplicate. Events that were dead-lettered are not marked: a redrive of
+/// a fixed record must not be mistaken for a duplicate.
+fn mark_seen(ctx: &mut dyn ProcessorContext, event_id: &str) -> Result<()> {
+    ctx.store(stores::SEEN_EVENTS)?
+        .put(event_id.as_bytes(), b"")?;
     Ok(())
 }
 
@@ -256,6 +265,7 @@ fn on_auth_succeeded(
         return Ok(());
     }
     state.status = PaymentStatus::Authorized;
+    mark_seen(ctx, &auth.event_id)?;
     write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
     ctx.forward(Output::PaymentStatus(status_changed(
         &state,
@@ -292,6 +302,7 @@ fn on_auth_failed(
         return Ok(());
     }
     state.status = PaymentStatus::Declined;
+    mark_seen(ctx, &failed.event_id)?;
     write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
     ctx.forward(Output::PaymentStatus(status_changed(
         &state,
@@ -319,6 +330,7 @@ fn on_settlement(
         return Ok(());
     }
     state.status = PaymentStatus::Settled;
+    mark_seen(ctx, &settlement.event_id)?;
     write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
     ctx.forward(Output::PaymentStatus(status_changed(
         &state,

@@ -14,7 +14,7 @@
 //! | `paystream.dlq.application.id` | the application that dead-lettered it |
 
 use paystream_processors::{DeadLetterReason, Origin};
-use paystream_schemas::validate::{Violation, redact_pans};
+use paystream_schemas::validate::{Violation, pan_ranges, redact_pans};
 use paystream_schemas::{DecodeError, DecodeErrorKind};
 
 /// What to do with a record that failed.
@@ -106,38 +106,34 @@ pub fn dead_letter_record(
 
 /// Overwrites each digit of every card-number-like run in `bytes` with `*`, keeping the
 /// length of every byte string (so framed Avro stays decodable).
+///
+/// Besides [`pan_ranges`], any unbroken run of 13–19 digits passing the Luhn check is
+/// masked: in binary Avro a length byte can sit between two strings' digits and hide a
+/// card number's boundary, and masking too much here loses nothing that matters.
 pub fn mask_pans(bytes: &[u8]) -> Vec<u8> {
     let mut out = bytes.to_vec();
+    let mut mask = |start: usize, end: usize| {
+        for b in &mut out[start..end] {
+            if b.is_ascii_digit() {
+                *b = b'*';
+            }
+        }
+    };
+    for (start, end) in pan_ranges(bytes) {
+        mask(start, end);
+    }
     let mut i = 0;
-    while i < out.len() {
-        if !out[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
+    while i < bytes.len() {
         let start = i;
-        let mut digits = String::new();
-        let mut end = i;
-        while i < out.len() {
-            if out[i].is_ascii_digit() {
-                digits.push(out[i] as char);
-                i += 1;
-                end = i;
-            } else if (out[i] == b' ' || out[i] == b'-')
-                && i + 1 < out.len()
-                && out[i + 1].is_ascii_digit()
-            {
-                i += 1;
-            } else {
-                break;
-            }
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
         }
-        if (13..=19).contains(&digits.len()) && paystream_schemas::validate::contains_pan(&digits) {
-            for b in &mut out[start..end] {
-                if b.is_ascii_digit() {
-                    *b = b'*';
-                }
-            }
+        if (13..=19).contains(&(i - start))
+            && paystream_schemas::validate::luhn_valid(&bytes[start..i])
+        {
+            mask(start, i);
         }
+        i = i.max(start + 1);
     }
     out
 }
@@ -182,6 +178,11 @@ mod tests {
         assert_eq!(dl.partition, 2);
         assert_eq!(dl.key.as_deref(), Some(&b"m:k"[..]));
         let value = dl.value.unwrap();
+        // A digit right before the length byte does not hide the card number either.
+        assert_eq!(
+            mask_pans(b"id9\x204111111111111111"),
+            b"id9\x20****************".to_vec()
+        );
         assert_eq!(value.len(), origin.value.as_ref().unwrap().len());
         assert!(!String::from_utf8_lossy(&value).contains("4111"));
         let header = |name| {

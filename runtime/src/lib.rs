@@ -51,9 +51,16 @@ pub enum Error {
     Processor(#[from] paystream_processors::ProcessorError),
     #[error(transparent)]
     Codec(#[from] paystream_schemas::codec::CodecError),
-    /// Another instance with the same transactional id took over (zombie fencing).
-    #[error("fenced: another instance with transactional id {0} is running; this one stops")]
-    Fenced(String),
+    /// The transactional producer cannot go on, typically because another instance
+    /// with the same transactional id took over (zombie fencing, KIP-98/KIP-447).
+    #[error(
+        "transactional id {transactional_id}: fatal transaction error: {message}; \
+         if another instance runs with the same instance_id, give each a distinct one"
+    )]
+    TransactionFatal {
+        transactional_id: String,
+        message: String,
+    },
 }
 
 impl Error {

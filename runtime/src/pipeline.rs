@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BlockingRetryable, ExponentialBuilder, Retryable};
 use paystream_processors::dedupe::DedupeProcessor;
 use paystream_processors::lifecycle::LifecycleProcessor;
 use paystream_processors::{Origin, Output, Processor, Record};
@@ -47,6 +47,22 @@ pub mod origin_headers {
 
 /// Most attempts to produce one record while librdkafka's queue is full.
 const QUEUE_FULL_ATTEMPTS_MAX: u32 = 1_000;
+
+/// Attempts of a retriable transaction call before the instance stops.
+const COMMIT_RETRIES_MAX: usize = 10;
+
+/// What the open transaction did; published to metrics and the summary only once the
+/// transaction commits, so an aborted and re-processed record is counted once.
+#[derive(Debug, Default)]
+struct TransactionCounts {
+    consumed: BTreeMap<String, u64>,
+    duplicates: BTreeMap<String, u64>,
+    dead_lettered: BTreeMap<(String, &'static str), u64>,
+    produced: BTreeMap<String, u64>,
+    input_records: u64,
+    status_changes: u64,
+    journal_entries: u64,
+}
 
 /// Counts of one run, for the summary `paystream run` prints.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,6 +114,7 @@ pub struct Pipeline {
     /// Next offset committed per partition, for rewinding after an abort.
     committed_offsets: HashMap<(String, i32), i64>,
     records_in_transaction: usize,
+    counts: TransactionCounts,
     transactional_id: String,
     timeout: Duration,
     summary: RunSummary,
@@ -175,6 +192,7 @@ impl Pipeline {
             pending_offsets: HashMap::new(),
             committed_offsets: HashMap::new(),
             records_in_transaction: 0,
+            counts: TransactionCounts::default(),
             transactional_id,
             timeout,
             summary: RunSummary::default(),
@@ -295,12 +313,9 @@ impl Pipeline {
         self.pending_offsets
             .insert((topic.clone(), partition), message.offset() + 1);
         self.records_in_transaction += 1;
-        self.metrics
-            .records_consumed
-            .with_label_values(&[&topic])
-            .inc();
+        *self.counts.consumed.entry(topic.clone()).or_insert(0) += 1;
         if topic != self.names.payments_by_id {
-            self.summary.input_records += 1;
+            self.counts.input_records += 1;
         }
         let origin = self.origin_of(&message);
         let sub_topology = if topic == self.names.payment_initiated {
@@ -435,7 +450,7 @@ impl Pipeline {
                 self.send(
                     &topic,
                     None,
-                    event.payment_id.as_bytes(),
+                    Some(event.payment_id.as_bytes()),
                     message.payload(),
                     Some(headers),
                     timestamp_ms,
@@ -445,11 +460,11 @@ impl Pipeline {
             Output::PaymentStatus(status) => {
                 let topic = self.names.payment_status.clone();
                 let value = self.codec.encode(&topic, &status).await?;
-                self.summary.status_changes += 1;
+                self.counts.status_changes += 1;
                 self.send(
                     &topic,
                     None,
-                    status.payment_id.as_bytes(),
+                    Some(status.payment_id.as_bytes()),
                     Some(&value),
                     None,
                     status.occurred_at,
@@ -460,11 +475,11 @@ impl Pipeline {
                 assert!(entry.is_balanced(), "unbalanced journal entry {}", entry.id);
                 let topic = self.names.ledger_entries.clone();
                 let value = self.codec.encode(&topic, &entry).await?;
-                self.summary.journal_entries += 1;
+                self.counts.journal_entries += 1;
                 self.send(
                     &topic,
                     None,
-                    entry.payment_id.as_bytes(),
+                    Some(entry.payment_id.as_bytes()),
                     Some(&value),
                     None,
                     entry.occurred_at,
@@ -485,14 +500,10 @@ impl Pipeline {
                     reason = %reason,
                     "record dead-lettered"
                 );
-                self.metrics
-                    .dead_lettered
-                    .with_label_values(&[&origin.topic, reason.as_str()])
-                    .inc();
                 *self
-                    .summary
+                    .counts
                     .dead_lettered
-                    .entry(reason.as_str().to_string())
+                    .entry((origin.topic.clone(), reason.as_str()))
                     .or_insert(0) += 1;
                 let mut headers = OwnedHeaders::new();
                 for (key, value) in &record.headers {
@@ -504,7 +515,7 @@ impl Pipeline {
                 self.send(
                     &record.topic,
                     Some(record.partition),
-                    record.key.as_deref().unwrap_or_default(),
+                    record.key.as_deref(),
                     record.value.as_deref(),
                     Some(headers),
                     record.timestamp_ms,
@@ -512,11 +523,11 @@ impl Pipeline {
                 .await
             }
             Output::DuplicateDropped => {
-                self.metrics
-                    .duplicates_dropped
-                    .with_label_values(&[message.topic()])
-                    .inc();
-                self.summary.duplicates_dropped += 1;
+                *self
+                    .counts
+                    .duplicates
+                    .entry(message.topic().to_string())
+                    .or_insert(0) += 1;
                 Ok(())
             }
         }
@@ -524,17 +535,20 @@ impl Pipeline {
 
     /// Enqueues one record in the open transaction. Delivery errors surface at commit.
     async fn send(
-        &self,
+        &mut self,
         topic: &str,
         partition: Option<i32>,
-        key: &[u8],
+        key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
         timestamp_ms: i64,
     ) -> Result<()> {
         for _ in 0..QUEUE_FULL_ATTEMPTS_MAX {
             let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(topic).key(key).timestamp(timestamp_ms);
+                FutureRecord::to(topic).timestamp(timestamp_ms);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
             if let Some(value) = value {
                 record = record.payload(value);
             }
@@ -546,10 +560,7 @@ impl Pipeline {
             }
             match self.producer.send_result(record) {
                 Ok(_delivery) => {
-                    self.metrics
-                        .records_produced
-                        .with_label_values(&[topic])
-                        .inc();
+                    *self.counts.produced.entry(topic.to_string()).or_insert(0) += 1;
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(code), _))
@@ -586,11 +597,30 @@ impl Pipeline {
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
         for (topic, partition, key, value) in &changelog {
-            self.send(topic, Some(*partition), key, value.as_deref(), None, now_ms)
-                .await?;
+            self.send(
+                topic,
+                Some(*partition),
+                Some(key),
+                value.as_deref(),
+                None,
+                now_ms,
+            )
+            .await?;
         }
+        // The consumer's position steps over transaction markers that follow the last
+        // record read; committing it (as Kafka Streams does) keeps consumer lag at 0.
+        let positions = self
+            .consumer
+            .position()
+            .map_err(|e| Error::kafka("reading positions", e))?;
         let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), offset) in &self.pending_offsets {
+        for ((topic, partition), offset) in self.pending_offsets.iter_mut() {
+            if let Some(Offset::Offset(position)) = positions
+                .find_partition(topic, *partition)
+                .map(|e| e.offset())
+            {
+                *offset = (*offset).max(position);
+            }
             offsets
                 .add_partition_offset(topic, *partition, Offset::Offset(*offset))
                 .map_err(|e| Error::kafka("building the offsets to commit", e))?;
@@ -601,9 +631,29 @@ impl Pipeline {
             .ok_or_else(|| Error::Topology("consumer has no group metadata".into()))?;
         let timeout = self.timeout;
         let producer = &self.producer;
+        // Retriable transaction errors (a timeout) mean "call again": the commit may
+        // already have gone through, so aborting would be wrong (librdkafka's contract).
+        let retry = || {
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(2))
+                .with_max_times(COMMIT_RETRIES_MAX)
+        };
+        let retriable =
+            |e: &KafkaError| matches!(e, KafkaError::Transaction(rd) if rd.is_retriable());
         let result = tokio::task::block_in_place(|| {
-            producer.send_offsets_to_transaction(&offsets, &group, timeout)?;
-            producer.commit_transaction(timeout)
+            (|| producer.send_offsets_to_transaction(&offsets, &group, timeout))
+                .retry(retry())
+                .sleep(std::thread::sleep)
+                .when(retriable)
+                .notify(|e, _| warn!(error = %e, "sending offsets failed, retrying"))
+                .call()?;
+            (|| producer.commit_transaction(timeout))
+                .retry(retry())
+                .sleep(std::thread::sleep)
+                .when(retriable)
+                .notify(|e, _| warn!(error = %e, "commit failed, retrying"))
+                .call()
         });
         match result {
             Ok(()) => {
@@ -611,6 +661,7 @@ impl Pipeline {
                     task.commit_stores()?;
                 }
                 self.committed_offsets.extend(self.pending_offsets.drain());
+                self.publish_counts();
                 self.metrics.commits.inc();
                 self.metrics
                     .commit_latency_seconds
@@ -631,13 +682,18 @@ impl Pipeline {
         if let KafkaError::Transaction(rd) = &error
             && rd.is_fatal()
         {
-            return Err(Error::Fenced(self.transactional_id.clone()));
+            return Err(Error::TransactionFatal {
+                transactional_id: self.transactional_id.clone(),
+                message: rd.to_string(),
+            });
         }
         warn!(error = %error, "commit failed; aborting the transaction and reprocessing");
         self.producer
             .abort_transaction(self.timeout)
             .map_err(|e| Error::kafka("aborting a failed transaction", e))?;
         self.metrics.transaction_aborts.inc();
+        // The aborted records will be read and counted again.
+        self.counts = TransactionCounts::default();
         for task in self.tasks.values_mut() {
             task.abort_stores();
         }
@@ -660,6 +716,44 @@ impl Pipeline {
                 .map_err(|e| Error::kafka("rewinding after an abort", e))?;
         }
         Ok(())
+    }
+
+    /// Adds the committed transaction's counts to the metrics and the run summary.
+    fn publish_counts(&mut self) {
+        let counts = std::mem::take(&mut self.counts);
+        for (topic, n) in &counts.consumed {
+            self.metrics
+                .records_consumed
+                .with_label_values(&[topic])
+                .inc_by(*n);
+        }
+        for (topic, n) in &counts.duplicates {
+            self.metrics
+                .duplicates_dropped
+                .with_label_values(&[topic])
+                .inc_by(*n);
+            self.summary.duplicates_dropped += n;
+        }
+        for ((topic, reason), n) in &counts.dead_lettered {
+            self.metrics
+                .dead_lettered
+                .with_label_values(&[topic, reason])
+                .inc_by(*n);
+            *self
+                .summary
+                .dead_lettered
+                .entry(reason.to_string())
+                .or_insert(0) += n;
+        }
+        for (topic, n) in &counts.produced {
+            self.metrics
+                .records_produced
+                .with_label_values(&[topic])
+                .inc_by(*n);
+        }
+        self.summary.input_records += counts.input_records;
+        self.summary.status_changes += counts.status_changes;
+        self.summary.journal_entries += counts.journal_entries;
     }
 
     /// True when every assigned partition's position is its high watermark.

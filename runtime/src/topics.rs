@@ -212,6 +212,36 @@ pub fn check_topics<C: ConsumerContext>(
         .iter()
         .map(|t| partition_count(consumer, t, timeout).map(|n| (t.to_string(), n)))
         .collect::<Result<_>>()?;
+    // A task writes its changelogs and dead letters to the partition it reads, so those
+    // topics need at least as many partitions as their sources.
+    let initiated = partition_count(consumer, &names.payment_initiated, timeout)?;
+    let mut at_least: Vec<(String, i32)> = vec![(
+        names.changelog(paystream_processors::stores::IDEMPOTENCY),
+        initiated,
+    )];
+    for store in [
+        paystream_processors::stores::PAYMENTS,
+        paystream_processors::stores::SEEN_EVENTS,
+        paystream_processors::stores::PENDING,
+    ] {
+        let lifecycle = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        at_least.push((names.changelog(store), lifecycle));
+    }
+    for input in names.inputs() {
+        at_least.push((
+            TopicNames::dead_letter(input),
+            partition_count(consumer, input, timeout)?,
+        ));
+    }
+    for (topic, needed) in at_least {
+        let found = partition_count(consumer, &topic, timeout)?;
+        if found < needed {
+            return Err(Error::Topology(format!(
+                "topic {topic} has {found} partitions but its source has {needed}; \
+                 add partitions to it (kafka-topics --alter --partitions {needed})"
+            )));
+        }
+    }
     if counts.iter().any(|(_, n)| *n != counts[0].1) {
         let listed: Vec<String> = counts.iter().map(|(t, n)| format!("{t}={n}")).collect();
         return Err(Error::Topology(format!(

@@ -134,17 +134,17 @@ fn check_no_pan(fields: &[(&'static str, &str)]) -> Result<(), Violation> {
     }
 }
 
-/// True when `text` contains a run of 13–19 digits (spaces and dashes between digits
-/// allowed) that passes the Luhn check: what a primary account number looks like.
+/// True when `text` contains something that looks like a primary account number: see
+/// [`pan_ranges`].
 pub fn contains_pan(text: &str) -> bool {
-    pan_ranges(text).next().is_some()
+    !pan_ranges(text.as_bytes()).is_empty()
 }
 
-/// Replaces every card-number-like run of digits in `text` with `[REDACTED PAN]`.
+/// Replaces every card-number-like run in `text` with `[REDACTED PAN]`.
 pub fn redact_pans(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
-    for (start, end) in pan_ranges(text) {
+    for (start, end) in pan_ranges(text.as_bytes()) {
         out.push_str(&text[last..start]);
         out.push_str("[REDACTED PAN]");
         last = end;
@@ -153,40 +153,69 @@ pub fn redact_pans(text: &str) -> String {
     out
 }
 
-/// Byte ranges of card-number-like digit runs in `text`.
-fn pan_ranges(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let bytes = text.as_bytes();
+/// Byte ranges of the card-number-like runs in `bytes` (any bytes: Avro bodies too).
+///
+/// A run is digits, optionally in groups separated by single spaces or dashes, that
+/// stands alone (no letter or digit right before or after it), has 13–19 digits in a
+/// card layout — one unbroken group, groups of 4 with a shorter last group (4-4-4-4,
+/// 4-4-4-4-3), or 4-6-5 / 4-6-4 (American Express, Diners) — and passes the Luhn check
+/// (ISO/IEC 7812). The layout and boundary rules keep identifiers such as UUIDs from
+/// matching.
+pub fn pan_ranges(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut ranges = Vec::new();
     let mut i = 0;
-    std::iter::from_fn(move || {
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut groups: Vec<usize> = vec![0];
+        let mut digits = String::new();
+        let mut end = i;
         while i < bytes.len() {
-            if !bytes[i].is_ascii_digit() {
+            let b = bytes[i];
+            if b.is_ascii_digit() {
+                digits.push(b as char);
+                *groups.last_mut().expect("one group") += 1;
                 i += 1;
-                continue;
-            }
-            let start = i;
-            let mut digits = String::new();
-            let mut end = i;
-            while i < bytes.len() {
-                let b = bytes[i];
-                if b.is_ascii_digit() {
-                    digits.push(b as char);
-                    i += 1;
-                    end = i;
-                } else if (b == b' ' || b == b'-')
-                    && i + 1 < bytes.len()
-                    && bytes[i + 1].is_ascii_digit()
-                {
-                    i += 1;
-                } else {
-                    break;
-                }
-            }
-            if (13..=19).contains(&digits.len()) && luhn::valid(&digits) {
-                return Some((start, end));
+                end = i;
+            } else if (b == b' ' || b == b'-')
+                && i + 1 < bytes.len()
+                && bytes[i + 1].is_ascii_digit()
+            {
+                groups.push(0);
+                i += 1;
+            } else {
+                break;
             }
         }
-        None
-    })
+        let alone = (start == 0 || !bytes[start - 1].is_ascii_alphanumeric())
+            && (end == bytes.len() || !bytes[end].is_ascii_alphanumeric());
+        if alone
+            && (13..=19).contains(&digits.len())
+            && card_layout(&groups)
+            && luhn::valid(&digits)
+        {
+            ranges.push((start, end));
+        }
+        i = end.max(i);
+    }
+    ranges
+}
+
+/// The Luhn check (ISO/IEC 7812-1) over ASCII digits; false for anything else.
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    digits.iter().all(u8::is_ascii_digit) && std::str::from_utf8(digits).is_ok_and(luhn::valid)
+}
+
+fn card_layout(groups: &[usize]) -> bool {
+    match groups {
+        [_single] => true,
+        [4, 6, 5] | [4, 6, 4] => true,
+        [init @ .., last] => init.iter().all(|g| *g == 4) && (1..=4).contains(last),
+        [] => false,
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +280,14 @@ mod tests {
     }
 
     #[test]
+    fn uuids_are_never_card_numbers() {
+        // 101-4251-8613-5890 inside this UUID is 15 digits that pass the Luhn check.
+        assert!(!contains_pan("8411d6bb-e101-4251-8613-5890f9452f88"));
+        assert!(!contains_pan("12345678-1234-1234-1234-123456789012"));
+        assert!(!contains_pan("abcdefab-4111-1111-1111-111111111111"));
+    }
+
+    #[test]
     fn detects_and_redacts_card_numbers() {
         let mut e = initiated();
         e.payment_method_token = "4111 1111 1111 1111".into();
@@ -262,6 +299,8 @@ mod tests {
         );
         assert!(!contains_pan("4111111111111112")); // fails Luhn
         assert!(!contains_pan("pm_123456"));
+        assert!(contains_pan("pm_4111111111111111"));
+        assert!(contains_pan("3782 822463 10005")); // American Express layout
         assert_eq!(
             redact_pans("card=4111-1111-1111-1111;"),
             "card=[REDACTED PAN];"
