@@ -13,7 +13,6 @@ use paystream_schemas::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 /// Rates and sizes of generated traffic. Rates are probabilities in `[0, 1]`.
 #[derive(Debug, Clone, PartialEq)]

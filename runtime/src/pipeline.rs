@@ -737,7 +737,7 @@ impl Pipeline {
         for ((topic, reason), n) in &counts.dead_lettered {
             self.metrics
                 .dead_lettered
-                .with_label_values(&[topic, reason])
+                .with_label_values(&[topic.as_str(), reason])
                 .inc_by(*n);
             *self
                 .summary

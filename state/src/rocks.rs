@@ -95,7 +95,7 @@ impl KeyValueStore for RocksDbStore {
             }
         }
         self.db
-            .write_opt(&batch, &self.write_options)
+            .write_opt(batch, &self.write_options)
             .map_err(|e| rocks_error(&self.name, e))
     }
 
