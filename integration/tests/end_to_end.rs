@@ -35,7 +35,15 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
         malformed_rate: 0.005,
     };
     let expected: ExpectedOutcome = plan(&options).expected;
-    println!("test {} seed {seed}: {expected:?}", env.id);
+    println!(
+        "test {} seed {seed}: {} records, {} payments, {} duplicates, dead letters {:?}, statuses {:?}",
+        env.id,
+        expected.records,
+        expected.payments,
+        expected.duplicates,
+        expected.dead_letters,
+        expected.payments_by_status
+    );
     assert!(expected.duplicates > 0 && !expected.dead_letters.is_empty());
 
     env.paystream(&["topics", "create"])?;
