@@ -493,7 +493,8 @@ impl Pipeline {
             } => {
                 let record =
                     dead_letter_record(&origin, reason, &error, &self.config.application_id);
-                warn!(
+                // One line per record at debug; each commit logs a summary at warn.
+                tracing::debug!(
                     topic = %origin.topic,
                     partition = origin.partition,
                     offset = origin.offset,
@@ -721,6 +722,18 @@ impl Pipeline {
     /// Adds the committed transaction's counts to the metrics and the run summary.
     fn publish_counts(&mut self) {
         let counts = std::mem::take(&mut self.counts);
+        if !counts.dead_lettered.is_empty() {
+            let by_reason: Vec<String> = counts
+                .dead_lettered
+                .iter()
+                .map(|((topic, reason), n)| format!("{topic}/{reason}={n}"))
+                .collect();
+            warn!(
+                records = counts.dead_lettered.values().sum::<u64>(),
+                by_topic_and_reason = %by_reason.join(","),
+                "dead-lettered in the committed transaction"
+            );
+        }
         for (topic, n) in &counts.consumed {
             self.metrics
                 .records_consumed
