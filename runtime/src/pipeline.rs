@@ -564,9 +564,10 @@ impl Pipeline {
                     *self.counts.produced.entry(topic.to_string()).or_insert(0) += 1;
                     return Ok(());
                 }
-                Err((KafkaError::MessageProduction(code), _))
-                    if code == rdkafka::types::RDKafkaErrorCode::QueueFull =>
-                {
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    _,
+                )) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err((e, _)) => return Err(Error::kafka(&format!("producing to {topic}"), e)),

@@ -259,8 +259,10 @@ mod tests {
 
     #[test]
     fn names_follow_the_product_brief() {
-        let mut config = Config::default();
-        config.application_id = "app".into();
+        let mut config = Config {
+            application_id: "app".into(),
+            ..Config::default()
+        };
         config.topics.prefix = "t1.".into();
         let names = TopicNames::new(&config);
         assert_eq!(names.payment_initiated, "t1.payment_initiated");

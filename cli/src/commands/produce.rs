@@ -196,11 +196,11 @@ pub async fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-fn count_failures<T, E: std::fmt::Display>(
-    results: Vec<
-        Result<Result<T, (E, rdkafka::message::OwnedMessage)>, futures::channel::oneshot::Canceled>,
-    >,
-) -> u64 {
+/// What awaiting one `DeliveryFuture` gives.
+type DeliveryOutcome<T, E> =
+    Result<Result<T, (E, rdkafka::message::OwnedMessage)>, futures::channel::oneshot::Canceled>;
+
+fn count_failures<T, E: std::fmt::Display>(results: Vec<DeliveryOutcome<T, E>>) -> u64 {
     let mut failed = 0;
     for result in results {
         match result {
