@@ -146,7 +146,9 @@ pub struct ProcessingConfig {
     pub commit_interval_ms: u64,
     /// Upper bound on records processed in one transaction, whatever the interval.
     pub transaction_records_max: usize,
-    /// Kafka `transaction.timeout.ms`: the broker aborts a transaction open longer.
+    /// Kafka `transaction.timeout.ms`: the broker aborts a transaction open longer (a
+    /// crashed instance's open transaction blocks `read_committed` readers until then).
+    /// Kafka Streams' exactly-once default is 10000.
     pub transaction_timeout_ms: u64,
 }
 
@@ -155,7 +157,7 @@ impl Default for ProcessingConfig {
         ProcessingConfig {
             commit_interval_ms: 100,
             transaction_records_max: 20_000,
-            transaction_timeout_ms: 60_000,
+            transaction_timeout_ms: 10_000,
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod dead_letter;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
+pub mod state_manager;
 pub mod task;
 pub mod topics;
 
@@ -51,6 +52,13 @@ pub enum Error {
     Processor(#[from] paystream_processors::ProcessorError),
     #[error(transparent)]
     Codec(#[from] paystream_schemas::codec::CodecError),
+    /// A task directory or checkpoint could not be written or removed.
+    #[error("state directory {path}: {source}")]
+    StateDirectory {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// The transactional producer cannot go on, typically because another instance
     /// with the same transactional id took over (zombie fencing, KIP-98/KIP-447).
     #[error(

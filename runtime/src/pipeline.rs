@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{BlockingRetryable, ExponentialBuilder, Retryable};
@@ -23,7 +24,7 @@ use paystream_schemas::{
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -83,16 +84,31 @@ pub struct RunSummary {
     pub processing_ms: u64,
 }
 
-/// Logs partition assignment changes.
-pub struct RebalanceLogger;
+/// Counts and logs partition assignment changes. The processing loop notices a changed
+/// count after the consumer returns and discards its open transaction (see
+/// [`Pipeline::on_rebalance`]).
+#[derive(Default)]
+pub struct RebalanceListener {
+    rebalances: Arc<AtomicU64>,
+}
 
-impl ClientContext for RebalanceLogger {}
+impl ClientContext for RebalanceListener {}
 
-impl ConsumerContext for RebalanceLogger {
+impl ConsumerContext for RebalanceListener {
+    fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            info!(partitions = tpl.count(), "partitions revoked");
+            self.rebalances.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(tpl) => info!(partitions = tpl.count(), "partitions assigned"),
-            Rebalance::Revoke(tpl) => info!(partitions = tpl.count(), "partitions revoked"),
+            Rebalance::Assign(tpl) => {
+                info!(partitions = tpl.count(), "partitions assigned");
+                self.rebalances.fetch_add(1, Ordering::SeqCst);
+            }
+            Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
         }
     }
@@ -103,7 +119,9 @@ pub struct Pipeline {
     config: Config,
     names: TopicNames,
     codec: Arc<Codec>,
-    consumer: StreamConsumer<RebalanceLogger>,
+    consumer: StreamConsumer<RebalanceListener>,
+    rebalances: Arc<AtomicU64>,
+    rebalances_seen: u64,
     producer: FutureProducer,
     metrics: Metrics,
     tasks: BTreeMap<TaskId, Task>,
@@ -132,7 +150,8 @@ impl Pipeline {
     pub async fn new(config: Config, codec: Arc<Codec>, metrics: Metrics) -> Result<Self> {
         let names = TopicNames::new(&config);
         let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
-        let consumer: StreamConsumer<RebalanceLogger> = client_config(&config)
+        let rebalances = Arc::new(AtomicU64::new(0));
+        let consumer: StreamConsumer<RebalanceListener> = client_config(&config)
             .set("group.id", &config.application_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -141,7 +160,9 @@ impl Pipeline {
             // The range assignor gives one member the same partition numbers of every
             // co-partitioned topic, so a lifecycle task sees all events of its payments.
             .set("partition.assignment.strategy", "range")
-            .create_with_context(RebalanceLogger)
+            .create_with_context(RebalanceListener {
+                rebalances: rebalances.clone(),
+            })
             .map_err(|e| Error::kafka("creating the consumer", e))?;
         tokio::task::block_in_place(|| check_topics(&config, &consumer))?;
         let transactional_id = format!("{}-{}", config.application_id, config.instance_id);
@@ -186,6 +207,8 @@ impl Pipeline {
             names,
             codec,
             consumer,
+            rebalances,
+            rebalances_seen: 0,
             producer,
             metrics,
             tasks: BTreeMap::new(),
@@ -228,9 +251,12 @@ impl Pipeline {
                     }
                 }
                 received = tokio::time::timeout_at(next_commit, self.consumer.recv()) => {
+                    let received = received.map(|r| r.map(|m| m.detach()));
+                    if self.rebalances.load(Ordering::SeqCst) != self.rebalances_seen {
+                        self.on_rebalance()?;
+                    }
                     match received {
                         Ok(Ok(message)) => {
-                            let message = message.detach();
                             self.handle(message).await?;
                         }
                         Ok(Err(e)) => warn!(error = %e, "consumer error (librdkafka retries)"),
@@ -328,8 +354,10 @@ impl Pipeline {
             partition,
         };
         if !self.tasks.contains_key(&task_id) {
-            let task = Task::open(task_id, &self.config.state.dir, &self.config.application_id)?;
-            info!(task = %task_id, "task created");
+            info!(task = %task_id, "task assigned: restoring its stores");
+            let task =
+                tokio::task::block_in_place(|| Task::open(task_id, &self.config, &self.names))?;
+            info!(task = %task_id, "task running");
             self.tasks.insert(task_id, task);
         }
         let mut outputs = Vec::new();
@@ -456,6 +484,7 @@ impl Pipeline {
                     timestamp_ms,
                 )
                 .await
+                .map(drop)
             }
             Output::PaymentStatus(status) => {
                 let topic = self.names.payment_status.clone();
@@ -470,6 +499,7 @@ impl Pipeline {
                     status.occurred_at,
                 )
                 .await
+                .map(drop)
             }
             Output::JournalEntry(entry) => {
                 assert!(entry.is_balanced(), "unbalanced journal entry {}", entry.id);
@@ -485,6 +515,7 @@ impl Pipeline {
                     entry.occurred_at,
                 )
                 .await
+                .map(drop)
             }
             Output::DeadLetter {
                 origin,
@@ -522,6 +553,7 @@ impl Pipeline {
                     record.timestamp_ms,
                 )
                 .await
+                .map(drop)
             }
             Output::DuplicateDropped => {
                 *self
@@ -534,7 +566,8 @@ impl Pipeline {
         }
     }
 
-    /// Enqueues one record in the open transaction. Delivery errors surface at commit.
+    /// Enqueues one record in the open transaction and returns its delivery report.
+    /// Delivery errors also surface at commit.
     async fn send(
         &mut self,
         topic: &str,
@@ -543,7 +576,7 @@ impl Pipeline {
         value: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
         timestamp_ms: i64,
-    ) -> Result<()> {
+    ) -> Result<DeliveryFuture> {
         for _ in 0..QUEUE_FULL_ATTEMPTS_MAX {
             let mut record: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(topic).timestamp(timestamp_ms);
@@ -560,9 +593,9 @@ impl Pipeline {
                 record = record.headers(headers.clone());
             }
             match self.producer.send_result(record) {
-                Ok(_delivery) => {
+                Ok(delivery) => {
                     *self.counts.produced.entry(topic.to_string()).or_insert(0) += 1;
-                    return Ok(());
+                    return Ok(delivery);
                 }
                 Err((
                     KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
@@ -586,8 +619,8 @@ impl Pipeline {
             for (store, transactional) in &task.stores {
                 for write in transactional.pending() {
                     changelog.push((
-                        self.names.changelog(store),
-                        task.id.partition,
+                        task.id,
+                        *store,
                         write.key.to_vec(),
                         write.value.map(<[u8]>::to_vec),
                     ));
@@ -598,16 +631,20 @@ impl Pipeline {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        for (topic, partition, key, value) in &changelog {
-            self.send(
-                topic,
-                Some(*partition),
-                Some(key),
-                value.as_deref(),
-                None,
-                now_ms,
-            )
-            .await?;
+        let mut changelog_deliveries = Vec::with_capacity(changelog.len());
+        for (task_id, store, key, value) in &changelog {
+            let topic = self.names.changelog(store);
+            let delivery = self
+                .send(
+                    &topic,
+                    Some(task_id.partition),
+                    Some(key),
+                    value.as_deref(),
+                    None,
+                    now_ms,
+                )
+                .await?;
+            changelog_deliveries.push(((*task_id, *store), delivery));
         }
         // The consumer's position steps over transaction markers that follow the last
         // record read; committing it (as Kafka Streams does) keeps consumer lag at 0.
@@ -662,6 +699,7 @@ impl Pipeline {
                 for task in self.tasks.values_mut() {
                     task.commit_stores()?;
                 }
+                self.checkpoint(changelog_deliveries).await?;
                 self.committed_offsets.extend(self.pending_offsets.drain());
                 self.publish_counts();
                 self.metrics.commits.inc();
@@ -676,6 +714,28 @@ impl Pipeline {
         self.producer
             .begin_transaction()
             .map_err(|e| Error::kafka("beginning a transaction", e))
+    }
+
+    /// After a commit whose store writes reached RocksDB: records in each task's
+    /// checkpoint the changelog offset after its last changelog record.
+    async fn checkpoint(
+        &mut self,
+        deliveries: Vec<((TaskId, &'static str), DeliveryFuture)>,
+    ) -> Result<()> {
+        let mut next: BTreeMap<TaskId, BTreeMap<&'static str, i64>> = BTreeMap::new();
+        for ((task_id, store), delivery) in deliveries {
+            // The transaction committed, so every report is in and successful.
+            if let Ok(Ok(delivered)) = delivery.await {
+                let offset = next.entry(task_id).or_default().entry(store).or_insert(0);
+                *offset = (*offset).max(delivered.offset + 1);
+            }
+        }
+        for (task_id, offsets) in next {
+            if let Some(task) = self.tasks.get_mut(&task_id) {
+                task.checkpoint(&offsets)?;
+            }
+        }
+        Ok(())
     }
 
     /// After a failed commit: fatal errors (fencing) stop the instance; otherwise abort,
@@ -717,6 +777,47 @@ impl Pipeline {
                 .seek(element.topic(), element.partition(), offset, self.timeout)
                 .map_err(|e| Error::kafka("rewinding after an abort", e))?;
         }
+        Ok(())
+    }
+
+    /// After a rebalance: the open transaction may hold records of partitions this
+    /// instance no longer owns, so it is aborted and its store writes dropped; the
+    /// consumer resumes every newly assigned partition from its committed offset (eager
+    /// rebalancing), and tasks whose partitions left are closed. Their local stores and
+    /// checkpoints stay on disk for a later return.
+    fn on_rebalance(&mut self) -> Result<()> {
+        self.rebalances_seen = self.rebalances.load(Ordering::SeqCst);
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|e| Error::kafka("reading the assignment", e))?;
+        warn!(
+            records_discarded = self.records_in_transaction,
+            partitions = assignment.count(),
+            "rebalance: aborting the open transaction; processing resumes from committed offsets"
+        );
+        tokio::task::block_in_place(|| self.producer.abort_transaction(self.timeout))
+            .map_err(|e| Error::kafka("aborting the transaction at a rebalance", e))?;
+        self.metrics.transaction_aborts.inc();
+        self.producer
+            .begin_transaction()
+            .map_err(|e| Error::kafka("beginning a transaction", e))?;
+        self.pending_offsets.clear();
+        self.counts = TransactionCounts::default();
+        self.records_in_transaction = 0;
+        let names = &self.names;
+        self.tasks.retain(|id, task| {
+            task.abort_stores();
+            let source = match id.sub_topology {
+                SubTopology::Dedupe => &names.payment_initiated,
+                SubTopology::Lifecycle => &names.payments_by_id,
+            };
+            let kept = assignment.find_partition(source, id.partition).is_some();
+            if !kept {
+                info!(task = %id, "task closed: its partitions moved to another instance");
+            }
+            kept
+        });
         Ok(())
     }
 

@@ -1,15 +1,26 @@
 //! Tasks: the unit of work and state. A task is one sub-topology on one partition; it
 //! owns a [`TransactionalStore`] over a [`RocksDbStore`] per state store, under
-//! `<state.dir>/<application_id>/<task_id>/<store>`.
+//! `<state.dir>/<application_id>/<task_id>/<store>`, and the task's checkpoint (see
+//! [`crate::state_manager`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use paystream_processors::{
     Output, ProcessorContext, ProcessorError, Result as ProcessorResult, stores,
 };
 use paystream_state::{KeyValueStore, RocksDbStore, TransactionalStore};
+
+use crate::config::Config;
+use crate::state_manager::{Checkpoint, load_or_wipe, restore_store, task_dir};
+use crate::topics::TopicNames;
+use crate::{Error, Result};
+
+/// How much longer than the transaction timeout a restore may wait for the changelog's
+/// end (a previous owner's open transaction is aborted by the broker at that timeout).
+const RESTORE_SLACK: Duration = Duration::from_secs(60);
 
 /// The two sub-topologies (see the crate docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,35 +54,86 @@ impl fmt::Display for TaskId {
     }
 }
 
-/// A task's stores and stream time.
+/// A task's stores, stream time and checkpoint.
 pub struct Task {
     pub id: TaskId,
     pub stores: BTreeMap<&'static str, TransactionalStore<RocksDbStore>>,
     /// Largest record timestamp processed, milliseconds since the Unix epoch.
     pub stream_time_ms: i64,
+    dir: PathBuf,
+    checkpoint: Checkpoint,
 }
 
 impl Task {
-    /// Opens the task's stores under `<state_dir>/<application_id>/<task_id>/`.
+    /// Opens the task's stores under `<state.dir>/<application_id>/<task_id>/` and
+    /// restores each from its changelog, from the checkpoint (or in full after a wipe) to
+    /// the changelog's end, before the task processes anything.
     ///
     /// # Errors
-    /// [`paystream_state::StoreError`] when a store cannot be opened.
-    pub fn open(
-        id: TaskId,
-        state_dir: &Path,
-        application_id: &str,
-    ) -> paystream_state::Result<Task> {
-        let dir = state_dir.join(application_id).join(id.to_string());
+    /// Store, Kafka and state-directory errors; restore not finishing in time.
+    pub fn open(id: TaskId, config: &Config, names: &TopicNames) -> Result<Task> {
+        let dir = task_dir(config, &id.to_string());
+        let directory_error = |source| Error::StateDirectory {
+            path: dir.display().to_string(),
+            source,
+        };
+        let mut checkpoint = load_or_wipe(&dir).map_err(directory_error)?;
+        let deadline =
+            Duration::from_millis(config.processing.transaction_timeout_ms) + RESTORE_SLACK;
         let mut opened = BTreeMap::new();
         for name in id.sub_topology.stores() {
-            let store = RocksDbStore::open(name, &dir.join(name))?;
+            let mut store = RocksDbStore::open(name, &dir.join(name))?;
+            let restored = restore_store(
+                config,
+                &names.changelog(name),
+                id.partition,
+                checkpoint.offsets.get(*name).copied(),
+                &mut store,
+                deadline,
+            )?;
+            checkpoint
+                .offsets
+                .insert(name.to_string(), restored.next_offset);
             opened.insert(*name, TransactionalStore::new(store));
         }
+        checkpoint.write(&dir).map_err(directory_error)?;
         Ok(Task {
             id,
             stores: opened,
             stream_time_ms: i64::MIN,
+            dir,
+            checkpoint,
         })
+    }
+
+    /// Records that the local stores now reflect their changelogs up to `next_offsets`
+    /// (store → next changelog offset), after a commit's writes reached RocksDB.
+    ///
+    /// # Errors
+    /// [`Error::StateDirectory`] when the checkpoint cannot be written; the previous one
+    /// stays, which is still safe to restore from.
+    pub fn checkpoint(&mut self, next_offsets: &BTreeMap<&'static str, i64>) -> Result<()> {
+        let mut changed = false;
+        for (store, offset) in next_offsets {
+            let entry = self
+                .checkpoint
+                .offsets
+                .entry(store.to_string())
+                .or_insert(0);
+            if *offset > *entry {
+                *entry = *offset;
+                changed = true;
+            }
+        }
+        if changed {
+            self.checkpoint
+                .write(&self.dir)
+                .map_err(|source| Error::StateDirectory {
+                    path: self.dir.display().to_string(),
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     /// The context a processor runs in for one record of this task.

@@ -52,6 +52,20 @@ impl RocksDbStore {
         })
     }
 
+    /// Every key, in key order (for wiping a store before a full restore).
+    ///
+    /// # Errors
+    /// [`StoreError::Rocks`] when iteration fails.
+    pub fn keys(&self) -> Result<Vec<Vec<u8>>> {
+        self.db
+            .iterator(rocksdb::IteratorMode::Start)
+            .map(|item| {
+                item.map(|(key, _)| key.to_vec())
+                    .map_err(|e| rocks_error(&self.name, e))
+            })
+            .collect()
+    }
+
     /// Where the store lives on disk.
     pub fn path(&self) -> &Path {
         &self.path
@@ -133,5 +147,6 @@ mod tests {
         }
         let store = RocksDbStore::open("s", dir.path()).unwrap();
         assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(store.keys().unwrap(), vec![b"a".to_vec()]);
     }
 }
