@@ -110,8 +110,19 @@ impl TestEnv {
     /// # Errors
     /// When the process cannot start.
     pub fn paystream_unchecked(&self, args: &[&str]) -> anyhow::Result<Output> {
-        let binary = Self::binary();
-        Command::new(&binary)
+        self.command(args).output().with_context(|| {
+            format!(
+                "starting {} (build it with cargo build)",
+                Self::binary().display()
+            )
+        })
+    }
+
+    /// A `paystream ARGS` command with this test's configuration in its environment, for
+    /// the caller to start (and, in crash tests, to kill).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(Self::binary());
+        command
             .args(args)
             .current_dir(self.work_dir.path())
             .env_remove("PAYSTREAM_CONFIG")
@@ -125,9 +136,8 @@ impl TestEnv {
             .env(
                 "PAYSTREAM_LOG",
                 "warn,paystream_runtime=info,paystream_ledger_sink=info",
-            )
-            .output()
-            .with_context(|| format!("starting {} (build it with cargo build)", binary.display()))
+            );
+        command
     }
 
     /// A topic name with this test's prefix.

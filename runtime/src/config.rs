@@ -21,10 +21,13 @@ pub struct Config {
     /// Names the consumer group, the internal topics (`<app>-payments-by-id`,
     /// `<app>-<store>-changelog`) and the state directory. Instances with the same id
     /// share the work.
+    #[serde(deserialize_with = "string_or_number")]
     pub application_id: String,
     /// Distinguishes instances of one application: the transactional id is
     /// `<application_id>-<instance_id>`. Must be unique per running instance and stable
-    /// across its restarts (so a restart fences its previous incarnation).
+    /// across its restarts (so a restart fences its previous incarnation). Numbers are
+    /// accepted too (`PAYSTREAM_INSTANCE_ID=0`).
+    #[serde(deserialize_with = "string_or_number")]
     pub instance_id: String,
     pub kafka: KafkaConfig,
     pub topics: TopicsConfig,
@@ -47,6 +50,21 @@ impl Default for Config {
             sink: SinkConfig::default(),
         }
     }
+}
+
+/// Accepts `"7"` and `7` alike for identifiers: environment variables holding digits
+/// arrive as numbers.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(i64),
+    }
+    Ok(match Id::deserialize(deserializer)? {
+        Id::Text(text) => text,
+        Id::Number(n) => n.to_string(),
+    })
 }
 
 /// Connection to the Kafka cluster.
@@ -150,6 +168,11 @@ pub struct ProcessingConfig {
     /// crashed instance's open transaction blocks `read_committed` readers until then).
     /// Kafka Streams' exactly-once default is 10000.
     pub transaction_timeout_ms: u64,
+    /// Consumer group session timeout: how long a crashed instance keeps its partitions
+    /// before the group moves them. Instances use static membership
+    /// (`group.instance.id = <application_id>-<instance_id>`, KIP-345), so a restarted
+    /// instance takes its partitions back at once without a rebalance.
+    pub session_timeout_ms: u64,
 }
 
 impl Default for ProcessingConfig {
@@ -158,6 +181,7 @@ impl Default for ProcessingConfig {
             commit_interval_ms: 100,
             transaction_records_max: 20_000,
             transaction_timeout_ms: 10_000,
+            session_timeout_ms: 10_000,
         }
     }
 }
@@ -332,6 +356,13 @@ impl Config {
                 "use e.g. 60000",
             ));
         }
+        if !(6_000..=300_000).contains(&self.processing.session_timeout_ms) {
+            return Err(invalid(
+                "processing.session_timeout_ms",
+                format!("{} is out of range", self.processing.session_timeout_ms),
+                "use 6000 to 300000 (the broker's group.min/max.session.timeout.ms)",
+            ));
+        }
         if self.sink.enabled
             && !(self.sink.database_url.starts_with("postgres://")
                 || self.sink.database_url.starts_with("postgresql://"))
@@ -369,6 +400,15 @@ mod tests {
         std::fs::write(&path, "[kafka]\nbootstrap_server = \"x:1\"\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("bootstrap_server"), "{err}");
+    }
+
+    #[test]
+    fn numeric_ids_from_the_environment_are_accepted() {
+        let config: Config = Figment::new()
+            .merge(Toml::string("instance_id = 3\napplication_id = \"app\""))
+            .extract()
+            .unwrap();
+        assert_eq!(config.instance_id, "3");
     }
 
     #[test]

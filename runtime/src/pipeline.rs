@@ -34,7 +34,7 @@ use crate::dead_letter::{FailureAction, dead_letter_record, on_decode_error, on_
 use crate::kafka::{PARTITIONER, client_config};
 use crate::metrics::Metrics;
 use crate::task::{SubTopology, Task, TaskId};
-use crate::topics::{TopicNames, check_topics};
+use crate::topics::{TopicNames, check_topics, partition_count};
 use crate::{Error, Result};
 
 /// Headers that carry a repartitioned record's origin, so that a later dead letter
@@ -160,6 +160,14 @@ impl Pipeline {
             // The range assignor gives one member the same partition numbers of every
             // co-partitioned topic, so a lifecycle task sees all events of its payments.
             .set("partition.assignment.strategy", "range")
+            .set(
+                "group.instance.id",
+                format!("{}-{}", config.application_id, config.instance_id),
+            )
+            .set(
+                "session.timeout.ms",
+                config.processing.session_timeout_ms.to_string(),
+            )
             .create_with_context(RebalanceListener {
                 rebalances: rebalances.clone(),
             })
@@ -871,55 +879,65 @@ impl Pipeline {
         self.summary.journal_entries += counts.journal_entries;
     }
 
-    /// True when every assigned partition's position is its high watermark.
+    /// True when the whole application has caught up: every partition of every topic
+    /// the pipeline reads — not only this instance's — has been consumed to its end and
+    /// committed. Partitions this instance reads count from its position; the others
+    /// (held by other instances, or by a stopped static member until its session times
+    /// out) count from the group's committed offset.
     fn caught_up(&self) -> Result<bool> {
         let assignment = self
             .consumer
             .assignment()
             .map_err(|e| Error::kafka("reading the assignment", e))?;
-        if assignment.count() == 0 {
+        if assignment.count() == 0 || self.records_in_transaction > 0 {
             return Ok(false);
         }
         let positions = self
             .consumer
             .position()
             .map_err(|e| Error::kafka("reading positions", e))?;
-        // Partitions not read in this run have no position: use the group's committed
-        // offset for them.
-        let mut unread = TopicPartitionList::new();
-        for element in positions.elements() {
-            if !matches!(element.offset(), Offset::Offset(_)) {
-                unread.add_partition(element.topic(), element.partition());
+        let mut all = TopicPartitionList::new();
+        for topic in self
+            .names
+            .inputs()
+            .into_iter()
+            .chain([self.names.payments_by_id.as_str()])
+        {
+            let partitions = tokio::task::block_in_place(|| {
+                partition_count(&self.consumer, topic, self.timeout)
+            })?;
+            for partition in 0..partitions {
+                all.add_partition(topic, partition);
             }
         }
-        let committed = if unread.count() > 0 {
-            tokio::task::block_in_place(|| self.consumer.committed_offsets(unread, self.timeout))
-                .map_err(|e| Error::kafka("reading committed offsets", e))?
-        } else {
-            unread
+        let committed =
+            tokio::task::block_in_place(|| self.consumer.committed_offsets(all, self.timeout))
+                .map_err(|e| Error::kafka("reading committed offsets", e))?;
+        let offset_of = |list: &TopicPartitionList, topic: &str, partition: i32| {
+            list.find_partition(topic, partition)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
         };
         let mut all_caught_up = true;
-        for element in positions.elements() {
+        for element in committed.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
             let (low, high) = tokio::task::block_in_place(|| {
                 self.consumer
-                    .fetch_watermarks(element.topic(), element.partition(), self.timeout)
+                    .fetch_watermarks(topic, partition, self.timeout)
             })
             .map_err(|e| Error::kafka("fetching watermarks", e))?;
-            let position = match element.offset() {
-                Offset::Offset(o) => o,
-                _ => committed
-                    .find_partition(element.topic(), element.partition())
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    })
-                    .unwrap_or(low),
-            };
+            let position = offset_of(&positions, topic, partition)
+                .or_else(|| offset_of(&committed, topic, partition))
+                .unwrap_or(low);
             let lag = (high - position).max(0);
-            self.metrics
-                .consumer_lag
-                .with_label_values(&[element.topic(), &element.partition().to_string()])
-                .set(lag);
+            if assignment.find_partition(topic, partition).is_some() {
+                self.metrics
+                    .consumer_lag
+                    .with_label_values(&[topic, &partition.to_string()])
+                    .set(lag);
+            }
             if lag > 0 {
                 all_caught_up = false;
             }

@@ -1,0 +1,392 @@
+//! `integration/chaos`: the crash test. Produces seeded payment traffic while
+//! `paystream run` instances are killed with SIGKILL at random moments and restarted,
+//! then checks with a `read_committed` reader that every expected output record is
+//! present exactly once and that the PostgreSQL ledger is exactly what the traffic must
+//! produce. The seed fixes the traffic and the kill schedule.
+//!
+//! Phase 1 runs one instance and kills it; phase 2 (with `--instances` ≥ 2) runs that
+//! many instances sharing the partitions and kills one at a time. A final instance then
+//! runs until caught up. Instances other than `0` run without the ledger sink.
+//!
+//! The last line printed is `lost=<n> duplicated=<n> postings_exact=<yes|no>`; the exit
+//! status is non-zero on any loss, duplicate or ledger difference.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use paystream::traffic::{ExpectedOutcome, PlannedRecord, TrafficOptions, plan};
+use paystream_integration::{TestEnv, read_committed, registry_url};
+use paystream_processors::ledger::journal_entry_id;
+use paystream_schemas::{Codec, InputEvent, JournalEntry, JournalEntryKind, PaymentStatusChanged};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sqlx::Row;
+
+#[derive(Debug, Parser)]
+#[command(
+    about = "Crash test: kill -9 paystream at random moments, then check nothing was lost or duplicated"
+)]
+struct Args {
+    /// Input records to produce.
+    #[arg(long, default_value_t = 200_000)]
+    events: u64,
+    /// SIGKILLs in all (split between the phases when --instances ≥ 2).
+    #[arg(long, default_value_t = 10)]
+    kills: u32,
+    /// Instances in phase 2; 1 skips phase 2.
+    #[arg(long, default_value_t = 2)]
+    instances: u32,
+    /// Seed of the traffic and of the kill schedule.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Shortest run before a kill, milliseconds.
+    #[arg(long, default_value_t = 1_500)]
+    kill_after_min_ms: u64,
+    /// Longest run before a kill, milliseconds.
+    #[arg(long, default_value_t = 6_000)]
+    kill_after_max_ms: u64,
+}
+
+/// One running `paystream run` process.
+struct Instance {
+    id: u32,
+    child: Child,
+    started: Instant,
+}
+
+fn start(
+    env: &TestEnv,
+    logs: &Path,
+    id: u32,
+    restarts: &mut HashMap<u32, u32>,
+) -> anyhow::Result<Instance> {
+    let n = restarts.entry(id).or_insert(0);
+    *n += 1;
+    let log = logs.join(format!("instance-{id}-run-{n}.log"));
+    let mut args = vec!["run"];
+    if id != 0 {
+        args.push("--no-sink");
+    }
+    let child = env
+        .command(&args)
+        .env("PAYSTREAM_INSTANCE_ID", id.to_string())
+        .env(
+            "PAYSTREAM_STATE__DIR",
+            env.state_dir.path().join(format!("instance-{id}")),
+        )
+        .stdout(Stdio::null())
+        .stderr(File::create(&log)?)
+        .spawn()
+        .context("starting paystream run")?;
+    Ok(Instance {
+        id,
+        child,
+        started: Instant::now(),
+    })
+}
+
+fn kill(instance: &mut Instance) -> anyhow::Result<()> {
+    instance.child.kill()?; // SIGKILL
+    instance.child.wait()?;
+    println!(
+        "killed instance {} (pid {}) after {} ms",
+        instance.id,
+        instance.child.id(),
+        instance.started.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+fn stop(instance: &mut Instance) -> anyhow::Result<()> {
+    // SIGTERM: the instance commits and leaves the group.
+    let _ = Command::new("kill")
+        .args(["-TERM", &instance.child.id().to_string()])
+        .status();
+    instance.child.wait()?;
+    Ok(())
+}
+
+use std::process::Command;
+
+/// What the traffic must produce, record by record.
+struct ExpectedRecords {
+    journal_entry_ids: Vec<String>,
+    status_changes: Vec<(String, String)>,
+    outcome: ExpectedOutcome,
+}
+
+fn expected_records(options: &TrafficOptions) -> ExpectedRecords {
+    let plan = plan(options);
+    let mut initiated = BTreeMap::new();
+    let mut statuses = BTreeMap::new();
+    let mut entries = BTreeMap::new();
+    for record in &plan.records {
+        let PlannedRecord::Event { event, .. } = record else {
+            continue;
+        };
+        match event {
+            // The first request per idempotency key is the payment; conflicts are not.
+            InputEvent::PaymentInitiated(p) => {
+                initiated
+                    .entry(p.key())
+                    .or_insert_with(|| p.payment_id.clone());
+            }
+            InputEvent::AuthSucceeded(a) => {
+                statuses.insert((a.payment_id.clone(), "AUTHORIZED".to_string()), ());
+                entries.insert(
+                    journal_entry_id(&a.payment_id, JournalEntryKind::Authorization),
+                    (),
+                );
+            }
+            InputEvent::AuthFailed(f) => {
+                statuses.insert((f.payment_id.clone(), "DECLINED".to_string()), ());
+            }
+            InputEvent::SettlementReported(s) => {
+                statuses.insert((s.payment_id.clone(), "SETTLED".to_string()), ());
+                entries.insert(
+                    journal_entry_id(&s.payment_id, JournalEntryKind::Settlement),
+                    (),
+                );
+            }
+        }
+    }
+    for payment_id in initiated.values() {
+        statuses.insert((payment_id.clone(), "INITIATED".to_string()), ());
+    }
+    ExpectedRecords {
+        journal_entry_ids: entries.into_keys().collect(),
+        status_changes: statuses.into_keys().collect(),
+        outcome: plan.expected,
+    }
+}
+
+/// Compares `seen` (id → times read) with the `expected` ids: (lost, duplicated).
+fn compare(expected: &[String], seen: &HashMap<String, u64>) -> (u64, u64) {
+    let lost = expected.iter().filter(|id| !seen.contains_key(*id)).count() as u64;
+    let duplicated: u64 = seen.values().map(|n| n.saturating_sub(1)).sum();
+    let unexpected = seen.len() as u64 - (expected.len() as u64 - lost);
+    (lost, duplicated + unexpected)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    anyhow::ensure!(args.kills >= 1, "--kills must be at least 1");
+    anyhow::ensure!(args.instances >= 1, "--instances must be at least 1");
+    anyhow::ensure!(
+        args.kill_after_min_ms < args.kill_after_max_ms,
+        "--kill-after-min-ms must be below --kill-after-max-ms"
+    );
+    let env = TestEnv::new("chaos");
+    let logs = std::env::var("PAYSTREAM_STACK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/paystream-stack")
+        })
+        .join("chaos")
+        .join(&env.id);
+    std::fs::create_dir_all(&logs)?;
+    println!(
+        "chaos: seed {} events {} kills {} instances {} run {} (logs in {})",
+        args.seed,
+        args.events,
+        args.kills,
+        args.instances,
+        env.id,
+        logs.display()
+    );
+    let options = TrafficOptions {
+        count: args.events,
+        seed: args.seed,
+        ..TrafficOptions::default()
+    };
+    let expected = expected_records(&options);
+    env.paystream(&["topics", "create"])?;
+    env.paystream(&["schemas", "register"])?;
+    env.paystream(&["ledger", "init"])?;
+
+    // Traffic arrives while instances are killed: about 4 s of traffic per kill.
+    let rate = (args.events / (u64::from(args.kills) * 4)).max(500);
+    let mut producer = env
+        .command(&[
+            "produce",
+            "--quiet",
+            "--count",
+            &args.events.to_string(),
+            "--seed",
+            &args.seed.to_string(),
+            "--rate",
+            &rate.to_string(),
+        ])
+        .stdout(File::create(logs.join("produce.log"))?)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting paystream produce")?;
+    println!("producing at {rate} records/s");
+
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut restarts = HashMap::new();
+    let phase_one_kills = if args.instances >= 2 {
+        args.kills.div_ceil(2)
+    } else {
+        args.kills
+    };
+    let pause = |rng: &mut ChaCha8Rng| {
+        Duration::from_millis(rng.random_range(args.kill_after_min_ms..args.kill_after_max_ms))
+    };
+
+    // Phase 1: one instance, killed and restarted.
+    let mut running = vec![start(&env, &logs, 0, &mut restarts)?];
+    for _ in 0..phase_one_kills {
+        tokio::time::sleep(pause(&mut rng)).await;
+        kill(&mut running[0])?;
+        running[0] = start(&env, &logs, 0, &mut restarts)?;
+    }
+    // Phase 2: several instances share the partitions; one at a time is killed.
+    if args.instances >= 2 {
+        for id in 1..args.instances {
+            running.push(start(&env, &logs, id, &mut restarts)?);
+        }
+        for _ in phase_one_kills..args.kills {
+            tokio::time::sleep(pause(&mut rng)).await;
+            let victim = rng.random_range(0..running.len());
+            kill(&mut running[victim])?;
+            let id = running[victim].id;
+            running[victim] = start(&env, &logs, id, &mut restarts)?;
+        }
+    }
+    let status = producer.wait()?;
+    anyhow::ensure!(status.success(), "paystream produce failed: {status}");
+    for instance in &mut running {
+        stop(instance)?;
+    }
+    println!("final run: one instance until caught up");
+    let run = env.paystream(&["run", "--until-caught-up"])?;
+    print!("{}", String::from_utf8_lossy(&run.stdout));
+
+    // Read every output back with read_committed.
+    let codec = Codec::new(&registry_url(), Duration::from_secs(10))?;
+    let timeout = Duration::from_secs(300);
+    let mut entries: HashMap<String, u64> = HashMap::new();
+    for record in read_committed(&env.topic("ledger_entries"), timeout)? {
+        let entry: JournalEntry = codec.decode(record.value.as_deref()).await?;
+        *entries.entry(entry.id).or_insert(0) += 1;
+    }
+    let mut statuses: HashMap<String, u64> = HashMap::new();
+    for record in read_committed(&env.topic("payment_status"), timeout)? {
+        let change: PaymentStatusChanged = codec.decode(record.value.as_deref()).await?;
+        *statuses
+            .entry(format!("{}|{}", change.payment_id, change.status))
+            .or_insert(0) += 1;
+    }
+    let mut dead_letters: HashMap<String, u64> = HashMap::new();
+    let mut dead_letter_ids = Vec::new();
+    for base in [
+        "payment_initiated",
+        "auth_success",
+        "auth_failure",
+        "settlement",
+    ] {
+        for record in read_committed(&format!("{}.dlq", env.topic(base)), timeout)? {
+            let id = format!(
+                "{}/{}/{}",
+                record.headers["paystream.dlq.source.topic"],
+                record.headers["paystream.dlq.source.partition"],
+                record.headers["paystream.dlq.source.offset"]
+            );
+            *dead_letters.entry(id).or_insert(0) += 1;
+        }
+    }
+    // Dead letters are identified by their source record; the plan knows only how many.
+    let dead_letters_expected: u64 = expected.outcome.dead_letters.values().sum();
+    dead_letter_ids.extend(dead_letters.keys().cloned());
+
+    let expected_statuses: Vec<String> = expected
+        .status_changes
+        .iter()
+        .map(|(p, s)| format!("{p}|{s}"))
+        .collect();
+    let (entries_lost, entries_duplicated) = compare(&expected.journal_entry_ids, &entries);
+    let (statuses_lost, statuses_duplicated) = compare(&expected_statuses, &statuses);
+    let dead_letters_duplicated: u64 = dead_letters.values().map(|n| n - 1).sum();
+    let dead_letters_lost = dead_letters_expected.saturating_sub(dead_letter_ids.len() as u64);
+    let dead_letters_unexpected =
+        (dead_letter_ids.len() as u64).saturating_sub(dead_letters_expected);
+    println!(
+        "ledger_entries: {} expected, {entries_lost} lost, {entries_duplicated} duplicated",
+        expected.journal_entry_ids.len()
+    );
+    println!(
+        "payment_status: {} expected, {statuses_lost} lost, {statuses_duplicated} duplicated",
+        expected_statuses.len()
+    );
+    println!(
+        "dead letters:   {dead_letters_expected} expected, {dead_letters_lost} lost, {} duplicated",
+        dead_letters_duplicated + dead_letters_unexpected
+    );
+
+    // The ledger in PostgreSQL against the traffic's expected outcome.
+    let pool = sqlx::PgPool::connect(&env.database_url).await?;
+    let journal_entries: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
+        .fetch_one(&pool)
+        .await?;
+    let postings: i64 = sqlx::query_scalar("SELECT count(*) FROM postings")
+        .fetch_one(&pool)
+        .await?;
+    let mut balances = BTreeMap::new();
+    for row in sqlx::query("SELECT account, currency, balance_minor FROM account_balances")
+        .fetch_all(&pool)
+        .await?
+    {
+        let account: String = row.try_get("account")?;
+        let currency: String = row.try_get("currency")?;
+        balances.insert(
+            format!("{account}|{currency}"),
+            row.try_get::<i64, _>("balance_minor")?,
+        );
+    }
+    let verify = env.paystream_unchecked(&["ledger", "verify"])?;
+    let postings_exact = journal_entries as u64 == expected.outcome.journal_entries
+        && postings as u64 == expected.outcome.postings
+        && balances == expected.outcome.balances_minor
+        && verify.status.success();
+    println!(
+        "postgresql: {journal_entries} journal entries (expected {}), {postings} postings (expected {}), balances {}, ledger verify {}",
+        expected.outcome.journal_entries,
+        expected.outcome.postings,
+        if balances == expected.outcome.balances_minor {
+            "exact"
+        } else {
+            "DIFFER"
+        },
+        if verify.status.success() {
+            "passed"
+        } else {
+            "FAILED"
+        }
+    );
+    let restarts_total: u32 = restarts.values().map(|n| n - 1).sum();
+    println!(
+        "restarts after kills: {restarts_total}; seed {} replays this run",
+        args.seed
+    );
+    let lost = entries_lost + statuses_lost + dead_letters_lost;
+    let duplicated = entries_duplicated
+        + statuses_duplicated
+        + dead_letters_duplicated
+        + dead_letters_unexpected;
+    println!(
+        "lost={lost} duplicated={duplicated} postings_exact={}",
+        if postings_exact { "yes" } else { "no" }
+    );
+    Ok(if lost == 0 && duplicated == 0 && postings_exact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
