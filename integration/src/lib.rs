@@ -73,18 +73,20 @@ impl TestEnv {
         }
     }
 
-    /// The `paystream` binary next to the test executable (`target/<profile>/paystream`),
-    /// or `PAYSTREAM_BIN`.
+    /// The `paystream` binary of the same build: beside this executable (`target/<profile>/`
+    /// for the `chaos` binary) or one level up (`target/<profile>/deps/` for tests), or
+    /// `PAYSTREAM_BIN`.
     pub fn binary() -> PathBuf {
         if let Ok(path) = std::env::var("PAYSTREAM_BIN") {
             return PathBuf::from(path);
         }
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps/<test>");
-        profile_dir.join("paystream")
+        let exe = std::env::current_exe().expect("executable path");
+        let dir = exe.parent().expect("executable directory");
+        let beside = dir.join("paystream");
+        if beside.is_file() {
+            return beside;
+        }
+        dir.parent().unwrap_or(dir).join("paystream")
     }
 
     /// Runs `paystream ARGS` with this test's configuration in the environment.
