@@ -8,7 +8,7 @@
 //! `PAYSTREAM_DATABASE_URL`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
