@@ -67,8 +67,15 @@ impl SinkError {
             SinkError::Database { source, .. } => match source {
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
                 sqlx::Error::Database(db) => {
-                    // 40001 serialization_failure, 40P01 deadlock_detected, 57P01 admin_shutdown
-                    matches!(db.code().as_deref(), Some("40001" | "40P01" | "57P01"))
+                    // 40001 serialization_failure, 40P01 deadlock_detected, 57P0x the server
+                    // is shutting down or starting up, 08xxx connection exceptions.
+                    matches!(
+                        db.code().as_deref(),
+                        Some(
+                            "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "08000" | "08001"
+                                | "08003" | "08004" | "08006"
+                        )
+                    )
                 }
                 _ => false,
             },

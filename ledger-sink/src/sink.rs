@@ -51,7 +51,17 @@ impl LedgerSink {
     /// [`SinkError::Database`] / [`SinkError::Migrate`] for PostgreSQL,
     /// [`SinkError::Kafka`] / [`SinkError::Runtime`] for Kafka and missing topics.
     pub async fn new(config: Config, codec: Arc<Codec>) -> Result<Self> {
-        let database = LedgerDatabase::connect(&config.sink.database_url, 4).await?;
+        // PostgreSQL may be restarting: retry the first connection, bounded and logged.
+        let database = (|| LedgerDatabase::connect(&config.sink.database_url, 4))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(500))
+                    .with_max_delay(Duration::from_secs(10))
+                    .with_max_times(10),
+            )
+            .when(SinkError::is_retriable)
+            .notify(|e, delay| warn!(error = %e, ?delay, "cannot reach PostgreSQL, retrying"))
+            .await?;
         let names = TopicNames::new(&config);
         let consumer: StreamConsumer = client_config(&config)
             .set("group.id", format!("{}-ledger-sink", config.application_id))

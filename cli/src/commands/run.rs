@@ -44,21 +44,34 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (upstream_done_tx, upstream_done_rx) = watch::channel(false);
     let sink = if config.sink.enabled && !args.no_sink {
         let sink = LedgerSink::new(config.clone(), codec.clone()).await?;
-        Some(tokio::spawn(
-            sink.run(shutdown_rx.clone(), upstream_done_rx),
-        ))
+        Some(tokio::spawn(sink.run(shutdown_rx.clone(), upstream_done_rx)))
     } else {
         None
     };
     let pipeline = Pipeline::new(config.clone(), codec, Metrics::new()).await?;
-    let pipeline_result = pipeline.run(shutdown_rx, args.until_caught_up).await;
-    let _ = upstream_done_tx.send(true);
-    if pipeline_result.is_err() {
-        let _ = shutdown_tx.send(true);
-    }
-    let sink_result = match sink {
-        Some(handle) => Some(handle.await?),
-        None => None,
+    let mut pipeline = tokio::spawn(pipeline.run(shutdown_rx, args.until_caught_up));
+    // Whichever ends first decides: a failed sink stops the pipeline (so an orchestrator
+    // restarts the process) and a finished pipeline lets the sink drain its outputs.
+    let (pipeline_result, sink_result) = match sink {
+        None => (pipeline.await?, None),
+        Some(mut sink) => tokio::select! {
+            pipeline_result = &mut pipeline => {
+                let pipeline_result = pipeline_result?;
+                let _ = upstream_done_tx.send(true);
+                if pipeline_result.is_err() {
+                    let _ = shutdown_tx.send(true);
+                }
+                (pipeline_result, Some(sink.await?))
+            }
+            sink_result = &mut sink => {
+                let sink_result = sink_result?;
+                if let Err(e) = &sink_result {
+                    error!(error = %e, "ledger sink stopped; stopping the pipeline");
+                }
+                let _ = shutdown_tx.send(true);
+                (pipeline.await?, Some(sink_result))
+            }
+        },
     };
     let summary = match pipeline_result {
         Ok(summary) => summary,

@@ -8,13 +8,17 @@
 //! many instances sharing the partitions and kills one at a time. A final instance then
 //! runs until caught up. Instances other than `0` run without the ledger sink.
 //!
+//! With `--broker-bounces N` and `--pg-outages N`, Kafka brokers are restarted and
+//! PostgreSQL is stopped for tens of seconds at random moments as well (through
+//! `scripts/stack`); the guarantees must hold through those too.
+//!
 //! The last line printed is `lost=<n> duplicated=<n> postings_exact=<yes|no>`; the exit
 //! status is non-zero on any loss, duplicate or ledger difference.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -50,6 +54,68 @@ struct Args {
     /// Longest run before a kill, milliseconds.
     #[arg(long, default_value_t = 6_000)]
     kill_after_max_ms: u64,
+    /// Kafka broker restarts during the run (`scripts/stack kafka-restart`), on random
+    /// brokers of `PAYSTREAM_KAFKA_BROKERS` (default 1).
+    #[arg(long, default_value_t = 0)]
+    broker_bounces: u32,
+    /// PostgreSQL outages during the run (`scripts/stack pg-stop`, then `pg-start`).
+    #[arg(long, default_value_t = 0)]
+    pg_outages: u32,
+    /// Longest PostgreSQL outage, milliseconds (the shortest is half of it).
+    #[arg(long, default_value_t = 30_000)]
+    pg_outage_max_ms: u64,
+}
+
+/// A fault outside paystream's process, injected between kills.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    BrokerBounce,
+    PgOutage,
+}
+
+/// `scripts/stack` of this repository (or `PAYSTREAM_STACK_SCRIPT`).
+fn stack_script() -> PathBuf {
+    std::env::var("PAYSTREAM_STACK_SCRIPT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stack"))
+}
+
+fn stack(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(stack_script())
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .context("running scripts/stack")?;
+    anyhow::ensure!(status.success(), "scripts/stack {} failed: {status}", args.join(" "));
+    Ok(())
+}
+
+async fn inject(fault: Fault, rng: &mut ChaCha8Rng, args: &Args) -> anyhow::Result<()> {
+    match fault {
+        Fault::BrokerBounce => {
+            let brokers: u32 = std::env::var("PAYSTREAM_KAFKA_BROKERS")
+                .ok()
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(1);
+            let broker = rng.random_range(0..brokers).to_string();
+            let started = Instant::now();
+            stack(&["kafka-restart", &broker])?;
+            println!(
+                "bounced broker {broker} ({} ms until it answered again)",
+                started.elapsed().as_millis()
+            );
+        }
+        Fault::PgOutage => {
+            let outage = Duration::from_millis(
+                rng.random_range(args.pg_outage_max_ms / 2..=args.pg_outage_max_ms),
+            );
+            stack(&["pg-stop"])?;
+            tokio::time::sleep(outage).await;
+            stack(&["pg-start"])?;
+            println!("PostgreSQL was down for {} ms", outage.as_millis());
+        }
+    }
+    Ok(())
 }
 
 /// One running `paystream run` process.
@@ -110,8 +176,6 @@ fn stop(instance: &mut Instance) -> anyhow::Result<()> {
     instance.child.wait()?;
     Ok(())
 }
-
-use std::process::Command;
 
 /// What the traffic must produce, record by record.
 struct ExpectedRecords {
@@ -239,6 +303,15 @@ async fn main() -> anyhow::Result<ExitCode> {
     let pause = |rng: &mut ChaCha8Rng| {
         Duration::from_millis(rng.random_range(args.kill_after_min_ms..args.kill_after_max_ms))
     };
+    // Faults outside our process go after randomly chosen kills.
+    let mut faults: Vec<Vec<Fault>> = vec![Vec::new(); args.kills as usize];
+    for fault in std::iter::repeat_n(Fault::BrokerBounce, args.broker_bounces as usize)
+        .chain(std::iter::repeat_n(Fault::PgOutage, args.pg_outages as usize))
+    {
+        let slot = rng.random_range(0..args.kills as usize);
+        faults[slot].push(fault);
+    }
+    let mut slot = 0usize;
 
     // Phase 1: one instance, killed and restarted.
     let mut running = vec![start(&env, &logs, 0, &mut restarts)?];
@@ -246,6 +319,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         tokio::time::sleep(pause(&mut rng)).await;
         kill(&mut running[0])?;
         running[0] = start(&env, &logs, 0, &mut restarts)?;
+        for fault in &faults[slot] {
+            inject(*fault, &mut rng, &args).await?;
+        }
+        slot += 1;
     }
     // Phase 2: several instances share the partitions; one at a time is killed.
     if args.instances >= 2 {
@@ -258,6 +335,10 @@ async fn main() -> anyhow::Result<ExitCode> {
             kill(&mut running[victim])?;
             let id = running[victim].id;
             running[victim] = start(&env, &logs, id, &mut restarts)?;
+            for fault in &faults[slot] {
+                inject(*fault, &mut rng, &args).await?;
+            }
+            slot += 1;
         }
     }
     let status = producer.wait()?;
