@@ -21,6 +21,9 @@ pub struct TrafficOptions {
     /// number can be a few records more.
     pub count: u64,
     pub seed: u64,
+    /// Event time of the first payment, milliseconds since the Unix epoch; later events
+    /// follow at 20 ms per payment, settlements a day later. See [`default_start_ms`].
+    pub start_ms: i64,
     /// Chance that a record is also sent a second time (a retried publish).
     pub duplicate_rate: f64,
     /// Chance that a payment is declined.
@@ -40,6 +43,7 @@ impl Default for TrafficOptions {
         TrafficOptions {
             count: 10_000,
             seed: 42,
+            start_ms: default_start_ms(10_000),
             duplicate_rate: 0.05,
             decline_rate: 0.1,
             settlement_rate: 0.8,
@@ -132,8 +136,21 @@ pub struct Plan {
 const PSPS: [&str; 3] = ["adyen", "stripe", "checkout"];
 const CURRENCIES: [&str; 4] = ["EUR", "USD", "GBP", "JPY"];
 const MERCHANTS: usize = 40;
-/// 2026-01-01T00:00:00Z in milliseconds since the Unix epoch: generated event time starts here.
-const EPOCH_MS: i64 = 1_767_225_600_000;
+/// A start time that puts all of a plan of `count` records in the recent past: brokers
+/// refuse timestamps more than an hour ahead (Kafka 4's `message.timestamp.after.max.ms`)
+/// and delete those older than the retention (7 days by default). Settlements come a day
+/// after their payment, payments 20 ms apart.
+pub fn default_start_ms(count: u64) -> i64 {
+    now_ms() - 86_400_000 - (count as i64) * 20 - 60_000
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 /// A random UUID that does not look like a card number (the pipeline would rightly
 /// dead-letter it as `pan_detected`).
@@ -200,7 +217,7 @@ pub fn plan(options: &TrafficOptions) -> Plan {
     let chance = |rng: &mut ChaCha8Rng, rate: f64| rate > 0.0 && rng.random_bool(rate.min(1.0));
 
     while planned < options.count {
-        let t0 = EPOCH_MS + slot as i64 * 20;
+        let t0 = options.start_ms + slot as i64 * 20;
         let merchant_id = merchants[rng.random_range(0..MERCHANTS)].clone();
         let psp = PSPS[rng.random_range(0..PSPS.len())];
         let currency = CURRENCIES[rng.random_range(0..CURRENCIES.len())];
@@ -424,10 +441,16 @@ mod tests {
             ..TrafficOptions::default()
         };
         let a = plan(&options);
-        let b = plan(&options);
+        let b = plan(&TrafficOptions {
+            start_ms: options.start_ms,
+            ..options.clone()
+        });
         assert_eq!(a.records, b.records);
         assert_eq!(a.expected, b.expected);
-        let c = plan(&TrafficOptions { seed: 7, ..options });
+        let c = plan(&TrafficOptions {
+            seed: 7,
+            ..options.clone()
+        });
         assert_ne!(a.records, c.records);
     }
 

@@ -57,7 +57,14 @@ pub struct TestEnv {
 impl TestEnv {
     /// Fresh names for a test called `name`.
     pub fn new(name: &str) -> Self {
-        let id = format!("{name}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        Self::with_id(format!(
+            "{name}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ))
+    }
+
+    /// The names of the run `id` (e.g. to verify an earlier run's outputs again).
+    pub fn with_id(id: String) -> Self {
         let server = database_server_url();
         let base = server
             .rsplit_once('/')
@@ -164,7 +171,9 @@ pub struct ReadRecord {
 }
 
 /// Reads every committed record of `topic` from the beginning with
-/// `isolation.level=read_committed`, until each partition is read to its end.
+/// `isolation.level=read_committed`, until each partition's position reaches the high
+/// watermark it had when reading started (the position steps over transaction markers).
+/// For topics nobody writes to any more, that is everything.
 ///
 /// # Errors
 /// When the topic cannot be read within `timeout`.
@@ -174,7 +183,6 @@ pub fn read_committed(topic: &str, timeout: Duration) -> anyhow::Result<Vec<Read
         .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
         .create()?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions = metadata
@@ -184,21 +192,27 @@ pub fn read_committed(topic: &str, timeout: Duration) -> anyhow::Result<Vec<Read
         .unwrap_or(0);
     anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
     let mut assignment = TopicPartitionList::new();
+    let mut ends = Vec::with_capacity(partitions);
     for p in 0..partitions as i32 {
         assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        ends.push(high);
     }
     consumer.assign(&assignment)?;
-    let mut at_end = vec![false; partitions];
+    let mut positions = vec![0i64; partitions];
     let mut records = Vec::new();
     let deadline = Instant::now() + timeout;
-    while at_end.iter().any(|done| !done) {
-        anyhow::ensure!(Instant::now() < deadline, "timed out reading {topic}");
-        match consumer.poll(Duration::from_millis(500)) {
+    while positions.iter().zip(&ends).any(|(at, end)| at < end) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "timed out reading {topic}: at {positions:?} of {ends:?}"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
             None => {}
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => at_end[p as usize] = true,
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(message)) => {
-                at_end[message.partition() as usize] = false;
+                let p = message.partition() as usize;
+                positions[p] = positions[p].max(message.offset() + 1);
                 let mut headers = BTreeMap::new();
                 if let Some(h) = message.headers() {
                     for header in h.iter() {
@@ -215,6 +229,12 @@ pub fn read_committed(topic: &str, timeout: Duration) -> anyhow::Result<Vec<Read
                     value: message.payload().map(<[u8]>::to_vec),
                     headers,
                 });
+            }
+        }
+        for element in consumer.position()?.elements() {
+            if let Offset::Offset(o) = element.offset() {
+                let p = element.partition() as usize;
+                positions[p] = positions[p].max(o);
             }
         }
     }

@@ -24,9 +24,11 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
     let env = TestEnv::new("e2e");
     let seed = 20261122;
     let count = 4_000;
+    let start_ms = paystream::traffic::default_start_ms(count);
     let options = TrafficOptions {
         count,
         seed,
+        start_ms,
         duplicate_rate: 0.08,
         decline_rate: 0.15,
         settlement_rate: 0.7,
@@ -57,6 +59,8 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
         &count.to_string(),
         "--seed",
         &seed.to_string(),
+        "--start-ms",
+        &start_ms.to_string(),
         "--duplicate-rate",
         "0.08",
         "--decline-rate",

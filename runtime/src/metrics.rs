@@ -25,6 +25,8 @@ pub struct Metrics {
     pub commit_latency_seconds: Histogram,
     /// High watermark minus position per assigned partition, records.
     pub consumer_lag: IntGaugeVec,
+    /// State store operations, by store and operation (get, put, delete, range).
+    pub store_operations: IntCounterVec,
 }
 
 impl Metrics {
@@ -58,6 +60,11 @@ impl Metrics {
             "paystream_records_produced_total",
             "Records produced, by destination topic",
             &["topic"],
+        );
+        let store_operations = counter_vec(
+            "paystream_state_store_operations_total",
+            "State store operations, by store and operation",
+            &["store", "operation"],
         );
         let commits =
             IntCounter::new("paystream_commits_total", "Committed transactions").expect("metric");
@@ -104,6 +111,7 @@ impl Metrics {
             transaction_aborts,
             commit_latency_seconds,
             consumer_lag,
+            store_operations,
         }
     }
 }

@@ -377,7 +377,7 @@ impl Pipeline {
             }),
             Ok(event) => {
                 let task = self.tasks.get_mut(&task_id).expect("task opened above");
-                task.stream_time_ms = task.stream_time_ms.max(origin.timestamp_ms);
+                task.advance_stream_time(origin.timestamp_ms);
                 let mut context = task.context(&mut outputs);
                 match (sub_topology, event) {
                     (SubTopology::Dedupe, InputEvent::PaymentInitiated(value)) => self
@@ -622,17 +622,19 @@ impl Pipeline {
     /// Commits the open transaction: changelog records, offsets, commit, then stores.
     async fn commit(&mut self) -> Result<()> {
         let started = Instant::now();
+        // Punctuation: expired keys of TTL stores are deleted in this transaction.
+        for task in self.tasks.values_mut() {
+            task.purge_expired(&self.config)?;
+        }
         let mut changelog = Vec::new();
         for task in self.tasks.values() {
-            for (store, transactional) in &task.stores {
-                for write in transactional.pending() {
-                    changelog.push((
-                        task.id,
-                        *store,
-                        write.key.to_vec(),
-                        write.value.map(<[u8]>::to_vec),
-                    ));
-                }
+            for (store, write) in task.pending_writes() {
+                changelog.push((
+                    task.id,
+                    store,
+                    write.key.to_vec(),
+                    write.value.map(<[u8]>::to_vec),
+                ));
             }
         }
         let now_ms = std::time::SystemTime::now()
@@ -710,6 +712,7 @@ impl Pipeline {
                 self.checkpoint(changelog_deliveries).await?;
                 self.committed_offsets.extend(self.pending_offsets.drain());
                 self.publish_counts();
+                self.publish_store_metrics();
                 self.metrics.commits.inc();
                 self.metrics
                     .commit_latency_seconds
@@ -827,6 +830,29 @@ impl Pipeline {
             kept
         });
         Ok(())
+    }
+
+    /// Moves the stores' operation counters into the Prometheus metrics.
+    fn publish_store_metrics(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for task in self.tasks.values() {
+            for (store, metrics) in task.store_metrics() {
+                for (operation, counter) in [
+                    ("get", &metrics.gets),
+                    ("put", &metrics.puts),
+                    ("delete", &metrics.deletes),
+                    ("range", &metrics.ranges),
+                ] {
+                    let n = counter.swap(0, Relaxed);
+                    if n > 0 {
+                        self.metrics
+                            .store_operations
+                            .with_label_values(&[store, operation])
+                            .inc_by(n);
+                    }
+                }
+            }
+        }
     }
 
     /// Adds the committed transaction's counts to the metrics and the run summary.

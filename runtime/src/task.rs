@@ -1,7 +1,7 @@
 //! Tasks: the unit of work and state. A task is one sub-topology on one partition; it
-//! owns a [`TransactionalStore`] over a [`RocksDbStore`] per state store, under
-//! `<state.dir>/<application_id>/<task_id>/<store>`, and the task's checkpoint (see
-//! [`crate::state_manager`]).
+//! owns its state stores — each `Metered(Ttl(Transactional(RocksDb)))`, see
+//! [`TaskStore`] — under `<state.dir>/<application_id>/<task_id>/<store>`, and the task's
+//! checkpoint (see [`crate::state_manager`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,7 +11,10 @@ use std::time::Duration;
 use paystream_processors::{
     Output, ProcessorContext, ProcessorError, Result as ProcessorResult, stores,
 };
-use paystream_state::{KeyValueStore, RocksDbStore, TransactionalStore};
+use paystream_state::{
+    KeyValueStore, MeteredStore, PendingWrite, RocksDbStore, StoreMetrics, TransactionalStore,
+    TtlStore,
+};
 
 use crate::config::Config;
 use crate::state_manager::{Checkpoint, load_or_wipe, restore_store, task_dir};
@@ -21,6 +24,22 @@ use crate::{Error, Result};
 /// How much longer than the transaction timeout a restore may wait for the changelog's
 /// end (a previous owner's open transaction is aborted by the broker at that timeout).
 const RESTORE_SLACK: Duration = Duration::from_secs(60);
+
+/// A task's state store: metering over time-to-live over the transactional write buffer
+/// (whose writes are the changelog) over RocksDB.
+pub type TaskStore = MeteredStore<TtlStore<TransactionalStore<RocksDbStore>>>;
+
+/// Keys examined per TTL store at each commit when purging expired keys.
+const PURGE_KEYS_PER_COMMIT: usize = 500;
+
+/// Time to live of `store`'s keys, milliseconds of stream time: the idempotency
+/// retention for the idempotency and seen-event stores, forever for the others.
+pub fn store_ttl_ms(config: &Config, store: &str) -> Option<i64> {
+    match store {
+        stores::IDEMPOTENCY | stores::SEEN_EVENTS => Some(config.state.idempotency_retention_ms),
+        _ => None,
+    }
+}
 
 /// The two sub-topologies (see the crate docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,7 +76,7 @@ impl fmt::Display for TaskId {
 /// A task's stores, stream time and checkpoint.
 pub struct Task {
     pub id: TaskId,
-    pub stores: BTreeMap<&'static str, TransactionalStore<RocksDbStore>>,
+    pub stores: BTreeMap<&'static str, TaskStore>,
     /// Largest record timestamp processed, milliseconds since the Unix epoch.
     pub stream_time_ms: i64,
     dir: PathBuf,
@@ -94,7 +113,11 @@ impl Task {
             checkpoint
                 .offsets
                 .insert(name.to_string(), restored.next_offset);
-            opened.insert(*name, TransactionalStore::new(store));
+            let ttl_ms = store_ttl_ms(config, name).unwrap_or(i64::MAX);
+            opened.insert(
+                *name,
+                MeteredStore::new(TtlStore::new(TransactionalStore::new(store), ttl_ms)),
+            );
         }
         checkpoint.write(&dir).map_err(directory_error)?;
         Ok(Task {
@@ -136,6 +159,46 @@ impl Task {
         Ok(())
     }
 
+    /// Moves the task's stream time forward to `timestamp_ms` (never backward); TTL
+    /// stores expire by it.
+    pub fn advance_stream_time(&mut self, timestamp_ms: i64) {
+        self.stream_time_ms = self.stream_time_ms.max(timestamp_ms);
+        for store in self.stores.values_mut() {
+            store.inner_mut().advance_stream_time(self.stream_time_ms);
+        }
+    }
+
+    /// Punctuation at commit: deletes a page of expired keys in each TTL store (they
+    /// become changelog tombstones in the open transaction). Returns how many.
+    ///
+    /// # Errors
+    /// [`paystream_state::StoreError`] from the stores.
+    pub fn purge_expired(&mut self, config: &Config) -> paystream_state::Result<u64> {
+        let mut deleted = 0;
+        for (name, store) in &mut self.stores {
+            if store_ttl_ms(config, name).is_some() {
+                deleted += store.inner_mut().purge_expired(PURGE_KEYS_PER_COMMIT)?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// The writes of the open transaction per store: what goes to the changelogs.
+    pub fn pending_writes(&self) -> impl Iterator<Item = (&'static str, PendingWrite<'_>)> {
+        self.stores
+            .iter()
+            .flat_map(|(name, store)| store.inner().inner().pending().map(move |w| (*name, w)))
+    }
+
+    /// Each store's operation counters, for metrics.
+    pub fn store_metrics(
+        &self,
+    ) -> impl Iterator<Item = (&'static str, std::sync::Arc<StoreMetrics>)> {
+        self.stores
+            .iter()
+            .map(|(name, store)| (*name, store.metrics()))
+    }
+
     /// The context a processor runs in for one record of this task.
     pub fn context<'a>(&'a mut self, outputs: &'a mut Vec<Output>) -> TaskContext<'a> {
         TaskContext {
@@ -151,7 +214,7 @@ impl Task {
     /// [`paystream_state::StoreError`] from RocksDB.
     pub fn commit_stores(&mut self) -> paystream_state::Result<()> {
         for store in self.stores.values_mut() {
-            store.commit()?;
+            store.inner_mut().inner_mut().commit()?;
         }
         Ok(())
     }
@@ -159,14 +222,14 @@ impl Task {
     /// Discards every store's open-transaction writes (after a Kafka abort).
     pub fn abort_stores(&mut self) {
         for store in self.stores.values_mut() {
-            store.abort();
+            store.inner_mut().inner_mut().abort();
         }
     }
 }
 
 /// [`ProcessorContext`] over one task's stores.
 pub struct TaskContext<'a> {
-    stores: &'a mut BTreeMap<&'static str, TransactionalStore<RocksDbStore>>,
+    stores: &'a mut BTreeMap<&'static str, TaskStore>,
     outputs: &'a mut Vec<Output>,
     stream_time_ms: i64,
 }

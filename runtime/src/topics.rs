@@ -111,6 +111,9 @@ impl TopicNames {
     }
 }
 
+/// Retention of dead-letter topics: 30 days from when a record was dead-lettered.
+pub const DEAD_LETTER_RETENTION_MS: &str = "2592000000";
+
 /// Outcome of [`create_topics`] for one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
@@ -119,7 +122,9 @@ pub enum Created {
 }
 
 /// Creates every topic of the application that does not exist yet: `topics.partitions`
-/// partitions, `topics.replication_factor` replicas; changelogs compacted (PRODUCT.md).
+/// partitions, `topics.replication_factor` replicas; changelogs compacted (PRODUCT.md);
+/// the repartition topic without time retention; dead-letter topics timestamped on
+/// append and kept 30 days.
 ///
 /// # Errors
 /// [`Error::Kafka`] when the admin request fails for another reason than "exists".
@@ -142,7 +147,15 @@ pub async fn create_topics(
             );
             match role {
                 TopicRole::Changelog => topic.set("cleanup.policy", "compact"),
-                _ => topic,
+                // Records keep their event time; an old event must not be deleted by
+                // retention before the lifecycle has read it (as in Kafka Streams).
+                TopicRole::Repartition => topic.set("retention.ms", "-1"),
+                // Dead letters are kept by when they were dead-lettered, not by the
+                // age of the event.
+                TopicRole::DeadLetter => topic
+                    .set("message.timestamp.type", "LogAppendTime")
+                    .set("retention.ms", DEAD_LETTER_RETENTION_MS),
+                TopicRole::Input | TopicRole::Output => topic,
             }
         })
         .collect();

@@ -55,6 +55,33 @@ pub fn check_store(make: &mut dyn FnMut() -> Box<dyn KeyValueStore>) {
     assert_eq!(store.get(b"gone").unwrap(), None, "batch delete");
     assert_eq!(store.get(b"b").unwrap(), Some(b"3".to_vec()), "batch put");
 
+    // A range is a page in key order from a key on; paging with key_after visits each
+    // key once.
+    let mut store = make();
+    for k in [b"k3", b"k1", b"k2", b"k5", b"k4"] {
+        store.put(k, k).unwrap();
+    }
+    let page = store.range(b"k2", 2).unwrap();
+    assert_eq!(
+        page,
+        vec![
+            (b"k2".to_vec(), b"k2".to_vec()),
+            (b"k3".to_vec(), b"k3".to_vec())
+        ],
+        "range page"
+    );
+    let mut seen = Vec::new();
+    let mut from = Vec::new();
+    loop {
+        let page = store.range(&from, 2).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        from = crate::key_after(&page.last().unwrap().0);
+        seen.extend(page.into_iter().map(|(k, _)| k));
+    }
+    assert_eq!(seen.len(), 5, "paging visits every key once");
+
     // Size is reported (estimates may lag, so only check for in-range values).
     let mut store = make();
     for i in 0..100u32 {

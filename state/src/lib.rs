@@ -10,19 +10,31 @@
 //! - [`TransactionalStore`]: keeps the writes of an open Kafka transaction in a write
 //!   buffer; readers see them at once, RocksDB sees them only after [`TransactionalStore::commit`]
 //!   (called once the Kafka transaction committed). [`TransactionalStore::abort`] drops them.
-//!   The buffer is also what the runtime writes to the store's changelog topic.
+//!   The buffer is also what the runtime writes to the store's changelog topic (the
+//!   change-logging layer: one record per key written in the transaction, a tombstone
+//!   for a delete).
+//! - [`TtlStore`]: time to live by stream time: values carry the stream time they were
+//!   written at; expired keys read as absent and [`TtlStore::purge_expired`] deletes them
+//!   through the layers below (so the changelog gets tombstones).
+//! - [`MeteredStore`]: counts reads, writes, deletes and their time, for metrics.
+//!
+//! The runtime stacks them as `Metered(Ttl(Transactional(RocksDb)))`.
 //!
 //! Keys and values are bytes; processors choose their own encodings.
 
 mod memory;
+mod metered;
 mod rocks;
 mod transactional;
+mod ttl;
 
 pub mod contract;
 
 pub use memory::InMemoryStore;
+pub use metered::{MeteredStore, StoreMetrics};
 pub use rocks::RocksDbStore;
 pub use transactional::{PendingWrite, TransactionalStore};
+pub use ttl::TtlStore;
 
 /// Errors of state stores. Each names the store it happened in.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +96,20 @@ pub trait KeyValueStore: Send {
     /// [`StoreError`] when the underlying storage fails; then none was applied.
     fn write_batch(&mut self, writes: Vec<Write>) -> Result<()>;
 
+    /// Up to `limit` entries whose key is `>= from`, in key order: a page of a scan.
+    /// Callers continue from just after the last key returned; an empty page is the end.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the underlying storage fails.
+    fn range(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
     /// An estimate of the number of keys (exact for in-memory stores).
     fn approximate_len(&self) -> u64;
+}
+
+/// The smallest key strictly after `key` (for paging with [`KeyValueStore::range`]).
+pub fn key_after(key: &[u8]) -> Vec<u8> {
+    let mut next = key.to_vec();
+    next.push(0);
+    next
 }

@@ -49,6 +49,15 @@ impl KeyValueStore for InMemoryStore {
         Ok(())
     }
 
+    fn range(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(self
+            .entries
+            .range(from.to_vec()..)
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn approximate_len(&self) -> u64 {
         self.entries.len() as u64
     }

@@ -113,6 +113,20 @@ impl KeyValueStore for RocksDbStore {
             .map_err(|e| rocks_error(&self.name, e))
     }
 
+    fn range(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.db
+            .iterator(rocksdb::IteratorMode::From(
+                from,
+                rocksdb::Direction::Forward,
+            ))
+            .take(limit)
+            .map(|item| {
+                item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|e| rocks_error(&self.name, e))
+            })
+            .collect()
+    }
+
     fn approximate_len(&self) -> u64 {
         self.db
             .property_int_value("rocksdb.estimate-num-keys")

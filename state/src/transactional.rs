@@ -99,6 +99,32 @@ impl<S: KeyValueStore> KeyValueStore for TransactionalStore<S> {
         Ok(())
     }
 
+    fn range(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        // Read enough of the inner store to make up for keys the buffer deletes.
+        let buffered: Vec<_> = self.buffer.range(from.to_vec()..).collect();
+        let inner = self.inner.range(from, limit + buffered.len())?;
+        let inner_exhausted = inner.len() < limit + buffered.len();
+        let horizon = if inner_exhausted {
+            None
+        } else {
+            inner.last().map(|(k, _)| k.clone())
+        };
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            inner.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        for (key, value) in buffered {
+            // Beyond the inner page, keys of the inner store may be missing: stop there.
+            if horizon.as_ref().is_some_and(|h| key > h) {
+                break;
+            }
+            merged.insert(key.clone(), value.clone());
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .take(limit)
+            .collect())
+    }
+
     fn approximate_len(&self) -> u64 {
         self.inner.approximate_len() + self.buffer.len() as u64
     }
@@ -139,6 +165,24 @@ mod tests {
         store.abort();
         assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()));
         assert_eq!(store.get(b"b").unwrap(), None);
+    }
+
+    #[test]
+    fn a_range_sees_buffered_writes_and_deletes() {
+        let mut store = TransactionalStore::new(InMemoryStore::new("s"));
+        for k in [b"a", b"b", b"c", b"d"] {
+            store.put(k, b"old").unwrap();
+        }
+        store.commit().unwrap();
+        store.delete(b"b").unwrap();
+        store.put(b"c", b"new").unwrap();
+        store.put(b"e", b"new").unwrap();
+        let page = store.range(b"a", 3).unwrap();
+        let keys: Vec<&[u8]> = page.iter().map(|(k, _)| k.as_slice()).collect();
+        assert_eq!(keys, vec![&b"a"[..], b"c", b"d"]);
+        assert_eq!(page[1].1, b"new".to_vec());
+        let rest = store.range(b"d\0", 10).unwrap();
+        assert_eq!(rest, vec![(b"e".to_vec(), b"new".to_vec())]);
     }
 
     #[test]

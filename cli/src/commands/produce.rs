@@ -28,9 +28,13 @@ pub struct ProduceArgs {
     /// Records per second; 0 sends as fast as the broker takes them.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
-    /// Seed of the generator: the same seed sends the same records.
+    /// Seed of the generator: the same seed (and --start-ms) sends the same records.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Event time of the first payment, milliseconds since the Unix epoch (default: so
+    /// that all events, settlements a day after their payment, lie in the recent past).
+    #[arg(long)]
+    pub start_ms: Option<i64>,
     /// Chance that a record is sent twice (a retried publish), 0 to 1.
     #[arg(long, default_value_t = 0.05)]
     pub duplicate_rate: f64,
@@ -76,6 +80,9 @@ impl ProduceArgs {
         Ok(TrafficOptions {
             count: self.count,
             seed: self.seed,
+            start_ms: self
+                .start_ms
+                .unwrap_or_else(|| crate::traffic::default_start_ms(self.count)),
             duplicate_rate: self.duplicate_rate,
             decline_rate: self.decline_rate,
             settlement_rate: self.settlement_rate,

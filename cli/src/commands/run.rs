@@ -44,7 +44,9 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (upstream_done_tx, upstream_done_rx) = watch::channel(false);
     let sink = if config.sink.enabled && !args.no_sink {
         let sink = LedgerSink::new(config.clone(), codec.clone()).await?;
-        Some(tokio::spawn(sink.run(shutdown_rx.clone(), upstream_done_rx)))
+        Some(tokio::spawn(
+            sink.run(shutdown_rx.clone(), upstream_done_rx),
+        ))
     } else {
         None
     };

@@ -64,6 +64,14 @@ struct Args {
     /// Longest PostgreSQL outage, milliseconds (the shortest is half of it).
     #[arg(long, default_value_t = 30_000)]
     pg_outage_max_ms: u64,
+    /// Event time of the first payment, milliseconds since the Unix epoch (default: all
+    /// events in the recent past; printed, to verify a run again).
+    #[arg(long)]
+    start_ms: Option<i64>,
+    /// Skip producing and killing: verify the outputs of the earlier run with this id
+    /// (printed by that run), with the same --events, --seed and --start-ms.
+    #[arg(long)]
+    verify_only: Option<String>,
 }
 
 /// A fault outside paystream's process, injected between kills.
@@ -86,7 +94,11 @@ fn stack(args: &[&str]) -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .status()
         .context("running scripts/stack")?;
-    anyhow::ensure!(status.success(), "scripts/stack {} failed: {status}", args.join(" "));
+    anyhow::ensure!(
+        status.success(),
+        "scripts/stack {} failed: {status}",
+        args.join(" ")
+    );
     Ok(())
 }
 
@@ -239,14 +251,21 @@ fn compare(expected: &[String], seen: &HashMap<String, u64>) -> (u64, u64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<ExitCode> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    args.start_ms = Some(
+        args.start_ms
+            .unwrap_or_else(|| paystream::traffic::default_start_ms(args.events)),
+    );
     anyhow::ensure!(args.kills >= 1, "--kills must be at least 1");
     anyhow::ensure!(args.instances >= 1, "--instances must be at least 1");
     anyhow::ensure!(
         args.kill_after_min_ms < args.kill_after_max_ms,
         "--kill-after-min-ms must be below --kill-after-max-ms"
     );
-    let env = TestEnv::new("chaos");
+    let env = match &args.verify_only {
+        Some(id) => TestEnv::with_id(id.clone()),
+        None => TestEnv::new("chaos"),
+    };
     let logs = std::env::var("PAYSTREAM_STACK_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
@@ -256,8 +275,9 @@ async fn main() -> anyhow::Result<ExitCode> {
         .join(&env.id);
     std::fs::create_dir_all(&logs)?;
     println!(
-        "chaos: seed {} events {} kills {} instances {} run {} (logs in {})",
+        "chaos: seed {} start-ms {} events {} kills {} instances {} run {} (logs in {})",
         args.seed,
+        args.start_ms.expect("set above"),
         args.events,
         args.kills,
         args.instances,
@@ -267,9 +287,19 @@ async fn main() -> anyhow::Result<ExitCode> {
     let options = TrafficOptions {
         count: args.events,
         seed: args.seed,
+        start_ms: args.start_ms.expect("set above"),
         ..TrafficOptions::default()
     };
     let expected = expected_records(&options);
+    if args.verify_only.is_none() {
+        run_with_faults(&env, &logs, &args).await?;
+    }
+    verify(&env, &args, &expected).await
+}
+
+/// Produces the traffic while killing instances and injecting faults, then lets one
+/// instance catch up.
+async fn run_with_faults(env: &TestEnv, logs: &Path, args: &Args) -> anyhow::Result<()> {
     env.paystream(&["topics", "create"])?;
     env.paystream(&["schemas", "register"])?;
     env.paystream(&["ledger", "init"])?;
@@ -284,6 +314,8 @@ async fn main() -> anyhow::Result<ExitCode> {
             &args.events.to_string(),
             "--seed",
             &args.seed.to_string(),
+            "--start-ms",
+            &args.start_ms.expect("set in main").to_string(),
             "--rate",
             &rate.to_string(),
         ])
@@ -305,51 +337,61 @@ async fn main() -> anyhow::Result<ExitCode> {
     };
     // Faults outside our process go after randomly chosen kills.
     let mut faults: Vec<Vec<Fault>> = vec![Vec::new(); args.kills as usize];
-    for fault in std::iter::repeat_n(Fault::BrokerBounce, args.broker_bounces as usize)
-        .chain(std::iter::repeat_n(Fault::PgOutage, args.pg_outages as usize))
-    {
+    for fault in std::iter::repeat_n(Fault::BrokerBounce, args.broker_bounces as usize).chain(
+        std::iter::repeat_n(Fault::PgOutage, args.pg_outages as usize),
+    ) {
         let slot = rng.random_range(0..args.kills as usize);
         faults[slot].push(fault);
     }
     let mut slot = 0usize;
 
     // Phase 1: one instance, killed and restarted.
-    let mut running = vec![start(&env, &logs, 0, &mut restarts)?];
+    let mut running = vec![start(env, logs, 0, &mut restarts)?];
     for _ in 0..phase_one_kills {
         tokio::time::sleep(pause(&mut rng)).await;
         kill(&mut running[0])?;
-        running[0] = start(&env, &logs, 0, &mut restarts)?;
+        running[0] = start(env, logs, 0, &mut restarts)?;
         for fault in &faults[slot] {
-            inject(*fault, &mut rng, &args).await?;
+            inject(*fault, &mut rng, args).await?;
         }
         slot += 1;
     }
     // Phase 2: several instances share the partitions; one at a time is killed.
     if args.instances >= 2 {
         for id in 1..args.instances {
-            running.push(start(&env, &logs, id, &mut restarts)?);
+            running.push(start(env, logs, id, &mut restarts)?);
         }
         for _ in phase_one_kills..args.kills {
             tokio::time::sleep(pause(&mut rng)).await;
             let victim = rng.random_range(0..running.len());
             kill(&mut running[victim])?;
             let id = running[victim].id;
-            running[victim] = start(&env, &logs, id, &mut restarts)?;
+            running[victim] = start(env, logs, id, &mut restarts)?;
             for fault in &faults[slot] {
-                inject(*fault, &mut rng, &args).await?;
+                inject(*fault, &mut rng, args).await?;
             }
             slot += 1;
         }
     }
     let status = producer.wait()?;
     anyhow::ensure!(status.success(), "paystream produce failed: {status}");
+    let restarts_total: u32 = restarts.values().map(|n| n - 1).sum();
+    println!("restarts after kills: {restarts_total}");
     for instance in &mut running {
         stop(instance)?;
     }
     println!("final run: one instance until caught up");
     let run = env.paystream(&["run", "--until-caught-up"])?;
     print!("{}", String::from_utf8_lossy(&run.stdout));
+    Ok(())
+}
 
+/// Reads every output back with read_committed and compares it with `expected`.
+async fn verify(
+    env: &TestEnv,
+    args: &Args,
+    expected: &ExpectedRecords,
+) -> anyhow::Result<ExitCode> {
     // Read every output back with read_committed.
     let codec = Codec::new(&registry_url(), Duration::from_secs(10))?;
     let timeout = Duration::from_secs(300);
@@ -451,11 +493,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             "FAILED"
         }
     );
-    let restarts_total: u32 = restarts.values().map(|n| n - 1).sum();
-    println!(
-        "restarts after kills: {restarts_total}; seed {} replays this run",
-        args.seed
-    );
+    println!("seed {} replays this run", args.seed);
     let lost = entries_lost + statuses_lost + dead_letters_lost;
     let duplicated = entries_duplicated
         + statuses_duplicated

@@ -42,7 +42,8 @@ async fn main() -> anyhow::Result<()> {
         .create()?;
     admin
         .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact")],
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
+                .set("cleanup.policy", "compact")],
             &AdminOptions::new(),
         )
         .await?;
@@ -87,7 +88,14 @@ async fn main() -> anyhow::Result<()> {
     let mut store = RocksDbStore::open("payments", dir.path())?;
     let started = Instant::now();
     let restored = tokio::task::block_in_place(|| {
-        restore_store(&config, &topic, 0, None, &mut store, Duration::from_secs(3_600))
+        restore_store(
+            &config,
+            &topic,
+            0,
+            None,
+            &mut store,
+            Duration::from_secs(3_600),
+        )
     })
     .context("restoring")?;
     let elapsed = started.elapsed();
@@ -97,7 +105,10 @@ async fn main() -> anyhow::Result<()> {
         restored.records,
         args.keys
     );
-    anyhow::ensure!(store.get(b"payment-000000000000")?.is_some(), "first key present");
+    anyhow::ensure!(
+        store.get(b"payment-000000000000")?.is_some(),
+        "first key present"
+    );
     println!(
         "restore: {} keys in {:.2} s = {:.0} keys/s ({:.1} MB/s of values)",
         restored.records,
@@ -105,8 +116,6 @@ async fn main() -> anyhow::Result<()> {
         restored.records as f64 / elapsed.as_secs_f64(),
         (restored.records as f64 * args.value_bytes as f64) / elapsed.as_secs_f64() / 1e6
     );
-    admin
-        .delete_topics(&[&topic], &AdminOptions::new())
-        .await?;
+    admin.delete_topics(&[&topic], &AdminOptions::new()).await?;
     Ok(())
 }
