@@ -142,6 +142,7 @@ impl TestEnv {
             .env("PAYSTREAM_SCHEMA_REGISTRY__URL", registry_url())
             .env("PAYSTREAM_STATE__DIR", self.state_dir.path())
             .env("PAYSTREAM_SINK__DATABASE_URL", &self.database_url)
+            .env("PAYSTREAM_HTTP__LISTEN_ADDRESS", "127.0.0.1:0")
             .env(
                 "PAYSTREAM_LOG",
                 "warn,paystream_runtime=info,paystream_ledger_sink=info",

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use paystream_runtime::Config;
+use paystream_runtime::health::Health;
 use paystream_runtime::kafka::client_config;
 use paystream_runtime::topics::{TopicNames, partition_count};
 use paystream_schemas::{Codec, JournalEntry, PaymentStatusChanged};
@@ -39,6 +40,7 @@ pub struct LedgerSink {
     codec: Arc<Codec>,
     database: LedgerDatabase,
     consumer: StreamConsumer,
+    health: Arc<Health>,
     /// Next offset to read per assigned partition, as stored or as written since.
     next_offsets: HashMap<(String, i32), i64>,
 }
@@ -50,7 +52,7 @@ impl LedgerSink {
     /// # Errors
     /// [`SinkError::Database`] / [`SinkError::Migrate`] for PostgreSQL,
     /// [`SinkError::Kafka`] / [`SinkError::Runtime`] for Kafka and missing topics.
-    pub async fn new(config: Config, codec: Arc<Codec>) -> Result<Self> {
+    pub async fn new(config: Config, codec: Arc<Codec>, health: Arc<Health>) -> Result<Self> {
         // PostgreSQL may be restarting: retry the first connection, bounded and logged.
         let database = (|| LedgerDatabase::connect(&config.sink.database_url, 4))
             .retry(
@@ -111,6 +113,7 @@ impl LedgerSink {
             codec,
             database,
             consumer,
+            health,
             next_offsets,
         })
     }
@@ -206,8 +209,12 @@ impl LedgerSink {
                     .with_max_times(12),
             )
             .when(SinkError::is_retriable)
-            .notify(|e, delay| warn!(error = %e, ?delay, "ledger write failed, retrying"))
+            .notify(|e, delay| {
+                self.health.set_database_reachable(false);
+                warn!(error = %e, ?delay, "ledger write failed, retrying");
+            })
             .await?;
+        self.health.set_database_reachable(true);
         summary.batches += 1;
         summary.records += batch.len() as u64;
         summary.entries_written += outcome.entries_written;

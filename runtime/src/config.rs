@@ -35,6 +35,7 @@ pub struct Config {
     pub state: StateConfig,
     pub processing: ProcessingConfig,
     pub sink: SinkConfig,
+    pub http: HttpConfig,
 }
 
 impl Default for Config {
@@ -48,6 +49,7 @@ impl Default for Config {
             state: StateConfig::default(),
             processing: ProcessingConfig::default(),
             sink: SinkConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -207,6 +209,22 @@ impl Default for SinkConfig {
             database_url: "postgres://postgres@127.0.0.1:15432/paystream".to_string(),
             batch_rows_max: 5_000,
             batch_linger_ms: 200,
+        }
+    }
+}
+
+/// The `/healthz`, `/readyz` and `/metrics` endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `host:port` to serve on; port 0 picks a free port (tests); empty turns it off.
+    pub listen_address: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen_address: "127.0.0.1:9464".to_string(),
         }
     }
 }
@@ -371,6 +389,19 @@ impl Config {
                 "sink.database_url",
                 "is not a postgres:// URL".into(),
                 "set it to postgres://user@host:port/database",
+            ));
+        }
+        if !self.http.listen_address.is_empty()
+            && self
+                .http
+                .listen_address
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(invalid(
+                "http.listen_address",
+                format!("{:?} is not host:port", self.http.listen_address),
+                "use an IP and port such as 127.0.0.1:9464, or \"\" to turn it off",
             ));
         }
         if !(1..=100_000).contains(&self.sink.batch_rows_max) {

@@ -31,6 +31,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::dead_letter::{FailureAction, dead_letter_record, on_decode_error, on_violation};
+use crate::health::Health;
 use crate::kafka::{PARTITIONER, client_config};
 use crate::metrics::Metrics;
 use crate::task::{SubTopology, Task, TaskId};
@@ -122,6 +123,7 @@ pub struct Pipeline {
     consumer: StreamConsumer<RebalanceListener>,
     rebalances: Arc<AtomicU64>,
     rebalances_seen: u64,
+    health: Arc<Health>,
     producer: FutureProducer,
     metrics: Metrics,
     tasks: BTreeMap<TaskId, Task>,
@@ -147,7 +149,12 @@ impl Pipeline {
     /// # Errors
     /// [`Error::Kafka`] when a client cannot be created or the broker does not answer;
     /// [`Error::Topology`] when topics are missing or not co-partitioned.
-    pub async fn new(config: Config, codec: Arc<Codec>, metrics: Metrics) -> Result<Self> {
+    pub async fn new(
+        config: Config,
+        codec: Arc<Codec>,
+        metrics: Metrics,
+        health: Arc<Health>,
+    ) -> Result<Self> {
         let names = TopicNames::new(&config);
         let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
         let rebalances = Arc::new(AtomicU64::new(0));
@@ -217,6 +224,7 @@ impl Pipeline {
             consumer,
             rebalances,
             rebalances_seen: 0,
+            health,
             producer,
             metrics,
             tasks: BTreeMap::new(),
@@ -247,6 +255,7 @@ impl Pipeline {
         self.producer
             .begin_transaction()
             .map_err(|e| Error::kafka("beginning a transaction", e))?;
+        self.health.set_running(true);
         let interval = Duration::from_millis(self.config.processing.commit_interval_ms);
         let mut next_commit = tokio::time::Instant::now() + interval;
         loop {
@@ -302,6 +311,7 @@ impl Pipeline {
     }
 
     fn close(&mut self) {
+        self.health.set_running(false);
         let _ = self.producer.abort_transaction(self.timeout);
         self.consumer.unsubscribe();
         info!(tasks = self.tasks.len(), "pipeline stopped");
@@ -363,8 +373,11 @@ impl Pipeline {
         };
         if !self.tasks.contains_key(&task_id) {
             info!(task = %task_id, "task assigned: restoring its stores");
-            let task =
-                tokio::task::block_in_place(|| Task::open(task_id, &self.config, &self.names))?;
+            self.health.restore_started();
+            let opened =
+                tokio::task::block_in_place(|| Task::open(task_id, &self.config, &self.names));
+            self.health.restore_finished();
+            let task = opened?;
             info!(task = %task_id, "task running");
             self.tasks.insert(task_id, task);
         }

@@ -3,8 +3,12 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use std::sync::Arc;
+
+use anyhow::Context;
 use clap::Args;
 use paystream_ledger_sink::{LedgerSink, SinkSummary};
+use paystream_runtime::health::{self, Health};
 use paystream_runtime::metrics::Metrics;
 use paystream_runtime::{Config, Pipeline, RunSummary};
 use tokio::sync::watch;
@@ -41,16 +45,27 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         info!("signal received, stopping after the current commit");
         let _ = signal_tx.send(true);
     });
+    let metrics = Metrics::new();
+    let health = Arc::new(Health::default());
+    if !config.http.listen_address.is_empty() {
+        health::serve(
+            &config.http.listen_address,
+            health.clone(),
+            metrics.registry.clone(),
+        )
+        .await
+        .with_context(|| format!("http.listen_address {}", config.http.listen_address))?;
+    }
     let (upstream_done_tx, upstream_done_rx) = watch::channel(false);
     let sink = if config.sink.enabled && !args.no_sink {
-        let sink = LedgerSink::new(config.clone(), codec.clone()).await?;
+        let sink = LedgerSink::new(config.clone(), codec.clone(), health.clone()).await?;
         Some(tokio::spawn(
             sink.run(shutdown_rx.clone(), upstream_done_rx),
         ))
     } else {
         None
     };
-    let pipeline = Pipeline::new(config.clone(), codec, Metrics::new()).await?;
+    let pipeline = Pipeline::new(config.clone(), codec, metrics, health).await?;
     let mut pipeline = tokio::spawn(pipeline.run(shutdown_rx, args.until_caught_up));
     // Whichever ends first decides: a failed sink stops the pipeline (so an orchestrator
     // restarts the process) and a finished pipeline lets the sink drain its outputs.

@@ -1,0 +1,143 @@
+//! `/healthz`, `/readyz` and `/metrics` over HTTP (default `127.0.0.1:9464`).
+//!
+//! - `/healthz`: 200 while the process runs.
+//! - `/readyz`: 200 once the pipeline is running, no task is restoring its stores and the
+//!   ledger sink (when it runs here) reaches PostgreSQL; otherwise 503 with the reason.
+//! - `/metrics`: the Prometheus text exposition format of [`crate::metrics::Metrics`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus::{Encoder, Registry, TextEncoder};
+use tracing::{info, warn};
+
+/// What `/readyz` reports, shared by the pipeline and the sink.
+#[derive(Debug)]
+pub struct Health {
+    running: AtomicBool,
+    restoring_tasks: AtomicI64,
+    database_reachable: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            running: AtomicBool::new(false),
+            restoring_tasks: AtomicI64::new(0),
+            database_reachable: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Health {
+    /// The pipeline has started (or stopped) processing.
+    pub fn set_running(&self, running: bool) {
+        self.running.store(running, Ordering::SeqCst);
+    }
+
+    /// A task started restoring its stores.
+    pub fn restore_started(&self) {
+        self.restoring_tasks.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A task finished (or gave up) restoring.
+    pub fn restore_finished(&self) {
+        self.restoring_tasks.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether the ledger sink's last database call succeeded.
+    pub fn set_database_reachable(&self, reachable: bool) {
+        self.database_reachable.store(reachable, Ordering::SeqCst);
+    }
+
+    /// `Ok` when ready, otherwise why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.running.load(Ordering::SeqCst) {
+            return Err("pipeline not running".into());
+        }
+        let restoring = self.restoring_tasks.load(Ordering::SeqCst);
+        if restoring > 0 {
+            return Err(format!("{restoring} task(s) restoring state stores"));
+        }
+        if !self.database_reachable.load(Ordering::SeqCst) {
+            return Err("ledger sink cannot reach PostgreSQL".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    health: Arc<Health>,
+    registry: Registry,
+}
+
+/// Binds `address` and serves the endpoints until the process ends. Returns the bound
+/// address (port 0 picks a free port).
+///
+/// # Errors
+/// The I/O error when the address cannot be bound.
+pub async fn serve(
+    address: &str,
+    health: Arc<Health>,
+    registry: Registry,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(Shared { health, registry });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            warn!(error = %e, "health endpoint stopped");
+        }
+    });
+    info!(address = %bound, "serving /healthz, /readyz and /metrics");
+    Ok(bound)
+}
+
+async fn readyz(State(shared): State<Shared>) -> (StatusCode, String) {
+    match shared.health.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".into()),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
+    }
+}
+
+async fn metrics(State(shared): State<Shared>) -> (StatusCode, String) {
+    let mut buffer = Vec::new();
+    match TextEncoder::new().encode(&shared.registry.gather(), &mut buffer) {
+        Ok(()) => (
+            StatusCode::OK,
+            String::from_utf8_lossy(&buffer).into_owned(),
+        ),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_needs_running_no_restore_and_the_database() {
+        let health = Health::default();
+        assert!(health.readiness().is_err());
+        health.set_running(true);
+        assert_eq!(health.readiness(), Ok(()));
+        health.restore_started();
+        assert!(health.readiness().unwrap_err().contains("restoring"));
+        health.restore_finished();
+        health.set_database_reachable(false);
+        assert!(health.readiness().unwrap_err().contains("PostgreSQL"));
+    }
+}
