@@ -216,16 +216,18 @@ pub fn restore_store(
                     store.write_batch(std::mem::take(&mut batch))?;
                 }
             }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {
+                // Nothing more to read for now: the consumer's position steps over the
+                // transaction markers that follow the last record.
+                if let Ok(positions) = consumer.position()
+                    && let Some(Offset::Offset(p)) = positions
+                        .find_partition(changelog, partition)
+                        .map(|e| e.offset())
+                {
+                    position = position.max(p);
+                }
+            }
             Some(Err(e)) => return Err(Error::kafka(&format!("restoring {changelog}"), e)),
-        }
-        // The position steps over transaction markers that follow the last record.
-        if let Ok(positions) = consumer.position()
-            && let Some(Offset::Offset(p)) = positions
-                .find_partition(changelog, partition)
-                .map(|e| e.offset())
-        {
-            position = position.max(p);
         }
     }
     if !batch.is_empty() {
