@@ -36,6 +36,15 @@ pub fn registry_url() -> String {
     )
 }
 
+/// Replication factor for the stack's brokers: 3 on a 3-broker stack
+/// (`PAYSTREAM_KAFKA_BROKERS=3`), else 1.
+pub fn replication_factor() -> String {
+    match stack_var("PAYSTREAM_KAFKA_BROKERS", "1").as_str() {
+        "1" => "1".to_string(),
+        _ => "3".to_string(),
+    }
+}
+
 /// PostgreSQL URL of the local stack's `paystream` database; tests swap the database.
 pub fn database_server_url() -> String {
     stack_var(
@@ -143,6 +152,7 @@ impl TestEnv {
             .env("PAYSTREAM_STATE__DIR", self.state_dir.path())
             .env("PAYSTREAM_SINK__DATABASE_URL", &self.database_url)
             .env("PAYSTREAM_HTTP__LISTEN_ADDRESS", "127.0.0.1:0")
+            .env("PAYSTREAM_TOPICS__REPLICATION_FACTOR", replication_factor())
             .env(
                 "PAYSTREAM_LOG",
                 "warn,paystream_runtime=info,paystream_ledger_sink=info",
