@@ -17,6 +17,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use sqlx::Row;
 
 /// A value from the environment `scripts/test` exports, or the local stack's default.
 fn stack_var(name: &str, default: &str) -> String {
@@ -250,6 +251,56 @@ pub fn read_committed(topic: &str, timeout: Duration) -> anyhow::Result<Vec<Read
         }
     }
     Ok(records)
+}
+
+/// What a ledger database holds, in the terms of the traffic plan's expected outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSnapshot {
+    pub journal_entries: u64,
+    pub postings: u64,
+    /// Debits minus credits per `account|currency`, minor units.
+    pub balances_minor: BTreeMap<String, i64>,
+    /// Payments per latest status.
+    pub payments_by_status: BTreeMap<String, u64>,
+}
+
+/// Reads the counts, balances and payment statuses of the ledger at `database_url`.
+///
+/// # Errors
+/// When the database cannot be queried.
+pub async fn ledger_snapshot(database_url: &str) -> anyhow::Result<LedgerSnapshot> {
+    let pool = sqlx::PgPool::connect(database_url).await?;
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await }
+    };
+    let mut snapshot = LedgerSnapshot {
+        journal_entries: count("SELECT count(*) FROM journal_entries").await? as u64,
+        postings: count("SELECT count(*) FROM postings").await? as u64,
+        balances_minor: BTreeMap::new(),
+        payments_by_status: BTreeMap::new(),
+    };
+    for row in sqlx::query("SELECT account, currency, balance_minor FROM account_balances")
+        .fetch_all(&pool)
+        .await?
+    {
+        let account: String = row.try_get("account")?;
+        let currency: String = row.try_get("currency")?;
+        snapshot.balances_minor.insert(
+            format!("{account}|{currency}"),
+            row.try_get("balance_minor")?,
+        );
+    }
+    for row in sqlx::query("SELECT status, count(*) AS n FROM payments GROUP BY status")
+        .fetch_all(&pool)
+        .await?
+    {
+        snapshot
+            .payments_by_status
+            .insert(row.try_get("status")?, row.try_get::<i64, _>("n")? as u64);
+    }
+    pool.close().await;
+    Ok(snapshot)
 }
 
 /// The value after `label` on the line of `output` that starts with it.

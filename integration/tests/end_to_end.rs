@@ -13,9 +13,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use paystream::traffic::{ExpectedOutcome, TrafficOptions, plan};
-use paystream_integration::{TestEnv, field, read_committed, registry_url};
+use paystream_integration::{TestEnv, field, ledger_snapshot, read_committed, registry_url};
 use paystream_schemas::{Codec, JournalEntry, PaymentStatusChanged};
-use sqlx::Row;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -98,39 +97,17 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
     );
 
     // The ledger in PostgreSQL, exactly.
-    let pool = sqlx::PgPool::connect(&env.database_url).await?;
-    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
-        .fetch_one(&pool)
-        .await?;
-    assert_eq!(entries as u64, expected.journal_entries);
-    let postings: i64 = sqlx::query_scalar("SELECT count(*) FROM postings")
-        .fetch_one(&pool)
-        .await?;
-    assert_eq!(postings as u64, expected.postings);
-    let mut balances = BTreeMap::new();
-    for row in sqlx::query("SELECT account, currency, balance_minor FROM account_balances")
-        .fetch_all(&pool)
-        .await?
-    {
-        let account: String = row.try_get("account")?;
-        let currency: String = row.try_get("currency")?;
-        balances.insert(
-            format!("{account}|{currency}"),
-            row.try_get::<i64, _>("balance_minor")?,
-        );
-    }
-    assert_eq!(balances, expected.balances_minor, "every account balance");
-    let mut by_status = BTreeMap::new();
-    for row in sqlx::query("SELECT status, count(*) AS n FROM payments GROUP BY status")
-        .fetch_all(&pool)
-        .await?
-    {
-        by_status.insert(
-            row.try_get::<String, _>("status")?,
-            row.try_get::<i64, _>("n")? as u64,
-        );
-    }
-    assert_eq!(by_status, expected.payments_by_status, "payments by status");
+    let ledger = ledger_snapshot(&env.database_url).await?;
+    assert_eq!(ledger.journal_entries, expected.journal_entries);
+    assert_eq!(ledger.postings, expected.postings);
+    assert_eq!(
+        ledger.balances_minor, expected.balances_minor,
+        "every account balance"
+    );
+    assert_eq!(
+        ledger.payments_by_status, expected.payments_by_status,
+        "payments by status"
+    );
 
     // Output topics, read_committed: complete and without duplicates.
     let codec = Codec::new(&registry_url(), Duration::from_secs(10))?;
@@ -209,10 +186,7 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
     let rerun = env.paystream(&["run", "--until-caught-up"])?;
     let rerun = String::from_utf8_lossy(&rerun.stdout).into_owned();
     assert_eq!(field(&rerun, "events read"), Some("0"), "{rerun}");
-    let entries_after: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
-        .fetch_one(&pool)
-        .await?;
-    assert_eq!(entries_after, entries);
+    assert_eq!(ledger_snapshot(&env.database_url).await?, ledger);
     Ok(())
 }
 

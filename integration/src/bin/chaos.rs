@@ -24,12 +24,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use paystream::traffic::{ExpectedOutcome, PlannedRecord, TrafficOptions, plan};
-use paystream_integration::{TestEnv, read_committed, registry_url};
+use paystream_integration::{TestEnv, ledger_snapshot, read_committed, registry_url};
 use paystream_processors::ledger::journal_entry_id;
 use paystream_schemas::{Codec, InputEvent, JournalEntry, JournalEntryKind, PaymentStatusChanged};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sqlx::Row;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -454,28 +453,15 @@ async fn verify(
     );
 
     // The ledger in PostgreSQL against the traffic's expected outcome.
-    let pool = sqlx::PgPool::connect(&env.database_url).await?;
-    let journal_entries: i64 = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
-        .fetch_one(&pool)
-        .await?;
-    let postings: i64 = sqlx::query_scalar("SELECT count(*) FROM postings")
-        .fetch_one(&pool)
-        .await?;
-    let mut balances = BTreeMap::new();
-    for row in sqlx::query("SELECT account, currency, balance_minor FROM account_balances")
-        .fetch_all(&pool)
-        .await?
-    {
-        let account: String = row.try_get("account")?;
-        let currency: String = row.try_get("currency")?;
-        balances.insert(
-            format!("{account}|{currency}"),
-            row.try_get::<i64, _>("balance_minor")?,
-        );
-    }
+    let ledger = ledger_snapshot(&env.database_url).await?;
+    let (journal_entries, postings, balances) = (
+        ledger.journal_entries,
+        ledger.postings,
+        ledger.balances_minor,
+    );
     let verify = env.paystream_unchecked(&["ledger", "verify"])?;
-    let postings_exact = journal_entries as u64 == expected.outcome.journal_entries
-        && postings as u64 == expected.outcome.postings
+    let postings_exact = journal_entries == expected.outcome.journal_entries
+        && postings == expected.outcome.postings
         && balances == expected.outcome.balances_minor
         && verify.status.success();
     println!(
