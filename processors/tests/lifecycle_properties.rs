@@ -84,9 +84,14 @@ fn fate() -> impl Strategy<Value = Fate> {
     ]
 }
 
-/// Payments (fate, amount, fee) and, for the arrival order, a permutation of all their
-/// events with some of them sent twice.
-fn scenario() -> impl Strategy<Value = (Vec<(Fate, i64, i64)>, Vec<usize>, Vec<usize>)> {
+/// A generated payment: how it ends, its amount and its settlement fee (minor units).
+type PlannedPayment = (Fate, i64, i64);
+
+/// Payments and, for the arrival order, a permutation of all their events and the
+/// indexes of events sent a second time.
+type Scenario = (Vec<PlannedPayment>, Vec<usize>, Vec<usize>);
+
+fn scenario() -> impl Strategy<Value = Scenario> {
     prop::collection::vec((fate(), 1i64..1_000_000, 0i64..1_000), 1..8).prop_flat_map(|payments| {
         let events: usize = payments
             .iter()
