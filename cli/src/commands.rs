@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod dlq;
 pub mod ledger;
 pub mod produce;
 pub mod run;

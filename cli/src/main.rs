@@ -54,6 +54,18 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Work with the dead-letter queues.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List dead letters with their reason, source and error, decoded where possible,
+    /// and count them per reason.
+    Inspect(commands::dlq::InspectArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +127,9 @@ fn main() -> ExitCode {
             Command::Ledger {
                 command: LedgerCommand::Verify(args),
             } => commands::ledger::verify(config, args).await,
+            Command::Dlq {
+                command: DlqCommand::Inspect(args),
+            } => commands::dlq::inspect(config, args).await,
         }
     });
     match result {

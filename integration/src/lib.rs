@@ -10,13 +10,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use sqlx::Row;
 
 /// A value from the environment `scripts/test` exports, or the local stack's default.
@@ -182,75 +179,36 @@ pub struct ReadRecord {
     pub headers: BTreeMap<String, String>,
 }
 
-/// Reads every committed record of `topic` from the beginning with
-/// `isolation.level=read_committed`, until each partition's position reaches the high
-/// watermark it had when reading started (the position steps over transaction markers).
-/// For topics nobody writes to any more, that is everything.
+/// Reads every committed record of `topic` with `isolation.level=read_committed` (see
+/// [`paystream_runtime::kafka::read_committed_to_end`]).
 ///
 /// # Errors
 /// When the topic cannot be read within `timeout`.
 pub fn read_committed(topic: &str, timeout: Duration) -> anyhow::Result<Vec<ReadRecord>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .unwrap_or(0);
-    anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = Vec::with_capacity(partitions);
-    for p in 0..partitions as i32 {
-        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
-        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
-        ends.push(high);
-    }
-    consumer.assign(&assignment)?;
-    let mut positions = vec![0i64; partitions];
-    let mut records = Vec::new();
-    let deadline = Instant::now() + timeout;
-    while positions.iter().zip(&ends).any(|(at, end)| at < end) {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "timed out reading {topic}: at {positions:?} of {ends:?}"
-        );
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(e)) => return Err(e.into()),
-            Some(Ok(message)) => {
-                let p = message.partition() as usize;
-                positions[p] = positions[p].max(message.offset() + 1);
-                let mut headers = BTreeMap::new();
-                if let Some(h) = message.headers() {
-                    for header in h.iter() {
-                        headers.insert(
-                            header.key.to_string(),
-                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
-                        );
-                    }
+    let mut config = paystream_runtime::Config::default();
+    config.kafka.bootstrap_servers = bootstrap();
+    let messages = paystream_runtime::kafka::read_committed_to_end(&config, topic, timeout)?;
+    Ok(messages
+        .into_iter()
+        .map(|message| {
+            let mut headers = BTreeMap::new();
+            if let Some(h) = message.headers() {
+                for header in h.iter() {
+                    headers.insert(
+                        header.key.to_string(),
+                        String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                    );
                 }
-                records.push(ReadRecord {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    value: message.payload().map(<[u8]>::to_vec),
-                    headers,
-                });
             }
-        }
-        for element in consumer.position()?.elements() {
-            if let Offset::Offset(o) = element.offset() {
-                let p = element.partition() as usize;
-                positions[p] = positions[p].max(o);
+            ReadRecord {
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers,
             }
-        }
-    }
-    Ok(records)
+        })
+        .collect())
 }
 
 /// What a ledger database holds, in the terms of the traffic plan's expected outcome.

@@ -170,6 +170,28 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
         dead_letters, expected.dead_letters,
         "dead letters by reason"
     );
+    // The SRE's view: `dlq inspect` finds and decodes the same dead letters.
+    let inspect = env.paystream(&["dlq", "inspect", "--format", "json", "--limit", "100000"])?;
+    let listed = String::from_utf8_lossy(&inspect.stdout)
+        .lines()
+        .map(serde_json::from_str::<serde_json::Value>)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut inspected: BTreeMap<String, u64> = BTreeMap::new();
+    for entry in &listed {
+        *inspected
+            .entry(entry["reason"].as_str().unwrap_or_default().to_string())
+            .or_insert(0) += 1;
+        if entry["reason"] == "idempotency_key_reused" {
+            assert!(
+                entry["decoded"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("PaymentInitiated"),
+                "{entry}"
+            );
+        }
+    }
+    assert_eq!(inspected, expected.dead_letters, "dlq inspect by reason");
 
     // ledger verify agrees, including against the produced traffic.
     let verify = env.paystream(&[

@@ -46,3 +46,75 @@ pub fn is_retriable_code(code: RDKafkaErrorCode) -> bool {
             | RDKafkaErrorCode::ConcurrentTransactions
     )
 }
+
+/// Reads every committed record of `topic` from the beginning
+/// (`isolation.level=read_committed`) until each partition's position reaches the high
+/// watermark it had when reading started; the position steps over transaction markers.
+/// For tools (`paystream dlq inspect`) and tests; bounded by `timeout`.
+///
+/// # Errors
+/// [`crate::Error::Kafka`] when the topic cannot be read, [`crate::Error::Topology`] when
+/// it does not exist or the end is not reached within `timeout`.
+pub fn read_committed_to_end(
+    config: &Config,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> crate::Result<Vec<rdkafka::message::OwnedMessage>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+
+    let kafka = |context: &str, e| crate::Error::Kafka {
+        context: format!("{context} {topic}"),
+        source: e,
+    };
+    let consumer: BaseConsumer = client_config(config)
+        .set("group.id", format!("{}-reader", config.application_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .map_err(|e| kafka("creating a reader for", e))?;
+    let request_timeout = std::time::Duration::from_millis(config.kafka.request_timeout_ms);
+    let partitions = crate::topics::partition_count(&consumer, topic, request_timeout)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = Vec::with_capacity(partitions as usize);
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .map_err(|e| kafka("assigning", e))?;
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, request_timeout)
+            .map_err(|e| kafka("fetching watermarks of", e))?;
+        ends.push(high);
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|e| kafka("assigning", e))?;
+    let mut positions = vec![0i64; partitions as usize];
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + timeout;
+    while positions.iter().zip(&ends).any(|(at, end)| at < end) {
+        if std::time::Instant::now() > deadline {
+            return Err(crate::Error::Topology(format!(
+                "reading {topic}: end not reached in {timeout:?} (at {positions:?} of {ends:?})"
+            )));
+        }
+        match consumer.poll(std::time::Duration::from_millis(200)) {
+            None => {}
+            Some(Err(e)) => return Err(kafka("reading", e)),
+            Some(Ok(message)) => {
+                let p = message.partition() as usize;
+                positions[p] = positions[p].max(message.offset() + 1);
+                records.push(message.detach());
+            }
+        }
+        if let Ok(current) = consumer.position() {
+            for element in current.elements() {
+                if let Offset::Offset(o) = element.offset() {
+                    let p = element.partition() as usize;
+                    positions[p] = positions[p].max(o);
+                }
+            }
+        }
+    }
+    Ok(records)
+}
