@@ -204,6 +204,21 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
     assert!(report.contains("ledger verified: yes"), "{report}");
     assert!(report.contains("matches produced traffic: yes"), "{report}");
 
+    // The repartition topic (no time retention) was purged up to what was committed.
+    let config = {
+        let mut c = paystream_runtime::Config::default();
+        c.kafka.bootstrap_servers = paystream_integration::bootstrap();
+        c
+    };
+    let repartition = format!("{}-payments-by-id", env.application_id);
+    let purged =
+        paystream_runtime::kafka::read_committed_to_end(&config, &repartition, READ_TIMEOUT)?;
+    assert!(
+        purged.is_empty(),
+        "{} repartition records left after the final commit",
+        purged.len()
+    );
+
     // A second run resumes from the committed offsets: nothing is read or posted again.
     let rerun = env.paystream(&["run", "--until-caught-up"])?;
     let rerun = String::from_utf8_lossy(&rerun.stdout).into_owned();

@@ -77,19 +77,21 @@ pub fn read_committed_to_end(
     let partitions = crate::topics::partition_count(&consumer, topic, request_timeout)?;
     let mut assignment = TopicPartitionList::new();
     let mut ends = Vec::with_capacity(partitions as usize);
+    // Reading starts at each partition's low watermark (records before it were deleted).
+    let mut positions = Vec::with_capacity(partitions as usize);
     for p in 0..partitions {
         assignment
             .add_partition_offset(topic, p, Offset::Beginning)
             .map_err(|e| kafka("assigning", e))?;
-        let (_, high) = consumer
+        let (low, high) = consumer
             .fetch_watermarks(topic, p, request_timeout)
             .map_err(|e| kafka("fetching watermarks of", e))?;
+        positions.push(low);
         ends.push(high);
     }
     consumer
         .assign(&assignment)
         .map_err(|e| kafka("assigning", e))?;
-    let mut positions = vec![0i64; partitions as usize];
     let mut records = Vec::new();
     let deadline = std::time::Instant::now() + timeout;
     while positions.iter().zip(&ends).any(|(at, end)| at < end) {

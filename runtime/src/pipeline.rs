@@ -21,6 +21,8 @@ use paystream_schemas::validate::validate;
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, Codec, DecodeError, InputEvent, PaymentInitiated, SettlementReported,
 };
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -49,6 +51,9 @@ pub mod origin_headers {
 
 /// Most attempts to produce one record while librdkafka's queue is full.
 const QUEUE_FULL_ATTEMPTS_MAX: u32 = 1_000;
+
+/// How often consumed records of the repartition topic are deleted.
+const REPARTITION_PURGE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Attempts of a retriable transaction call before the instance stops.
 const COMMIT_RETRIES_MAX: usize = 10;
@@ -125,6 +130,8 @@ pub struct Pipeline {
     rebalances_seen: u64,
     health: Arc<Health>,
     producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    last_purge_at: Instant,
     metrics: Metrics,
     tasks: BTreeMap<TaskId, Task>,
     dedupe: DedupeProcessor,
@@ -202,6 +209,9 @@ impl Pipeline {
                 e,
             )
         })?;
+        let admin: AdminClient<DefaultClientContext> = client_config(&config)
+            .create()
+            .map_err(|e| Error::kafka("creating the admin client", e))?;
         let inputs: Vec<&str> = names
             .inputs()
             .into_iter()
@@ -226,6 +236,8 @@ impl Pipeline {
             rebalances_seen: 0,
             health,
             producer,
+            admin,
+            last_purge_at: Instant::now(),
             metrics,
             tasks: BTreeMap::new(),
             pending_offsets: HashMap::new(),
@@ -296,6 +308,7 @@ impl Pipeline {
         if self.records_in_transaction > 0 {
             self.commit().await?;
         }
+        self.purge_repartition_topic().await;
         self.close();
         Ok(self.summary())
     }
@@ -731,6 +744,9 @@ impl Pipeline {
                     .commit_latency_seconds
                     .observe(started.elapsed().as_secs_f64());
                 self.last_commit_at = Some(Instant::now());
+                if self.last_purge_at.elapsed() >= REPARTITION_PURGE_INTERVAL {
+                    self.purge_repartition_topic().await;
+                }
             }
             Err(e) => self.recover_from_failed_commit(e)?,
         }
@@ -738,6 +754,31 @@ impl Pipeline {
         self.producer
             .begin_transaction()
             .map_err(|e| Error::kafka("beginning a transaction", e))
+    }
+
+    /// Deletes the records of the repartition topic that every consumer of it has
+    /// committed past (DeleteRecords, KIP-107), as Kafka Streams does: the topic has no
+    /// time retention, so this is what keeps it small. Failures are logged, not fatal.
+    async fn purge_repartition_topic(&mut self) {
+        self.last_purge_at = Instant::now();
+        let mut purge = TopicPartitionList::new();
+        for ((topic, partition), offset) in &self.committed_offsets {
+            if *topic == self.names.payments_by_id
+                && purge
+                    .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                    .is_err()
+            {
+                return;
+            }
+        }
+        if purge.count() == 0 {
+            return;
+        }
+        let options = AdminOptions::new().operation_timeout(Some(self.timeout));
+        match self.admin.delete_records(&purge, &options).await {
+            Ok(_) => tracing::debug!(partitions = purge.count(), "repartition topic purged"),
+            Err(e) => warn!(error = %e, "purging the repartition topic failed; retrying later"),
+        }
     }
 
     /// After a commit whose store writes reached RocksDB: records in each task's
