@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use backon::{ExponentialBuilder, Retryable};
 use paystream_runtime::Config;
 use paystream_runtime::health::Health;
-use paystream_runtime::kafka::client_config;
+use paystream_runtime::kafka::read_committed_consumer_config;
 use paystream_runtime::topics::{TopicNames, partition_count};
 use paystream_schemas::{Codec, JournalEntry, PaymentStatusChanged};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -65,15 +65,15 @@ impl LedgerSink {
             .notify(|e, delay| warn!(error = %e, ?delay, "cannot reach PostgreSQL, retrying"))
             .await?;
         let names = TopicNames::new(&config);
-        let consumer: StreamConsumer = client_config(&config)
-            .set("group.id", format!("{}-ledger-sink", config.application_id))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .create()
-            .map_err(|source| SinkError::Kafka {
-                context: "creating the sink consumer".into(),
-                source,
-            })?;
+        let consumer: StreamConsumer = read_committed_consumer_config(
+            &config,
+            &format!("{}-ledger-sink", config.application_id),
+        )
+        .create()
+        .map_err(|source| SinkError::Kafka {
+            context: "creating the sink consumer".into(),
+            source,
+        })?;
         let stored = database.load_offsets().await?;
         let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
         let mut assignment = TopicPartitionList::new();

@@ -21,6 +21,17 @@ pub fn client_config(config: &Config) -> ClientConfig {
     client
 }
 
+/// A consumer configuration that sees committed records only and never commits offsets
+/// on its own: every consumer paystream creates (pipeline, restore, sink, readers).
+pub fn read_committed_consumer_config(config: &Config, group_id: &str) -> ClientConfig {
+    let mut client = client_config(config);
+    client
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed");
+    client
+}
+
 /// Producer settings for records keyed like Java clients do: `murmur2_random` is the
 /// Java producer's default partitioner, so our repartition topic and the ingress
 /// producers' payment-id-keyed topics put a payment id in the same partition.
@@ -67,12 +78,10 @@ pub fn read_committed_to_end(
         context: format!("{context} {topic}"),
         source: e,
     };
-    let consumer: BaseConsumer = client_config(config)
-        .set("group.id", format!("{}-reader", config.application_id))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-        .map_err(|e| kafka("creating a reader for", e))?;
+    let consumer: BaseConsumer =
+        read_committed_consumer_config(config, &format!("{}-reader", config.application_id))
+            .create()
+            .map_err(|e| kafka("creating a reader for", e))?;
     let request_timeout = std::time::Duration::from_millis(config.kafka.request_timeout_ms);
     let partitions = crate::topics::partition_count(&consumer, topic, request_timeout)?;
     let mut assignment = TopicPartitionList::new();

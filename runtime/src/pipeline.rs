@@ -34,7 +34,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::dead_letter::{FailureAction, dead_letter_record, on_decode_error, on_violation};
 use crate::health::Health;
-use crate::kafka::{PARTITIONER, client_config};
+use crate::kafka::{PARTITIONER, client_config, read_committed_consumer_config};
 use crate::metrics::Metrics;
 use crate::task::{SubTopology, Task, TaskId};
 use crate::topics::{TopicNames, check_topics, partition_count};
@@ -165,27 +165,25 @@ impl Pipeline {
         let names = TopicNames::new(&config);
         let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
         let rebalances = Arc::new(AtomicU64::new(0));
-        let consumer: StreamConsumer<RebalanceListener> = client_config(&config)
-            .set("group.id", &config.application_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("isolation.level", "read_committed")
-            .set("auto.offset.reset", "earliest")
-            // The range assignor gives one member the same partition numbers of every
-            // co-partitioned topic, so a lifecycle task sees all events of its payments.
-            .set("partition.assignment.strategy", "range")
-            .set(
-                "group.instance.id",
-                format!("{}-{}", config.application_id, config.instance_id),
-            )
-            .set(
-                "session.timeout.ms",
-                config.processing.session_timeout_ms.to_string(),
-            )
-            .create_with_context(RebalanceListener {
-                rebalances: rebalances.clone(),
-            })
-            .map_err(|e| Error::kafka("creating the consumer", e))?;
+        let consumer: StreamConsumer<RebalanceListener> =
+            read_committed_consumer_config(&config, &config.application_id)
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                // The range assignor gives one member the same partition numbers of every
+                // co-partitioned topic, so a lifecycle task sees all events of its payments.
+                .set("partition.assignment.strategy", "range")
+                .set(
+                    "group.instance.id",
+                    format!("{}-{}", config.application_id, config.instance_id),
+                )
+                .set(
+                    "session.timeout.ms",
+                    config.processing.session_timeout_ms.to_string(),
+                )
+                .create_with_context(RebalanceListener {
+                    rebalances: rebalances.clone(),
+                })
+                .map_err(|e| Error::kafka("creating the consumer", e))?;
         tokio::task::block_in_place(|| check_topics(&config, &consumer))?;
         let transactional_id = format!("{}-{}", config.application_id, config.instance_id);
         let producer: FutureProducer = client_config(&config)

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::kafka::client_config;
+use crate::kafka::read_committed_consumer_config;
 use crate::{Error, Result};
 
 /// Name of the checkpoint file in a task directory.
@@ -153,13 +153,11 @@ pub fn restore_store(
     store: &mut RocksDbStore,
     deadline: Duration,
 ) -> Result<Restored> {
-    let consumer: BaseConsumer = client_config(config)
-        .set("group.id", format!("{}-restore", config.application_id))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create()
-        .map_err(|e| Error::kafka("creating the restore consumer", e))?;
+    let consumer: BaseConsumer =
+        read_committed_consumer_config(config, &format!("{}-restore", config.application_id))
+            .set("enable.partition.eof", "true")
+            .create()
+            .map_err(|e| Error::kafka("creating the restore consumer", e))?;
     let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
     let (low, high) = consumer
         .fetch_watermarks(changelog, partition, timeout)
