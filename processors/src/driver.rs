@@ -1,6 +1,7 @@
 //! An in-memory test driver for processors (Kafka Streams' `TopologyTestDriver`): state
 //! stores are [`InMemoryStore`]s, stream time is advanced by the records piped in or by
-//! hand, and every call returns what the processor forwarded.
+//! hand, punctuation runs after every record and clock move (as the runtime's does at
+//! every commit), and every call returns what the processor forwarded.
 
 use std::collections::HashMap;
 
@@ -64,12 +65,29 @@ impl<P: Processor> TestDriver<P> {
         self.processor
             .process(record, &mut self.context)
             .expect("processor error in the test driver");
-        std::mem::take(&mut self.context.outputs)
+        self.punctuate()
     }
 
-    /// Moves stream time forward by `delta_ms`.
-    pub fn advance_stream_time_ms(&mut self, delta_ms: i64) {
+    /// Moves stream time forward by `delta_ms`, punctuates, and returns what the timers
+    /// that fired forwarded.
+    pub fn advance_stream_time_ms(&mut self, delta_ms: i64) -> Vec<Output> {
         self.context.stream_time_ms += delta_ms;
+        self.punctuate()
+    }
+
+    /// The current stream time, milliseconds.
+    pub fn stream_time_ms(&self) -> i64 {
+        self.context.stream_time_ms
+    }
+
+    /// Punctuates at the current stream time (the runtime does so at every commit) and
+    /// returns everything forwarded since the last call.
+    fn punctuate(&mut self) -> Vec<Output> {
+        let now = self.context.stream_time_ms;
+        self.processor
+            .punctuate(now, &mut self.context)
+            .expect("processor error in the test driver");
+        std::mem::take(&mut self.context.outputs)
     }
 
     /// Number of keys in store `name`.

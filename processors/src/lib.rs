@@ -8,16 +8,21 @@
 //!
 //! - [`dedupe::DedupeProcessor`]: drops retried `payment_initiated` records by
 //!   `(merchant_id, idempotency_key)`, dead-letters conflicting reuse, re-keys by payment id.
-//! - [`lifecycle::LifecycleProcessor`]: the payment state machine and its balanced
-//!   journal entries.
+//! - [`lifecycle::LifecycleProcessor`]: the payment state machine, its balanced
+//!   journal entries, stream-time timers ([`timers`]) and reconciliation exceptions
+//!   ([`reconciliation`]).
 
 pub mod dead_letter;
 pub mod dedupe;
 pub mod driver;
 pub mod ledger;
 pub mod lifecycle;
+pub mod reconciliation;
+pub mod timers;
 
-use paystream_schemas::{JournalEntry, PaymentInitiated, PaymentStatusChanged};
+use paystream_schemas::{
+    JournalEntry, PaymentInitiated, PaymentStatusChanged, ReconciliationException,
+};
 use paystream_state::{KeyValueStore, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +85,8 @@ pub enum Output {
     PaymentStatus(PaymentStatusChanged),
     /// To `ledger_entries`, keyed by payment id.
     JournalEntry(JournalEntry),
+    /// To `reconciliation_exceptions`, keyed by payment id.
+    ReconciliationException(ReconciliationException),
     /// The record at `origin` goes to `<origin topic>.dlq` with this reason.
     DeadLetter {
         origin: Origin,
@@ -153,8 +160,22 @@ pub mod stores {
     /// `payment_id` → auth/settlement events waiting for their payment (lifecycle).
     pub const PENDING: &str = "pending";
 
+    /// Stream-time timers: orphan timeouts and settlement windows (lifecycle, see
+    /// [`crate::timers`]).
+    pub const TIMERS: &str = "timers";
+    /// `payment_id:kind` → marker of a reconciliation exception already raised
+    /// (lifecycle, see [`crate::reconciliation`]).
+    pub const RECONCILIATION: &str = "reconciliation";
+
     /// Every store, for topic creation.
-    pub const ALL: [&str; 4] = [IDEMPOTENCY, PAYMENTS, SEEN_EVENTS, PENDING];
+    pub const ALL: [&str; 6] = [
+        IDEMPOTENCY,
+        PAYMENTS,
+        SEEN_EVENTS,
+        PENDING,
+        TIMERS,
+        RECONCILIATION,
+    ];
 }
 
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(

@@ -17,13 +17,30 @@
 //!
 //! Each transition emits a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their
 //! balanced journal entry (see [`crate::ledger`]).
+//!
+//! Timers (stream time, persisted in the `timers` store, see [`crate::timers`]):
+//! - **orphan timeout** ([`LifecycleSettings::orphan_timeout_ms`], default 10 min): set when
+//!   the first event of a payment not seen yet is buffered. When it fires and the payment
+//!   still has not appeared, a waiting settlement raises `MISSING_IN_LEDGER` and a waiting
+//!   auth event `ORPHAN_EVENT`. The events keep waiting: if the payment appears later they
+//!   are applied as usual (the exception stays on record for finance).
+//! - **settlement window** ([`LifecycleSettings::settlement_window_ms`], default 3 days):
+//!   set at authorization. When it fires and the payment is still AUTHORIZED,
+//!   `MISSING_IN_PSP` is raised.
+//!
+//! A settlement whose gross amount or currency differs from the authorization raises
+//! `AMOUNT_MISMATCH` / `CURRENCY_MISMATCH` and is still posted as reported: the ledger
+//! shows what the PSP paid, the exception shows the difference (see
+//! [`crate::reconciliation`]).
 
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatus, PaymentStatusChanged,
-    SettlementReported,
+    ReconciliationExceptionKind, SettlementReported,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::reconciliation::{self, Amounts};
+use crate::timers::{self, TimerKind};
 use crate::{
     DeadLetterReason, Origin, Output, Processor, ProcessorContext, Record, Result, ledger,
     read_json, stores, write_json,
@@ -31,6 +48,31 @@ use crate::{
 
 /// At most this many events wait in the `pending` store for one payment.
 pub const PENDING_EVENTS_PER_PAYMENT_MAX: usize = 16;
+
+/// At most this many timers fire per punctuation (per task and commit); the rest fire at
+/// the next one, so one commit's transaction stays bounded.
+pub const TIMERS_PER_PUNCTUATION_MAX: usize = 1_000;
+
+/// Timer settings of the lifecycle (config keys `processing.orphan_timeout_ms` and
+/// `processing.settlement_window_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LifecycleSettings {
+    /// Stream time an event may wait for its payment before an exception is raised,
+    /// milliseconds. Default 10 minutes.
+    pub orphan_timeout_ms: i64,
+    /// Stream time an authorized payment may wait for its settlement before
+    /// `MISSING_IN_PSP` is raised, milliseconds. Default 3 days.
+    pub settlement_window_ms: i64,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        LifecycleSettings {
+            orphan_timeout_ms: 10 * 60 * 1_000,
+            settlement_window_ms: 3 * 24 * 60 * 60 * 1_000,
+        }
+    }
+}
 
 /// A transition the lifecycle does not allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +117,12 @@ pub struct PaymentState {
     pub status: PaymentStatus,
     /// Event id of the `PaymentInitiated` that created the payment.
     pub initiated_event_id: String,
+    /// Amount the PSP authorized, minor units of `authorized_currency` (set at AUTHORIZED).
+    #[serde(default)]
+    pub authorized_amount_minor: Option<i64>,
+    /// ISO 4217 currency of the authorization.
+    #[serde(default)]
+    pub authorized_currency: Option<String>,
 }
 
 /// An event waiting in the `pending` store, with where it came from.
@@ -84,9 +132,19 @@ struct PendingEvent {
     origin: Origin,
 }
 
-/// The payment lifecycle processor over the `payments`, `seen_events` and `pending` stores.
+/// The payment lifecycle processor over the `payments`, `seen_events`, `pending`,
+/// `timers` and `reconciliation` stores.
 #[derive(Debug, Default, Clone)]
-pub struct LifecycleProcessor;
+pub struct LifecycleProcessor {
+    settings: LifecycleSettings,
+}
+
+impl LifecycleProcessor {
+    /// A lifecycle processor with these timer settings.
+    pub fn new(settings: LifecycleSettings) -> Self {
+        LifecycleProcessor { settings }
+    }
+}
 
 impl Processor for LifecycleProcessor {
     type Input = InputEvent;
@@ -97,16 +155,89 @@ impl Processor for LifecycleProcessor {
         ctx: &mut dyn ProcessorContext,
     ) -> Result<()> {
         match record.value {
-            InputEvent::PaymentInitiated(event) => on_initiated(event, record.origin, ctx),
-            event => on_payment_event(event, record.origin, ctx),
+            InputEvent::PaymentInitiated(event) => on_initiated(event, record.origin, ctx, self),
+            event => on_payment_event(event, record.origin, ctx, self),
         }
     }
+
+    /// Fires the timers due at `stream_time_ms` (at most [`TIMERS_PER_PUNCTUATION_MAX`]).
+    fn punctuate(&mut self, stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()> {
+        for timer in timers::take_due(ctx, stream_time_ms, TIMERS_PER_PUNCTUATION_MAX)? {
+            match timer.kind {
+                TimerKind::Orphan => on_orphan_timeout(&timer, ctx)?,
+                TimerKind::SettlementWindow => on_settlement_window_closed(&timer, ctx)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The orphan timeout of a payment fired: exceptions for the events still waiting for it.
+fn on_orphan_timeout(timer: &timers::Timer, ctx: &mut dyn ProcessorContext) -> Result<()> {
+    if read_json::<PaymentState>(ctx, stores::PAYMENTS, &timer.payment_id)?.is_some() {
+        return Ok(());
+    }
+    let pending: Vec<PendingEvent> =
+        read_json(ctx, stores::PENDING, &timer.payment_id)?.unwrap_or_default();
+    for waiting in &pending {
+        let (kind, amounts) = match &waiting.event {
+            InputEvent::SettlementReported(s) => (
+                ReconciliationExceptionKind::MissingInLedger,
+                Amounts {
+                    expected_minor: None,
+                    actual_minor: Some(s.gross_amount_minor),
+                    currency: Some(s.currency.clone()),
+                },
+            ),
+            InputEvent::AuthSucceeded(a) => (
+                ReconciliationExceptionKind::OrphanEvent,
+                Amounts {
+                    expected_minor: None,
+                    actual_minor: Some(a.amount_minor),
+                    currency: Some(a.currency.clone()),
+                },
+            ),
+            InputEvent::AuthFailed(_) => {
+                (ReconciliationExceptionKind::OrphanEvent, Amounts::default())
+            }
+            InputEvent::PaymentInitiated(_) => continue,
+        };
+        reconciliation::raise(ctx, &timer.payment_id, kind, amounts, timer.due_ms)?;
+    }
+    Ok(())
+}
+
+/// The settlement window of a payment closed: `MISSING_IN_PSP` if it is still unsettled.
+fn on_settlement_window_closed(
+    timer: &timers::Timer,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    let Some(state) = read_json::<PaymentState>(ctx, stores::PAYMENTS, &timer.payment_id)? else {
+        return Ok(());
+    };
+    if state.status != PaymentStatus::Authorized {
+        return Ok(());
+    }
+    let amounts = Amounts {
+        expected_minor: Some(state.authorized_amount_minor.unwrap_or(state.amount_minor)),
+        actual_minor: None,
+        currency: Some(state.authorized_currency.unwrap_or(state.currency)),
+    };
+    reconciliation::raise(
+        ctx,
+        &timer.payment_id,
+        ReconciliationExceptionKind::MissingInPsp,
+        amounts,
+        timer.due_ms,
+    )?;
+    Ok(())
 }
 
 fn on_initiated(
     event: PaymentInitiated,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
+    lifecycle: &LifecycleProcessor,
 ) -> Result<()> {
     let existing: Option<PaymentState> = read_json(ctx, stores::PAYMENTS, &event.payment_id)?;
     if let Some(state) = existing {
@@ -130,6 +261,8 @@ fn on_initiated(
         currency: event.currency.clone(),
         status: PaymentStatus::Initiated,
         initiated_event_id: event.event_id.clone(),
+        authorized_amount_minor: None,
+        authorized_currency: None,
     };
     write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
     ctx.forward(Output::PaymentStatus(status_changed(
@@ -138,13 +271,14 @@ fn on_initiated(
         &event.event_id,
         event.occurred_at,
     )));
-    drain_pending(&event.payment_id, ctx)
+    drain_pending(&event.payment_id, ctx, lifecycle)
 }
 
 fn on_payment_event(
     event: InputEvent,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
+    lifecycle: &LifecycleProcessor,
 ) -> Result<()> {
     let event_id = event.event_id().to_string();
     if ctx
@@ -159,11 +293,17 @@ fn on_payment_event(
     match state {
         Some(state) if !waits_for_auth(&state, &event) => {
             let payment_id = state.payment_id.clone();
-            apply(state, event, origin, ctx)?;
+            apply(state, event, origin, ctx, lifecycle)?;
             // An auth may release a settlement that waited for it.
-            drain_pending(&payment_id, ctx)
+            drain_pending(&payment_id, ctx, lifecycle)
         }
-        _ => buffer(event, origin, ctx),
+        Some(_) => buffer(event, origin, ctx, None),
+        None => buffer(
+            event,
+            origin,
+            ctx,
+            Some(lifecycle.settings.orphan_timeout_ms),
+        ),
     }
 }
 
@@ -172,7 +312,14 @@ fn waits_for_auth(state: &PaymentState, event: &InputEvent) -> bool {
     state.status == PaymentStatus::Initiated && matches!(event, InputEvent::SettlementReported(_))
 }
 
-fn buffer(event: InputEvent, origin: Origin, ctx: &mut dyn ProcessorContext) -> Result<()> {
+/// Buffers `event` in `pending`. For a payment not seen yet (`orphan_timeout_ms` given),
+/// the first waiting event starts the orphan timeout.
+fn buffer(
+    event: InputEvent,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+    orphan_timeout_ms: Option<i64>,
+) -> Result<()> {
     let payment_id = event.payment_id().to_string();
     let mut pending: Vec<PendingEvent> =
         read_json(ctx, stores::PENDING, &payment_id)?.unwrap_or_default();
@@ -187,13 +334,26 @@ fn buffer(event: InputEvent, origin: Origin, ctx: &mut dyn ProcessorContext) -> 
         return Ok(());
     }
     mark_seen(ctx, event.event_id())?;
+    if let Some(timeout_ms) = orphan_timeout_ms
+        && pending.is_empty()
+    {
+        let due_ms = ctx
+            .stream_time_ms()
+            .max(event.event_time_ms())
+            .saturating_add(timeout_ms);
+        timers::schedule(ctx, due_ms, TimerKind::Orphan, &payment_id)?;
+    }
     pending.push(PendingEvent { event, origin });
     write_json(ctx, stores::PENDING, &payment_id, &pending)
 }
 
 /// Applies the events waiting for `payment_id` that its current state allows, in event
 /// time order (auth before settlement on ties), until none applies.
-fn drain_pending(payment_id: &str, ctx: &mut dyn ProcessorContext) -> Result<()> {
+fn drain_pending(
+    payment_id: &str,
+    ctx: &mut dyn ProcessorContext,
+    lifecycle: &LifecycleProcessor,
+) -> Result<()> {
     let Some(mut pending) = read_json::<Vec<PendingEvent>>(ctx, stores::PENDING, payment_id)?
     else {
         return Ok(());
@@ -207,7 +367,7 @@ fn drain_pending(payment_id: &str, ctx: &mut dyn ProcessorContext) -> Result<()>
             .position(|p| !waits_for_auth(&state, &p.event));
         let Some(index) = ready else { break };
         let next = pending.remove(index);
-        apply(state, next.event, next.origin, ctx)?;
+        apply(state, next.event, next.origin, ctx, lifecycle)?;
     }
     if pending.is_empty() {
         ctx.store(stores::PENDING)?.delete(payment_id.as_bytes())?;
@@ -239,12 +399,15 @@ fn apply(
     event: InputEvent,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
+    lifecycle: &LifecycleProcessor,
 ) -> Result<()> {
     match event {
-        InputEvent::AuthSucceeded(auth) => on_auth_succeeded(state, auth, origin, ctx),
+        InputEvent::AuthSucceeded(auth) => {
+            on_auth_succeeded(state, auth, origin, ctx, &lifecycle.settings)
+        }
         InputEvent::AuthFailed(failed) => on_auth_failed(state, failed, origin, ctx),
         InputEvent::SettlementReported(s) => on_settlement(state, s, origin, ctx),
-        InputEvent::PaymentInitiated(p) => on_initiated(p, origin, ctx),
+        InputEvent::PaymentInitiated(p) => on_initiated(p, origin, ctx, lifecycle),
     }
 }
 
@@ -253,6 +416,7 @@ fn on_auth_succeeded(
     auth: AuthSucceeded,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
+    settings: &LifecycleSettings,
 ) -> Result<()> {
     let previous = state.status;
     if transition(Some(previous), PaymentStatus::Authorized).is_err() {
@@ -265,8 +429,20 @@ fn on_auth_succeeded(
         return Ok(());
     }
     state.status = PaymentStatus::Authorized;
+    state.authorized_amount_minor = Some(auth.amount_minor);
+    state.authorized_currency = Some(auth.currency.clone());
     mark_seen(ctx, &auth.event_id)?;
     write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
+    let settle_by_ms = ctx
+        .stream_time_ms()
+        .max(auth.occurred_at)
+        .saturating_add(settings.settlement_window_ms);
+    timers::schedule(
+        ctx,
+        settle_by_ms,
+        TimerKind::SettlementWindow,
+        &state.payment_id,
+    )?;
     ctx.forward(Output::PaymentStatus(status_changed(
         &state,
         Some(previous),
@@ -342,6 +518,46 @@ fn on_settlement(
         &state.psp,
         &settlement,
     )));
+    reconcile_settlement(&state, &settlement, ctx)
+}
+
+/// Compares a settlement with the authorization it settles (detected at the settlement's
+/// `settled_at`, so a replay raises the same exception).
+fn reconcile_settlement(
+    state: &PaymentState,
+    settlement: &SettlementReported,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    let authorized_minor = state.authorized_amount_minor.unwrap_or(state.amount_minor);
+    let authorized_currency = state
+        .authorized_currency
+        .as_deref()
+        .unwrap_or(&state.currency);
+    if settlement.currency != authorized_currency {
+        reconciliation::raise(
+            ctx,
+            &state.payment_id,
+            ReconciliationExceptionKind::CurrencyMismatch,
+            Amounts {
+                expected_minor: Some(authorized_minor),
+                actual_minor: Some(settlement.gross_amount_minor),
+                currency: Some(settlement.currency.clone()),
+            },
+            settlement.settled_at,
+        )?;
+    } else if settlement.gross_amount_minor != authorized_minor {
+        reconciliation::raise(
+            ctx,
+            &state.payment_id,
+            ReconciliationExceptionKind::AmountMismatch,
+            Amounts {
+                expected_minor: Some(authorized_minor),
+                actual_minor: Some(settlement.gross_amount_minor),
+                currency: Some(settlement.currency.clone()),
+            },
+            settlement.settled_at,
+        )?;
+    }
     Ok(())
 }
 
@@ -482,7 +698,7 @@ mod tests {
 
     #[test]
     fn walks_initiated_authorized_settled_with_balanced_entries() {
-        let mut d = TestDriver::new(LifecycleProcessor);
+        let mut d = TestDriver::new(LifecycleProcessor::default());
         let out = d.pipe(rec(initiated("p1")));
         assert_eq!(statuses(&out), vec![(None, PaymentStatus::Initiated)]);
         let out = d.pipe(rec(auth_ok("p1", "a1")));
@@ -512,7 +728,7 @@ mod tests {
 
     #[test]
     fn walks_initiated_declined() {
-        let mut d = TestDriver::new(LifecycleProcessor);
+        let mut d = TestDriver::new(LifecycleProcessor::default());
         d.pipe(rec(initiated("p1")));
         let out = d.pipe(rec(auth_failed("p1", "f1")));
         assert_eq!(
@@ -524,7 +740,7 @@ mod tests {
 
     #[test]
     fn settlement_of_a_declined_payment_is_an_illegal_transition() {
-        let mut d = TestDriver::new(LifecycleProcessor);
+        let mut d = TestDriver::new(LifecycleProcessor::default());
         d.pipe(rec(initiated("p1")));
         d.pipe(rec(auth_failed("p1", "f1")));
         let out = d.pipe(rec(settled("p1", "s1")));
@@ -542,7 +758,7 @@ mod tests {
 
     #[test]
     fn a_second_auth_with_another_event_id_is_illegal() {
-        let mut d = TestDriver::new(LifecycleProcessor);
+        let mut d = TestDriver::new(LifecycleProcessor::default());
         d.pipe(rec(initiated("p1")));
         d.pipe(rec(auth_ok("p1", "a1")));
         let out = d.pipe(rec(auth_failed("p1", "f2")));
@@ -551,7 +767,7 @@ mod tests {
 
     #[test]
     fn duplicate_events_are_dropped() {
-        let mut d = TestDriver::new(LifecycleProcessor);
+        let mut d = TestDriver::new(LifecycleProcessor::default());
         d.pipe(rec(initiated("p1")));
         assert_eq!(d.pipe(rec(initiated("p1"))), vec![Output::DuplicateDropped]);
         d.pipe(rec(auth_ok("p1", "a1")));
@@ -563,7 +779,7 @@ mod tests {
 
     #[test]
     fn events_before_their_payment_wait_and_apply_in_order() {
-        let mut d = TestDriver::new(LifecycleProcessor);
+        let mut d = TestDriver::new(LifecycleProcessor::default());
         assert!(d.pipe(rec(settled("p1", "s1"))).is_empty());
         assert!(d.pipe(rec(auth_ok("p1", "a1"))).is_empty());
         // A duplicate of a waiting event is still a duplicate.
@@ -586,7 +802,7 @@ mod tests {
 
     #[test]
     fn a_settlement_before_its_auth_waits_for_it() {
-        let mut d = TestDriver::new(LifecycleProcessor);
+        let mut d = TestDriver::new(LifecycleProcessor::default());
         d.pipe(rec(initiated("p1")));
         assert!(d.pipe(rec(settled("p1", "s1"))).is_empty());
         let out = d.pipe(rec(auth_ok("p1", "a1")));
@@ -602,11 +818,161 @@ mod tests {
 
     #[test]
     fn the_pending_buffer_is_bounded() {
-        let mut d = TestDriver::new(LifecycleProcessor);
+        let mut d = TestDriver::new(LifecycleProcessor::default());
         for i in 0..PENDING_EVENTS_PER_PAYMENT_MAX {
             assert!(d.pipe(rec(auth_ok("p1", &format!("a{i}")))).is_empty());
         }
         let out = d.pipe(rec(auth_ok("p1", "one-too-many")));
         assert!(is_dead_letter(&out, DeadLetterReason::PendingBufferFull));
+    }
+
+    fn exceptions(
+        outputs: &[Output],
+    ) -> Vec<(ReconciliationExceptionKind, Option<i64>, Option<i64>)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::ReconciliationException(x) => {
+                    Some((x.kind, x.expected_amount_minor, x.actual_amount_minor))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    const MINUTE_MS: i64 = 60_000;
+    const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
+
+    #[test]
+    fn a_settlement_for_a_different_amount_raises_amount_mismatch_and_posts_what_was_paid() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        let mut short = settled("p1", "s1");
+        if let InputEvent::SettlementReported(s) = &mut short {
+            s.gross_amount_minor = 900;
+            s.net_amount_minor = 875;
+        }
+        let out = d.pipe(rec(short));
+        assert_eq!(
+            exceptions(&out),
+            vec![(
+                ReconciliationExceptionKind::AmountMismatch,
+                Some(1000),
+                Some(900)
+            )]
+        );
+        assert!(entries(&out)[0].is_balanced());
+    }
+
+    #[test]
+    fn a_settlement_in_another_currency_raises_currency_mismatch() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        let mut usd = settled("p1", "s1");
+        if let InputEvent::SettlementReported(s) = &mut usd {
+            s.currency = "USD".into();
+        }
+        let out = d.pipe(rec(usd));
+        assert_eq!(
+            exceptions(&out),
+            vec![(
+                ReconciliationExceptionKind::CurrencyMismatch,
+                Some(1000),
+                Some(1000)
+            )]
+        );
+    }
+
+    #[test]
+    fn an_auth_whose_payment_never_appears_raises_orphan_event_once_after_the_timeout() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        assert!(d.pipe(rec(auth_ok("p1", "a1"))).is_empty());
+        assert!(
+            d.advance_stream_time_ms(9 * MINUTE_MS).is_empty(),
+            "not yet due"
+        );
+        let out = d.advance_stream_time_ms(2 * MINUTE_MS);
+        assert_eq!(
+            exceptions(&out),
+            vec![(ReconciliationExceptionKind::OrphanEvent, None, Some(1000))]
+        );
+        assert!(d.advance_stream_time_ms(DAY_MS).is_empty(), "raised once");
+        // The payment turns up late: the waiting auth still applies.
+        let out = d.pipe(rec(initiated("p1")));
+        assert_eq!(
+            statuses(&out),
+            vec![
+                (None, PaymentStatus::Initiated),
+                (Some(PaymentStatus::Initiated), PaymentStatus::Authorized)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_settlement_whose_payment_never_appears_raises_missing_in_ledger() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        assert!(d.pipe(rec(settled("p1", "s1"))).is_empty());
+        let out = d.advance_stream_time_ms(11 * MINUTE_MS);
+        assert_eq!(
+            exceptions(&out),
+            vec![(
+                ReconciliationExceptionKind::MissingInLedger,
+                None,
+                Some(1000)
+            )]
+        );
+    }
+
+    #[test]
+    fn an_orphan_that_finds_its_payment_in_time_raises_nothing() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(auth_ok("p1", "a1")));
+        d.advance_stream_time_ms(5 * MINUTE_MS);
+        d.pipe(rec(initiated("p1")));
+        assert!(exceptions(&d.advance_stream_time_ms(DAY_MS)).is_empty());
+    }
+
+    #[test]
+    fn an_authorization_not_settled_within_the_window_raises_missing_in_psp() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        assert!(exceptions(&d.advance_stream_time_ms(2 * DAY_MS)).is_empty());
+        let out = d.advance_stream_time_ms(2 * DAY_MS);
+        assert_eq!(
+            exceptions(&out),
+            vec![(ReconciliationExceptionKind::MissingInPsp, Some(1000), None)]
+        );
+    }
+
+    #[test]
+    fn a_settlement_within_the_window_raises_nothing() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        d.advance_stream_time_ms(DAY_MS);
+        assert!(exceptions(&d.pipe(rec(settled("p1", "s1")))).is_empty());
+        assert!(exceptions(&d.advance_stream_time_ms(10 * DAY_MS)).is_empty());
+        assert_eq!(d.store_len(stores::TIMERS), 0, "fired timers are deleted");
+    }
+
+    #[test]
+    fn exception_ids_are_deterministic_per_payment_and_kind() {
+        use crate::reconciliation::exception_id;
+        let a = exception_id("p1", ReconciliationExceptionKind::MissingInPsp);
+        assert_eq!(
+            a,
+            exception_id("p1", ReconciliationExceptionKind::MissingInPsp)
+        );
+        assert_ne!(
+            a,
+            exception_id("p1", ReconciliationExceptionKind::OrphanEvent)
+        );
+        assert_ne!(
+            a,
+            exception_id("p2", ReconciliationExceptionKind::MissingInPsp)
+        );
     }
 }

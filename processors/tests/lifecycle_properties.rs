@@ -1,16 +1,18 @@
-//! Property tests of the payment lifecycle (STYLE 14): for any interleaving and
-//! duplication of a valid set of events, the final statuses and journal entries are
-//! the same, every entry balances, and nothing is dead-lettered.
+//! Property tests of the payment lifecycle (STYLE 14): for any interleaving, duplication
+//! and delay of a valid set of events, the final statuses and journal entries are the
+//! same, every entry balances, every status change is a legal transition, nothing is
+//! dead-lettered, and reconciliation exceptions are only the timing kinds, each at most
+//! once per payment and kind.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use paystream_processors::driver::{TestDriver, origin};
 use paystream_processors::ledger::journal_entry_id;
-use paystream_processors::lifecycle::LifecycleProcessor;
+use paystream_processors::lifecycle::{LEGAL_TRANSITIONS, LifecycleProcessor, LifecycleSettings};
 use paystream_processors::{Output, Record};
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, InputEvent, JournalEntryKind, PaymentInitiated, PaymentStatus,
-    SettlementReported,
+    ReconciliationExceptionKind, SettlementReported,
 };
 use proptest::prelude::*;
 
@@ -87,9 +89,16 @@ fn fate() -> impl Strategy<Value = Fate> {
 /// A generated payment: how it ends, its amount and its settlement fee (minor units).
 type PlannedPayment = (Fate, i64, i64);
 
-/// Payments and, for the arrival order, a permutation of all their events and the
-/// indexes of events sent a second time.
-type Scenario = (Vec<PlannedPayment>, Vec<usize>, Vec<usize>);
+/// Payments and, for the arrival order, a permutation of all their events, the indexes
+/// of events sent a second time, and per arrival a delay (ms) added to its record
+/// timestamp, which moves stream time.
+type Scenario = (Vec<PlannedPayment>, Vec<usize>, Vec<usize>, Vec<i64>);
+
+/// Timers short enough for generated delays to make them fire.
+const SETTINGS: LifecycleSettings = LifecycleSettings {
+    orphan_timeout_ms: 60_000,
+    settlement_window_ms: 120_000,
+};
 
 fn scenario() -> impl Strategy<Value = Scenario> {
     prop::collection::vec((fate(), 1i64..1_000_000, 0i64..1_000), 1..8).prop_flat_map(|payments| {
@@ -103,7 +112,8 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             .sum();
         let order = Just((0..events).collect::<Vec<_>>()).prop_shuffle();
         let duplicates = prop::collection::vec(0..events, 0..events);
-        (Just(payments), order, duplicates)
+        let delays = prop::collection::vec(0i64..300_000, 2 * events);
+        (Just(payments), order, duplicates, delays)
     })
 }
 
@@ -111,7 +121,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn any_arrival_order_gives_the_same_balanced_ledger((payments, order, duplicates) in scenario()) {
+    fn any_arrival_order_gives_the_same_balanced_ledger((payments, order, duplicates, delays) in scenario()) {
         let mut all = Vec::new();
         let mut expected_status = BTreeMap::new();
         let mut expected_entries = BTreeSet::new();
@@ -139,23 +149,46 @@ proptest! {
             .map(|i| &all[*i])
             .collect();
 
-        let mut driver = TestDriver::new(LifecycleProcessor);
+        let mut driver = TestDriver::new(LifecycleProcessor::new(SETTINGS));
         let mut final_status = BTreeMap::new();
         let mut entries = BTreeSet::new();
-        for event in arrivals {
-            let record = Record { value: event.clone(), origin: origin("t", None) };
-            for output in driver.pipe(record) {
-                match output {
-                    Output::PaymentStatus(s) => {
-                        final_status.insert(s.payment_id.clone(), s.status);
-                    }
-                    Output::JournalEntry(e) => {
-                        prop_assert!(e.is_balanced(), "entry {} balances", e.id);
-                        prop_assert!(entries.insert(e.id.clone()), "entry {} posted twice", e.id);
-                    }
-                    Output::DuplicateDropped => {}
-                    other => prop_assert!(false, "unexpected output {:?}", other),
+        let mut exceptions = BTreeSet::new();
+        let mut outputs = Vec::new();
+        for (event, delay_ms) in arrivals.into_iter().zip(delays) {
+            let mut record_origin = origin("t", None);
+            record_origin.timestamp_ms = event.event_time_ms() + delay_ms;
+            outputs.extend(driver.pipe(Record { value: event.clone(), origin: record_origin }));
+        }
+        // Long after the last event, every timer has fired.
+        outputs.extend(driver.advance_stream_time_ms(10 * SETTINGS.settlement_window_ms));
+        for output in outputs {
+            match output {
+                Output::PaymentStatus(s) => {
+                    prop_assert!(
+                        LEGAL_TRANSITIONS.contains(&(s.previous_status, s.status)),
+                        "illegal state change {:?} -> {}", s.previous_status, s.status
+                    );
+                    final_status.insert(s.payment_id.clone(), s.status);
                 }
+                Output::JournalEntry(e) => {
+                    prop_assert!(e.is_balanced(), "entry {} balances", e.id);
+                    prop_assert!(entries.insert(e.id.clone()), "entry {} posted twice", e.id);
+                }
+                Output::ReconciliationException(x) => {
+                    prop_assert!(
+                        !matches!(x.kind, ReconciliationExceptionKind::AmountMismatch | ReconciliationExceptionKind::CurrencyMismatch),
+                        "valid events never mismatch: {:?}", x
+                    );
+                    prop_assert!(exceptions.insert((x.payment_id.clone(), x.kind.as_str())), "raised twice: {:?}", x);
+                }
+                Output::DuplicateDropped => {}
+                other => prop_assert!(false, "unexpected output {:?}", other),
+            }
+        }
+        // A payment that stays authorized is reported missing in the PSP's settlements.
+        for (payment_id, status) in &expected_status {
+            if *status == PaymentStatus::Authorized {
+                prop_assert!(exceptions.contains(&(payment_id.clone(), "MISSING_IN_PSP")), "{payment_id}");
             }
         }
         prop_assert_eq!(final_status, expected_status);

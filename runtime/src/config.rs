@@ -175,6 +175,22 @@ pub struct ProcessingConfig {
     /// (`group.instance.id = <application_id>-<instance_id>`, KIP-345), so a restarted
     /// instance takes its partitions back at once without a rebalance.
     pub session_timeout_ms: u64,
+    /// Stream time an auth or settlement event waits for its payment before an
+    /// `ORPHAN_EVENT` / `MISSING_IN_LEDGER` exception is raised, milliseconds.
+    pub orphan_timeout_ms: i64,
+    /// Stream time an authorized payment may wait for its settlement before a
+    /// `MISSING_IN_PSP` exception is raised, milliseconds.
+    pub settlement_window_ms: i64,
+}
+
+impl ProcessingConfig {
+    /// The lifecycle processor's timer settings.
+    pub fn lifecycle_settings(&self) -> paystream_processors::lifecycle::LifecycleSettings {
+        paystream_processors::lifecycle::LifecycleSettings {
+            orphan_timeout_ms: self.orphan_timeout_ms,
+            settlement_window_ms: self.settlement_window_ms,
+        }
+    }
 }
 
 impl Default for ProcessingConfig {
@@ -184,6 +200,8 @@ impl Default for ProcessingConfig {
             transaction_records_max: 20_000,
             transaction_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
+            orphan_timeout_ms: 10 * 60 * 1_000,
+            settlement_window_ms: 3 * 24 * 60 * 60 * 1_000,
         }
     }
 }
@@ -380,6 +398,22 @@ impl Config {
                 format!("{} is out of range", self.processing.session_timeout_ms),
                 "use 6000 to 300000 (the broker's group.min/max.session.timeout.ms)",
             ));
+        }
+        for (key, value, fix) in [
+            (
+                "processing.orphan_timeout_ms",
+                self.processing.orphan_timeout_ms,
+                "use e.g. 600000 (10 minutes)",
+            ),
+            (
+                "processing.settlement_window_ms",
+                self.processing.settlement_window_ms,
+                "use e.g. 259200000 (3 days)",
+            ),
+        ] {
+            if value <= 0 {
+                return Err(invalid(key, format!("{value} must be > 0"), fix));
+            }
         }
         if self.sink.enabled
             && !(self.sink.database_url.starts_with("postgres://")

@@ -1,5 +1,15 @@
 //! Metric names live here and nowhere else (STYLE 13). Labels are bounded: topic,
-//! partition, store, reason — never an id.
+//! partition, store, reason, status, exception kind and ISO 4217 currency (validated at
+//! input, so at most the ~180 codes of the standard) — never an id.
+//!
+//! Business metrics count committed outputs only (they are added after the Kafka commit):
+//! - `paystream_payments_total{status}`: payments that reached each status. The decline
+//!   rate is `rate(…{status="DECLINED"}) / (rate(…{status="AUTHORIZED"}) +
+//!   rate(…{status="DECLINED"}))`.
+//! - `paystream_payment_amount_minor_total{status,currency}`: the payments' amounts in
+//!   minor units of `currency` (ISO 4217 exponent: 100 per EUR, 1 per JPY), summed per
+//!   status reached.
+//! - `paystream_reconciliation_exceptions_total{kind}`: exceptions raised.
 
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -27,6 +37,12 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     /// State store operations, by store and operation (get, put, delete, range).
     pub store_operations: IntCounterVec,
+    /// Payments that reached a status, by status.
+    pub payments: IntCounterVec,
+    /// Amounts of payments that reached a status, minor units, by status and currency.
+    pub payment_amount_minor: IntCounterVec,
+    /// Reconciliation exceptions raised, by kind.
+    pub reconciliation_exceptions: IntCounterVec,
 }
 
 impl Metrics {
@@ -65,6 +81,21 @@ impl Metrics {
             "paystream_state_store_operations_total",
             "State store operations, by store and operation",
             &["store", "operation"],
+        );
+        let payments = counter_vec(
+            "paystream_payments_total",
+            "Payments that reached a status, by status",
+            &["status"],
+        );
+        let payment_amount_minor = counter_vec(
+            "paystream_payment_amount_minor_total",
+            "Amounts of payments that reached a status, in minor units of the currency",
+            &["status", "currency"],
+        );
+        let reconciliation_exceptions = counter_vec(
+            "paystream_reconciliation_exceptions_total",
+            "Reconciliation exceptions raised, by kind",
+            &["kind"],
         );
         let commits =
             IntCounter::new("paystream_commits_total", "Committed transactions").expect("metric");
@@ -112,6 +143,9 @@ impl Metrics {
             commit_latency_seconds,
             consumer_lag,
             store_operations,
+            payments,
+            payment_amount_minor,
+            reconciliation_exceptions,
         }
     }
 }

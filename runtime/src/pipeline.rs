@@ -69,6 +69,11 @@ struct TransactionCounts {
     input_records: u64,
     status_changes: u64,
     journal_entries: u64,
+    /// Reconciliation exceptions by kind.
+    exceptions: BTreeMap<&'static str, u64>,
+    /// Payments that reached a status, and their amounts (minor units) by currency.
+    payments: BTreeMap<&'static str, u64>,
+    amounts_minor: BTreeMap<(&'static str, String), u64>,
 }
 
 /// Counts of one run, for the summary `paystream run` prints.
@@ -84,6 +89,8 @@ pub struct RunSummary {
     pub status_changes: u64,
     /// Journal entries produced to `ledger_entries`.
     pub journal_entries: u64,
+    /// Reconciliation exceptions produced, by kind.
+    pub exceptions: BTreeMap<String, u64>,
     /// Committed transactions.
     pub commits: u64,
     /// From the first record read to the last commit, milliseconds.
@@ -226,7 +233,7 @@ impl Pipeline {
         );
         Ok(Pipeline {
             dedupe: DedupeProcessor::new(config.state.idempotency_retention_ms),
-            lifecycle: LifecycleProcessor,
+            lifecycle: LifecycleProcessor::new(config.processing.lifecycle_settings()),
             names,
             codec,
             consumer,
@@ -414,7 +421,25 @@ impl Pipeline {
             }
         }
         for output in outputs {
-            self.emit(output, &message).await?;
+            self.emit(output, Some(&message)).await?;
+        }
+        Ok(())
+    }
+
+    /// Punctuation of the lifecycle tasks at their stream time: fires due timers, whose
+    /// outputs and store writes join the open transaction.
+    async fn punctuate(&mut self) -> Result<()> {
+        let mut outputs = Vec::new();
+        for (id, task) in self.tasks.iter_mut() {
+            if id.sub_topology != SubTopology::Lifecycle || task.stream_time_ms == i64::MIN {
+                continue;
+            }
+            let stream_time_ms = task.stream_time_ms;
+            let mut context = task.context(&mut outputs);
+            self.lifecycle.punctuate(stream_time_ms, &mut context)?;
+        }
+        for output in outputs {
+            self.emit(output, None).await?;
         }
         Ok(())
     }
@@ -483,9 +508,12 @@ impl Pipeline {
         }
     }
 
-    async fn emit(&mut self, output: Output, message: &OwnedMessage) -> Result<()> {
+    /// Writes one output into the open transaction; `message` is the input record being
+    /// processed (`None` for outputs of punctuation).
+    async fn emit(&mut self, output: Output, message: Option<&OwnedMessage>) -> Result<()> {
         match output {
             Output::Repartition(event) => {
+                let message = message.expect("repartitioning happens while processing a record");
                 let origin_key = message.key().unwrap_or_default();
                 let headers = OwnedHeaders::new()
                     .insert(Header {
@@ -522,6 +550,13 @@ impl Pipeline {
                 let topic = self.names.payment_status.clone();
                 let value = self.codec.encode(&topic, &status).await?;
                 self.counts.status_changes += 1;
+                let status_name = status.status.as_str();
+                *self.counts.payments.entry(status_name).or_insert(0) += 1;
+                *self
+                    .counts
+                    .amounts_minor
+                    .entry((status_name, status.currency.clone()))
+                    .or_insert(0) += status.amount_minor.max(0) as u64;
                 self.send(
                     &topic,
                     None,
@@ -545,6 +580,25 @@ impl Pipeline {
                     Some(&value),
                     None,
                     entry.occurred_at,
+                )
+                .await
+                .map(drop)
+            }
+            Output::ReconciliationException(exception) => {
+                let topic = self.names.reconciliation_exceptions.clone();
+                let value = self.codec.encode(&topic, &exception).await?;
+                *self
+                    .counts
+                    .exceptions
+                    .entry(exception.kind.as_str())
+                    .or_insert(0) += 1;
+                self.send(
+                    &topic,
+                    None,
+                    Some(exception.payment_id.as_bytes()),
+                    Some(&value),
+                    None,
+                    exception.detected_at,
                 )
                 .await
                 .map(drop)
@@ -588,11 +642,8 @@ impl Pipeline {
                 .map(drop)
             }
             Output::DuplicateDropped => {
-                *self
-                    .counts
-                    .duplicates
-                    .entry(message.topic().to_string())
-                    .or_insert(0) += 1;
+                let topic = message.map_or("", |m| m.topic());
+                *self.counts.duplicates.entry(topic.to_string()).or_insert(0) += 1;
                 Ok(())
             }
         }
@@ -646,7 +697,9 @@ impl Pipeline {
     /// Commits the open transaction: changelog records, offsets, commit, then stores.
     async fn commit(&mut self) -> Result<()> {
         let started = Instant::now();
-        // Punctuation: expired keys of TTL stores are deleted in this transaction.
+        // Punctuation: due timers fire and expired keys of TTL stores are deleted, all in
+        // this transaction.
+        self.punctuate().await?;
         for task in self.tasks.values_mut() {
             task.purge_expired(&self.config)?;
         }
@@ -951,6 +1004,25 @@ impl Pipeline {
                 .records_produced
                 .with_label_values(&[topic])
                 .inc_by(*n);
+        }
+        for (status, n) in &counts.payments {
+            self.metrics
+                .payments
+                .with_label_values(&[status])
+                .inc_by(*n);
+        }
+        for ((status, currency), amount_minor) in &counts.amounts_minor {
+            self.metrics
+                .payment_amount_minor
+                .with_label_values(&[status, currency.as_str()])
+                .inc_by(*amount_minor);
+        }
+        for (kind, n) in &counts.exceptions {
+            self.metrics
+                .reconciliation_exceptions
+                .with_label_values(&[kind])
+                .inc_by(*n);
+            *self.summary.exceptions.entry(kind.to_string()).or_insert(0) += n;
         }
         self.summary.input_records += counts.input_records;
         self.summary.status_changes += counts.status_changes;

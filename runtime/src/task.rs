@@ -55,7 +55,13 @@ impl SubTopology {
     pub fn stores(self) -> &'static [&'static str] {
         match self {
             SubTopology::Dedupe => &[stores::IDEMPOTENCY],
-            SubTopology::Lifecycle => &[stores::PAYMENTS, stores::SEEN_EVENTS, stores::PENDING],
+            SubTopology::Lifecycle => &[
+                stores::PAYMENTS,
+                stores::SEEN_EVENTS,
+                stores::PENDING,
+                stores::TIMERS,
+                stores::RECONCILIATION,
+            ],
         }
     }
 }

@@ -261,6 +261,34 @@ pub enum ReconciliationExceptionKind {
     OrphanEvent,
 }
 
+impl ReconciliationExceptionKind {
+    /// Every kind.
+    pub const ALL: [ReconciliationExceptionKind; 5] = [
+        ReconciliationExceptionKind::AmountMismatch,
+        ReconciliationExceptionKind::CurrencyMismatch,
+        ReconciliationExceptionKind::MissingInLedger,
+        ReconciliationExceptionKind::MissingInPsp,
+        ReconciliationExceptionKind::OrphanEvent,
+    ];
+
+    /// The upper-case name used in Avro, PostgreSQL and metric labels (`AMOUNT_MISMATCH`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconciliationExceptionKind::AmountMismatch => "AMOUNT_MISMATCH",
+            ReconciliationExceptionKind::CurrencyMismatch => "CURRENCY_MISMATCH",
+            ReconciliationExceptionKind::MissingInLedger => "MISSING_IN_LEDGER",
+            ReconciliationExceptionKind::MissingInPsp => "MISSING_IN_PSP",
+            ReconciliationExceptionKind::OrphanEvent => "ORPHAN_EVENT",
+        }
+    }
+}
+
+impl std::fmt::Display for ReconciliationExceptionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Output: our books and the PSP disagree (topic `reconciliation_exceptions`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReconciliationException {
