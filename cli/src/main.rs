@@ -88,6 +88,9 @@ enum LedgerCommand {
     /// Check that every journal entry balances per currency and every account balance
     /// equals the sum of its postings. Exits 1 on a violation.
     Verify(commands::ledger::VerifyArgs),
+    /// Print an account's balance per currency (debits, credits, balance in minor units),
+    /// now or at a moment in the past (postings of entries that occurred at or before it).
+    Balance(commands::ledger::BalanceArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -127,6 +130,9 @@ fn main() -> ExitCode {
             Command::Ledger {
                 command: LedgerCommand::Verify(args),
             } => commands::ledger::verify(config, args).await,
+            Command::Ledger {
+                command: LedgerCommand::Balance(args),
+            } => commands::ledger::balance(config, args).await,
             Command::Dlq {
                 command: DlqCommand::Inspect(args),
             } => commands::dlq::inspect(config, args).await,

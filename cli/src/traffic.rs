@@ -36,6 +36,14 @@ pub struct TrafficOptions {
     pub conflict_rate: f64,
     /// Chance per payment of one malformed record (wrong magic byte) on an input topic.
     pub malformed_rate: f64,
+    /// Chance that a settlement disagrees with its authorization: half of them in the
+    /// gross amount (`AMOUNT_MISMATCH`), half in the currency (`CURRENCY_MISMATCH`).
+    pub mismatch_rate: f64,
+    /// Auth and settlement events, alternately, for payments that are never initiated,
+    /// sent first, before any settlement moves stream time a day ahead: each raises
+    /// `ORPHAN_EVENT` or `MISSING_IN_LEDGER` once the orphan timeout (10 min of stream
+    /// time by default) has passed.
+    pub orphan_events: u64,
 }
 
 impl Default for TrafficOptions {
@@ -50,6 +58,8 @@ impl Default for TrafficOptions {
             out_of_order_rate: 0.05,
             conflict_rate: 0.005,
             malformed_rate: 0.002,
+            mismatch_rate: 0.002,
+            orphan_events: 4,
         }
     }
 }
@@ -124,6 +134,12 @@ pub struct ExpectedOutcome {
     pub postings: u64,
     /// Debits minus credits per `account|currency`, minor units.
     pub balances_minor: BTreeMap<String, i64>,
+    /// Reconciliation exceptions by kind that the traffic makes certain
+    /// (`AMOUNT_MISMATCH`, `CURRENCY_MISMATCH`, `ORPHAN_EVENT`, `MISSING_IN_LEDGER`).
+    /// `MISSING_IN_PSP` is not predicted: it depends on the configured settlement window
+    /// against how far stream time moves.
+    #[serde(default)]
+    pub exceptions: BTreeMap<String, u64>,
 }
 
 /// A traffic plan: records in send order and the outcome they must produce.
@@ -215,6 +231,49 @@ pub fn plan(options: &TrafficOptions) -> Plan {
     let mut planned: u64 = 0;
     let mut slot: u64 = 0;
     let chance = |rng: &mut ChaCha8Rng, rate: f64| rate > 0.0 && rng.random_bool(rate.min(1.0));
+
+    for index in 0..options.orphan_events {
+        let payment_id = uuid(&mut rng);
+        let t0 = options.start_ms + index as i64;
+        let (topic, event, kind) = if index % 2 == 0 {
+            (
+                InputTopic::AuthSuccess,
+                InputEvent::AuthSucceeded(AuthSucceeded {
+                    event_id: uuid(&mut rng),
+                    payment_id: payment_id.clone(),
+                    psp_reference: format!("psp_{}", &uuid(&mut rng)[..12]),
+                    auth_code: "A00000".into(),
+                    amount_minor: 1_000,
+                    currency: "EUR".into(),
+                    occurred_at: t0,
+                }),
+                "ORPHAN_EVENT",
+            )
+        } else {
+            (
+                InputTopic::Settlement,
+                InputEvent::SettlementReported(SettlementReported {
+                    event_id: uuid(&mut rng),
+                    payment_id: payment_id.clone(),
+                    psp_reference: format!("psp_{}", &uuid(&mut rng)[..12]),
+                    settlement_batch_id: "batch-orphans".into(),
+                    gross_amount_minor: 1_000,
+                    fee_minor: 29,
+                    net_amount_minor: 971,
+                    currency: "EUR".into(),
+                    settled_at: t0,
+                }),
+                "MISSING_IN_LEDGER",
+            )
+        };
+        records.push(PlannedRecord::Event {
+            topic,
+            key: payment_id,
+            event,
+        });
+        *expected.exceptions.entry(kind.into()).or_insert(0) += 1;
+        planned += 1;
+    }
 
     while planned < options.count {
         let t0 = options.start_ms + slot as i64 * 20;
@@ -326,16 +385,38 @@ pub fn plan(options: &TrafficOptions) -> Plan {
                 -amount_minor,
             );
             if chance(&mut rng, options.settlement_rate) {
-                let fee_minor = amount_minor * 29 / 1000;
+                // What the PSP reports; a mismatch changes the gross or the currency.
+                let (gross_minor, settled_currency) = if chance(&mut rng, options.mismatch_rate) {
+                    if rng.random_bool(0.5) {
+                        *expected
+                            .exceptions
+                            .entry("AMOUNT_MISMATCH".into())
+                            .or_insert(0) += 1;
+                        (amount_minor - rng.random_range(1..100), currency)
+                    } else {
+                        *expected
+                            .exceptions
+                            .entry("CURRENCY_MISMATCH".into())
+                            .or_insert(0) += 1;
+                        let other = CURRENCIES
+                            .iter()
+                            .find(|c| **c != currency)
+                            .expect("several currencies");
+                        (amount_minor, *other)
+                    }
+                } else {
+                    (amount_minor, currency)
+                };
+                let fee_minor = gross_minor * 29 / 1000;
                 let settlement = SettlementReported {
                     event_id: uuid(&mut rng),
                     payment_id: payment_id.clone(),
                     psp_reference,
                     settlement_batch_id: format!("batch-{}", t0 / 86_400_000),
-                    gross_amount_minor: amount_minor,
+                    gross_amount_minor: gross_minor,
                     fee_minor,
-                    net_amount_minor: amount_minor - fee_minor,
-                    currency: currency.to_string(),
+                    net_amount_minor: gross_minor - fee_minor,
+                    currency: settled_currency.to_string(),
                     settled_at: t0 + 86_400_000,
                 };
                 sends.push((
@@ -351,22 +432,22 @@ pub fn plan(options: &TrafficOptions) -> Plan {
                 add_balance(
                     &mut expected,
                     "bank:settlement".into(),
-                    currency,
-                    amount_minor - fee_minor,
+                    settled_currency,
+                    gross_minor - fee_minor,
                 );
                 if fee_minor > 0 {
                     add_balance(
                         &mut expected,
                         format!("expense:psp_fees:{psp}"),
-                        currency,
+                        settled_currency,
                         fee_minor,
                     );
                 }
                 add_balance(
                     &mut expected,
                     format!("psp_receivable:{psp}"),
-                    currency,
-                    -amount_minor,
+                    settled_currency,
+                    -gross_minor,
                 );
                 PaymentStatus::Settled
             } else {

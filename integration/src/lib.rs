@@ -108,7 +108,29 @@ impl TestEnv {
     /// # Errors
     /// When the process cannot start, or exits non-zero (stdout and stderr included).
     pub fn paystream(&self, args: &[&str]) -> anyhow::Result<Output> {
-        let output = self.paystream_unchecked(args)?;
+        self.paystream_with_env(args, &[])
+    }
+
+    /// Runs `paystream ARGS` with this test's configuration and `vars` (e.g. a config key
+    /// as `PAYSTREAM_PROCESSING__ORPHAN_TIMEOUT_MS`) in the environment.
+    ///
+    /// # Errors
+    /// When the process cannot start, or exits non-zero (stdout and stderr included).
+    pub fn paystream_with_env(
+        &self,
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> anyhow::Result<Output> {
+        let output = self
+            .command(args)
+            .envs(vars.iter().copied())
+            .output()
+            .with_context(|| {
+                format!(
+                    "starting {} (build it with cargo build)",
+                    Self::binary().display()
+                )
+            })?;
         if !output.status.success() {
             bail!(
                 "paystream {} exited {}\n--- stdout\n{}\n--- stderr\n{}",

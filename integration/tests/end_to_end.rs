@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use paystream::traffic::{ExpectedOutcome, TrafficOptions, plan};
 use paystream_integration::{TestEnv, field, ledger_snapshot, read_committed, registry_url};
-use paystream_schemas::{Codec, JournalEntry, PaymentStatusChanged};
+use paystream_schemas::{
+    Codec, JournalEntry, PaymentStatusChanged, ReconciliationException, ReconciliationExceptionKind,
+};
 
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -34,6 +36,8 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
         out_of_order_rate: 0.1,
         conflict_rate: 0.01,
         malformed_rate: 0.005,
+        mismatch_rate: 0.03,
+        orphan_events: 6,
     };
     let expected: ExpectedOutcome = plan(&options).expected;
     println!(
@@ -46,6 +50,11 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
         expected.payments_by_status
     );
     assert!(expected.duplicates > 0 && !expected.dead_letters.is_empty());
+    assert!(
+        expected.exceptions.len() == 4,
+        "the plan has every predictable exception kind: {:?}",
+        expected.exceptions
+    );
 
     env.paystream(&["topics", "create"])?;
     env.paystream(&["schemas", "register"])?;
@@ -72,6 +81,10 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
         "0.01",
         "--malformed-rate",
         "0.005",
+        "--mismatch-rate",
+        "0.03",
+        "--orphan-events",
+        "6",
         "--expect-out",
         expect_file.to_str().unwrap(),
     ])?;
@@ -80,7 +93,13 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
     println!("{}", String::from_utf8_lossy(&produced.stdout));
 
     // Run the pipeline and the sink until everything is consumed and written.
-    let run = env.paystream(&["run", "--until-caught-up"])?;
+    // A settlement window of 15 s of stream time (events are 20 ms apart, settlements
+    // come at most ~4 s of stream time after their auth) makes early unsettled
+    // authorizations raise MISSING_IN_PSP within this run, and no settled one.
+    let run = env.paystream_with_env(
+        &["run", "--until-caught-up"],
+        &[("PAYSTREAM_PROCESSING__SETTLEMENT_WINDOW_MS", "15000")],
+    )?;
     let summary = String::from_utf8_lossy(&run.stdout).into_owned();
     println!("{summary}");
     assert_eq!(
@@ -145,6 +164,56 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
         "INITIATED + AUTHORIZED|DECLINED per payment, + SETTLED"
     );
 
+    // Reconciliation exceptions: on the topic once per payment and kind, and in
+    // PostgreSQL exactly as on the topic.
+    let exception_records = read_committed(&env.topic("reconciliation_exceptions"), READ_TIMEOUT)?;
+    let mut exceptions_by_kind: BTreeMap<String, u64> = BTreeMap::new();
+    let mut exception_keys = HashSet::new();
+    let mut missing_in_psp = Vec::new();
+    for record in &exception_records {
+        let exception: ReconciliationException = codec.decode(record.value.as_deref()).await?;
+        assert!(
+            exception_keys.insert((exception.payment_id.clone(), exception.kind)),
+            "exception raised twice: {exception:?}"
+        );
+        if exception.kind == ReconciliationExceptionKind::MissingInPsp {
+            missing_in_psp.push(exception.payment_id.clone());
+        }
+        *exceptions_by_kind
+            .entry(exception.kind.as_str().to_string())
+            .or_insert(0) += 1;
+    }
+    let predicted: BTreeMap<String, u64> = exceptions_by_kind
+        .iter()
+        .filter(|(kind, _)| kind.as_str() != "MISSING_IN_PSP")
+        .map(|(k, n)| (k.clone(), *n))
+        .collect();
+    assert_eq!(predicted, expected.exceptions, "exceptions by kind");
+    assert!(
+        !missing_in_psp.is_empty(),
+        "early unsettled authorizations are reported"
+    );
+    let pool = sqlx::PgPool::connect(&env.database_url).await?;
+    let unsettled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM payments WHERE payment_id = ANY($1) AND status = 'AUTHORIZED'",
+    )
+    .bind(&missing_in_psp)
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(
+        unsettled as usize,
+        missing_in_psp.len(),
+        "MISSING_IN_PSP only for payments still authorized, never for settled ones"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM reconciliation_exceptions")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(
+        stored as usize,
+        exception_records.len(),
+        "sink wrote each exception once"
+    );
+
     // Dead-letter queues: every expected record, with its reason and origin.
     let mut dead_letters: BTreeMap<String, u64> = BTreeMap::new();
     for base in [
@@ -204,6 +273,39 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
     assert!(report.contains("ledger verified: yes"), "{report}");
     assert!(report.contains("matches produced traffic: yes"), "{report}");
 
+    // `ledger balance`: now it is the expected balance per currency; before the first
+    // event there is nothing.
+    let balance = env.paystream(&[
+        "ledger",
+        "balance",
+        "--account",
+        "psp_receivable:adyen",
+        "--json",
+    ])?;
+    let balances: Vec<serde_json::Value> = serde_json::from_slice(&balance.stdout)?;
+    assert!(!balances.is_empty());
+    for b in &balances {
+        let key = format!("psp_receivable:adyen|{}", b["currency"].as_str().unwrap());
+        assert_eq!(
+            b["balance_minor"].as_i64(),
+            expected.balances_minor.get(&key).copied(),
+            "{key}"
+        );
+    }
+    let before = env.paystream_unchecked(&[
+        "ledger",
+        "balance",
+        "--account",
+        "psp_receivable:adyen",
+        "--at",
+        &(start_ms - 1).to_string(),
+    ])?;
+    assert_eq!(
+        before.status.code(),
+        Some(1),
+        "no postings before the first event"
+    );
+
     // The repartition topic (no time retention) was purged up to what was committed.
     let config = {
         let mut c = paystream_runtime::Config::default();
@@ -220,7 +322,10 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
     );
 
     // A second run resumes from the committed offsets: nothing is read or posted again.
-    let rerun = env.paystream(&["run", "--until-caught-up"])?;
+    let rerun = env.paystream_with_env(
+        &["run", "--until-caught-up"],
+        &[("PAYSTREAM_PROCESSING__SETTLEMENT_WINDOW_MS", "15000")],
+    )?;
     let rerun = String::from_utf8_lossy(&rerun.stdout).into_owned();
     assert_eq!(field(&rerun, "events read"), Some("0"), "{rerun}");
     assert_eq!(ledger_snapshot(&env.database_url).await?, ledger);
@@ -241,9 +346,11 @@ async fn ledger_verify_fails_on_a_tampered_ledger() -> anyhow::Result<()> {
     .execute(&pool)
     .await?;
     sqlx::query(
-        "INSERT INTO postings VALUES
-            ('00000000-0000-0000-0000-000000000001', 0, 'psp_receivable:x', 'DEBIT', 100, 'EUR'),
-            ('00000000-0000-0000-0000-000000000001', 1, 'merchant_payable:y', 'CREDIT', 99, 'EUR')",
+        "INSERT INTO postings
+            (journal_entry_id, line, account, side, amount_minor, currency, account_sequence)
+         VALUES
+            ('00000000-0000-0000-0000-000000000001', 0, 'psp_receivable:x', 'DEBIT', 100, 'EUR', 1),
+            ('00000000-0000-0000-0000-000000000001', 1, 'merchant_payable:y', 'CREDIT', 99, 'EUR', 1)",
     )
     .execute(&pool)
     .await?;

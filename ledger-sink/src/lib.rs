@@ -9,10 +9,12 @@
 //! ledger's invariants afterwards (`paystream ledger verify`). Migrations are in
 //! `ledger-sink/migrations/`.
 
+pub mod balance;
 pub mod service;
 pub mod sink;
 pub mod verify;
 
+pub use balance::{AccountBalance, account_balance};
 pub use service::LedgerDatabase;
 pub use sink::{LedgerSink, SinkSummary};
 pub use verify::{VerifyReport, verify};

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use paystream_schemas::{JournalEntry, PaymentStatusChanged, PostingSide};
+use paystream_schemas::{JournalEntry, PaymentStatusChanged, PostingSide, ReconciliationException};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool, Row};
 use uuid::Uuid;
@@ -23,6 +23,7 @@ pub struct Source {
 pub struct Batch {
     pub entries: Vec<(JournalEntry, Source)>,
     pub statuses: Vec<PaymentStatusChanged>,
+    pub exceptions: Vec<(ReconciliationException, Source)>,
     /// Next offset to read per `(topic, partition)` once this batch is written.
     pub next_offsets: BTreeMap<(String, i32), i64>,
 }
@@ -30,12 +31,15 @@ pub struct Batch {
 impl Batch {
     /// Records in the batch.
     pub fn len(&self) -> usize {
-        self.entries.len() + self.statuses.len()
+        self.entries.len() + self.statuses.len() + self.exceptions.len()
     }
 
     /// True when the batch holds no record.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.statuses.is_empty() && self.next_offsets.is_empty()
+        self.entries.is_empty()
+            && self.statuses.is_empty()
+            && self.exceptions.is_empty()
+            && self.next_offsets.is_empty()
     }
 }
 
@@ -48,6 +52,8 @@ pub struct BatchOutcome {
     pub entries_skipped: u64,
     pub postings_written: u64,
     pub statuses_written: u64,
+    /// Reconciliation exceptions inserted (ones already present were skipped).
+    pub exceptions_written: u64,
 }
 
 /// The ledger database.
@@ -255,9 +261,12 @@ impl LedgerDatabase {
             }
         }
         if !p_entry.is_empty() {
+            let p_sequence = take_account_sequences(&mut tx, &p_account).await?;
             sqlx::query(
-                "INSERT INTO postings (journal_entry_id, line, account, side, amount_minor, currency)
-                 SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::text[], $5::int8[], $6::text[])",
+                "INSERT INTO postings
+                    (journal_entry_id, line, account, side, amount_minor, currency, account_sequence)
+                 SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::text[], $5::int8[],
+                                      $6::text[], $7::int8[])",
             )
             .bind(&p_entry)
             .bind(&p_line)
@@ -265,6 +274,7 @@ impl LedgerDatabase {
             .bind(&p_side)
             .bind(&p_amount)
             .bind(&p_currency)
+            .bind(&p_sequence)
             .execute(&mut *tx)
             .await
             .map_err(db("inserting postings"))?;
@@ -351,7 +361,40 @@ impl LedgerDatabase {
             outcome.statuses_written = batch.statuses.len() as u64;
         }
 
-        // 5. The offsets, in the same transaction.
+        // 5. Reconciliation exceptions, once per id (= once per payment and kind).
+        if !batch.exceptions.is_empty() {
+            let mut rows = ExceptionRows::default();
+            for (exception, source) in &batch.exceptions {
+                rows.push(exception, source)?;
+            }
+            let written = sqlx::query(
+                "INSERT INTO reconciliation_exceptions
+                    (id, kind, payment_id, expected_amount_minor, actual_amount_minor, currency,
+                     detected_at, source_topic, source_partition, source_offset)
+                 SELECT id, kind, pid, expected, actual, cur, to_timestamp(at_ms / 1000.0),
+                        topic, part, off
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::int8[],
+                             $6::text[], $7::int8[], $8::text[], $9::int4[], $10::int8[])
+                      AS t(id, kind, pid, expected, actual, cur, at_ms, topic, part, off)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&rows.id)
+            .bind(&rows.kind)
+            .bind(&rows.payment_id)
+            .bind(&rows.expected)
+            .bind(&rows.actual)
+            .bind(&rows.currency)
+            .bind(&rows.detected_at)
+            .bind(&rows.topic)
+            .bind(&rows.partition)
+            .bind(&rows.offset)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("inserting reconciliation exceptions"))?;
+            outcome.exceptions_written = written.rows_affected();
+        }
+
+        // 6. The offsets, in the same transaction.
         if !batch.next_offsets.is_empty() {
             let (mut t, mut p, mut o) = (Vec::new(), Vec::new(), Vec::new());
             for ((topic, partition), offset) in &batch.next_offsets {
@@ -374,5 +417,87 @@ impl LedgerDatabase {
         }
         tx.commit().await.map_err(db("committing a batch"))?;
         Ok(outcome)
+    }
+}
+
+/// Hands out the next per-account posting sequence numbers for `accounts` (one per
+/// posting, in order) and returns them. Accounts are locked in name order, so concurrent
+/// writers never deadlock on each other.
+async fn take_account_sequences(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    accounts: &[String],
+) -> Result<Vec<i64>> {
+    let mut needed: BTreeMap<&str, i64> = BTreeMap::new();
+    for account in accounts {
+        *needed.entry(account).or_insert(0) += 1;
+    }
+    let names: Vec<&str> = needed.keys().copied().collect();
+    let counts: Vec<i64> = needed.values().copied().collect();
+    let rows = sqlx::query(
+        "INSERT INTO accounts (account, last_sequence)
+         SELECT account, n FROM UNNEST($1::text[], $2::int8[]) AS t(account, n) ORDER BY account
+         ON CONFLICT (account) DO UPDATE SET last_sequence = accounts.last_sequence + EXCLUDED.last_sequence
+         RETURNING account, last_sequence",
+    )
+    .bind(&names)
+    .bind(&counts)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db("taking account sequence numbers"))?;
+    // The next number to hand out per account: last − needed + 1.
+    let mut next: HashMap<String, i64> = HashMap::new();
+    for row in rows {
+        let account: String = row.try_get("account").map_err(db("reading account"))?;
+        let last: i64 = row
+            .try_get("last_sequence")
+            .map_err(db("reading last_sequence"))?;
+        let first = last - needed[account.as_str()] + 1;
+        next.insert(account, first);
+    }
+    Ok(accounts
+        .iter()
+        .map(|account| {
+            let n = next.get_mut(account).expect("every account was numbered");
+            *n += 1;
+            *n - 1
+        })
+        .collect())
+}
+
+/// Column arrays of reconciliation exceptions for one `UNNEST` insert.
+#[derive(Default)]
+struct ExceptionRows {
+    id: Vec<Uuid>,
+    kind: Vec<&'static str>,
+    payment_id: Vec<String>,
+    expected: Vec<Option<i64>>,
+    actual: Vec<Option<i64>>,
+    currency: Vec<Option<String>>,
+    detected_at: Vec<i64>,
+    topic: Vec<String>,
+    partition: Vec<i32>,
+    offset: Vec<i64>,
+}
+
+impl ExceptionRows {
+    fn push(&mut self, exception: &ReconciliationException, source: &Source) -> Result<()> {
+        self.id.push(
+            Uuid::parse_str(&exception.id).map_err(|e| SinkError::Undecodable {
+                topic: source.topic.clone(),
+                partition: source.partition,
+                offset: source.offset,
+                message: format!("exception id is not a UUID: {e}"),
+            })?,
+        );
+        self.kind.push(exception.kind.as_str());
+        self.payment_id.push(exception.payment_id.clone());
+        self.expected.push(exception.expected_amount_minor);
+        self.actual.push(exception.actual_amount_minor);
+        self.currency.push(exception.currency.clone());
+        self.detected_at.push(exception.detected_at);
+        self.topic.push(source.topic.clone());
+        self.partition.push(source.partition);
+        self.offset.push(source.offset);
+        Ok(())
     }
 }

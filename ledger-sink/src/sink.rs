@@ -12,7 +12,7 @@ use paystream_runtime::Config;
 use paystream_runtime::health::Health;
 use paystream_runtime::kafka::read_committed_consumer_config;
 use paystream_runtime::topics::{TopicNames, partition_count};
-use paystream_schemas::{Codec, JournalEntry, PaymentStatusChanged};
+use paystream_schemas::{Codec, JournalEntry, PaymentStatusChanged, ReconciliationException};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -31,6 +31,8 @@ pub struct SinkSummary {
     pub entries_skipped: u64,
     pub postings_written: u64,
     pub statuses_written: u64,
+    /// Reconciliation exceptions inserted.
+    pub exceptions_written: u64,
 }
 
 /// The ledger sink of one process.
@@ -78,7 +80,11 @@ impl LedgerSink {
         let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
         let mut assignment = TopicPartitionList::new();
         let mut next_offsets = HashMap::new();
-        for topic in [&names.ledger_entries, &names.payment_status] {
+        for topic in [
+            &names.ledger_entries,
+            &names.payment_status,
+            &names.reconciliation_exceptions,
+        ] {
             let partitions =
                 tokio::task::block_in_place(|| partition_count(&consumer, topic, timeout))?;
             for partition in 0..partitions {
@@ -182,6 +188,13 @@ impl LedgerSink {
                 .await
                 .map_err(undecodable)?;
             batch.entries.push((entry, source.clone()));
+        } else if source.topic == self.names.reconciliation_exceptions {
+            let exception: ReconciliationException = self
+                .codec
+                .decode(message.payload())
+                .await
+                .map_err(undecodable)?;
+            batch.exceptions.push((exception, source.clone()));
         } else {
             let status: PaymentStatusChanged = self
                 .codec
@@ -221,6 +234,7 @@ impl LedgerSink {
         summary.entries_skipped += outcome.entries_skipped;
         summary.postings_written += outcome.postings_written;
         summary.statuses_written += outcome.statuses_written;
+        summary.exceptions_written += outcome.exceptions_written;
         tracing::debug!(
             records = batch.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,

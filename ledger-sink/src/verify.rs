@@ -1,6 +1,7 @@
 //! Checks of the ledger's invariants after the fact (`paystream ledger verify`):
-//! every journal entry has postings and balances to zero per currency, and every
-//! account balance equals the sum of its postings.
+//! every journal entry has postings and balances to zero per currency, every account
+//! balance equals the sum of its postings, and every account's postings are numbered
+//! 1..n without gaps.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,11 @@ pub struct VerifyReport {
     pub entries_without_postings: i64,
     /// `(account, currency)` rows whose stored balance differs from its postings' sum.
     pub balance_mismatches: i64,
+    /// Accounts whose posting sequence numbers are not exactly 1..n, or whose
+    /// `accounts.last_sequence` is not n.
+    pub sequence_violations: i64,
+    /// Reconciliation exceptions by kind (`AMOUNT_MISMATCH`, …).
+    pub exceptions_by_kind: BTreeMap<String, i64>,
 }
 
 impl VerifyReport {
@@ -30,6 +36,7 @@ impl VerifyReport {
         self.unbalanced_entries == 0
             && self.entries_without_postings == 0
             && self.balance_mismatches == 0
+            && self.sequence_violations == 0
     }
 }
 
@@ -79,8 +86,32 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport> {
             "checking account balances",
         )
         .await?,
+        sequence_violations: count(
+            "SELECT count(*) FROM (
+                SELECT account, count(*) AS n, min(account_sequence) AS lo,
+                       max(account_sequence) AS hi
+                FROM postings GROUP BY account
+             ) s
+             FULL OUTER JOIN accounts a USING (account)
+             WHERE s.account IS NULL OR a.account IS NULL
+                OR s.lo <> 1 OR s.hi <> s.n OR a.last_sequence <> s.n",
+            "checking posting sequence numbers",
+        )
+        .await?,
         payments_by_status: BTreeMap::new(),
+        exceptions_by_kind: BTreeMap::new(),
     };
+    let rows =
+        sqlx::query("SELECT kind, count(*) AS n FROM reconciliation_exceptions GROUP BY kind")
+            .fetch_all(pool)
+            .await
+            .map_err(db("counting reconciliation exceptions"))?;
+    for row in rows {
+        report.exceptions_by_kind.insert(
+            row.try_get("kind").map_err(db("reading kind"))?,
+            row.try_get("n").map_err(db("reading count"))?,
+        );
+    }
     let rows = sqlx::query("SELECT status, count(*) AS n FROM payments GROUP BY status")
         .fetch_all(pool)
         .await

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use paystream_runtime::Config;
 use paystream_runtime::dead_letter::headers;
@@ -72,17 +71,6 @@ fn header(message: &OwnedMessage, name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn parse_since(since: &str) -> anyhow::Result<i64> {
-    if let Ok(ms) = since.parse::<i64>() {
-        return Ok(ms);
-    }
-    chrono::DateTime::parse_from_rfc3339(since)
-        .map(|t| t.timestamp_millis())
-        .with_context(|| {
-            format!("--since {since:?} is neither RFC 3339 (2026-11-22T10:00:00Z) nor milliseconds")
-        })
-}
-
 async fn decode(codec: &Codec, names: &TopicNames, source: &str, value: Option<&[u8]>) -> String {
     let summary = if source == names.payment_initiated {
         codec.decode::<PaymentInitiated>(value).await.map(|e| {
@@ -118,7 +106,11 @@ async fn decode(codec: &Codec, names: &TopicNames, source: &str, value: Option<&
 pub async fn inspect(config: Config, args: InspectArgs) -> anyhow::Result<ExitCode> {
     let names = TopicNames::new(&config);
     let codec = codec(&config)?;
-    let since_ms = args.since.as_deref().map(parse_since).transpose()?;
+    let since_ms = args
+        .since
+        .as_deref()
+        .map(|since| super::parse_time_ms("--since", since))
+        .transpose()?;
     let topics: Vec<String> = if args.topic.is_empty() {
         names
             .inputs()

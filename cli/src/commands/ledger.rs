@@ -1,4 +1,4 @@
-//! `paystream ledger init|verify`.
+//! `paystream ledger init|verify|balance`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use paystream_ledger_sink::service::create_database_if_missing;
-use paystream_ledger_sink::{LedgerDatabase, verify as verify_ledger};
+use paystream_ledger_sink::{LedgerDatabase, account_balance, verify as verify_ledger};
 use paystream_runtime::Config;
 use sqlx::Row;
 
@@ -20,6 +20,23 @@ pub struct VerifyArgs {
     /// every account balance.
     #[arg(long)]
     pub expect: Option<PathBuf>,
+}
+
+/// Options of `paystream ledger balance`.
+#[derive(Debug, Args)]
+pub struct BalanceArgs {
+    /// The account, e.g. `psp_receivable:adyen`, `merchant_payable:<merchant id>`,
+    /// `bank:settlement`, `expense:psp_fees:stripe`.
+    #[arg(long)]
+    pub account: String,
+    /// The balance at this moment: RFC 3339 (`2026-11-22T10:00:00Z`) or milliseconds
+    /// since the Unix epoch. Counts postings of journal entries that occurred at or
+    /// before it. Default: now, from the running totals.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Creates the database if missing and applies the migrations.
@@ -49,6 +66,13 @@ pub async fn verify(config: Config, args: VerifyArgs) -> anyhow::Result<ExitCode
         report.entries_without_postings
     );
     println!("balance mismatches       {}", report.balance_mismatches);
+    println!("sequence violations      {}", report.sequence_violations);
+    let exceptions: Vec<String> = report
+        .exceptions_by_kind
+        .iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect();
+    println!("reconciliation exceptions {}", exceptions.join(" "));
     let mut ok = report.is_verified();
     if let Some(path) = &args.expect {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -70,6 +94,47 @@ pub async fn verify(config: Config, args: VerifyArgs) -> anyhow::Result<ExitCode
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Prints an account's balance per currency; exit 1 when the account has no postings.
+pub async fn balance(config: Config, args: BalanceArgs) -> anyhow::Result<ExitCode> {
+    let at_ms = args
+        .at
+        .as_deref()
+        .map(|at| super::parse_time_ms("--at", at))
+        .transpose()?;
+    let database = LedgerDatabase::connect(&config.sink.database_url, 1).await?;
+    let balances = account_balance(database.pool(), &args.account, at_ms).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&balances)?);
+    } else if !balances.is_empty() {
+        println!(
+            "{:<40} {:<8} {:>18} {:>18} {:>18} {:>9}",
+            "account", "currency", "debit_minor", "credit_minor", "balance_minor", "postings"
+        );
+        for b in &balances {
+            println!(
+                "{:<40} {:<8} {:>18} {:>18} {:>18} {:>9}",
+                b.account,
+                b.currency,
+                b.debit_total_minor,
+                b.credit_total_minor,
+                b.balance_minor,
+                b.postings
+            );
+        }
+    }
+    if balances.is_empty() {
+        eprintln!(
+            "paystream: account {:?} has no postings{}",
+            args.account,
+            args.at
+                .map(|at| format!(" at or before {at}"))
+                .unwrap_or_default()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn compare(
@@ -94,6 +159,18 @@ async fn compare(
         let found = report.payments_by_status.get(status).copied().unwrap_or(0) as u64;
         if found != *n {
             differences.push(format!("{status} payments {found} != expected {n}"));
+        }
+    }
+    for kind in [
+        "AMOUNT_MISMATCH",
+        "CURRENCY_MISMATCH",
+        "ORPHAN_EVENT",
+        "MISSING_IN_LEDGER",
+    ] {
+        let want = expected.exceptions.get(kind).copied().unwrap_or(0);
+        let found = report.exceptions_by_kind.get(kind).copied().unwrap_or(0) as u64;
+        if want != found {
+            differences.push(format!("{kind} exceptions {found} != expected {want}"));
         }
     }
     let rows = sqlx::query("SELECT account, currency, balance_minor FROM account_balances")

@@ -53,6 +53,13 @@ pub struct ProduceArgs {
     /// Chance per payment of one malformed record, 0 to 1.
     #[arg(long, default_value_t = 0.002)]
     pub malformed_rate: f64,
+    /// Chance that a settlement disagrees with its authorization in amount or currency
+    /// (a reconciliation exception), 0 to 1.
+    #[arg(long, default_value_t = 0.002)]
+    pub mismatch_rate: f64,
+    /// Auth and settlement events for payments never initiated, sent first (orphans).
+    #[arg(long, default_value_t = 4)]
+    pub orphan_events: u64,
     /// Write what a correct pipeline must make of this traffic (JSON) to this file.
     #[arg(long)]
     pub expect_out: Option<PathBuf>,
@@ -70,6 +77,7 @@ impl ProduceArgs {
             ("--out-of-order-rate", self.out_of_order_rate),
             ("--conflict-rate", self.conflict_rate),
             ("--malformed-rate", self.malformed_rate),
+            ("--mismatch-rate", self.mismatch_rate),
         ] {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&rate),
@@ -89,6 +97,8 @@ impl ProduceArgs {
             out_of_order_rate: self.out_of_order_rate,
             conflict_rate: self.conflict_rate,
             malformed_rate: self.malformed_rate,
+            mismatch_rate: self.mismatch_rate,
+            orphan_events: self.orphan_events,
         })
     }
 }
