@@ -40,9 +40,9 @@ pub struct TrafficOptions {
     /// gross amount (`AMOUNT_MISMATCH`), half in the currency (`CURRENCY_MISMATCH`).
     pub mismatch_rate: f64,
     /// Auth and settlement events, alternately, for payments that are never initiated,
-    /// sent first, before any settlement moves stream time a day ahead: each raises
-    /// `ORPHAN_EVENT` or `MISSING_IN_LEDGER` once the orphan timeout (10 min of stream
-    /// time by default) has passed.
+    /// dated at the start of the traffic: each raises `ORPHAN_EVENT` or
+    /// `MISSING_IN_LEDGER` once payments dated `processing.orphan_timeout_ms` later have
+    /// arrived (payments are 20 ms apart: a 10-minute timeout needs 30,000 payments).
     pub orphan_events: u64,
 }
 
@@ -59,7 +59,7 @@ impl Default for TrafficOptions {
             conflict_rate: 0.005,
             malformed_rate: 0.002,
             mismatch_rate: 0.002,
-            orphan_events: 4,
+            orphan_events: 0,
         }
     }
 }

@@ -20,6 +20,12 @@ use paystream_schemas::{
 
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Timer settings short enough for this traffic (see the run below).
+const TIMERS: &[(&str, &str)] = &[
+    ("PAYSTREAM_PROCESSING__SETTLEMENT_WINDOW_MS", "86415000"),
+    ("PAYSTREAM_PROCESSING__ORPHAN_TIMEOUT_MS", "5000"),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<()> {
     let env = TestEnv::new("e2e");
@@ -93,13 +99,12 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
     println!("{}", String::from_utf8_lossy(&produced.stdout));
 
     // Run the pipeline and the sink until everything is consumed and written.
-    // A settlement window of 15 s of stream time (events are 20 ms apart, settlements
-    // come at most ~4 s of stream time after their auth) makes early unsettled
-    // authorizations raise MISSING_IN_PSP within this run, and no settled one.
-    let run = env.paystream_with_env(
-        &["run", "--until-caught-up"],
-        &[("PAYSTREAM_PROCESSING__SETTLEMENT_WINDOW_MS", "15000")],
-    )?;
+    // Payments are 20 ms apart and settled a day later. A settlement window of a day
+    // and 15 s (settlements arrive at most ~5 s of settlement time after their auth's
+    // turn) makes early unsettled authorizations raise MISSING_IN_PSP within this run and
+    // no settled one; an orphan timeout of 5 s (250 payments) lets the orphans sent
+    // first raise theirs, while payments sent up to 12 slots after their auth do not.
+    let run = env.paystream_with_env(&["run", "--until-caught-up"], TIMERS)?;
     let summary = String::from_utf8_lossy(&run.stdout).into_owned();
     println!("{summary}");
     assert_eq!(
@@ -322,10 +327,7 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
     );
 
     // A second run resumes from the committed offsets: nothing is read or posted again.
-    let rerun = env.paystream_with_env(
-        &["run", "--until-caught-up"],
-        &[("PAYSTREAM_PROCESSING__SETTLEMENT_WINDOW_MS", "15000")],
-    )?;
+    let rerun = env.paystream_with_env(&["run", "--until-caught-up"], TIMERS)?;
     let rerun = String::from_utf8_lossy(&rerun.stdout).into_owned();
     assert_eq!(field(&rerun, "events read"), Some("0"), "{rerun}");
     assert_eq!(ledger_snapshot(&env.database_url).await?, ledger);

@@ -13,7 +13,8 @@ pub enum DeadLetterReason {
     BadMagicByte,
     /// A value breaks the event's contract (amount ≤ 0, bad currency, net ≠ gross − fee).
     InvalidValue,
-    /// The record key does not match its value (`merchant_id:idempotency_key`).
+    /// The record key does not match its value: `merchant_id:idempotency_key` for
+    /// `payment_initiated`, the `payment_id` for auth and settlement topics.
     KeyMismatch,
     /// The idempotency key was reused for a different request.
     IdempotencyKeyReused,

@@ -7,7 +7,11 @@ use std::collections::HashMap;
 
 use paystream_state::{InMemoryStore, KeyValueStore};
 
-use crate::{Origin, Output, Processor, ProcessorContext, ProcessorError, Record, Result, stores};
+use paystream_schemas::{InputEvent, PaymentInitiated};
+
+use crate::{
+    Origin, Output, Processor, ProcessorContext, ProcessorError, Record, Result, Stream, stores,
+};
 
 /// Runs one processor over in-memory stores with a manual clock.
 pub struct TestDriver<P: Processor> {
@@ -19,6 +23,7 @@ struct MemoryContext {
     stores: HashMap<String, InMemoryStore>,
     outputs: Vec<Output>,
     stream_time_ms: i64,
+    partition_time_ms: [i64; 3],
 }
 
 impl ProcessorContext for MemoryContext {
@@ -36,6 +41,10 @@ impl ProcessorContext for MemoryContext {
     fn stream_time_ms(&self) -> i64 {
         self.stream_time_ms
     }
+
+    fn partition_time_ms(&self, stream: Stream) -> i64 {
+        self.partition_time_ms[stream as usize]
+    }
 }
 
 impl<P: Processor> TestDriver<P> {
@@ -48,6 +57,7 @@ impl<P: Processor> TestDriver<P> {
                 .collect(),
             outputs: Vec::new(),
             stream_time_ms: 0,
+            partition_time_ms: [0; 3],
         };
         processor
             .init(&mut context)
@@ -55,13 +65,21 @@ impl<P: Processor> TestDriver<P> {
         TestDriver { processor, context }
     }
 
-    /// Processes one record (advancing stream time to its timestamp if later) and returns
-    /// what the processor forwarded.
+    /// Processes one record (advancing stream time, and the partition time of the
+    /// record's [`Stream`] when `P::Input` is an input event, to its timestamp if later)
+    /// and returns what the processor forwarded.
     ///
     /// # Panics
     /// When the processor returns an error: in-memory stores never fail.
-    pub fn pipe(&mut self, record: Record<P::Input>) -> Vec<Output> {
+    pub fn pipe(&mut self, record: Record<P::Input>) -> Vec<Output>
+    where
+        P::Input: StreamOf,
+    {
         self.context.stream_time_ms = self.context.stream_time_ms.max(record.origin.timestamp_ms);
+        if let Some(stream) = record.value.stream() {
+            let time = &mut self.context.partition_time_ms[stream as usize];
+            *time = (*time).max(record.origin.timestamp_ms);
+        }
         self.processor
             .process(record, &mut self.context)
             .expect("processor error in the test driver");
@@ -72,6 +90,9 @@ impl<P: Processor> TestDriver<P> {
     /// that fired forwarded.
     pub fn advance_stream_time_ms(&mut self, delta_ms: i64) -> Vec<Output> {
         self.context.stream_time_ms += delta_ms;
+        for time in &mut self.context.partition_time_ms {
+            *time += delta_ms;
+        }
         self.punctuate()
     }
 
@@ -93,6 +114,24 @@ impl<P: Processor> TestDriver<P> {
     /// Number of keys in store `name`.
     pub fn store_len(&self, name: &str) -> u64 {
         self.context.stores[name].approximate_len()
+    }
+}
+
+/// Record types the driver can place on a [`Stream`].
+pub trait StreamOf {
+    /// The stream a record of this type arrives on, if it is a lifecycle input.
+    fn stream(&self) -> Option<Stream>;
+}
+
+impl StreamOf for InputEvent {
+    fn stream(&self) -> Option<Stream> {
+        Some(Stream::of(self))
+    }
+}
+
+impl StreamOf for PaymentInitiated {
+    fn stream(&self) -> Option<Stream> {
+        None
     }
 }
 

@@ -111,6 +111,38 @@ pub trait ProcessorContext {
     /// Stream time of the task: the largest record timestamp seen, milliseconds since the
     /// Unix epoch.
     fn stream_time_ms(&self) -> i64;
+
+    /// Partition time of one of the task's input streams: the largest record timestamp
+    /// seen on it, milliseconds since the Unix epoch (`i64::MIN` before its first record).
+    /// Unlike stream time it does not depend on how the streams' records interleave, so
+    /// timers on it fire at the same point of their stream in every replay.
+    fn partition_time_ms(&self, stream: Stream) -> i64;
+}
+
+/// The input streams of a lifecycle task (one partition of each, co-partitioned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    /// Deduplicated payments, from the repartition topic.
+    Payments = 0,
+    /// `auth_success` and `auth_failure`.
+    Auths = 1,
+    /// `settlement`.
+    Settlements = 2,
+}
+
+impl Stream {
+    /// Every stream.
+    pub const ALL: [Stream; 3] = [Stream::Payments, Stream::Auths, Stream::Settlements];
+
+    /// The stream an event arrives on.
+    pub fn of(event: &paystream_schemas::InputEvent) -> Stream {
+        use paystream_schemas::InputEvent;
+        match event {
+            InputEvent::PaymentInitiated(_) => Stream::Payments,
+            InputEvent::AuthSucceeded(_) | InputEvent::AuthFailed(_) => Stream::Auths,
+            InputEvent::SettlementReported(_) => Stream::Settlements,
+        }
+    }
 }
 
 /// A stream processor: `process` is required, the rest have no-op defaults.

@@ -18,14 +18,16 @@
 //! Each transition emits a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their
 //! balanced journal entry (see [`crate::ledger`]).
 //!
-//! Timers (stream time, persisted in the `timers` store, see [`crate::timers`]):
+//! Timers (event time, persisted in the `timers` store, see [`crate::timers`]):
 //! - **orphan timeout** ([`LifecycleSettings::orphan_timeout_ms`], default 10 min): set when
-//!   the first event of a payment not seen yet is buffered. When it fires and the payment
-//!   still has not appeared, a waiting settlement raises `MISSING_IN_LEDGER` and a waiting
-//!   auth event `ORPHAN_EVENT`. The events keep waiting: if the payment appears later they
-//!   are applied as usual (the exception stays on record for finance).
+//!   the first event of a payment not seen yet is buffered, due at its record timestamp
+//!   plus the timeout on the payments stream's clock. When it fires and the payment still
+//!   has not appeared, a waiting settlement raises `MISSING_IN_LEDGER` and a waiting auth
+//!   event `ORPHAN_EVENT`. The events keep waiting: if the payment appears later they are
+//!   applied as usual (the exception stays on record for finance).
 //! - **settlement window** ([`LifecycleSettings::settlement_window_ms`], default 3 days):
-//!   set at authorization. When it fires and the payment is still AUTHORIZED,
+//!   set at authorization, due at the auth record's timestamp plus the window on the
+//!   settlement stream's clock. When it fires and the payment is still AUTHORIZED,
 //!   `MISSING_IN_PSP` is raised.
 //!
 //! A settlement whose gross amount or currency differs from the authorization raises
@@ -160,12 +162,15 @@ impl Processor for LifecycleProcessor {
         }
     }
 
-    /// Fires the timers due at `stream_time_ms` (at most [`TIMERS_PER_PUNCTUATION_MAX`]).
-    fn punctuate(&mut self, stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()> {
-        for timer in timers::take_due(ctx, stream_time_ms, TIMERS_PER_PUNCTUATION_MAX)? {
-            match timer.kind {
-                TimerKind::Orphan => on_orphan_timeout(&timer, ctx)?,
-                TimerKind::SettlementWindow => on_settlement_window_closed(&timer, ctx)?,
+    /// Fires the timers due on their streams' partition times (at most
+    /// [`TIMERS_PER_PUNCTUATION_MAX`] of each kind).
+    fn punctuate(&mut self, _stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()> {
+        for kind in TimerKind::ALL {
+            for timer in timers::take_due(ctx, kind, TIMERS_PER_PUNCTUATION_MAX)? {
+                match timer.kind {
+                    TimerKind::Orphan => on_orphan_timeout(&timer, ctx)?,
+                    TimerKind::SettlementWindow => on_settlement_window_closed(&timer, ctx)?,
+                }
             }
         }
         Ok(())
@@ -280,6 +285,23 @@ fn on_payment_event(
     ctx: &mut dyn ProcessorContext,
     lifecycle: &LifecycleProcessor,
 ) -> Result<()> {
+    // Auth and settlement topics are keyed by payment id and co-partitioned with the
+    // repartitioned payments: another key may put the event in a task that never sees
+    // its payment.
+    if origin.key.as_deref() != Some(event.payment_id().as_bytes()) {
+        let found = match &origin.key {
+            None => "no key".to_string(),
+            Some(key) => format!("a {}-byte key that is not its payment_id", key.len()),
+        };
+        ctx.forward(Output::DeadLetter {
+            origin,
+            reason: DeadLetterReason::KeyMismatch,
+            message: format!(
+                "record has {found}; auth and settlement records are keyed by payment_id"
+            ),
+        });
+        return Ok(());
+    }
     let event_id = event.event_id().to_string();
     if ctx
         .store(stores::SEEN_EVENTS)?
@@ -337,10 +359,7 @@ fn buffer(
     if let Some(timeout_ms) = orphan_timeout_ms
         && pending.is_empty()
     {
-        let due_ms = ctx
-            .stream_time_ms()
-            .max(event.event_time_ms())
-            .saturating_add(timeout_ms);
+        let due_ms = origin.timestamp_ms.saturating_add(timeout_ms);
         timers::schedule(ctx, due_ms, TimerKind::Orphan, &payment_id)?;
     }
     pending.push(PendingEvent { event, origin });
@@ -433,9 +452,8 @@ fn on_auth_succeeded(
     state.authorized_currency = Some(auth.currency.clone());
     mark_seen(ctx, &auth.event_id)?;
     write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
-    let settle_by_ms = ctx
-        .stream_time_ms()
-        .max(auth.occurred_at)
+    let settle_by_ms = origin
+        .timestamp_ms
         .saturating_add(settings.settlement_window_ms);
     timers::schedule(
         ctx,
@@ -653,10 +671,32 @@ mod tests {
     }
 
     fn rec(event: InputEvent) -> Record<InputEvent> {
+        let key = event.payment_id().as_bytes().to_vec();
         Record {
             value: event,
-            origin: origin("t", None),
+            origin: origin("t", Some(&key)),
         }
+    }
+
+    #[test]
+    fn an_auth_keyed_by_anything_but_its_payment_id_is_a_key_mismatch() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated("p1")));
+        for key in [None, Some(b"p2".to_vec()), Some(vec![b'x'; 1_000_000])] {
+            let out = d.pipe(Record {
+                value: auth_ok("p1", "a1"),
+                origin: origin("t", key.as_deref()),
+            });
+            assert!(
+                is_dead_letter(&out, DeadLetterReason::KeyMismatch),
+                "{key:?}"
+            );
+        }
+        assert_eq!(
+            statuses(&d.pipe(rec(auth_ok("p1", "a1")))),
+            vec![(Some(PaymentStatus::Initiated), PaymentStatus::Authorized)],
+            "a dead-lettered event is not marked seen"
+        );
     }
 
     fn statuses(outputs: &[Output]) -> Vec<(Option<PaymentStatus>, PaymentStatus)> {

@@ -1,15 +1,24 @@
 //! Persistent stream-time timers (punctuation) in the `timers` state store.
 //!
-//! A timer is a key `due_ms (8 bytes, big-endian) · kind (1 byte) · payment_id`, so a
-//! range scan from the empty key returns timers in due order and a page stops at the
-//! first timer not yet due. Timers are ordinary store entries: they are written in the
-//! open transaction, reach the store's changelog with everything else of the commit, and
-//! survive restarts and moves between instances by changelog restore. They fire when the
-//! task's stream time (the largest record timestamp it has seen) reaches `due_ms`, never
-//! by wall-clock time, so a replay of the same input fires the same timers at the same
-//! points.
+//! A timer is a key `kind (1 byte) · due_ms (8 bytes, big-endian) · payment_id`, so a
+//! range scan from the kind's first key returns its timers in due order and a page stops
+//! at the first timer not yet due. Timers are ordinary store entries: they are written in
+//! the open transaction, reach the store's changelog with everything else of the commit,
+//! and survive restarts and moves between instances by changelog restore.
+//!
+//! Each kind runs on the clock of the stream whose progress it waits for (its partition
+//! time, the largest record timestamp seen on the task's partition of that stream), never
+//! on wall-clock time:
+//! - an orphan timeout waits for a payment, so it runs on the [`Stream::Payments`] clock:
+//!   it fires once payments `orphan_timeout_ms` younger than the waiting event have
+//!   arrived and its payment was not among them;
+//! - a settlement window waits for a settlement, so it runs on the
+//!   [`Stream::Settlements`] clock.
+//!
+//! A backlog on one topic therefore cannot fire timers early, and a replay of the same
+//! input fires the same timers at the same points of their streams.
 
-use crate::{ProcessorContext, Result, stores};
+use crate::{ProcessorContext, Result, Stream, stores};
 
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,6 +30,17 @@ pub enum TimerKind {
 }
 
 impl TimerKind {
+    /// Every kind.
+    pub const ALL: [TimerKind; 2] = [TimerKind::Orphan, TimerKind::SettlementWindow];
+
+    /// The stream whose partition time the timer runs on.
+    pub fn clock(self) -> Stream {
+        match self {
+            TimerKind::Orphan => Stream::Payments,
+            TimerKind::SettlementWindow => Stream::Settlements,
+        }
+    }
+
     fn from_byte(byte: u8) -> Option<TimerKind> {
         match byte {
             1 => Some(TimerKind::Orphan),
@@ -40,16 +60,16 @@ pub struct Timer {
 }
 
 fn key(due_ms: i64, kind: TimerKind, payment_id: &str) -> Vec<u8> {
+    let mut key = vec![kind as u8];
     // Negative times (before 1970) sort first, as due at once.
-    let mut key = (due_ms.max(0) as u64).to_be_bytes().to_vec();
-    key.push(kind as u8);
+    key.extend_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
     key.extend_from_slice(payment_id.as_bytes());
     key
 }
 
 fn parse(key: &[u8]) -> Option<Timer> {
-    let (due, rest) = key.split_first_chunk::<8>()?;
-    let (kind, payment_id) = rest.split_first()?;
+    let (kind, rest) = key.split_first()?;
+    let (due, payment_id) = rest.split_first_chunk::<8>()?;
     Some(Timer {
         due_ms: u64::from_be_bytes(*due) as i64,
         kind: TimerKind::from_byte(*kind)?,
@@ -72,21 +92,23 @@ pub fn schedule(
     Ok(())
 }
 
-/// Removes and returns up to `limit` timers due at or before `stream_time_ms`, earliest
-/// first. Timers left over (more than `limit` due) fire at the next punctuation.
+/// Removes and returns up to `limit` timers of `kind` due at or before the partition
+/// time of the kind's [`TimerKind::clock`], earliest first. Timers left over (more than
+/// `limit` due) fire at the next punctuation.
 ///
 /// # Errors
 /// [`crate::ProcessorError::Store`] when the `timers` store fails.
 pub fn take_due(
     ctx: &mut dyn ProcessorContext,
-    stream_time_ms: i64,
+    kind: TimerKind,
     limit: usize,
 ) -> Result<Vec<Timer>> {
+    let now_ms = ctx.partition_time_ms(kind.clock());
     let store = ctx.store(stores::TIMERS)?;
     let mut due = Vec::new();
-    for (key, _) in store.range(&[], limit)? {
+    for (key, _) in store.range(&[kind as u8], limit)? {
         match parse(&key) {
-            Some(timer) if timer.due_ms > stream_time_ms => break,
+            Some(timer) if timer.kind != kind || timer.due_ms > now_ms => break,
             Some(timer) => {
                 store.delete(&key)?;
                 due.push(timer);
@@ -104,9 +126,13 @@ mod tests {
 
     #[test]
     fn keys_sort_by_due_time_and_round_trip() {
-        let early = key(5, TimerKind::SettlementWindow, "b");
+        let early = key(5, TimerKind::Orphan, "b");
         let late = key(1_000, TimerKind::Orphan, "a");
         assert!(early < late);
+        assert!(
+            late < key(0, TimerKind::SettlementWindow, "a"),
+            "grouped by kind"
+        );
         assert_eq!(
             parse(&late),
             Some(Timer {

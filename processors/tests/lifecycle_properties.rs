@@ -155,7 +155,7 @@ proptest! {
         let mut exceptions = BTreeSet::new();
         let mut outputs = Vec::new();
         for (event, delay_ms) in arrivals.into_iter().zip(delays) {
-            let mut record_origin = origin("t", None);
+            let mut record_origin = origin("t", Some(event.payment_id().as_bytes()));
             record_origin.timestamp_ms = event.event_time_ms() + delay_ms;
             outputs.extend(driver.pipe(Record { value: event.clone(), origin: record_origin }));
         }

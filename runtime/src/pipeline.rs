@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{BlockingRetryable, ExponentialBuilder, Retryable};
+use paystream_processors::Stream;
 use paystream_processors::dedupe::DedupeProcessor;
 use paystream_processors::lifecycle::LifecycleProcessor;
 use paystream_processors::{Origin, Output, Processor, Record};
@@ -127,6 +128,10 @@ impl ConsumerContext for RebalanceListener {
     }
 }
 
+/// The producer's `message.max.bytes`: a dead-letter topic's limit
+/// ([`crate::topics::DEAD_LETTER_RECORD_BYTES_MAX`], 2 MiB) plus room for the batch framing.
+const PRODUCER_RECORD_BYTES_MAX: &str = "2162688";
+
 /// The running pipeline of one instance.
 pub struct Pipeline {
     config: Config,
@@ -206,6 +211,8 @@ impl Pipeline {
             )
             .set("partitioner", PARTITIONER)
             .set("linger.ms", "5")
+            // A dead letter carries its input record whole (e.g. a 1 MB key) plus headers.
+            .set("message.max.bytes", PRODUCER_RECORD_BYTES_MAX)
             .create()
             .map_err(|e| Error::kafka("creating the transactional producer", e))?;
         tokio::task::block_in_place(|| producer.init_transactions(timeout)).map_err(|e| {
@@ -408,7 +415,7 @@ impl Pipeline {
             }),
             Ok(event) => {
                 let task = self.tasks.get_mut(&task_id).expect("task opened above");
-                task.advance_stream_time(origin.timestamp_ms);
+                task.advance_stream_time(Stream::of(&event), origin.timestamp_ms);
                 let mut context = task.context(&mut outputs);
                 match (sub_topology, event) {
                     (SubTopology::Dedupe, InputEvent::PaymentInitiated(value)) => self

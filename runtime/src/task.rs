@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use paystream_processors::{
-    Output, ProcessorContext, ProcessorError, Result as ProcessorResult, stores,
+    Output, ProcessorContext, ProcessorError, Result as ProcessorResult, Stream, stores,
 };
 use paystream_state::{
     KeyValueStore, MeteredStore, PendingWrite, RocksDbStore, StoreMetrics, TransactionalStore,
@@ -85,6 +85,9 @@ pub struct Task {
     pub stores: BTreeMap<&'static str, TaskStore>,
     /// Largest record timestamp processed, milliseconds since the Unix epoch.
     pub stream_time_ms: i64,
+    /// Largest record timestamp per input [`Stream`] (partition time), milliseconds since
+    /// the Unix epoch; `i64::MIN` before the stream's first record.
+    pub partition_time_ms: [i64; 3],
     dir: PathBuf,
     checkpoint: Checkpoint,
 }
@@ -130,6 +133,7 @@ impl Task {
             id,
             stores: opened,
             stream_time_ms: i64::MIN,
+            partition_time_ms: [i64::MIN; 3],
             dir,
             checkpoint,
         })
@@ -165,9 +169,12 @@ impl Task {
         Ok(())
     }
 
-    /// Moves the task's stream time forward to `timestamp_ms` (never backward); TTL
-    /// stores expire by it.
-    pub fn advance_stream_time(&mut self, timestamp_ms: i64) {
+    /// Moves the task's stream time and `stream`'s partition time forward to
+    /// `timestamp_ms` (never backward); TTL stores expire by stream time, timers by
+    /// partition times.
+    pub fn advance_stream_time(&mut self, stream: Stream, timestamp_ms: i64) {
+        let partition_time = &mut self.partition_time_ms[stream as usize];
+        *partition_time = (*partition_time).max(timestamp_ms);
         self.stream_time_ms = self.stream_time_ms.max(timestamp_ms);
         for store in self.stores.values_mut() {
             store.inner_mut().advance_stream_time(self.stream_time_ms);
@@ -211,6 +218,7 @@ impl Task {
             stores: &mut self.stores,
             outputs,
             stream_time_ms: self.stream_time_ms,
+            partition_time_ms: self.partition_time_ms,
         }
     }
 
@@ -238,6 +246,7 @@ pub struct TaskContext<'a> {
     stores: &'a mut BTreeMap<&'static str, TaskStore>,
     outputs: &'a mut Vec<Output>,
     stream_time_ms: i64,
+    partition_time_ms: [i64; 3],
 }
 
 impl ProcessorContext for TaskContext<'_> {
@@ -254,5 +263,9 @@ impl ProcessorContext for TaskContext<'_> {
 
     fn stream_time_ms(&self) -> i64 {
         self.stream_time_ms
+    }
+
+    fn partition_time_ms(&self, stream: Stream) -> i64 {
+        self.partition_time_ms[stream as usize]
     }
 }

@@ -111,6 +111,11 @@ impl TopicNames {
     }
 }
 
+/// `max.message.bytes` of dead-letter topics: twice Kafka's default record limit
+/// (1 MiB), so any record an input topic with default limits accepted fits with its
+/// dead-letter headers. The pipeline's producer allows records this large.
+pub const DEAD_LETTER_RECORD_BYTES_MAX: &str = "2097152";
+
 /// Retention of dead-letter topics: 30 days from when a record was dead-lettered.
 pub const DEAD_LETTER_RETENTION_MS: &str = "2592000000";
 
@@ -152,9 +157,11 @@ pub async fn create_topics(
                 TopicRole::Repartition => topic.set("retention.ms", "-1"),
                 // Dead letters are kept by when they were dead-lettered, not by the
                 // age of the event.
+                // Room for any input record plus the dead-letter headers.
                 TopicRole::DeadLetter => topic
                     .set("message.timestamp.type", "LogAppendTime")
-                    .set("retention.ms", DEAD_LETTER_RETENTION_MS),
+                    .set("retention.ms", DEAD_LETTER_RETENTION_MS)
+                    .set("max.message.bytes", DEAD_LETTER_RECORD_BYTES_MAX),
                 TopicRole::Input | TopicRole::Output => topic,
             }
         })

@@ -57,8 +57,9 @@ pub struct ProduceArgs {
     /// (a reconciliation exception), 0 to 1.
     #[arg(long, default_value_t = 0.002)]
     pub mismatch_rate: f64,
-    /// Auth and settlement events for payments never initiated, sent first (orphans).
-    #[arg(long, default_value_t = 4)]
+    /// Auth and settlement events for payments never initiated (orphans), dated at the
+    /// start of the traffic.
+    #[arg(long, default_value_t = 0)]
     pub orphan_events: u64,
     /// Write what a correct pipeline must make of this traffic (JSON) to this file.
     #[arg(long)]
