@@ -66,6 +66,10 @@ enum DlqCommand {
     /// List dead letters with their reason, source and error, decoded where possible,
     /// and count them per reason.
     Inspect(commands::dlq::InspectArgs),
+    /// Re-publish chosen dead letters to their source topic after a fix, once: each
+    /// redriven record is written to the redrive log in the same transaction, and a later
+    /// redrive skips it. `pan_detected` records are never redriven.
+    Redrive(commands::dlq::RedriveArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,6 +140,9 @@ fn main() -> ExitCode {
             Command::Dlq {
                 command: DlqCommand::Inspect(args),
             } => commands::dlq::inspect(config, args).await,
+            Command::Dlq {
+                command: DlqCommand::Redrive(args),
+            } => commands::dlq::redrive(config, args).await,
         }
     });
     match result {

@@ -24,6 +24,9 @@ pub enum TopicRole {
     Repartition,
     Changelog,
     DeadLetter,
+    /// `<app>-dlq-redrives`: which dead letters were redriven (compacted, key = the dead
+    /// letter's `topic:partition:offset`), written by `paystream dlq redrive`.
+    RedriveLog,
 }
 
 /// All topic names of one application.
@@ -37,6 +40,8 @@ pub struct TopicNames {
     pub ledger_entries: String,
     pub reconciliation_exceptions: String,
     pub payments_by_id: String,
+    /// The redrive log (see [`TopicRole::RedriveLog`]).
+    pub dlq_redrives: String,
     application_id: String,
 }
 
@@ -54,6 +59,7 @@ impl TopicNames {
             ledger_entries: format!("{p}ledger_entries"),
             reconciliation_exceptions: format!("{p}reconciliation_exceptions"),
             payments_by_id: format!("{app}-payments-by-id"),
+            dlq_redrives: format!("{app}-dlq-redrives"),
             application_id: app.clone(),
         }
     }
@@ -104,6 +110,7 @@ impl TopicNames {
             all.push((output.clone(), TopicRole::Output));
         }
         all.push((self.payments_by_id.clone(), TopicRole::Repartition));
+        all.push((self.dlq_redrives.clone(), TopicRole::RedriveLog));
         for store in stores {
             all.push((self.changelog(store), TopicRole::Changelog));
         }
@@ -151,7 +158,9 @@ pub async fn create_topics(
                 TopicReplication::Fixed(config.topics.replication_factor),
             );
             match role {
-                TopicRole::Changelog => topic.set("cleanup.policy", "compact"),
+                TopicRole::Changelog | TopicRole::RedriveLog => {
+                    topic.set("cleanup.policy", "compact")
+                }
                 // Records keep their event time; an old event must not be deleted by
                 // retention before the lifecycle has read it (as in Kafka Streams).
                 TopicRole::Repartition => topic.set("retention.ms", "-1"),

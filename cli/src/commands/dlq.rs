@@ -1,4 +1,5 @@
-//! `paystream dlq inspect`: what sits in the dead-letter queues, and why.
+//! `paystream dlq inspect`: what sits in the dead-letter queues, and why;
+//! `paystream dlq redrive`: send chosen dead letters back to their source topic, once.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use paystream_runtime::Config;
 use paystream_runtime::dead_letter::headers;
-use paystream_runtime::kafka::read_committed_to_end;
+use paystream_runtime::kafka::{client_config, read_committed_to_end};
 use paystream_runtime::topics::TopicNames;
 use paystream_schemas::{AuthFailed, AuthSucceeded, Codec, PaymentInitiated, SettlementReported};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -49,6 +50,8 @@ pub struct InspectArgs {
 struct Entry {
     dead_lettered_at: String,
     dlq_topic: String,
+    dlq_partition: i32,
+    dlq_offset: i64,
     source_topic: String,
     source_partition: String,
     source_offset: String,
@@ -111,28 +114,7 @@ pub async fn inspect(config: Config, args: InspectArgs) -> anyhow::Result<ExitCo
         .as_deref()
         .map(|since| super::parse_time_ms("--since", since))
         .transpose()?;
-    let topics: Vec<String> = if args.topic.is_empty() {
-        names
-            .inputs()
-            .iter()
-            .map(|t| TopicNames::dead_letter(t))
-            .collect()
-    } else {
-        args.topic
-            .iter()
-            .map(|t| {
-                let full = if names
-                    .inputs()
-                    .contains(&format!("{}{t}", config.topics.prefix).as_str())
-                {
-                    format!("{}{t}", config.topics.prefix)
-                } else {
-                    t.trim_end_matches(".dlq").to_string()
-                };
-                TopicNames::dead_letter(&full)
-            })
-            .collect()
-    };
+    let topics = dead_letter_topics(&config, &names, &args.topic);
     let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
     let mut printed = 0;
     if matches!(args.format, Format::Table) {
@@ -164,6 +146,8 @@ pub async fn inspect(config: Config, args: InspectArgs) -> anyhow::Result<ExitCo
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
                     .unwrap_or_default(),
                 dlq_topic: topic.clone(),
+                dlq_partition: message.partition(),
+                dlq_offset: message.offset(),
                 source_partition: header(&message, headers::SOURCE_PARTITION),
                 source_offset: header(&message, headers::SOURCE_OFFSET),
                 reason,
@@ -201,4 +185,231 @@ pub async fn inspect(config: Config, args: InspectArgs) -> anyhow::Result<ExitCo
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Options of `paystream dlq redrive`.
+#[derive(Debug, Args)]
+pub struct RedriveArgs {
+    /// Dead-letter queue to redrive from, by its input topic's base name (`settlement`)
+    /// or full topic name; repeatable. Default: all four.
+    #[arg(long)]
+    pub topic: Vec<String>,
+    /// Only records with this reason (e.g. `unknown_schema`).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Only records dead-lettered at or after this time: RFC 3339 or milliseconds since
+    /// the Unix epoch.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only these dead letters, as `PARTITION:OFFSET` in the dead-letter topic (as
+    /// `dlq inspect --format json` shows them in `dlq_partition`/`dlq_offset`);
+    /// repeatable. Use with one `--topic`.
+    #[arg(long = "record", value_name = "PARTITION:OFFSET")]
+    pub records: Vec<String>,
+    /// Print what would be redriven and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// What one redrive did.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct RedriveSummary {
+    /// Dead letters re-published to their source topic.
+    pub redriven: u64,
+    /// Dead letters skipped because an earlier redrive already re-published them.
+    pub already_redriven: u64,
+    /// `pan_detected` dead letters, never redriven: their card numbers were redacted, so
+    /// the producer must send a corrected event instead.
+    pub refused_pan_detected: u64,
+}
+
+/// One redrive log record (value of `<app>-dlq-redrives`, key = the dead letter's
+/// `topic:partition:offset`).
+#[derive(Debug, Serialize)]
+struct RedriveLogEntry<'a> {
+    redriven_at_ms: i64,
+    source_topic: &'a str,
+    source_partition: i32,
+    reason: &'a str,
+}
+
+/// Header on a redriven record naming the dead letter it came from.
+pub const REDRIVEN_FROM_HEADER: &str = "paystream.redrive.from";
+
+fn parse_record(value: &str) -> anyhow::Result<(i32, i64)> {
+    let bad = || anyhow::anyhow!("--record {value:?} is not PARTITION:OFFSET (e.g. 0:1234)");
+    let (partition, offset) = value.split_once(':').ok_or_else(bad)?;
+    Ok((
+        partition.parse().map_err(|_| bad())?,
+        offset.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// Re-publishes the chosen dead letters to their source topic and partition, with their
+/// original key, value and timestamp, in one Kafka transaction that also writes each one's
+/// key to the redrive log; dead letters found in the log are skipped, so redriving the
+/// same record again is a no-op. Prints one line per record and a summary.
+///
+/// # Errors
+/// Kafka errors (nothing is redriven when the transaction fails), bad arguments.
+pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCode> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let names = TopicNames::new(&config);
+    let since_ms = args
+        .since
+        .as_deref()
+        .map(|since| super::parse_time_ms("--since", since))
+        .transpose()?;
+    let chosen: std::collections::HashSet<(i32, i64)> = args
+        .records
+        .iter()
+        .map(|r| parse_record(r))
+        .collect::<anyhow::Result<_>>()?;
+    let topics = dead_letter_topics(&config, &names, &args.topic);
+    if !chosen.is_empty() && topics.len() != 1 {
+        anyhow::bail!("--record needs exactly one --topic (the dead-letter queue it is in)");
+    }
+    let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
+    let log = tokio::task::block_in_place(|| {
+        read_committed_to_end(&config, &names.dlq_redrives, Duration::from_secs(120))
+    })?;
+    let done: std::collections::HashSet<Vec<u8>> = log
+        .iter()
+        .filter_map(|m| m.key().map(<[u8]>::to_vec))
+        .collect();
+
+    let mut summary = RedriveSummary::default();
+    let mut selected = Vec::new();
+    for topic in &topics {
+        let messages = tokio::task::block_in_place(|| {
+            read_committed_to_end(&config, topic, Duration::from_secs(120))
+        })?;
+        for message in messages {
+            let reason = header(&message, headers::REASON);
+            let at_ms = message.timestamp().to_millis().unwrap_or(0);
+            if args.reason.as_ref().is_some_and(|r| *r != reason)
+                || since_ms.is_some_and(|since| at_ms < since)
+                || (!chosen.is_empty()
+                    && !chosen.contains(&(message.partition(), message.offset())))
+            {
+                continue;
+            }
+            let log_key = format!("{topic}:{}:{}", message.partition(), message.offset());
+            if reason == paystream_processors::DeadLetterReason::PanDetected.as_str() {
+                summary.refused_pan_detected += 1;
+                println!(
+                    "refused  {log_key}  pan_detected: the producer must re-send a corrected event"
+                );
+            } else if done.contains(log_key.as_bytes()) {
+                summary.already_redriven += 1;
+                println!("skipped  {log_key}  already redriven");
+            } else {
+                selected.push((log_key, reason, message));
+            }
+        }
+    }
+
+    if !args.dry_run && !selected.is_empty() {
+        let producer: ThreadedProducer<DefaultProducerContext> = client_config(&config)
+            .set(
+                "transactional.id",
+                format!("{}-dlq-redrive", config.application_id),
+            )
+            .set("enable.idempotence", "true")
+            .set("message.max.bytes", "2162688")
+            .create()?;
+        producer.init_transactions(timeout)?;
+        producer.begin_transaction()?;
+        let now_ms = crate::traffic::now_ms();
+        for (log_key, reason, message) in &selected {
+            let source_topic = header(message, headers::SOURCE_TOPIC);
+            let source_partition: i32 = header(message, headers::SOURCE_PARTITION)
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{log_key}: no source partition header"))?;
+            let timestamp_ms = header(message, headers::SOURCE_TIMESTAMP)
+                .parse()
+                .unwrap_or(now_ms);
+            let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&source_topic)
+                .partition(source_partition)
+                .timestamp(timestamp_ms)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: REDRIVEN_FROM_HEADER,
+                    value: Some(log_key.as_str()),
+                }));
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(value) = message.payload() {
+                record = record.payload(value);
+            }
+            producer.send(record).map_err(|(e, _)| e)?;
+            let entry = serde_json::to_vec(&RedriveLogEntry {
+                redriven_at_ms: now_ms,
+                source_topic: &source_topic,
+                source_partition,
+                reason,
+            })?;
+            producer
+                .send(
+                    BaseRecord::<'_, [u8], [u8]>::to(&names.dlq_redrives)
+                        .key(log_key.as_bytes())
+                        .payload(&entry),
+                )
+                .map_err(|(e, _)| e)?;
+        }
+        tokio::task::block_in_place(|| producer.commit_transaction(timeout))?;
+    }
+    for (log_key, reason, message) in &selected {
+        println!(
+            "{}  {log_key}  {reason} -> {}/{}",
+            if args.dry_run {
+                "would redrive"
+            } else {
+                "redriven"
+            },
+            header(message, headers::SOURCE_TOPIC),
+            header(message, headers::SOURCE_PARTITION),
+        );
+    }
+    if !args.dry_run {
+        summary.redriven = selected.len() as u64;
+    }
+    eprintln!(
+        "{}{} redriven, {} already redriven (skipped), {} refused (pan_detected)",
+        if args.dry_run { "dry run: " } else { "" },
+        if args.dry_run {
+            selected.len() as u64
+        } else {
+            summary.redriven
+        },
+        summary.already_redriven,
+        summary.refused_pan_detected
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The dead-letter topics named by `--topic` values (base or full input names, or DLQ
+/// names), or all four.
+fn dead_letter_topics(config: &Config, names: &TopicNames, given: &[String]) -> Vec<String> {
+    if given.is_empty() {
+        return names
+            .inputs()
+            .iter()
+            .map(|t| TopicNames::dead_letter(t))
+            .collect();
+    }
+    given
+        .iter()
+        .map(|t| {
+            let prefixed = format!("{}{t}", config.topics.prefix);
+            let full = if names.inputs().contains(&prefixed.as_str()) {
+                prefixed
+            } else {
+                t.trim_end_matches(".dlq").to_string()
+            };
+            TopicNames::dead_letter(&full)
+        })
+        .collect()
 }
