@@ -155,6 +155,8 @@ pub struct Pipeline {
     records_in_transaction: usize,
     counts: TransactionCounts,
     transactional_id: String,
+    /// Partitions of `payment_initiated` (the dedupe tasks writing the repartition topic).
+    upstream_partitions: usize,
     timeout: Duration,
     summary: RunSummary,
     first_record_at: Option<Instant>,
@@ -197,6 +199,9 @@ impl Pipeline {
                 })
                 .map_err(|e| Error::kafka("creating the consumer", e))?;
         tokio::task::block_in_place(|| check_topics(&config, &consumer))?;
+        let upstream_partitions = tokio::task::block_in_place(|| {
+            partition_count(&consumer, &names.payment_initiated, timeout)
+        })? as usize;
         let transactional_id = format!("{}-{}", config.application_id, config.instance_id);
         let producer: FutureProducer = client_config(&config)
             .set("transactional.id", &transactional_id)
@@ -257,6 +262,7 @@ impl Pipeline {
             records_in_transaction: 0,
             counts: TransactionCounts::default(),
             transactional_id,
+            upstream_partitions,
             timeout,
             summary: RunSummary::default(),
             first_record_at: None,
@@ -416,6 +422,14 @@ impl Pipeline {
             Ok(event) => {
                 let task = self.tasks.get_mut(&task_id).expect("task opened above");
                 task.advance_stream_time(Stream::of(&event), origin.timestamp_ms);
+                if topic == self.names.payments_by_id {
+                    // The origin is the payment_initiated record it was re-keyed from.
+                    task.advance_payments_time(
+                        origin.partition,
+                        self.upstream_partitions,
+                        origin.timestamp_ms,
+                    );
+                }
                 let mut context = task.context(&mut outputs);
                 match (sub_topology, event) {
                     (SubTopology::Dedupe, InputEvent::PaymentInitiated(value)) => self

@@ -88,6 +88,11 @@ pub struct Task {
     /// Largest record timestamp per input [`Stream`] (partition time), milliseconds since
     /// the Unix epoch; `i64::MIN` before the stream's first record.
     pub partition_time_ms: [i64; 3],
+    /// For the payments stream (the repartition topic, written by every dedupe task):
+    /// the largest timestamp seen from each `payment_initiated` partition. The payments
+    /// stream's clock is their minimum — a watermark — so one dedupe task running ahead
+    /// of another (a backlog) cannot fire orphan timeouts early.
+    upstream_time_ms: Vec<i64>,
     dir: PathBuf,
     checkpoint: Checkpoint,
 }
@@ -134,6 +139,7 @@ impl Task {
             stores: opened,
             stream_time_ms: i64::MIN,
             partition_time_ms: [i64::MIN; 3],
+            upstream_time_ms: Vec::new(),
             dir,
             checkpoint,
         })
@@ -169,12 +175,38 @@ impl Task {
         Ok(())
     }
 
+    /// Records a repartitioned payment that came from `payment_initiated` partition
+    /// `upstream_partition` (of `upstream_partitions`) with `timestamp_ms`, and moves the
+    /// payments stream's clock to the minimum over all upstream partitions (`i64::MIN`
+    /// until each has been seen).
+    pub fn advance_payments_time(
+        &mut self,
+        upstream_partition: i32,
+        upstream_partitions: usize,
+        timestamp_ms: i64,
+    ) {
+        if self.upstream_time_ms.len() != upstream_partitions {
+            self.upstream_time_ms.resize(upstream_partitions, i64::MIN);
+        }
+        if let Some(time) = self.upstream_time_ms.get_mut(upstream_partition as usize) {
+            *time = (*time).max(timestamp_ms);
+        }
+        self.partition_time_ms[Stream::Payments as usize] = self
+            .upstream_time_ms
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(i64::MIN);
+    }
+
     /// Moves the task's stream time and `stream`'s partition time forward to
     /// `timestamp_ms` (never backward); TTL stores expire by stream time, timers by
     /// partition times.
     pub fn advance_stream_time(&mut self, stream: Stream, timestamp_ms: i64) {
-        let partition_time = &mut self.partition_time_ms[stream as usize];
-        *partition_time = (*partition_time).max(timestamp_ms);
+        if stream != Stream::Payments {
+            let partition_time = &mut self.partition_time_ms[stream as usize];
+            *partition_time = (*partition_time).max(timestamp_ms);
+        }
         self.stream_time_ms = self.stream_time_ms.max(timestamp_ms);
         for store in self.stores.values_mut() {
             store.inner_mut().advance_stream_time(self.stream_time_ms);

@@ -119,8 +119,8 @@ pub async fn inspect(config: Config, args: InspectArgs) -> anyhow::Result<ExitCo
     let mut printed = 0;
     if matches!(args.format, Format::Table) {
         println!(
-            "{:24} {:45} {:24} {:40} error",
-            "dead-lettered at", "source", "reason", "decoded"
+            "{:24} {:10} {:45} {:24} {:40} error",
+            "dead-lettered at", "record", "source", "reason", "decoded"
         );
     }
     for topic in &topics {
@@ -161,8 +161,9 @@ pub async fn inspect(config: Config, args: InspectArgs) -> anyhow::Result<ExitCo
             match args.format {
                 Format::Json => println!("{}", serde_json::to_string(&entry)?),
                 Format::Table => println!(
-                    "{:24} {:45} {:24} {:40} {}",
+                    "{:24} {:10} {:45} {:24} {:40} {}",
                     entry.dead_lettered_at,
+                    format!("{}:{}", entry.dlq_partition, entry.dlq_offset),
                     format!(
                         "{}/{}@{}",
                         entry.source_topic, entry.source_partition, entry.source_offset
@@ -201,9 +202,8 @@ pub struct RedriveArgs {
     /// the Unix epoch.
     #[arg(long)]
     pub since: Option<String>,
-    /// Only these dead letters, as `PARTITION:OFFSET` in the dead-letter topic (as
-    /// `dlq inspect --format json` shows them in `dlq_partition`/`dlq_offset`);
-    /// repeatable. Use with one `--topic`.
+    /// Only these dead letters, as `PARTITION:OFFSET` in the dead-letter topic (the
+    /// `record` column of `dlq inspect`); repeatable. Use with one `--topic`.
     #[arg(long = "record", value_name = "PARTITION:OFFSET")]
     pub records: Vec<String>,
     /// Print what would be redriven and change nothing.
