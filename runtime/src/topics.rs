@@ -302,7 +302,9 @@ mod tests {
             "t1.settlement.dlq"
         );
         let all = names.all(&["idempotency"]);
-        assert_eq!(all.len(), 4 * 2 + 3 + 1 + 1);
+        // inputs and their DLQs, outputs, repartition, redrive log, one changelog
+        assert_eq!(all.len(), 4 * 2 + 3 + 1 + 1 + 1);
+        assert!(all.contains(&("app-dlq-redrives".into(), TopicRole::RedriveLog)));
         assert!(all.contains(&("app-idempotency-changelog".into(), TopicRole::Changelog)));
     }
 }
