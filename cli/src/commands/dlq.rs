@@ -23,20 +23,70 @@ pub enum Format {
     Json,
 }
 
-/// Options of `paystream dlq inspect`.
+/// Which dead letters a command works on (shared by `inspect` and `redrive`).
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub struct Selection {
     /// Dead-letter queue to read, by its input topic's base name (`settlement`) or full
     /// topic name; repeatable. Default: all four.
     #[arg(long)]
     pub topic: Vec<String>,
-    /// Only records with this reason (e.g. `invalid_value`, `idempotency_key_reused`).
+    /// Only records with this reason (e.g. `invalid_value`, `unknown_schema`).
     #[arg(long)]
     pub reason: Option<String>,
     /// Only records dead-lettered at or after this time: RFC 3339
     /// (`2026-11-22T10:00:00Z`) or milliseconds since the Unix epoch.
     #[arg(long)]
     pub since: Option<String>,
+}
+
+impl Selection {
+    /// The dead-letter topics selected (see [`dead_letter_topics`]).
+    fn topics(&self, config: &Config, names: &TopicNames) -> Vec<String> {
+        dead_letter_topics(config, names, &self.topic)
+    }
+
+    /// Reads every selected topic to its end (read_committed) and returns the dead
+    /// letters that match `--reason` and `--since`, with their topic.
+    ///
+    /// # Errors
+    /// A bad `--since`; Kafka errors.
+    fn read(
+        &self,
+        config: &Config,
+        names: &TopicNames,
+    ) -> anyhow::Result<Vec<(String, OwnedMessage)>> {
+        let since_ms = self
+            .since
+            .as_deref()
+            .map(|since| super::parse_time_ms("--since", since))
+            .transpose()?;
+        let mut matching = Vec::new();
+        for topic in self.topics(config, names) {
+            let messages = tokio::task::block_in_place(|| {
+                read_committed_to_end(config, &topic, Duration::from_secs(120))
+            })?;
+            for message in messages {
+                let at_ms = message.timestamp().to_millis().unwrap_or(0);
+                if self
+                    .reason
+                    .as_ref()
+                    .is_some_and(|r| *r != header(&message, headers::REASON))
+                    || since_ms.is_some_and(|since| at_ms < since)
+                {
+                    continue;
+                }
+                matching.push((topic.clone(), message));
+            }
+        }
+        Ok(matching)
+    }
+}
+
+/// Options of `paystream dlq inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub selection: Selection,
     /// Output: a table, or one JSON object per line.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -105,16 +155,23 @@ async fn decode(codec: &Codec, names: &TopicNames, source: &str, value: Option<&
     summary.unwrap_or_else(|e| format!("not decodable: {}", e.message))
 }
 
+/// A key as printed: up to 200 characters, longer ones cut with their size noted.
+fn printable_key(key: &[u8]) -> String {
+    const SHOWN_MAX: usize = 200;
+    let text = String::from_utf8_lossy(key);
+    if text.chars().count() <= SHOWN_MAX {
+        text.into_owned()
+    } else {
+        let shown: String = text.chars().take(SHOWN_MAX).collect();
+        format!("{shown}… ({} bytes)", key.len())
+    }
+}
+
 /// Prints the matching dead letters and a count per reason.
 pub async fn inspect(config: Config, args: InspectArgs) -> anyhow::Result<ExitCode> {
     let names = TopicNames::new(&config);
     let codec = codec(&config)?;
-    let since_ms = args
-        .since
-        .as_deref()
-        .map(|since| super::parse_time_ms("--since", since))
-        .transpose()?;
-    let topics = dead_letter_topics(&config, &names, &args.topic);
+    let matching = args.selection.read(&config, &names)?;
     let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
     let mut printed = 0;
     if matches!(args.format, Format::Table) {
@@ -123,56 +180,44 @@ pub async fn inspect(config: Config, args: InspectArgs) -> anyhow::Result<ExitCo
             "dead-lettered at", "record", "source", "reason", "decoded"
         );
     }
-    for topic in &topics {
-        let messages = tokio::task::block_in_place(|| {
-            read_committed_to_end(&config, topic, Duration::from_secs(120))
-        })?;
-        for message in messages {
-            let reason = header(&message, headers::REASON);
-            let at_ms = message.timestamp().to_millis().unwrap_or(0);
-            if args.reason.as_ref().is_some_and(|r| *r != reason)
-                || since_ms.is_some_and(|since| at_ms < since)
-            {
-                continue;
-            }
-            *by_reason.entry(reason.clone()).or_insert(0) += 1;
-            if printed >= args.limit {
-                continue;
-            }
-            printed += 1;
-            let source_topic = header(&message, headers::SOURCE_TOPIC);
-            let entry = Entry {
-                dead_lettered_at: chrono::DateTime::from_timestamp_millis(at_ms)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                    .unwrap_or_default(),
-                dlq_topic: topic.clone(),
-                dlq_partition: message.partition(),
-                dlq_offset: message.offset(),
-                source_partition: header(&message, headers::SOURCE_PARTITION),
-                source_offset: header(&message, headers::SOURCE_OFFSET),
-                reason,
-                error: header(&message, headers::ERROR),
-                key: message
-                    .key()
-                    .map(|k| String::from_utf8_lossy(k).into_owned()),
-                decoded: decode(&codec, &names, &source_topic, message.payload()).await,
-                source_topic,
-            };
-            match args.format {
-                Format::Json => println!("{}", serde_json::to_string(&entry)?),
-                Format::Table => println!(
-                    "{:24} {:10} {:45} {:24} {:40} {}",
-                    entry.dead_lettered_at,
-                    format!("{}:{}", entry.dlq_partition, entry.dlq_offset),
-                    format!(
-                        "{}/{}@{}",
-                        entry.source_topic, entry.source_partition, entry.source_offset
-                    ),
-                    entry.reason,
-                    entry.decoded.chars().take(40).collect::<String>(),
-                    entry.error.chars().take(120).collect::<String>()
+    for (topic, message) in &matching {
+        let reason = header(message, headers::REASON);
+        let at_ms = message.timestamp().to_millis().unwrap_or(0);
+        *by_reason.entry(reason.clone()).or_insert(0) += 1;
+        if printed >= args.limit {
+            continue;
+        }
+        printed += 1;
+        let source_topic = header(message, headers::SOURCE_TOPIC);
+        let entry = Entry {
+            dead_lettered_at: chrono::DateTime::from_timestamp_millis(at_ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_default(),
+            dlq_topic: topic.clone(),
+            dlq_partition: message.partition(),
+            dlq_offset: message.offset(),
+            source_partition: header(message, headers::SOURCE_PARTITION),
+            source_offset: header(message, headers::SOURCE_OFFSET),
+            reason,
+            error: header(message, headers::ERROR),
+            key: message.key().map(printable_key),
+            decoded: decode(&codec, &names, &source_topic, message.payload()).await,
+            source_topic,
+        };
+        match args.format {
+            Format::Json => println!("{}", serde_json::to_string(&entry)?),
+            Format::Table => println!(
+                "{:24} {:10} {:45} {:24} {:40} {}",
+                entry.dead_lettered_at,
+                format!("{}:{}", entry.dlq_partition, entry.dlq_offset),
+                format!(
+                    "{}/{}@{}",
+                    entry.source_topic, entry.source_partition, entry.source_offset
                 ),
-            }
+                entry.reason,
+                entry.decoded.chars().take(40).collect::<String>(),
+                entry.error.chars().take(120).collect::<String>()
+            ),
         }
     }
     let total: u64 = by_reason.values().sum();
@@ -191,17 +236,8 @@ pub async fn inspect(config: Config, args: InspectArgs) -> anyhow::Result<ExitCo
 /// Options of `paystream dlq redrive`.
 #[derive(Debug, Args)]
 pub struct RedriveArgs {
-    /// Dead-letter queue to redrive from, by its input topic's base name (`settlement`)
-    /// or full topic name; repeatable. Default: all four.
-    #[arg(long)]
-    pub topic: Vec<String>,
-    /// Only records with this reason (e.g. `unknown_schema`).
-    #[arg(long)]
-    pub reason: Option<String>,
-    /// Only records dead-lettered at or after this time: RFC 3339 or milliseconds since
-    /// the Unix epoch.
-    #[arg(long)]
-    pub since: Option<String>,
+    #[command(flatten)]
+    pub selection: Selection,
     /// Only these dead letters, as `PARTITION:OFFSET` in the dead-letter topic (the
     /// `record` column of `dlq inspect`); repeatable. Use with one `--topic`.
     #[arg(long = "record", value_name = "PARTITION:OFFSET")]
@@ -257,18 +293,12 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
     let names = TopicNames::new(&config);
-    let since_ms = args
-        .since
-        .as_deref()
-        .map(|since| super::parse_time_ms("--since", since))
-        .transpose()?;
     let chosen: std::collections::HashSet<(i32, i64)> = args
         .records
         .iter()
         .map(|r| parse_record(r))
         .collect::<anyhow::Result<_>>()?;
-    let topics = dead_letter_topics(&config, &names, &args.topic);
-    if !chosen.is_empty() && topics.len() != 1 {
+    if !chosen.is_empty() && args.selection.topics(&config, &names).len() != 1 {
         anyhow::bail!("--record needs exactly one --topic (the dead-letter queue it is in)");
     }
     let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
@@ -282,32 +312,22 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
 
     let mut summary = RedriveSummary::default();
     let mut selected = Vec::new();
-    for topic in &topics {
-        let messages = tokio::task::block_in_place(|| {
-            read_committed_to_end(&config, topic, Duration::from_secs(120))
-        })?;
-        for message in messages {
-            let reason = header(&message, headers::REASON);
-            let at_ms = message.timestamp().to_millis().unwrap_or(0);
-            if args.reason.as_ref().is_some_and(|r| *r != reason)
-                || since_ms.is_some_and(|since| at_ms < since)
-                || (!chosen.is_empty()
-                    && !chosen.contains(&(message.partition(), message.offset())))
-            {
-                continue;
-            }
-            let log_key = format!("{topic}:{}:{}", message.partition(), message.offset());
-            if reason == paystream_processors::DeadLetterReason::PanDetected.as_str() {
-                summary.refused_pan_detected += 1;
-                println!(
-                    "refused  {log_key}  pan_detected: the producer must re-send a corrected event"
-                );
-            } else if done.contains(log_key.as_bytes()) {
-                summary.already_redriven += 1;
-                println!("skipped  {log_key}  already redriven");
-            } else {
-                selected.push((log_key, reason, message));
-            }
+    for (topic, message) in args.selection.read(&config, &names)? {
+        let reason = header(&message, headers::REASON);
+        if !chosen.is_empty() && !chosen.contains(&(message.partition(), message.offset())) {
+            continue;
+        }
+        let log_key = format!("{topic}:{}:{}", message.partition(), message.offset());
+        if reason == paystream_processors::DeadLetterReason::PanDetected.as_str() {
+            summary.refused_pan_detected += 1;
+            println!(
+                "refused  {log_key}  pan_detected: the producer must re-send a corrected event"
+            );
+        } else if done.contains(log_key.as_bytes()) {
+            summary.already_redriven += 1;
+            println!("skipped  {log_key}  already redriven");
+        } else {
+            selected.push((log_key, reason, message));
         }
     }
 
