@@ -24,11 +24,14 @@ pub enum DeadLetterReason {
     PanDetected,
     /// Too many events are already waiting for this payment to appear.
     PendingBufferFull,
+    /// The event waited for its payment longer than the pending retention; it can be
+    /// redriven once the payment exists.
+    OrphanExpired,
 }
 
 impl DeadLetterReason {
     /// Every reason, for metrics and docs.
-    pub const ALL: [DeadLetterReason; 9] = [
+    pub const ALL: [DeadLetterReason; 10] = [
         DeadLetterReason::Undecodable,
         DeadLetterReason::UnknownSchema,
         DeadLetterReason::BadMagicByte,
@@ -38,6 +41,7 @@ impl DeadLetterReason {
         DeadLetterReason::IllegalTransition,
         DeadLetterReason::PanDetected,
         DeadLetterReason::PendingBufferFull,
+        DeadLetterReason::OrphanExpired,
     ];
 
     /// The snake_case name written in headers and metric labels.
@@ -52,6 +56,7 @@ impl DeadLetterReason {
             DeadLetterReason::IllegalTransition => "illegal_transition",
             DeadLetterReason::PanDetected => "pan_detected",
             DeadLetterReason::PendingBufferFull => "pending_buffer_full",
+            DeadLetterReason::OrphanExpired => "orphan_expired",
         }
     }
 }

@@ -65,6 +65,9 @@ pub struct LifecycleSettings {
     /// Stream time an authorized payment may wait for its settlement before
     /// `MISSING_IN_PSP` is raised, milliseconds. Default 3 days.
     pub settlement_window_ms: i64,
+    /// Stream time events may wait for a payment that never appears before they leave
+    /// `pending` for the dead-letter queue (`orphan_expired`), milliseconds. Default 72 h.
+    pub pending_retention_ms: i64,
 }
 
 impl Default for LifecycleSettings {
@@ -72,6 +75,7 @@ impl Default for LifecycleSettings {
         LifecycleSettings {
             orphan_timeout_ms: 10 * 60 * 1_000,
             settlement_window_ms: 3 * 24 * 60 * 60 * 1_000,
+            pending_retention_ms: 72 * 60 * 60 * 1_000,
         }
     }
 }
@@ -170,6 +174,9 @@ impl Processor for LifecycleProcessor {
                 match timer.kind {
                     TimerKind::Orphan => on_orphan_timeout(&timer, ctx)?,
                     TimerKind::SettlementWindow => on_settlement_window_closed(&timer, ctx)?,
+                    TimerKind::PendingExpiry => {
+                        on_pending_expired(&timer, self.settings.pending_retention_ms, ctx)?
+                    }
                 }
             }
         }
@@ -209,6 +216,39 @@ fn on_orphan_timeout(timer: &timers::Timer, ctx: &mut dyn ProcessorContext) -> R
         };
         reconciliation::raise(ctx, &timer.payment_id, kind, amounts, timer.due_ms)?;
     }
+    Ok(())
+}
+
+/// The pending retention of a payment that never appeared ran out: its waiting events
+/// go to the dead-letter queue (`orphan_expired`) and are no longer marked seen, so a
+/// redrive once the payment exists is processed, not dropped as a duplicate.
+fn on_pending_expired(
+    timer: &timers::Timer,
+    retention_ms: i64,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    if read_json::<PaymentState>(ctx, stores::PAYMENTS, &timer.payment_id)?.is_some() {
+        return Ok(());
+    }
+    let Some(pending) = read_json::<Vec<PendingEvent>>(ctx, stores::PENDING, &timer.payment_id)?
+    else {
+        return Ok(());
+    };
+    for waiting in pending {
+        ctx.store(stores::SEEN_EVENTS)?
+            .delete(waiting.event.event_id().as_bytes())?;
+        ctx.forward(Output::DeadLetter {
+            origin: waiting.origin,
+            reason: DeadLetterReason::OrphanExpired,
+            message: format!(
+                "waited {retention_ms} ms of payment stream time for payment {}, which never \
+                 appeared; redrive it once the payment exists",
+                timer.payment_id
+            ),
+        });
+    }
+    ctx.store(stores::PENDING)?
+        .delete(timer.payment_id.as_bytes())?;
     Ok(())
 }
 
@@ -320,12 +360,7 @@ fn on_payment_event(
             drain_pending(&payment_id, ctx, lifecycle)
         }
         Some(_) => buffer(event, origin, ctx, None),
-        None => buffer(
-            event,
-            origin,
-            ctx,
-            Some(lifecycle.settings.orphan_timeout_ms),
-        ),
+        None => buffer(event, origin, ctx, Some(&lifecycle.settings)),
     }
 }
 
@@ -334,13 +369,13 @@ fn waits_for_auth(state: &PaymentState, event: &InputEvent) -> bool {
     state.status == PaymentStatus::Initiated && matches!(event, InputEvent::SettlementReported(_))
 }
 
-/// Buffers `event` in `pending`. For a payment not seen yet (`orphan_timeout_ms` given),
-/// the first waiting event starts the orphan timeout.
+/// Buffers `event` in `pending`. For a payment not seen yet (`orphan_timers` given), the
+/// first waiting event starts the orphan timeout and the pending retention.
 fn buffer(
     event: InputEvent,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
-    orphan_timeout_ms: Option<i64>,
+    orphan_timers: Option<&LifecycleSettings>,
 ) -> Result<()> {
     let payment_id = event.payment_id().to_string();
     let mut pending: Vec<PendingEvent> =
@@ -356,11 +391,16 @@ fn buffer(
         return Ok(());
     }
     mark_seen(ctx, event.event_id())?;
-    if let Some(timeout_ms) = orphan_timeout_ms
+    if let Some(settings) = orphan_timers
         && pending.is_empty()
     {
-        let due_ms = origin.timestamp_ms.saturating_add(timeout_ms);
-        timers::schedule(ctx, due_ms, TimerKind::Orphan, &payment_id)?;
+        for (kind, after_ms) in [
+            (TimerKind::Orphan, settings.orphan_timeout_ms),
+            (TimerKind::PendingExpiry, settings.pending_retention_ms),
+        ] {
+            let due_ms = origin.timestamp_ms.saturating_add(after_ms);
+            timers::schedule(ctx, due_ms, kind, &payment_id)?;
+        }
     }
     pending.push(PendingEvent { event, origin });
     write_json(ctx, stores::PENDING, &payment_id, &pending)
@@ -947,6 +987,38 @@ mod tests {
                 (None, PaymentStatus::Initiated),
                 (Some(PaymentStatus::Initiated), PaymentStatus::Authorized)
             ]
+        );
+    }
+
+    #[test]
+    fn events_whose_payment_never_appears_expire_to_the_dead_letter_queue_and_can_be_redriven() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(auth_ok("p1", "a1")));
+        d.pipe(rec(settled("p1", "s1")));
+        assert!(
+            !d.advance_stream_time_ms(71 * 60 * MINUTE_MS)
+                .iter()
+                .any(|o| matches!(o, Output::DeadLetter { .. })),
+            "still within the 72 h retention"
+        );
+        let out = d.advance_stream_time_ms(2 * 60 * MINUTE_MS);
+        let expired = out
+            .iter()
+            .filter(|o| {
+                matches!(o, Output::DeadLetter { reason, .. } if *reason == DeadLetterReason::OrphanExpired)
+            })
+            .count();
+        assert_eq!(expired, 2, "{out:?}");
+        assert_eq!(d.store_len(stores::PENDING), 0);
+        // The payment finally exists; the redriven events apply (not duplicates).
+        d.pipe(rec(initiated("p1")));
+        assert_eq!(
+            statuses(&d.pipe(rec(auth_ok("p1", "a1")))),
+            vec![(Some(PaymentStatus::Initiated), PaymentStatus::Authorized)]
+        );
+        assert_eq!(
+            statuses(&d.pipe(rec(settled("p1", "s1")))),
+            vec![(Some(PaymentStatus::Authorized), PaymentStatus::Settled)]
         );
     }
 

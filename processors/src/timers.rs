@@ -9,9 +9,10 @@
 //! Each kind runs on the clock of the stream whose progress it waits for (its partition
 //! time, the largest record timestamp seen on the task's partition of that stream), never
 //! on wall-clock time:
-//! - an orphan timeout waits for a payment, so it runs on the [`Stream::Payments`] clock:
-//!   it fires once payments `orphan_timeout_ms` younger than the waiting event have
-//!   arrived and its payment was not among them;
+//! - an orphan timeout and a pending expiry wait for a payment, so they run on the
+//!   [`Stream::Payments`] clock: they fire once payments `orphan_timeout_ms` (or
+//!   `pending_retention_ms`) younger than the waiting event have arrived and its payment
+//!   was not among them;
 //! - a settlement window waits for a settlement, so it runs on the
 //!   [`Stream::Settlements`] clock.
 //!
@@ -27,16 +28,22 @@ pub enum TimerKind {
     Orphan = 1,
     /// A payment was authorized and must be settled within the settlement window.
     SettlementWindow = 2,
+    /// Events wait in `pending` for a payment that has not appeared (pending retention).
+    PendingExpiry = 3,
 }
 
 impl TimerKind {
     /// Every kind.
-    pub const ALL: [TimerKind; 2] = [TimerKind::Orphan, TimerKind::SettlementWindow];
+    pub const ALL: [TimerKind; 3] = [
+        TimerKind::Orphan,
+        TimerKind::SettlementWindow,
+        TimerKind::PendingExpiry,
+    ];
 
     /// The stream whose partition time the timer runs on.
     pub fn clock(self) -> Stream {
         match self {
-            TimerKind::Orphan => Stream::Payments,
+            TimerKind::Orphan | TimerKind::PendingExpiry => Stream::Payments,
             TimerKind::SettlementWindow => Stream::Settlements,
         }
     }
@@ -45,6 +52,7 @@ impl TimerKind {
         match byte {
             1 => Some(TimerKind::Orphan),
             2 => Some(TimerKind::SettlementWindow),
+            3 => Some(TimerKind::PendingExpiry),
             _ => None,
         }
     }

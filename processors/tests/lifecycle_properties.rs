@@ -98,6 +98,8 @@ type Scenario = (Vec<PlannedPayment>, Vec<usize>, Vec<usize>, Vec<i64>);
 const SETTINGS: LifecycleSettings = LifecycleSettings {
     orphan_timeout_ms: 60_000,
     settlement_window_ms: 120_000,
+    // Longer than any generated delay: no valid event expires from `pending`.
+    pending_retention_ms: 10_000_000,
 };
 
 fn scenario() -> impl Strategy<Value = Scenario> {

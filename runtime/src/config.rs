@@ -181,6 +181,10 @@ pub struct ProcessingConfig {
     /// Stream time an authorized payment may wait for its settlement before a
     /// `MISSING_IN_PSP` exception is raised, milliseconds.
     pub settlement_window_ms: i64,
+    /// Stream time events may wait for a payment that never appears before they leave
+    /// the `pending` store for the dead-letter queue as `orphan_expired` (redrivable),
+    /// milliseconds. At least `orphan_timeout_ms`.
+    pub pending_retention_ms: i64,
 }
 
 impl ProcessingConfig {
@@ -189,6 +193,7 @@ impl ProcessingConfig {
         paystream_processors::lifecycle::LifecycleSettings {
             orphan_timeout_ms: self.orphan_timeout_ms,
             settlement_window_ms: self.settlement_window_ms,
+            pending_retention_ms: self.pending_retention_ms,
         }
     }
 }
@@ -202,6 +207,7 @@ impl Default for ProcessingConfig {
             session_timeout_ms: 10_000,
             orphan_timeout_ms: 10 * 60 * 1_000,
             settlement_window_ms: 3 * 24 * 60 * 60 * 1_000,
+            pending_retention_ms: 72 * 60 * 60 * 1_000,
         }
     }
 }
@@ -414,6 +420,16 @@ impl Config {
             if value <= 0 {
                 return Err(invalid(key, format!("{value} must be > 0"), fix));
             }
+        }
+        if self.processing.pending_retention_ms < self.processing.orphan_timeout_ms {
+            return Err(invalid(
+                "processing.pending_retention_ms",
+                format!(
+                    "{} is shorter than processing.orphan_timeout_ms ({})",
+                    self.processing.pending_retention_ms, self.processing.orphan_timeout_ms
+                ),
+                "use e.g. 259200000 (72 h)",
+            ));
         }
         if self.sink.enabled
             && !(self.sink.database_url.starts_with("postgres://")
