@@ -100,6 +100,9 @@ pub fn schedule(
     Ok(())
 }
 
+/// Timers read from the store per page while looking for due ones.
+const TIMERS_PER_PAGE: usize = 32;
+
 /// Removes and returns up to `limit` timers of `kind` due at or before the partition
 /// time of the kind's [`TimerKind::clock`], earliest first. Timers left over (more than
 /// `limit` due) fire at the next punctuation.
@@ -114,15 +117,26 @@ pub fn take_due(
     let now_ms = ctx.partition_time_ms(kind.clock());
     let store = ctx.store(stores::TIMERS)?;
     let mut due = Vec::new();
-    for (key, _) in store.range(&[kind as u8], limit)? {
-        match parse(&key) {
-            Some(timer) if timer.kind != kind || timer.due_ms > now_ms => break,
-            Some(timer) => {
-                store.delete(&key)?;
-                due.push(timer);
+    let mut from = vec![kind as u8];
+    // Small pages: most punctuations find the first timer not yet due and stop there.
+    'pages: while due.len() < limit {
+        let page = store.range(&from, TIMERS_PER_PAGE.min(limit - due.len()))?;
+        let Some((last, _)) = page.last() else { break };
+        from = paystream_state::key_after(last);
+        let full = page.len() == TIMERS_PER_PAGE.min(limit - due.len());
+        for (key, _) in page {
+            match parse(&key) {
+                Some(timer) if timer.kind != kind || timer.due_ms > now_ms => break 'pages,
+                Some(timer) => {
+                    store.delete(&key)?;
+                    due.push(timer);
+                }
+                // Not a key this module wrote: drop it rather than block every later timer.
+                None => store.delete(&key)?,
             }
-            // Not a key this module wrote: drop it rather than block every later timer.
-            None => store.delete(&key)?,
+        }
+        if !full {
+            break;
         }
     }
     Ok(due)

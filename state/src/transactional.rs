@@ -100,10 +100,12 @@ impl<S: KeyValueStore> KeyValueStore for TransactionalStore<S> {
     }
 
     fn range(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        // Read enough of the inner store to make up for keys the buffer deletes.
+        // Read enough of the inner store to make up for keys the buffer deletes (an
+        // in-memory count; only the deletes cost extra inner reads).
         let buffered: Vec<_> = self.buffer.range(from.to_vec()..).collect();
-        let inner = self.inner.range(from, limit + buffered.len())?;
-        let inner_exhausted = inner.len() < limit + buffered.len();
+        let deletes = buffered.iter().filter(|(_, v)| v.is_none()).count();
+        let inner = self.inner.range(from, limit + deletes)?;
+        let inner_exhausted = inner.len() < limit + deletes;
         let horizon = if inner_exhausted {
             None
         } else {
