@@ -1,8 +1,10 @@
-//! The business metrics on `/metrics`, scraped from a running `paystream run` on real
-//! parts (Apache Kafka, Apicurio's Confluent-compatible registry, PostgreSQL) and compared
-//! with the traffic plan's expected outcome and with the ledger database the sink wrote:
-//! payments by status, amounts by status and currency, reconciliation exceptions by kind,
-//! dead letters by reason and duplicates.
+//! `/metrics`, scraped from a running `paystream run` on real parts (Apache Kafka,
+//! Apicurio's Confluent-compatible registry, PostgreSQL) fed traffic with injected bad
+//! records, and compared with the traffic plan's expected outcome and with the ledger
+//! database the sink wrote: consumer lag falls to 0 after catch-up, DLQ depth equals the
+//! dead letters injected, records read = processed + dropped + dead-lettered = produced,
+//! sink lag 0 and rows written, and the business metrics (payments by status, amounts by
+//! status and currency, reconciliation exceptions by kind).
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -49,6 +51,7 @@ async fn business_metrics_match_the_traffic_and_the_ledger() -> anyhow::Result<(
         seed: 77,
         start_ms,
         mismatch_rate: 0.05,
+        malformed_rate: 0.01,
         ..TrafficOptions::default()
     };
     let expected: ExpectedOutcome = plan(&options).expected;
@@ -66,6 +69,8 @@ async fn business_metrics_match_the_traffic_and_the_ledger() -> anyhow::Result<(
         &start_ms.to_string(),
         "--mismatch-rate",
         "0.05",
+        "--malformed-rate",
+        "0.01",
     ])?;
 
     // A free port for the metrics endpoint of this test's instance.
@@ -81,10 +86,11 @@ async fn business_metrics_match_the_traffic_and_the_ledger() -> anyhow::Result<(
 
     // Wait until every payment is counted and the sink has written them all.
     let deadline = Instant::now() + Duration::from_secs(180);
+    let mut last = String::new();
     let metrics = loop {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "metrics did not catch up in time"
+            "metrics did not catch up in time; last seen: {last}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
         let Ok(metrics) = scrape(&url).await else {
@@ -102,9 +108,32 @@ async fn business_metrics_match_the_traffic_and_the_ledger() -> anyhow::Result<(
                 .fetch_one(&pool)
                 .await?;
         let settled_expected = expected.payments_by_status.get("SETTLED").copied();
+        let lag: f64 = totals(&metrics, "paystream_consumer_lag_records", &[])
+            .values()
+            .sum();
+        let lag_reported = metrics
+            .samples
+            .iter()
+            .any(|s| s.metric == "paystream_consumer_lag_records");
+        let depth: f64 = totals(&metrics, "paystream_dlq_depth_records", &[])
+            .values()
+            .sum();
+        let sink_lag: f64 = totals(&metrics, "paystream_sink_lag_records", &[])
+            .values()
+            .sum();
+        last = format!(
+            "initiated {initiated}/{} stored {stored} settled {settled_stored}/{settled_expected:?} \
+             lag {lag} (reported {lag_reported}) dlq depth {depth}/{} sink lag {sink_lag}",
+            expected.payments,
+            expected.dead_letters.values().sum::<u64>()
+        );
         if initiated == expected.payments
+            && sink_lag == 0.0
             && stored as u64 == expected.payments
             && Some(settled_stored as u64) == settled_expected
+            && lag_reported
+            && lag == 0.0
+            && depth as u64 == expected.dead_letters.values().sum::<u64>()
         {
             // One more scrape after a commit interval, so nothing is in flight.
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -188,5 +217,48 @@ async fn business_metrics_match_the_traffic_and_the_ledger() -> anyhow::Result<(
     }
     let duplicates = totals(&metrics, "paystream_records_duplicate_dropped_total", &[]);
     assert_eq!(one(&duplicates, &[]), expected.duplicates);
+
+    // Every produced record read once: processed + dropped + dead-lettered = produced.
+    let consumed = totals(&metrics, "paystream_records_consumed_total", &["topic"]);
+    let read: u64 = [
+        "payment_initiated",
+        "auth_success",
+        "auth_failure",
+        "settlement",
+    ]
+    .iter()
+    .map(|base| one(&consumed, &[&env.topic(base)]))
+    .sum();
+    assert_eq!(read, expected.records, "input records read");
+    let dead: u64 = one(
+        &totals(&metrics, "paystream_records_dead_lettered_total", &[]),
+        &[],
+    );
+    assert!(dead > 0, "bad records were injected");
+    assert!(read >= expected.duplicates + dead);
+    // DLQ depth: exactly the dead letters injected, per dead-letter topic.
+    let depth = totals(&metrics, "paystream_dlq_depth_records", &["topic"]);
+    assert_eq!(
+        depth.values().sum::<f64>() as u64,
+        expected.dead_letters.values().sum::<u64>()
+    );
+    // The sink: everything written, nothing left.
+    let sink_lag: f64 = totals(&metrics, "paystream_sink_lag_records", &[])
+        .values()
+        .sum();
+    assert_eq!(sink_lag, 0.0, "sink lag");
+    let rows = totals(&metrics, "paystream_sink_rows_written_total", &["table"]);
+    assert_eq!(one(&rows, &["journal_entries"]), expected.journal_entries);
+    assert_eq!(one(&rows, &["postings"]), expected.postings);
+    // State, restore and latency are reported.
+    let keys = totals(&metrics, "paystream_state_store_keys", &["store"]);
+    assert!(one(&keys, &["payments"]) > 0, "{keys:?}");
+    assert!(
+        metrics
+            .samples
+            .iter()
+            .any(|s| s.metric == "paystream_end_to_end_latency_seconds_count"),
+        "end-to-end latency histogram"
+    );
     Ok(())
 }

@@ -11,6 +11,7 @@ use backon::{ExponentialBuilder, Retryable};
 use paystream_runtime::Config;
 use paystream_runtime::health::Health;
 use paystream_runtime::kafka::read_committed_consumer_config;
+use paystream_runtime::metrics::Metrics;
 use paystream_runtime::topics::{TopicNames, partition_count};
 use paystream_schemas::{Codec, JournalEntry, PaymentStatusChanged, ReconciliationException};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -43,9 +44,14 @@ pub struct LedgerSink {
     database: LedgerDatabase,
     consumer: StreamConsumer,
     health: Arc<Health>,
+    metrics: Metrics,
     /// Next offset to read per assigned partition, as stored or as written since.
     next_offsets: HashMap<(String, i32), i64>,
+    last_lag_update: Instant,
 }
+
+/// How often the sink's lag is measured while it runs.
+const LAG_UPDATE_INTERVAL: Duration = Duration::from_secs(5);
 
 impl LedgerSink {
     /// Connects to PostgreSQL (applying migrations) and assigns the output partitions at
@@ -54,7 +60,12 @@ impl LedgerSink {
     /// # Errors
     /// [`SinkError::Database`] / [`SinkError::Migrate`] for PostgreSQL,
     /// [`SinkError::Kafka`] / [`SinkError::Runtime`] for Kafka and missing topics.
-    pub async fn new(config: Config, codec: Arc<Codec>, health: Arc<Health>) -> Result<Self> {
+    pub async fn new(
+        config: Config,
+        codec: Arc<Codec>,
+        health: Arc<Health>,
+        metrics: Metrics,
+    ) -> Result<Self> {
         // PostgreSQL may be restarting: retry the first connection, bounded and logged.
         let database = (|| LedgerDatabase::connect(&config.sink.database_url, 4))
             .retry(
@@ -120,7 +131,9 @@ impl LedgerSink {
             database,
             consumer,
             health,
+            metrics,
             next_offsets,
+            last_lag_update: Instant::now(),
         })
     }
 
@@ -162,6 +175,9 @@ impl LedgerSink {
                 self.next_offsets.insert(key.clone(), *offset);
             }
             self.write(&batch, &mut summary).await?;
+            if self.last_lag_update.elapsed() >= LAG_UPDATE_INTERVAL {
+                self.caught_up()?;
+            }
             if !wrote_records && *upstream_done.borrow() && self.caught_up()? {
                 info!(?summary, "ledger sink caught up");
                 return Ok(summary);
@@ -224,10 +240,23 @@ impl LedgerSink {
             .when(SinkError::is_retriable)
             .notify(|e, delay| {
                 self.health.set_database_reachable(false);
+                self.metrics.sink_errors.inc();
                 warn!(error = %e, ?delay, "ledger write failed, retrying");
             })
-            .await?;
+            .await
+            .inspect_err(|_| self.metrics.sink_errors.inc())?;
         self.health.set_database_reachable(true);
+        for (table, rows) in [
+            ("journal_entries", outcome.entries_written),
+            ("postings", outcome.postings_written),
+            ("payments", outcome.statuses_written),
+            ("reconciliation_exceptions", outcome.exceptions_written),
+        ] {
+            self.metrics
+                .sink_rows_written
+                .with_label_values(&[table])
+                .inc_by(rows);
+        }
         summary.batches += 1;
         summary.records += batch.len() as u64;
         summary.entries_written += outcome.entries_written;
@@ -243,8 +272,11 @@ impl LedgerSink {
         Ok(())
     }
 
-    /// True when every assigned partition has been read to its high watermark.
-    fn caught_up(&self) -> Result<bool> {
+    /// True when every assigned partition has been read to its high watermark; sets the
+    /// sink lag per partition on the way.
+    fn caught_up(&mut self) -> Result<bool> {
+        self.last_lag_update = Instant::now();
+        let mut all = true;
         let timeout = Duration::from_millis(self.config.kafka.request_timeout_ms);
         let positions = self
             .consumer
@@ -274,10 +306,14 @@ impl LedgerSink {
                 .copied()
                 .unwrap_or(low);
             let position = consumed.max(written);
+            self.metrics
+                .sink_lag
+                .with_label_values(&[topic, &partition.to_string()])
+                .set((high - position).max(0));
             if position < high {
-                return Ok(false);
+                all = false;
             }
         }
-        Ok(true)
+        Ok(all)
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod dead_letter;
+pub mod dlq_depth;
 pub mod health;
 pub mod kafka;
 pub mod metrics;

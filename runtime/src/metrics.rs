@@ -33,7 +33,8 @@ pub struct Metrics {
     pub transaction_aborts: IntCounter,
     /// Time to send offsets and commit a transaction, seconds.
     pub commit_latency_seconds: Histogram,
-    /// High watermark minus position per assigned partition, records.
+    /// High watermark minus committed offset per assigned input partition, records
+    /// (updated every 5 s; an offset that retention deleted counts from the low watermark).
     pub consumer_lag: IntGaugeVec,
     /// State store operations, by store and operation (get, put, delete, range).
     pub store_operations: IntCounterVec,
@@ -43,6 +44,24 @@ pub struct Metrics {
     pub payment_amount_minor: IntCounterVec,
     /// Reconciliation exceptions raised, by kind.
     pub reconciliation_exceptions: IntCounterVec,
+    /// Consumer group rebalances seen by this instance.
+    pub rebalances: IntCounter,
+    /// From a record's timestamp (event time) to the commit of its transaction, seconds.
+    pub end_to_end_latency_seconds: Histogram,
+    /// Changelog records restored into local stores, by store.
+    pub restore_records: IntCounterVec,
+    /// Changelog offsets still to restore, by store (0 when no restore runs).
+    pub restore_remaining_records: IntGaugeVec,
+    /// Keys in this instance's state stores (RocksDB's estimate), by store.
+    pub store_keys: IntGaugeVec,
+    /// Dead letters written and not redriven, by dead-letter topic.
+    pub dlq_depth: IntGaugeVec,
+    /// Rows the ledger sink wrote, by table.
+    pub sink_rows_written: IntCounterVec,
+    /// Records of the sink's input partitions not yet written to PostgreSQL.
+    pub sink_lag: IntGaugeVec,
+    /// Failed sink writes (each was retried or stopped the sink).
+    pub sink_errors: IntCounter,
 }
 
 impl Metrics {
@@ -97,6 +116,68 @@ impl Metrics {
             "Reconciliation exceptions raised, by kind",
             &["kind"],
         );
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("metric");
+            registry.register(Box::new(c.clone())).expect("register");
+            c
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric");
+            registry.register(Box::new(g.clone())).expect("register");
+            g
+        };
+        let rebalances = counter(
+            "paystream_rebalances_total",
+            "Consumer group rebalances seen by this instance",
+        );
+        let end_to_end_latency_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "paystream_end_to_end_latency_seconds",
+                "From a record's timestamp (event time) to the commit of its transaction",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+                21600.0, 86400.0, 259200.0,
+            ]),
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(end_to_end_latency_seconds.clone()))
+            .expect("register");
+        let restore_records = counter_vec(
+            "paystream_restore_records_total",
+            "Changelog records restored into local state stores, by store",
+            &["store"],
+        );
+        let restore_remaining_records = gauge_vec(
+            "paystream_restore_remaining_records",
+            "Changelog offsets still to restore, by store",
+            &["store"],
+        );
+        let store_keys = gauge_vec(
+            "paystream_state_store_keys",
+            "Keys in this instance's state stores (estimate), by store",
+            &["store"],
+        );
+        let dlq_depth = gauge_vec(
+            "paystream_dlq_depth_records",
+            "Dead letters written and not redriven, by dead-letter topic",
+            &["topic"],
+        );
+        let sink_rows_written = counter_vec(
+            "paystream_sink_rows_written_total",
+            "Rows the ledger sink wrote to PostgreSQL, by table",
+            &["table"],
+        );
+        let sink_lag = gauge_vec(
+            "paystream_sink_lag_records",
+            "Records of the sink's input partitions not yet written to PostgreSQL",
+            &["topic", "partition"],
+        );
+        let sink_errors = counter(
+            "paystream_sink_errors_total",
+            "Failed ledger sink writes (retried, or stopping the sink)",
+        );
         let commits =
             IntCounter::new("paystream_commits_total", "Committed transactions").expect("metric");
         registry
@@ -146,6 +227,15 @@ impl Metrics {
             payments,
             payment_amount_minor,
             reconciliation_exceptions,
+            rebalances,
+            end_to_end_latency_seconds,
+            restore_records,
+            restore_remaining_records,
+            store_keys,
+            dlq_depth,
+            sink_rows_written,
+            sink_lag,
+            sink_errors,
         }
     }
 }

@@ -100,13 +100,64 @@ pub struct RunSummary {
 
 /// Counts and logs partition assignment changes. The processing loop notices a changed
 /// count after the consumer returns and discards its open transaction (see
-/// [`Pipeline::on_rebalance`]).
-#[derive(Default)]
+/// [`Pipeline::on_rebalance`]). It also receives librdkafka's statistics, from which it
+/// sets consumer lag.
 pub struct RebalanceListener {
     rebalances: Arc<AtomicU64>,
+    lag: LagTracker,
 }
 
-impl ClientContext for RebalanceListener {}
+/// Consumer lag per assigned input partition: the partition's end for `read_committed`
+/// readers (last stable offset) minus the offset the application committed — as this
+/// process committed it, else as the group had it at assignment — and never below the
+/// low watermark (an offset that retention deleted). Set from librdkafka's statistics
+/// (`statistics.interval.ms`, every 5 s), so measuring it costs no request.
+#[derive(Clone)]
+pub struct LagTracker {
+    committed: Arc<std::sync::Mutex<HashMap<(String, i32), i64>>>,
+    gauge: prometheus::IntGaugeVec,
+}
+
+impl LagTracker {
+    fn record_commit(&self, offsets: &HashMap<(String, i32), i64>) {
+        let mut committed = self.committed.lock().expect("lag tracker lock");
+        for (key, offset) in offsets {
+            committed.insert(key.clone(), *offset);
+        }
+    }
+}
+
+impl ClientContext for RebalanceListener {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let committed = self.lag.committed.lock().expect("lag tracker lock");
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1 is librdkafka's internal "unassigned" partition.
+                if *partition < 0 || p.fetch_state == "none" || p.fetch_state == "stopped" {
+                    continue;
+                }
+                let end = if p.ls_offset >= 0 {
+                    p.ls_offset
+                } else {
+                    p.hi_offset
+                };
+                if end < 0 {
+                    continue;
+                }
+                let from = committed
+                    .get(&(topic.clone(), *partition))
+                    .copied()
+                    .or((p.committed_offset >= 0).then_some(p.committed_offset))
+                    .unwrap_or(p.lo_offset)
+                    .max(p.lo_offset.max(0));
+                self.lag
+                    .gauge
+                    .with_label_values(&[topic.as_str(), &partition.to_string()])
+                    .set((end - from).max(0));
+            }
+        }
+    }
+}
 
 impl ConsumerContext for RebalanceListener {
     fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -161,7 +212,15 @@ pub struct Pipeline {
     summary: RunSummary,
     first_record_at: Option<Instant>,
     last_commit_at: Option<Instant>,
+    /// Timestamps of the lifecycle records in the open transaction, for the end-to-end
+    /// latency observed at commit.
+    transaction_timestamps_ms: Vec<i64>,
+    /// Committed offsets shared with the consumer's statistics callback (consumer lag).
+    lag: LagTracker,
 }
+
+/// How often librdkafka reports statistics, from which consumer lag is set.
+const STATISTICS_INTERVAL_MS: &str = "5000";
 
 impl Pipeline {
     /// Connects to Kafka, checks the topics, and initialises the transactional producer
@@ -179,6 +238,10 @@ impl Pipeline {
         let names = TopicNames::new(&config);
         let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
         let rebalances = Arc::new(AtomicU64::new(0));
+        let lag = LagTracker {
+            committed: Arc::default(),
+            gauge: metrics.consumer_lag.clone(),
+        };
         let consumer: StreamConsumer<RebalanceListener> =
             read_committed_consumer_config(&config, &config.application_id)
                 .set("enable.auto.offset.store", "false")
@@ -194,8 +257,10 @@ impl Pipeline {
                     "session.timeout.ms",
                     config.processing.session_timeout_ms.to_string(),
                 )
+                .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
                 .create_with_context(RebalanceListener {
                     rebalances: rebalances.clone(),
+                    lag: lag.clone(),
                 })
                 .map_err(|e| Error::kafka("creating the consumer", e))?;
         tokio::task::block_in_place(|| check_topics(&config, &consumer))?;
@@ -267,6 +332,8 @@ impl Pipeline {
             summary: RunSummary::default(),
             first_record_at: None,
             last_commit_at: None,
+            transaction_timestamps_ms: Vec::new(),
+            lag,
             config,
         })
     }
@@ -286,6 +353,8 @@ impl Pipeline {
             .begin_transaction()
             .map_err(|e| Error::kafka("beginning a transaction", e))?;
         self.health.set_running(true);
+        // Stopped when dropped at the end of the run.
+        let _dlq_depth = crate::dlq_depth::spawn(&self.config, self.metrics.clone())?;
         let interval = Duration::from_millis(self.config.processing.commit_interval_ms);
         let mut next_commit = tokio::time::Instant::now() + interval;
         loop {
@@ -405,8 +474,9 @@ impl Pipeline {
         if !self.tasks.contains_key(&task_id) {
             info!(task = %task_id, "task assigned: restoring its stores");
             self.health.restore_started();
-            let opened =
-                tokio::task::block_in_place(|| Task::open(task_id, &self.config, &self.names));
+            let opened = tokio::task::block_in_place(|| {
+                Task::open(task_id, &self.config, &self.names, Some(&self.metrics))
+            });
             self.health.restore_finished();
             let task = opened?;
             info!(task = %task_id, "task running");
@@ -420,6 +490,9 @@ impl Pipeline {
                 message: dead_letter.1,
             }),
             Ok(event) => {
+                if sub_topology == SubTopology::Lifecycle {
+                    self.transaction_timestamps_ms.push(origin.timestamp_ms);
+                }
                 let task = self.tasks.get_mut(&task_id).expect("task opened above");
                 task.advance_stream_time(Stream::of(&event), origin.timestamp_ms);
                 if topic == self.names.payments_by_id {
@@ -808,9 +881,19 @@ impl Pipeline {
                     task.commit_stores()?;
                 }
                 self.checkpoint(changelog_deliveries).await?;
+                self.lag.record_commit(&self.pending_offsets);
                 self.committed_offsets.extend(self.pending_offsets.drain());
                 self.publish_counts();
                 self.publish_store_metrics();
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                for timestamp_ms in self.transaction_timestamps_ms.drain(..) {
+                    self.metrics
+                        .end_to_end_latency_seconds
+                        .observe((now_ms - timestamp_ms).max(0) as f64 / 1000.0);
+                }
                 self.metrics.commits.inc();
                 self.metrics
                     .commit_latency_seconds
@@ -893,6 +976,7 @@ impl Pipeline {
         self.metrics.transaction_aborts.inc();
         // The aborted records will be read and counted again.
         self.counts = TransactionCounts::default();
+        self.transaction_timestamps_ms.clear();
         for task in self.tasks.values_mut() {
             task.abort_stores();
         }
@@ -941,6 +1025,8 @@ impl Pipeline {
             .map_err(|e| Error::kafka("beginning a transaction", e))?;
         self.pending_offsets.clear();
         self.counts = TransactionCounts::default();
+        self.transaction_timestamps_ms.clear();
+        self.metrics.rebalances.inc();
         self.records_in_transaction = 0;
         let names = &self.names;
         self.tasks.retain(|id, task| {
@@ -958,9 +1044,22 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Moves the stores' operation counters into the Prometheus metrics.
+    /// Moves the stores' operation counters into the Prometheus metrics and sets the
+    /// stores' key counts.
     fn publish_store_metrics(&self) {
         use std::sync::atomic::Ordering::Relaxed;
+        let mut keys: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for task in self.tasks.values() {
+            for (store, n) in task.store_keys() {
+                *keys.entry(store).or_insert(0) += n;
+            }
+        }
+        for (store, n) in keys {
+            self.metrics
+                .store_keys
+                .with_label_values(&[store])
+                .set(n as i64);
+        }
         for task in self.tasks.values() {
             for (store, metrics) in task.store_metrics() {
                 for (operation, counter) in [
@@ -1103,12 +1202,6 @@ impl Pipeline {
                 .or_else(|| offset_of(&committed, topic, partition))
                 .unwrap_or(low);
             let lag = (high - position).max(0);
-            if assignment.find_partition(topic, partition).is_some() {
-                self.metrics
-                    .consumer_lag
-                    .with_label_values(&[topic, &partition.to_string()])
-                    .set(lag);
-            }
             if lag > 0 {
                 all_caught_up = false;
             }

@@ -152,7 +152,19 @@ pub fn restore_store(
     from: Option<i64>,
     store: &mut RocksDbStore,
     deadline: Duration,
+    metrics: Option<&crate::metrics::Metrics>,
 ) -> Result<Restored> {
+    let store_name = store.name().to_string();
+    let progress = |restored: u64, remaining: i64| {
+        if let Some(m) = metrics {
+            m.restore_records
+                .with_label_values(&[store_name.as_str()])
+                .inc_by(restored);
+            m.restore_remaining_records
+                .with_label_values(&[store_name.as_str()])
+                .set(remaining.max(0));
+        }
+    };
     let consumer: BaseConsumer =
         read_committed_consumer_config(config, &format!("{}-restore", config.application_id))
             .set("enable.partition.eof", "true")
@@ -211,7 +223,9 @@ pub fn restore_store(
                 records += 1;
                 position = message.offset() + 1;
                 if batch.len() >= RESTORE_BATCH_RECORDS_MAX {
+                    let written = batch.len() as u64;
                     store.write_batch(std::mem::take(&mut batch))?;
+                    progress(written, high - position);
                 }
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {
@@ -228,9 +242,11 @@ pub fn restore_store(
             Some(Err(e)) => return Err(Error::kafka(&format!("restoring {changelog}"), e)),
         }
     }
+    let written = batch.len() as u64;
     if !batch.is_empty() {
         store.write_batch(batch)?;
     }
+    progress(written, 0);
     info!(
         changelog,
         partition,

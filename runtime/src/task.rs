@@ -104,7 +104,12 @@ impl Task {
     ///
     /// # Errors
     /// Store, Kafka and state-directory errors; restore not finishing in time.
-    pub fn open(id: TaskId, config: &Config, names: &TopicNames) -> Result<Task> {
+    pub fn open(
+        id: TaskId,
+        config: &Config,
+        names: &TopicNames,
+        metrics: Option<&crate::metrics::Metrics>,
+    ) -> Result<Task> {
         let dir = task_dir(config, &id.to_string());
         let directory_error = |source| Error::StateDirectory {
             path: dir.display().to_string(),
@@ -123,6 +128,7 @@ impl Task {
                 checkpoint.offsets.get(*name).copied(),
                 &mut store,
                 deadline,
+                metrics,
             )?;
             checkpoint
                 .offsets
@@ -233,6 +239,13 @@ impl Task {
         self.stores
             .iter()
             .flat_map(|(name, store)| store.inner().inner().pending().map(move |w| (*name, w)))
+    }
+
+    /// Each store's estimated key count.
+    pub fn store_keys(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.stores
+            .iter()
+            .map(|(name, store)| (*name, store.approximate_len()))
     }
 
     /// Each store's operation counters, for metrics.

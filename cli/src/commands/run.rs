@@ -58,7 +58,13 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let (upstream_done_tx, upstream_done_rx) = watch::channel(false);
     let sink = if config.sink.enabled && !args.no_sink {
-        let sink = LedgerSink::new(config.clone(), codec.clone(), health.clone()).await?;
+        let sink = LedgerSink::new(
+            config.clone(),
+            codec.clone(),
+            health.clone(),
+            metrics.clone(),
+        )
+        .await?;
         Some(tokio::spawn(
             sink.run(shutdown_rx.clone(), upstream_done_rx),
         ))

@@ -95,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
             None,
             &mut store,
             Duration::from_secs(3_600),
+            None,
         )
     })
     .context("restoring")?;
