@@ -59,6 +59,21 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Print the topology: sub-topologies with their source topics, processors, state
+    /// stores and changelogs, sink topics, dead-letter queues, the ledger sink and the
+    /// internal topics, for this configuration.
+    Topology {
+        /// `text`, or `mermaid` for a flowchart (the README's diagram).
+        #[arg(long, value_enum, default_value_t = TopologyFormat::Text)]
+        format: TopologyFormat,
+    },
+}
+
+/// Formats of `paystream topology`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TopologyFormat {
+    Text,
+    Mermaid,
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +152,14 @@ fn main() -> ExitCode {
             Command::Ledger {
                 command: LedgerCommand::Balance(args),
             } => commands::ledger::balance(config, args).await,
+            Command::Topology { format } => {
+                let topology = paystream_runtime::topology::Topology::of(&config);
+                match format {
+                    TopologyFormat::Text => print!("{}", topology.to_text()),
+                    TopologyFormat::Mermaid => print!("{}", topology.to_mermaid()),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Dlq {
                 command: DlqCommand::Inspect(args),
             } => commands::dlq::inspect(config, args).await,

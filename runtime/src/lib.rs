@@ -26,6 +26,7 @@ pub mod pipeline;
 pub mod state_manager;
 pub mod task;
 pub mod topics;
+pub mod topology;
 
 use rdkafka::error::KafkaError;
 
