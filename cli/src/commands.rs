@@ -3,6 +3,7 @@
 pub mod dlq;
 pub mod ledger;
 pub mod produce;
+pub mod replay;
 pub mod run;
 pub mod schemas;
 pub mod topics;

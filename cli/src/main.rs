@@ -59,6 +59,10 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Reset the application's consumer group to replay its input (backfill): to an
+    /// offset, a time or a duration ago. Refuses while instances run. State stores are
+    /// kept (the replay is deduplicated) unless --reset-state.
+    Replay(commands::replay::ReplayArgs),
     /// Print the topology: sub-topologies with their source topics, processors, state
     /// stores and changelogs, sink topics, dead-letter queues, the ledger sink and the
     /// internal topics, for this configuration.
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
             Command::Ledger {
                 command: LedgerCommand::Balance(args),
             } => commands::ledger::balance(config, args).await,
+            Command::Replay(args) => commands::replay::replay(config, args).await,
             Command::Topology { format } => {
                 let topology = paystream_runtime::topology::Topology::of(&config);
                 match format {

@@ -1,0 +1,140 @@
+//! Replay (backfill) on real parts: after a day of traffic has been processed, the
+//! operator resets the group with `paystream replay --by-duration` and runs the pipeline
+//! again. With state kept, every replayed record is recognised: nothing is posted twice
+//! and no output topic gets a record again. `replay` refuses while an instance runs.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use paystream::traffic::{TrafficOptions, default_start_ms, plan};
+use paystream_integration::{TestEnv, field, ledger_snapshot, read_committed};
+
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn output_counts(env: &TestEnv) -> anyhow::Result<Vec<usize>> {
+    [
+        "payment_status",
+        "ledger_entries",
+        "reconciliation_exceptions",
+    ]
+    .iter()
+    .map(|base| Ok(read_committed(&env.topic(base), READ_TIMEOUT)?.len()))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_of_a_day_posts_nothing_twice_and_emits_no_duplicates() -> anyhow::Result<()> {
+    let env = TestEnv::new("replay");
+    let count = 3_000;
+    // Payments over the last day and their settlements a day later: a day of input.
+    let start_ms = default_start_ms(count);
+    let expected = plan(&TrafficOptions {
+        count,
+        seed: 5,
+        start_ms,
+        mismatch_rate: 0.02,
+        ..TrafficOptions::default()
+    })
+    .expected;
+    env.paystream(&["topics", "create"])?;
+    env.paystream(&["schemas", "register"])?;
+    env.paystream(&["ledger", "init"])?;
+    env.paystream(&[
+        "produce",
+        "--quiet",
+        "--count",
+        &count.to_string(),
+        "--seed",
+        "5",
+        "--start-ms",
+        &start_ms.to_string(),
+        "--mismatch-rate",
+        "0.02",
+    ])?;
+    let first = env.paystream(&["run", "--until-caught-up"])?;
+    let first = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert_eq!(
+        field(&first, "events read"),
+        Some(expected.records.to_string().as_str())
+    );
+    let ledger = ledger_snapshot(&env.database_url).await?;
+    let outputs = output_counts(&env)?;
+    assert!(outputs.iter().all(|n| *n > 0), "{outputs:?}");
+
+    // While an instance runs, replay refuses.
+    let mut running = env
+        .command(&["run", "--no-sink"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let refused =
+            env.paystream_unchecked(&["replay", "--by-duration", "3days", "--dry-run"])?;
+        let stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
+        if !refused.status.success() {
+            assert!(stderr.contains("live member"), "{stderr}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the running instance never joined the group"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &running.id().to_string()])
+        .status()?;
+    running.wait()?;
+
+    // Once it has left the group (static members leave at the session timeout), the
+    // dry run shows each partition's current → new offset.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let dry = loop {
+        let dry = env.paystream_unchecked(&["replay", "--by-duration", "3days", "--dry-run"])?;
+        if dry.status.success() {
+            break String::from_utf8_lossy(&dry.stdout).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stopped instance never left the group"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    println!("{dry}");
+    let settlement = env.topic("settlement");
+    let rows: Vec<Vec<&str>> = dry
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert!(
+        rows.iter()
+            .filter(|r| r[0] == settlement)
+            .all(|r| r[3] == "0" && r[2] != "0"),
+        "every settlement partition goes back to its first record: {dry}"
+    );
+
+    env.paystream(&["replay", "--by-duration", "3days"])?;
+    let second = env.paystream(&["run", "--until-caught-up"])?;
+    let second = String::from_utf8_lossy(&second.stdout).into_owned();
+    println!("{second}");
+    assert_eq!(
+        field(&second, "events read"),
+        Some(expected.records.to_string().as_str()),
+        "the whole day was read again"
+    );
+    assert_eq!(field(&second, "status changes emitted"), Some("0"));
+    assert_eq!(field(&second, "journal entries emitted"), Some("0"));
+    assert_eq!(
+        ledger_snapshot(&env.database_url).await?,
+        ledger,
+        "nothing posted twice"
+    );
+    assert_eq!(
+        output_counts(&env)?,
+        outputs,
+        "no output record emitted again"
+    );
+    Ok(())
+}
