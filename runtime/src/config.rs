@@ -526,4 +526,30 @@ mod tests {
             config.validate().unwrap_or_else(|e| panic!("{file}: {e}"));
         }
     }
+
+    #[test]
+    fn the_compose_file_sets_only_existing_config_keys() {
+        let compose = include_str!("../../docker-compose.yml");
+        let vars: Vec<(String, String)> = compose
+            .lines()
+            .filter_map(|line| {
+                let (key, value) = line.trim().split_once(": ")?;
+                (key.starts_with("PAYSTREAM_") && key != "PAYSTREAM_CONFIG")
+                    .then(|| (key.to_string(), value.trim().to_string()))
+            })
+            .collect();
+        assert!(vars.len() >= 5, "{vars:?}");
+        figment::Jail::expect_with(|jail| {
+            for (key, value) in &vars {
+                jail.set_env(key, value);
+            }
+            // The compose file mounts config/paystream.local.toml as the config file.
+            let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../config/paystream.local.toml");
+            let config = Config::load(Some(&file)).map_err(|e| e.to_string())?;
+            assert_eq!(config.http.listen_address, "0.0.0.0:9464");
+            assert_eq!(config.kafka.bootstrap_servers, "kafka:9092");
+            Ok(())
+        });
+    }
 }
