@@ -52,7 +52,8 @@ pub struct Metrics {
     pub restore_records: IntCounterVec,
     /// Changelog offsets still to restore, by store (0 when no restore runs).
     pub restore_remaining_records: IntGaugeVec,
-    /// Keys in this instance's state stores (RocksDB's estimate), by store.
+    /// Keys in this instance's state stores, by store: RocksDB's `estimate-num-keys`,
+    /// which counts overwritten and deleted keys until compaction (an upper bound).
     pub store_keys: IntGaugeVec,
     /// Dead letters written and not redriven, by dead-letter topic.
     pub dlq_depth: IntGaugeVec,
@@ -156,7 +157,7 @@ impl Metrics {
         );
         let store_keys = gauge_vec(
             "paystream_state_store_keys",
-            "Keys in this instance's state stores (estimate), by store",
+            "Keys in this instance's state stores, by store: RocksDB's estimate, which counts overwritten and deleted keys until compaction",
             &["store"],
         );
         let dlq_depth = gauge_vec(
