@@ -477,24 +477,21 @@ fn on_auth_succeeded(
     ctx: &mut dyn ProcessorContext,
     settings: &LifecycleSettings,
 ) -> Result<()> {
-    let previous = state.status;
-    if transition(Some(previous), PaymentStatus::Authorized).is_err() {
-        ctx.forward(illegal(
-            origin,
-            &state,
-            PaymentStatus::Authorized,
-            &auth.event_id,
-        ));
+    let recorded_ms = origin.timestamp_ms;
+    let Some(previous) = enter(
+        &mut state,
+        PaymentStatus::Authorized,
+        &auth.event_id,
+        origin,
+        ctx,
+    )?
+    else {
         return Ok(());
-    }
-    state.status = PaymentStatus::Authorized;
+    };
     state.authorized_amount_minor = Some(auth.amount_minor);
     state.authorized_currency = Some(auth.currency.clone());
-    mark_seen(ctx, &auth.event_id)?;
     write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
-    let settle_by_ms = origin
-        .timestamp_ms
-        .saturating_add(settings.settlement_window_ms);
+    let settle_by_ms = recorded_ms.saturating_add(settings.settlement_window_ms);
     timers::schedule(
         ctx,
         settle_by_ms,
@@ -525,18 +522,16 @@ fn on_auth_failed(
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
 ) -> Result<()> {
-    let previous = state.status;
-    if transition(Some(previous), PaymentStatus::Declined).is_err() {
-        ctx.forward(illegal(
-            origin,
-            &state,
-            PaymentStatus::Declined,
-            &failed.event_id,
-        ));
+    let Some(previous) = enter(
+        &mut state,
+        PaymentStatus::Declined,
+        &failed.event_id,
+        origin,
+        ctx,
+    )?
+    else {
         return Ok(());
-    }
-    state.status = PaymentStatus::Declined;
-    mark_seen(ctx, &failed.event_id)?;
+    };
     write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
     ctx.forward(Output::PaymentStatus(status_changed(
         &state,
@@ -553,18 +548,16 @@ fn on_settlement(
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
 ) -> Result<()> {
-    let previous = state.status;
-    if transition(Some(previous), PaymentStatus::Settled).is_err() {
-        ctx.forward(illegal(
-            origin,
-            &state,
-            PaymentStatus::Settled,
-            &settlement.event_id,
-        ));
+    let Some(previous) = enter(
+        &mut state,
+        PaymentStatus::Settled,
+        &settlement.event_id,
+        origin,
+        ctx,
+    )?
+    else {
         return Ok(());
-    }
-    state.status = PaymentStatus::Settled;
-    mark_seen(ctx, &settlement.event_id)?;
+    };
     write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
     ctx.forward(Output::PaymentStatus(status_changed(
         &state,
@@ -617,6 +610,26 @@ fn reconcile_settlement(
         )?;
     }
     Ok(())
+}
+
+/// Moves `state` to `to` for event `event_id` if the lifecycle allows it: marks the event
+/// seen and returns the previous status. Otherwise dead-letters the record at `origin` as
+/// `illegal_transition` and returns `None`.
+fn enter(
+    state: &mut PaymentState,
+    to: PaymentStatus,
+    event_id: &str,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<Option<PaymentStatus>> {
+    let previous = state.status;
+    if transition(Some(previous), to).is_err() {
+        ctx.forward(illegal(origin, state, to, event_id));
+        return Ok(None);
+    }
+    state.status = to;
+    mark_seen(ctx, event_id)?;
+    Ok(Some(previous))
 }
 
 fn illegal(origin: Origin, state: &PaymentState, to: PaymentStatus, event_id: &str) -> Output {
