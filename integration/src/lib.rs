@@ -103,6 +103,17 @@ impl TestEnv {
         dir.parent().unwrap_or(dir).join("paystream")
     }
 
+    /// Creates this test's topics, registers the schemas and creates its ledger database.
+    ///
+    /// # Errors
+    /// When one of the three commands fails.
+    pub fn prepare(&self) -> anyhow::Result<()> {
+        self.paystream(&["topics", "create"])?;
+        self.paystream(&["schemas", "register"])?;
+        self.paystream(&["ledger", "init"])?;
+        Ok(())
+    }
+
     /// Runs `paystream ARGS` with this test's configuration in the environment.
     ///
     /// # Errors

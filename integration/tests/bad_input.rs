@@ -85,9 +85,7 @@ struct Case {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_input_corpus_is_dead_lettered_and_accounted_for() -> anyhow::Result<()> {
     let env = TestEnv::new("badinput");
-    env.paystream(&["topics", "create"])?;
-    env.paystream(&["schemas", "register"])?;
-    env.paystream(&["ledger", "init"])?;
+    env.prepare()?;
     let codec = Codec::new(&registry_url(), Duration::from_secs(10))?;
     let initiated_topic = env.topic("payment_initiated");
     let auth_topic = env.topic("auth_success");

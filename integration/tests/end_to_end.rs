@@ -62,9 +62,7 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
         expected.exceptions
     );
 
-    env.paystream(&["topics", "create"])?;
-    env.paystream(&["schemas", "register"])?;
-    env.paystream(&["ledger", "init"])?;
+    env.prepare()?;
     let expect_file = env.work_dir.path().join("expected.json");
     let produced = env.paystream(&[
         "produce",

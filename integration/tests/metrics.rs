@@ -55,9 +55,7 @@ async fn business_metrics_match_the_traffic_and_the_ledger() -> anyhow::Result<(
         ..TrafficOptions::default()
     };
     let expected: ExpectedOutcome = plan(&options).expected;
-    env.paystream(&["topics", "create"])?;
-    env.paystream(&["schemas", "register"])?;
-    env.paystream(&["ledger", "init"])?;
+    env.prepare()?;
     env.paystream(&[
         "produce",
         "--quiet",

@@ -36,9 +36,7 @@ async fn a_replay_of_a_day_posts_nothing_twice_and_emits_no_duplicates() -> anyh
         ..TrafficOptions::default()
     })
     .expected;
-    env.paystream(&["topics", "create"])?;
-    env.paystream(&["schemas", "register"])?;
-    env.paystream(&["ledger", "init"])?;
+    env.prepare()?;
     env.paystream(&[
         "produce",
         "--quiet",

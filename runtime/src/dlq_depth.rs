@@ -56,11 +56,7 @@ pub fn spawn(config: &Config, metrics: Metrics) -> Result<DlqDepthMonitor> {
         read_committed_consumer_config(config, &format!("{}-dlq-depth", config.application_id))
             .create()
             .map_err(|e| Error::kafka("creating the DLQ depth consumer", e))?;
-    let dead_letter_topics: Vec<String> = names
-        .inputs()
-        .iter()
-        .map(|t| TopicNames::dead_letter(t))
-        .collect();
+    let dead_letter_topics = names.dead_letter_topics();
     let mut assignment = TopicPartitionList::new();
     for topic in dead_letter_topics.iter().chain([&names.dlq_redrives]) {
         for partition in 0..partition_count(&consumer, topic, timeout)? {

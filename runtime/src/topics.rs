@@ -43,6 +43,7 @@ pub struct TopicNames {
     /// The redrive log (see [`TopicRole::RedriveLog`]).
     pub dlq_redrives: String,
     application_id: String,
+    prefix: String,
 }
 
 impl TopicNames {
@@ -60,6 +61,7 @@ impl TopicNames {
             reconciliation_exceptions: format!("{p}reconciliation_exceptions"),
             payments_by_id: format!("{app}-payments-by-id"),
             dlq_redrives: format!("{app}-dlq-redrives"),
+            prefix: p.clone(),
             application_id: app.clone(),
         }
     }
@@ -72,6 +74,21 @@ impl TopicNames {
             &self.auth_failure,
             &self.settlement,
         ]
+    }
+
+    /// The four dead-letter topics, one per input topic.
+    pub fn dead_letter_topics(&self) -> Vec<String> {
+        self.inputs().iter().map(|t| Self::dead_letter(t)).collect()
+    }
+
+    /// The input topic a user named: by base name (`settlement`), full name
+    /// (`<prefix>settlement`) or its dead-letter topic's name (`<prefix>settlement.dlq`).
+    pub fn resolve_input(&self, name: &str) -> Option<&str> {
+        let name = name.strip_suffix(".dlq").unwrap_or(name);
+        let prefixed = format!("{}{name}", self.prefix);
+        self.inputs()
+            .into_iter()
+            .find(|input| *input == name || *input == prefixed)
     }
 
     /// Topics keyed by payment id that one lifecycle task reads together; they must have
@@ -306,5 +323,17 @@ mod tests {
         assert_eq!(all.len(), 4 * 2 + 3 + 1 + 1 + 1);
         assert!(all.contains(&("app-dlq-redrives".into(), TopicRole::RedriveLog)));
         assert!(all.contains(&("app-idempotency-changelog".into(), TopicRole::Changelog)));
+    }
+
+    #[test]
+    fn inputs_resolve_by_base_full_and_dead_letter_name() {
+        let mut config = Config::default();
+        config.topics.prefix = "t1.".into();
+        let names = TopicNames::new(&config);
+        for given in ["settlement", "t1.settlement", "t1.settlement.dlq"] {
+            assert_eq!(names.resolve_input(given), Some("t1.settlement"), "{given}");
+        }
+        assert_eq!(names.resolve_input("ledger_entries"), None);
+        assert_eq!(names.dead_letter_topics().len(), 4);
     }
 }

@@ -41,8 +41,8 @@ pub struct Selection {
 
 impl Selection {
     /// The dead-letter topics selected (see [`dead_letter_topics`]).
-    fn topics(&self, config: &Config, names: &TopicNames) -> Vec<String> {
-        dead_letter_topics(config, names, &self.topic)
+    fn topics(&self, names: &TopicNames) -> Vec<String> {
+        dead_letter_topics(names, &self.topic)
     }
 
     /// Reads every selected topic to its end (read_committed) and returns the dead
@@ -61,7 +61,7 @@ impl Selection {
             .map(|since| super::parse_time_ms("--since", since))
             .transpose()?;
         let mut matching = Vec::new();
-        for topic in self.topics(config, names) {
+        for topic in self.topics(names) {
             let messages = tokio::task::block_in_place(|| {
                 read_committed_to_end(config, &topic, Duration::from_secs(120))
             })?;
@@ -298,7 +298,7 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
         .iter()
         .map(|r| parse_record(r))
         .collect::<anyhow::Result<_>>()?;
-    if !chosen.is_empty() && args.selection.topics(&config, &names).len() != 1 {
+    if !chosen.is_empty() && args.selection.topics(&names).len() != 1 {
         anyhow::bail!("--record needs exactly one --topic (the dead-letter queue it is in)");
     }
     let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
@@ -412,24 +412,19 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
 
 /// The dead-letter topics named by `--topic` values (base or full input names, or DLQ
 /// names), or all four.
-fn dead_letter_topics(config: &Config, names: &TopicNames, given: &[String]) -> Vec<String> {
+/// A name that is not an input topic is kept as given (a dead-letter topic of another
+/// naming scheme).
+fn dead_letter_topics(names: &TopicNames, given: &[String]) -> Vec<String> {
     if given.is_empty() {
-        return names
-            .inputs()
-            .iter()
-            .map(|t| TopicNames::dead_letter(t))
-            .collect();
+        return names.dead_letter_topics();
     }
     given
         .iter()
         .map(|t| {
-            let prefixed = format!("{}{t}", config.topics.prefix);
-            let full = if names.inputs().contains(&prefixed.as_str()) {
-                prefixed
-            } else {
-                t.trim_end_matches(".dlq").to_string()
-            };
-            TopicNames::dead_letter(&full)
+            let input = names
+                .resolve_input(t)
+                .unwrap_or_else(|| t.trim_end_matches(".dlq"));
+            TopicNames::dead_letter(input)
         })
         .collect()
 }

@@ -86,15 +86,12 @@ pub async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<ExitCode
     } else {
         args.topics
             .iter()
-            .map(|t| {
-                let prefixed = format!("{}{t}", config.topics.prefix);
-                if names.inputs().contains(&prefixed.as_str()) {
-                    Ok(prefixed)
-                } else if names.inputs().contains(&t.as_str()) {
-                    Ok(t.clone())
-                } else {
-                    bail!("--topics {t}: not an input topic (payment_initiated, auth_success, auth_failure, settlement)")
-                }
+            .map(|t| match names.resolve_input(t) {
+                Some(input) => Ok(input.to_string()),
+                None => bail!(
+                    "--topics {t}: not an input topic (payment_initiated, auth_success, \
+                     auth_failure, settlement)"
+                ),
             })
             .collect::<anyhow::Result<_>>()?
     };
