@@ -8,13 +8,15 @@
 //! `PAYSTREAM_DATABASE_URL`).
 
 use std::collections::BTreeMap;
+use std::io::{Read, Seek};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rdkafka::message::{Headers, Message};
 use sqlx::Row;
+use wait_timeout::ChildExt;
 
 /// A value from the environment `scripts/test` exports, or the local stack's default.
 fn stack_var(name: &str, default: &str) -> String {
@@ -132,16 +134,10 @@ impl TestEnv {
         args: &[&str],
         vars: &[(&str, &str)],
     ) -> anyhow::Result<Output> {
-        let output = self
-            .command(args)
-            .envs(vars.iter().copied())
-            .output()
-            .with_context(|| {
-                format!(
-                    "starting {} (build it with cargo build)",
-                    Self::binary().display()
-                )
-            })?;
+        let output = output_within(
+            self.command(args).envs(vars.iter().copied()),
+            COMMAND_TIMEOUT,
+        )?;
         if !output.status.success() {
             bail!(
                 "paystream {} exited {}\n--- stdout\n{}\n--- stderr\n{}",
@@ -159,12 +155,7 @@ impl TestEnv {
     /// # Errors
     /// When the process cannot start.
     pub fn paystream_unchecked(&self, args: &[&str]) -> anyhow::Result<Output> {
-        self.command(args).output().with_context(|| {
-            format!(
-                "starting {} (build it with cargo build)",
-                Self::binary().display()
-            )
-        })
+        output_within(&mut self.command(args), COMMAND_TIMEOUT)
     }
 
     /// A `paystream ARGS` command with this test's configuration in its environment, for
@@ -195,6 +186,132 @@ impl TestEnv {
     pub fn topic(&self, base: &str) -> String {
         format!("{}{base}", self.prefix)
     }
+}
+
+/// Longest one `paystream` command of a test may run (the longest, a `run
+/// --until-caught-up` of a few thousand events, takes under a minute).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Longest a running `paystream run` may take to stop after SIGTERM (it commits the open
+/// transaction and leaves the group: seconds).
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `command` to completion like [`Command::output`], but kills it and fails after
+/// `timeout`, with the tail of what it printed — a hung process fails its test instead
+/// of stalling the whole run.
+///
+/// # Errors
+/// When the process cannot start, or runs past `timeout`.
+pub fn output_within(command: &mut Command, timeout: Duration) -> anyhow::Result<Output> {
+    // Files, not pipes: a chatty process cannot block on a full pipe while we wait.
+    let mut stdout = tempfile::tempfile()?;
+    let mut stderr = tempfile::tempfile()?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(stdout.try_clone()?)
+        .stderr(stderr.try_clone()?)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "starting {:?} (build it with cargo build)",
+                command.get_program()
+            )
+        })?;
+    let status = child.wait_timeout(timeout)?;
+    let read = |file: &mut std::fs::File| -> anyhow::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        file.rewind()?;
+        file.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!(
+            "{} did not finish within {} s and was killed\n--- stdout\n{}\n--- stderr\n{}",
+            describe(command),
+            timeout.as_secs(),
+            tail(&String::from_utf8_lossy(&read(&mut stdout)?), 40),
+            tail(&String::from_utf8_lossy(&read(&mut stderr)?), 60)
+        );
+    };
+    Ok(Output {
+        status,
+        stdout: read(&mut stdout)?,
+        stderr: read(&mut stderr)?,
+    })
+}
+
+/// Sends SIGTERM to `child` (a running `paystream run`) and waits up to `timeout` for it
+/// to exit; past that it is killed and the call fails.
+///
+/// # Errors
+/// When the signal cannot be sent or the process does not stop in time.
+pub fn stop_within(child: &mut Child, timeout: Duration) -> anyhow::Result<ExitStatus> {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .context("sending SIGTERM")?;
+    match child.wait_timeout(timeout)? {
+        Some(status) => Ok(status),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "pid {} did not stop within {} s of SIGTERM and was killed",
+                child.id(),
+                timeout.as_secs()
+            )
+        }
+    }
+}
+
+/// A `paystream` process a test started and stops itself; killed (SIGKILL) if it is
+/// still running when dropped, so a failing test leaves no instance behind.
+pub struct Running {
+    child: Child,
+}
+
+impl Running {
+    /// Starts `command`.
+    ///
+    /// # Errors
+    /// When the process cannot start.
+    pub fn spawn(command: &mut Command) -> anyhow::Result<Self> {
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", describe(command)))?;
+        Ok(Running { child })
+    }
+
+    /// Stops the process with SIGTERM within [`STOP_TIMEOUT`] (see [`stop_within`]).
+    ///
+    /// # Errors
+    /// When it does not stop in time.
+    pub fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        stop_within(&mut self.child, STOP_TIMEOUT)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn describe(command: &Command) -> String {
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    format!(
+        "{} {}",
+        command.get_program().to_string_lossy(),
+        args.join(" ")
+    )
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -3,11 +3,14 @@
 //! record or any difference in the PostgreSQL ledger.
 
 use std::process::Command;
+use std::time::Duration;
+
+use paystream_integration::output_within;
 
 #[test]
 fn kill_nine_loses_and_duplicates_nothing() {
-    let output = Command::new(env!("CARGO_BIN_EXE_chaos"))
-        .args([
+    let output = output_within(
+        Command::new(env!("CARGO_BIN_EXE_chaos")).args([
             "--events",
             "20000",
             "--kills",
@@ -16,9 +19,11 @@ fn kill_nine_loses_and_duplicates_nothing() {
             "2",
             "--seed",
             "1",
-        ])
-        .output()
-        .expect("run the chaos binary");
+        ]),
+        // About a minute here; a hang fails with the chaos run's output.
+        Duration::from_secs(900),
+    )
+    .expect("run the chaos binary");
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&output.stderr));

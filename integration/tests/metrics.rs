@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use paystream::traffic::{ExpectedOutcome, TrafficOptions, default_start_ms, plan};
-use paystream_integration::TestEnv;
+use paystream_integration::{Running, TestEnv};
 use prometheus_parse::{Scrape, Value};
 
 /// `metric{labels}` → value, summed over the labels not named in `by`.
@@ -74,12 +74,12 @@ async fn business_metrics_match_the_traffic_and_the_ledger() -> anyhow::Result<(
     // A free port for the metrics endpoint of this test's instance.
     let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let url = format!("http://{address}/metrics");
-    let mut run = env
-        .command(&["run"])
-        .env("PAYSTREAM_HTTP__LISTEN_ADDRESS", address.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+    let mut run = Running::spawn(
+        env.command(&["run"])
+            .env("PAYSTREAM_HTTP__LISTEN_ADDRESS", address.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    )?;
     let pool = sqlx::PgPool::connect(&env.database_url).await?;
 
     // Wait until every payment is counted and the sink has written them all.
@@ -138,10 +138,7 @@ async fn business_metrics_match_the_traffic_and_the_ledger() -> anyhow::Result<(
             break scrape(&url).await?;
         }
     };
-    std::process::Command::new("kill")
-        .args(["-TERM", &run.id().to_string()])
-        .status()?;
-    let status = run.wait()?;
+    let status = run.stop()?;
     assert!(
         status.success(),
         "paystream run stopped cleanly on SIGTERM: {status}"

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use paystream::traffic::{TrafficOptions, default_start_ms, plan};
-use paystream_integration::{TestEnv, field, ledger_snapshot, read_committed};
+use paystream_integration::{Running, TestEnv, field, ledger_snapshot, read_committed};
 
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -60,11 +60,11 @@ async fn a_replay_of_a_day_posts_nothing_twice_and_emits_no_duplicates() -> anyh
     assert!(outputs.iter().all(|n| *n > 0), "{outputs:?}");
 
     // While an instance runs, replay refuses.
-    let mut running = env
-        .command(&["run", "--no-sink"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut running = Running::spawn(
+        env.command(&["run", "--no-sink"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let refused =
@@ -80,10 +80,7 @@ async fn a_replay_of_a_day_posts_nothing_twice_and_emits_no_duplicates() -> anyh
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    std::process::Command::new("kill")
-        .args(["-TERM", &running.id().to_string()])
-        .status()?;
-    running.wait()?;
+    running.stop()?;
 
     // Once it has left the group (static members leave at the session timeout), the
     // dry run shows each partition's current → new offset.

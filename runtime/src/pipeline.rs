@@ -179,6 +179,10 @@ impl ConsumerContext for RebalanceListener {
     }
 }
 
+/// How long [`Pipeline::close`] serves the revocation of its partitions after
+/// unsubscribing before it closes the consumer anyway.
+const CLOSE_REVOKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The producer's `message.max.bytes`: a dead-letter topic's limit
 /// ([`crate::topics::DEAD_LETTER_RECORD_BYTES_MAX`], 2 MiB) plus room for the batch framing.
 const PRODUCER_RECORD_BYTES_MAX: &str = "2162688";
@@ -346,9 +350,20 @@ impl Pipeline {
     /// aborts it, or the next incarnation's `init_transactions` does).
     pub async fn run(
         mut self,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
         stop_when_caught_up: bool,
     ) -> Result<RunSummary> {
+        let result = self.process(shutdown, stop_when_caught_up).await;
+        // On errors too: dropping a consumer that still holds partitions can hang.
+        self.close().await;
+        result.map(|()| self.summary())
+    }
+
+    async fn process(
+        &mut self,
+        mut shutdown: watch::Receiver<bool>,
+        stop_when_caught_up: bool,
+    ) -> Result<()> {
         self.producer
             .begin_transaction()
             .map_err(|e| Error::kafka("beginning a transaction", e))?;
@@ -396,8 +411,7 @@ impl Pipeline {
             self.commit().await?;
         }
         self.purge_repartition_topic().await;
-        self.close();
-        Ok(self.summary())
+        Ok(())
     }
 
     fn summary(&self) -> RunSummary {
@@ -410,10 +424,34 @@ impl Pipeline {
         summary
     }
 
-    fn close(&mut self) {
+    /// Leaves the group: aborts what is left of the open transaction, unsubscribes, and
+    /// serves the resulting revocation here, before the consumer is dropped. A rebalance
+    /// callback that runs inside librdkafka's consumer close can block in
+    /// `rd_kafka_assign` forever (confluentinc/librdkafka#4884; it hung a CI run), so the
+    /// consumer is closed only once it holds no partitions, or after
+    /// [`CLOSE_REVOKE_TIMEOUT`] with a warning.
+    async fn close(&mut self) {
         self.health.set_running(false);
         let _ = self.producer.abort_transaction(self.timeout);
         self.consumer.unsubscribe();
+        let deadline = tokio::time::Instant::now() + CLOSE_REVOKE_TIMEOUT;
+        loop {
+            let assigned = self.consumer.assignment().map_or(0, |a| a.count());
+            if assigned == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                warn!(
+                    partitions = assigned,
+                    timeout_ms = CLOSE_REVOKE_TIMEOUT.as_millis() as u64,
+                    "partitions still assigned after unsubscribing; closing the consumer anyway"
+                );
+                break;
+            }
+            // Records fetched before the unsubscribe are discarded: their offsets were not
+            // committed, so the next owner reads them again.
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.consumer.recv()).await;
+        }
         info!(tasks = self.tasks.len(), "pipeline stopped");
     }
 

@@ -181,10 +181,7 @@ fn kill(instance: &mut Instance) -> anyhow::Result<()> {
 
 fn stop(instance: &mut Instance) -> anyhow::Result<()> {
     // SIGTERM: the instance commits and leaves the group.
-    let _ = Command::new("kill")
-        .args(["-TERM", &instance.child.id().to_string()])
-        .status();
-    instance.child.wait()?;
+    paystream_integration::stop_within(&mut instance.child, paystream_integration::STOP_TIMEOUT)?;
     Ok(())
 }
 
