@@ -11,17 +11,38 @@ pub mod topics;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use paystream_runtime::Config;
 use paystream_schemas::Codec;
+use paystream_schemas::codec::RegistryAccess;
+use secrecy::ExposeSecret;
 
-/// The registry codec for `config`.
+/// The registry codec for `config`: its URL, timeout, basic authentication and CA.
 ///
 /// # Errors
 /// When the registry client cannot be built (a malformed URL).
 pub fn codec(config: &Config) -> anyhow::Result<Arc<Codec>> {
-    Ok(Arc::new(Codec::new(
-        &config.schema_registry.url,
-        Duration::from_millis(config.schema_registry.timeout_ms),
+    let registry = &config.schema_registry;
+    let ca_pem =
+        match &registry.ca_location {
+            Some(path) => Some(std::fs::read(path).with_context(|| {
+                format!("schema_registry.ca_location: reading {}", path.display())
+            })?),
+            None => None,
+        };
+    let access = RegistryAccess {
+        basic_auth_username: (!registry.basic_auth_username.is_empty())
+            .then(|| registry.basic_auth_username.clone()),
+        basic_auth_password: registry
+            .basic_auth_password
+            .as_ref()
+            .map(|p| p.expose_secret().to_string()),
+        ca_pem,
+    };
+    Ok(Arc::new(Codec::with_access(
+        &registry.url,
+        Duration::from_millis(registry.timeout_ms),
+        &access,
     )?))
 }
 

@@ -73,6 +73,16 @@ enum Command {
     },
 }
 
+impl Command {
+    /// True for the commands that talk to Kafka.
+    fn uses_kafka(&self) -> bool {
+        !matches!(
+            self,
+            Command::Topology { .. } | Command::Ledger { .. } | Command::Schemas { .. }
+        )
+    }
+}
+
 /// Formats of `paystream topology`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum TopologyFormat {
@@ -138,6 +148,11 @@ fn main() -> ExitCode {
     let config_path = cli.config.clone();
     let result = runtime.block_on(async move {
         let config = paystream_runtime::Config::load(config_path.as_deref())?;
+        if cli.command.uses_kafka() {
+            // Fail fast, with the cause, on a wrong password, an untrusted certificate or
+            // an unreachable cluster (bounded retries), before any work starts.
+            paystream_runtime::kafka::check_connection(&config).await?;
+        }
         match cli.command {
             Command::Run(args) => commands::run::run(config, args).await,
             Command::Topics {

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use paystream_runtime::config::SinkConfig;
 use paystream_schemas::{JournalEntry, PaymentStatusChanged, PostingSide, ReconciliationException};
+use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool, Row};
 use uuid::Uuid;
@@ -62,13 +64,37 @@ pub struct LedgerDatabase {
     pool: PgPool,
 }
 
-/// Creates the database named in `url` when it does not exist (connecting to the
+/// The connection options of `sink.database_url` (libpq URL syntax, TLS parameters
+/// `sslmode`, `sslrootcert`, `sslcert`, `sslkey` included) with `sink.database_password`.
+/// With `sslmode=verify-full` the server's certificate must chain to `sslrootcert` and
+/// name the host connected to.
+///
+/// # Errors
+/// [`SinkError::Database`] when the URL does not parse (the error never shows a password).
+pub fn connect_options(sink: &SinkConfig) -> Result<PgConnectOptions> {
+    let options: PgConnectOptions = sink.database_url.parse().map_err(|_| SinkError::Database {
+        context: "parsing sink.database_url",
+        source: sqlx::Error::Configuration(
+            format!(
+                "{} is not a PostgreSQL URL (postgres://user@host:port/database?sslmode=...)",
+                paystream_runtime::security::redact_url(&sink.database_url)
+            )
+            .into(),
+        ),
+    })?;
+    Ok(match &sink.database_password {
+        Some(password) => options.password(password.expose_secret()),
+        None => options,
+    })
+}
+
+/// Creates the database named in `sink.database_url` when it does not exist (connecting to the
 /// `postgres` maintenance database of the same server).
 ///
 /// # Errors
 /// [`SinkError::Database`] when the server cannot be reached or refuses.
-pub async fn create_database_if_missing(url: &str) -> Result<()> {
-    let options: PgConnectOptions = url.parse().map_err(db("parsing sink.database_url"))?;
+pub async fn create_database_if_missing(sink: &SinkConfig) -> Result<()> {
+    let options = connect_options(sink)?;
     let name = options.get_database().unwrap_or("postgres").to_string();
     let mut admin = options
         .clone()
@@ -104,16 +130,17 @@ pub async fn create_database_if_missing(url: &str) -> Result<()> {
 }
 
 impl LedgerDatabase {
-    /// Connects (at most `connections_max` connections) and applies the migrations.
+    /// Connects to `sink.database_url` (see [`connect_options`]; at most `connections_max`
+    /// connections) and applies the migrations.
     ///
     /// # Errors
     /// [`SinkError::Database`] when PostgreSQL cannot be reached within 10 s;
     /// [`SinkError::Migrate`] when a migration fails.
-    pub async fn connect(url: &str, connections_max: u32) -> Result<Self> {
+    pub async fn connect(sink: &SinkConfig, connections_max: u32) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(connections_max)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(connect_options(sink)?)
             .await
             .map_err(db("connecting to sink.database_url"))?;
         sqlx::migrate!("./migrations").run(&pool).await?;

@@ -67,7 +67,7 @@ impl LedgerSink {
         metrics: Metrics,
     ) -> Result<Self> {
         // PostgreSQL may be restarting: retry the first connection, bounded and logged.
-        let database = (|| LedgerDatabase::connect(&config.sink.database_url, 4))
+        let database = (|| LedgerDatabase::connect(&config.sink, 4))
             .retry(
                 ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(500))

@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
 use serde::Deserialize;
+
+pub use crate::security::{SaslMechanism, SecurityProtocol};
+use crate::security::{check_readable, redact_url, resolve_secret, url_has_password};
 
 /// The whole configuration of a paystream process.
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +86,33 @@ pub struct KafkaConfig {
     pub client_properties: BTreeMap<String, String>,
     /// Timeout of admin and transaction-control calls, milliseconds.
     pub request_timeout_ms: u64,
+    /// `PLAINTEXT` (default, the local stack), `SSL` (TLS; mutual TLS with a client
+    /// certificate), `SASL_PLAINTEXT` or `SASL_SSL` (production).
+    pub security_protocol: SecurityProtocol,
+    /// `SCRAM-SHA-512` (default), `SCRAM-SHA-256` or `PLAIN`; with a `SASL_*` protocol.
+    pub sasl_mechanism: SaslMechanism,
+    /// SASL user name.
+    pub sasl_username: String,
+    /// SASL password: from `PAYSTREAM_KAFKA__SASL_PASSWORD`, never the config file in
+    /// production; or use `sasl_password_file`.
+    pub sasl_password: Option<SecretString>,
+    /// File holding the SASL password (e.g. a mounted secret).
+    pub sasl_password_file: Option<PathBuf>,
+    /// PEM file of the CA certificates that sign the brokers' certificates; unset, the
+    /// system's trust store.
+    pub ssl_ca_location: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with `ssl_key_location`).
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    pub ssl_key_location: Option<PathBuf>,
+    /// Password of an encrypted private key; or use `ssl_key_password_file`.
+    pub ssl_key_password: Option<SecretString>,
+    /// File holding the private key's password.
+    pub ssl_key_password_file: Option<PathBuf>,
+    /// Verify that the broker's certificate names the host connected to (librdkafka
+    /// `ssl.endpoint.identification.algorithm=https`). On by default; turn off only for
+    /// brokers whose certificates cannot name their hosts.
+    pub ssl_endpoint_identification: bool,
 }
 
 impl Default for KafkaConfig {
@@ -90,6 +121,17 @@ impl Default for KafkaConfig {
             bootstrap_servers: "127.0.0.1:19092".to_string(),
             client_properties: BTreeMap::new(),
             request_timeout_ms: 30_000,
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl_mechanism: SaslMechanism::ScramSha512,
+            sasl_username: String::new(),
+            sasl_password: None,
+            sasl_password_file: None,
+            ssl_ca_location: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_key_password: None,
+            ssl_key_password_file: None,
+            ssl_endpoint_identification: true,
         }
     }
 }
@@ -127,6 +169,16 @@ pub struct SchemaRegistryConfig {
     pub url: String,
     /// Timeout per registry HTTP call, milliseconds.
     pub timeout_ms: u64,
+    /// User of HTTP basic authentication (Confluent Cloud: the API key); empty for none.
+    pub basic_auth_username: String,
+    /// Its password (Confluent Cloud: the API secret): from
+    /// `PAYSTREAM_SCHEMA_REGISTRY__BASIC_AUTH_PASSWORD` or `basic_auth_password_file`.
+    pub basic_auth_password: Option<SecretString>,
+    /// File holding the basic-auth password.
+    pub basic_auth_password_file: Option<PathBuf>,
+    /// PEM file of the CA certificates trusted for an `https://` registry; unset, the
+    /// Mozilla root store (webpki-roots).
+    pub ca_location: Option<PathBuf>,
 }
 
 impl Default for SchemaRegistryConfig {
@@ -134,6 +186,10 @@ impl Default for SchemaRegistryConfig {
         SchemaRegistryConfig {
             url: "http://127.0.0.1:18081".to_string(),
             timeout_ms: 10_000,
+            basic_auth_username: String::new(),
+            basic_auth_password: None,
+            basic_auth_password_file: None,
+            ca_location: None,
         }
     }
 }
@@ -213,13 +269,21 @@ impl Default for ProcessingConfig {
 }
 
 /// The PostgreSQL ledger sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
     /// Run the sink in the same process as the pipeline.
     pub enabled: bool,
-    /// PostgreSQL connection URL, `postgres://user@host:port/database`.
+    /// PostgreSQL connection URL, `postgres://user@host:port/database`, with libpq's TLS
+    /// parameters: `?sslmode=verify-full&sslrootcert=/path/ca.pem` (production; also
+    /// `sslcert`/`sslkey` for client certificates). Keep the password out of it: use
+    /// `database_password`.
     pub database_url: String,
+    /// The database user's password: from `PAYSTREAM_SINK__DATABASE_PASSWORD` or
+    /// `database_password_file`.
+    pub database_password: Option<SecretString>,
+    /// File holding the database password.
+    pub database_password_file: Option<PathBuf>,
     /// Most rows (records) written in one database transaction.
     pub batch_rows_max: usize,
     /// How long a batch waits for more records before it is written, milliseconds.
@@ -231,9 +295,25 @@ impl Default for SinkConfig {
         SinkConfig {
             enabled: true,
             database_url: "postgres://postgres@127.0.0.1:15432/paystream".to_string(),
+            database_password: None,
+            database_password_file: None,
             batch_rows_max: 5_000,
             batch_linger_ms: 200,
         }
+    }
+}
+
+impl std::fmt::Debug for SinkConfig {
+    /// The URL's password, if one was put there after all, is redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkConfig")
+            .field("enabled", &self.enabled)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_password", &self.database_password)
+            .field("database_password_file", &self.database_password_file)
+            .field("batch_rows_max", &self.batch_rows_max)
+            .field("batch_linger_ms", &self.batch_linger_ms)
+            .finish()
     }
 }
 
@@ -294,12 +374,44 @@ impl Config {
                 key.as_str().contains("__") || key == "application_id" || key == "instance_id"
             })
             .split("__");
-        let config: Config = figment
+        let mut config: Config = figment
             .merge(env)
             .extract()
             .map_err(|e| ConfigError::Load(e.to_string()))?;
+        config.read_secret_files()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Replaces each `<secret>_file` setting by the secret it holds.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when a secret is set both ways or its file is unreadable.
+    pub fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        resolve_secret(
+            &mut self.kafka.sasl_password,
+            &self.kafka.sasl_password_file,
+            "kafka.sasl_password",
+            "kafka.sasl_password_file",
+        )?;
+        resolve_secret(
+            &mut self.kafka.ssl_key_password,
+            &self.kafka.ssl_key_password_file,
+            "kafka.ssl_key_password",
+            "kafka.ssl_key_password_file",
+        )?;
+        resolve_secret(
+            &mut self.schema_registry.basic_auth_password,
+            &self.schema_registry.basic_auth_password_file,
+            "schema_registry.basic_auth_password",
+            "schema_registry.basic_auth_password_file",
+        )?;
+        resolve_secret(
+            &mut self.sink.database_password,
+            &self.sink.database_password_file,
+            "sink.database_password",
+            "sink.database_password_file",
+        )
     }
 
     /// Checks values without connecting anywhere.
@@ -368,6 +480,33 @@ impl Config {
                 "schema_registry.url",
                 format!("{:?} is not an http(s) URL", self.schema_registry.url),
                 "set it to http(s)://host:port[/path]",
+            ));
+        }
+        crate::security::validate_kafka(&self.kafka)?;
+        if url_has_password(&self.schema_registry.url) {
+            return Err(invalid(
+                "schema_registry.url",
+                "holds a password".into(),
+                "remove it from the URL; set schema_registry.basic_auth_username and PAYSTREAM_SCHEMA_REGISTRY__BASIC_AUTH_PASSWORD",
+            ));
+        }
+        if self.schema_registry.basic_auth_password.is_some()
+            && self.schema_registry.basic_auth_username.is_empty()
+        {
+            return Err(invalid(
+                "schema_registry.basic_auth_username",
+                "is empty but a basic-auth password is set".into(),
+                "set the user (Confluent Cloud: the API key)",
+            ));
+        }
+        if let Some(ca) = &self.schema_registry.ca_location {
+            check_readable("schema_registry.ca_location", ca)?;
+        }
+        if url_has_password(&self.sink.database_url) && self.sink.database_password.is_some() {
+            return Err(invalid(
+                "sink.database_url",
+                "holds a password and sink.database_password is set too".into(),
+                "remove the password from the URL",
             ));
         }
         if self.state.idempotency_retention_ms <= 0 {

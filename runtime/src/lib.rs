@@ -23,6 +23,7 @@ pub mod health;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
+pub mod security;
 pub mod state_manager;
 pub mod task;
 pub mod topics;
@@ -45,6 +46,17 @@ pub enum Error {
         context: String,
         #[source]
         source: KafkaError,
+    },
+    /// A service cannot be connected to: a rejected password or certificate, or nothing
+    /// answering after bounded retries. Start-up stops with this.
+    #[error("{target}: {problem}: {reason}; {fix}")]
+    Connection {
+        /// What was connected to, e.g. `kafka 10.0.0.1:9093 (SASL_SSL)`.
+        target: String,
+        problem: &'static str,
+        /// The client library's reason.
+        reason: String,
+        fix: &'static str,
     },
     /// Topics are missing or not co-partitioned.
     #[error("topology: {0}")]

@@ -122,6 +122,60 @@ impl std::fmt::Debug for Codec {
     }
 }
 
+/// How to reach a secured Schema Registry.
+#[derive(Default, Clone)]
+pub struct RegistryAccess {
+    /// HTTP basic-auth user (Confluent Cloud: the API key).
+    pub basic_auth_username: Option<String>,
+    /// Its password (Confluent Cloud: the API secret).
+    pub basic_auth_password: Option<String>,
+    /// PEM CA certificates to trust for `https://`; `None` trusts the Mozilla roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RegistryAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAccess")
+            .field("basic_auth_username", &self.basic_auth_username)
+            .field(
+                "basic_auth_password",
+                &self.basic_auth_password.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// The rustls client configuration of the registry's HTTPS client (ring crypto): roots
+/// from `ca_pem`, else webpki-roots.
+fn tls_client_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            for certificate in CertificateDer::pem_slice_iter(pem) {
+                let certificate =
+                    certificate.map_err(|e| format!("reading the CA certificates: {e}"))?;
+                roots
+                    .add(certificate)
+                    .map_err(|e| format!("adding a CA certificate: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("the CA file holds no PEM certificate".to_string());
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())
+    .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+}
+
 /// The Confluent `TopicNameStrategy` subject of a topic's values.
 pub fn value_subject(topic: &str) -> String {
     format!("{topic}-value")
@@ -134,10 +188,37 @@ impl Codec {
     /// # Errors
     /// [`CodecError::Registry`] when the HTTP client cannot be built (e.g. a malformed URL).
     pub fn new(url: &str, timeout: Duration) -> Result<Self, CodecError> {
-        let settings = SrSettings::new_builder(url.trim_end_matches('/').to_string())
-            .set_timeout(timeout)
-            .no_proxy()
-            .build()
+        Self::with_access(url, timeout, &RegistryAccess::default())
+    }
+
+    /// A codec for the registry at `url` reached with `access`: HTTP basic
+    /// authentication and, for `https://`, the CA certificates to trust (else the
+    /// Mozilla root store). Server certificates are always verified, host name included.
+    ///
+    /// # Errors
+    /// [`CodecError::Registry`] when the CA file holds no certificate or the HTTP client
+    /// cannot be built.
+    pub fn with_access(
+        url: &str,
+        timeout: Duration,
+        access: &RegistryAccess,
+    ) -> Result<Self, CodecError> {
+        let mut builder = SrSettings::new_builder(url.trim_end_matches('/').to_string());
+        builder.set_timeout(timeout).no_proxy();
+        if let Some(user) = &access.basic_auth_username {
+            builder.set_basic_authorization(user, access.basic_auth_password.as_deref());
+        }
+        let client = reqwest::Client::builder().tls_backend_preconfigured(
+            tls_client_config(access.ca_pem.as_deref()).map_err(|message| {
+                CodecError::Registry {
+                    url: url.to_string(),
+                    message,
+                    retriable: false,
+                }
+            })?,
+        );
+        let settings = builder
+            .build_with(client)
             .map_err(|e| registry_error(url, &e))?;
         Ok(Codec {
             url: url.to_string(),

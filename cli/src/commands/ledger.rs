@@ -41,15 +41,15 @@ pub struct BalanceArgs {
 
 /// Creates the database if missing and applies the migrations.
 pub async fn init(config: Config) -> anyhow::Result<ExitCode> {
-    create_database_if_missing(&config.sink.database_url).await?;
-    LedgerDatabase::connect(&config.sink.database_url, 1).await?;
+    create_database_if_missing(&config.sink).await?;
+    LedgerDatabase::connect(&config.sink, 1).await?;
     println!("ledger database ready");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints ledger counts and invariant checks; exit 1 when any check fails.
 pub async fn verify(config: Config, args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let database = LedgerDatabase::connect(&config.sink.database_url, 2).await?;
+    let database = LedgerDatabase::connect(&config.sink, 2).await?;
     let report = verify_ledger(database.pool()).await?;
     println!("journal entries          {}", report.journal_entries);
     println!("postings                 {}", report.postings);
@@ -103,7 +103,7 @@ pub async fn balance(config: Config, args: BalanceArgs) -> anyhow::Result<ExitCo
         .as_deref()
         .map(|at| super::parse_time_ms("--at", at))
         .transpose()?;
-    let database = LedgerDatabase::connect(&config.sink.database_url, 1).await?;
+    let database = LedgerDatabase::connect(&config.sink, 1).await?;
     let balances = account_balance(database.pool(), &args.account, at_ms).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&balances)?);
