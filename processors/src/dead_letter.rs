@@ -22,6 +22,8 @@ pub enum DeadLetterReason {
     IllegalTransition,
     /// A string field looked like a card number.
     PanDetected,
+    /// A string field looked like it held a credential (`password=…`).
+    SecretDetected,
     /// Too many events are already waiting for this payment to appear.
     PendingBufferFull,
     /// The event waited for its payment longer than the pending retention; it can be
@@ -31,7 +33,7 @@ pub enum DeadLetterReason {
 
 impl DeadLetterReason {
     /// Every reason, for metrics and docs.
-    pub const ALL: [DeadLetterReason; 10] = [
+    pub const ALL: [DeadLetterReason; 11] = [
         DeadLetterReason::Undecodable,
         DeadLetterReason::UnknownSchema,
         DeadLetterReason::BadMagicByte,
@@ -40,6 +42,7 @@ impl DeadLetterReason {
         DeadLetterReason::IdempotencyKeyReused,
         DeadLetterReason::IllegalTransition,
         DeadLetterReason::PanDetected,
+        DeadLetterReason::SecretDetected,
         DeadLetterReason::PendingBufferFull,
         DeadLetterReason::OrphanExpired,
     ];
@@ -55,6 +58,7 @@ impl DeadLetterReason {
             DeadLetterReason::IdempotencyKeyReused => "idempotency_key_reused",
             DeadLetterReason::IllegalTransition => "illegal_transition",
             DeadLetterReason::PanDetected => "pan_detected",
+            DeadLetterReason::SecretDetected => "secret_detected",
             DeadLetterReason::PendingBufferFull => "pending_buffer_full",
             DeadLetterReason::OrphanExpired => "orphan_expired",
         }

@@ -2,19 +2,20 @@
 //! what happens to a record, and one function builds the dead-letter record.
 //!
 //! A dead-lettered record goes to `<source topic>.dlq`, same partition as its source, with
-//! its original key and value bytes — card-number-like digit runs masked (`*` for each
-//! digit, so Avro string lengths stay valid) — and these headers:
+//! its original key and value bytes — card-number-like digit runs and credential values
+//! (`password=…`) masked (`*` for each byte, so Avro string lengths stay valid) — and
+//! these headers:
 //!
 //! | header | value |
 //! |---|---|
 //! | `paystream.dlq.reason` | a [`DeadLetterReason`] name, e.g. `invalid_value` |
-//! | `paystream.dlq.error` | the error message (card numbers redacted, ≤ 1024 bytes) |
+//! | `paystream.dlq.error` | the error message (card numbers and credentials redacted, ≤ 1024 bytes) |
 //! | `paystream.dlq.source.topic` / `.partition` / `.offset` | where the record was read |
 //! | `paystream.dlq.source.timestamp` | its timestamp, milliseconds since the Unix epoch |
 //! | `paystream.dlq.application.id` | the application that dead-lettered it |
 
 use paystream_processors::{DeadLetterReason, Origin};
-use paystream_schemas::validate::{Violation, pan_ranges, redact_pans};
+use paystream_schemas::validate::{Violation, credential_ranges, pan_ranges, redact_sensitive};
 use paystream_schemas::{DecodeError, DecodeErrorKind};
 
 /// What to do with a record that failed.
@@ -43,6 +44,9 @@ pub fn on_violation(violation: &Violation) -> FailureAction {
     match violation {
         Violation::InvalidValue(_) => FailureAction::DeadLetter(DeadLetterReason::InvalidValue),
         Violation::PanDetected { .. } => FailureAction::DeadLetter(DeadLetterReason::PanDetected),
+        Violation::SecretDetected { .. } => {
+            FailureAction::DeadLetter(DeadLetterReason::SecretDetected)
+        }
     }
 }
 
@@ -78,7 +82,7 @@ pub fn dead_letter_record(
     message: &str,
     application_id: &str,
 ) -> DeadLetterRecord {
-    let mut error = redact_pans(message);
+    let mut error = redact_sensitive(message);
     if error.len() > ERROR_HEADER_BYTES_MAX {
         let mut cut = ERROR_HEADER_BYTES_MAX;
         while !error.is_char_boundary(cut) {
@@ -89,8 +93,8 @@ pub fn dead_letter_record(
     DeadLetterRecord {
         topic: format!("{}.dlq", origin.topic),
         partition: origin.partition,
-        key: origin.key.as_deref().map(mask_pans),
-        value: origin.value.as_deref().map(mask_pans),
+        key: origin.key.as_deref().map(mask_sensitive),
+        value: origin.value.as_deref().map(mask_sensitive),
         timestamp_ms: origin.timestamp_ms,
         headers: vec![
             (headers::REASON, reason.as_str().to_string()),
@@ -102,6 +106,16 @@ pub fn dead_letter_record(
             (headers::APPLICATION_ID, application_id.to_string()),
         ],
     }
+}
+
+/// [`mask_pans`], then every credential value ([`credential_ranges`]) overwritten with
+/// `*` byte for byte.
+pub fn mask_sensitive(bytes: &[u8]) -> Vec<u8> {
+    let mut out = mask_pans(bytes);
+    for (start, end) in credential_ranges(bytes) {
+        out[start..end].fill(b'*');
+    }
+    out
 }
 
 /// Overwrites each digit of every card-number-like run in `bytes` with `*`, keeping the

@@ -15,12 +15,17 @@ pub enum Violation {
     /// the Luhn check). The field is named, the value never is.
     #[error("field {field} looks like a card number (PAN)")]
     PanDetected { field: &'static str },
+    /// A string field holds something that looks like a credential (`password=…`,
+    /// `secret: …`, see [`credential_ranges`]). The field is named, the value never is.
+    #[error("field {field} looks like it holds a credential")]
+    SecretDetected { field: &'static str },
 }
 
 /// Checks an input event.
 ///
 /// # Errors
-/// The first [`Violation`] found: card-number-like strings first, then amounts (> 0,
+/// The first [`Violation`] found: card-number-like strings first, then credential-like
+/// ones, then amounts (> 0,
 /// fee ≥ 0, net = gross − fee), then the currency (an ISO 4217 code, upper case).
 pub fn validate(event: &InputEvent) -> Result<(), Violation> {
     match event {
@@ -32,7 +37,7 @@ pub fn validate(event: &InputEvent) -> Result<(), Violation> {
 }
 
 fn validate_initiated(e: &PaymentInitiated) -> Result<(), Violation> {
-    check_no_pan(&[
+    check_no_sensitive(&[
         ("event_id", &e.event_id),
         ("idempotency_key", &e.idempotency_key),
         ("payment_id", &e.payment_id),
@@ -52,7 +57,7 @@ fn validate_initiated(e: &PaymentInitiated) -> Result<(), Violation> {
 }
 
 fn validate_auth_succeeded(e: &AuthSucceeded) -> Result<(), Violation> {
-    check_no_pan(&[
+    check_no_sensitive(&[
         ("event_id", &e.event_id),
         ("payment_id", &e.payment_id),
         ("psp_reference", &e.psp_reference),
@@ -64,7 +69,7 @@ fn validate_auth_succeeded(e: &AuthSucceeded) -> Result<(), Violation> {
 }
 
 fn validate_auth_failed(e: &AuthFailed) -> Result<(), Violation> {
-    check_no_pan(&[
+    check_no_sensitive(&[
         ("event_id", &e.event_id),
         ("payment_id", &e.payment_id),
         ("psp_reference", e.psp_reference.as_deref().unwrap_or("")),
@@ -75,7 +80,7 @@ fn validate_auth_failed(e: &AuthFailed) -> Result<(), Violation> {
 }
 
 fn validate_settlement(e: &SettlementReported) -> Result<(), Violation> {
-    check_no_pan(&[
+    check_no_sensitive(&[
         ("event_id", &e.event_id),
         ("payment_id", &e.payment_id),
         ("psp_reference", &e.psp_reference),
@@ -127,11 +132,94 @@ fn check_currency(code: &str) -> Result<(), Violation> {
     )))
 }
 
-fn check_no_pan(fields: &[(&'static str, &str)]) -> Result<(), Violation> {
-    match fields.iter().find(|(_, value)| contains_pan(value)) {
-        Some((field, _)) => Err(Violation::PanDetected { field }),
+fn check_no_sensitive(fields: &[(&'static str, &str)]) -> Result<(), Violation> {
+    if let Some((field, _)) = fields.iter().find(|(_, value)| contains_pan(value)) {
+        return Err(Violation::PanDetected { field });
+    }
+    match fields
+        .iter()
+        .find(|(_, value)| !credential_ranges(value.as_bytes()).is_empty())
+    {
+        Some((field, _)) => Err(Violation::SecretDetected { field }),
         None => Ok(()),
     }
+}
+
+/// Words that, followed by `=` or `:`, introduce a credential.
+const CREDENTIAL_WORDS: [&[u8]; 7] = [
+    b"password",
+    b"passwd",
+    b"pwd",
+    b"secret",
+    b"api_key",
+    b"apikey",
+    b"access_token",
+];
+
+/// Byte ranges of the credential values in `bytes` (any bytes: Avro bodies too): the
+/// run after a word of [`CREDENTIAL_WORDS`] (any case) and `=` or `:` (spaces allowed
+/// around it), up to a space, quote, `&`, `,` or `;` or a non-printable byte — the
+/// shape of `password=…` in query strings, `secret: …` in headers and JSON-ish text.
+pub fn credential_ranges(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let lower = bytes.to_ascii_lowercase();
+    let mut ranges = Vec::new();
+    let mut i = 0;
+    while i < lower.len() {
+        let Some(word) = CREDENTIAL_WORDS.iter().find(|w| lower[i..].starts_with(w)) else {
+            i += 1;
+            continue;
+        };
+        let mut j = i + word.len();
+        // Closing quotes and spaces between the word and the separator: `"password": "x"`.
+        while j < lower.len() && matches!(lower[j], b' ' | b'"' | b'\'') {
+            j += 1;
+        }
+        if j < lower.len() && matches!(lower[j], b'=' | b':') {
+            j += 1;
+            while j < lower.len() && matches!(lower[j], b' ' | b'"' | b'\'') {
+                j += 1;
+            }
+            let start = j;
+            while j < bytes.len()
+                && bytes[j].is_ascii_graphic()
+                && !matches!(bytes[j], b'"' | b'\'' | b'&' | b',' | b';')
+            {
+                j += 1;
+            }
+            if j > start {
+                ranges.push((start, j));
+            }
+        }
+        i = j.max(i + 1);
+    }
+    ranges
+}
+
+/// Replaces every card-number-like run and credential value in `text` with
+/// `[REDACTED PAN]` / `[REDACTED]`.
+pub fn redact_sensitive(text: &str) -> String {
+    let mut ranges: Vec<(usize, usize, &str)> = pan_ranges(text.as_bytes())
+        .into_iter()
+        .map(|(s, e)| (s, e, "[REDACTED PAN]"))
+        .chain(
+            credential_ranges(text.as_bytes())
+                .into_iter()
+                .map(|(s, e)| (s, e, "[REDACTED]")),
+        )
+        .collect();
+    ranges.sort();
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (start, end, mark) in ranges {
+        if start < last || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+            continue;
+        }
+        out.push_str(&text[last..start]);
+        out.push_str(mark);
+        last = end;
+    }
+    out.push_str(&text[last..]);
+    out
 }
 
 /// True when `text` contains something that looks like a primary account number: see
@@ -235,6 +323,31 @@ mod tests {
             psp: "adyen".into(),
             occurred_at: 1,
         }
+    }
+
+    #[test]
+    fn detects_and_redacts_credentials() {
+        for text in [
+            "password=hunter2",
+            "ref?user=a&PASSWORD=hunter2&x=1",
+            "{\"secret\": \"hunter2\"}",
+            "api_key:hunter2",
+        ] {
+            assert!(!credential_ranges(text.as_bytes()).is_empty(), "{text}");
+            let redacted = redact_sensitive(text);
+            assert!(!redacted.contains("hunter2"), "{redacted}");
+        }
+        for text in ["pm_abc", "password-reset-flow", "secretariat", "pwd"] {
+            assert!(credential_ranges(text.as_bytes()).is_empty(), "{text}");
+        }
+        let mut e = initiated();
+        e.customer_id = "cust-9 password=hunter2".into();
+        assert_eq!(
+            validate(&InputEvent::PaymentInitiated(e)),
+            Err(Violation::SecretDetected {
+                field: "customer_id"
+            })
+        );
     }
 
     #[test]

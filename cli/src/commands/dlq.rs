@@ -254,9 +254,9 @@ pub struct RedriveSummary {
     pub redriven: u64,
     /// Dead letters skipped because an earlier redrive already re-published them.
     pub already_redriven: u64,
-    /// `pan_detected` dead letters, never redriven: their card numbers were redacted, so
-    /// the producer must send a corrected event instead.
-    pub refused_pan_detected: u64,
+    /// `pan_detected` and `secret_detected` dead letters, never redriven: their card
+    /// numbers or credentials were masked, so the producer must send a corrected event.
+    pub refused_redacted: u64,
 }
 
 /// One redrive log record (value of `<app>-dlq-redrives`, key = the dead letter's
@@ -318,11 +318,11 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
             continue;
         }
         let log_key = format!("{topic}:{}:{}", message.partition(), message.offset());
-        if reason == paystream_processors::DeadLetterReason::PanDetected.as_str() {
-            summary.refused_pan_detected += 1;
-            println!(
-                "refused  {log_key}  pan_detected: the producer must re-send a corrected event"
-            );
+        if reason == paystream_processors::DeadLetterReason::PanDetected.as_str()
+            || reason == paystream_processors::DeadLetterReason::SecretDetected.as_str()
+        {
+            summary.refused_redacted += 1;
+            println!("refused  {log_key}  {reason}: the producer must re-send a corrected event");
         } else if done.contains(log_key.as_bytes()) {
             summary.already_redriven += 1;
             println!("skipped  {log_key}  already redriven");
@@ -397,7 +397,7 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
         summary.redriven = selected.len() as u64;
     }
     eprintln!(
-        "{}{} redriven, {} already redriven (skipped), {} refused (pan_detected)",
+        "{}{} redriven, {} already redriven (skipped), {} refused (pan_detected/secret_detected)",
         if args.dry_run { "dry run: " } else { "" },
         if args.dry_run {
             selected.len() as u64
@@ -405,7 +405,7 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
             summary.redriven
         },
         summary.already_redriven,
-        summary.refused_pan_detected
+        summary.refused_redacted
     );
     Ok(ExitCode::SUCCESS)
 }
