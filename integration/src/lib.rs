@@ -155,7 +155,23 @@ impl TestEnv {
     /// # Errors
     /// When the process cannot start.
     pub fn paystream_unchecked(&self, args: &[&str]) -> anyhow::Result<Output> {
-        output_within(&mut self.command(args), COMMAND_TIMEOUT)
+        self.paystream_unchecked_with_env(args, &[])
+    }
+
+    /// Runs `paystream ARGS` with `vars` added to this test's environment and returns its
+    /// output whatever the exit status.
+    ///
+    /// # Errors
+    /// When the process cannot start or runs past [`COMMAND_TIMEOUT`].
+    pub fn paystream_unchecked_with_env(
+        &self,
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> anyhow::Result<Output> {
+        output_within(
+            self.command(args).envs(vars.iter().copied()),
+            COMMAND_TIMEOUT,
+        )
     }
 
     /// A `paystream ARGS` command with this test's configuration in its environment, for
