@@ -5,12 +5,13 @@
 //! untrusted-certificate cases is generated here with rcgen.
 //!
 //! - The whole pipeline (topics, schemas, producer, pipeline, ledger sink) runs over
-//!   SASL_SSL with SCRAM-SHA-512 and PostgreSQL with `sslmode=verify-full`, on traffic
+//!   SASL_SSL with SCRAM-SHA-512, the Schema Registry over HTTPS (Quarkus' TLS listener of
+//!   the stack's Apicurio Registry) and PostgreSQL with `sslmode=verify-full`, on traffic
 //!   that also carries a card number and a password-like string; afterwards neither these
 //!   nor the SASL password are found in any log line, dead letter, output record or
 //!   PostgreSQL row.
-//! - A wrong password, an untrusted broker certificate, an untrusted PostgreSQL
-//!   certificate and a missing client certificate each fail start-up with their cause.
+//! - A wrong password, an untrusted broker, registry or PostgreSQL certificate and a
+//!   missing client certificate each fail start-up with their cause.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,6 +36,7 @@ struct Secure {
     ca_file: String,
     client_cert: String,
     client_key: String,
+    registry_https_url: String,
 }
 
 fn stack(name: &str) -> String {
@@ -54,11 +56,13 @@ fn secure() -> Secure {
         ca_file: stack("PAYSTREAM_STACK_CA_FILE"),
         client_cert: stack("PAYSTREAM_STACK_CLIENT_CERT"),
         client_key: stack("PAYSTREAM_STACK_CLIENT_KEY"),
+        registry_https_url: stack("PAYSTREAM_STACK_REGISTRY_HTTPS_URL"),
     }
 }
 
-/// The environment of a process that reaches Kafka over SASL_SSL (SCRAM-SHA-512) and
-/// PostgreSQL with `sslmode=verify-full`, both trusting the stack's CA.
+/// The environment of a process that reaches Kafka over SASL_SSL (SCRAM-SHA-512), the
+/// Schema Registry over HTTPS and PostgreSQL with `sslmode=verify-full`, all trusting
+/// the stack's CA.
 fn sasl_ssl_vars(secure: &Secure, env: &TestEnv) -> Vec<(String, String)> {
     [
         (
@@ -76,6 +80,14 @@ fn sasl_ssl_vars(secure: &Secure, env: &TestEnv) -> Vec<(String, String)> {
         (
             "PAYSTREAM_SINK__DATABASE_URL",
             verify_full_url(env, &secure.ca_file),
+        ),
+        (
+            "PAYSTREAM_SCHEMA_REGISTRY__URL",
+            secure.registry_https_url.clone(),
+        ),
+        (
+            "PAYSTREAM_SCHEMA_REGISTRY__CA_LOCATION",
+            secure.ca_file.clone(),
         ),
     ]
     .into_iter()
@@ -395,6 +407,18 @@ fn bad_credentials_and_untrusted_certificates_fail_fast_with_their_cause() -> an
     let out = text(&without_cert);
     assert!(!without_cert.status.success(), "{out}");
     assert!(out.contains("kafka 127.0.0.1"), "{out}");
+
+    // A registry certificate that does not chain to the configured CA.
+    let registry = env.paystream_unchecked_with_env(
+        &["schemas", "register"],
+        &with_vars(
+            &vars,
+            &[("PAYSTREAM_SCHEMA_REGISTRY__CA_LOCATION", &rogue_ca)],
+        ),
+    )?;
+    let out = text(&registry);
+    assert!(!registry.status.success(), "{out}");
+    assert!(out.contains("schema_registry.ca_location"), "{out}");
 
     // PostgreSQL whose certificate does not chain to the configured root: refused.
     let pg = env.paystream_unchecked_with_env(

@@ -391,18 +391,96 @@ fn encode_with<T: AvroRecord + Serialize>(
 }
 
 fn registry_error(url: &str, e: &SRCError) -> CodecError {
+    let mut message = match &e.cause {
+        Some(cause) => format!("{}: {cause}", e.error),
+        None => e.error.clone(),
+    };
+    // The registry answers 401/403 (Confluent error codes 40101, 40301) to bad or missing
+    // credentials.
+    let lower = message.to_ascii_lowercase();
+    if ["401", "403", "unauthorized", "forbidden"]
+        .iter()
+        .any(|m| lower.contains(m))
+    {
+        message.push_str(
+            "; check schema_registry.basic_auth_username and its password \
+             (PAYSTREAM_SCHEMA_REGISTRY__BASIC_AUTH_PASSWORD or basic_auth_password_file)",
+        );
+    } else if lower.contains("certificate") || lower.contains("tls") {
+        message
+            .push_str("; set schema_registry.ca_location to the CA of the registry's certificate");
+    } else if url.starts_with("https://") && lower.contains("error sending request") {
+        // reqwest's message does not carry the TLS cause (it sits in the error's source
+        // chain, which schema_registry_converter flattens away).
+        message.push_str(
+            "; the registry is unreachable or its certificate is not trusted: check \
+             schema_registry.url and schema_registry.ca_location",
+        );
+    }
     CodecError::Registry {
         url: url.to_string(),
-        message: match &e.cause {
-            Some(cause) => format!("{}: {cause}", e.error),
-            None => e.error.clone(),
-        },
+        message,
         retriable: e.retriable,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    /// Basic auth reaches the wire, and a rejection names the keys to fix without the
+    /// password. The registry here is a test double (a TCP listener that records the
+    /// request and answers 401): the local stack's registry cannot require basic auth
+    /// without an OIDC server.
+    #[tokio::test]
+    async fn basic_auth_is_sent_and_a_rejection_names_the_keys() {
+        use std::io::{Read, Write};
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            let body = r#"{"error_code":40101,"message":"Unauthorized"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            String::from_utf8_lossy(&request).to_ascii_lowercase()
+        });
+        let access = super::RegistryAccess {
+            basic_auth_username: Some("paystream-sr".into()),
+            basic_auth_password: Some("s3cret-sr-41c9".into()),
+            ca_pem: None,
+        };
+        assert!(!format!("{access:?}").contains("s3cret"));
+        let codec =
+            super::Codec::with_access(&url, std::time::Duration::from_secs(5), &access).unwrap();
+        let error = codec
+            .register_schema("t", "paystream.events.X", r#"{"type":"string"}"#)
+            .await
+            .unwrap_err()
+            .to_string();
+        let request = server.join().unwrap();
+        // base64("paystream-sr:s3cret-sr-41c9")
+        assert!(
+            request.contains("authorization: basic cgf5c3ryzwftlxnyonmzy3jldc1zci00mwm5"),
+            "{request}"
+        );
+        assert!(
+            error.contains("schema_registry.basic_auth_username"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cret"), "{error}");
+    }
+
     use super::*;
     use crate::events::*;
 
