@@ -157,6 +157,10 @@ impl ConnectionProblem {
         } else if lower.contains("ssl handshake")
             || lower.contains("certificate verify failed")
             || lower.contains("ssl_handshake")
+            // The broker's alerts: a missing or rejected client certificate (mutual TLS).
+            || lower.contains("ssl alert")
+            || lower.contains("alert bad certificate")
+            || lower.contains("certificate required")
         {
             ConnectionProblem::Tls
         } else {
@@ -172,8 +176,10 @@ impl ConnectionProblem {
             }
             ConnectionProblem::Tls => {
                 "set kafka.ssl_ca_location to the CA that signed the brokers' certificates, \
-                 check that the certificates name the hosts in kafka.bootstrap_servers, and \
-                 that kafka.security_protocol matches the listener"
+                 check that the certificates name the hosts in kafka.bootstrap_servers, \
+                 that kafka.security_protocol matches the listener, and, if the brokers \
+                 require client certificates (mutual TLS), kafka.ssl_certificate_location \
+                 and kafka.ssl_key_location"
             }
             ConnectionProblem::Unreachable => {
                 "check kafka.bootstrap_servers, that the brokers run, and that \
@@ -316,6 +322,37 @@ fn probe(config: &Config, timeout: std::time::Duration) -> Result<(), (Connectio
                     return Err((problem, reason));
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnectionProblem;
+
+    #[test]
+    fn librdkafka_reasons_are_classified() {
+        // Reasons as librdkafka 2.x reports them (seen on the local stack).
+        let cases = [
+            (
+                "sasl_ssl://127.0.0.1:19192/bootstrap: SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512 (after 324ms in state AUTH_REQ)",
+                ConnectionProblem::Authentication,
+            ),
+            (
+                "sasl_ssl://127.0.0.1:19192/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: broker certificate could not be verified (after 9ms in state SSL_HANDSHAKE)",
+                ConnectionProblem::Tls,
+            ),
+            (
+                "ssl://127.0.0.1:19193/bootstrap: Receive failed: ssl3_read_bytes error:0A000412:SSL routines::sslv3 alert bad certificate: SSL alert number 42 (after 0ms in state APIVERSION_QUERY)",
+                ConnectionProblem::Tls,
+            ),
+            (
+                "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after 0ms in state CONNECT)",
+                ConnectionProblem::Unreachable,
+            ),
+        ];
+        for (reason, expected) in cases {
+            assert_eq!(ConnectionProblem::classify(reason), expected, "{reason}");
         }
     }
 }
