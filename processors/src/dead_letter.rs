@@ -1,5 +1,6 @@
-//! The fixed set of dead-letter reasons (PRODUCT.md "Bad input"; issue #4). A reason is
-//! written as the `paystream.dlq.reason` header and is a bounded metric label.
+//! The fixed set of dead-letter reasons and the stages a record can fail at
+//! (docs/architecture.md, "Bad input"). A reason is written as the `paystream.dlq.reason`
+//! header and a stage as `paystream.dlq.stage`; both are bounded metric labels.
 
 /// Why a record was dead-lettered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,11 +30,64 @@ pub enum DeadLetterReason {
     /// The event waited for its payment longer than the pending retention; it can be
     /// redriven once the payment exists.
     OrphanExpired,
+    /// A value is outside its documented bounds: an amount above
+    /// `paystream_schemas::validate::AMOUNT_MINOR_MAX`, an identifier or a free-text field
+    /// longer than its maximum.
+    ValueOutOfRange,
+    /// The record is larger than the runtime can carry through its state stores and
+    /// changelogs, or the broker refused an output of it as too large.
+    RecordTooLarge,
+    /// The event time is further ahead of the record's broker timestamp than
+    /// `processing.event_time_skew_max_ms` allows (a producer clock running fast).
+    EventTimeInFuture,
+    /// A processor or an encoder failed on this record's data (Kafka Streams'
+    /// processing exception handler, KIP-1033).
+    ProcessingFailed,
+    /// PostgreSQL refused the record's rows for a data reason (e.g. a NUL byte or an
+    /// over-long key); the ledger sink wrote the rest of its batch.
+    SinkRejected,
+}
+
+/// The stage of the pipeline at which a record failed, written as the
+/// `paystream.dlq.stage` header (Kafka Streams' deserialization, processing and
+/// production exception handlers are the model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Reading the record: size, Confluent framing, the schema, Avro decoding.
+    Decode,
+    /// Checking the decoded values against the event's contract.
+    Validate,
+    /// A processor handling the record (dedupe, lifecycle, punctuation).
+    Process,
+    /// Encoding or producing an output or changelog record of it.
+    Produce,
+    /// Writing its rows to PostgreSQL (the ledger sink).
+    Sink,
+}
+
+impl Stage {
+    /// The snake_case name written in headers and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Validate => "validate",
+            Stage::Process => "process",
+            Stage::Produce => "produce",
+            Stage::Sink => "sink",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl DeadLetterReason {
     /// Every reason, for metrics and docs.
-    pub const ALL: [DeadLetterReason; 11] = [
+    pub const ALL: [DeadLetterReason; 16] = [
         DeadLetterReason::Undecodable,
         DeadLetterReason::UnknownSchema,
         DeadLetterReason::BadMagicByte,
@@ -45,6 +99,11 @@ impl DeadLetterReason {
         DeadLetterReason::SecretDetected,
         DeadLetterReason::PendingBufferFull,
         DeadLetterReason::OrphanExpired,
+        DeadLetterReason::ValueOutOfRange,
+        DeadLetterReason::RecordTooLarge,
+        DeadLetterReason::EventTimeInFuture,
+        DeadLetterReason::ProcessingFailed,
+        DeadLetterReason::SinkRejected,
     ];
 
     /// The snake_case name written in headers and metric labels.
@@ -61,6 +120,11 @@ impl DeadLetterReason {
             DeadLetterReason::SecretDetected => "secret_detected",
             DeadLetterReason::PendingBufferFull => "pending_buffer_full",
             DeadLetterReason::OrphanExpired => "orphan_expired",
+            DeadLetterReason::ValueOutOfRange => "value_out_of_range",
+            DeadLetterReason::RecordTooLarge => "record_too_large",
+            DeadLetterReason::EventTimeInFuture => "event_time_in_future",
+            DeadLetterReason::ProcessingFailed => "processing_failed",
+            DeadLetterReason::SinkRejected => "sink_rejected",
         }
     }
 }
@@ -68,5 +132,29 @@ impl DeadLetterReason {
 impl std::fmt::Display for DeadLetterReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl DeadLetterReason {
+    /// The stage at which records get this reason when a processor emits it.
+    pub fn default_stage(self) -> Stage {
+        match self {
+            DeadLetterReason::Undecodable
+            | DeadLetterReason::UnknownSchema
+            | DeadLetterReason::BadMagicByte
+            | DeadLetterReason::RecordTooLarge => Stage::Decode,
+            DeadLetterReason::InvalidValue
+            | DeadLetterReason::PanDetected
+            | DeadLetterReason::SecretDetected
+            | DeadLetterReason::ValueOutOfRange
+            | DeadLetterReason::EventTimeInFuture => Stage::Validate,
+            DeadLetterReason::KeyMismatch
+            | DeadLetterReason::IdempotencyKeyReused
+            | DeadLetterReason::IllegalTransition
+            | DeadLetterReason::PendingBufferFull
+            | DeadLetterReason::OrphanExpired
+            | DeadLetterReason::ProcessingFailed => Stage::Process,
+            DeadLetterReason::SinkRejected => Stage::Sink,
+        }
     }
 }

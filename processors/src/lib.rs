@@ -17,6 +17,7 @@ pub mod dedupe;
 pub mod driver;
 pub mod ledger;
 pub mod lifecycle;
+pub mod pending;
 pub mod reconciliation;
 pub mod timers;
 
@@ -26,7 +27,7 @@ use paystream_schemas::{
 use paystream_state::{KeyValueStore, StoreError};
 use serde::{Deserialize, Serialize};
 
-pub use dead_letter::DeadLetterReason;
+pub use dead_letter::{DeadLetterReason, Stage};
 
 /// Errors that stop a task (never bad input: bad input is dead-lettered).
 #[derive(Debug, thiserror::Error)]

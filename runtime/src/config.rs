@@ -241,6 +241,11 @@ pub struct ProcessingConfig {
     /// the `pending` store for the dead-letter queue as `orphan_expired` (redrivable),
     /// milliseconds. At least `orphan_timeout_ms`.
     pub pending_retention_ms: i64,
+    /// How far an event's own time (`occurred_at`, `settled_at`) may be ahead of its
+    /// record's broker timestamp, milliseconds; an event further ahead (a producer clock
+    /// running fast) is dead-lettered as `event_time_in_future`. Default 3600000 (1 h,
+    /// as Kafka's own `message.timestamp.after.max.ms`).
+    pub event_time_skew_max_ms: i64,
 }
 
 impl ProcessingConfig {
@@ -264,6 +269,7 @@ impl Default for ProcessingConfig {
             orphan_timeout_ms: 10 * 60 * 1_000,
             settlement_window_ms: 3 * 24 * 60 * 60 * 1_000,
             pending_retention_ms: 72 * 60 * 60 * 1_000,
+            event_time_skew_max_ms: 60 * 60 * 1_000,
         }
     }
 }
@@ -554,6 +560,11 @@ impl Config {
                 "processing.settlement_window_ms",
                 self.processing.settlement_window_ms,
                 "use e.g. 259200000 (3 days)",
+            ),
+            (
+                "processing.event_time_skew_max_ms",
+                self.processing.event_time_skew_max_ms,
+                "use e.g. 3600000 (1 h)",
             ),
         ] {
             if value <= 0 {

@@ -2,9 +2,9 @@
 //! what happens to a record, and one function builds the dead-letter record.
 //!
 //! A dead-lettered record goes to `<source topic>.dlq`, same partition as its source, with
-//! its original key and value bytes — card-number-like digit runs and credential values
-//! (`password=…`) masked (`*` for each byte, so Avro string lengths stay valid) — and
-//! these headers:
+//! its original key and value bytes — card numbers and credential values (`password=…`)
+//! masked (`*` for each byte, so Avro string lengths stay valid; see "Masking" below) —
+//! and these headers:
 //!
 //! | header | value |
 //! |---|---|
@@ -13,10 +13,46 @@
 //! | `paystream.dlq.source.topic` / `.partition` / `.offset` | where the record was read |
 //! | `paystream.dlq.source.timestamp` | its timestamp, milliseconds since the Unix epoch |
 //! | `paystream.dlq.application.id` | the application that dead-lettered it |
+//! | `paystream.dlq.stage` | where it failed: `decode`, `validate`, `process`, `produce` or `sink` |
+//!
+//! # Masking
+//!
+//! Dead letters are read by people (`paystream dlq`), so no card number may be readable in
+//! them (`docs/architecture.md`, "Dead letters"). The key, the value and the error header
+//! go through [`mask_pans`]: every window of 13–19 consecutive digits that passes the Luhn
+//! check (ISO/IEC 7812-1) has its digits replaced by `*` — digits written unbroken or in
+//! any groups, with up to [`SEPARATOR_RUN_BYTES_MAX`] bytes of space, tab, `-`, `.`, `/`,
+//! `_`, `,` or non-ASCII (Unicode spaces and dashes) between digits, and whatever bytes
+//! touch the number. The error header is redacted first ([`redact_sensitive`]), then
+//! masked the same way; credential values ([`credential_ranges`]) are masked in key and
+//! value as well.
+//!
+//! Why a byte scan and not one that needs a card number to stand alone: a value is the
+//! Confluent wire format (magic byte 0, 4-byte schema id, binary Avro), where each string
+//! is preceded by its zigzag-varint length, and that length byte is often an ASCII letter
+//! or digit (length 25 is `0x32`, `2`; length 40 is `0x50`, `P`). A card number at the
+//! start of a string, or at the end of one followed by the next string's length, touches
+//! such a byte, so a rule that wants letters and digits kept apart misses it. Neighbouring
+//! digits are therefore part of the run and every window inside it is checked; this
+//! over-masks (a Luhn check passes one time in ten by chance, and a masked length byte
+//! can make the value undecodable), which a dead letter can afford, while a miss would
+//! leak a card number.
+//!
+//! Decoding the value, masking the decoded string fields and re-encoding would find no
+//! more: an Avro string's UTF-8 bytes are contiguous in the body, so every card number in
+//! a decoded string is a byte run of the body, which the scan sees whatever surrounds it,
+//! and a length-preserving mask leaves every string its length. The byte scan also
+//! works when the schema is unknown or the value undecodable — the records that are
+//! dead-lettered for exactly that reason.
 
-use paystream_processors::{DeadLetterReason, Origin};
-use paystream_schemas::validate::{Violation, credential_ranges, pan_ranges, redact_sensitive};
+use paystream_processors::{DeadLetterReason, Origin, Stage};
+use paystream_schemas::validate::{Violation, credential_ranges, redact_sensitive};
 use paystream_schemas::{DecodeError, DecodeErrorKind};
+
+mod mask;
+pub use mask::{
+    PAN_DIGITS_MAX, PAN_DIGITS_MIN, SEPARATOR_RUN_BYTES_MAX, mask_pans, mask_pans_in_text,
+};
 
 /// What to do with a record that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +83,12 @@ pub fn on_violation(violation: &Violation) -> FailureAction {
         Violation::SecretDetected { .. } => {
             FailureAction::DeadLetter(DeadLetterReason::SecretDetected)
         }
+        Violation::ValueOutOfRange(_) => {
+            FailureAction::DeadLetter(DeadLetterReason::ValueOutOfRange)
+        }
+        Violation::EventTimeInFuture { .. } => {
+            FailureAction::DeadLetter(DeadLetterReason::EventTimeInFuture)
+        }
     }
 }
 
@@ -59,6 +101,8 @@ pub mod headers {
     pub const SOURCE_OFFSET: &str = "paystream.dlq.source.offset";
     pub const SOURCE_TIMESTAMP: &str = "paystream.dlq.source.timestamp";
     pub const APPLICATION_ID: &str = "paystream.dlq.application.id";
+    /// The [`paystream_processors::Stage`] at which the record failed.
+    pub const STAGE: &str = "paystream.dlq.stage";
 }
 
 /// Longest error message written to a header, bytes.
@@ -75,14 +119,26 @@ pub struct DeadLetterRecord {
     pub headers: Vec<(&'static str, String)>,
 }
 
-/// Builds the dead-letter record of `origin`.
+/// Builds the dead-letter record of `origin`, failed at the usual stage of `reason`
+/// ([`DeadLetterReason::default_stage`]).
 pub fn dead_letter_record(
     origin: &Origin,
     reason: DeadLetterReason,
     message: &str,
     application_id: &str,
 ) -> DeadLetterRecord {
-    let mut error = redact_sensitive(message);
+    dead_letter_record_at(origin, reason, reason.default_stage(), message, application_id)
+}
+
+/// Builds the dead-letter record of `origin`, failed at `stage`.
+pub fn dead_letter_record_at(
+    origin: &Origin,
+    reason: DeadLetterReason,
+    stage: Stage,
+    message: &str,
+    application_id: &str,
+) -> DeadLetterRecord {
+    let mut error = mask_pans_in_text(&redact_sensitive(message));
     if error.len() > ERROR_HEADER_BYTES_MAX {
         let mut cut = ERROR_HEADER_BYTES_MAX;
         while !error.is_char_boundary(cut) {
@@ -104,6 +160,7 @@ pub fn dead_letter_record(
             (headers::SOURCE_OFFSET, origin.offset.to_string()),
             (headers::SOURCE_TIMESTAMP, origin.timestamp_ms.to_string()),
             (headers::APPLICATION_ID, application_id.to_string()),
+            (headers::STAGE, stage.as_str().to_string()),
         ],
     }
 }
@@ -114,40 +171,6 @@ pub fn mask_sensitive(bytes: &[u8]) -> Vec<u8> {
     let mut out = mask_pans(bytes);
     for (start, end) in credential_ranges(bytes) {
         out[start..end].fill(b'*');
-    }
-    out
-}
-
-/// Overwrites each digit of every card-number-like run in `bytes` with `*`, keeping the
-/// length of every byte string (so framed Avro stays decodable).
-///
-/// Besides [`pan_ranges`], any unbroken run of 13–19 digits passing the Luhn check is
-/// masked: in binary Avro a length byte can sit between two strings' digits and hide a
-/// card number's boundary, and masking too much here loses nothing that matters.
-pub fn mask_pans(bytes: &[u8]) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    let mut mask = |start: usize, end: usize| {
-        for b in &mut out[start..end] {
-            if b.is_ascii_digit() {
-                *b = b'*';
-            }
-        }
-    };
-    for (start, end) in pan_ranges(bytes) {
-        mask(start, end);
-    }
-    let mut i = 0;
-    while i < bytes.len() {
-        let start = i;
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        if (13..=19).contains(&(i - start))
-            && paystream_schemas::validate::luhn_valid(&bytes[start..i])
-        {
-            mask(start, i);
-        }
-        i = i.max(start + 1);
     }
     out
 }

@@ -27,6 +27,11 @@ pub struct Metrics {
     pub dead_lettered: IntCounterVec,
     /// Records produced to output and internal topics, by topic.
     pub records_produced: IntCounterVec,
+    /// Input records that arrived on a partition other than the one their key maps to
+    /// under Kafka's default (murmur2) partitioner, by topic: an ingress producer on
+    /// another partitioner. Auth and settlement records are rerouted to their payment's
+    /// task through the repartition topic.
+    pub records_misrouted: IntCounterVec,
     /// Committed transactions.
     pub commits: IntCounter,
     /// Aborted transactions.
@@ -63,6 +68,10 @@ pub struct Metrics {
     pub sink_lag: IntGaugeVec,
     /// Failed sink writes (each was retried or stopped the sink).
     pub sink_errors: IntCounter,
+    /// Records the ledger sink dead-lettered to `<source topic>.dlq` instead of writing
+    /// them (PostgreSQL refused their data, or they did not decode or balance), by source
+    /// topic and reason; counted once their batch committed.
+    pub sink_dead_lettered: IntCounterVec,
 }
 
 impl Metrics {
@@ -95,6 +104,11 @@ impl Metrics {
         let records_produced = counter_vec(
             "paystream_records_produced_total",
             "Records produced, by destination topic",
+            &["topic"],
+        );
+        let records_misrouted = counter_vec(
+            "paystream_records_misrouted_total",
+            "Input records on a partition other than their key's murmur2 partition, by topic",
             &["topic"],
         );
         let store_operations = counter_vec(
@@ -179,6 +193,11 @@ impl Metrics {
             "paystream_sink_errors_total",
             "Failed ledger sink writes (retried, or stopping the sink)",
         );
+        let sink_dead_lettered = counter_vec(
+            "paystream_sink_dead_lettered_total",
+            "Records the ledger sink dead-lettered instead of writing, by source topic and reason",
+            &["topic", "reason"],
+        );
         let commits =
             IntCounter::new("paystream_commits_total", "Committed transactions").expect("metric");
         registry
@@ -220,6 +239,7 @@ impl Metrics {
             duplicates_dropped,
             dead_lettered,
             records_produced,
+            records_misrouted,
             commits,
             transaction_aborts,
             commit_latency_seconds,
@@ -237,6 +257,7 @@ impl Metrics {
             sink_rows_written,
             sink_lag,
             sink_errors,
+            sink_dead_lettered,
         }
     }
 }

@@ -7,8 +7,24 @@
 //! (KIP-447), commit the transaction, then apply the store writes to RocksDB. A commit
 //! that must abort discards the store writes and rewinds the consumer to the last
 //! committed offsets, so the same records are processed again in a new transaction.
+//!
+//! No single record stops the pipeline (docs/architecture.md, "Bad input"). A record
+//! whose data fails a stage is dead-lettered with the stage in its headers:
+//! - decode and validate: at once, before any processor sees it;
+//! - process: a processor that panics on a record has made partial store writes, so the
+//!   transaction is aborted and the record is dead-lettered when it is read again;
+//! - produce: an output that cannot be encoded, or that the broker refuses for its data
+//!   (too large, a timestamp out of the topic's window), makes the transaction abortable.
+//!   The input records whose outputs were refused are found from the delivery reports.
+//!   A single one is dead-lettered when read again; several (a refused batch fails all
+//!   its records) become suspects, each processed in a transaction of its own, so the
+//!   one that fails alone is known exactly (Kafka Streams' production exception
+//!   handler is the model).
+//!
+//! Only the environment (broker, registry, state stores, fencing) stops or retries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,8 +33,9 @@ use backon::{BlockingRetryable, ExponentialBuilder, Retryable};
 use paystream_processors::Stream;
 use paystream_processors::dedupe::DedupeProcessor;
 use paystream_processors::lifecycle::LifecycleProcessor;
-use paystream_processors::{Origin, Output, Processor, Record};
-use paystream_schemas::validate::validate;
+use paystream_processors::{DeadLetterReason, Origin, Output, Processor, Record, Stage};
+use paystream_schemas::codec::CodecError;
+use paystream_schemas::validate::{check_event_time, validate};
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, Codec, DecodeError, InputEvent, PaymentInitiated, SettlementReported,
 };
@@ -33,7 +50,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::dead_letter::{FailureAction, dead_letter_record, on_decode_error, on_violation};
+use crate::dead_letter::{FailureAction, dead_letter_record_at, on_decode_error, on_violation};
 use crate::health::Health;
 use crate::kafka::{PARTITIONER, client_config, read_committed_consumer_config};
 use crate::metrics::Metrics;
@@ -59,6 +76,80 @@ const REPARTITION_PURGE_INTERVAL: Duration = Duration::from_secs(30);
 /// Attempts of a retriable transaction call before the instance stops.
 const COMMIT_RETRIES_MAX: usize = 10;
 
+/// Largest input record value the pipeline carries, bytes. A valid event is a few KB at
+/// most (identifiers and free text are bounded, see `paystream_schemas::validate`); a
+/// larger value is dead-lettered as `record_too_large` before it is decoded, so it never
+/// reaches a state store, a changelog or an output.
+pub const INPUT_VALUE_BYTES_MAX: usize = 64 * 1024;
+
+/// How long an aborted transaction's delivery reports are awaited to find the records
+/// the broker refused.
+const DELIVERY_REPORTS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An input record: where it was read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RecordId {
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+impl RecordId {
+    fn of(message: &OwnedMessage) -> Self {
+        RecordId {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+        }
+    }
+}
+
+/// A record found to fail a stage by its data; dead-lettered when it is read again.
+#[derive(Debug, Clone)]
+struct Poisoned {
+    reason: DeadLetterReason,
+    stage: Stage,
+    message: String,
+}
+
+/// The partition Kafka's default partitioner gives `key` among `partitions`: murmur2
+/// with seed `0x9747b28c`, made positive, modulo the count (the Java client's
+/// `BuiltInPartitioner.partitionForKey`, librdkafka's `murmur2_random`).
+pub fn murmur2_partition(key: &[u8], partitions: i32) -> i32 {
+    let hash = murmur2::murmur2(key, 0x9747_b28c) & 0x7fff_ffff;
+    (hash % partitions.max(1) as u32) as i32
+}
+
+/// Kafka error codes with which the broker (or librdkafka, before sending) refuses one
+/// record for its data rather than for the state of the cluster.
+fn refused_for_data(code: rdkafka::types::RDKafkaErrorCode) -> Option<DeadLetterReason> {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    match code {
+        Code::MessageSizeTooLarge | Code::InvalidMessageSize | Code::MessageBatchTooLarge => {
+            Some(DeadLetterReason::RecordTooLarge)
+        }
+        Code::InvalidTimestamp | Code::InvalidRecord | Code::InvalidMessage => {
+            Some(DeadLetterReason::ProcessingFailed)
+        }
+        _ => None,
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "processor panicked".to_string())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// What the open transaction did; published to metrics and the summary only once the
 /// transaction commits, so an aborted and re-processed record is counted once.
 #[derive(Debug, Default)]
@@ -67,6 +158,8 @@ struct TransactionCounts {
     duplicates: BTreeMap<String, u64>,
     dead_lettered: BTreeMap<(String, &'static str), u64>,
     produced: BTreeMap<String, u64>,
+    /// Input records on another partition than their key's murmur2 partition, by topic.
+    misrouted: BTreeMap<String, u64>,
     input_records: u64,
     status_changes: u64,
     journal_entries: u64,
@@ -96,6 +189,29 @@ pub struct RunSummary {
     pub commits: u64,
     /// From the first record read to the last commit, milliseconds.
     pub processing_ms: u64,
+}
+
+/// The headers of a record forwarded to the repartition topic: where it was read, so a
+/// later dead letter names the input record rather than the internal topic, and so it is
+/// decoded as the input it is.
+fn origin_headers_of(message: &OwnedMessage) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: origin_headers::TOPIC,
+            value: Some(message.topic()),
+        })
+        .insert(Header {
+            key: origin_headers::PARTITION,
+            value: Some(&message.partition().to_string()),
+        })
+        .insert(Header {
+            key: origin_headers::OFFSET,
+            value: Some(&message.offset().to_string()),
+        })
+        .insert(Header {
+            key: origin_headers::KEY,
+            value: Some(message.key().unwrap_or_default()),
+        })
 }
 
 /// Counts and logs partition assignment changes. The processing loop notices a changed
@@ -212,6 +328,27 @@ pub struct Pipeline {
     transactional_id: String,
     /// Partitions of `payment_initiated` (the dedupe tasks writing the repartition topic).
     upstream_partitions: usize,
+    /// Partitions of the repartition topic (and of every co-partitioned lifecycle input).
+    lifecycle_partitions: i32,
+    /// Records found to fail a stage by their data, dead-lettered when read again; kept
+    /// until a commit moves past them.
+    poisoned: HashMap<RecordId, Poisoned>,
+    /// Records whose outputs were refused together with others'; each is processed in a
+    /// transaction of its own until the one at fault is known.
+    suspects: HashSet<RecordId>,
+    /// Input records of the open transaction; `current` indexes the one being processed.
+    transaction_inputs: Vec<RecordId>,
+    current: Option<usize>,
+    /// Delivery reports of the open transaction's outputs, with the input that made each.
+    deliveries: Vec<(Option<usize>, DeliveryFuture)>,
+    /// The open transaction cannot commit (a record failed a stage): abort and rewind.
+    abort_requested: bool,
+    /// Commit after the record just processed (a suspect processed alone).
+    commit_requested: bool,
+    /// Bumped at every abort: a record read before it was rewound and is dropped.
+    generation: u64,
+    /// (topic, partition) pairs whose misrouted records were already logged.
+    misrouted_logged: HashSet<(String, i32)>,
     timeout: Duration,
     summary: RunSummary,
     first_record_at: Option<Instant>,
@@ -271,6 +408,9 @@ impl Pipeline {
         let upstream_partitions = tokio::task::block_in_place(|| {
             partition_count(&consumer, &names.payment_initiated, timeout)
         })? as usize;
+        let lifecycle_partitions = tokio::task::block_in_place(|| {
+            partition_count(&consumer, &names.payments_by_id, timeout)
+        })?;
         let transactional_id = format!("{}-{}", config.application_id, config.instance_id);
         let producer: FutureProducer = client_config(&config)
             .set("transactional.id", &transactional_id)
@@ -332,6 +472,16 @@ impl Pipeline {
             counts: TransactionCounts::default(),
             transactional_id,
             upstream_partitions,
+            lifecycle_partitions,
+            poisoned: HashMap::new(),
+            suspects: HashSet::new(),
+            transaction_inputs: Vec::new(),
+            current: None,
+            deliveries: Vec::new(),
+            abort_requested: false,
+            commit_requested: false,
+            generation: 0,
+            misrouted_logged: HashSet::new(),
             timeout,
             summary: RunSummary::default(),
             first_record_at: None,
@@ -389,6 +539,9 @@ impl Pipeline {
                     match received {
                         Ok(Ok(message)) => {
                             self.handle(message).await?;
+                            if self.abort_requested {
+                                self.recover_from_failed_transaction(None).await?;
+                            }
                         }
                         Ok(Err(e)) => warn!(error = %e, "consumer error (librdkafka retries)"),
                         Err(_interval_elapsed) => {}
@@ -396,8 +549,11 @@ impl Pipeline {
                 }
             }
             let due = tokio::time::Instant::now() >= next_commit;
-            if due || self.records_in_transaction >= self.config.processing.transaction_records_max
+            if due
+                || self.commit_requested
+                || self.records_in_transaction >= self.config.processing.transaction_records_max
             {
+                self.commit_requested = false;
                 if self.records_in_transaction > 0 {
                     self.commit().await?;
                 } else if due && stop_when_caught_up && self.caught_up()? {
@@ -489,6 +645,16 @@ impl Pipeline {
     }
 
     async fn handle(&mut self, message: OwnedMessage) -> Result<()> {
+        let id = RecordId::of(&message);
+        if self.suspects.contains(&id) && self.records_in_transaction > 0 {
+            // A suspect gets a transaction of its own: commit what came before it.
+            let generation = self.generation;
+            self.commit().await?;
+            if self.generation != generation {
+                // That commit failed and the consumer was rewound: this record comes again.
+                return Ok(());
+            }
+        }
         self.first_record_at.get_or_insert_with(Instant::now);
         let topic = message.topic().to_string();
         let partition = message.partition();
@@ -499,7 +665,45 @@ impl Pipeline {
         if topic != self.names.payments_by_id {
             self.counts.input_records += 1;
         }
-        let origin = self.origin_of(&message);
+        if self.suspects.contains(&id) {
+            self.commit_requested = true;
+        }
+        self.current = Some(self.transaction_inputs.len());
+        self.transaction_inputs.push(id.clone());
+        let result = self.handle_record(&id, &message).await;
+        self.current = None;
+        result
+    }
+
+    /// The stages of one record: known poison, size, routing, decode, validation, the
+    /// processor, its outputs.
+    async fn handle_record(&mut self, id: &RecordId, message: &OwnedMessage) -> Result<()> {
+        let topic = message.topic();
+        let partition = message.partition();
+        let mut origin = self.origin_of(message);
+        if origin.timestamp_ms <= 0 {
+            origin.timestamp_ms = now_ms();
+        }
+        // Outputs carry the input record's timestamp, which the broker accepted once
+        // already (as Kafka Streams does), never a time from the payload.
+        let timestamp_ms = origin.timestamp_ms;
+        if let Some(poisoned) = self.poisoned.get(id).cloned() {
+            return self
+                .dead_letter(&origin, poisoned.reason, poisoned.stage, &poisoned.message)
+                .await;
+        }
+        let value_bytes = message.payload().map_or(0, <[u8]>::len);
+        if value_bytes > INPUT_VALUE_BYTES_MAX {
+            let error = format!(
+                "value is {value_bytes} bytes, at most {INPUT_VALUE_BYTES_MAX} are processed"
+            );
+            return self
+                .dead_letter(&origin, DeadLetterReason::RecordTooLarge, Stage::Decode, &error)
+                .await;
+        }
+        if self.reroute_if_misrouted(message).await? {
+            return Ok(());
+        }
         let sub_topology = if topic == self.names.payment_initiated {
             SubTopology::Dedupe
         } else {
@@ -520,41 +724,204 @@ impl Pipeline {
             info!(task = %task_id, "task running");
             self.tasks.insert(task_id, task);
         }
+        // A record of the repartition topic is decoded as the input it came from.
+        let event = match self
+            .decode(&origin.topic, message.payload(), origin.timestamp_ms)
+            .await?
+        {
+            Err((reason, stage, error)) => {
+                return self.dead_letter(&origin, reason, stage, &error).await;
+            }
+            Ok(event) => event,
+        };
+        if sub_topology == SubTopology::Lifecycle {
+            self.transaction_timestamps_ms.push(origin.timestamp_ms);
+        }
+        let task = self.tasks.get_mut(&task_id).expect("task opened above");
+        task.advance_stream_time(Stream::of(&event), origin.timestamp_ms);
+        if topic == self.names.payments_by_id && origin.topic == self.names.payment_initiated {
+            // The origin is the payment_initiated record it was re-keyed from.
+            task.advance_payments_time(
+                origin.partition,
+                self.upstream_partitions,
+                origin.timestamp_ms,
+            );
+        }
         let mut outputs = Vec::new();
-        match self.decode(&topic, message.payload()).await? {
-            Err(dead_letter) => outputs.push(Output::DeadLetter {
-                origin,
-                reason: dead_letter.0,
-                message: dead_letter.1,
-            }),
-            Ok(event) => {
-                if sub_topology == SubTopology::Lifecycle {
-                    self.transaction_timestamps_ms.push(origin.timestamp_ms);
+        let mut context = task.context(&mut outputs);
+        let dedupe = &mut self.dedupe;
+        let lifecycle = &mut self.lifecycle;
+        let processed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            match (sub_topology, event) {
+                (SubTopology::Dedupe, InputEvent::PaymentInitiated(value)) => {
+                    dedupe.process(Record { value, origin }, &mut context)
                 }
-                let task = self.tasks.get_mut(&task_id).expect("task opened above");
-                task.advance_stream_time(Stream::of(&event), origin.timestamp_ms);
-                if topic == self.names.payments_by_id {
-                    // The origin is the payment_initiated record it was re-keyed from.
-                    task.advance_payments_time(
-                        origin.partition,
-                        self.upstream_partitions,
-                        origin.timestamp_ms,
-                    );
-                }
-                let mut context = task.context(&mut outputs);
-                match (sub_topology, event) {
-                    (SubTopology::Dedupe, InputEvent::PaymentInitiated(value)) => self
-                        .dedupe
-                        .process(Record { value, origin }, &mut context)?,
-                    (_, value) => self
-                        .lifecycle
-                        .process(Record { value, origin }, &mut context)?,
-                }
+                (_, value) => lifecycle.process(Record { value, origin }, &mut context),
+            }
+        }));
+        match processed {
+            Ok(result) => result?,
+            Err(panic) => {
+                // Its store writes are in the open transaction: abort, and dead-letter the
+                // record when it is read again.
+                let message = format!("processor failed: {}", panic_message(&*panic));
+                self.record_failed(DeadLetterReason::ProcessingFailed, Stage::Process, message)?;
+                return Ok(());
             }
         }
         for output in outputs {
-            self.emit(output, Some(&message)).await?;
+            if self.abort_requested {
+                break;
+            }
+            self.emit(output, Some(message), timestamp_ms).await?;
         }
+        Ok(())
+    }
+
+    /// An auth or settlement record on a partition other than the one its key (the
+    /// payment id) maps to under Kafka's default partitioner would wait in its task's
+    /// `pending` store for a payment that lives in another task. It is counted, logged once
+    /// per partition, and forwarded byte for byte to its payment's task through the
+    /// repartition topic, with its origin in headers. Returns true when it was.
+    /// `payment_initiated` records are counted only: deduplication needs just that one
+    /// idempotency key always lands on the same partition, which any key hash gives.
+    async fn reroute_if_misrouted(&mut self, message: &OwnedMessage) -> Result<bool> {
+        let topic = message.topic();
+        let lifecycle_input = topic == self.names.auth_success
+            || topic == self.names.auth_failure
+            || topic == self.names.settlement;
+        if !(lifecycle_input || topic == self.names.payment_initiated) {
+            return Ok(false);
+        }
+        let Some(key) = message.key() else {
+            return Ok(false);
+        };
+        let partitions = if lifecycle_input {
+            self.lifecycle_partitions
+        } else {
+            self.upstream_partitions as i32
+        };
+        let expected = murmur2_partition(key, partitions);
+        if expected == message.partition() {
+            return Ok(false);
+        }
+        *self
+            .counts
+            .misrouted
+            .entry(topic.to_string())
+            .or_insert(0) += 1;
+        if self
+            .misrouted_logged
+            .insert((topic.to_string(), message.partition()))
+        {
+            warn!(
+                topic,
+                partition = message.partition(),
+                offset = message.offset(),
+                key_partition = expected,
+                rerouted = lifecycle_input,
+                "input record on another partition than its key's murmur2 partition: an \
+                 ingress producer does not use Kafka's default partitioner (set \
+                 partitioner=murmur2_random in librdkafka-based clients); logged once per \
+                 partition, counted in paystream_records_misrouted_total"
+            );
+        }
+        if !lifecycle_input {
+            return Ok(false);
+        }
+        let headers = origin_headers_of(message);
+        let repartition_topic = self.names.payments_by_id.clone();
+        let timestamp_ms = message.timestamp().to_millis().unwrap_or_else(now_ms);
+        self.send(
+            &repartition_topic,
+            Some(expected),
+            Some(key),
+            message.payload(),
+            Some(headers),
+            timestamp_ms,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Dead-letters the record at `origin` (the one being processed) in the open
+    /// transaction.
+    async fn dead_letter(
+        &mut self,
+        origin: &Origin,
+        reason: DeadLetterReason,
+        stage: Stage,
+        error: &str,
+    ) -> Result<()> {
+        let record =
+            dead_letter_record_at(origin, reason, stage, error, &self.config.application_id);
+        // One line per record at debug; each commit logs a summary at warn.
+        tracing::debug!(
+            topic = %origin.topic,
+            partition = origin.partition,
+            offset = origin.offset,
+            reason = %reason,
+            stage = %stage,
+            "record dead-lettered"
+        );
+        *self
+            .counts
+            .dead_lettered
+            .entry((origin.topic.clone(), reason.as_str()))
+            .or_insert(0) += 1;
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_str()),
+            });
+        }
+        self.send(
+            &record.topic,
+            Some(record.partition),
+            record.key.as_deref(),
+            record.value.as_deref(),
+            Some(headers),
+            record.timestamp_ms,
+        )
+        .await
+    }
+
+    /// The record being processed failed a stage by its data: it is poisoned (dead-lettered
+    /// when read again) and the open transaction, which may hold part of its effects, is
+    /// aborted.
+    ///
+    /// # Errors
+    /// [`Error::Topology`] when no input record is being processed (punctuation): there is
+    /// no record to dead-letter, so the failure stops the instance.
+    fn record_failed(
+        &mut self,
+        reason: DeadLetterReason,
+        stage: Stage,
+        message: String,
+    ) -> Result<()> {
+        let Some(id) = self.current.and_then(|i| self.transaction_inputs.get(i)).cloned() else {
+            return Err(Error::Topology(format!(
+                "{stage} failed outside of any input record ({reason}): {message}"
+            )));
+        };
+        warn!(
+            topic = %id.topic,
+            partition = id.partition,
+            offset = id.offset,
+            reason = %reason,
+            stage = %stage,
+            "record failed; aborting the transaction to dead-letter it"
+        );
+        self.poisoned.insert(
+            id,
+            Poisoned {
+                reason,
+                stage,
+                message,
+            },
+        );
+        self.abort_requested = true;
         Ok(())
     }
 
@@ -562,6 +929,7 @@ impl Pipeline {
     /// outputs and store writes join the open transaction.
     async fn punctuate(&mut self) -> Result<()> {
         let mut outputs = Vec::new();
+        let mut outputs_time_ms: Vec<i64> = Vec::new();
         for (id, task) in self.tasks.iter_mut() {
             if id.sub_topology != SubTopology::Lifecycle || task.stream_time_ms == i64::MIN {
                 continue;
@@ -569,21 +937,25 @@ impl Pipeline {
             let stream_time_ms = task.stream_time_ms;
             let mut context = task.context(&mut outputs);
             self.lifecycle.punctuate(stream_time_ms, &mut context)?;
+            // Outputs of punctuation carry the stream time: a record timestamp the broker
+            // accepted.
+            outputs_time_ms.resize(outputs.len(), stream_time_ms);
         }
-        for output in outputs {
-            self.emit(output, None).await?;
+        for (output, timestamp_ms) in outputs.into_iter().zip(outputs_time_ms) {
+            self.emit(output, None, timestamp_ms).await?;
         }
         Ok(())
     }
 
-    /// Decodes and validates a record of `topic`. The outer `Result` is a failure of the
-    /// pipeline; the inner `Err` is a dead letter `(reason, message)`.
+    /// Decodes and validates a record of input `topic` whose broker timestamp is
+    /// `record_timestamp_ms`. The outer `Result` is a failure of the pipeline; the inner
+    /// `Err` is a dead letter `(reason, stage, message)`.
     async fn decode(
         &self,
         topic: &str,
         payload: Option<&[u8]>,
-    ) -> Result<std::result::Result<InputEvent, (paystream_processors::DeadLetterReason, String)>>
-    {
+        record_timestamp_ms: i64,
+    ) -> Result<std::result::Result<InputEvent, (DeadLetterReason, Stage, String)>> {
         let names = &self.names;
         let codec = &self.codec;
         let decode_once = || async {
@@ -622,7 +994,9 @@ impl Pipeline {
         let event = match decoded {
             Ok(event) => event,
             Err(e) => match on_decode_error(&e) {
-                FailureAction::DeadLetter(reason) => return Ok(Err((reason, e.message))),
+                FailureAction::DeadLetter(reason) => {
+                    return Ok(Err((reason, Stage::Decode, e.message)));
+                }
                 FailureAction::Retry => {
                     return Err(Error::Topology(format!(
                         "schema registry {} unreachable after retries: {}",
@@ -631,41 +1005,39 @@ impl Pipeline {
                 }
             },
         };
-        match validate(&event) {
+        let checked = validate(&event).and_then(|()| {
+            check_event_time(
+                event.event_time_ms(),
+                record_timestamp_ms,
+                self.config.processing.event_time_skew_max_ms,
+            )
+        });
+        match checked {
             Ok(()) => Ok(Ok(event)),
             Err(violation) => match on_violation(&violation) {
-                FailureAction::DeadLetter(reason) => Ok(Err((reason, violation.to_string()))),
+                FailureAction::DeadLetter(reason) => {
+                    Ok(Err((reason, Stage::Validate, violation.to_string())))
+                }
                 FailureAction::Retry => unreachable!("violations are never retried"),
             },
         }
     }
 
-    /// Writes one output into the open transaction; `message` is the input record being
-    /// processed (`None` for outputs of punctuation).
-    async fn emit(&mut self, output: Output, message: Option<&OwnedMessage>) -> Result<()> {
+    /// Writes one output into the open transaction, stamped `timestamp_ms`; `message` is
+    /// the input record being processed (`None` for outputs of punctuation). An output
+    /// that cannot be encoded or is not balanced fails its input record
+    /// ([`Self::record_failed`]).
+    async fn emit(
+        &mut self,
+        output: Output,
+        message: Option<&OwnedMessage>,
+        timestamp_ms: i64,
+    ) -> Result<()> {
         match output {
             Output::Repartition(event) => {
                 let message = message.expect("repartitioning happens while processing a record");
-                let origin_key = message.key().unwrap_or_default();
-                let headers = OwnedHeaders::new()
-                    .insert(Header {
-                        key: origin_headers::TOPIC,
-                        value: Some(message.topic()),
-                    })
-                    .insert(Header {
-                        key: origin_headers::PARTITION,
-                        value: Some(&message.partition().to_string()),
-                    })
-                    .insert(Header {
-                        key: origin_headers::OFFSET,
-                        value: Some(&message.offset().to_string()),
-                    })
-                    .insert(Header {
-                        key: origin_headers::KEY,
-                        value: Some(origin_key),
-                    });
+                let headers = origin_headers_of(message);
                 let topic = self.names.payments_by_id.clone();
-                let timestamp_ms = message.timestamp().to_millis().unwrap_or(event.occurred_at);
                 // The value is passed through byte for byte: same schema id, same body.
                 self.send(
                     &topic,
@@ -676,34 +1048,44 @@ impl Pipeline {
                     timestamp_ms,
                 )
                 .await
-                .map(drop)
             }
             Output::PaymentStatus(status) => {
                 let topic = self.names.payment_status.clone();
-                let value = self.codec.encode(&topic, &status).await?;
+                let Some(value) = self.encode(&topic, &status).await? else {
+                    return Ok(());
+                };
                 self.counts.status_changes += 1;
                 let status_name = status.status.as_str();
                 *self.counts.payments.entry(status_name).or_insert(0) += 1;
-                *self
+                // Amounts are bounded at the door; the metric saturates rather than wraps.
+                let amount = self
                     .counts
                     .amounts_minor
                     .entry((status_name, status.currency.clone()))
-                    .or_insert(0) += status.amount_minor.max(0) as u64;
+                    .or_insert(0);
+                *amount = amount.saturating_add(status.amount_minor.max(0) as u64);
                 self.send(
                     &topic,
                     None,
                     Some(status.payment_id.as_bytes()),
                     Some(&value),
                     None,
-                    status.occurred_at,
+                    timestamp_ms,
                 )
                 .await
-                .map(drop)
             }
             Output::JournalEntry(entry) => {
-                assert!(entry.is_balanced(), "unbalanced journal entry {}", entry.id);
+                if !entry.is_balanced() {
+                    return self.record_failed(
+                        DeadLetterReason::ProcessingFailed,
+                        Stage::Process,
+                        format!("journal entry {} does not balance per currency", entry.id),
+                    );
+                }
                 let topic = self.names.ledger_entries.clone();
-                let value = self.codec.encode(&topic, &entry).await?;
+                let Some(value) = self.encode(&topic, &entry).await? else {
+                    return Ok(());
+                };
                 self.counts.journal_entries += 1;
                 self.send(
                     &topic,
@@ -711,14 +1093,15 @@ impl Pipeline {
                     Some(entry.payment_id.as_bytes()),
                     Some(&value),
                     None,
-                    entry.occurred_at,
+                    timestamp_ms,
                 )
                 .await
-                .map(drop)
             }
             Output::ReconciliationException(exception) => {
                 let topic = self.names.reconciliation_exceptions.clone();
-                let value = self.codec.encode(&topic, &exception).await?;
+                let Some(value) = self.encode(&topic, &exception).await? else {
+                    return Ok(());
+                };
                 *self
                     .counts
                     .exceptions
@@ -730,48 +1113,17 @@ impl Pipeline {
                     Some(exception.payment_id.as_bytes()),
                     Some(&value),
                     None,
-                    exception.detected_at,
+                    timestamp_ms,
                 )
                 .await
-                .map(drop)
             }
             Output::DeadLetter {
                 origin,
                 reason,
                 message: error,
             } => {
-                let record =
-                    dead_letter_record(&origin, reason, &error, &self.config.application_id);
-                // One line per record at debug; each commit logs a summary at warn.
-                tracing::debug!(
-                    topic = %origin.topic,
-                    partition = origin.partition,
-                    offset = origin.offset,
-                    reason = %reason,
-                    "record dead-lettered"
-                );
-                *self
-                    .counts
-                    .dead_lettered
-                    .entry((origin.topic.clone(), reason.as_str()))
-                    .or_insert(0) += 1;
-                let mut headers = OwnedHeaders::new();
-                for (key, value) in &record.headers {
-                    headers = headers.insert(Header {
-                        key,
-                        value: Some(value.as_str()),
-                    });
-                }
-                self.send(
-                    &record.topic,
-                    Some(record.partition),
-                    record.key.as_deref(),
-                    record.value.as_deref(),
-                    Some(headers),
-                    record.timestamp_ms,
-                )
-                .await
-                .map(drop)
+                self.dead_letter(&origin, reason, reason.default_stage(), &error)
+                    .await
             }
             Output::DuplicateDropped => {
                 let topic = message.map_or("", |m| m.topic());
@@ -781,8 +1133,39 @@ impl Pipeline {
         }
     }
 
-    /// Enqueues one record in the open transaction and returns its delivery report.
-    /// Delivery errors also surface at commit.
+    /// Encodes an output for `topic`. `None` when the record's data does not fit the
+    /// schema: its input record has failed ([`Self::record_failed`]).
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when the registry cannot be reached.
+    async fn encode<T: paystream_schemas::AvroRecord + serde::Serialize>(
+        &mut self,
+        topic: &str,
+        record: &T,
+    ) -> Result<Option<Vec<u8>>> {
+        match self.codec.encode(topic, record).await {
+            Ok(value) => Ok(Some(value)),
+            Err(e @ CodecError::Encode { .. }) => {
+                self.record_failed(
+                    DeadLetterReason::ProcessingFailed,
+                    Stage::Produce,
+                    e.to_string(),
+                )?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Enqueues one output record in the open transaction; its delivery report is kept
+    /// with the input record being processed, to find the culprit if the broker refuses it.
+    /// A record librdkafka refuses at once for its data fails that input record
+    /// ([`Self::record_failed`]); a transaction already in an abortable state is aborted
+    /// after this record.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when the producer fails for another reason; [`Error::Topology`]
+    /// when its queue stays full.
     async fn send(
         &mut self,
         topic: &str,
@@ -791,7 +1174,28 @@ impl Pipeline {
         value: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
         timestamp_ms: i64,
-    ) -> Result<DeliveryFuture> {
+    ) -> Result<()> {
+        let current = self.current;
+        let delivery = self
+            .produce(topic, partition, key, value, headers, timestamp_ms)
+            .await?;
+        if let Some(delivery) = delivery {
+            self.deliveries.push((current, delivery));
+        }
+        Ok(())
+    }
+
+    /// Enqueues one record in the open transaction and returns its delivery report
+    /// (`None` when it was refused before sending, see [`Self::send`]).
+    async fn produce(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+        timestamp_ms: i64,
+    ) -> Result<Option<DeliveryFuture>> {
         for _ in 0..QUEUE_FULL_ATTEMPTS_MAX {
             let mut record: FutureRecord<'_, [u8], [u8]> =
                 FutureRecord::to(topic).timestamp(timestamp_ms);
@@ -810,13 +1214,30 @@ impl Pipeline {
             match self.producer.send_result(record) {
                 Ok(delivery) => {
                     *self.counts.produced.entry(topic.to_string()).or_insert(0) += 1;
-                    return Ok(delivery);
+                    return Ok(Some(delivery));
                 }
                 Err((
                     KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                     _,
                 )) => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((KafkaError::MessageProduction(code), _))
+                    if refused_for_data(code).is_some() =>
+                {
+                    let reason = refused_for_data(code).expect("matched above");
+                    self.record_failed(
+                        reason,
+                        Stage::Produce,
+                        format!("producing to {topic}: {code}"),
+                    )?;
+                    return Ok(None);
+                }
+                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::State), _)) => {
+                    // An earlier delivery failed and the transaction must be aborted; the
+                    // delivery reports tell which record it was.
+                    self.abort_requested = true;
+                    return Ok(None);
                 }
                 Err((e, _)) => return Err(Error::kafka(&format!("producing to {topic}"), e)),
             }
@@ -829,6 +1250,9 @@ impl Pipeline {
     /// Commits the open transaction: changelog records, offsets, commit, then stores.
     async fn commit(&mut self) -> Result<()> {
         let started = Instant::now();
+        if self.abort_requested {
+            return self.recover_from_failed_transaction(None).await;
+        }
         // Punctuation: due timers fire and expired keys of TTL stores are deleted, all in
         // this transaction.
         self.punctuate().await?;
@@ -846,24 +1270,26 @@ impl Pipeline {
                 ));
             }
         }
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let changelog_time_ms = now_ms();
         let mut changelog_deliveries = Vec::with_capacity(changelog.len());
         for (task_id, store, key, value) in &changelog {
             let topic = self.names.changelog(store);
             let delivery = self
-                .send(
+                .produce(
                     &topic,
                     Some(task_id.partition),
                     Some(key),
                     value.as_deref(),
                     None,
-                    now_ms,
+                    changelog_time_ms,
                 )
                 .await?;
-            changelog_deliveries.push(((*task_id, *store), delivery));
+            if let Some(delivery) = delivery {
+                changelog_deliveries.push(((*task_id, *store), delivery));
+            }
+        }
+        if self.abort_requested {
+            return self.recover_from_failed_transaction(None).await;
         }
         // The consumer's position steps over transaction markers that follow the last
         // record read; committing it (as Kafka Streams does) keeps consumer lag at 0.
@@ -915,18 +1341,26 @@ impl Pipeline {
         });
         match result {
             Ok(()) => {
+                self.deliveries.clear();
+                self.transaction_inputs.clear();
                 for task in self.tasks.values_mut() {
                     task.commit_stores()?;
                 }
                 self.checkpoint(changelog_deliveries).await?;
                 self.lag.record_commit(&self.pending_offsets);
                 self.committed_offsets.extend(self.pending_offsets.drain());
+                // Poisoned and suspect records the group has committed past are done.
+                let committed = &self.committed_offsets;
+                let pending = |id: &RecordId| {
+                    committed
+                        .get(&(id.topic.clone(), id.partition))
+                        .is_none_or(|next| *next <= id.offset)
+                };
+                self.poisoned.retain(|id, _| pending(id));
+                self.suspects.retain(pending);
                 self.publish_counts();
                 self.publish_store_metrics();
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0);
+                let now_ms = now_ms();
                 for timestamp_ms in self.transaction_timestamps_ms.drain(..) {
                     self.metrics
                         .end_to_end_latency_seconds
@@ -941,7 +1375,7 @@ impl Pipeline {
                     self.purge_repartition_topic().await;
                 }
             }
-            Err(e) => self.recover_from_failed_commit(e)?,
+            Err(e) => return self.recover_from_failed_transaction(Some(e)).await,
         }
         self.records_in_transaction = 0;
         self.producer
@@ -996,10 +1430,13 @@ impl Pipeline {
         Ok(())
     }
 
-    /// After a failed commit: fatal errors (fencing) stop the instance; otherwise abort,
-    /// drop the stores' open writes and rewind to the last committed offsets.
-    fn recover_from_failed_commit(&mut self, error: KafkaError) -> Result<()> {
-        if let KafkaError::Transaction(rd) = &error
+    /// After a failed commit, or a record that failed a stage: fatal errors (fencing) stop
+    /// the instance; otherwise abort, find the input records whose outputs the broker
+    /// refused for their data (one: poisoned; several: suspects, each processed alone
+    /// next time), drop the stores' open writes, rewind to the last committed offsets and
+    /// begin a new transaction.
+    async fn recover_from_failed_transaction(&mut self, error: Option<KafkaError>) -> Result<()> {
+        if let Some(KafkaError::Transaction(rd)) = &error
             && rd.is_fatal()
         {
             return Err(Error::TransactionFatal {
@@ -1007,11 +1444,21 @@ impl Pipeline {
                 message: rd.to_string(),
             });
         }
-        warn!(error = %error, "commit failed; aborting the transaction and reprocessing");
-        self.producer
-            .abort_transaction(self.timeout)
+        match &error {
+            Some(error) => warn!(error = %error, "commit failed; aborting the transaction and reprocessing"),
+            None => warn!(
+                poisoned = self.poisoned.len(),
+                "a record failed; aborting the transaction and reprocessing without it"
+            ),
+        }
+        tokio::task::block_in_place(|| self.producer.abort_transaction(self.timeout))
             .map_err(|e| Error::kafka("aborting a failed transaction", e))?;
         self.metrics.transaction_aborts.inc();
+        self.find_refused_records().await;
+        self.abort_requested = false;
+        self.commit_requested = false;
+        self.generation += 1;
+        self.transaction_inputs.clear();
         // The aborted records will be read and counted again.
         self.counts = TransactionCounts::default();
         self.transaction_timestamps_ms.clear();
@@ -1019,6 +1466,7 @@ impl Pipeline {
             task.abort_stores();
         }
         let rewind: Vec<(String, i32)> = self.pending_offsets.drain().map(|(k, _)| k).collect();
+        self.records_in_transaction = 0;
         let mut committed = TopicPartitionList::new();
         for (topic, partition) in &rewind {
             committed.add_partition(topic, *partition);
@@ -1036,7 +1484,52 @@ impl Pipeline {
                 .seek(element.topic(), element.partition(), offset, self.timeout)
                 .map_err(|e| Error::kafka("rewinding after an abort", e))?;
         }
-        Ok(())
+        self.producer
+            .begin_transaction()
+            .map_err(|e| Error::kafka("beginning a transaction", e))
+    }
+
+    /// Awaits the aborted transaction's delivery reports and marks the input records
+    /// whose outputs were refused for their data ([`refused_for_data`]).
+    async fn find_refused_records(&mut self) {
+        let deliveries = std::mem::take(&mut self.deliveries);
+        let mut refused: BTreeMap<usize, (DeadLetterReason, String)> = BTreeMap::new();
+        let deadline = tokio::time::Instant::now() + DELIVERY_REPORTS_TIMEOUT;
+        for (input, delivery) in deliveries {
+            let Ok(Ok(Err((error, _)))) = tokio::time::timeout_at(deadline, delivery).await
+            else {
+                continue;
+            };
+            let (Some(input), Some(code)) = (input, error.rdkafka_error_code()) else {
+                continue;
+            };
+            if let Some(reason) = refused_for_data(code) {
+                refused
+                    .entry(input)
+                    .or_insert((reason, format!("the broker refused an output: {error}")));
+            }
+        }
+        let single = refused.len() == 1;
+        for (input, (reason, message)) in refused {
+            let Some(id) = self.transaction_inputs.get(input).cloned() else {
+                continue;
+            };
+            if single {
+                warn!(topic = %id.topic, partition = id.partition, offset = id.offset,
+                      reason = %reason, "the broker refused an output of this record; it will be dead-lettered");
+                self.suspects.remove(&id);
+                self.poisoned.insert(
+                    id,
+                    Poisoned {
+                        reason,
+                        stage: Stage::Produce,
+                        message,
+                    },
+                );
+            } else {
+                self.suspects.insert(id);
+            }
+        }
     }
 
     /// After a rebalance: the open transaction may hold records of partitions this
@@ -1064,6 +1557,11 @@ impl Pipeline {
         self.pending_offsets.clear();
         self.counts = TransactionCounts::default();
         self.transaction_timestamps_ms.clear();
+        self.deliveries.clear();
+        self.transaction_inputs.clear();
+        self.abort_requested = false;
+        self.commit_requested = false;
+        self.generation += 1;
         self.metrics.rebalances.inc();
         self.records_in_transaction = 0;
         let names = &self.names;
@@ -1163,6 +1661,12 @@ impl Pipeline {
                 .with_label_values(&[topic])
                 .inc_by(*n);
         }
+        for (topic, n) in &counts.misrouted {
+            self.metrics
+                .records_misrouted
+                .with_label_values(&[topic])
+                .inc_by(*n);
+        }
         for (status, n) in &counts.payments {
             self.metrics
                 .payments
@@ -1245,5 +1749,48 @@ impl Pipeline {
             }
         }
         Ok(all_caught_up)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_partition_matches_kafkas_default_partitioner() {
+        // Hashes of the Java client's `Utils.murmur2`, as its unit tests list them.
+        for (key, hash) in [
+            (&b"21"[..], -973_932_308_i32),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+            (b"a-little-bit-longer-string", -1_486_304_829),
+            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (b"abc", 479_470_107),
+        ] {
+            assert_eq!(murmur2::murmur2(key, 0x9747_b28c) as i32, hash, "{key:?}");
+            let positive = (hash as u32 & 0x7fff_ffff) as i32;
+            assert_eq!(murmur2_partition(key, 7), positive % 7, "{key:?}");
+        }
+    }
+
+    #[test]
+    fn data_refusals_are_told_apart_from_cluster_trouble() {
+        use rdkafka::types::RDKafkaErrorCode as Code;
+        assert_eq!(
+            refused_for_data(Code::MessageSizeTooLarge),
+            Some(DeadLetterReason::RecordTooLarge)
+        );
+        assert_eq!(
+            refused_for_data(Code::InvalidTimestamp),
+            Some(DeadLetterReason::ProcessingFailed)
+        );
+        for code in [
+            Code::NotLeaderForPartition,
+            Code::RequestTimedOut,
+            Code::State,
+            Code::NotEnoughReplicas,
+        ] {
+            assert_eq!(refused_for_data(code), None, "{code:?}");
+        }
     }
 }

@@ -108,6 +108,11 @@ struct RegisteredSchema {
     schema: Schema,
 }
 
+/// Most bytes the Avro reader allocates for one value (a string, bytes or an array) while
+/// decoding, 8 MiB: every record paystream reads is far smaller, so a length prefix that
+/// claims more is undecodable rather than a large allocation.
+pub const AVRO_ALLOCATION_BYTES_MAX: usize = 8 * 1024 * 1024;
+
 /// Encoder and decoder for one Schema Registry. Cheap to share behind an `Arc`.
 pub struct Codec {
     url: String,
@@ -203,6 +208,10 @@ impl Codec {
         timeout: Duration,
         access: &RegistryAccess,
     ) -> Result<Self, CodecError> {
+        // A hostile length prefix makes the Avro reader allocate what it claims before it
+        // finds the bytes missing; bound that well below memory (the first call in a
+        // process sets it).
+        apache_avro::util::max_allocation_bytes(AVRO_ALLOCATION_BYTES_MAX);
         let mut builder = SrSettings::new_builder(url.trim_end_matches('/').to_string());
         builder.set_timeout(timeout).no_proxy();
         if let Some(user) = &access.basic_auth_username {

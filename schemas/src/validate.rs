@@ -1,7 +1,17 @@
-//! Value checks every input event passes before a processor sees it (PRODUCT.md, "Bad input").
+//! Value checks every input event passes before a processor sees it (docs/architecture.md,
+//! "Bad input").
 //!
 //! A failed check is a [`Violation`]; the runtime dead-letters the record with the
-//! violation's reason and never processes it.
+//! violation's reason and never processes it. Besides the event's contract (amounts,
+//! currency, sums), the checks refuse at the door what PostgreSQL or the broker would
+//! refuse later, where it would stop the pipeline instead of one record:
+//!
+//! | what | rule | why |
+//! |---|---|---|
+//! | identifiers (ids, keys, references, codes) | UTF-8, no control character, at most [`IDENTIFIER_BYTES_MAX`] bytes | PostgreSQL refuses NUL bytes in text and btree keys over 2704 bytes |
+//! | free text (`AuthFailed.reason`) | no control character but tab and line breaks, at most [`FREE_TEXT_BYTES_MAX`] bytes | the same, and state store values and changelog records stay small |
+//! | amounts and fees | at most [`AMOUNT_MINOR_MAX`] minor units | sums of many amounts stay far from `i64` overflow |
+//! | event time | not before 1970, at most `processing.event_time_skew_max_ms` ahead of the record's broker timestamp ([`check_event_time`]) | a producer clock running fast; PostgreSQL's timestamp range |
 
 use crate::events::{AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, SettlementReported};
 
@@ -19,14 +29,72 @@ pub enum Violation {
     /// `secret: …`, see [`credential_ranges`]). The field is named, the value never is.
     #[error("field {field} looks like it holds a credential")]
     SecretDetected { field: &'static str },
+    /// A value is outside its documented bounds: an amount above [`AMOUNT_MINOR_MAX`], an
+    /// identifier longer than [`IDENTIFIER_BYTES_MAX`], free text longer than
+    /// [`FREE_TEXT_BYTES_MAX`].
+    #[error("value out of range: {0}")]
+    ValueOutOfRange(String),
+    /// The event time is further ahead of the record's broker timestamp than allowed.
+    #[error(
+        "event time {event_time_ms} ms is {ahead_ms} ms ahead of the record timestamp \
+         (at most {skew_max_ms} ms allowed: processing.event_time_skew_max_ms)"
+    )]
+    EventTimeInFuture {
+        event_time_ms: i64,
+        ahead_ms: i64,
+        skew_max_ms: i64,
+    },
+}
+
+/// Largest amount or fee an event may carry, minor units (10^15: ten trillion of a
+/// two-decimal currency). Sums of up to ~9,000 such amounts fit an `i64`; every sum the
+/// pipeline makes is checked anyway.
+pub const AMOUNT_MINOR_MAX: i64 = 1_000_000_000_000_000;
+
+/// Longest identifier (ids, idempotency keys, references, codes, PSP names), bytes of
+/// UTF-8. Well below PostgreSQL's btree key limit (2704 bytes) with room for the account
+/// name prefixes the ledger adds (`merchant_payable:`…).
+pub const IDENTIFIER_BYTES_MAX: usize = 256;
+
+/// Longest free-text field (`AuthFailed.reason`), bytes of UTF-8.
+pub const FREE_TEXT_BYTES_MAX: usize = 4_096;
+
+/// Checks that `event_time_ms` is at most `skew_max_ms` ahead of the record's broker
+/// timestamp `record_timestamp_ms` (both milliseconds since the Unix epoch), and not
+/// before the epoch. Other times in the past are accepted.
+///
+/// # Errors
+/// [`Violation::EventTimeInFuture`] when it is further ahead;
+/// [`Violation::ValueOutOfRange`] when it is before 1970.
+pub fn check_event_time(
+    event_time_ms: i64,
+    record_timestamp_ms: i64,
+    skew_max_ms: i64,
+) -> Result<(), Violation> {
+    if event_time_ms < 0 {
+        return Err(Violation::ValueOutOfRange(format!(
+            "event time {event_time_ms} ms is before the Unix epoch"
+        )));
+    }
+    let ahead_ms = event_time_ms.saturating_sub(record_timestamp_ms);
+    if ahead_ms > skew_max_ms {
+        return Err(Violation::EventTimeInFuture {
+            event_time_ms,
+            ahead_ms,
+            skew_max_ms,
+        });
+    }
+    Ok(())
 }
 
 /// Checks an input event.
 ///
 /// # Errors
 /// The first [`Violation`] found: card-number-like strings first, then credential-like
-/// ones, then amounts (> 0,
-/// fee ≥ 0, net = gross − fee), then the currency (an ISO 4217 code, upper case).
+/// ones, then identifiers and free text (length, control characters), then amounts
+/// (> 0, ≤ [`AMOUNT_MINOR_MAX`], fee ≥ 0, net = gross − fee), then the currency (an ISO
+/// 4217 code, upper case). The event time is checked apart, by [`check_event_time`], as
+/// it needs the record's timestamp.
 pub fn validate(event: &InputEvent) -> Result<(), Violation> {
     match event {
         InputEvent::PaymentInitiated(e) => validate_initiated(e),
@@ -46,13 +114,22 @@ fn validate_initiated(e: &PaymentInitiated) -> Result<(), Violation> {
         ("payment_method_token", &e.payment_method_token),
         ("psp", &e.psp),
     ])?;
+    check_identifiers(&[
+        ("event_id", &e.event_id),
+        ("idempotency_key", &e.idempotency_key),
+        ("payment_id", &e.payment_id),
+        ("merchant_id", &e.merchant_id),
+        ("customer_id", &e.customer_id),
+        ("payment_method_token", &e.payment_method_token),
+        ("psp", &e.psp),
+    ])?;
     check_non_empty(&[
         ("idempotency_key", &e.idempotency_key),
         ("payment_id", &e.payment_id),
         ("merchant_id", &e.merchant_id),
         ("psp", &e.psp),
     ])?;
-    check_positive("amount_minor", e.amount_minor)?;
+    check_amount("amount_minor", e.amount_minor)?;
     check_currency(&e.currency)
 }
 
@@ -63,8 +140,14 @@ fn validate_auth_succeeded(e: &AuthSucceeded) -> Result<(), Violation> {
         ("psp_reference", &e.psp_reference),
         ("auth_code", &e.auth_code),
     ])?;
+    check_identifiers(&[
+        ("event_id", &e.event_id),
+        ("payment_id", &e.payment_id),
+        ("psp_reference", &e.psp_reference),
+        ("auth_code", &e.auth_code),
+    ])?;
     check_non_empty(&[("event_id", &e.event_id), ("payment_id", &e.payment_id)])?;
-    check_positive("amount_minor", e.amount_minor)?;
+    check_amount("amount_minor", e.amount_minor)?;
     check_currency(&e.currency)
 }
 
@@ -76,6 +159,13 @@ fn validate_auth_failed(e: &AuthFailed) -> Result<(), Violation> {
         ("decline_code", &e.decline_code),
         ("reason", &e.reason),
     ])?;
+    check_identifiers(&[
+        ("event_id", &e.event_id),
+        ("payment_id", &e.payment_id),
+        ("psp_reference", e.psp_reference.as_deref().unwrap_or("")),
+        ("decline_code", &e.decline_code),
+    ])?;
+    check_free_text("reason", &e.reason)?;
     check_non_empty(&[("event_id", &e.event_id), ("payment_id", &e.payment_id)])
 }
 
@@ -86,14 +176,21 @@ fn validate_settlement(e: &SettlementReported) -> Result<(), Violation> {
         ("psp_reference", &e.psp_reference),
         ("settlement_batch_id", &e.settlement_batch_id),
     ])?;
+    check_identifiers(&[
+        ("event_id", &e.event_id),
+        ("payment_id", &e.payment_id),
+        ("psp_reference", &e.psp_reference),
+        ("settlement_batch_id", &e.settlement_batch_id),
+    ])?;
     check_non_empty(&[("event_id", &e.event_id), ("payment_id", &e.payment_id)])?;
-    check_positive("gross_amount_minor", e.gross_amount_minor)?;
+    check_amount("gross_amount_minor", e.gross_amount_minor)?;
     if e.fee_minor < 0 || e.fee_minor > e.gross_amount_minor {
         return Err(Violation::InvalidValue(format!(
             "fee_minor {} must be between 0 and gross_amount_minor {}",
             e.fee_minor, e.gross_amount_minor
         )));
     }
+    // Cannot overflow: 0 ≤ fee ≤ gross ≤ AMOUNT_MINOR_MAX.
     if e.net_amount_minor != e.gross_amount_minor - e.fee_minor {
         return Err(Violation::InvalidValue(format!(
             "net_amount_minor {} != gross_amount_minor {} - fee_minor {}",
@@ -103,10 +200,59 @@ fn validate_settlement(e: &SettlementReported) -> Result<(), Violation> {
     check_currency(&e.currency)
 }
 
-fn check_positive(field: &str, amount_minor: i64) -> Result<(), Violation> {
+/// An amount in minor units: > 0 and at most [`AMOUNT_MINOR_MAX`].
+fn check_amount(field: &str, amount_minor: i64) -> Result<(), Violation> {
     if amount_minor <= 0 {
         return Err(Violation::InvalidValue(format!(
             "{field} must be > 0, got {amount_minor}"
+        )));
+    }
+    if amount_minor > AMOUNT_MINOR_MAX {
+        return Err(Violation::ValueOutOfRange(format!(
+            "{field} {amount_minor} is above the maximum {AMOUNT_MINOR_MAX} minor units"
+        )));
+    }
+    Ok(())
+}
+
+/// Identifiers: no control character (NUL included) and at most
+/// [`IDENTIFIER_BYTES_MAX`] bytes. The value is never shown: only the field, the length
+/// and the position of the first offending character.
+fn check_identifiers(fields: &[(&'static str, &str)]) -> Result<(), Violation> {
+    for (field, value) in fields {
+        if value.len() > IDENTIFIER_BYTES_MAX {
+            return Err(Violation::ValueOutOfRange(format!(
+                "{field} is {} bytes long, at most {IDENTIFIER_BYTES_MAX} allowed",
+                value.len()
+            )));
+        }
+        if let Some((at, c)) = value.char_indices().find(|(_, c)| c.is_control()) {
+            return Err(Violation::InvalidValue(format!(
+                "{field} holds control character U+{:04X} at byte {at}; identifiers are \
+                 printable text",
+                c as u32
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Free text: no control character but tab, line feed and carriage return, and at most
+/// [`FREE_TEXT_BYTES_MAX`] bytes.
+fn check_free_text(field: &'static str, value: &str) -> Result<(), Violation> {
+    if value.len() > FREE_TEXT_BYTES_MAX {
+        return Err(Violation::ValueOutOfRange(format!(
+            "{field} is {} bytes long, at most {FREE_TEXT_BYTES_MAX} allowed",
+            value.len()
+        )));
+    }
+    if let Some((at, c)) = value
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        return Err(Violation::InvalidValue(format!(
+            "{field} holds control character U+{:04X} at byte {at}",
+            c as u32
         )));
     }
     Ok(())
@@ -348,6 +494,73 @@ mod tests {
                 field: "customer_id"
             })
         );
+    }
+
+    #[test]
+    fn refuses_what_postgresql_would_refuse() {
+        let mut e = initiated();
+        e.merchant_id = "merchant\0a".into();
+        assert!(matches!(
+            validate(&InputEvent::PaymentInitiated(e)),
+            Err(Violation::InvalidValue(m)) if m.contains("merchant_id") && m.contains("U+0000")
+        ));
+        let mut e = initiated();
+        e.psp = "p".repeat(8 * 1024);
+        assert!(matches!(
+            validate(&InputEvent::PaymentInitiated(e)),
+            Err(Violation::ValueOutOfRange(m)) if m.contains("psp") && m.contains("8192")
+        ));
+        let mut e = initiated();
+        e.psp = "p".repeat(IDENTIFIER_BYTES_MAX);
+        assert_eq!(validate(&InputEvent::PaymentInitiated(e)), Ok(()));
+        let failed = |reason: String| {
+            InputEvent::AuthFailed(AuthFailed {
+                event_id: "e".into(),
+                payment_id: "p".into(),
+                psp_reference: None,
+                decline_code: "05".into(),
+                reason,
+                occurred_at: 1,
+            })
+        };
+        assert_eq!(validate(&failed("do not honour\nretry later".into())), Ok(()));
+        assert!(matches!(
+            validate(&failed("x".repeat(300 * 1024))),
+            Err(Violation::ValueOutOfRange(m)) if m.contains("reason")
+        ));
+        assert!(matches!(
+            validate(&failed("bad\0byte".into())),
+            Err(Violation::InvalidValue(m)) if m.contains("reason")
+        ));
+    }
+
+    #[test]
+    fn amounts_are_bounded() {
+        let mut e = initiated();
+        e.amount_minor = AMOUNT_MINOR_MAX;
+        assert_eq!(validate(&InputEvent::PaymentInitiated(e)), Ok(()));
+        let mut e = initiated();
+        e.amount_minor = i64::MAX / 2 + 1;
+        assert!(matches!(
+            validate(&InputEvent::PaymentInitiated(e)),
+            Err(Violation::ValueOutOfRange(m)) if m.contains("amount_minor")
+        ));
+    }
+
+    #[test]
+    fn event_times_ahead_of_the_record_are_refused() {
+        let hour_ms = 3_600_000;
+        assert_eq!(check_event_time(1_000 + hour_ms, 1_000, hour_ms), Ok(()));
+        assert_eq!(check_event_time(0, 1_000 + 10 * hour_ms, hour_ms), Ok(()));
+        assert!(matches!(
+            check_event_time(1_000 + 3 * hour_ms, 1_000, hour_ms),
+            Err(Violation::EventTimeInFuture { ahead_ms, .. }) if ahead_ms == 3 * hour_ms
+        ));
+        assert!(check_event_time(i64::MAX, i64::MIN, hour_ms).is_err());
+        assert!(matches!(
+            check_event_time(-1, 1_000, hour_ms),
+            Err(Violation::ValueOutOfRange(_))
+        ));
     }
 
     #[test]

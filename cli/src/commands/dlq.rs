@@ -106,6 +106,9 @@ struct Entry {
     source_partition: String,
     source_offset: String,
     reason: String,
+    /// Where it failed: `decode`, `validate`, `process`, `produce` or `sink` (empty for
+    /// dead letters written before the stage was recorded).
+    stage: String,
     error: String,
     key: Option<String>,
     /// What the value decodes to, where it does (`event_id`, `payment_id`), else why not.
@@ -176,8 +179,8 @@ pub async fn inspect(config: Config, args: InspectArgs) -> anyhow::Result<ExitCo
     let mut printed = 0;
     if matches!(args.format, Format::Table) {
         println!(
-            "{:24} {:10} {:45} {:24} {:40} error",
-            "dead-lettered at", "record", "source", "reason", "decoded"
+            "{:24} {:10} {:45} {:34} {:40} error",
+            "dead-lettered at", "record", "source", "reason@stage", "decoded"
         );
     }
     for (topic, message) in &matching {
@@ -199,6 +202,7 @@ pub async fn inspect(config: Config, args: InspectArgs) -> anyhow::Result<ExitCo
             source_partition: header(message, headers::SOURCE_PARTITION),
             source_offset: header(message, headers::SOURCE_OFFSET),
             reason,
+            stage: header(message, headers::STAGE),
             error: header(message, headers::ERROR),
             key: message.key().map(printable_key),
             decoded: decode(&codec, &names, &source_topic, message.payload()).await,
@@ -207,14 +211,18 @@ pub async fn inspect(config: Config, args: InspectArgs) -> anyhow::Result<ExitCo
         match args.format {
             Format::Json => println!("{}", serde_json::to_string(&entry)?),
             Format::Table => println!(
-                "{:24} {:10} {:45} {:24} {:40} {}",
+                "{:24} {:10} {:45} {:34} {:40} {}",
                 entry.dead_lettered_at,
                 format!("{}:{}", entry.dlq_partition, entry.dlq_offset),
                 format!(
                     "{}/{}@{}",
                     entry.source_topic, entry.source_partition, entry.source_offset
                 ),
-                entry.reason,
+                if entry.stage.is_empty() {
+                    entry.reason.clone()
+                } else {
+                    format!("{}@{}", entry.reason, entry.stage)
+                },
                 entry.decoded.chars().take(40).collect::<String>(),
                 entry.error.chars().take(120).collect::<String>()
             ),
