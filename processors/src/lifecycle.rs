@@ -10,10 +10,14 @@
 //! attempted states. Auth and settlement events are deduplicated by `event_id` (the
 //! `seen_events` store, written when an event is applied or buffered, never when it is
 //! dead-lettered). An auth or settlement event for a payment not seen yet, and a
-//! settlement for a payment not yet authorized, waits in the `pending` store (at most
-//! [`PENDING_EVENTS_PER_PAYMENT_MAX`] per payment) and is applied in event-time order when
-//! the payment reaches the state it needs. Events arrive out of order in normal operation:
-//! the repartitioned payment and its auth event come from different topics.
+//! settlement for a payment not yet authorized, waits in the `pending` store and is
+//! applied in event-time order when the payment reaches the state it needs. Events arrive
+//! out of order in normal operation: the repartitioned payment and its auth event come
+//! from different topics. A payment's waiting events are bounded: at most
+//! [`PENDING_EVENTS_PER_PAYMENT_MAX`] of them, and at most [`PENDING_VALUE_BYTES_MAX`] for
+//! its stored value (format in [`crate::pending`]), which is written as one changelog
+//! record. An event past either bound is dead-lettered on arrival
+//! (`pending_buffer_full`, `record_too_large`) and not marked seen.
 //!
 //! Each transition emits a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their
 //! balanced journal entry (see [`crate::ledger`]).
@@ -41,6 +45,7 @@ use paystream_schemas::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::pending::{self, PendingEvent};
 use crate::reconciliation::{self, Amounts};
 use crate::timers::{self, TimerKind};
 use crate::{
@@ -50,6 +55,14 @@ use crate::{
 
 /// At most this many events wait in the `pending` store for one payment.
 pub const PENDING_EVENTS_PER_PAYMENT_MAX: usize = 16;
+
+/// At most this many bytes in the `pending` store's value for one payment, all its
+/// waiting events included: 256 KiB. The value is written as one changelog record, and
+/// the changelog topics take records up to the broker's default `message.max.bytes`
+/// (1 MiB); the margin leaves room for the key, record headers and framing. An event is
+/// its decoded form plus its record value, so one that carries more than about 128 KiB
+/// of text cannot wait for its payment (it is still applied when its payment is there).
+pub const PENDING_VALUE_BYTES_MAX: usize = 256 * 1024;
 
 /// At most this many timers fire per punctuation (per task and commit); the rest fire at
 /// the next one, so one commit's transaction stays bounded.
@@ -131,13 +144,6 @@ pub struct PaymentState {
     pub authorized_currency: Option<String>,
 }
 
-/// An event waiting in the `pending` store, with where it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct PendingEvent {
-    event: InputEvent,
-    origin: Origin,
-}
-
 /// The payment lifecycle processor over the `payments`, `seen_events`, `pending`,
 /// `timers` and `reconciliation` stores.
 #[derive(Debug, Default, Clone)]
@@ -189,8 +195,7 @@ fn on_orphan_timeout(timer: &timers::Timer, ctx: &mut dyn ProcessorContext) -> R
     if read_json::<PaymentState>(ctx, stores::PAYMENTS, &timer.payment_id)?.is_some() {
         return Ok(());
     }
-    let pending: Vec<PendingEvent> =
-        read_json(ctx, stores::PENDING, &timer.payment_id)?.unwrap_or_default();
+    let pending = pending::read(ctx, &timer.payment_id)?.unwrap_or_default();
     for waiting in &pending {
         let (kind, amounts) = match &waiting.event {
             InputEvent::SettlementReported(s) => (
@@ -230,8 +235,7 @@ fn on_pending_expired(
     if read_json::<PaymentState>(ctx, stores::PAYMENTS, &timer.payment_id)?.is_some() {
         return Ok(());
     }
-    let Some(pending) = read_json::<Vec<PendingEvent>>(ctx, stores::PENDING, &timer.payment_id)?
-    else {
+    let Some(pending) = pending::read(ctx, &timer.payment_id)? else {
         return Ok(());
     };
     for waiting in pending {
@@ -370,7 +374,10 @@ fn waits_for_auth(state: &PaymentState, event: &InputEvent) -> bool {
 }
 
 /// Buffers `event` in `pending`. For a payment not seen yet (`orphan_timers` given), the
-/// first waiting event starts the orphan timeout and the pending retention.
+/// first waiting event starts the orphan timeout and the pending retention. Dead-letters
+/// it instead when [`PENDING_EVENTS_PER_PAYMENT_MAX`] events already wait
+/// (`pending_buffer_full`) or the payment's value with it would be larger than
+/// [`PENDING_VALUE_BYTES_MAX`] (`record_too_large`).
 fn buffer(
     event: InputEvent,
     origin: Origin,
@@ -378,8 +385,7 @@ fn buffer(
     orphan_timers: Option<&LifecycleSettings>,
 ) -> Result<()> {
     let payment_id = event.payment_id().to_string();
-    let mut pending: Vec<PendingEvent> =
-        read_json(ctx, stores::PENDING, &payment_id)?.unwrap_or_default();
+    let mut pending = pending::read(ctx, &payment_id)?.unwrap_or_default();
     if pending.len() >= PENDING_EVENTS_PER_PAYMENT_MAX {
         ctx.forward(Output::DeadLetter {
             origin,
@@ -390,20 +396,43 @@ fn buffer(
         });
         return Ok(());
     }
-    mark_seen(ctx, event.event_id())?;
+    let first_waiting = pending.is_empty();
+    // The value as it would be written, with the new event last.
+    pending.push(PendingEvent { event, origin });
+    let value = pending::encode(&pending);
+    let waiting = pending.pop().expect("the event was just pushed");
+    if value.len() > PENDING_VALUE_BYTES_MAX {
+        let record_value_bytes = waiting.origin.value.as_ref().map_or(0, Vec::len);
+        ctx.forward(Output::DeadLetter {
+            origin: waiting.origin,
+            reason: DeadLetterReason::RecordTooLarge,
+            message: format!(
+                "event {} would wait for payment {payment_id} in the pending store, whose \
+                 value for the payment would then be {} bytes, above its maximum of \
+                 {PENDING_VALUE_BYTES_MAX} bytes ({} events already wait; this record value \
+                 is {record_value_bytes} bytes)",
+                waiting.event.event_id(),
+                value.len(),
+                pending.len(),
+            ),
+        });
+        return Ok(());
+    }
+    mark_seen(ctx, waiting.event.event_id())?;
     if let Some(settings) = orphan_timers
-        && pending.is_empty()
+        && first_waiting
     {
         for (kind, after_ms) in [
             (TimerKind::Orphan, settings.orphan_timeout_ms),
             (TimerKind::PendingExpiry, settings.pending_retention_ms),
         ] {
-            let due_ms = origin.timestamp_ms.saturating_add(after_ms);
+            let due_ms = waiting.origin.timestamp_ms.saturating_add(after_ms);
             timers::schedule(ctx, due_ms, kind, &payment_id)?;
         }
     }
-    pending.push(PendingEvent { event, origin });
-    write_json(ctx, stores::PENDING, &payment_id, &pending)
+    ctx.store(stores::PENDING)?
+        .put(payment_id.as_bytes(), &value)?;
+    Ok(())
 }
 
 /// Applies the events waiting for `payment_id` that its current state allows, in event
@@ -413,8 +442,7 @@ fn drain_pending(
     ctx: &mut dyn ProcessorContext,
     lifecycle: &LifecycleProcessor,
 ) -> Result<()> {
-    let Some(mut pending) = read_json::<Vec<PendingEvent>>(ctx, stores::PENDING, payment_id)?
-    else {
+    let Some(mut pending) = pending::read(ctx, payment_id)? else {
         return Ok(());
     };
     pending.sort_by_key(|p| (p.event.event_time_ms(), event_rank(&p.event)));
@@ -428,12 +456,7 @@ fn drain_pending(
         let next = pending.remove(index);
         apply(state, next.event, next.origin, ctx, lifecycle)?;
     }
-    if pending.is_empty() {
-        ctx.store(stores::PENDING)?.delete(payment_id.as_bytes())?;
-    } else {
-        write_json(ctx, stores::PENDING, payment_id, &pending)?;
-    }
-    Ok(())
+    pending::write(ctx, payment_id, &pending)
 }
 
 /// Records that an auth or settlement event was applied or buffered, so a retry of it is
@@ -670,6 +693,7 @@ mod tests {
     use super::*;
     use crate::driver::{TestDriver, origin};
     use paystream_schemas::{JournalEntryKind, PostingSide};
+    use paystream_state::KeyValueStore as _;
 
     fn initiated(payment_id: &str) -> InputEvent {
         InputEvent::PaymentInitiated(PaymentInitiated {
@@ -917,6 +941,167 @@ mod tests {
         }
         let out = d.pipe(rec(auth_ok("p1", "one-too-many")));
         assert!(is_dead_letter(&out, DeadLetterReason::PendingBufferFull));
+    }
+
+    /// `event` as a record whose value is `text_bytes` longer than the event's own
+    /// fields, as a record carrying that much free text is.
+    fn rec_with_text(mut event: InputEvent, text_bytes: usize) -> Record<InputEvent> {
+        let text = "x".repeat(text_bytes);
+        if let InputEvent::AuthFailed(failed) = &mut event {
+            failed.reason = text.clone();
+        }
+        let mut record = rec(event);
+        record.origin.value = Some([&[0u8, 0, 0, 0, 2][..], text.as_bytes()].concat());
+        record
+    }
+
+    fn dead_letter_message(outputs: &[Output], reason: DeadLetterReason) -> &str {
+        match outputs {
+            [
+                Output::DeadLetter {
+                    reason: r, message, ..
+                },
+            ] if *r == reason => message,
+            _ => panic!(
+                "expected one {reason} dead letter, got {} outputs",
+                outputs.len()
+            ),
+        }
+    }
+
+    #[test]
+    fn an_event_too_large_to_wait_for_its_payment_is_dead_lettered_as_record_too_large() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let big = || rec_with_text(auth_failed("p1", "f1"), 300_000);
+        let out = d.pipe(big());
+        let message = dead_letter_message(&out, DeadLetterReason::RecordTooLarge);
+        assert!(
+            message.contains("p1") && message.contains(&PENDING_VALUE_BYTES_MAX.to_string()),
+            "{message}"
+        );
+        match &out[0] {
+            Output::DeadLetter { origin, .. } => {
+                assert_eq!(origin, &big().origin, "the dead letter keeps the record")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(d.store_len(stores::PENDING), 0);
+        assert_eq!(
+            d.store_len(stores::TIMERS),
+            0,
+            "it does not wait, so no timer"
+        );
+        assert_eq!(d.store_len(stores::SEEN_EVENTS), 0, "not marked seen");
+        // Once its payment exists a redrive applies: it has nothing to wait for.
+        d.pipe(rec(initiated("p1")));
+        assert_eq!(
+            statuses(&d.pipe(big())),
+            vec![(Some(PaymentStatus::Initiated), PaymentStatus::Declined)]
+        );
+    }
+
+    #[test]
+    fn the_pending_value_is_bounded_in_bytes_over_all_waiting_events() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        // About 40 KB stored per event (its text decoded and in its record value): six
+        // fit in 256 KiB, the seventh would not.
+        for i in 0..6 {
+            let out = d.pipe(rec_with_text(auth_failed("p1", &format!("f{i}")), 20_000));
+            assert!(out.is_empty(), "event {i} waits");
+        }
+        let out = d.pipe(rec_with_text(auth_failed("p1", "f6"), 20_000));
+        let message = dead_letter_message(&out, DeadLetterReason::RecordTooLarge);
+        assert!(message.contains("6 events already wait"), "{message}");
+        assert!(
+            d.pipe(rec(settled("p1", "s1"))).is_empty(),
+            "a small event still fits"
+        );
+        assert_eq!(d.store_len(stores::PENDING), 1);
+    }
+
+    /// A context over in-memory stores a test writes to directly.
+    struct StoreContext {
+        stores: std::collections::HashMap<String, paystream_state::InMemoryStore>,
+        outputs: Vec<Output>,
+    }
+
+    impl StoreContext {
+        fn new() -> Self {
+            StoreContext {
+                stores: stores::ALL
+                    .iter()
+                    .map(|name| (name.to_string(), paystream_state::InMemoryStore::new(name)))
+                    .collect(),
+                outputs: Vec::new(),
+            }
+        }
+    }
+
+    impl ProcessorContext for StoreContext {
+        fn store(&mut self, name: &str) -> Result<&mut dyn paystream_state::KeyValueStore> {
+            Ok(self.stores.get_mut(name).expect("every store exists"))
+        }
+
+        fn forward(&mut self, output: Output) {
+            self.outputs.push(output);
+        }
+
+        fn stream_time_ms(&self) -> i64 {
+            0
+        }
+
+        fn partition_time_ms(&self, _stream: crate::Stream) -> i64 {
+            0
+        }
+    }
+
+    /// The `pending` entry of the release before the versioned format, as it wrote it.
+    #[derive(Serialize)]
+    struct PendingEventJson {
+        event: InputEvent,
+        origin: Origin,
+    }
+
+    #[test]
+    fn events_waiting_in_the_json_of_earlier_releases_still_apply_after_an_upgrade() {
+        let mut ctx = StoreContext::new();
+        let settlement = rec(settled("p1", "s1"));
+        let legacy = serde_json::to_vec(&[PendingEventJson {
+            event: settlement.value.clone(),
+            origin: settlement.origin.clone(),
+        }])
+        .unwrap();
+        assert_eq!(legacy[0], b'[');
+        ctx.store(stores::PENDING)
+            .unwrap()
+            .put(b"p1", &legacy)
+            .unwrap();
+        mark_seen(&mut ctx, "s1").unwrap();
+
+        let mut lifecycle = LifecycleProcessor::default();
+        lifecycle
+            .process(rec(auth_ok("p1", "a1")), &mut ctx)
+            .unwrap();
+        assert!(ctx.outputs.is_empty(), "{:?}", ctx.outputs);
+        let value = ctx.store(stores::PENDING).unwrap().get(b"p1").unwrap();
+        let value = value.expect("both events wait");
+        assert_eq!(
+            value[0],
+            pending::FORMAT_VERSION_1,
+            "rewritten in the new format"
+        );
+        assert_eq!(pending::decode("p1", &value).unwrap().len(), 2);
+
+        lifecycle.process(rec(initiated("p1")), &mut ctx).unwrap();
+        assert_eq!(
+            statuses(&ctx.outputs),
+            vec![
+                (None, PaymentStatus::Initiated),
+                (Some(PaymentStatus::Initiated), PaymentStatus::Authorized),
+                (Some(PaymentStatus::Authorized), PaymentStatus::Settled),
+            ]
+        );
+        assert_eq!(ctx.stores[stores::PENDING].approximate_len(), 0);
     }
 
     fn exceptions(
