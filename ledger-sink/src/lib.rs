@@ -5,11 +5,20 @@
 //! so every record is written exactly once (PRODUCT.md, Exactly-once).
 //!
 //! Roles, as in vector's sinks: [`service`] talks to PostgreSQL (migrations, batch
-//! writes); [`sink`] consumes, batches and decides what to retry; [`verify`] checks the
-//! ledger's invariants afterwards (`paystream ledger verify`). Migrations are in
+//! writes, isolating the records PostgreSQL refuses); [`sink`] consumes, batches, decides
+//! what to retry and produces the sink's dead letters; [`policy`] is the one place that
+//! decides what a failure means (retry, dead-letter the record, stop); [`verify`] checks
+//! the ledger's invariants afterwards (`paystream ledger verify`). Migrations are in
 //! `ledger-sink/migrations/`.
+//!
+//! One record's data never stops the sink: a record that does not decode, a journal
+//! entry that does not balance, and a record whose rows PostgreSQL refuses for a data
+//! reason are dead-lettered to `<source topic>.dlq` and recorded in `sink_dead_letters`,
+//! in the same transaction as the rest of their batch (docs/architecture.md, "Dead
+//! letters").
 
 pub mod balance;
+pub mod policy;
 pub mod service;
 pub mod sink;
 pub mod verify;
@@ -40,8 +49,9 @@ pub enum SinkError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
-    /// A record on an output topic does not decode: a foreign writer or a bug. Stops the
-    /// sink; nothing is skipped silently.
+    /// A record on an output topic does not decode (a foreign writer or a bug), or an id
+    /// in it is not a UUID. Never returned by the sink: the record is dead-lettered with
+    /// this message as its error and the sink goes on.
     #[error("record {topic}/{partition}@{offset} does not decode: {message}")]
     Undecodable {
         topic: String,
@@ -49,7 +59,9 @@ pub enum SinkError {
         offset: i64,
         message: String,
     },
-    /// A journal entry does not balance per currency: refused, never written.
+    /// A journal entry does not balance per currency (or has no postings, or a posting
+    /// whose amount is not positive): refused, never written. Never returned by the sink:
+    /// the record is dead-lettered with this message as its error.
     #[error("journal entry {id} from {topic}/{partition}@{offset} does not balance per currency")]
     Unbalanced {
         id: String,
@@ -57,40 +69,55 @@ pub enum SinkError {
         partition: i32,
         offset: i64,
     },
+    /// The Schema Registry could not be reached to decode a record, after retries.
+    /// Retriable: the record is read again when the sink restarts.
+    #[error("schema registry unavailable decoding {topic}/{partition}@{offset}: {message}")]
+    RegistryUnavailable {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        message: String,
+    },
     #[error(transparent)]
     Runtime(#[from] paystream_runtime::Error),
 }
 
 impl SinkError {
-    /// True when the failed operation may succeed if tried again (a lost connection, a
-    /// pool timeout, a serialization failure).
+    /// True when the failed operation may succeed if tried again: a lost connection, a
+    /// pool timeout, a serialization failure or deadlock, a server restarting
+    /// ([`policy::SqlStateClass::Transient`]), a Kafka error that clears up on its own.
     pub fn is_retriable(&self) -> bool {
         match self {
             SinkError::Database { source, .. } => match source {
                 sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-                sqlx::Error::Database(db) => {
-                    // 40001 serialization_failure, 40P01 deadlock_detected, 57P0x the server
-                    // is shutting down or starting up, 08xxx connection exceptions.
-                    matches!(
-                        db.code().as_deref(),
-                        Some(
-                            "40001"
-                                | "40P01"
-                                | "57P01"
-                                | "57P02"
-                                | "57P03"
-                                | "08000"
-                                | "08001"
-                                | "08003"
-                                | "08004"
-                                | "08006"
-                        )
-                    )
+                sqlx::Error::Database(_) => {
+                    self.sqlstate_class() == Some(policy::SqlStateClass::Transient)
                 }
                 _ => false,
             },
+            SinkError::Kafka { source, .. } => source
+                .rdkafka_error_code()
+                .is_some_and(paystream_runtime::kafka::is_retriable_code),
+            SinkError::RegistryUnavailable { .. } => true,
             _ => false,
         }
+    }
+
+    /// The SQLSTATE of a PostgreSQL error, e.g. `22021`; `None` for any other error.
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            SinkError::Database {
+                source: sqlx::Error::Database(db),
+                ..
+            } => db.code().map(|code| code.into_owned()),
+            _ => None,
+        }
+    }
+
+    /// What PostgreSQL's SQLSTATE says about the failure ([`policy::classify_sqlstate`]);
+    /// `None` when this is not an error PostgreSQL returned.
+    pub fn sqlstate_class(&self) -> Option<policy::SqlStateClass> {
+        self.sqlstate().map(|code| policy::classify_sqlstate(&code))
     }
 }
 

@@ -1,31 +1,61 @@
 //! PostgreSQL I/O of the ledger sink.
+//!
+//! A batch is written in one transaction with its offsets ([`LedgerDatabase::stage_batch`],
+//! then [`StagedBatch::commit`]). Records the database must never hold are set aside
+//! first (an entry that does not balance, an id that is not a UUID, a record that did not
+//! decode). The rest is written under a savepoint; when PostgreSQL refuses it for a data
+//! reason ([`crate::policy`]), the savepoint is rolled back and the records are written
+//! again in halves, each under its own savepoint, down to the single records it refuses
+//! (bisection: with k bad records among n, at most about 2·k·log2(n) extra attempts).
+//! Rows are derived per attempt — posting sequence numbers are taken, and balances
+//! summed, inside the savepoint — so a record left out leaves no gap in an account's
+//! sequence and no trace in a balance. Each set-aside record gets a row in
+//! `sink_dead_letters`, in the same transaction as the batch's other rows and all of its
+//! offsets, so exactly-once holds for the batch as a whole.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use paystream_processors::{DeadLetterReason, Origin};
 use paystream_runtime::config::SinkConfig;
+use paystream_runtime::dead_letter::ERROR_HEADER_BYTES_MAX;
+use paystream_schemas::validate::redact_sensitive;
 use paystream_schemas::{JournalEntry, PaymentStatusChanged, PostingSide, ReconciliationException};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use crate::policy::{WriteFailureAction, on_write_error};
 use crate::{Result, SinkError, db};
 
-/// Where a record was read: topic, partition, offset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Source {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
+/// What one record of the sink's input topics decoded to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    /// A journal entry (`ledger_entries`).
+    Entry(JournalEntry),
+    /// A payment status change (`payment_status`).
+    Status(PaymentStatusChanged),
+    /// A reconciliation exception (`reconciliation_exceptions`).
+    Exception(ReconciliationException),
+    /// The record did not decode; the message says why. It is dead-lettered, never
+    /// written.
+    Undecodable(String),
 }
 
-/// Records to write in one database transaction, with the offsets they advance to.
+/// One record of a batch: where it was read, with its original key and value bytes (for
+/// its dead letter), and what it decoded to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRecord {
+    pub origin: Origin,
+    pub content: Content,
+}
+
+/// Records to write in one database transaction, in the order they were read, with the
+/// offsets they advance to.
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
-    pub entries: Vec<(JournalEntry, Source)>,
-    pub statuses: Vec<PaymentStatusChanged>,
-    pub exceptions: Vec<(ReconciliationException, Source)>,
+    pub records: Vec<BatchRecord>,
     /// Next offset to read per `(topic, partition)` once this batch is written.
     pub next_offsets: BTreeMap<(String, i32), i64>,
 }
@@ -33,15 +63,12 @@ pub struct Batch {
 impl Batch {
     /// Records in the batch.
     pub fn len(&self) -> usize {
-        self.entries.len() + self.statuses.len() + self.exceptions.len()
+        self.records.len()
     }
 
-    /// True when the batch holds no record.
+    /// True when the batch holds no record and advances no offset.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-            && self.statuses.is_empty()
-            && self.exceptions.is_empty()
-            && self.next_offsets.is_empty()
+        self.records.is_empty() && self.next_offsets.is_empty()
     }
 }
 
@@ -56,6 +83,80 @@ pub struct BatchOutcome {
     pub statuses_written: u64,
     /// Reconciliation exceptions inserted (ones already present were skipped).
     pub exceptions_written: u64,
+    /// Records dead-lettered instead of written (see [`Rejection`]).
+    pub dead_lettered: u64,
+}
+
+impl BatchOutcome {
+    fn add(&mut self, other: BatchOutcome) {
+        self.entries_written += other.entries_written;
+        self.entries_skipped += other.entries_skipped;
+        self.postings_written += other.postings_written;
+        self.statuses_written += other.statuses_written;
+        self.exceptions_written += other.exceptions_written;
+        self.dead_lettered += other.dead_lettered;
+    }
+}
+
+/// A record of a batch that is dead-lettered instead of written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Its index in [`Batch::records`].
+    pub index: usize,
+    /// Always [`DeadLetterReason::SinkRejected`] today; stored and counted per reason.
+    pub reason: DeadLetterReason,
+    /// The SQLSTATE PostgreSQL refused its rows with; `None` when the sink refused it
+    /// before writing (it did not decode, or does not balance).
+    pub sqlstate: Option<String>,
+    /// Why: PostgreSQL's message or the sink's check, with card numbers and credentials
+    /// redacted ([`redact_sensitive`]), NUL bytes removed, at most
+    /// [`ERROR_HEADER_BYTES_MAX`] bytes.
+    pub error: String,
+}
+
+impl Rejection {
+    fn new(index: usize, sqlstate: Option<String>, error: &str) -> Self {
+        let mut error = redact_sensitive(error).replace('\0', "");
+        if error.len() > ERROR_HEADER_BYTES_MAX {
+            let mut cut = ERROR_HEADER_BYTES_MAX;
+            while !error.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            error.truncate(cut);
+        }
+        Rejection {
+            index,
+            reason: DeadLetterReason::SinkRejected,
+            sqlstate,
+            error,
+        }
+    }
+}
+
+/// A batch written in an open transaction, not committed yet: the caller produces the
+/// dead letters of [`StagedBatch::rejections`] to Kafka, then commits. Dropping it rolls
+/// everything back.
+pub struct StagedBatch {
+    transaction: Transaction<'static, Postgres>,
+    /// What the batch changes once committed.
+    pub outcome: BatchOutcome,
+    /// The records dead-lettered, in batch order.
+    pub rejections: Vec<Rejection>,
+}
+
+impl StagedBatch {
+    /// Commits the batch's rows, dead-letter rows and offsets.
+    ///
+    /// # Errors
+    /// [`SinkError::Database`] when the commit fails (its outcome may be unknown: a
+    /// retry of the same batch is harmless, every insert is idempotent).
+    pub async fn commit(self) -> Result<(BatchOutcome, Vec<Rejection>)> {
+        self.transaction
+            .commit()
+            .await
+            .map_err(db("committing a batch"))?;
+        Ok((self.outcome, self.rejections))
+    }
 }
 
 /// The ledger database.
@@ -177,281 +278,497 @@ impl LedgerDatabase {
             .collect()
     }
 
-    /// Writes a batch and its offsets in one transaction. Entries whose id is already in
-    /// the ledger are skipped with their postings and balance changes.
+    /// Writes a batch, its dead-letter rows and its offsets in one transaction and leaves
+    /// it open (see [`StagedBatch`]). Entries whose id is already in the ledger are
+    /// skipped with their postings and balance changes. Records that did not decode,
+    /// entries that do not balance (or have no postings, or more than 32,767) and records
+    /// whose rows PostgreSQL refuses for a data reason ([`crate::policy`]) are not
+    /// written: they come back as [`StagedBatch::rejections`] and have a row in
+    /// `sink_dead_letters`. The offsets always cover the whole batch.
     ///
     /// # Errors
-    /// [`SinkError::Unbalanced`] (nothing written) when an entry does not balance;
-    /// [`SinkError::Database`] when PostgreSQL fails (the transaction rolls back).
-    pub async fn write_batch(&self, batch: &Batch) -> Result<BatchOutcome> {
-        for (entry, source) in &batch.entries {
-            if !entry.is_balanced() {
-                return Err(SinkError::Unbalanced {
-                    id: entry.id.clone(),
-                    topic: source.topic.clone(),
-                    partition: source.partition,
-                    offset: source.offset,
-                });
+    /// [`SinkError::Database`] when PostgreSQL fails for another reason than a record's
+    /// data (nothing is written; [`SinkError::is_retriable`] says whether to retry).
+    pub async fn stage_batch(&self, batch: &Batch) -> Result<StagedBatch> {
+        let mut rejections = Vec::new();
+        // The parsed id of each entry and exception, by batch index.
+        let mut ids: Vec<Option<Uuid>> = Vec::with_capacity(batch.len());
+        let mut writable = Vec::with_capacity(batch.len());
+        for (index, record) in batch.records.iter().enumerate() {
+            match check(record) {
+                Ok(id) => {
+                    ids.push(id);
+                    writable.push(index);
+                }
+                Err(error) => {
+                    ids.push(None);
+                    rejections.push(Rejection::new(index, None, &error));
+                }
             }
         }
-        let mut outcome = BatchOutcome::default();
-        let mut tx = self
+        let mut transaction = self
             .pool
             .begin()
             .await
             .map_err(db("beginning a transaction"))?;
-
-        // 1. Journal entries; the ids actually inserted come back.
-        let mut ids = Vec::new();
-        let mut payment_ids = Vec::new();
-        let mut kinds = Vec::new();
-        let mut occurred = Vec::new();
-        let mut caused_by = Vec::new();
-        let mut topics = Vec::new();
-        let mut partitions = Vec::new();
-        let mut offsets = Vec::new();
-        for (entry, source) in &batch.entries {
-            ids.push(
-                Uuid::parse_str(&entry.id).map_err(|e| SinkError::Undecodable {
-                    topic: source.topic.clone(),
-                    partition: source.partition,
-                    offset: source.offset,
-                    message: format!("journal entry id is not a UUID: {e}"),
-                })?,
-            );
-            payment_ids.push(entry.payment_id.clone());
-            kinds.push(entry.kind.as_str().to_string());
-            occurred.push(entry.occurred_at);
-            caused_by.push(entry.caused_by_event_id.clone());
-            topics.push(source.topic.clone());
-            partitions.push(source.partition);
-            offsets.push(source.offset);
-        }
-        let inserted: Vec<Uuid> = if ids.is_empty() {
-            Vec::new()
-        } else {
-            sqlx::query_scalar(
-                "INSERT INTO journal_entries
-                    (id, payment_id, kind, occurred_at, caused_by_event_id,
-                     source_topic, source_partition, source_offset)
-                 SELECT id, payment_id, kind, to_timestamp(occurred_ms / 1000.0), caused_by,
-                        topic, partition, source_offset
-                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[],
-                             $6::text[], $7::int4[], $8::int8[])
-                      AS t(id, payment_id, kind, occurred_ms, caused_by, topic, partition, source_offset)
-                 ON CONFLICT (id) DO NOTHING
-                 RETURNING id",
-            )
-            .bind(&ids)
-            .bind(&payment_ids)
-            .bind(&kinds)
-            .bind(&occurred)
-            .bind(&caused_by)
-            .bind(&topics)
-            .bind(&partitions)
-            .bind(&offsets)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("inserting journal entries"))?
-        };
-        outcome.entries_written = inserted.len() as u64;
-        outcome.entries_skipped = (ids.len() - inserted.len()) as u64;
-
-        // 2. Postings of the inserted entries, and 3. their balance changes.
-        // An id listed twice in one batch was inserted once: post its lines once.
-        let mut inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
-        let mut p_entry = Vec::new();
-        let mut p_line = Vec::new();
-        let mut p_account = Vec::new();
-        let mut p_side = Vec::new();
-        let mut p_amount = Vec::new();
-        let mut p_currency = Vec::new();
-        let mut balances: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
-        for ((entry, _), id) in batch.entries.iter().zip(&ids) {
-            if !inserted.remove(id) {
+        let mut outcome = BatchOutcome::default();
+        // Runs of `writable` still to write, the next one last: runs are written in read
+        // order, so posting sequence numbers follow the order of the records.
+        let mut pending: Vec<&[usize]> = vec![writable.as_slice()];
+        while let Some(run) = pending.pop() {
+            if run.is_empty() {
                 continue;
             }
-            for (line, posting) in entry.postings.iter().enumerate() {
-                p_entry.push(*id);
-                p_line.push(line as i16);
-                p_account.push(posting.account.clone());
-                p_side.push(posting.side.as_str().to_string());
-                p_amount.push(posting.amount_minor);
-                p_currency.push(posting.currency.clone());
-                let totals = balances
-                    .entry((posting.account.clone(), posting.currency.clone()))
-                    .or_insert((0, 0));
-                match posting.side {
-                    PostingSide::Debit => totals.0 += posting.amount_minor,
-                    PostingSide::Credit => totals.1 += posting.amount_minor,
+            execute(
+                &mut transaction,
+                "SAVEPOINT sink_rows",
+                "setting a savepoint",
+            )
+            .await?;
+            match write_rows(&mut transaction, batch, &ids, run).await {
+                Ok(written) => {
+                    execute(
+                        &mut transaction,
+                        "RELEASE SAVEPOINT sink_rows",
+                        "releasing a savepoint",
+                    )
+                    .await?;
+                    outcome.add(written);
                 }
+                Err(error) if on_write_error(&error) == WriteFailureAction::Isolate => {
+                    execute(
+                        &mut transaction,
+                        "ROLLBACK TO SAVEPOINT sink_rows",
+                        "rolling back to a savepoint",
+                    )
+                    .await?;
+                    execute(
+                        &mut transaction,
+                        "RELEASE SAVEPOINT sink_rows",
+                        "releasing a savepoint",
+                    )
+                    .await?;
+                    if let [index] = run {
+                        let sqlstate = error.sqlstate();
+                        let message =
+                            format!("{error} (SQLSTATE {})", sqlstate.as_deref().unwrap_or("?"));
+                        rejections.push(Rejection::new(*index, sqlstate, &message));
+                    } else {
+                        let (first, second) = run.split_at(run.len() / 2);
+                        pending.push(second);
+                        pending.push(first);
+                    }
+                }
+                Err(error) => return Err(error),
             }
         }
-        if !p_entry.is_empty() {
-            let p_sequence = take_account_sequences(&mut tx, &p_account).await?;
-            sqlx::query(
-                "INSERT INTO postings
-                    (journal_entry_id, line, account, side, amount_minor, currency, account_sequence)
-                 SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::text[], $5::int8[],
-                                      $6::text[], $7::int8[])",
-            )
-            .bind(&p_entry)
-            .bind(&p_line)
-            .bind(&p_account)
-            .bind(&p_side)
-            .bind(&p_amount)
-            .bind(&p_currency)
-            .bind(&p_sequence)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("inserting postings"))?;
-            outcome.postings_written = p_entry.len() as u64;
-        }
-        if !balances.is_empty() {
-            let (mut accounts, mut currencies, mut debits, mut credits) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for ((account, currency), (debit, credit)) in balances {
-                accounts.push(account);
-                currencies.push(currency);
-                debits.push(debit);
-                credits.push(credit);
-            }
-            sqlx::query(
-                "INSERT INTO account_balances
-                    (account, currency, debit_total_minor, credit_total_minor, balance_minor)
-                 SELECT account, currency, debit, credit, debit - credit
-                 FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[])
-                      AS t(account, currency, debit, credit)
-                 ON CONFLICT (account, currency) DO UPDATE SET
-                    debit_total_minor = account_balances.debit_total_minor + EXCLUDED.debit_total_minor,
-                    credit_total_minor = account_balances.credit_total_minor + EXCLUDED.credit_total_minor,
-                    balance_minor = account_balances.balance_minor + EXCLUDED.balance_minor,
-                    updated_at = now()",
-            )
-            .bind(&accounts)
-            .bind(&currencies)
-            .bind(&debits)
-            .bind(&credits)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("updating account balances"))?;
-        }
-
-        // 4. Latest status per payment (records of one payment arrive in order).
-        let mut latest: BTreeMap<&str, &PaymentStatusChanged> = BTreeMap::new();
-        for status in &batch.statuses {
-            latest.insert(&status.payment_id, status);
-        }
-        if !latest.is_empty() {
-            let (mut pid, mut mid, mut st, mut amt, mut cur, mut evt, mut at) = (
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-            );
-            for s in latest.values() {
-                pid.push(s.payment_id.clone());
-                mid.push(s.merchant_id.clone());
-                st.push(s.status.as_str().to_string());
-                amt.push(s.amount_minor);
-                cur.push(s.currency.clone());
-                evt.push(s.caused_by_event_id.clone());
-                at.push(s.occurred_at);
-            }
-            sqlx::query(
-                "INSERT INTO payments
-                    (payment_id, merchant_id, status, amount_minor, currency, last_event_id, updated_at)
-                 SELECT pid, mid, st, amt, cur, evt, to_timestamp(at_ms / 1000.0)
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::int8[])
-                      AS t(pid, mid, st, amt, cur, evt, at_ms)
-                 ON CONFLICT (payment_id) DO UPDATE SET
-                    status = EXCLUDED.status,
-                    last_event_id = EXCLUDED.last_event_id,
-                    updated_at = EXCLUDED.updated_at
-                 -- statuses only move forward: INITIATED < AUTHORIZED, DECLINED < SETTLED
-                 WHERE (CASE EXCLUDED.status WHEN 'INITIATED' THEN 0 WHEN 'SETTLED' THEN 2 ELSE 1 END)
-                    >= (CASE payments.status WHEN 'INITIATED' THEN 0 WHEN 'SETTLED' THEN 2 ELSE 1 END)",
-            )
-            .bind(&pid)
-            .bind(&mid)
-            .bind(&st)
-            .bind(&amt)
-            .bind(&cur)
-            .bind(&evt)
-            .bind(&at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("upserting payments"))?;
-            outcome.statuses_written = batch.statuses.len() as u64;
-        }
-
-        // 5. Reconciliation exceptions, once per id (= once per payment and kind).
-        if !batch.exceptions.is_empty() {
-            let mut rows = ExceptionRows::default();
-            for (exception, source) in &batch.exceptions {
-                rows.push(exception, source)?;
-            }
-            let written = sqlx::query(
-                "INSERT INTO reconciliation_exceptions
-                    (id, kind, payment_id, expected_amount_minor, actual_amount_minor, currency,
-                     detected_at, source_topic, source_partition, source_offset)
-                 SELECT id, kind, pid, expected, actual, cur, to_timestamp(at_ms / 1000.0),
-                        topic, part, off
-                 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::int8[],
-                             $6::text[], $7::int8[], $8::text[], $9::int4[], $10::int8[])
-                      AS t(id, kind, pid, expected, actual, cur, at_ms, topic, part, off)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&rows.id)
-            .bind(&rows.kind)
-            .bind(&rows.payment_id)
-            .bind(&rows.expected)
-            .bind(&rows.actual)
-            .bind(&rows.currency)
-            .bind(&rows.detected_at)
-            .bind(&rows.topic)
-            .bind(&rows.partition)
-            .bind(&rows.offset)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("inserting reconciliation exceptions"))?;
-            outcome.exceptions_written = written.rows_affected();
-        }
-
-        // 6. The offsets, in the same transaction.
-        if !batch.next_offsets.is_empty() {
-            let (mut t, mut p, mut o) = (Vec::new(), Vec::new(), Vec::new());
-            for ((topic, partition), offset) in &batch.next_offsets {
-                t.push(topic.clone());
-                p.push(*partition);
-                o.push(*offset);
-            }
-            sqlx::query(
-                "INSERT INTO sink_offsets (topic, partition, next_offset)
-                 SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int8[])
-                 ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
-                 WHERE sink_offsets.next_offset < EXCLUDED.next_offset",
-            )
-            .bind(&t)
-            .bind(&p)
-            .bind(&o)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("storing sink offsets"))?;
-        }
-        tx.commit().await.map_err(db("committing a batch"))?;
-        Ok(outcome)
+        rejections.sort_by_key(|rejection| rejection.index);
+        store_dead_letters(&mut transaction, batch, &rejections).await?;
+        outcome.dead_lettered = rejections.len() as u64;
+        store_offsets(&mut transaction, &batch.next_offsets).await?;
+        Ok(StagedBatch {
+            transaction,
+            outcome,
+            rejections,
+        })
     }
+}
+
+/// Most postings in one journal entry: their line numbers are `smallint`.
+pub const POSTINGS_PER_ENTRY_MAX: usize = i16::MAX as usize;
+
+/// The sink's own checks of a record, before PostgreSQL sees it: the parsed id of an
+/// entry or exception, or why the record must never be written.
+fn check(record: &BatchRecord) -> std::result::Result<Option<Uuid>, String> {
+    let origin = &record.origin;
+    let undecodable = |message: String| {
+        SinkError::Undecodable {
+            topic: origin.topic.clone(),
+            partition: origin.partition,
+            offset: origin.offset,
+            message,
+        }
+        .to_string()
+    };
+    match &record.content {
+        Content::Undecodable(message) => Err(undecodable(message.clone())),
+        Content::Entry(entry) => {
+            let id = Uuid::parse_str(&entry.id)
+                .map_err(|e| undecodable(format!("journal entry id is not a UUID: {e}")))?;
+            if !entry.is_balanced() {
+                return Err(SinkError::Unbalanced {
+                    id: entry.id.clone(),
+                    topic: origin.topic.clone(),
+                    partition: origin.partition,
+                    offset: origin.offset,
+                }
+                .to_string());
+            }
+            if entry.postings.len() > POSTINGS_PER_ENTRY_MAX {
+                return Err(format!(
+                    "journal entry {id} has {} postings, more than {POSTINGS_PER_ENTRY_MAX}",
+                    entry.postings.len()
+                ));
+            }
+            Ok(Some(id))
+        }
+        Content::Exception(exception) => Uuid::parse_str(&exception.id)
+            .map(Some)
+            .map_err(|e| undecodable(format!("exception id is not a UUID: {e}"))),
+        Content::Status(_) => Ok(None),
+    }
+}
+
+async fn execute(
+    transaction: &mut Transaction<'static, Postgres>,
+    sql: &'static str,
+    context: &'static str,
+) -> Result<()> {
+    sqlx::query(sql)
+        .execute(&mut **transaction)
+        .await
+        .map_err(db(context))?;
+    Ok(())
+}
+
+/// Writes the rows of the records at `indices` of `batch` (none of them set aside by
+/// [`check`]; `ids` holds their parsed ids).
+async fn write_rows(
+    transaction: &mut Transaction<'static, Postgres>,
+    batch: &Batch,
+    ids: &[Option<Uuid>],
+    indices: &[usize],
+) -> Result<BatchOutcome> {
+    let mut entries = Vec::new();
+    let mut statuses = Vec::new();
+    let mut exceptions = Vec::new();
+    for &index in indices {
+        let record = &batch.records[index];
+        match (&record.content, ids[index]) {
+            (Content::Entry(entry), Some(id)) => entries.push((entry, id, &record.origin)),
+            (Content::Status(status), _) => statuses.push(status),
+            (Content::Exception(exception), Some(id)) => {
+                exceptions.push((exception, id, &record.origin))
+            }
+            // Set aside by `check`: never among `indices`.
+            _ => {}
+        }
+    }
+    let mut outcome = write_entries(transaction, &entries).await?;
+    outcome.statuses_written = write_statuses(transaction, &statuses).await?;
+    outcome.exceptions_written = write_exceptions(transaction, &exceptions).await?;
+    Ok(outcome)
+}
+
+/// Inserts journal entries (in order), the postings of those not already in the ledger
+/// with their account sequence numbers, and their balance changes.
+async fn write_entries(
+    transaction: &mut Transaction<'static, Postgres>,
+    entries: &[(&JournalEntry, Uuid, &Origin)],
+) -> Result<BatchOutcome> {
+    let mut outcome = BatchOutcome::default();
+    if entries.is_empty() {
+        return Ok(outcome);
+    }
+    // 1. Journal entries; the ids actually inserted come back.
+    let mut ids = Vec::new();
+    let mut payment_ids = Vec::new();
+    let mut kinds = Vec::new();
+    let mut occurred = Vec::new();
+    let mut caused_by = Vec::new();
+    let mut topics = Vec::new();
+    let mut partitions = Vec::new();
+    let mut offsets = Vec::new();
+    for (entry, id, origin) in entries {
+        ids.push(*id);
+        payment_ids.push(entry.payment_id.clone());
+        kinds.push(entry.kind.as_str().to_string());
+        occurred.push(entry.occurred_at);
+        caused_by.push(entry.caused_by_event_id.clone());
+        topics.push(origin.topic.clone());
+        partitions.push(origin.partition);
+        offsets.push(origin.offset);
+    }
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO journal_entries
+            (id, payment_id, kind, occurred_at, caused_by_event_id,
+             source_topic, source_partition, source_offset)
+         SELECT id, payment_id, kind, to_timestamp(occurred_ms / 1000.0), caused_by,
+                topic, partition, source_offset
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[],
+                     $6::text[], $7::int4[], $8::int8[])
+              AS t(id, payment_id, kind, occurred_ms, caused_by, topic, partition, source_offset)
+         ON CONFLICT (id) DO NOTHING
+         RETURNING id",
+    )
+    .bind(&ids)
+    .bind(&payment_ids)
+    .bind(&kinds)
+    .bind(&occurred)
+    .bind(&caused_by)
+    .bind(&topics)
+    .bind(&partitions)
+    .bind(&offsets)
+    .fetch_all(&mut **transaction)
+    .await
+    .map_err(db("inserting journal entries"))?;
+    outcome.entries_written = inserted.len() as u64;
+    outcome.entries_skipped = (ids.len() - inserted.len()) as u64;
+
+    // 2. Postings of the inserted entries, and 3. their balance changes.
+    // An id listed twice was inserted once: post its lines once.
+    let mut inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+    let mut p_entry = Vec::new();
+    let mut p_line = Vec::new();
+    let mut p_account = Vec::new();
+    let mut p_side = Vec::new();
+    let mut p_amount = Vec::new();
+    let mut p_currency = Vec::new();
+    let (mut p_debit, mut p_credit) = (Vec::new(), Vec::new());
+    for (entry, id, _) in entries {
+        if !inserted.remove(id) {
+            continue;
+        }
+        for (line, posting) in entry.postings.iter().enumerate() {
+            p_entry.push(*id);
+            // At most POSTINGS_PER_ENTRY_MAX lines (`check`).
+            p_line.push(line as i16);
+            p_account.push(posting.account.clone());
+            p_side.push(posting.side.as_str().to_string());
+            p_amount.push(posting.amount_minor);
+            p_currency.push(posting.currency.clone());
+            let (debit, credit) = match posting.side {
+                PostingSide::Debit => (posting.amount_minor, 0),
+                PostingSide::Credit => (0, posting.amount_minor),
+            };
+            p_debit.push(debit);
+            p_credit.push(credit);
+        }
+    }
+    if p_entry.is_empty() {
+        return Ok(outcome);
+    }
+    let p_sequence = take_account_sequences(transaction, &p_account).await?;
+    sqlx::query(
+        "INSERT INTO postings
+            (journal_entry_id, line, account, side, amount_minor, currency, account_sequence)
+         SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::text[], $5::int8[],
+                              $6::text[], $7::int8[])",
+    )
+    .bind(&p_entry)
+    .bind(&p_line)
+    .bind(&p_account)
+    .bind(&p_side)
+    .bind(&p_amount)
+    .bind(&p_currency)
+    .bind(&p_sequence)
+    .execute(&mut **transaction)
+    .await
+    .map_err(db("inserting postings"))?;
+    outcome.postings_written = p_entry.len() as u64;
+    // Summed by PostgreSQL: a total beyond bigint is refused as data (22003) instead of
+    // overflowing here. `currency` is `char(3)`, where trailing spaces do not count.
+    sqlx::query(
+        "INSERT INTO account_balances
+            (account, currency, debit_total_minor, credit_total_minor, balance_minor)
+         SELECT account, rtrim(currency, ' '), sum(debit)::int8, sum(credit)::int8,
+                (sum(debit) - sum(credit))::int8
+         FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[])
+              AS t(account, currency, debit, credit)
+         GROUP BY account, rtrim(currency, ' ')
+         ON CONFLICT (account, currency) DO UPDATE SET
+            debit_total_minor = account_balances.debit_total_minor + EXCLUDED.debit_total_minor,
+            credit_total_minor = account_balances.credit_total_minor + EXCLUDED.credit_total_minor,
+            balance_minor = account_balances.balance_minor + EXCLUDED.balance_minor,
+            updated_at = now()",
+    )
+    .bind(&p_account)
+    .bind(&p_currency)
+    .bind(&p_debit)
+    .bind(&p_credit)
+    .execute(&mut **transaction)
+    .await
+    .map_err(db("updating account balances"))?;
+    Ok(outcome)
+}
+
+/// Upserts the latest status per payment (records of one payment arrive in order);
+/// returns how many status records that covered.
+async fn write_statuses(
+    transaction: &mut Transaction<'static, Postgres>,
+    statuses: &[&PaymentStatusChanged],
+) -> Result<u64> {
+    let mut latest: BTreeMap<&str, &PaymentStatusChanged> = BTreeMap::new();
+    for &status in statuses {
+        latest.insert(&status.payment_id, status);
+    }
+    if latest.is_empty() {
+        return Ok(0);
+    }
+    let (mut pid, mut mid, mut st, mut amt, mut cur, mut evt, mut at) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for s in latest.values() {
+        pid.push(s.payment_id.clone());
+        mid.push(s.merchant_id.clone());
+        st.push(s.status.as_str().to_string());
+        amt.push(s.amount_minor);
+        cur.push(s.currency.clone());
+        evt.push(s.caused_by_event_id.clone());
+        at.push(s.occurred_at);
+    }
+    sqlx::query(
+        "INSERT INTO payments
+            (payment_id, merchant_id, status, amount_minor, currency, last_event_id, updated_at)
+         SELECT pid, mid, st, amt, cur, evt, to_timestamp(at_ms / 1000.0)
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::int8[])
+              AS t(pid, mid, st, amt, cur, evt, at_ms)
+         ON CONFLICT (payment_id) DO UPDATE SET
+            status = EXCLUDED.status,
+            last_event_id = EXCLUDED.last_event_id,
+            updated_at = EXCLUDED.updated_at
+         -- statuses only move forward: INITIATED < AUTHORIZED, DECLINED < SETTLED
+         WHERE (CASE EXCLUDED.status WHEN 'INITIATED' THEN 0 WHEN 'SETTLED' THEN 2 ELSE 1 END)
+            >= (CASE payments.status WHEN 'INITIATED' THEN 0 WHEN 'SETTLED' THEN 2 ELSE 1 END)",
+    )
+    .bind(&pid)
+    .bind(&mid)
+    .bind(&st)
+    .bind(&amt)
+    .bind(&cur)
+    .bind(&evt)
+    .bind(&at)
+    .execute(&mut **transaction)
+    .await
+    .map_err(db("upserting payments"))?;
+    Ok(statuses.len() as u64)
+}
+
+/// Inserts reconciliation exceptions, once per id (= once per payment and kind); returns
+/// how many were new.
+async fn write_exceptions(
+    transaction: &mut Transaction<'static, Postgres>,
+    exceptions: &[(&ReconciliationException, Uuid, &Origin)],
+) -> Result<u64> {
+    if exceptions.is_empty() {
+        return Ok(0);
+    }
+    let mut rows = ExceptionRows::default();
+    for (exception, id, origin) in exceptions {
+        rows.push(exception, *id, origin);
+    }
+    let written = sqlx::query(
+        "INSERT INTO reconciliation_exceptions
+            (id, kind, payment_id, expected_amount_minor, actual_amount_minor, currency,
+             detected_at, source_topic, source_partition, source_offset)
+         SELECT id, kind, pid, expected, actual, cur, to_timestamp(at_ms / 1000.0),
+                topic, part, off
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::int8[],
+                     $6::text[], $7::int8[], $8::text[], $9::int4[], $10::int8[])
+              AS t(id, kind, pid, expected, actual, cur, at_ms, topic, part, off)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&rows.id)
+    .bind(&rows.kind)
+    .bind(&rows.payment_id)
+    .bind(&rows.expected)
+    .bind(&rows.actual)
+    .bind(&rows.currency)
+    .bind(&rows.detected_at)
+    .bind(&rows.topic)
+    .bind(&rows.partition)
+    .bind(&rows.offset)
+    .execute(&mut **transaction)
+    .await
+    .map_err(db("inserting reconciliation exceptions"))?;
+    Ok(written.rows_affected())
+}
+
+/// Records the batch's rejected records in `sink_dead_letters` (a record dead-lettered
+/// before, by a batch whose commit outcome was unknown, keeps its first row).
+async fn store_dead_letters(
+    transaction: &mut Transaction<'static, Postgres>,
+    batch: &Batch,
+    rejections: &[Rejection],
+) -> Result<()> {
+    if rejections.is_empty() {
+        return Ok(());
+    }
+    let (mut topic, mut partition, mut offset, mut reason, mut sqlstate, mut error) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for rejection in rejections {
+        let origin = &batch.records[rejection.index].origin;
+        topic.push(origin.topic.clone());
+        partition.push(origin.partition);
+        offset.push(origin.offset);
+        reason.push(rejection.reason.as_str());
+        sqlstate.push(rejection.sqlstate.clone());
+        error.push(rejection.error.clone());
+    }
+    sqlx::query(
+        "INSERT INTO sink_dead_letters (topic, partition, \"offset\", reason, sqlstate, error)
+         SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::text[], $5::text[],
+                              $6::text[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&topic)
+    .bind(&partition)
+    .bind(&offset)
+    .bind(&reason)
+    .bind(&sqlstate)
+    .bind(&error)
+    .execute(&mut **transaction)
+    .await
+    .map_err(db("recording sink dead letters"))?;
+    Ok(())
+}
+
+/// Stores the next offset per partition, never moving one back.
+async fn store_offsets(
+    transaction: &mut Transaction<'static, Postgres>,
+    next_offsets: &BTreeMap<(String, i32), i64>,
+) -> Result<()> {
+    if next_offsets.is_empty() {
+        return Ok(());
+    }
+    let (mut t, mut p, mut o) = (Vec::new(), Vec::new(), Vec::new());
+    for ((topic, partition), offset) in next_offsets {
+        t.push(topic.clone());
+        p.push(*partition);
+        o.push(*offset);
+    }
+    sqlx::query(
+        "INSERT INTO sink_offsets (topic, partition, next_offset)
+         SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int8[])
+         ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
+         WHERE sink_offsets.next_offset < EXCLUDED.next_offset",
+    )
+    .bind(&t)
+    .bind(&p)
+    .bind(&o)
+    .execute(&mut **transaction)
+    .await
+    .map_err(db("storing sink offsets"))?;
+    Ok(())
 }
 
 /// Hands out the next per-account posting sequence numbers for `accounts` (one per
 /// posting, in order) and returns them. Accounts are locked in name order, so concurrent
 /// writers never deadlock on each other.
 async fn take_account_sequences(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut Transaction<'static, Postgres>,
     accounts: &[String],
 ) -> Result<Vec<i64>> {
     let mut needed: BTreeMap<&str, i64> = BTreeMap::new();
@@ -507,24 +824,135 @@ struct ExceptionRows {
 }
 
 impl ExceptionRows {
-    fn push(&mut self, exception: &ReconciliationException, source: &Source) -> Result<()> {
-        self.id.push(
-            Uuid::parse_str(&exception.id).map_err(|e| SinkError::Undecodable {
-                topic: source.topic.clone(),
-                partition: source.partition,
-                offset: source.offset,
-                message: format!("exception id is not a UUID: {e}"),
-            })?,
-        );
+    fn push(&mut self, exception: &ReconciliationException, id: Uuid, origin: &Origin) {
+        self.id.push(id);
         self.kind.push(exception.kind.as_str());
         self.payment_id.push(exception.payment_id.clone());
         self.expected.push(exception.expected_amount_minor);
         self.actual.push(exception.actual_amount_minor);
         self.currency.push(exception.currency.clone());
         self.detected_at.push(exception.detected_at);
-        self.topic.push(source.topic.clone());
-        self.partition.push(source.partition);
-        self.offset.push(source.offset);
-        Ok(())
+        self.topic.push(origin.topic.clone());
+        self.partition.push(origin.partition);
+        self.offset.push(origin.offset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paystream_schemas::{JournalEntryKind, Posting};
+
+    fn origin(offset: i64) -> Origin {
+        Origin {
+            topic: "ledger_entries".into(),
+            partition: 0,
+            offset,
+            timestamp_ms: 0,
+            key: None,
+            value: None,
+        }
+    }
+
+    fn entry(debit: i64, credit: i64) -> JournalEntry {
+        let posting = |side, amount_minor| Posting {
+            account: "psp_receivable:adyen".into(),
+            side,
+            amount_minor,
+            currency: "EUR".into(),
+        };
+        JournalEntry {
+            id: "6f1c1c2e-52a4-5b8e-9d43-2f4a0a9c0b11".into(),
+            payment_id: "pay-1".into(),
+            kind: JournalEntryKind::Authorization,
+            postings: vec![
+                posting(PostingSide::Debit, debit),
+                posting(PostingSide::Credit, credit),
+            ],
+            occurred_at: 0,
+            caused_by_event_id: "evt-1".into(),
+        }
+    }
+
+    fn record(content: Content) -> BatchRecord {
+        BatchRecord {
+            origin: origin(7),
+            content,
+        }
+    }
+
+    #[test]
+    fn the_sink_sets_aside_what_the_ledger_must_never_hold() {
+        assert_eq!(
+            check(&record(Content::Entry(entry(100, 100)))),
+            Ok(Some(
+                Uuid::parse_str("6f1c1c2e-52a4-5b8e-9d43-2f4a0a9c0b11").unwrap()
+            ))
+        );
+        let unbalanced = check(&record(Content::Entry(entry(100, 99)))).unwrap_err();
+        assert!(unbalanced.contains("does not balance"), "{unbalanced}");
+        assert!(unbalanced.contains("ledger_entries/0@7"), "{unbalanced}");
+        let not_uuid = check(&record(Content::Entry(JournalEntry {
+            id: "entry-1".into(),
+            ..entry(100, 100)
+        })))
+        .unwrap_err();
+        assert!(not_uuid.contains("not a UUID"), "{not_uuid}");
+        let no_postings = check(&record(Content::Entry(JournalEntry {
+            postings: Vec::new(),
+            ..entry(100, 100)
+        })))
+        .unwrap_err();
+        assert!(no_postings.contains("does not balance"), "{no_postings}");
+        let mut many = entry(1, 1);
+        many.postings = many
+            .postings
+            .iter()
+            .cycle()
+            .take(POSTINGS_PER_ENTRY_MAX + 1)
+            .cloned()
+            .collect();
+        let too_many = check(&record(Content::Entry(many))).unwrap_err();
+        assert!(too_many.contains("postings, more than 32767"), "{too_many}");
+        let undecodable = check(&record(Content::Undecodable(
+            "bad_magic_byte: first byte 7".into(),
+        )))
+        .unwrap_err();
+        assert!(undecodable.contains("does not decode"), "{undecodable}");
+    }
+
+    #[test]
+    fn a_rejection_error_is_redacted_without_nul_bytes_and_bounded() {
+        let rejection = Rejection::new(
+            3,
+            Some("22021".into()),
+            "pay-\0 token 4111111111111111 refused",
+        );
+        assert_eq!(rejection.reason, DeadLetterReason::SinkRejected);
+        assert!(!rejection.error.contains('\0'));
+        assert!(
+            !rejection.error.contains("4111111111111111"),
+            "{}",
+            rejection.error
+        );
+        let long = Rejection::new(0, None, &"é".repeat(ERROR_HEADER_BYTES_MAX));
+        assert!(long.error.len() <= ERROR_HEADER_BYTES_MAX);
+    }
+
+    #[test]
+    fn outcomes_add_up() {
+        let mut total = BatchOutcome::default();
+        let one = BatchOutcome {
+            entries_written: 2,
+            entries_skipped: 1,
+            postings_written: 4,
+            statuses_written: 3,
+            exceptions_written: 1,
+            dead_lettered: 1,
+        };
+        total.add(one);
+        total.add(one);
+        assert_eq!(total.postings_written, 8);
+        assert_eq!(total.dead_lettered, 2);
     }
 }

@@ -1,26 +1,38 @@
-//! Consuming, batching and retrying. A batch closes at `sink.batch_rows_max` records or
-//! after `sink.batch_linger_ms`, whichever comes first; it is written with its offsets
-//! in one database transaction. Retriable database errors are retried with exponential
-//! backoff (bounded); anything else stops the sink with the error.
+//! Consuming, batching, retrying and dead-lettering. A batch closes at
+//! `sink.batch_rows_max` records or after `sink.batch_linger_ms`, whichever comes first;
+//! it is written with its offsets in one database transaction. Retriable errors are
+//! retried with exponential backoff (bounded); a record's bad data never stops the sink:
+//! [`crate::service`] sets the record aside and this module produces its dead letter to
+//! `<source topic>.dlq` before the transaction commits — at least once: a failure between
+//! the produce and the commit writes the batch, and its dead letters, again. Any other
+//! error stops the sink.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
+use paystream_processors::{DeadLetterReason, Origin, Stage};
 use paystream_runtime::Config;
+use paystream_runtime::dead_letter::{
+    DeadLetterRecord, FailureAction, dead_letter_record, headers, on_decode_error,
+};
 use paystream_runtime::health::Health;
-use paystream_runtime::kafka::read_committed_consumer_config;
+use paystream_runtime::kafka::{client_config, read_committed_consumer_config};
 use paystream_runtime::metrics::Metrics;
 use paystream_runtime::topics::{TopicNames, partition_count};
-use paystream_schemas::{Codec, JournalEntry, PaymentStatusChanged, ReconciliationException};
+use paystream_schemas::{
+    AvroRecord, Codec, DecodeError, JournalEntry, PaymentStatusChanged, ReconciliationException,
+};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::service::{Batch, BatchOutcome, LedgerDatabase, Source};
+use crate::service::{Batch, BatchOutcome, BatchRecord, Content, LedgerDatabase, Rejection};
 use crate::{Result, SinkError};
 
 /// What the sink wrote in one run.
@@ -34,6 +46,8 @@ pub struct SinkSummary {
     pub statuses_written: u64,
     /// Reconciliation exceptions inserted.
     pub exceptions_written: u64,
+    /// Records dead-lettered to `<source topic>.dlq` instead of written.
+    pub dead_lettered: u64,
 }
 
 /// The ledger sink of one process.
@@ -43,6 +57,9 @@ pub struct LedgerSink {
     codec: Arc<Codec>,
     database: LedgerDatabase,
     consumer: StreamConsumer,
+    /// Produces the sink's dead letters (idempotent, not transactional: the PostgreSQL
+    /// transaction is the commit point).
+    producer: FutureProducer,
     health: Arc<Health>,
     metrics: Metrics,
     /// Next offset to read per assigned partition, as stored or as written since.
@@ -53,9 +70,19 @@ pub struct LedgerSink {
 /// How often the sink's lag is measured while it runs.
 const LAG_UPDATE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The dead-letter producer's `message.max.bytes`: a dead-letter topic's limit
+/// ([`paystream_runtime::topics::DEAD_LETTER_RECORD_BYTES_MAX`], 2 MiB) plus room for the
+/// batch framing.
+const DEAD_LETTER_PRODUCER_RECORD_BYTES_MAX: &str = "2162688";
+
+/// How long one dead letter may take to be delivered, milliseconds, before the batch
+/// fails (and is retried).
+const DEAD_LETTER_DELIVERY_TIMEOUT_MS: &str = "30000";
+
 impl LedgerSink {
-    /// Connects to PostgreSQL (applying migrations) and assigns the output partitions at
-    /// the offsets stored in `sink_offsets` (the beginning when none is stored).
+    /// Connects to PostgreSQL (applying migrations), checks that the sink's dead-letter
+    /// topics exist, and assigns the output partitions at the offsets stored in
+    /// `sink_offsets` (the beginning when none is stored).
     ///
     /// # Errors
     /// [`SinkError::Database`] / [`SinkError::Migrate`] for PostgreSQL,
@@ -87,20 +114,42 @@ impl LedgerSink {
             context: "creating the sink consumer".into(),
             source,
         })?;
+        let producer: FutureProducer = client_config(&config)
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", DEAD_LETTER_DELIVERY_TIMEOUT_MS)
+            .set("message.max.bytes", DEAD_LETTER_PRODUCER_RECORD_BYTES_MAX)
+            .create()
+            .map_err(|source| SinkError::Kafka {
+                context: "creating the sink's dead-letter producer".into(),
+                source,
+            })?;
         let stored = database.load_offsets().await?;
         let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
         let mut assignment = TopicPartitionList::new();
         let mut next_offsets = HashMap::new();
-        for topic in [
-            &names.ledger_entries,
-            &names.payment_status,
-            &names.reconciliation_exceptions,
-        ] {
+        for topic in names.sink_inputs() {
+            // Series start at 0, so that the first dead letter shows as an increase.
+            metrics
+                .sink_dead_lettered
+                .with_label_values(&[topic, DeadLetterReason::SinkRejected.as_str()]);
             let partitions =
                 tokio::task::block_in_place(|| partition_count(&consumer, topic, timeout))?;
+            // A dead letter goes to its source's partition number.
+            let dead_letter_topic = TopicNames::dead_letter(topic);
+            let dead_letter_partitions = tokio::task::block_in_place(|| {
+                partition_count(&consumer, &dead_letter_topic, timeout)
+            })?;
+            if dead_letter_partitions < partitions {
+                return Err(paystream_runtime::Error::Topology(format!(
+                    "topic {dead_letter_topic} has {dead_letter_partitions} partitions but \
+                     {topic} has {partitions}; add partitions to it \
+                     (kafka-topics --alter --partitions {partitions})"
+                ))
+                .into());
+            }
             for partition in 0..partitions {
                 let offset = stored
-                    .get(&(topic.clone(), partition))
+                    .get(&(topic.to_string(), partition))
                     .map_or(Offset::Beginning, |o| Offset::Offset(*o));
                 assignment
                     .add_partition_offset(topic, partition, offset)
@@ -109,7 +158,7 @@ impl LedgerSink {
                         source,
                     })?;
                 if let Offset::Offset(o) = offset {
-                    next_offsets.insert((topic.clone(), partition), o);
+                    next_offsets.insert((topic.to_string(), partition), o);
                 }
             }
         }
@@ -130,6 +179,7 @@ impl LedgerSink {
             codec,
             database,
             consumer,
+            producer,
             health,
             metrics,
             next_offsets,
@@ -185,66 +235,104 @@ impl LedgerSink {
         }
     }
 
+    /// Decodes `message` into the batch. A record that does not decode joins the batch
+    /// as [`Content::Undecodable`] (it is dead-lettered when the batch is written).
+    ///
+    /// # Errors
+    /// [`SinkError::RegistryUnavailable`] when the Schema Registry stays unreachable.
     async fn add(&self, batch: &mut Batch, message: &BorrowedMessage<'_>) -> Result<()> {
-        let source = Source {
+        let origin = Origin {
             topic: message.topic().to_string(),
             partition: message.partition(),
             offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
         };
-        let undecodable = |e: paystream_schemas::DecodeError| SinkError::Undecodable {
-            topic: source.topic.clone(),
-            partition: source.partition,
-            offset: source.offset,
-            message: e.message,
-        };
-        if source.topic == self.names.ledger_entries {
-            let entry: JournalEntry = self
-                .codec
-                .decode(message.payload())
+        let payload = message.payload();
+        let decoded = if origin.topic == self.names.ledger_entries {
+            self.decode::<JournalEntry>(payload)
                 .await
-                .map_err(undecodable)?;
-            batch.entries.push((entry, source.clone()));
-        } else if source.topic == self.names.reconciliation_exceptions {
-            let exception: ReconciliationException = self
-                .codec
-                .decode(message.payload())
+                .map(Content::Entry)
+        } else if origin.topic == self.names.reconciliation_exceptions {
+            self.decode::<ReconciliationException>(payload)
                 .await
-                .map_err(undecodable)?;
-            batch.exceptions.push((exception, source.clone()));
+                .map(Content::Exception)
         } else {
-            let status: PaymentStatusChanged = self
-                .codec
-                .decode(message.payload())
+            self.decode::<PaymentStatusChanged>(payload)
                 .await
-                .map_err(undecodable)?;
-            batch.statuses.push(status);
-        }
+                .map(Content::Status)
+        };
+        let content = match decoded {
+            Ok(content) => content,
+            Err(e) => match on_decode_error(&e) {
+                FailureAction::DeadLetter(reason) => {
+                    Content::Undecodable(format!("{reason}: {}", e.message))
+                }
+                FailureAction::Retry => {
+                    return Err(SinkError::RegistryUnavailable {
+                        topic: origin.topic,
+                        partition: origin.partition,
+                        offset: origin.offset,
+                        message: e.message,
+                    });
+                }
+            },
+        };
         batch
             .next_offsets
-            .insert((source.topic, source.partition), source.offset + 1);
+            .insert((origin.topic.clone(), origin.partition), origin.offset + 1);
+        batch.records.push(BatchRecord { origin, content });
         Ok(())
     }
 
+    /// Decodes a value, retrying (bounded) while the Schema Registry is unreachable.
+    async fn decode<T: AvroRecord + DeserializeOwned>(
+        &self,
+        payload: Option<&[u8]>,
+    ) -> std::result::Result<T, DecodeError> {
+        (|| self.codec.decode::<T>(payload))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(10))
+                    .with_max_times(8),
+            )
+            .when(|e| on_decode_error(e) == FailureAction::Retry)
+            .notify(|e, delay| {
+                warn!(error = %e.message, ?delay, "schema registry unavailable, retrying")
+            })
+            .await
+    }
+
+    /// Writes `batch`: rows, dead-letter rows and offsets in one PostgreSQL transaction;
+    /// the dead letters are produced to Kafka before it commits.
     async fn write(&self, batch: &Batch, summary: &mut SinkSummary) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         let started = Instant::now();
-        let outcome: BatchOutcome = (|| self.database.write_batch(batch))
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(10))
-                    .with_max_times(12),
-            )
-            .when(SinkError::is_retriable)
-            .notify(|e, delay| {
+        let (outcome, rejections): (BatchOutcome, Vec<Rejection>) = (|| async move {
+            let staged = self.database.stage_batch(batch).await?;
+            self.produce_dead_letters(batch, &staged.rejections).await?;
+            staged.commit().await
+        })
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(10))
+                .with_max_times(12),
+        )
+        .when(SinkError::is_retriable)
+        .notify(|e, delay| {
+            if matches!(e, SinkError::Database { .. }) {
                 self.health.set_database_reachable(false);
-                self.metrics.sink_errors.inc();
-                warn!(error = %e, ?delay, "ledger write failed, retrying");
-            })
-            .await
-            .inspect_err(|_| self.metrics.sink_errors.inc())?;
+            }
+            self.metrics.sink_errors.inc();
+            warn!(error = %e, ?delay, "ledger write failed, retrying");
+        })
+        .await
+        .inspect_err(|_| self.metrics.sink_errors.inc())?;
         self.health.set_database_reachable(true);
         for (table, rows) in [
             ("journal_entries", outcome.entries_written),
@@ -257,6 +345,22 @@ impl LedgerSink {
                 .with_label_values(&[table])
                 .inc_by(rows);
         }
+        for rejection in &rejections {
+            let origin = &batch.records[rejection.index].origin;
+            self.metrics
+                .sink_dead_lettered
+                .with_label_values(&[&origin.topic, rejection.reason.as_str()])
+                .inc();
+            warn!(
+                topic = %origin.topic,
+                partition = origin.partition,
+                offset = origin.offset,
+                reason = %rejection.reason,
+                sqlstate = rejection.sqlstate.as_deref().unwrap_or(""),
+                error = %rejection.error,
+                "record dead-lettered by the ledger sink"
+            );
+        }
         summary.batches += 1;
         summary.records += batch.len() as u64;
         summary.entries_written += outcome.entries_written;
@@ -264,11 +368,53 @@ impl LedgerSink {
         summary.postings_written += outcome.postings_written;
         summary.statuses_written += outcome.statuses_written;
         summary.exceptions_written += outcome.exceptions_written;
+        summary.dead_lettered += outcome.dead_lettered;
         tracing::debug!(
             records = batch.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "ledger batch written"
         );
+        Ok(())
+    }
+
+    /// Produces the dead letter of each rejected record of `batch` to `<source
+    /// topic>.dlq` (same partition, original key and bytes, headers of
+    /// [`dead_letter_record`] with stage `sink`) and waits for every delivery.
+    ///
+    /// # Errors
+    /// [`SinkError::Kafka`] when a dead letter is not delivered.
+    async fn produce_dead_letters(&self, batch: &Batch, rejections: &[Rejection]) -> Result<()> {
+        for rejection in rejections {
+            let origin = &batch.records[rejection.index].origin;
+            let record = sink_dead_letter(origin, rejection, &self.config.application_id);
+            let mut headers = OwnedHeaders::new();
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_str()),
+                });
+            }
+            let mut kafka_record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic)
+                .partition(record.partition)
+                .timestamp(record.timestamp_ms)
+                .headers(headers);
+            if let Some(key) = record.key.as_deref() {
+                kafka_record = kafka_record.key(key);
+            }
+            if let Some(value) = record.value.as_deref() {
+                kafka_record = kafka_record.payload(value);
+            }
+            self.producer
+                .send(kafka_record, rdkafka::util::Timeout::Never)
+                .await
+                .map_err(|(source, _)| SinkError::Kafka {
+                    context: format!(
+                        "producing the dead letter of {}/{}@{} to {}",
+                        origin.topic, origin.partition, origin.offset, record.topic
+                    ),
+                    source,
+                })?;
+        }
         Ok(())
     }
 
@@ -315,5 +461,62 @@ impl LedgerSink {
             }
         }
         Ok(all)
+    }
+}
+
+/// The dead letter of a record the sink rejected: [`dead_letter_record`] with the
+/// rejection's reason and error, and one `paystream.dlq.stage` header, `sink`.
+pub fn sink_dead_letter(
+    origin: &Origin,
+    rejection: &Rejection,
+    application_id: &str,
+) -> DeadLetterRecord {
+    let mut record = dead_letter_record(origin, rejection.reason, &rejection.error, application_id);
+    record.headers.retain(|(name, _)| *name != headers::STAGE);
+    record
+        .headers
+        .push((headers::STAGE, Stage::Sink.as_str().to_string()));
+    record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sink_dead_letter_keeps_the_bytes_and_says_sink_rejected_at_stage_sink() {
+        let origin = Origin {
+            topic: "t1.ledger_entries".into(),
+            partition: 2,
+            offset: 41,
+            timestamp_ms: 1_700_000_000_000,
+            key: Some(b"pay-1".to_vec()),
+            value: Some(b"\x00\x00\x00\x00\x07entry".to_vec()),
+        };
+        let rejection = Rejection {
+            index: 0,
+            reason: DeadLetterReason::SinkRejected,
+            sqlstate: Some("22021".into()),
+            error: "invalid byte sequence for encoding \"UTF8\": 0x00 (SQLSTATE 22021)".into(),
+        };
+        let record = sink_dead_letter(&origin, &rejection, "app");
+        assert_eq!(record.topic, "t1.ledger_entries.dlq");
+        assert_eq!(record.partition, 2);
+        assert_eq!(record.key, origin.key);
+        assert_eq!(record.value, origin.value);
+        let header = |name: &str| -> Vec<&str> {
+            record
+                .headers
+                .iter()
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(header(headers::REASON), ["sink_rejected"]);
+        assert_eq!(header(headers::STAGE), ["sink"]);
+        assert_eq!(header(headers::SOURCE_TOPIC), ["t1.ledger_entries"]);
+        assert_eq!(header(headers::SOURCE_PARTITION), ["2"]);
+        assert_eq!(header(headers::SOURCE_OFFSET), ["41"]);
+        assert!(header(headers::ERROR)[0].contains("22021"));
     }
 }

@@ -1,7 +1,8 @@
 //! Checks of the ledger's invariants after the fact (`paystream ledger verify`):
 //! every journal entry has postings and balances to zero per currency, every account
 //! balance equals the sum of its postings, and every account's postings are numbered
-//! 1..n without gaps.
+//! 1..n without gaps. Records the sink dead-lettered (`sink_dead_letters`) are counted by
+//! topic and reason: they are accounted for, not lost, so they never fail verification.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,9 @@ pub struct VerifyReport {
     pub sequence_violations: i64,
     /// Reconciliation exceptions by kind (`AMOUNT_MISMATCH`, …).
     pub exceptions_by_kind: BTreeMap<String, i64>,
+    /// Records the sink dead-lettered instead of writing, by `(source topic, reason)`,
+    /// e.g. `("ledger_entries", "sink_rejected")`. Informational: not a violation.
+    pub sink_dead_letters: BTreeMap<(String, String), i64>,
 }
 
 impl VerifyReport {
@@ -100,7 +104,23 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport> {
         .await?,
         payments_by_status: BTreeMap::new(),
         exceptions_by_kind: BTreeMap::new(),
+        sink_dead_letters: BTreeMap::new(),
     };
+    let rows = sqlx::query(
+        "SELECT topic, reason, count(*) AS n FROM sink_dead_letters GROUP BY topic, reason",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(db("counting sink dead letters"))?;
+    for row in rows {
+        report.sink_dead_letters.insert(
+            (
+                row.try_get("topic").map_err(db("reading topic"))?,
+                row.try_get("reason").map_err(db("reading reason"))?,
+            ),
+            row.try_get("n").map_err(db("reading count"))?,
+        );
+    }
     let rows =
         sqlx::query("SELECT kind, count(*) AS n FROM reconciliation_exceptions GROUP BY kind")
             .fetch_all(pool)

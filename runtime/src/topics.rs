@@ -3,7 +3,7 @@
 //! Input and output topics carry the configured `topics.prefix`; internal topics are
 //! named after the application id, as in Kafka Streams: `<app>-payments-by-id` (the
 //! repartition topic) and `<app>-<store>-changelog` (compacted). Each input topic has a
-//! dead-letter queue `<topic>.dlq`.
+//! dead-letter queue `<topic>.dlq`, and so has each topic the ledger sink reads.
 
 use std::time::Duration;
 
@@ -76,9 +76,23 @@ impl TopicNames {
         ]
     }
 
-    /// The four dead-letter topics, one per input topic.
+    /// The three topics the ledger sink reads (the outputs it writes to PostgreSQL).
+    pub fn sink_inputs(&self) -> [&str; 3] {
+        [
+            &self.ledger_entries,
+            &self.payment_status,
+            &self.reconciliation_exceptions,
+        ]
+    }
+
+    /// The seven dead-letter topics: one per input topic (the pipeline's), then one per
+    /// topic the ledger sink reads (the sink's, for records PostgreSQL refuses).
     pub fn dead_letter_topics(&self) -> Vec<String> {
-        self.inputs().iter().map(|t| Self::dead_letter(t)).collect()
+        self.inputs()
+            .iter()
+            .chain(self.sink_inputs().iter())
+            .map(|t| Self::dead_letter(t))
+            .collect()
     }
 
     /// The input topic a user named: by base name (`settlement`), full name
@@ -125,6 +139,9 @@ impl TopicNames {
             &self.reconciliation_exceptions,
         ] {
             all.push((output.clone(), TopicRole::Output));
+        }
+        for sink_input in self.sink_inputs() {
+            all.push((Self::dead_letter(sink_input), TopicRole::DeadLetter));
         }
         all.push((self.payments_by_id.clone(), TopicRole::Repartition));
         all.push((self.dlq_redrives.clone(), TopicRole::RedriveLog));
@@ -273,7 +290,7 @@ pub fn check_topics<C: ConsumerContext>(
         let lifecycle = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
         at_least.push((names.changelog(store), lifecycle));
     }
-    for input in names.inputs() {
+    for input in names.inputs().into_iter().chain(names.sink_inputs()) {
         at_least.push((
             TopicNames::dead_letter(input),
             partition_count(consumer, input, timeout)?,
@@ -319,8 +336,10 @@ mod tests {
             "t1.settlement.dlq"
         );
         let all = names.all(&["idempotency"]);
-        // inputs and their DLQs, outputs, repartition, redrive log, one changelog
-        assert_eq!(all.len(), 4 * 2 + 3 + 1 + 1 + 1);
+        // inputs and their DLQs, outputs and the sink's DLQs, repartition, redrive log,
+        // one changelog
+        assert_eq!(all.len(), 4 * 2 + 3 * 2 + 1 + 1 + 1);
+        assert!(all.contains(&("t1.ledger_entries.dlq".into(), TopicRole::DeadLetter)));
         assert!(all.contains(&("app-dlq-redrives".into(), TopicRole::RedriveLog)));
         assert!(all.contains(&("app-idempotency-changelog".into(), TopicRole::Changelog)));
     }
@@ -334,6 +353,11 @@ mod tests {
             assert_eq!(names.resolve_input(given), Some("t1.settlement"), "{given}");
         }
         assert_eq!(names.resolve_input("ledger_entries"), None);
-        assert_eq!(names.dead_letter_topics().len(), 4);
+        assert_eq!(names.dead_letter_topics().len(), 4 + 3);
+        assert!(
+            names
+                .dead_letter_topics()
+                .contains(&"t1.payment_status.dlq".to_string())
+        );
     }
 }

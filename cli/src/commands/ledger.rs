@@ -47,7 +47,8 @@ pub async fn init(config: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints ledger counts and invariant checks; exit 1 when any check fails.
+/// Prints ledger counts, invariant checks and the records the sink dead-lettered (by
+/// topic and reason; accounted for, so never a failure); exit 1 when any check fails.
 pub async fn verify(config: Config, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let database = LedgerDatabase::connect(&config.sink, 2).await?;
     let report = verify_ledger(database.pool()).await?;
@@ -73,6 +74,24 @@ pub async fn verify(config: Config, args: VerifyArgs) -> anyhow::Result<ExitCode
         .map(|(k, n)| format!("{k}={n}"))
         .collect();
     println!("reconciliation exceptions {}", exceptions.join(" "));
+    // Accounted for, not lost: listed, never a verification failure.
+    let sink_dead_letters: Vec<String> = report
+        .sink_dead_letters
+        .iter()
+        .map(|((topic, reason), n)| format!("{topic}/{reason}={n}"))
+        .collect();
+    println!(
+        "sink dead letters        {}",
+        if sink_dead_letters.is_empty() {
+            "0".to_string()
+        } else {
+            format!(
+                "{} ({})",
+                report.sink_dead_letters.values().sum::<i64>(),
+                sink_dead_letters.join(" ")
+            )
+        }
+    );
     let mut ok = report.is_verified();
     if let Some(path) = &args.expect {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
