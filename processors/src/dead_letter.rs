@@ -136,13 +136,14 @@ impl std::fmt::Display for DeadLetterReason {
 }
 
 impl DeadLetterReason {
-    /// The stage at which records get this reason when a processor emits it.
+    /// The stage at which records get this reason when a processor emits it (the runtime
+    /// names the stage itself for what it dead-letters, e.g. `record_too_large` at
+    /// `decode` for a value over its size limit).
     pub fn default_stage(self) -> Stage {
         match self {
             DeadLetterReason::Undecodable
             | DeadLetterReason::UnknownSchema
-            | DeadLetterReason::BadMagicByte
-            | DeadLetterReason::RecordTooLarge => Stage::Decode,
+            | DeadLetterReason::BadMagicByte => Stage::Decode,
             DeadLetterReason::InvalidValue
             | DeadLetterReason::PanDetected
             | DeadLetterReason::SecretDetected
@@ -153,7 +154,8 @@ impl DeadLetterReason {
             | DeadLetterReason::IllegalTransition
             | DeadLetterReason::PendingBufferFull
             | DeadLetterReason::OrphanExpired
-            | DeadLetterReason::ProcessingFailed => Stage::Process,
+            | DeadLetterReason::ProcessingFailed
+            | DeadLetterReason::RecordTooLarge => Stage::Process,
             DeadLetterReason::SinkRejected => Stage::Sink,
         }
     }

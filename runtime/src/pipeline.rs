@@ -179,6 +179,9 @@ pub struct RunSummary {
     pub duplicates_dropped: u64,
     /// Records written to dead-letter queues, by reason.
     pub dead_lettered: BTreeMap<String, u64>,
+    /// Input records on another partition than their key's murmur2 partition (auths and
+    /// settlements among them were rerouted to their payment's task).
+    pub misrouted: u64,
     /// Status changes produced to `payment_status`.
     pub status_changes: u64,
     /// Journal entries produced to `ledger_entries`.
@@ -1666,6 +1669,7 @@ impl Pipeline {
                 .records_misrouted
                 .with_label_values(&[topic])
                 .inc_by(*n);
+            self.summary.misrouted += n;
         }
         for (status, n) in &counts.payments {
             self.metrics

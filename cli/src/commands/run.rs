@@ -134,6 +134,12 @@ fn print_summary(summary: &RunSummary, sink: Option<&SinkSummary>, wall_s: f64) 
             format!(" ({})", reasons.join(" "))
         }
     );
+    if summary.misrouted > 0 {
+        println!(
+            "misrouted records        {} (not on their key's murmur2 partition; auths and settlements rerouted)",
+            summary.misrouted
+        );
+    }
     println!("status changes emitted   {}", summary.status_changes);
     println!("journal entries emitted  {}", summary.journal_entries);
     println!("transactions committed   {}", summary.commits);
