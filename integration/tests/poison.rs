@@ -12,6 +12,8 @@
 //! - a NUL byte in an identifier (`invalid_value`), which PostgreSQL would refuse;
 //! - an 8 KB identifier (`value_out_of_range`), over PostgreSQL's btree key limit;
 //! - an event time hours ahead of its record (`event_time_in_future`);
+//! - an event time before 1970 (`value_out_of_range`), and an Avro string whose length
+//!   prefix claims 2^40 bytes (`undecodable`, without a large allocation);
 //! - events of 300 KB and 900 KB (`record_too_large`) and 5 KB of free text
 //!   (`value_out_of_range`), which would not fit a changelog record;
 //! - card numbers where an Avro length byte touches them (`pan_detected`), never
@@ -125,7 +127,10 @@ impl<'a> Inputs<'a> {
     }
 
     async fn auth(&mut self, a: &AuthSucceeded) -> anyhow::Result<()> {
-        let value = self.codec.encode(&self.env.topic("auth_success"), a).await?;
+        let value = self
+            .codec
+            .encode(&self.env.topic("auth_success"), a)
+            .await?;
         self.records.push(Input {
             topic: "auth_success",
             key: a.payment_id.clone().into_bytes(),
@@ -135,7 +140,10 @@ impl<'a> Inputs<'a> {
     }
 
     async fn decline(&mut self, d: &AuthFailed) -> anyhow::Result<()> {
-        let value = self.codec.encode(&self.env.topic("auth_failure"), d).await?;
+        let value = self
+            .codec
+            .encode(&self.env.topic("auth_failure"), d)
+            .await?;
         self.records.push(Input {
             topic: "auth_failure",
             key: d.payment_id.clone().into_bytes(),
@@ -195,9 +203,12 @@ impl<'a> Inputs<'a> {
     }
 }
 
+/// Dead letters by `(reason, stage)`.
+type ByReasonAndStage = BTreeMap<(String, String), u64>;
+
 /// Dead letters of the test's four input topics: `(reason, stage)` → count, and every
 /// dead letter's bytes (key, value, headers) for searching.
-fn dead_letters(env: &TestEnv) -> anyhow::Result<(BTreeMap<(String, String), u64>, Vec<u8>)> {
+fn dead_letters(env: &TestEnv) -> anyhow::Result<(ByReasonAndStage, Vec<u8>)> {
     let mut found = BTreeMap::new();
     let mut bytes = Vec::new();
     for base in [
@@ -220,7 +231,7 @@ fn dead_letters(env: &TestEnv) -> anyhow::Result<(BTreeMap<(String, String), u64
     Ok((found, bytes))
 }
 
-fn expected(cases: &[(&str, &str, u64)]) -> BTreeMap<(String, String), u64> {
+fn expected(cases: &[(&str, &str, u64)]) -> ByReasonAndStage {
     let mut map = BTreeMap::new();
     for (reason, stage, n) in cases {
         *map.entry((reason.to_string(), stage.to_string()))
@@ -271,7 +282,9 @@ async fn poison_records_are_dead_lettered_and_payments_go_on() -> anyhow::Result
     env.prepare()?;
     let mut inputs = Inputs::new(&env)?;
     for n in 0..3 {
-        inputs.settled_payment(&format!("pay-before-{n}"), 1_250).await?;
+        inputs
+            .settled_payment(&format!("pay-before-{n}"), 1_250)
+            .await?;
     }
     // Two amounts whose sum overflows an i64: refused at the door.
     for n in 0..2 {
@@ -307,6 +320,33 @@ async fn poison_records_are_dead_lettered_and_payments_go_on() -> anyhow::Result
     let mut future = auth(&future_target);
     future.occurred_at = paystream::traffic::now_ms() + 3 * HOUR_MS;
     inputs.auth(&future).await?;
+    // An event time before 1970.
+    let past_target = payment("pay-past", 900);
+    inputs.initiated(&past_target).await?;
+    let mut past = auth(&past_target);
+    past.occurred_at = -5;
+    inputs.auth(&past).await?;
+    // A hostile Avro body: a valid frame and schema id, then a string claiming 2^40 bytes.
+    let framed = inputs
+        .codec
+        .encode(
+            &env.topic("payment_initiated"),
+            &payment("pay-hostile", 100),
+        )
+        .await?;
+    let mut hostile = framed[..5].to_vec();
+    let mut claimed = 1u64 << 41; // zigzag of 2^40
+    while claimed >= 0x80 {
+        hostile.push((claimed as u8 & 0x7f) | 0x80);
+        claimed >>= 7;
+    }
+    hostile.push(claimed as u8);
+    hostile.extend_from_slice(b"short");
+    inputs.records.push(Input {
+        topic: "payment_initiated",
+        key: b"merchant-a:idem-pay-hostile".to_vec(),
+        value: hostile,
+    });
     // Large events: 300 KB and 900 KB of free text, and 5 KB.
     inputs
         .decline(&decline("pay-ghost-1", "x".repeat(300 * 1024)))
@@ -328,18 +368,23 @@ async fn poison_records_are_dead_lettered_and_payments_go_on() -> anyhow::Result
     ends.idempotency_key = "idem-5555-5555-5555-4444".into();
     inputs.initiated(&ends).await?;
     for n in 0..3 {
-        inputs.settled_payment(&format!("pay-after-{n}"), 2_500).await?;
+        inputs
+            .settled_payment(&format!("pay-after-{n}"), 2_500)
+            .await?;
     }
-    inputs.produce(paystream_runtime::kafka::PARTITIONER).await?;
+    inputs
+        .produce(paystream_runtime::kafka::PARTITIONER)
+        .await?;
 
-    // pay-future stays INITIATED: its auth was dead-lettered.
-    let summary = run_and_check(&env, 3 + 2 + 1 + 3, 0, 1).await?;
+    // pay-future and pay-past stay INITIATED: their auths were dead-lettered.
+    let summary = run_and_check(&env, 3 + 2 + 1 + 3, 0, 2).await?;
     assert!(summary.contains("dead-lettered"), "{summary}");
     let (found, bytes) = dead_letters(&env)?;
     assert_eq!(
         found,
         expected(&[
-            ("value_out_of_range", "validate", 2 + 1 + 1),
+            ("value_out_of_range", "validate", 2 + 1 + 1 + 1),
+            ("undecodable", "decode", 1),
             ("invalid_value", "validate", 2),
             ("event_time_in_future", "validate", 1),
             ("record_too_large", "decode", 2),
@@ -354,7 +399,10 @@ async fn poison_records_are_dead_lettered_and_payments_go_on() -> anyhow::Result
         .collect();
     let digits = String::from_utf8_lossy(&digits);
     for card in ["4111111111111111", "5555555555554444"] {
-        assert!(!digits.contains(card), "card number {card} readable in a dead letter");
+        assert!(
+            !digits.contains(card),
+            "card number {card} readable in a dead letter"
+        );
     }
     Ok(())
 }
@@ -380,7 +428,9 @@ async fn an_output_the_broker_refuses_dead_letters_its_input() -> anyhow::Result
     }
     let mut inputs = Inputs::new(&env)?;
     for n in 0..4 {
-        inputs.settled_payment(&format!("pay-ok-{n}"), 1_000).await?;
+        inputs
+            .settled_payment(&format!("pay-ok-{n}"), 1_000)
+            .await?;
     }
     // Valid (identifiers within 256 bytes), but its status record is over the topic's
     // limit.
@@ -388,9 +438,13 @@ async fn an_output_the_broker_refuses_dead_letters_its_input() -> anyhow::Result
     wide.merchant_id = format!("merchant-{}", "m".repeat(240));
     inputs.initiated(&wide).await?;
     for n in 4..8 {
-        inputs.settled_payment(&format!("pay-ok-{n}"), 1_000).await?;
+        inputs
+            .settled_payment(&format!("pay-ok-{n}"), 1_000)
+            .await?;
     }
-    inputs.produce(paystream_runtime::kafka::PARTITIONER).await?;
+    inputs
+        .produce(paystream_runtime::kafka::PARTITIONER)
+        .await?;
 
     run_and_check(&env, 8, 0, 0).await?;
     let (found, _) = dead_letters(&env)?;
@@ -409,7 +463,9 @@ async fn input_from_the_default_librdkafka_partitioner_is_processed_exactly() ->
     env.prepare()?;
     let mut inputs = Inputs::new(&env)?;
     for n in 0..20 {
-        inputs.settled_payment(&format!("pay-{n}"), 1_000 + n).await?;
+        inputs
+            .settled_payment(&format!("pay-{n}"), 1_000 + n)
+            .await?;
     }
     for n in 20..30 {
         let p = payment(&format!("pay-{n}"), 1_000);

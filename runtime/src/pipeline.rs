@@ -701,7 +701,12 @@ impl Pipeline {
                 "value is {value_bytes} bytes, at most {INPUT_VALUE_BYTES_MAX} are processed"
             );
             return self
-                .dead_letter(&origin, DeadLetterReason::RecordTooLarge, Stage::Decode, &error)
+                .dead_letter(
+                    &origin,
+                    DeadLetterReason::RecordTooLarge,
+                    Stage::Decode,
+                    &error,
+                )
                 .await;
         }
         if self.reroute_if_misrouted(message).await? {
@@ -754,14 +759,13 @@ impl Pipeline {
         let mut context = task.context(&mut outputs);
         let dedupe = &mut self.dedupe;
         let lifecycle = &mut self.lifecycle;
-        let processed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            match (sub_topology, event) {
+        let processed =
+            std::panic::catch_unwind(AssertUnwindSafe(|| match (sub_topology, event) {
                 (SubTopology::Dedupe, InputEvent::PaymentInitiated(value)) => {
                     dedupe.process(Record { value, origin }, &mut context)
                 }
                 (_, value) => lifecycle.process(Record { value, origin }, &mut context),
-            }
-        }));
+            }));
         match processed {
             Ok(result) => result?,
             Err(panic) => {
@@ -808,11 +812,7 @@ impl Pipeline {
         if expected == message.partition() {
             return Ok(false);
         }
-        *self
-            .counts
-            .misrouted
-            .entry(topic.to_string())
-            .or_insert(0) += 1;
+        *self.counts.misrouted.entry(topic.to_string()).or_insert(0) += 1;
         if self
             .misrouted_logged
             .insert((topic.to_string(), message.partition()))
@@ -903,7 +903,11 @@ impl Pipeline {
         stage: Stage,
         message: String,
     ) -> Result<()> {
-        let Some(id) = self.current.and_then(|i| self.transaction_inputs.get(i)).cloned() else {
+        let Some(id) = self
+            .current
+            .and_then(|i| self.transaction_inputs.get(i))
+            .cloned()
+        else {
             return Err(Error::Topology(format!(
                 "{stage} failed outside of any input record ({reason}): {message}"
             )));
@@ -1236,7 +1240,10 @@ impl Pipeline {
                     )?;
                     return Ok(None);
                 }
-                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::State), _)) => {
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::State),
+                    _,
+                )) => {
                     // An earlier delivery failed and the transaction must be aborted; the
                     // delivery reports tell which record it was.
                     self.abort_requested = true;
@@ -1448,7 +1455,9 @@ impl Pipeline {
             });
         }
         match &error {
-            Some(error) => warn!(error = %error, "commit failed; aborting the transaction and reprocessing"),
+            Some(error) => {
+                warn!(error = %error, "commit failed; aborting the transaction and reprocessing")
+            }
             None => warn!(
                 poisoned = self.poisoned.len(),
                 "a record failed; aborting the transaction and reprocessing without it"
@@ -1499,8 +1508,7 @@ impl Pipeline {
         let mut refused: BTreeMap<usize, (DeadLetterReason, String)> = BTreeMap::new();
         let deadline = tokio::time::Instant::now() + DELIVERY_REPORTS_TIMEOUT;
         for (input, delivery) in deliveries {
-            let Ok(Ok(Err((error, _)))) = tokio::time::timeout_at(deadline, delivery).await
-            else {
+            let Ok(Ok(Err((error, _)))) = tokio::time::timeout_at(deadline, delivery).await else {
                 continue;
             };
             let (Some(input), Some(code)) = (input, error.rdkafka_error_code()) else {
@@ -1768,7 +1776,10 @@ mod tests {
             (b"foobar", -790_332_482),
             (b"a-little-bit-long-string", -985_981_536),
             (b"a-little-bit-longer-string", -1_486_304_829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             (b"abc", 479_470_107),
         ] {
             assert_eq!(murmur2::murmur2(key, 0x9747_b28c) as i32, hash, "{key:?}");

@@ -523,7 +523,10 @@ mod tests {
                 occurred_at: 1,
             })
         };
-        assert_eq!(validate(&failed("do not honour\nretry later".into())), Ok(()));
+        assert_eq!(
+            validate(&failed("do not honour\nretry later".into())),
+            Ok(())
+        );
         assert!(matches!(
             validate(&failed("x".repeat(300 * 1024))),
             Err(Violation::ValueOutOfRange(m)) if m.contains("reason")
