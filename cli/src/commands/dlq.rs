@@ -27,7 +27,8 @@ pub enum Format {
 #[derive(Debug, Args)]
 pub struct Selection {
     /// Dead-letter queue to read, by its input topic's base name (`settlement`) or full
-    /// topic name; repeatable. Default: all four.
+    /// topic name; repeatable. Default: every one (the four inputs' and the three sink
+    /// topics' `ledger_entries.dlq`, `payment_status.dlq`, `reconciliation_exceptions.dlq`).
     #[arg(long)]
     pub topic: Vec<String>,
     /// Only records with this reason (e.g. `invalid_value`, `unknown_schema`).
@@ -419,7 +420,7 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
 }
 
 /// The dead-letter topics named by `--topic` values (base or full input names, or DLQ
-/// names), or all four.
+/// names), or every dead-letter topic (inputs' and the sink's).
 /// A name that is not an input topic is kept as given (a dead-letter topic of another
 /// naming scheme).
 fn dead_letter_topics(names: &TopicNames, given: &[String]) -> Vec<String> {

@@ -148,6 +148,12 @@ fn print_summary(summary: &RunSummary, sink: Option<&SinkSummary>, wall_s: f64) 
             "ledger sink              {} batches, {} journal entries and {} postings written, {} skipped as already posted",
             sink.batches, sink.entries_written, sink.postings_written, sink.entries_skipped
         );
+        if sink.dead_lettered > 0 {
+            println!(
+                "sink dead-lettered       {} (sink_rejected: refused by PostgreSQL for their data, in <topic>.dlq)",
+                sink.dead_lettered
+            );
+        }
     }
     println!("processing time_s        {processing_s:.1} (wall {wall_s:.1})");
     println!(
