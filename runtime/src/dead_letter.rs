@@ -14,6 +14,7 @@
 //! | `paystream.dlq.source.timestamp` | its timestamp, milliseconds since the Unix epoch |
 //! | `paystream.dlq.application.id` | the application that dead-lettered it |
 //! | `paystream.dlq.stage` | where it failed: `decode`, `validate`, `process`, `produce` or `sink` |
+//! | `paystream.dlq.truncated` | only when key and value together were over [`DEAD_LETTER_KEY_VALUE_BYTES_MAX`] (an input topic allowing larger records): what was kept |
 //!
 //! # Masking
 //!
@@ -103,6 +104,9 @@ pub mod headers {
     pub const APPLICATION_ID: &str = "paystream.dlq.application.id";
     /// The [`paystream_processors::Stage`] at which the record failed.
     pub const STAGE: &str = "paystream.dlq.stage";
+    /// Present when the record was too large for a dead-letter topic and its key or value
+    /// was cut: what was kept of how many bytes.
+    pub const TRUNCATED: &str = "paystream.dlq.truncated";
 }
 
 /// Longest error message written to a header, bytes.
@@ -127,7 +131,13 @@ pub fn dead_letter_record(
     message: &str,
     application_id: &str,
 ) -> DeadLetterRecord {
-    dead_letter_record_at(origin, reason, reason.default_stage(), message, application_id)
+    dead_letter_record_at(
+        origin,
+        reason,
+        reason.default_stage(),
+        message,
+        application_id,
+    )
 }
 
 /// Builds the dead-letter record of `origin`, failed at `stage`.
@@ -146,11 +156,14 @@ pub fn dead_letter_record_at(
         }
         error.truncate(cut);
     }
-    DeadLetterRecord {
+    let mut key = origin.key.as_deref().map(mask_sensitive);
+    let mut value = origin.value.as_deref().map(mask_sensitive);
+    let truncated = fit_key_and_value(&mut key, &mut value, DEAD_LETTER_KEY_VALUE_BYTES_MAX);
+    let mut record = DeadLetterRecord {
         topic: format!("{}.dlq", origin.topic),
         partition: origin.partition,
-        key: origin.key.as_deref().map(mask_sensitive),
-        value: origin.value.as_deref().map(mask_sensitive),
+        key,
+        value,
         timestamp_ms: origin.timestamp_ms,
         headers: vec![
             (headers::REASON, reason.as_str().to_string()),
@@ -162,7 +175,48 @@ pub fn dead_letter_record_at(
             (headers::APPLICATION_ID, application_id.to_string()),
             (headers::STAGE, stage.as_str().to_string()),
         ],
+    };
+    if let Some(truncated) = truncated {
+        record.headers.push((headers::TRUNCATED, truncated));
     }
+    record
+}
+
+/// Most bytes of key and value together that a dead letter carries: the dead-letter
+/// topics' `max.message.bytes` (2 MiB, [`crate::topics::DEAD_LETTER_RECORD_BYTES_MAX`])
+/// less room for the headers and the batch framing. A record an input topic accepted
+/// with a higher limit is cut to this, so its dead letter can always be written.
+pub const DEAD_LETTER_KEY_VALUE_BYTES_MAX: usize = 2 * 1024 * 1024 - 16 * 1024;
+
+/// Cuts `key` and `value` so that together they hold at most `bytes_max` bytes (the value
+/// first; the key to half of it if it is larger), and says what was cut, for the
+/// `paystream.dlq.truncated` header.
+fn fit_key_and_value(
+    key: &mut Option<Vec<u8>>,
+    value: &mut Option<Vec<u8>>,
+    bytes_max: usize,
+) -> Option<String> {
+    let key_bytes = key.as_ref().map_or(0, Vec::len);
+    let value_bytes = value.as_ref().map_or(0, Vec::len);
+    if key_bytes + value_bytes <= bytes_max {
+        return None;
+    }
+    if let Some(k) = key.as_mut() {
+        k.truncate(
+            k.len()
+                .min(bytes_max / 2)
+                .max(bytes_max.saturating_sub(value_bytes)),
+        );
+    }
+    let room = bytes_max - key.as_ref().map_or(0, Vec::len);
+    if let Some(v) = value.as_mut() {
+        v.truncate(room);
+    }
+    Some(format!(
+        "key {} of {key_bytes} bytes and value {} of {value_bytes} bytes kept",
+        key.as_ref().map_or(0, Vec::len),
+        value.as_ref().map_or(0, Vec::len)
+    ))
 }
 
 /// [`mask_pans`], then every credential value ([`credential_ranges`]) overwritten with
@@ -177,6 +231,46 @@ pub fn mask_sensitive(bytes: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_record_too_large_for_a_dead_letter_topic_is_cut_to_fit() {
+        let origin = Origin {
+            topic: "settlement".into(),
+            partition: 0,
+            offset: 1,
+            timestamp_ms: 1,
+            key: Some(vec![b'k'; 10]),
+            value: Some(vec![b'v'; 5 * 1024 * 1024]),
+        };
+        let dl = dead_letter_record(&origin, DeadLetterReason::RecordTooLarge, "big", "app");
+        assert_eq!(dl.key.as_ref().unwrap().len(), 10);
+        assert_eq!(
+            dl.value.as_ref().unwrap().len(),
+            DEAD_LETTER_KEY_VALUE_BYTES_MAX - 10
+        );
+        let truncated = dl.headers.iter().find(|(k, _)| *k == headers::TRUNCATED);
+        assert!(
+            truncated.is_some_and(|(_, v)| v.contains("of 5242880 bytes")),
+            "{:?}",
+            dl.headers
+        );
+        let mut big_key = origin.clone();
+        big_key.key = Some(vec![b'k'; 3 * 1024 * 1024]);
+        let dl = dead_letter_record(&big_key, DeadLetterReason::RecordTooLarge, "big", "app");
+        let total = dl.key.unwrap().len() + dl.value.unwrap().len();
+        assert!(total <= DEAD_LETTER_KEY_VALUE_BYTES_MAX, "{total}");
+        let small = dead_letter_record(
+            &Origin {
+                value: Some(vec![1; 10]),
+                ..origin
+            },
+            DeadLetterReason::InvalidValue,
+            "x",
+            "app",
+        );
+        assert!(small.headers.iter().all(|(k, _)| *k != headers::TRUNCATED));
+    }
+
     use super::*;
 
     #[test]
