@@ -21,6 +21,7 @@ pub mod dead_letter;
 pub mod dlq_depth;
 pub mod health;
 pub mod kafka;
+pub mod lag;
 pub mod metrics;
 pub mod pipeline;
 pub mod security;

@@ -41,11 +41,11 @@ use paystream_schemas::{
 };
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -53,6 +53,7 @@ use crate::config::Config;
 use crate::dead_letter::{FailureAction, dead_letter_record_at, on_decode_error, on_violation};
 use crate::health::Health;
 use crate::kafka::{PARTITIONER, client_config, read_committed_consumer_config};
+use crate::lag::{LagTracker, RebalanceListener, STATISTICS_INTERVAL_MS, caught_up};
 use crate::metrics::Metrics;
 use crate::task::{SubTopology, Task, TaskId};
 use crate::topics::{TopicNames, check_topics, partition_count};
@@ -217,87 +218,6 @@ fn origin_headers_of(message: &OwnedMessage) -> OwnedHeaders {
         })
 }
 
-/// Counts and logs partition assignment changes. The processing loop notices a changed
-/// count after the consumer returns and discards its open transaction (see
-/// [`Pipeline::on_rebalance`]). It also receives librdkafka's statistics, from which it
-/// sets consumer lag.
-pub struct RebalanceListener {
-    rebalances: Arc<AtomicU64>,
-    lag: LagTracker,
-}
-
-/// Consumer lag per assigned input partition: the partition's end for `read_committed`
-/// readers (last stable offset) minus the offset the application committed — as this
-/// process committed it, else as the group had it at assignment — and never below the
-/// low watermark (an offset that retention deleted). Set from librdkafka's statistics
-/// (`statistics.interval.ms`, every 5 s), so measuring it costs no request.
-#[derive(Clone)]
-pub struct LagTracker {
-    committed: Arc<std::sync::Mutex<HashMap<(String, i32), i64>>>,
-    gauge: prometheus::IntGaugeVec,
-}
-
-impl LagTracker {
-    fn record_commit(&self, offsets: &HashMap<(String, i32), i64>) {
-        let mut committed = self.committed.lock().expect("lag tracker lock");
-        for (key, offset) in offsets {
-            committed.insert(key.clone(), *offset);
-        }
-    }
-}
-
-impl ClientContext for RebalanceListener {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        let committed = self.lag.committed.lock().expect("lag tracker lock");
-        for (topic, t) in &statistics.topics {
-            for (partition, p) in &t.partitions {
-                // -1 is librdkafka's internal "unassigned" partition.
-                if *partition < 0 || p.fetch_state == "none" || p.fetch_state == "stopped" {
-                    continue;
-                }
-                let end = if p.ls_offset >= 0 {
-                    p.ls_offset
-                } else {
-                    p.hi_offset
-                };
-                if end < 0 {
-                    continue;
-                }
-                let from = committed
-                    .get(&(topic.clone(), *partition))
-                    .copied()
-                    .or((p.committed_offset >= 0).then_some(p.committed_offset))
-                    .unwrap_or(p.lo_offset)
-                    .max(p.lo_offset.max(0));
-                self.lag
-                    .gauge
-                    .with_label_values(&[topic.as_str(), &partition.to_string()])
-                    .set((end - from).max(0));
-            }
-        }
-    }
-}
-
-impl ConsumerContext for RebalanceListener {
-    fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            info!(partitions = tpl.count(), "partitions revoked");
-            self.rebalances.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                info!(partitions = tpl.count(), "partitions assigned");
-                self.rebalances.fetch_add(1, Ordering::SeqCst);
-            }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
-        }
-    }
-}
-
 /// How long [`Pipeline::close`] serves the revocation of its partitions after
 /// unsubscribing before it closes the consumer anyway.
 const CLOSE_REVOKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -362,9 +282,6 @@ pub struct Pipeline {
     /// Committed offsets shared with the consumer's statistics callback (consumer lag).
     lag: LagTracker,
 }
-
-/// How often librdkafka reports statistics, from which consumer lag is set.
-const STATISTICS_INTERVAL_MS: &str = "5000";
 
 impl Pipeline {
     /// Connects to Kafka, checks the topics, and initialises the transactional producer
@@ -559,7 +476,17 @@ impl Pipeline {
                 self.commit_requested = false;
                 if self.records_in_transaction > 0 {
                     self.commit().await?;
-                } else if due && stop_when_caught_up && self.caught_up()? {
+                } else if due
+                    && stop_when_caught_up
+                    && tokio::task::block_in_place(|| {
+                        caught_up(
+                            &self.consumer,
+                            &self.names,
+                            self.records_in_transaction,
+                            self.timeout,
+                        )
+                    })?
+                {
                     info!("caught up: every assigned partition consumed and committed");
                     break;
                 }
@@ -1701,66 +1628,6 @@ impl Pipeline {
         self.summary.input_records += counts.input_records;
         self.summary.status_changes += counts.status_changes;
         self.summary.journal_entries += counts.journal_entries;
-    }
-
-    /// True when the whole application has caught up: every partition of every topic
-    /// the pipeline reads — not only this instance's — has been consumed to its end and
-    /// committed. Partitions this instance reads count from its position; the others
-    /// (held by other instances, or by a stopped static member until its session times
-    /// out) count from the group's committed offset.
-    fn caught_up(&self) -> Result<bool> {
-        let assignment = self
-            .consumer
-            .assignment()
-            .map_err(|e| Error::kafka("reading the assignment", e))?;
-        if assignment.count() == 0 || self.records_in_transaction > 0 {
-            return Ok(false);
-        }
-        let positions = self
-            .consumer
-            .position()
-            .map_err(|e| Error::kafka("reading positions", e))?;
-        let mut all = TopicPartitionList::new();
-        for topic in self
-            .names
-            .inputs()
-            .into_iter()
-            .chain([self.names.payments_by_id.as_str()])
-        {
-            let partitions = tokio::task::block_in_place(|| {
-                partition_count(&self.consumer, topic, self.timeout)
-            })?;
-            for partition in 0..partitions {
-                all.add_partition(topic, partition);
-            }
-        }
-        let committed =
-            tokio::task::block_in_place(|| self.consumer.committed_offsets(all, self.timeout))
-                .map_err(|e| Error::kafka("reading committed offsets", e))?;
-        let offset_of = |list: &TopicPartitionList, topic: &str, partition: i32| {
-            list.find_partition(topic, partition)
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                })
-        };
-        let mut all_caught_up = true;
-        for element in committed.elements() {
-            let (topic, partition) = (element.topic(), element.partition());
-            let (low, high) = tokio::task::block_in_place(|| {
-                self.consumer
-                    .fetch_watermarks(topic, partition, self.timeout)
-            })
-            .map_err(|e| Error::kafka("fetching watermarks", e))?;
-            let position = offset_of(&positions, topic, partition)
-                .or_else(|| offset_of(&committed, topic, partition))
-                .unwrap_or(low);
-            let lag = (high - position).max(0);
-            if lag > 0 {
-                all_caught_up = false;
-            }
-        }
-        Ok(all_caught_up)
     }
 }
 
