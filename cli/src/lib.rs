@@ -1,5 +1,5 @@
-//! The `paystream` command line, as a library so that tests can reuse its parts (the
-//! traffic plan in particular).
+//! The `paystream` command line, as a library: one module per command, which the binary
+//! (`main.rs`) dispatches to. The traffic `produce` sends, and the outcome `ledger verify
+//! --expect` checks, come from `paystream-testkit` (`testkit/`).
 
 pub mod commands;
-pub mod traffic;

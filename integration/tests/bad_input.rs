@@ -36,7 +36,7 @@ fn payment(n: u32) -> PaymentInitiated {
         currency: "EUR".into(),
         payment_method_token: "pm_test_visa".into(),
         psp: "adyen".into(),
-        occurred_at: paystream::traffic::now_ms() - 60_000,
+        occurred_at: paystream_testkit::traffic::now_ms() - 60_000,
     }
 }
 
@@ -48,7 +48,7 @@ fn auth(payment_id: &str, event_id: &str) -> AuthSucceeded {
         auth_code: "A1".into(),
         amount_minor: 1_250,
         currency: "EUR".into(),
-        occurred_at: paystream::traffic::now_ms() - 50_000,
+        occurred_at: paystream_testkit::traffic::now_ms() - 50_000,
     }
 }
 
@@ -252,7 +252,7 @@ async fn a_bad_input_corpus_is_dead_lettered_and_accounted_for() -> anyhow::Resu
                             fee_minor: 30,
                             net_amount_minor: 1_000,
                             currency: "EUR".into(),
-                            settled_at: paystream::traffic::now_ms() - 40_000,
+                            settled_at: paystream_testkit::traffic::now_ms() - 40_000,
                         },
                     )
                     .await?,
@@ -289,7 +289,7 @@ async fn a_bad_input_corpus_is_dead_lettered_and_accounted_for() -> anyhow::Resu
         psp_reference: None,
         decline_code: "05".into(),
         reason: "late decline".into(),
-        occurred_at: paystream::traffic::now_ms() - 45_000,
+        occurred_at: paystream_testkit::traffic::now_ms() - 45_000,
     };
     let auth_failure_topic = env.topic("auth_failure");
     // 17 auths for a payment that never comes: 16 wait, the 17th overflows the buffer.

@@ -12,11 +12,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use paystream::traffic::{ExpectedOutcome, TrafficOptions, plan};
 use paystream_integration::{TestEnv, field, ledger_snapshot, read_committed, registry_url};
 use paystream_schemas::{
     Codec, JournalEntry, PaymentStatusChanged, ReconciliationException, ReconciliationExceptionKind,
 };
+use paystream_testkit::traffic::{ExpectedOutcome, TrafficOptions, plan};
 
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -31,7 +31,7 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
     let env = TestEnv::new("e2e");
     let seed = 20261122;
     let count = 4_000;
-    let start_ms = paystream::traffic::default_start_ms(count);
+    let start_ms = paystream_testkit::traffic::default_start_ms(count);
     let options = TrafficOptions {
         count,
         seed,

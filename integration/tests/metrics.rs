@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use paystream::traffic::{ExpectedOutcome, TrafficOptions, default_start_ms, plan};
 use paystream_integration::{Running, TestEnv};
+use paystream_testkit::traffic::{ExpectedOutcome, TrafficOptions, default_start_ms, plan};
 use prometheus_parse::{Scrape, Value};
 
 /// `metric{labels}` → value, summed over the labels not named in `by`.

@@ -49,7 +49,7 @@ fn payment(id: &str, amount_minor: i64) -> PaymentInitiated {
         currency: "EUR".into(),
         payment_method_token: "pm_test_visa".into(),
         psp: "adyen".into(),
-        occurred_at: paystream::traffic::now_ms() - 60_000,
+        occurred_at: paystream_testkit::traffic::now_ms() - 60_000,
     }
 }
 
@@ -61,7 +61,7 @@ fn auth(payment: &PaymentInitiated) -> AuthSucceeded {
         auth_code: "A1".into(),
         amount_minor: payment.amount_minor,
         currency: payment.currency.clone(),
-        occurred_at: paystream::traffic::now_ms() - 50_000,
+        occurred_at: paystream_testkit::traffic::now_ms() - 50_000,
     }
 }
 
@@ -72,7 +72,7 @@ fn decline(payment_id: &str, reason: String) -> AuthFailed {
         psp_reference: None,
         decline_code: "05".into(),
         reason,
-        occurred_at: paystream::traffic::now_ms() - 50_000,
+        occurred_at: paystream_testkit::traffic::now_ms() - 50_000,
     }
 }
 
@@ -87,7 +87,7 @@ fn settlement(payment: &PaymentInitiated) -> SettlementReported {
         fee_minor,
         net_amount_minor: payment.amount_minor - fee_minor,
         currency: payment.currency.clone(),
-        settled_at: paystream::traffic::now_ms() - 40_000,
+        settled_at: paystream_testkit::traffic::now_ms() - 40_000,
     }
 }
 
@@ -318,7 +318,7 @@ async fn poison_records_are_dead_lettered_and_payments_go_on() -> anyhow::Result
     let future_target = payment("pay-future", 900);
     inputs.initiated(&future_target).await?;
     let mut future = auth(&future_target);
-    future.occurred_at = paystream::traffic::now_ms() + 3 * HOUR_MS;
+    future.occurred_at = paystream_testkit::traffic::now_ms() + 3 * HOUR_MS;
     inputs.auth(&future).await?;
     // An event time before 1970.
     let past_target = payment("pay-past", 900);

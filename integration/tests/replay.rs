@@ -6,8 +6,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use paystream::traffic::{TrafficOptions, default_start_ms, plan};
 use paystream_integration::{Running, TestEnv, field, ledger_snapshot, read_committed};
+use paystream_testkit::traffic::{TrafficOptions, default_start_ms, plan};
 
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 

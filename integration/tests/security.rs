@@ -16,9 +16,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use paystream::traffic::{TrafficOptions, default_start_ms, plan};
 use paystream_integration::{TestEnv, bootstrap, field, ledger_snapshot, read_committed};
 use paystream_schemas::{Codec, PaymentInitiated};
+use paystream_testkit::traffic::{TrafficOptions, default_start_ms, plan};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::Row;
@@ -146,7 +146,7 @@ fn payment(n: u32) -> PaymentInitiated {
         currency: "EUR".into(),
         payment_method_token: format!("pm_sec_{n}"),
         psp: "adyen".into(),
-        occurred_at: paystream::traffic::now_ms() - 60_000,
+        occurred_at: paystream_testkit::traffic::now_ms() - 60_000,
     }
 }
 

@@ -47,7 +47,7 @@ fn entry(payment_id: &str, psp_account: &str) -> JournalEntry {
                 currency: "EUR".into(),
             },
         ],
-        occurred_at: paystream::traffic::now_ms() - 60_000,
+        occurred_at: paystream_testkit::traffic::now_ms() - 60_000,
         caused_by_event_id: format!("evt-{payment_id}"),
     }
 }
@@ -61,7 +61,7 @@ fn status(payment_id: &str) -> PaymentStatusChanged {
         amount_minor: AMOUNT_MINOR,
         currency: "EUR".into(),
         caused_by_event_id: format!("evt-{payment_id}"),
-        occurred_at: paystream::traffic::now_ms() - 60_000,
+        occurred_at: paystream_testkit::traffic::now_ms() - 60_000,
     }
 }
 

@@ -351,7 +351,7 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
             .create()?;
         producer.init_transactions(timeout)?;
         producer.begin_transaction()?;
-        let now_ms = crate::traffic::now_ms();
+        let now_ms = super::now_ms();
         for (log_key, reason, message) in &selected {
             let source_topic = header(message, headers::SOURCE_TOPIC);
             let source_partition: i32 = header(message, headers::SOURCE_PARTITION)

@@ -8,9 +8,8 @@ use clap::Args;
 use paystream_ledger_sink::service::create_database_if_missing;
 use paystream_ledger_sink::{LedgerDatabase, account_balance, verify as verify_ledger};
 use paystream_runtime::Config;
+use paystream_testkit::traffic::ExpectedOutcome;
 use sqlx::Row;
-
-use crate::traffic::ExpectedOutcome;
 
 /// Options of `paystream ledger verify`.
 #[derive(Debug, Args)]

@@ -11,12 +11,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use paystream_runtime::Config;
 use paystream_runtime::kafka::{PARTITIONER, client_config};
 use paystream_schemas::InputEvent;
+use paystream_testkit::traffic::{PlannedRecord, TrafficOptions, default_start_ms, plan};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::codec;
-use crate::traffic::{PlannedRecord, TrafficOptions, plan};
 
 /// Options of `paystream produce`.
 #[derive(Debug, Args)]
@@ -91,7 +91,7 @@ impl ProduceArgs {
             seed: self.seed,
             start_ms: self
                 .start_ms
-                .unwrap_or_else(|| crate::traffic::default_start_ms(self.count)),
+                .unwrap_or_else(|| default_start_ms(self.count)),
             duplicate_rate: self.duplicate_rate,
             decline_rate: self.decline_rate,
             settlement_rate: self.settlement_rate,

@@ -101,7 +101,7 @@ pub async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<ExitCode
             let ago = humantime::parse_duration(duration).with_context(|| {
                 format!("--by-duration {duration:?} is not a duration like 24h, 2days or 90min")
             })?;
-            Some(crate::traffic::now_ms() - ago.as_millis() as i64)
+            Some(super::now_ms() - ago.as_millis() as i64)
         }
         _ => None,
     };

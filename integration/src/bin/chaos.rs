@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use paystream::traffic::{ExpectedOutcome, PlannedRecord, TrafficOptions, plan};
 use paystream_integration::{TestEnv, ledger_snapshot, read_committed, registry_url};
 use paystream_processors::ledger::journal_entry_id;
 use paystream_schemas::{Codec, InputEvent, JournalEntry, JournalEntryKind, PaymentStatusChanged};
+use paystream_testkit::traffic::{ExpectedOutcome, PlannedRecord, TrafficOptions, plan};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -250,7 +250,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let mut args = Args::parse();
     args.start_ms = Some(
         args.start_ms
-            .unwrap_or_else(|| paystream::traffic::default_start_ms(args.events)),
+            .unwrap_or_else(|| paystream_testkit::traffic::default_start_ms(args.events)),
     );
     anyhow::ensure!(args.kills >= 1, "--kills must be at least 1");
     anyhow::ensure!(args.instances >= 1, "--instances must be at least 1");
