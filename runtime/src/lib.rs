@@ -19,6 +19,7 @@
 pub mod config;
 pub mod dead_letter;
 pub mod dlq_depth;
+pub mod eos_producer;
 pub mod health;
 pub mod kafka;
 pub mod lag;

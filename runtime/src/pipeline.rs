@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use backon::{BlockingRetryable, ExponentialBuilder, Retryable};
+use backon::{ExponentialBuilder, Retryable};
 use paystream_processors::Stream;
 use paystream_processors::dedupe::DedupeProcessor;
 use paystream_processors::lifecycle::LifecycleProcessor;
@@ -44,7 +44,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -52,7 +52,8 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::dead_letter::{FailureAction, dead_letter_record_at, on_decode_error, on_violation};
 use crate::health::Health;
-use crate::kafka::{PARTITIONER, client_config, read_committed_consumer_config};
+use crate::kafka::{client_config, read_committed_consumer_config};
+use crate::eos_producer::ExactlyOnceProducer;
 use crate::lag::{LagTracker, RebalanceListener, STATISTICS_INTERVAL_MS, caught_up};
 use crate::metrics::Metrics;
 use crate::task::{SubTopology, Task, TaskId};
@@ -74,8 +75,6 @@ const QUEUE_FULL_ATTEMPTS_MAX: u32 = 1_000;
 /// How often consumed records of the repartition topic are deleted.
 const REPARTITION_PURGE_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Attempts of a retriable transaction call before the instance stops.
-const COMMIT_RETRIES_MAX: usize = 10;
 
 /// Largest input record value the pipeline carries, bytes. A valid event is a few KB at
 /// most (identifiers and free text are bounded, see `paystream_schemas::validate`); a
@@ -222,9 +221,6 @@ fn origin_headers_of(message: &OwnedMessage) -> OwnedHeaders {
 /// unsubscribing before it closes the consumer anyway.
 const CLOSE_REVOKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The producer's `message.max.bytes`: a dead-letter topic's limit
-/// ([`crate::topics::DEAD_LETTER_RECORD_BYTES_MAX`], 2 MiB) plus room for the batch framing.
-const PRODUCER_RECORD_BYTES_MAX: &str = "2162688";
 
 /// The running pipeline of one instance.
 pub struct Pipeline {
@@ -235,7 +231,7 @@ pub struct Pipeline {
     rebalances: Arc<AtomicU64>,
     rebalances_seen: u64,
     health: Arc<Health>,
-    producer: FutureProducer,
+    producer: ExactlyOnceProducer,
     admin: AdminClient<DefaultClientContext>,
     last_purge_at: Instant,
     metrics: Metrics,
@@ -248,7 +244,6 @@ pub struct Pipeline {
     committed_offsets: HashMap<(String, i32), i64>,
     records_in_transaction: usize,
     counts: TransactionCounts,
-    transactional_id: String,
     /// Partitions of `payment_initiated` (the dedupe tasks writing the repartition topic).
     upstream_partitions: usize,
     /// Partitions of the repartition topic (and of every co-partitioned lifecycle input).
@@ -331,30 +326,7 @@ impl Pipeline {
         let lifecycle_partitions = tokio::task::block_in_place(|| {
             partition_count(&consumer, &names.payments_by_id, timeout)
         })?;
-        let transactional_id = format!("{}-{}", config.application_id, config.instance_id);
-        let producer: FutureProducer = client_config(&config)
-            .set("transactional.id", &transactional_id)
-            .set("enable.idempotence", "true")
-            .set(
-                "transaction.timeout.ms",
-                config.processing.transaction_timeout_ms.to_string(),
-            )
-            .set(
-                "message.timeout.ms",
-                config.processing.transaction_timeout_ms.to_string(),
-            )
-            .set("partitioner", PARTITIONER)
-            .set("linger.ms", "5")
-            // A dead letter carries its input record whole (e.g. a 1 MB key) plus headers.
-            .set("message.max.bytes", PRODUCER_RECORD_BYTES_MAX)
-            .create()
-            .map_err(|e| Error::kafka("creating the transactional producer", e))?;
-        tokio::task::block_in_place(|| producer.init_transactions(timeout)).map_err(|e| {
-            Error::kafka(
-                &format!("initialising transactions as {transactional_id}"),
-                e,
-            )
-        })?;
+        let producer = ExactlyOnceProducer::new(&config)?;
         let admin: AdminClient<DefaultClientContext> = client_config(&config)
             .create()
             .map_err(|e| Error::kafka("creating the admin client", e))?;
@@ -368,7 +340,7 @@ impl Pipeline {
             .map_err(|e| Error::kafka("subscribing to the input topics", e))?;
         info!(
             application_id = %config.application_id,
-            transactional_id = %transactional_id,
+            transactional_id = %producer.transactional_id(),
             topics = ?inputs,
             "pipeline started"
         );
@@ -390,7 +362,6 @@ impl Pipeline {
             committed_offsets: HashMap::new(),
             records_in_transaction: 0,
             counts: TransactionCounts::default(),
-            transactional_id,
             upstream_partitions,
             lifecycle_partitions,
             poisoned: HashMap::new(),
@@ -434,9 +405,7 @@ impl Pipeline {
         mut shutdown: watch::Receiver<bool>,
         stop_when_caught_up: bool,
     ) -> Result<()> {
-        self.producer
-            .begin_transaction()
-            .map_err(|e| Error::kafka("beginning a transaction", e))?;
+        self.producer.begin()?;
         self.health.set_running(true);
         // Stopped when dropped at the end of the run.
         let _dlq_depth = crate::dlq_depth::spawn(&self.config, self.metrics.clone())?;
@@ -518,7 +487,7 @@ impl Pipeline {
     /// [`CLOSE_REVOKE_TIMEOUT`] with a warning.
     async fn close(&mut self) {
         self.health.set_running(false);
-        let _ = self.producer.abort_transaction(self.timeout);
+        let _ = self.producer.abort("aborting at shutdown");
         self.consumer.unsubscribe();
         let deadline = tokio::time::Instant::now() + CLOSE_REVOKE_TIMEOUT;
         loop {
@@ -1145,7 +1114,7 @@ impl Pipeline {
             if let Some(headers) = &headers {
                 record = record.headers(headers.clone());
             }
-            match self.producer.send_result(record) {
+            match self.producer.producer().send_result(record) {
                 Ok(delivery) => {
                     *self.counts.produced.entry(topic.to_string()).or_insert(0) += 1;
                     return Ok(Some(delivery));
@@ -1250,32 +1219,7 @@ impl Pipeline {
             .consumer
             .group_metadata()
             .ok_or_else(|| Error::Topology("consumer has no group metadata".into()))?;
-        let timeout = self.timeout;
-        let producer = &self.producer;
-        // Retriable transaction errors (a timeout) mean "call again": the commit may
-        // already have gone through, so aborting would be wrong (librdkafka's contract).
-        let retry = || {
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(2))
-                .with_max_times(COMMIT_RETRIES_MAX)
-        };
-        let retriable =
-            |e: &KafkaError| matches!(e, KafkaError::Transaction(rd) if rd.is_retriable());
-        let result = tokio::task::block_in_place(|| {
-            (|| producer.send_offsets_to_transaction(&offsets, &group, timeout))
-                .retry(retry())
-                .sleep(std::thread::sleep)
-                .when(retriable)
-                .notify(|e, _| warn!(error = %e, "sending offsets failed, retrying"))
-                .call()?;
-            (|| producer.commit_transaction(timeout))
-                .retry(retry())
-                .sleep(std::thread::sleep)
-                .when(retriable)
-                .notify(|e, _| warn!(error = %e, "commit failed, retrying"))
-                .call()
-        });
+        let result = tokio::task::block_in_place(|| self.producer.commit(&offsets, &group));
         match result {
             Ok(()) => {
                 self.deliveries.clear();
@@ -1315,9 +1259,7 @@ impl Pipeline {
             Err(e) => return self.recover_from_failed_transaction(Some(e)).await,
         }
         self.records_in_transaction = 0;
-        self.producer
-            .begin_transaction()
-            .map_err(|e| Error::kafka("beginning a transaction", e))
+        self.producer.begin()
     }
 
     /// Deletes the records of the repartition topic that every consumer of it has
@@ -1373,13 +1315,8 @@ impl Pipeline {
     /// next time), drop the stores' open writes, rewind to the last committed offsets and
     /// begin a new transaction.
     async fn recover_from_failed_transaction(&mut self, error: Option<KafkaError>) -> Result<()> {
-        if let Some(KafkaError::Transaction(rd)) = &error
-            && rd.is_fatal()
-        {
-            return Err(Error::TransactionFatal {
-                transactional_id: self.transactional_id.clone(),
-                message: rd.to_string(),
-            });
+        if let Some(fatal) = error.as_ref().and_then(|e| self.producer.fatal(e)) {
+            return Err(fatal);
         }
         match &error {
             Some(error) => {
@@ -1390,8 +1327,7 @@ impl Pipeline {
                 "a record failed; aborting the transaction and reprocessing without it"
             ),
         }
-        tokio::task::block_in_place(|| self.producer.abort_transaction(self.timeout))
-            .map_err(|e| Error::kafka("aborting a failed transaction", e))?;
+        tokio::task::block_in_place(|| self.producer.abort("aborting a failed transaction"))?;
         self.metrics.transaction_aborts.inc();
         self.find_refused_records().await;
         self.abort_requested = false;
@@ -1423,9 +1359,7 @@ impl Pipeline {
                 .seek(element.topic(), element.partition(), offset, self.timeout)
                 .map_err(|e| Error::kafka("rewinding after an abort", e))?;
         }
-        self.producer
-            .begin_transaction()
-            .map_err(|e| Error::kafka("beginning a transaction", e))
+        self.producer.begin()
     }
 
     /// Awaits the aborted transaction's delivery reports and marks the input records
@@ -1486,12 +1420,12 @@ impl Pipeline {
             partitions = assignment.count(),
             "rebalance: aborting the open transaction; processing resumes from committed offsets"
         );
-        tokio::task::block_in_place(|| self.producer.abort_transaction(self.timeout))
-            .map_err(|e| Error::kafka("aborting the transaction at a rebalance", e))?;
+        tokio::task::block_in_place(|| {
+            self.producer
+                .abort("aborting the transaction at a rebalance")
+        })?;
         self.metrics.transaction_aborts.inc();
-        self.producer
-            .begin_transaction()
-            .map_err(|e| Error::kafka("beginning a transaction", e))?;
+        self.producer.begin()?;
         self.pending_offsets.clear();
         self.counts = TransactionCounts::default();
         self.transaction_timestamps_ms.clear();

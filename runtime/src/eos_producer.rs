@@ -1,0 +1,163 @@
+//! The exactly-once producer (Kafka Streams' `StreamsProducer`): one transactional
+//! producer per instance, `transactional.id = <application_id>-<instance_id>`, whose
+//! transactions carry the outputs, changelog records and consumed offsets of one commit
+//! interval (KIP-98, with the consumer group metadata of KIP-447 so that a zombie
+//! instance is fenced). It owns the transaction calls and their retry policy; the
+//! records themselves go through [`crate::record_collector::RecordCollector`], which
+//! shares the same producer.
+
+use std::time::Duration;
+
+use backon::{BlockingRetryable, ExponentialBuilder};
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer};
+use tracing::warn;
+
+use crate::config::Config;
+use crate::kafka::{PARTITIONER, client_config};
+use crate::{Error, Result};
+
+/// Attempts of a retriable transaction call (send offsets, commit) before the instance
+/// stops.
+const TRANSACTION_CALL_ATTEMPTS_MAX: usize = 10;
+
+/// First and largest pause between attempts of a retriable transaction call.
+const TRANSACTION_RETRY_DELAY_MIN: Duration = Duration::from_millis(100);
+const TRANSACTION_RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
+
+/// The producer's `message.max.bytes`: a dead-letter topic's limit
+/// ([`crate::topics::DEAD_LETTER_RECORD_BYTES_MAX`], 2 MiB) plus room for the batch framing.
+const PRODUCER_RECORD_BYTES_MAX: &str = "2162688";
+
+/// The retry policy of transaction calls: exponential from 100 ms to 2 s, 10 attempts.
+pub fn transaction_retry_policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(TRANSACTION_RETRY_DELAY_MIN)
+        .with_max_delay(TRANSACTION_RETRY_DELAY_MAX)
+        .with_max_times(TRANSACTION_CALL_ATTEMPTS_MAX)
+}
+
+/// The transactional producer of one instance.
+pub struct ExactlyOnceProducer {
+    producer: FutureProducer,
+    transactional_id: String,
+    timeout: Duration,
+}
+
+impl ExactlyOnceProducer {
+    /// Creates the producer and initialises transactions, which fences any earlier
+    /// incarnation with the same transactional id and aborts its open transaction.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when the producer cannot be created or the broker does not answer
+    /// within `kafka.request_timeout_ms`.
+    pub fn new(config: &Config) -> Result<Self> {
+        let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
+        let transactional_id = format!("{}-{}", config.application_id, config.instance_id);
+        let producer: FutureProducer = client_config(config)
+            .set("transactional.id", &transactional_id)
+            .set("enable.idempotence", "true")
+            .set(
+                "transaction.timeout.ms",
+                config.processing.transaction_timeout_ms.to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                config.processing.transaction_timeout_ms.to_string(),
+            )
+            .set("partitioner", PARTITIONER)
+            .set("linger.ms", "5")
+            // A dead letter carries its input record whole (e.g. a 1 MB key) plus headers.
+            .set("message.max.bytes", PRODUCER_RECORD_BYTES_MAX)
+            .create()
+            .map_err(|e| Error::kafka("creating the transactional producer", e))?;
+        tokio::task::block_in_place(|| producer.init_transactions(timeout)).map_err(|e| {
+            Error::kafka(
+                &format!("initialising transactions as {transactional_id}"),
+                e,
+            )
+        })?;
+        Ok(ExactlyOnceProducer {
+            producer,
+            transactional_id,
+            timeout,
+        })
+    }
+
+    /// The producer records are sent with (shared, cheap to clone).
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// The transactional id, `<application_id>-<instance_id>`.
+    pub fn transactional_id(&self) -> &str {
+        &self.transactional_id
+    }
+
+    /// Begins a transaction.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when the producer is not in a state to begin one.
+    pub fn begin(&self) -> Result<()> {
+        self.producer
+            .begin_transaction()
+            .map_err(|e| Error::kafka("beginning a transaction", e))
+    }
+
+    /// Sends `offsets` with the consumer group's metadata and commits the open
+    /// transaction. Retriable errors (a timeout) mean "call again" — the commit may
+    /// already have gone through, so aborting would be wrong (librdkafka's contract) —
+    /// and are retried with [`transaction_retry_policy`]. Blocks the calling thread.
+    ///
+    /// # Errors
+    /// The last [`KafkaError`]: the caller decides between stopping (fatal: see
+    /// [`Self::fatal`]) and aborting.
+    pub fn commit(
+        &self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> std::result::Result<(), KafkaError> {
+        let retriable =
+            |e: &KafkaError| matches!(e, KafkaError::Transaction(rd) if rd.is_retriable());
+        (|| {
+            self.producer
+                .send_offsets_to_transaction(offsets, group, self.timeout)
+        })
+        .retry(transaction_retry_policy())
+        .sleep(std::thread::sleep)
+        .when(retriable)
+        .notify(|e, _| warn!(error = %e, "sending offsets failed, retrying"))
+        .call()?;
+        (|| self.producer.commit_transaction(self.timeout))
+            .retry(transaction_retry_policy())
+            .sleep(std::thread::sleep)
+            .when(retriable)
+            .notify(|e, _| warn!(error = %e, "commit failed, retrying"))
+            .call()
+    }
+
+    /// Aborts the open transaction: its records are never seen by `read_committed`
+    /// readers. Blocks the calling thread.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] with `context` when the abort itself fails.
+    pub fn abort(&self, context: &str) -> Result<()> {
+        self.producer
+            .abort_transaction(self.timeout)
+            .map_err(|e| Error::kafka(context, e))
+    }
+
+    /// The error that stops the instance when `error` is fatal for the producer (it was
+    /// fenced by a newer incarnation, KIP-98), else `None` (abort and go on).
+    pub fn fatal(&self, error: &KafkaError) -> Option<Error> {
+        match error {
+            KafkaError::Transaction(rd) if rd.is_fatal() => Some(Error::TransactionFatal {
+                transactional_id: self.transactional_id.clone(),
+                message: rd.to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
