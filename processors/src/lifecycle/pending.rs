@@ -24,7 +24,8 @@ pub(crate) use format::{read, write};
 
 use paystream_schemas::{InputEvent, PaymentStatus};
 
-use super::{LifecycleProcessor, LifecycleSettings, PaymentState, apply, mark_seen};
+use super::state_machine::{PaymentState, apply};
+use super::{LifecycleProcessor, LifecycleSettings, mark_seen};
 use crate::timers::{self, TimerKind};
 use crate::{DeadLetterReason, Origin, Output, ProcessorContext, Result, read_json, stores};
 
