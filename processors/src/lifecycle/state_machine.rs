@@ -6,7 +6,7 @@
 //! a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their balanced journal
 //! entry (see [`crate::ledger`]), AUTHORIZED starts the settlement window timer and
 //! SETTLED compares the settlement with the authorization
-//! ([`super::reconcile_settlement`]). An illegal transition is dead-lettered as
+//! ([`super::callbacks::reconcile_settlement`]). An illegal transition is dead-lettered as
 //! `illegal_transition`, naming the current and attempted states, and the event is not
 //! marked seen.
 
@@ -16,7 +16,8 @@ use paystream_schemas::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{LifecycleProcessor, LifecycleSettings, mark_seen, pending, reconcile_settlement};
+use super::callbacks::reconcile_settlement;
+use super::{LifecycleProcessor, LifecycleSettings, mark_seen, pending};
 use crate::timers::{self, TimerKind};
 use crate::{
     DeadLetterReason, Origin, Output, ProcessorContext, Result, ledger, read_json, stores,
