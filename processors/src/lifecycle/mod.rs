@@ -15,7 +15,7 @@
 //! out of order in normal operation: the repartitioned payment and its auth event come
 //! from different topics. A payment's waiting events are bounded: at most
 //! [`PENDING_EVENTS_PER_PAYMENT_MAX`] of them, and at most [`PENDING_VALUE_BYTES_MAX`] for
-//! its stored value (format in [`pending`]), which is written as one changelog
+//! its stored value (format in [`pending::format`]), which is written as one changelog
 //! record. An event past either bound is dead-lettered on arrival
 //! (`pending_buffer_full`, `record_too_large`) and not marked seen.
 //!
@@ -29,6 +29,9 @@
 //!   has not appeared, a waiting settlement raises `MISSING_IN_LEDGER` and a waiting auth
 //!   event `ORPHAN_EVENT`. The events keep waiting: if the payment appears later they are
 //!   applied as usual (the exception stays on record for finance).
+//! - **pending retention** ([`LifecycleSettings::pending_retention_ms`], default 72 h): set
+//!   with the orphan timeout. When it fires and the payment still has not appeared, the
+//!   waiting events go to the dead-letter queue (`orphan_expired`), no longer marked seen.
 //! - **settlement window** ([`LifecycleSettings::settlement_window_ms`], default 3 days):
 //!   set at authorization, due at the auth record's timestamp plus the window on the
 //!   settlement stream's clock. When it fires and the payment is still AUTHORIZED,
@@ -38,6 +41,30 @@
 //! `AMOUNT_MISMATCH` / `CURRENCY_MISMATCH` and is still posted as reported: the ledger
 //! shows what the PSP paid, the exception shows the difference (see
 //! [`crate::reconciliation`]).
+//!
+//! # Parts
+//!
+//! | file | role |
+//! |---|---|
+//! | `mod.rs` (here) | [`LifecycleProcessor`], [`LifecycleSettings`]; the [`Processor`] impl: key check, deduplication by `event_id`, routing of each event to the state machine or the pending buffer, timer dispatch at punctuation |
+//! | `state_machine.rs` | [`transition`], [`LEGAL_TRANSITIONS`], [`PaymentState`]; the per-event handlers that apply a transition and emit status changes and journal entries |
+//! | `pending.rs` | the pending buffer: when an event waits, buffering within [`PENDING_EVENTS_PER_PAYMENT_MAX`] and [`PENDING_VALUE_BYTES_MAX`], draining in event-time order; `pending/format.rs`, the stored value format |
+//! | `callbacks.rs` | what the orphan timeout, pending retention and settlement window do when they fire, and the settlement check; the reconciliation exceptions they raise |
+//!
+//! # Data flow
+//!
+//! ```text
+//! PaymentInitiated ─► state_machine::on_initiated (→ INITIATED) ─► pending::drain
+//! auth/settlement ─► key check ─► seen? ─► can apply? ─► state_machine::apply ─► pending::drain
+//!                     │            │        └─ no ─► pending::buffer (+ timers if no payment yet)
+//!                     │            └─ yes ─► dropped as a duplicate
+//!                     └─ wrong key ─► dead letter (key_mismatch)
+//! pending::drain ─► state_machine::apply per waiting event the state now allows, event-time order
+//! punctuate ─► due timers ─► callbacks ─► reconciliation exceptions, orphan_expired dead letters
+//! ```
+//!
+//! Every handler writes its stores and forwards its outputs through the
+//! [`ProcessorContext`], inside the task's open transaction.
 
 use paystream_schemas::InputEvent;
 

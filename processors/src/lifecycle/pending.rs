@@ -3,11 +3,11 @@
 //!
 //! An event waits when its payment has not been seen yet (normal: the payment reaches
 //! the lifecycle through the repartition topic, its auth directly), or when it is a
-//! settlement and the payment is not yet authorized ([`waits_for_auth`]). [`buffer`]
-//! stores it and marks it seen; for a payment not seen yet the first waiting event also
-//! starts the orphan timeout and the pending retention (fired in
-//! [`super::callbacks`]). [`drain`] applies the waiting events the payment's state
-//! allows, in event-time order, whenever the payment is created or changes state.
+//! settlement and the payment is not yet authorized (`waits_for_auth`). `buffer` stores
+//! it and marks it seen; for a payment not seen yet the first waiting event also starts
+//! the orphan timeout and the pending retention (they fire in `callbacks.rs`). `drain`
+//! applies the waiting events the payment's state allows, in event-time order, whenever
+//! the payment is created or changes state.
 //!
 //! A payment's waiting events are bounded, because the stored value is written as one
 //! changelog record: at most [`PENDING_EVENTS_PER_PAYMENT_MAX`] events and at most
@@ -15,7 +15,7 @@
 //! arrival (`pending_buffer_full`, `record_too_large`) and not marked seen.
 //!
 //! The value format (postcard, versioned by its first byte; the JSON of earlier releases
-//! still reads) is in [`format`]; its public items are re-exported here.
+//! still reads) is in [`mod@format`]; its public items are re-exported here.
 
 pub mod format;
 
