@@ -17,7 +17,6 @@ pub mod dedupe;
 pub mod driver;
 pub mod ledger;
 pub mod lifecycle;
-pub mod pending;
 pub mod reconciliation;
 pub mod timers;
 

@@ -71,3 +71,25 @@ pub fn raise(
     }));
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exception_ids_are_deterministic_per_payment_and_kind() {
+        let a = exception_id("p1", ReconciliationExceptionKind::MissingInPsp);
+        assert_eq!(
+            a,
+            exception_id("p1", ReconciliationExceptionKind::MissingInPsp)
+        );
+        assert_ne!(
+            a,
+            exception_id("p1", ReconciliationExceptionKind::OrphanEvent)
+        );
+        assert_ne!(
+            a,
+            exception_id("p2", ReconciliationExceptionKind::MissingInPsp)
+        );
+    }
+}

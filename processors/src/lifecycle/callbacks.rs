@@ -1,0 +1,321 @@
+//! Reconciliation: what happens when the lifecycle's timers fire, and the check of a
+//! settlement against its authorization. Each raises reconciliation exceptions through
+//! [`crate::reconciliation::raise`], at most once per payment and kind.
+//!
+//! Timers are entries of the `timers` store ([`crate::timers`]), scheduled by
+//! [`super::pending::buffer`] (orphan timeout, pending retention) and by the AUTHORIZED
+//! handler in [`super::state_machine`] (settlement window); [`super::LifecycleProcessor`]
+//! takes the due ones at each punctuation and calls:
+//! - [`on_orphan_timeout`]: the payment still has not appeared; a waiting settlement
+//!   raises `MISSING_IN_LEDGER`, a waiting auth event `ORPHAN_EVENT`. The events keep
+//!   waiting.
+//! - [`on_pending_expired`]: the pending retention ran out; the waiting events go to the
+//!   dead-letter queue (`orphan_expired`) and are unmarked as seen.
+//! - [`on_settlement_window_closed`]: the payment is still AUTHORIZED; `MISSING_IN_PSP`.
+//!
+//! [`reconcile_settlement`] runs when a settlement is applied: a gross amount or currency
+//! other than the authorization's raises `AMOUNT_MISMATCH` / `CURRENCY_MISMATCH` (the
+//! settlement is still posted as reported).
+
+use paystream_schemas::{
+    InputEvent, PaymentStatus, ReconciliationExceptionKind, SettlementReported,
+};
+
+use super::pending;
+use super::state_machine::PaymentState;
+use crate::reconciliation::{self, Amounts};
+use crate::timers;
+use crate::{DeadLetterReason, Output, ProcessorContext, Result, read_json, stores};
+
+/// The orphan timeout of a payment fired: exceptions for the events still waiting for it.
+pub(super) fn on_orphan_timeout(
+    timer: &timers::Timer,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    if read_json::<PaymentState>(ctx, stores::PAYMENTS, &timer.payment_id)?.is_some() {
+        return Ok(());
+    }
+    let pending = pending::read(ctx, &timer.payment_id)?.unwrap_or_default();
+    for waiting in &pending {
+        let (kind, amounts) = match &waiting.event {
+            InputEvent::SettlementReported(s) => (
+                ReconciliationExceptionKind::MissingInLedger,
+                Amounts {
+                    expected_minor: None,
+                    actual_minor: Some(s.gross_amount_minor),
+                    currency: Some(s.currency.clone()),
+                },
+            ),
+            InputEvent::AuthSucceeded(a) => (
+                ReconciliationExceptionKind::OrphanEvent,
+                Amounts {
+                    expected_minor: None,
+                    actual_minor: Some(a.amount_minor),
+                    currency: Some(a.currency.clone()),
+                },
+            ),
+            InputEvent::AuthFailed(_) => {
+                (ReconciliationExceptionKind::OrphanEvent, Amounts::default())
+            }
+            InputEvent::PaymentInitiated(_) => continue,
+        };
+        reconciliation::raise(ctx, &timer.payment_id, kind, amounts, timer.due_ms)?;
+    }
+    Ok(())
+}
+
+/// The pending retention of a payment that never appeared ran out: its waiting events
+/// go to the dead-letter queue (`orphan_expired`) and are no longer marked seen, so a
+/// redrive once the payment exists is processed, not dropped as a duplicate.
+pub(super) fn on_pending_expired(
+    timer: &timers::Timer,
+    retention_ms: i64,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    if read_json::<PaymentState>(ctx, stores::PAYMENTS, &timer.payment_id)?.is_some() {
+        return Ok(());
+    }
+    let Some(pending) = pending::read(ctx, &timer.payment_id)? else {
+        return Ok(());
+    };
+    for waiting in pending {
+        ctx.store(stores::SEEN_EVENTS)?
+            .delete(waiting.event.event_id().as_bytes())?;
+        ctx.forward(Output::DeadLetter {
+            origin: waiting.origin,
+            reason: DeadLetterReason::OrphanExpired,
+            message: format!(
+                "waited {retention_ms} ms of payment stream time for payment {}, which never \
+                 appeared; redrive it once the payment exists",
+                timer.payment_id
+            ),
+        });
+    }
+    ctx.store(stores::PENDING)?
+        .delete(timer.payment_id.as_bytes())?;
+    Ok(())
+}
+
+/// The settlement window of a payment closed: `MISSING_IN_PSP` if it is still unsettled.
+pub(super) fn on_settlement_window_closed(
+    timer: &timers::Timer,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    let Some(state) = read_json::<PaymentState>(ctx, stores::PAYMENTS, &timer.payment_id)? else {
+        return Ok(());
+    };
+    if state.status != PaymentStatus::Authorized {
+        return Ok(());
+    }
+    let amounts = Amounts {
+        expected_minor: Some(state.authorized_amount_minor.unwrap_or(state.amount_minor)),
+        actual_minor: None,
+        currency: Some(state.authorized_currency.unwrap_or(state.currency)),
+    };
+    reconciliation::raise(
+        ctx,
+        &timer.payment_id,
+        ReconciliationExceptionKind::MissingInPsp,
+        amounts,
+        timer.due_ms,
+    )?;
+    Ok(())
+}
+
+/// Compares a settlement with the authorization it settles (detected at the settlement's
+/// `settled_at`, so a replay raises the same exception).
+pub(super) fn reconcile_settlement(
+    state: &PaymentState,
+    settlement: &SettlementReported,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    let authorized_minor = state.authorized_amount_minor.unwrap_or(state.amount_minor);
+    let authorized_currency = state
+        .authorized_currency
+        .as_deref()
+        .unwrap_or(&state.currency);
+    if settlement.currency != authorized_currency {
+        reconciliation::raise(
+            ctx,
+            &state.payment_id,
+            ReconciliationExceptionKind::CurrencyMismatch,
+            Amounts {
+                expected_minor: Some(authorized_minor),
+                actual_minor: Some(settlement.gross_amount_minor),
+                currency: Some(settlement.currency.clone()),
+            },
+            settlement.settled_at,
+        )?;
+    } else if settlement.gross_amount_minor != authorized_minor {
+        reconciliation::raise(
+            ctx,
+            &state.payment_id,
+            ReconciliationExceptionKind::AmountMismatch,
+            Amounts {
+                expected_minor: Some(authorized_minor),
+                actual_minor: Some(settlement.gross_amount_minor),
+                currency: Some(settlement.currency.clone()),
+            },
+            settlement.settled_at,
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::TestDriver;
+    use crate::lifecycle::LifecycleProcessor;
+    use crate::lifecycle::test_support::*;
+
+    const MINUTE_MS: i64 = 60_000;
+    const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
+
+    #[test]
+    fn a_settlement_for_a_different_amount_raises_amount_mismatch_and_posts_what_was_paid() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        let mut short = settled("p1", "s1");
+        if let InputEvent::SettlementReported(s) = &mut short {
+            s.gross_amount_minor = 900;
+            s.net_amount_minor = 875;
+        }
+        let out = d.pipe(rec(short));
+        assert_eq!(
+            exceptions(&out),
+            vec![(
+                ReconciliationExceptionKind::AmountMismatch,
+                Some(1000),
+                Some(900)
+            )]
+        );
+        assert!(entries(&out)[0].is_balanced());
+    }
+
+    #[test]
+    fn a_settlement_in_another_currency_raises_currency_mismatch() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        let mut usd = settled("p1", "s1");
+        if let InputEvent::SettlementReported(s) = &mut usd {
+            s.currency = "USD".into();
+        }
+        let out = d.pipe(rec(usd));
+        assert_eq!(
+            exceptions(&out),
+            vec![(
+                ReconciliationExceptionKind::CurrencyMismatch,
+                Some(1000),
+                Some(1000)
+            )]
+        );
+    }
+
+    #[test]
+    fn an_auth_whose_payment_never_appears_raises_orphan_event_once_after_the_timeout() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        assert!(d.pipe(rec(auth_ok("p1", "a1"))).is_empty());
+        assert!(
+            d.advance_stream_time_ms(9 * MINUTE_MS).is_empty(),
+            "not yet due"
+        );
+        let out = d.advance_stream_time_ms(2 * MINUTE_MS);
+        assert_eq!(
+            exceptions(&out),
+            vec![(ReconciliationExceptionKind::OrphanEvent, None, Some(1000))]
+        );
+        assert!(d.advance_stream_time_ms(DAY_MS).is_empty(), "raised once");
+        // The payment turns up late: the waiting auth still applies.
+        let out = d.pipe(rec(initiated("p1")));
+        assert_eq!(
+            statuses(&out),
+            vec![
+                (None, PaymentStatus::Initiated),
+                (Some(PaymentStatus::Initiated), PaymentStatus::Authorized)
+            ]
+        );
+    }
+
+    #[test]
+    fn events_whose_payment_never_appears_expire_to_the_dead_letter_queue_and_can_be_redriven() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(auth_ok("p1", "a1")));
+        d.pipe(rec(settled("p1", "s1")));
+        assert!(
+            !d.advance_stream_time_ms(71 * 60 * MINUTE_MS)
+                .iter()
+                .any(|o| matches!(o, Output::DeadLetter { .. })),
+            "still within the 72 h retention"
+        );
+        let out = d.advance_stream_time_ms(2 * 60 * MINUTE_MS);
+        let expired = out
+            .iter()
+            .filter(|o| {
+                matches!(o, Output::DeadLetter { reason, .. } if *reason == DeadLetterReason::OrphanExpired)
+            })
+            .count();
+        assert_eq!(expired, 2, "{out:?}");
+        assert_eq!(d.store_len(stores::PENDING), 0);
+        // The payment finally exists; the redriven events apply (not duplicates).
+        d.pipe(rec(initiated("p1")));
+        assert_eq!(
+            statuses(&d.pipe(rec(auth_ok("p1", "a1")))),
+            vec![(Some(PaymentStatus::Initiated), PaymentStatus::Authorized)]
+        );
+        assert_eq!(
+            statuses(&d.pipe(rec(settled("p1", "s1")))),
+            vec![(Some(PaymentStatus::Authorized), PaymentStatus::Settled)]
+        );
+    }
+
+    #[test]
+    fn a_settlement_whose_payment_never_appears_raises_missing_in_ledger() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        assert!(d.pipe(rec(settled("p1", "s1"))).is_empty());
+        let out = d.advance_stream_time_ms(11 * MINUTE_MS);
+        assert_eq!(
+            exceptions(&out),
+            vec![(
+                ReconciliationExceptionKind::MissingInLedger,
+                None,
+                Some(1000)
+            )]
+        );
+    }
+
+    #[test]
+    fn an_orphan_that_finds_its_payment_in_time_raises_nothing() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(auth_ok("p1", "a1")));
+        d.advance_stream_time_ms(5 * MINUTE_MS);
+        d.pipe(rec(initiated("p1")));
+        assert!(exceptions(&d.advance_stream_time_ms(DAY_MS)).is_empty());
+    }
+
+    #[test]
+    fn an_authorization_not_settled_within_the_window_raises_missing_in_psp() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        assert!(exceptions(&d.advance_stream_time_ms(2 * DAY_MS)).is_empty());
+        let out = d.advance_stream_time_ms(2 * DAY_MS);
+        assert_eq!(
+            exceptions(&out),
+            vec![(ReconciliationExceptionKind::MissingInPsp, Some(1000), None)]
+        );
+    }
+
+    #[test]
+    fn a_settlement_within_the_window_raises_nothing() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        d.advance_stream_time_ms(DAY_MS);
+        assert!(exceptions(&d.pipe(rec(settled("p1", "s1")))).is_empty());
+        assert!(exceptions(&d.advance_stream_time_ms(10 * DAY_MS)).is_empty());
+        assert_eq!(d.store_len(stores::TIMERS), 0, "fired timers are deleted");
+    }
+}

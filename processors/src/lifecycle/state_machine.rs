@@ -1,0 +1,380 @@
+//! The payment state machine: the legal transitions ([`transition`]), the state the
+//! `payments` store keeps per payment ([`PaymentState`]), and the handlers that apply one
+//! event to a payment.
+//!
+//! A handler checks the transition, marks the event seen, stores the new state and emits
+//! a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their balanced journal
+//! entry (see [`crate::ledger`]), AUTHORIZED starts the settlement window timer and
+//! SETTLED compares the settlement with the authorization
+//! ([`super::callbacks::reconcile_settlement`]). An illegal transition is dead-lettered as
+//! `illegal_transition`, naming the current and attempted states, and the event is not
+//! marked seen.
+
+use paystream_schemas::{
+    AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatus, PaymentStatusChanged,
+    SettlementReported,
+};
+use serde::{Deserialize, Serialize};
+
+use super::callbacks::reconcile_settlement;
+use super::{LifecycleProcessor, LifecycleSettings, mark_seen, pending};
+use crate::timers::{self, TimerKind};
+use crate::{
+    DeadLetterReason, Origin, Output, ProcessorContext, Result, ledger, read_json, stores,
+    write_json,
+};
+
+/// A transition the lifecycle does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("illegal transition {}→{to}", from.map_or("(none)", PaymentStatus::as_str))]
+pub struct IllegalTransition {
+    pub from: Option<PaymentStatus>,
+    pub to: PaymentStatus,
+}
+
+/// Every legal edge of the lifecycle; `None` is "no payment yet".
+pub const LEGAL_TRANSITIONS: [(Option<PaymentStatus>, PaymentStatus); 4] = [
+    (None, PaymentStatus::Initiated),
+    (Some(PaymentStatus::Initiated), PaymentStatus::Authorized),
+    (Some(PaymentStatus::Initiated), PaymentStatus::Declined),
+    (Some(PaymentStatus::Authorized), PaymentStatus::Settled),
+];
+
+/// The transition function of the lifecycle.
+///
+/// # Errors
+/// [`IllegalTransition`] for any edge not in [`LEGAL_TRANSITIONS`].
+pub fn transition(
+    from: Option<PaymentStatus>,
+    to: PaymentStatus,
+) -> std::result::Result<PaymentStatus, IllegalTransition> {
+    if LEGAL_TRANSITIONS.contains(&(from, to)) {
+        Ok(to)
+    } else {
+        Err(IllegalTransition { from, to })
+    }
+}
+
+/// What the `payments` store keeps per payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentState {
+    pub payment_id: String,
+    pub merchant_id: String,
+    pub psp: String,
+    /// Requested amount, minor units of `currency`.
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: PaymentStatus,
+    /// Event id of the `PaymentInitiated` that created the payment.
+    pub initiated_event_id: String,
+    /// Amount the PSP authorized, minor units of `authorized_currency` (set at AUTHORIZED).
+    #[serde(default)]
+    pub authorized_amount_minor: Option<i64>,
+    /// ISO 4217 currency of the authorization.
+    #[serde(default)]
+    pub authorized_currency: Option<String>,
+}
+
+pub(super) fn on_initiated(
+    event: PaymentInitiated,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+    lifecycle: &LifecycleProcessor,
+) -> Result<()> {
+    let existing: Option<PaymentState> = read_json(ctx, stores::PAYMENTS, &event.payment_id)?;
+    if let Some(state) = existing {
+        if state.initiated_event_id == event.event_id {
+            ctx.forward(Output::DuplicateDropped);
+        } else {
+            ctx.forward(illegal(
+                origin,
+                &state,
+                PaymentStatus::Initiated,
+                &event.event_id,
+            ));
+        }
+        return Ok(());
+    }
+    let state = PaymentState {
+        payment_id: event.payment_id.clone(),
+        merchant_id: event.merchant_id.clone(),
+        psp: event.psp.clone(),
+        amount_minor: event.amount_minor,
+        currency: event.currency.clone(),
+        status: PaymentStatus::Initiated,
+        initiated_event_id: event.event_id.clone(),
+        authorized_amount_minor: None,
+        authorized_currency: None,
+    };
+    write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
+    ctx.forward(Output::PaymentStatus(status_changed(
+        &state,
+        None,
+        &event.event_id,
+        event.occurred_at,
+    )));
+    pending::drain(&event.payment_id, ctx, lifecycle)
+}
+
+pub(super) fn apply(
+    state: PaymentState,
+    event: InputEvent,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+    lifecycle: &LifecycleProcessor,
+) -> Result<()> {
+    match event {
+        InputEvent::AuthSucceeded(auth) => {
+            on_auth_succeeded(state, auth, origin, ctx, &lifecycle.settings)
+        }
+        InputEvent::AuthFailed(failed) => on_auth_failed(state, failed, origin, ctx),
+        InputEvent::SettlementReported(s) => on_settlement(state, s, origin, ctx),
+        InputEvent::PaymentInitiated(p) => on_initiated(p, origin, ctx, lifecycle),
+    }
+}
+
+fn on_auth_succeeded(
+    mut state: PaymentState,
+    auth: AuthSucceeded,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+    settings: &LifecycleSettings,
+) -> Result<()> {
+    let recorded_ms = origin.timestamp_ms;
+    let Some(previous) = enter(
+        &mut state,
+        PaymentStatus::Authorized,
+        &auth.event_id,
+        origin,
+        ctx,
+    )?
+    else {
+        return Ok(());
+    };
+    state.authorized_amount_minor = Some(auth.amount_minor);
+    state.authorized_currency = Some(auth.currency.clone());
+    write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
+    let settle_by_ms = recorded_ms.saturating_add(settings.settlement_window_ms);
+    timers::schedule(
+        ctx,
+        settle_by_ms,
+        TimerKind::SettlementWindow,
+        &state.payment_id,
+    )?;
+    ctx.forward(Output::PaymentStatus(status_changed(
+        &state,
+        Some(previous),
+        &auth.event_id,
+        auth.occurred_at,
+    )));
+    ctx.forward(Output::JournalEntry(ledger::authorization_entry(
+        &state.payment_id,
+        &state.psp,
+        &state.merchant_id,
+        auth.amount_minor,
+        &auth.currency,
+        auth.occurred_at,
+        &auth.event_id,
+    )));
+    Ok(())
+}
+
+fn on_auth_failed(
+    mut state: PaymentState,
+    failed: AuthFailed,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    let Some(previous) = enter(
+        &mut state,
+        PaymentStatus::Declined,
+        &failed.event_id,
+        origin,
+        ctx,
+    )?
+    else {
+        return Ok(());
+    };
+    write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
+    ctx.forward(Output::PaymentStatus(status_changed(
+        &state,
+        Some(previous),
+        &failed.event_id,
+        failed.occurred_at,
+    )));
+    Ok(())
+}
+
+fn on_settlement(
+    mut state: PaymentState,
+    settlement: SettlementReported,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    let Some(previous) = enter(
+        &mut state,
+        PaymentStatus::Settled,
+        &settlement.event_id,
+        origin,
+        ctx,
+    )?
+    else {
+        return Ok(());
+    };
+    write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
+    ctx.forward(Output::PaymentStatus(status_changed(
+        &state,
+        Some(previous),
+        &settlement.event_id,
+        settlement.settled_at,
+    )));
+    ctx.forward(Output::JournalEntry(ledger::settlement_entry(
+        &state.psp,
+        &settlement,
+    )));
+    reconcile_settlement(&state, &settlement, ctx)
+}
+
+/// Moves `state` to `to` for event `event_id` if the lifecycle allows it: marks the event
+/// seen and returns the previous status. Otherwise dead-letters the record at `origin` as
+/// `illegal_transition` and returns `None`.
+fn enter(
+    state: &mut PaymentState,
+    to: PaymentStatus,
+    event_id: &str,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<Option<PaymentStatus>> {
+    let previous = state.status;
+    if transition(Some(previous), to).is_err() {
+        ctx.forward(illegal(origin, state, to, event_id));
+        return Ok(None);
+    }
+    state.status = to;
+    mark_seen(ctx, event_id)?;
+    Ok(Some(previous))
+}
+
+fn illegal(origin: Origin, state: &PaymentState, to: PaymentStatus, event_id: &str) -> Output {
+    let error = IllegalTransition {
+        from: Some(state.status),
+        to,
+    };
+    Output::DeadLetter {
+        origin,
+        reason: DeadLetterReason::IllegalTransition,
+        message: format!(
+            "{error}: payment {} is {}, event {event_id} asks for {to}",
+            state.payment_id, state.status
+        ),
+    }
+}
+
+fn status_changed(
+    state: &PaymentState,
+    previous: Option<PaymentStatus>,
+    caused_by_event_id: &str,
+    occurred_at_ms: i64,
+) -> PaymentStatusChanged {
+    PaymentStatusChanged {
+        payment_id: state.payment_id.clone(),
+        merchant_id: state.merchant_id.clone(),
+        status: state.status,
+        previous_status: previous,
+        amount_minor: state.amount_minor,
+        currency: state.currency.clone(),
+        caused_by_event_id: caused_by_event_id.to_string(),
+        occurred_at: occurred_at_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use paystream_schemas::{JournalEntryKind, PostingSide};
+
+    use super::*;
+    use crate::driver::TestDriver;
+    use crate::lifecycle::test_support::*;
+
+    #[test]
+    fn the_transition_function_allows_exactly_the_legal_edges() {
+        let froms = [None]
+            .into_iter()
+            .chain(PaymentStatus::ALL.into_iter().map(Some));
+        for from in froms {
+            for to in PaymentStatus::ALL {
+                let legal = LEGAL_TRANSITIONS.contains(&(from, to));
+                assert_eq!(transition(from, to).is_ok(), legal, "{from:?} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn walks_initiated_authorized_settled_with_balanced_entries() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let out = d.pipe(rec(initiated("p1")));
+        assert_eq!(statuses(&out), vec![(None, PaymentStatus::Initiated)]);
+        let out = d.pipe(rec(auth_ok("p1", "a1")));
+        assert_eq!(
+            statuses(&out),
+            vec![(Some(PaymentStatus::Initiated), PaymentStatus::Authorized)]
+        );
+        let auth_entries = entries(&out);
+        assert_eq!(auth_entries.len(), 1);
+        assert_eq!(auth_entries[0].kind, JournalEntryKind::Authorization);
+        assert!(auth_entries[0].is_balanced());
+        let out = d.pipe(rec(settled("p1", "s1")));
+        assert_eq!(
+            statuses(&out),
+            vec![(Some(PaymentStatus::Authorized), PaymentStatus::Settled)]
+        );
+        let settle = entries(&out);
+        assert!(settle[0].is_balanced());
+        let debit_total: i64 = settle[0]
+            .postings
+            .iter()
+            .filter(|p| p.side == PostingSide::Debit)
+            .map(|p| p.amount_minor)
+            .sum();
+        assert_eq!(debit_total, 1000);
+    }
+
+    #[test]
+    fn walks_initiated_declined() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated("p1")));
+        let out = d.pipe(rec(auth_failed("p1", "f1")));
+        assert_eq!(
+            statuses(&out),
+            vec![(Some(PaymentStatus::Initiated), PaymentStatus::Declined)]
+        );
+        assert!(entries(&out).is_empty(), "a decline posts nothing");
+    }
+
+    #[test]
+    fn settlement_of_a_declined_payment_is_an_illegal_transition() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated("p1")));
+        d.pipe(rec(auth_failed("p1", "f1")));
+        let out = d.pipe(rec(settled("p1", "s1")));
+        assert!(is_dead_letter(&out, DeadLetterReason::IllegalTransition));
+        match &out[0] {
+            Output::DeadLetter { message, .. } => {
+                assert!(
+                    message.contains("DECLINED") && message.contains("SETTLED"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_second_auth_with_another_event_id_is_illegal() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        let out = d.pipe(rec(auth_failed("p1", "f2")));
+        assert!(is_dead_letter(&out, DeadLetterReason::IllegalTransition));
+    }
+}

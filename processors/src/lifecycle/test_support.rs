@@ -1,0 +1,112 @@
+//! Events, records and output filters shared by the lifecycle's unit tests.
+
+use paystream_schemas::{
+    AuthFailed, AuthSucceeded, InputEvent, JournalEntry, PaymentInitiated, PaymentStatus,
+    ReconciliationExceptionKind, SettlementReported,
+};
+
+use crate::driver::origin;
+use crate::{DeadLetterReason, Output, Record};
+
+pub(crate) fn initiated(payment_id: &str) -> InputEvent {
+    InputEvent::PaymentInitiated(PaymentInitiated {
+        event_id: format!("init-{payment_id}"),
+        idempotency_key: format!("idem-{payment_id}"),
+        payment_id: payment_id.into(),
+        merchant_id: "m1".into(),
+        customer_id: "c1".into(),
+        amount_minor: 1000,
+        currency: "EUR".into(),
+        payment_method_token: "pm_1".into(),
+        psp: "adyen".into(),
+        occurred_at: 10,
+    })
+}
+
+pub(crate) fn auth_ok(payment_id: &str, event_id: &str) -> InputEvent {
+    InputEvent::AuthSucceeded(AuthSucceeded {
+        event_id: event_id.into(),
+        payment_id: payment_id.into(),
+        psp_reference: "psp-1".into(),
+        auth_code: "A1".into(),
+        amount_minor: 1000,
+        currency: "EUR".into(),
+        occurred_at: 20,
+    })
+}
+
+pub(crate) fn auth_failed(payment_id: &str, event_id: &str) -> InputEvent {
+    InputEvent::AuthFailed(AuthFailed {
+        event_id: event_id.into(),
+        payment_id: payment_id.into(),
+        psp_reference: None,
+        decline_code: "05".into(),
+        reason: "do not honour".into(),
+        occurred_at: 20,
+    })
+}
+
+pub(crate) fn settled(payment_id: &str, event_id: &str) -> InputEvent {
+    InputEvent::SettlementReported(SettlementReported {
+        event_id: event_id.into(),
+        payment_id: payment_id.into(),
+        psp_reference: "psp-1".into(),
+        settlement_batch_id: "batch-1".into(),
+        gross_amount_minor: 1000,
+        fee_minor: 25,
+        net_amount_minor: 975,
+        currency: "EUR".into(),
+        settled_at: 30,
+    })
+}
+
+/// `event` as a record keyed by its payment id.
+pub(crate) fn rec(event: InputEvent) -> Record<InputEvent> {
+    let key = event.payment_id().as_bytes().to_vec();
+    Record {
+        value: event,
+        origin: origin("t", Some(&key)),
+    }
+}
+
+/// The `(previous, new)` status of each status change in `outputs`.
+pub(crate) fn statuses(outputs: &[Output]) -> Vec<(Option<PaymentStatus>, PaymentStatus)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::PaymentStatus(s) => Some((s.previous_status, s.status)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The journal entries in `outputs`.
+pub(crate) fn entries(outputs: &[Output]) -> Vec<&JournalEntry> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::JournalEntry(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `outputs` is exactly one dead letter with `reason`.
+pub(crate) fn is_dead_letter(outputs: &[Output], reason: DeadLetterReason) -> bool {
+    matches!(outputs, [Output::DeadLetter { reason: r, .. }] if *r == reason)
+}
+
+/// The `(kind, expected, actual)` of each reconciliation exception in `outputs`.
+pub(crate) fn exceptions(
+    outputs: &[Output],
+) -> Vec<(ReconciliationExceptionKind, Option<i64>, Option<i64>)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::ReconciliationException(x) => {
+                Some((x.kind, x.expected_amount_minor, x.actual_amount_minor))
+            }
+            _ => None,
+        })
+        .collect()
+}
