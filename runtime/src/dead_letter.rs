@@ -127,7 +127,13 @@ pub fn dead_letter_record(
     message: &str,
     application_id: &str,
 ) -> DeadLetterRecord {
-    dead_letter_record_at(origin, reason, reason.default_stage(), message, application_id)
+    dead_letter_record_at(
+        origin,
+        reason,
+        reason.default_stage(),
+        message,
+        application_id,
+    )
 }
 
 /// Builds the dead-letter record of `origin`, failed at `stage`.
