@@ -84,7 +84,8 @@ impl Batch {
 pub struct BatchOutcome {
     /// Journal entries inserted (entries already present were skipped).
     pub entries_written: u64,
-    /// Journal entries skipped because their id was already in the ledger (a replay).
+    /// Journal entries skipped because their id was already in the ledger with the same
+    /// content (a replay). One with different content is dead-lettered instead.
     pub entries_skipped: u64,
     pub postings_written: u64,
     pub statuses_written: u64,
@@ -288,9 +289,10 @@ impl LedgerDatabase {
     /// Writes a batch, its dead-letter rows and its offsets in one transaction and leaves
     /// it open (see [`StagedBatch`]). Entries whose id is already in the ledger are
     /// skipped with their postings and balance changes. Records that did not decode,
-    /// entries that do not balance (or have no postings, or more than 32,767) and records
-    /// whose rows PostgreSQL refuses for a data reason ([`crate::policy`]) are not
-    /// written: they come back as [`StagedBatch::rejections`] and have a row in
+    /// entries that do not balance (or have no postings, or more than 32,767), entries
+    /// whose id is stored with different content (a conflict, [`SinkError::Conflict`])
+    /// and records whose rows PostgreSQL refuses for a data reason ([`crate::policy`])
+    /// are not written: they come back as [`StagedBatch::rejections`] and have a row in
     /// `sink_dead_letters`. The offsets always cover the whole batch.
     ///
     /// # Errors
