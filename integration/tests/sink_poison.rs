@@ -2,7 +2,9 @@
 //! Confluent-compatible registry, PostgreSQL): valid journal entries around one whose
 //! payment id holds a NUL byte (PostgreSQL: SQLSTATE 22021), one whose PSP account name is
 //! 8 KB of incompressible text (a btree key over 2704 bytes: 54000), one that does not
-//! balance, and one that is not Avro at all; plus a valid and a NUL-byte payment status.
+//! balance, one that is not Avro at all, and a journal entry whose id is already in the
+//! ledger with different amounts (a conflict) next to an exact replay of another (skipped
+//! silently); plus a valid and a NUL-byte payment status.
 //! All go straight onto the test's `ledger_entries` and `payment_status` topics (a plain
 //! producer, the Confluent wire format), so they reach the sink in one batch per topic.
 //!
@@ -155,6 +157,24 @@ async fn poison_records_are_dead_lettered_and_the_rest_of_the_batch_is_written()
                     Some(""),
                 ));
             }
+            5 => {
+                // The id of pay-1's entry with other amounts: a conflict, dead-lettered.
+                let mut conflict = valid[0].clone();
+                for posting in &mut conflict.postings {
+                    posting.amount_minor = AMOUNT_MINOR + 1;
+                }
+                plan.push((
+                    b"pay-1-conflict".to_vec(),
+                    codec.encode(&entries_topic, &conflict).await?,
+                    Some(""),
+                ));
+                // pay-2's entry again, as written: a replay, skipped.
+                plan.push((
+                    b"pay-2-replay".to_vec(),
+                    codec.encode(&entries_topic, &valid[1]).await?,
+                    None,
+                ));
+            }
             _ => {}
         }
     }
@@ -190,6 +210,10 @@ async fn poison_records_are_dead_lettered_and_the_rest_of_the_batch_is_written()
     let output = env.paystream(&["run", "--until-caught-up"])?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}");
+    assert!(
+        stdout.contains("1 skipped as already posted"),
+        "the replay of pay-2's entry is skipped, the conflict is not: {stdout}"
+    );
 
     let pool = sqlx::PgPool::connect(&env.database_url).await?;
     let check_ledger = |pool: sqlx::PgPool, valid: Vec<JournalEntry>| async move {
@@ -275,7 +299,9 @@ async fn poison_records_are_dead_lettered_and_the_rest_of_the_batch_is_written()
             let error = &found.headers["paystream.dlq.error"];
             match want.rejected_with {
                 Some("") => assert!(
-                    error.contains("does not decode") || error.contains("does not balance"),
+                    error.contains("does not decode")
+                        || error.contains("does not balance")
+                        || error.contains("already in the ledger with different content"),
                     "{error}"
                 ),
                 Some(sqlstate) => assert!(error.contains(sqlstate), "{error}"),
@@ -343,7 +369,7 @@ async fn poison_records_are_dead_lettered_and_the_rest_of_the_batch_is_written()
     assert_eq!(
         field(&report, "sink dead letters"),
         Some(
-            format!("5 ({entries_topic}/sink_rejected=4 {status_topic}/sink_rejected=1)").as_str()
+            format!("6 ({entries_topic}/sink_rejected=5 {status_topic}/sink_rejected=1)").as_str()
         ),
         "{report}"
     );
@@ -355,7 +381,7 @@ async fn poison_records_are_dead_lettered_and_the_rest_of_the_batch_is_written()
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM sink_dead_letters")
         .fetch_one(&pool)
         .await?;
-    assert_eq!(count, 5);
+    assert_eq!(count, 6);
     pool.close().await;
     Ok(())
 }

@@ -12,8 +12,9 @@
 //! `ledger-sink/migrations/`.
 //!
 //! One record's data never stops the sink: a record that does not decode, a journal
-//! entry that does not balance, and a record whose rows PostgreSQL refuses for a data
-//! reason are dead-lettered to `<source topic>.dlq` and recorded in `sink_dead_letters`,
+//! entry that does not balance, a journal entry whose id is already in the ledger with
+//! different content ([`SinkError::Conflict`]), and a record whose rows PostgreSQL
+//! refuses for a data reason are dead-lettered to `<source topic>.dlq` and recorded in `sink_dead_letters`,
 //! in the same transaction as the rest of their batch (docs/architecture.md, "Dead
 //! letters").
 
@@ -68,6 +69,24 @@ pub enum SinkError {
         topic: String,
         partition: i32,
         offset: i64,
+    },
+    /// A journal entry's id is already in the ledger with different content (payment
+    /// id, kind, or a posting's account, side, amount or currency): the same
+    /// deterministic id stands for two different entries, which means a bug in the
+    /// processors or a ledger changed behind the sink's back (TigerBeetle's "exists with
+    /// different content"). The stored entry stays; this one is not written. Never
+    /// returned by the sink: the record is dead-lettered (`sink_rejected`) with this
+    /// message as its error, so one record never stops the sink, and `paystream ledger
+    /// verify` and the dead-letter alert show it.
+    #[error(
+        "journal entry {id} from {topic}/{partition}@{offset} is already in the ledger with different content: {difference}"
+    )]
+    Conflict {
+        id: String,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        difference: String,
     },
     /// The Schema Registry could not be reached to decode a record, after retries.
     /// Retriable: the record is read again when the sink restarts.

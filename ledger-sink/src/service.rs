@@ -9,18 +9,25 @@
 //! (bisection: with k bad records among n, at most about 2·k·log2(n) extra attempts).
 //! Rows are derived per attempt — posting sequence numbers are taken, and balances
 //! summed, inside the savepoint — so a record left out leaves no gap in an account's
-//! sequence and no trace in a balance. Each set-aside record gets a row in
-//! `sink_dead_letters`, in the same transaction as the batch's other rows and all of its
-//! offsets, so exactly-once holds for the batch as a whole.
+//! sequence and no trace in a balance. A journal entry whose id is already stored is
+//! skipped, then compared with the stored entry: one with different content is a
+//! conflict and is set aside too (`entry_difference`, [`SinkError::Conflict`]). Each
+//! set-aside record gets a row in `sink_dead_letters`, in the same transaction as the
+//! batch's other rows and all of its offsets, so exactly-once holds for the batch as a
+//! whole.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use paystream_processors::lifecycle::transition;
 use paystream_processors::{DeadLetterReason, Origin};
 use paystream_runtime::config::SinkConfig;
 use paystream_runtime::dead_letter::ERROR_HEADER_BYTES_MAX;
 use paystream_schemas::validate::redact_sensitive;
-use paystream_schemas::{JournalEntry, PaymentStatusChanged, PostingSide, ReconciliationException};
+use paystream_schemas::{
+    JournalEntry, PaymentStatus, PaymentStatusChanged, PostingSide, ReconciliationException,
+};
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool, Postgres, Row, Transaction};
@@ -77,7 +84,8 @@ impl Batch {
 pub struct BatchOutcome {
     /// Journal entries inserted (entries already present were skipped).
     pub entries_written: u64,
-    /// Journal entries skipped because their id was already in the ledger (a replay).
+    /// Journal entries skipped because their id was already in the ledger with the same
+    /// content (a replay). One with different content is dead-lettered instead.
     pub entries_skipped: u64,
     pub postings_written: u64,
     pub statuses_written: u64,
@@ -281,9 +289,10 @@ impl LedgerDatabase {
     /// Writes a batch, its dead-letter rows and its offsets in one transaction and leaves
     /// it open (see [`StagedBatch`]). Entries whose id is already in the ledger are
     /// skipped with their postings and balance changes. Records that did not decode,
-    /// entries that do not balance (or have no postings, or more than 32,767) and records
-    /// whose rows PostgreSQL refuses for a data reason ([`crate::policy`]) are not
-    /// written: they come back as [`StagedBatch::rejections`] and have a row in
+    /// entries that do not balance (or have no postings, or more than 32,767), entries
+    /// whose id is stored with different content (a conflict, [`SinkError::Conflict`])
+    /// and records whose rows PostgreSQL refuses for a data reason ([`crate::policy`])
+    /// are not written: they come back as [`StagedBatch::rejections`] and have a row in
     /// `sink_dead_letters`. The offsets always cover the whole batch.
     ///
     /// # Errors
@@ -326,7 +335,7 @@ impl LedgerDatabase {
             )
             .await?;
             match write_rows(&mut transaction, batch, &ids, run).await {
-                Ok(written) => {
+                Ok((written, conflicts)) => {
                     execute(
                         &mut transaction,
                         "RELEASE SAVEPOINT sink_rows",
@@ -334,6 +343,7 @@ impl LedgerDatabase {
                     )
                     .await?;
                     outcome.add(written);
+                    rejections.extend(conflicts);
                 }
                 Err(error) if on_write_error(&error) == WriteFailureAction::Isolate => {
                     execute(
@@ -431,21 +441,37 @@ async fn execute(
     Ok(())
 }
 
+/// A journal entry of a batch with its parsed id, where it was read and its index in
+/// [`Batch::records`].
+struct EntryRow<'a> {
+    index: usize,
+    entry: &'a JournalEntry,
+    id: Uuid,
+    origin: &'a Origin,
+}
+
 /// Writes the rows of the records at `indices` of `batch` (none of them set aside by
-/// [`check`]; `ids` holds their parsed ids).
+/// [`check`]; `ids` holds their parsed ids). Returns what was written and the journal
+/// entries to dead-letter because their id is already in the ledger with different
+/// content ([`entry_difference`]); those wrote nothing.
 async fn write_rows(
     transaction: &mut Transaction<'static, Postgres>,
     batch: &Batch,
     ids: &[Option<Uuid>],
     indices: &[usize],
-) -> Result<BatchOutcome> {
+) -> Result<(BatchOutcome, Vec<Rejection>)> {
     let mut entries = Vec::new();
     let mut statuses = Vec::new();
     let mut exceptions = Vec::new();
     for &index in indices {
         let record = &batch.records[index];
         match (&record.content, ids[index]) {
-            (Content::Entry(entry), Some(id)) => entries.push((entry, id, &record.origin)),
+            (Content::Entry(entry), Some(id)) => entries.push(EntryRow {
+                index,
+                entry,
+                id,
+                origin: &record.origin,
+            }),
             (Content::Status(status), _) => statuses.push(status),
             (Content::Exception(exception), Some(id)) => {
                 exceptions.push((exception, id, &record.origin))
@@ -454,23 +480,46 @@ async fn write_rows(
             _ => {}
         }
     }
-    let mut outcome = write_entries(transaction, &entries).await?;
+    let (mut outcome, conflicts) = write_entries(transaction, &entries).await?;
     outcome.statuses_written = write_statuses(transaction, &statuses).await?;
     outcome.exceptions_written = write_exceptions(transaction, &exceptions).await?;
-    Ok(outcome)
+    Ok((outcome, conflicts))
 }
 
-/// Inserts journal entries (in order), the postings of those not already in the ledger
-/// with their account sequence numbers, and their balance changes.
+/// Writes journal entries in three steps: the entries (in order; an id already in the
+/// ledger is skipped), the postings of those inserted with their account sequence
+/// numbers, and their balance changes. Then compares each skipped entry with the stored
+/// one: a replay has the same content; one that differs is a conflict, returned as a
+/// rejection to dead-letter (see [`find_conflicts`]).
 async fn write_entries(
     transaction: &mut Transaction<'static, Postgres>,
-    entries: &[(&JournalEntry, Uuid, &Origin)],
-) -> Result<BatchOutcome> {
+    entries: &[EntryRow<'_>],
+) -> Result<(BatchOutcome, Vec<Rejection>)> {
     let mut outcome = BatchOutcome::default();
     if entries.is_empty() {
-        return Ok(outcome);
+        return Ok((outcome, Vec::new()));
     }
-    // 1. Journal entries; the ids actually inserted come back.
+    let inserted = insert_journal_entries(transaction, entries).await?;
+    // An id listed twice was inserted once, for its first record: post its lines once,
+    // and compare the later records with it like any replay.
+    let mut inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+    let (written, skipped): (Vec<&EntryRow>, Vec<&EntryRow>) =
+        entries.iter().partition(|row| inserted.remove(&row.id));
+    outcome.entries_written = written.len() as u64;
+    let postings = PostingRows::of(&written);
+    outcome.postings_written = insert_postings(transaction, &postings).await?;
+    update_balances(transaction, &postings).await?;
+    let conflicts = find_conflicts(transaction, &skipped).await?;
+    outcome.entries_skipped = (skipped.len() - conflicts.len()) as u64;
+    Ok((outcome, conflicts))
+}
+
+/// Step 1 of [`write_entries`]: inserts the journal entries, `ON CONFLICT DO NOTHING`;
+/// returns the ids actually inserted.
+async fn insert_journal_entries(
+    transaction: &mut Transaction<'static, Postgres>,
+    entries: &[EntryRow<'_>],
+) -> Result<Vec<Uuid>> {
     let mut ids = Vec::new();
     let mut payment_ids = Vec::new();
     let mut kinds = Vec::new();
@@ -479,17 +528,17 @@ async fn write_entries(
     let mut topics = Vec::new();
     let mut partitions = Vec::new();
     let mut offsets = Vec::new();
-    for (entry, id, origin) in entries {
-        ids.push(*id);
-        payment_ids.push(entry.payment_id.clone());
-        kinds.push(entry.kind.as_str().to_string());
-        occurred.push(entry.occurred_at);
-        caused_by.push(entry.caused_by_event_id.clone());
-        topics.push(origin.topic.clone());
-        partitions.push(origin.partition);
-        offsets.push(origin.offset);
+    for row in entries {
+        ids.push(row.id);
+        payment_ids.push(row.entry.payment_id.clone());
+        kinds.push(row.entry.kind.as_str().to_string());
+        occurred.push(row.entry.occurred_at);
+        caused_by.push(row.entry.caused_by_event_id.clone());
+        topics.push(row.origin.topic.clone());
+        partitions.push(row.origin.partition);
+        offsets.push(row.origin.offset);
     }
-    let inserted: Vec<Uuid> = sqlx::query_scalar(
+    sqlx::query_scalar(
         "INSERT INTO journal_entries
             (id, payment_id, kind, occurred_at, caused_by_event_id,
              source_topic, source_partition, source_offset)
@@ -511,61 +560,84 @@ async fn write_entries(
     .bind(&offsets)
     .fetch_all(&mut **transaction)
     .await
-    .map_err(db("inserting journal entries"))?;
-    outcome.entries_written = inserted.len() as u64;
-    outcome.entries_skipped = (ids.len() - inserted.len()) as u64;
+    .map_err(db("inserting journal entries"))
+}
 
-    // 2. Postings of the inserted entries, and 3. their balance changes.
-    // An id listed twice was inserted once: post its lines once.
-    let mut inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
-    let mut p_entry = Vec::new();
-    let mut p_line = Vec::new();
-    let mut p_account = Vec::new();
-    let mut p_side = Vec::new();
-    let mut p_amount = Vec::new();
-    let mut p_currency = Vec::new();
-    let (mut p_debit, mut p_credit) = (Vec::new(), Vec::new());
-    for (entry, id, _) in entries {
-        if !inserted.remove(id) {
-            continue;
+/// Column arrays of the postings of inserted journal entries, for one `UNNEST` insert
+/// and the balance update.
+#[derive(Default)]
+struct PostingRows {
+    entry: Vec<Uuid>,
+    line: Vec<i16>,
+    account: Vec<String>,
+    side: Vec<String>,
+    amount: Vec<i64>,
+    currency: Vec<String>,
+    debit: Vec<i64>,
+    credit: Vec<i64>,
+}
+
+impl PostingRows {
+    fn of(entries: &[&EntryRow<'_>]) -> Self {
+        let mut rows = PostingRows::default();
+        for row in entries {
+            for (line, posting) in row.entry.postings.iter().enumerate() {
+                rows.entry.push(row.id);
+                // At most POSTINGS_PER_ENTRY_MAX lines (`check`).
+                rows.line.push(line as i16);
+                rows.account.push(posting.account.clone());
+                rows.side.push(posting.side.as_str().to_string());
+                rows.amount.push(posting.amount_minor);
+                rows.currency.push(posting.currency.clone());
+                let (debit, credit) = match posting.side {
+                    PostingSide::Debit => (posting.amount_minor, 0),
+                    PostingSide::Credit => (0, posting.amount_minor),
+                };
+                rows.debit.push(debit);
+                rows.credit.push(credit);
+            }
         }
-        for (line, posting) in entry.postings.iter().enumerate() {
-            p_entry.push(*id);
-            // At most POSTINGS_PER_ENTRY_MAX lines (`check`).
-            p_line.push(line as i16);
-            p_account.push(posting.account.clone());
-            p_side.push(posting.side.as_str().to_string());
-            p_amount.push(posting.amount_minor);
-            p_currency.push(posting.currency.clone());
-            let (debit, credit) = match posting.side {
-                PostingSide::Debit => (posting.amount_minor, 0),
-                PostingSide::Credit => (0, posting.amount_minor),
-            };
-            p_debit.push(debit);
-            p_credit.push(credit);
-        }
+        rows
     }
-    if p_entry.is_empty() {
-        return Ok(outcome);
+}
+
+/// Step 2 of [`write_entries`]: inserts the postings with their account sequence
+/// numbers; returns how many.
+async fn insert_postings(
+    transaction: &mut Transaction<'static, Postgres>,
+    postings: &PostingRows,
+) -> Result<u64> {
+    if postings.entry.is_empty() {
+        return Ok(0);
     }
-    let p_sequence = take_account_sequences(transaction, &p_account).await?;
+    let sequence = take_account_sequences(transaction, &postings.account).await?;
     sqlx::query(
         "INSERT INTO postings
             (journal_entry_id, line, account, side, amount_minor, currency, account_sequence)
          SELECT * FROM UNNEST($1::uuid[], $2::int2[], $3::text[], $4::text[], $5::int8[],
                               $6::text[], $7::int8[])",
     )
-    .bind(&p_entry)
-    .bind(&p_line)
-    .bind(&p_account)
-    .bind(&p_side)
-    .bind(&p_amount)
-    .bind(&p_currency)
-    .bind(&p_sequence)
+    .bind(&postings.entry)
+    .bind(&postings.line)
+    .bind(&postings.account)
+    .bind(&postings.side)
+    .bind(&postings.amount)
+    .bind(&postings.currency)
+    .bind(&sequence)
     .execute(&mut **transaction)
     .await
     .map_err(db("inserting postings"))?;
-    outcome.postings_written = p_entry.len() as u64;
+    Ok(postings.entry.len() as u64)
+}
+
+/// Step 3 of [`write_entries`]: adds the postings to the account balances.
+async fn update_balances(
+    transaction: &mut Transaction<'static, Postgres>,
+    postings: &PostingRows,
+) -> Result<()> {
+    if postings.entry.is_empty() {
+        return Ok(());
+    }
     // Summed by PostgreSQL: a total beyond bigint is refused as data (22003) instead of
     // overflowing here. `currency` is `char(3)`, where trailing spaces do not count.
     sqlx::query(
@@ -582,18 +654,200 @@ async fn write_entries(
             balance_minor = account_balances.balance_minor + EXCLUDED.balance_minor,
             updated_at = now()",
     )
-    .bind(&p_account)
-    .bind(&p_currency)
-    .bind(&p_debit)
-    .bind(&p_credit)
+    .bind(&postings.account)
+    .bind(&postings.currency)
+    .bind(&postings.debit)
+    .bind(&postings.credit)
     .execute(&mut **transaction)
     .await
     .map_err(db("updating account balances"))?;
-    Ok(outcome)
+    Ok(())
 }
 
+/// A journal entry as the ledger holds it: the content its deterministic id stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct StoredEntry {
+    payment_id: String,
+    kind: String,
+    /// In line order.
+    postings: Vec<StoredPosting>,
+}
+
+/// One posting of a [`StoredEntry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StoredPosting {
+    account: String,
+    side: String,
+    amount_minor: i64,
+    /// Without `char(3)`'s padding.
+    currency: String,
+}
+
+impl std::fmt::Display for StoredPosting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} {}",
+            self.side, self.amount_minor, self.currency, self.account
+        )
+    }
+}
+
+/// How `entry` differs from the stored entry with its id, `None` when it does not: the
+/// payment id, the kind, the number of postings, or the first posting (by line) whose
+/// account, side, amount or currency differs. What an entry says besides (its event
+/// time, the event that caused it, where it was read) may differ between a record and
+/// its replay and is not compared.
+fn entry_difference(entry: &JournalEntry, stored: &StoredEntry) -> Option<String> {
+    if entry.payment_id != stored.payment_id {
+        return Some(format!(
+            "payment id {:?}, stored {:?}",
+            entry.payment_id, stored.payment_id
+        ));
+    }
+    if entry.kind.as_str() != stored.kind {
+        return Some(format!(
+            "kind {}, stored {}",
+            entry.kind.as_str(),
+            stored.kind
+        ));
+    }
+    if entry.postings.len() != stored.postings.len() {
+        return Some(format!(
+            "{} postings, stored {}",
+            entry.postings.len(),
+            stored.postings.len()
+        ));
+    }
+    entry
+        .postings
+        .iter()
+        .zip(&stored.postings)
+        .enumerate()
+        .find_map(|(line, (posting, stored))| {
+            let posting = StoredPosting {
+                account: posting.account.clone(),
+                side: posting.side.as_str().to_string(),
+                amount_minor: posting.amount_minor,
+                // As `char(3)` compares: trailing spaces do not count.
+                currency: posting.currency.trim_end_matches(' ').to_string(),
+            };
+            (posting != *stored).then(|| format!("posting {line}: {posting}, stored {stored}"))
+        })
+}
+
+/// Step 4 of [`write_entries`]: reads the stored content of the skipped entries' ids
+/// and returns a rejection for each skipped entry that differs from it
+/// ([`SinkError::Conflict`]). The stored entry stays as it is: the ledger is
+/// append-only, and the first write of an id is the one that posted.
+async fn find_conflicts(
+    transaction: &mut Transaction<'static, Postgres>,
+    skipped: &[&EntryRow<'_>],
+) -> Result<Vec<Rejection>> {
+    if skipped.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = skipped.iter().map(|row| row.id).collect();
+    let rows = sqlx::query(
+        "SELECT e.id, e.payment_id, e.kind, p.account, p.side, p.amount_minor,
+                rtrim(p.currency, ' ') AS currency
+         FROM journal_entries e LEFT JOIN postings p ON p.journal_entry_id = e.id
+         WHERE e.id = ANY($1::uuid[])
+         ORDER BY e.id, p.line",
+    )
+    .bind(&ids)
+    .fetch_all(&mut **transaction)
+    .await
+    .map_err(db("reading stored journal entries"))?;
+    let mut stored: HashMap<Uuid, StoredEntry> = HashMap::new();
+    for row in rows {
+        let id: Uuid = row
+            .try_get("id")
+            .map_err(db("reading a stored journal entry"))?;
+        let entry = match stored.entry(id) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(vacant) => vacant.insert(StoredEntry {
+                payment_id: row
+                    .try_get("payment_id")
+                    .map_err(db("reading a stored journal entry"))?,
+                kind: row
+                    .try_get("kind")
+                    .map_err(db("reading a stored journal entry"))?,
+                postings: Vec::new(),
+            }),
+        };
+        // NULL when the entry has no postings (LEFT JOIN).
+        let account: Option<String> = row
+            .try_get("account")
+            .map_err(db("reading a stored posting"))?;
+        if let Some(account) = account {
+            entry.postings.push(StoredPosting {
+                account,
+                side: row
+                    .try_get("side")
+                    .map_err(db("reading a stored posting"))?,
+                amount_minor: row
+                    .try_get("amount_minor")
+                    .map_err(db("reading a stored posting"))?,
+                currency: row
+                    .try_get("currency")
+                    .map_err(db("reading a stored posting"))?,
+            });
+        }
+    }
+    Ok(skipped
+        .iter()
+        .filter_map(|row| {
+            // Always stored: its insert conflicted on the id.
+            let difference = entry_difference(row.entry, stored.get(&row.id)?)?;
+            let conflict = SinkError::Conflict {
+                id: row.entry.id.clone(),
+                topic: row.origin.topic.clone(),
+                partition: row.origin.partition,
+                offset: row.origin.offset,
+                difference,
+            };
+            Some(Rejection::new(row.index, None, &conflict.to_string()))
+        })
+        .collect())
+}
+
+/// Each payment status with its rank: its distance from INITIATED along the lifecycle's
+/// legal transitions ([`transition`]), found breadth-first from "no payment yet". A
+/// legal transition always leads to a higher rank, so a stored status is only ever
+/// replaced by one of the same or a higher rank (INITIATED 0, AUTHORIZED and DECLINED 1,
+/// SETTLED 2). A status no transition reaches has no rank.
+pub fn status_ranks() -> Vec<(PaymentStatus, i32)> {
+    let mut ranks: Vec<(PaymentStatus, i32)> = Vec::new();
+    let mut level: Vec<Option<PaymentStatus>> = vec![None];
+    let mut rank = 0;
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for &from in &level {
+            for to in PaymentStatus::ALL {
+                if transition(from, to).is_ok() && !ranks.iter().any(|&(s, _)| s == to) {
+                    ranks.push((to, rank));
+                    next.push(Some(to));
+                }
+            }
+        }
+        level = next;
+        rank += 1;
+    }
+    ranks
+}
+
+/// [`status_ranks`] as the two arrays the payments upsert binds: names and ranks.
+static STATUS_RANKS: LazyLock<(Vec<&'static str>, Vec<i32>)> = LazyLock::new(|| {
+    status_ranks()
+        .into_iter()
+        .map(|(status, rank)| (status.as_str(), rank))
+        .unzip()
+});
+
 /// Upserts the latest status per payment (records of one payment arrive in order);
-/// returns how many status records that covered.
+/// returns how many status records that covered. A status never moves back: the stored
+/// one is replaced only by one of the same or a higher [`status_ranks`] rank.
 async fn write_statuses(
     transaction: &mut Transaction<'static, Postgres>,
     statuses: &[&PaymentStatusChanged],
@@ -633,9 +887,9 @@ async fn write_statuses(
             status = EXCLUDED.status,
             last_event_id = EXCLUDED.last_event_id,
             updated_at = EXCLUDED.updated_at
-         -- statuses only move forward: INITIATED < AUTHORIZED, DECLINED < SETTLED
-         WHERE (CASE EXCLUDED.status WHEN 'INITIATED' THEN 0 WHEN 'SETTLED' THEN 2 ELSE 1 END)
-            >= (CASE payments.status WHEN 'INITIATED' THEN 0 WHEN 'SETTLED' THEN 2 ELSE 1 END)",
+         -- statuses only move forward: $9[i] is the rank of status $8[i] (status_ranks)
+         WHERE ($9::int4[])[array_position($8::text[], EXCLUDED.status)]
+            >= ($9::int4[])[array_position($8::text[], payments.status)]",
     )
     .bind(&pid)
     .bind(&mid)
@@ -644,6 +898,8 @@ async fn write_statuses(
     .bind(&cur)
     .bind(&evt)
     .bind(&at)
+    .bind(&STATUS_RANKS.0)
+    .bind(&STATUS_RANKS.1)
     .execute(&mut **transaction)
     .await
     .map_err(db("upserting payments"))?;
@@ -937,6 +1193,153 @@ mod tests {
         );
         let long = Rejection::new(0, None, &"é".repeat(ERROR_HEADER_BYTES_MAX));
         assert!(long.error.len() <= ERROR_HEADER_BYTES_MAX);
+    }
+
+    /// `entry` as the ledger would hold it.
+    fn stored(entry: &JournalEntry) -> StoredEntry {
+        StoredEntry {
+            payment_id: entry.payment_id.clone(),
+            kind: entry.kind.as_str().into(),
+            postings: entry
+                .postings
+                .iter()
+                .map(|p| StoredPosting {
+                    account: p.account.clone(),
+                    side: p.side.as_str().into(),
+                    amount_minor: p.amount_minor,
+                    currency: p.currency.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_replay_with_the_same_content_is_no_conflict() {
+        let original = entry(100, 100);
+        let replay = JournalEntry {
+            // Not part of what the id stands for: may differ in a replay.
+            occurred_at: 99,
+            caused_by_event_id: "evt-2".into(),
+            ..original.clone()
+        };
+        assert_eq!(entry_difference(&replay, &stored(&original)), None);
+        // `char(3)` pads a shorter currency; the padding does not count.
+        let mut short = entry(100, 100);
+        for posting in &mut short.postings {
+            posting.currency = "EU".into();
+        }
+        let mut padded = stored(&short);
+        padded.postings[0].currency = "EU".into();
+        assert_eq!(entry_difference(&short, &padded), None);
+    }
+
+    #[test]
+    fn the_same_id_with_different_content_is_a_conflict() {
+        let stored = stored(&entry(100, 100));
+        let differs = |entry: JournalEntry| entry_difference(&entry, &stored).unwrap();
+        assert_eq!(
+            differs(JournalEntry {
+                payment_id: "pay-2".into(),
+                ..entry(100, 100)
+            }),
+            r#"payment id "pay-2", stored "pay-1""#
+        );
+        assert_eq!(
+            differs(JournalEntry {
+                kind: JournalEntryKind::Settlement,
+                ..entry(100, 100)
+            }),
+            "kind SETTLEMENT, stored AUTHORIZATION"
+        );
+        assert_eq!(
+            differs(entry(200, 200)),
+            "posting 0: DEBIT 200 EUR psp_receivable:adyen, stored DEBIT 100 EUR psp_receivable:adyen"
+        );
+        let mut sides = entry(100, 100);
+        sides.postings.reverse();
+        assert!(differs(sides).starts_with("posting 0: CREDIT 100"));
+        let mut account = entry(100, 100);
+        account.postings[1].account = "merchant_payable:m-1".into();
+        assert_eq!(
+            differs(account),
+            "posting 1: CREDIT 100 EUR merchant_payable:m-1, stored CREDIT 100 EUR psp_receivable:adyen"
+        );
+        let mut currency = entry(100, 100);
+        currency.postings[1].currency = "USD".into();
+        assert!(differs(currency).contains("CREDIT 100 USD"));
+        let mut more = entry(100, 100);
+        more.postings.extend(entry(5, 5).postings);
+        assert_eq!(differs(more), "4 postings, stored 2");
+        // A stored entry that lost its postings.
+        let bare = StoredEntry {
+            postings: Vec::new(),
+            ..stored.clone()
+        };
+        assert_eq!(
+            entry_difference(&entry(100, 100), &bare).unwrap(),
+            "2 postings, stored 0"
+        );
+    }
+
+    #[test]
+    fn a_conflict_is_dead_lettered_with_its_id_origin_and_difference() {
+        let conflict = SinkError::Conflict {
+            id: "6f1c1c2e-52a4-5b8e-9d43-2f4a0a9c0b11".into(),
+            topic: "ledger_entries".into(),
+            partition: 2,
+            offset: 41,
+            difference: "kind SETTLEMENT, stored AUTHORIZATION".into(),
+        };
+        let rejection = Rejection::new(5, None, &conflict.to_string());
+        assert_eq!(rejection.reason, DeadLetterReason::SinkRejected);
+        assert_eq!(
+            rejection.error,
+            "journal entry 6f1c1c2e-52a4-5b8e-9d43-2f4a0a9c0b11 from ledger_entries/2@41 is \
+             already in the ledger with different content: kind SETTLEMENT, stored AUTHORIZATION"
+        );
+        assert!(!conflict.is_retriable());
+    }
+
+    #[test]
+    fn status_ranks_follow_the_lifecycle_transitions() {
+        let ranks: HashMap<PaymentStatus, i32> = status_ranks().into_iter().collect();
+        // Every status has exactly one rank.
+        assert_eq!(ranks.len(), PaymentStatus::ALL.len());
+        assert_eq!(status_ranks().len(), PaymentStatus::ALL.len());
+        for to in PaymentStatus::ALL {
+            // A status a payment starts in has rank 0 ...
+            if transition(None, to).is_ok() {
+                assert_eq!(ranks[&to], 0, "{to}");
+            }
+            for from in PaymentStatus::ALL {
+                // ... every legal transition goes up by exactly one ...
+                if transition(Some(from), to).is_ok() {
+                    assert_eq!(ranks[&to], ranks[&from] + 1, "{from}→{to}");
+                }
+                // ... so an upsert that may only raise the rank never undoes one.
+                if ranks[&to] < ranks[&from] {
+                    assert!(transition(Some(from), to).is_err(), "{from}→{to}");
+                }
+            }
+        }
+        // What the SQL CASE said before it was derived.
+        assert_eq!(
+            [
+                PaymentStatus::Initiated,
+                PaymentStatus::Authorized,
+                PaymentStatus::Declined,
+                PaymentStatus::Settled
+            ]
+            .map(|s| ranks[&s]),
+            [0, 1, 1, 2]
+        );
+        assert_eq!(
+            *STATUS_RANKS,
+            (
+                vec!["INITIATED", "AUTHORIZED", "DECLINED", "SETTLED"],
+                vec![0, 1, 1, 2]
+            )
+        );
     }
 
     #[test]
