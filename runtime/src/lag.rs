@@ -99,7 +99,6 @@ impl ConsumerContext for RebalanceListener {
     }
 }
 
-
 /// True when the whole application has caught up: every partition of every topic
 /// the pipeline reads — not only this instance's — has been consumed to its end and
 /// committed. Partitions this instance reads count from its position; the others
@@ -126,16 +125,13 @@ pub fn caught_up(
         .into_iter()
         .chain([names.payments_by_id.as_str()])
     {
-        let partitions = tokio::task::block_in_place(|| {
-            partition_count(consumer, topic, timeout)
-        })?;
+        let partitions = tokio::task::block_in_place(|| partition_count(consumer, topic, timeout))?;
         for partition in 0..partitions {
             all.add_partition(topic, partition);
         }
     }
-    let committed =
-        tokio::task::block_in_place(|| consumer.committed_offsets(all, timeout))
-            .map_err(|e| Error::kafka("reading committed offsets", e))?;
+    let committed = tokio::task::block_in_place(|| consumer.committed_offsets(all, timeout))
+        .map_err(|e| Error::kafka("reading committed offsets", e))?;
     let offset_of = |list: &TopicPartitionList, topic: &str, partition: i32| {
         list.find_partition(topic, partition)
             .and_then(|e| match e.offset() {
@@ -146,11 +142,9 @@ pub fn caught_up(
     let mut all_caught_up = true;
     for element in committed.elements() {
         let (topic, partition) = (element.topic(), element.partition());
-        let (low, high) = tokio::task::block_in_place(|| {
-            consumer
-                .fetch_watermarks(topic, partition, timeout)
-        })
-        .map_err(|e| Error::kafka("fetching watermarks", e))?;
+        let (low, high) =
+            tokio::task::block_in_place(|| consumer.fetch_watermarks(topic, partition, timeout))
+                .map_err(|e| Error::kafka("fetching watermarks", e))?;
         let position = offset_of(&positions, topic, partition)
             .or_else(|| offset_of(&committed, topic, partition))
             .unwrap_or(low);

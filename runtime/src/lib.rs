@@ -25,6 +25,8 @@ pub mod kafka;
 pub mod lag;
 pub mod metrics;
 pub mod pipeline;
+pub mod poison;
+pub mod record_collector;
 pub mod security;
 pub mod state_manager;
 pub mod task;

@@ -33,8 +33,7 @@ use backon::{ExponentialBuilder, Retryable};
 use paystream_processors::Stream;
 use paystream_processors::dedupe::DedupeProcessor;
 use paystream_processors::lifecycle::LifecycleProcessor;
-use paystream_processors::{DeadLetterReason, Origin, Output, Processor, Record, Stage};
-use paystream_schemas::codec::CodecError;
+use paystream_processors::{DeadLetterReason, Origin, Processor, Record, Stage};
 use paystream_schemas::validate::{check_event_time, validate};
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, Codec, DecodeError, InputEvent, PaymentInitiated, SettlementReported,
@@ -43,74 +42,33 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureRecord};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::producer::DeliveryFuture;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::dead_letter::{FailureAction, dead_letter_record_at, on_decode_error, on_violation};
+use crate::dead_letter::{FailureAction, on_decode_error, on_violation};
+use crate::eos_producer::ExactlyOnceProducer;
 use crate::health::Health;
 use crate::kafka::{client_config, read_committed_consumer_config};
-use crate::eos_producer::ExactlyOnceProducer;
 use crate::lag::{LagTracker, RebalanceListener, STATISTICS_INTERVAL_MS, caught_up};
 use crate::metrics::Metrics;
+use crate::poison::{PoisonRecords, RecordId, panic_message};
+use crate::record_collector::{RecordCollector, origin_headers, origin_headers_of};
 use crate::task::{SubTopology, Task, TaskId};
 use crate::topics::{TopicNames, check_topics, partition_count};
 use crate::{Error, Result};
 
-/// Headers that carry a repartitioned record's origin, so that a later dead letter
-/// names the input record (topic, partition, offset, key) rather than the internal topic.
-pub mod origin_headers {
-    pub const TOPIC: &str = "paystream.origin.topic";
-    pub const PARTITION: &str = "paystream.origin.partition";
-    pub const OFFSET: &str = "paystream.origin.offset";
-    pub const KEY: &str = "paystream.origin.key";
-}
-
-/// Most attempts to produce one record while librdkafka's queue is full.
-const QUEUE_FULL_ATTEMPTS_MAX: u32 = 1_000;
-
 /// How often consumed records of the repartition topic are deleted.
 const REPARTITION_PURGE_INTERVAL: Duration = Duration::from_secs(30);
-
 
 /// Largest input record value the pipeline carries, bytes. A valid event is a few KB at
 /// most (identifiers and free text are bounded, see `paystream_schemas::validate`); a
 /// larger value is dead-lettered as `record_too_large` before it is decoded, so it never
 /// reaches a state store, a changelog or an output.
 pub const INPUT_VALUE_BYTES_MAX: usize = 64 * 1024;
-
-/// How long an aborted transaction's delivery reports are awaited to find the records
-/// the broker refused.
-const DELIVERY_REPORTS_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// An input record: where it was read.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct RecordId {
-    topic: String,
-    partition: i32,
-    offset: i64,
-}
-
-impl RecordId {
-    fn of(message: &OwnedMessage) -> Self {
-        RecordId {
-            topic: message.topic().to_string(),
-            partition: message.partition(),
-            offset: message.offset(),
-        }
-    }
-}
-
-/// A record found to fail a stage by its data; dead-lettered when it is read again.
-#[derive(Debug, Clone)]
-struct Poisoned {
-    reason: DeadLetterReason,
-    stage: Stage,
-    message: String,
-}
 
 /// The partition Kafka's default partitioner gives `key` among `partitions`: murmur2
 /// with seed `0x9747b28c`, made positive, modulo the count (the Java client's
@@ -120,54 +78,11 @@ pub fn murmur2_partition(key: &[u8], partitions: i32) -> i32 {
     (hash % partitions.max(1) as u32) as i32
 }
 
-/// Kafka error codes with which the broker (or librdkafka, before sending) refuses one
-/// record for its data rather than for the state of the cluster.
-fn refused_for_data(code: rdkafka::types::RDKafkaErrorCode) -> Option<DeadLetterReason> {
-    use rdkafka::types::RDKafkaErrorCode as Code;
-    match code {
-        Code::MessageSizeTooLarge | Code::InvalidMessageSize | Code::MessageBatchTooLarge => {
-            Some(DeadLetterReason::RecordTooLarge)
-        }
-        Code::InvalidTimestamp | Code::InvalidRecord | Code::InvalidMessage => {
-            Some(DeadLetterReason::ProcessingFailed)
-        }
-        _ => None,
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "processor panicked".to_string())
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// What the open transaction did; published to metrics and the summary only once the
-/// transaction commits, so an aborted and re-processed record is counted once.
-#[derive(Debug, Default)]
-struct TransactionCounts {
-    consumed: BTreeMap<String, u64>,
-    duplicates: BTreeMap<String, u64>,
-    dead_lettered: BTreeMap<(String, &'static str), u64>,
-    produced: BTreeMap<String, u64>,
-    /// Input records on another partition than their key's murmur2 partition, by topic.
-    misrouted: BTreeMap<String, u64>,
-    input_records: u64,
-    status_changes: u64,
-    journal_entries: u64,
-    /// Reconciliation exceptions by kind.
-    exceptions: BTreeMap<&'static str, u64>,
-    /// Payments that reached a status, and their amounts (minor units) by currency.
-    payments: BTreeMap<&'static str, u64>,
-    amounts_minor: BTreeMap<(&'static str, String), u64>,
 }
 
 /// Counts of one run, for the summary `paystream run` prints.
@@ -194,33 +109,9 @@ pub struct RunSummary {
     pub processing_ms: u64,
 }
 
-/// The headers of a record forwarded to the repartition topic: where it was read, so a
-/// later dead letter names the input record rather than the internal topic, and so it is
-/// decoded as the input it is.
-fn origin_headers_of(message: &OwnedMessage) -> OwnedHeaders {
-    OwnedHeaders::new()
-        .insert(Header {
-            key: origin_headers::TOPIC,
-            value: Some(message.topic()),
-        })
-        .insert(Header {
-            key: origin_headers::PARTITION,
-            value: Some(&message.partition().to_string()),
-        })
-        .insert(Header {
-            key: origin_headers::OFFSET,
-            value: Some(&message.offset().to_string()),
-        })
-        .insert(Header {
-            key: origin_headers::KEY,
-            value: Some(message.key().unwrap_or_default()),
-        })
-}
-
 /// How long [`Pipeline::close`] serves the revocation of its partitions after
 /// unsubscribing before it closes the consumer anyway.
 const CLOSE_REVOKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 
 /// The running pipeline of one instance.
 pub struct Pipeline {
@@ -243,24 +134,16 @@ pub struct Pipeline {
     /// Next offset committed per partition, for rewinding after an abort.
     committed_offsets: HashMap<(String, i32), i64>,
     records_in_transaction: usize,
-    counts: TransactionCounts,
+    /// Sends outputs in the open transaction and counts what it did.
+    collector: RecordCollector,
     /// Partitions of `payment_initiated` (the dedupe tasks writing the repartition topic).
     upstream_partitions: usize,
     /// Partitions of the repartition topic (and of every co-partitioned lifecycle input).
     lifecycle_partitions: i32,
-    /// Records found to fail a stage by their data, dead-lettered when read again; kept
-    /// until a commit moves past them.
-    poisoned: HashMap<RecordId, Poisoned>,
-    /// Records whose outputs were refused together with others'; each is processed in a
-    /// transaction of its own until the one at fault is known.
-    suspects: HashSet<RecordId>,
-    /// Input records of the open transaction; `current` indexes the one being processed.
+    /// Records found to fail a stage by their data, and suspects.
+    poison: PoisonRecords,
+    /// Input records of the open transaction, in the order they were read.
     transaction_inputs: Vec<RecordId>,
-    current: Option<usize>,
-    /// Delivery reports of the open transaction's outputs, with the input that made each.
-    deliveries: Vec<(Option<usize>, DeliveryFuture)>,
-    /// The open transaction cannot commit (a record failed a stage): abort and rewind.
-    abort_requested: bool,
     /// Commit after the record just processed (a suspect processed alone).
     commit_requested: bool,
     /// Bumped at every abort: a record read before it was rewound and is dropped.
@@ -344,6 +227,12 @@ impl Pipeline {
             topics = ?inputs,
             "pipeline started"
         );
+        let collector = RecordCollector::new(
+            producer.producer().clone(),
+            names.clone(),
+            codec.clone(),
+            config.application_id.clone(),
+        );
         Ok(Pipeline {
             dedupe: DedupeProcessor::new(config.state.idempotency_retention_ms),
             lifecycle: LifecycleProcessor::new(config.processing.lifecycle_settings()),
@@ -361,15 +250,11 @@ impl Pipeline {
             pending_offsets: HashMap::new(),
             committed_offsets: HashMap::new(),
             records_in_transaction: 0,
-            counts: TransactionCounts::default(),
+            collector,
             upstream_partitions,
             lifecycle_partitions,
-            poisoned: HashMap::new(),
-            suspects: HashSet::new(),
+            poison: PoisonRecords::default(),
             transaction_inputs: Vec::new(),
-            current: None,
-            deliveries: Vec::new(),
-            abort_requested: false,
             commit_requested: false,
             generation: 0,
             misrouted_logged: HashSet::new(),
@@ -428,7 +313,7 @@ impl Pipeline {
                     match received {
                         Ok(Ok(message)) => {
                             self.handle(message).await?;
-                            if self.abort_requested {
+                            if self.collector.must_abort() {
                                 self.recover_from_failed_transaction(None).await?;
                             }
                         }
@@ -545,7 +430,7 @@ impl Pipeline {
 
     async fn handle(&mut self, message: OwnedMessage) -> Result<()> {
         let id = RecordId::of(&message);
-        if self.suspects.contains(&id) && self.records_in_transaction > 0 {
+        if self.poison.is_suspect(&id) && self.records_in_transaction > 0 {
             // A suspect gets a transaction of its own: commit what came before it.
             let generation = self.generation;
             self.commit().await?;
@@ -560,17 +445,32 @@ impl Pipeline {
         self.pending_offsets
             .insert((topic.clone(), partition), message.offset() + 1);
         self.records_in_transaction += 1;
-        *self.counts.consumed.entry(topic.clone()).or_insert(0) += 1;
+        *self
+            .collector
+            .counts
+            .consumed
+            .entry(topic.clone())
+            .or_insert(0) += 1;
         if topic != self.names.payments_by_id {
-            self.counts.input_records += 1;
+            self.collector.counts.input_records += 1;
         }
-        if self.suspects.contains(&id) {
+        if self.poison.is_suspect(&id) {
             self.commit_requested = true;
         }
-        self.current = Some(self.transaction_inputs.len());
+        self.collector.begin_record(self.transaction_inputs.len());
         self.transaction_inputs.push(id.clone());
         let result = self.handle_record(&id, &message).await;
-        self.current = None;
+        if let Some(failure) = self.collector.end_record() {
+            warn!(
+                topic = %id.topic,
+                partition = id.partition,
+                offset = id.offset,
+                reason = %failure.reason,
+                stage = %failure.stage,
+                "record failed; aborting the transaction to dead-letter it"
+            );
+            self.poison.poison(id, failure);
+        }
         result
     }
 
@@ -586,8 +486,9 @@ impl Pipeline {
         // Outputs carry the input record's timestamp, which the broker accepted once
         // already (as Kafka Streams does), never a time from the payload.
         let timestamp_ms = origin.timestamp_ms;
-        if let Some(poisoned) = self.poisoned.get(id).cloned() {
+        if let Some(poisoned) = self.poison.poisoned(id).cloned() {
             return self
+                .collector
                 .dead_letter(&origin, poisoned.reason, poisoned.stage, &poisoned.message)
                 .await;
         }
@@ -597,6 +498,7 @@ impl Pipeline {
                 "value is {value_bytes} bytes, at most {INPUT_VALUE_BYTES_MAX} are processed"
             );
             return self
+                .collector
                 .dead_letter(
                     &origin,
                     DeadLetterReason::RecordTooLarge,
@@ -634,7 +536,10 @@ impl Pipeline {
             .await?
         {
             Err((reason, stage, error)) => {
-                return self.dead_letter(&origin, reason, stage, &error).await;
+                return self
+                    .collector
+                    .dead_letter(&origin, reason, stage, &error)
+                    .await;
             }
             Ok(event) => event,
         };
@@ -668,15 +573,18 @@ impl Pipeline {
                 // Its store writes are in the open transaction: abort, and dead-letter the
                 // record when it is read again.
                 let message = format!("processor failed: {}", panic_message(&*panic));
-                self.record_failed(DeadLetterReason::ProcessingFailed, Stage::Process, message)?;
+                self.collector
+                    .fail(DeadLetterReason::ProcessingFailed, Stage::Process, message)?;
                 return Ok(());
             }
         }
         for output in outputs {
-            if self.abort_requested {
+            if self.collector.must_abort() {
                 break;
             }
-            self.emit(output, Some(message), timestamp_ms).await?;
+            self.collector
+                .emit(output, Some(message), timestamp_ms)
+                .await?;
         }
         Ok(())
     }
@@ -708,7 +616,12 @@ impl Pipeline {
         if expected == message.partition() {
             return Ok(false);
         }
-        *self.counts.misrouted.entry(topic.to_string()).or_insert(0) += 1;
+        *self
+            .collector
+            .counts
+            .misrouted
+            .entry(topic.to_string())
+            .or_insert(0) += 1;
         if self
             .misrouted_logged
             .insert((topic.to_string(), message.partition()))
@@ -731,101 +644,17 @@ impl Pipeline {
         let headers = origin_headers_of(message);
         let repartition_topic = self.names.payments_by_id.clone();
         let timestamp_ms = message.timestamp().to_millis().unwrap_or_else(now_ms);
-        self.send(
-            &repartition_topic,
-            Some(expected),
-            Some(key),
-            message.payload(),
-            Some(headers),
-            timestamp_ms,
-        )
-        .await?;
+        self.collector
+            .send(
+                &repartition_topic,
+                Some(expected),
+                Some(key),
+                message.payload(),
+                Some(headers),
+                timestamp_ms,
+            )
+            .await?;
         Ok(true)
-    }
-
-    /// Dead-letters the record at `origin` (the one being processed) in the open
-    /// transaction.
-    async fn dead_letter(
-        &mut self,
-        origin: &Origin,
-        reason: DeadLetterReason,
-        stage: Stage,
-        error: &str,
-    ) -> Result<()> {
-        let record =
-            dead_letter_record_at(origin, reason, stage, error, &self.config.application_id);
-        // One line per record at debug; each commit logs a summary at warn.
-        tracing::debug!(
-            topic = %origin.topic,
-            partition = origin.partition,
-            offset = origin.offset,
-            reason = %reason,
-            stage = %stage,
-            "record dead-lettered"
-        );
-        *self
-            .counts
-            .dead_lettered
-            .entry((origin.topic.clone(), reason.as_str()))
-            .or_insert(0) += 1;
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in &record.headers {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value.as_str()),
-            });
-        }
-        self.send(
-            &record.topic,
-            Some(record.partition),
-            record.key.as_deref(),
-            record.value.as_deref(),
-            Some(headers),
-            record.timestamp_ms,
-        )
-        .await
-    }
-
-    /// The record being processed failed a stage by its data: it is poisoned (dead-lettered
-    /// when read again) and the open transaction, which may hold part of its effects, is
-    /// aborted.
-    ///
-    /// # Errors
-    /// [`Error::Topology`] when no input record is being processed (punctuation): there is
-    /// no record to dead-letter, so the failure stops the instance.
-    fn record_failed(
-        &mut self,
-        reason: DeadLetterReason,
-        stage: Stage,
-        message: String,
-    ) -> Result<()> {
-        let Some(id) = self
-            .current
-            .and_then(|i| self.transaction_inputs.get(i))
-            .cloned()
-        else {
-            return Err(Error::Topology(format!(
-                "{stage} failed outside of any input record ({reason}): {message}"
-            )));
-        };
-        warn!(
-            topic = %id.topic,
-            partition = id.partition,
-            offset = id.offset,
-            reason = %reason,
-            stage = %stage,
-            "record failed; aborting the transaction to dead-letter it"
-        );
-        self.poisoned.insert(
-            id,
-            Poisoned {
-                reason,
-                stage,
-                message,
-            },
-        );
-        self.abort_requested = true;
-        Ok(())
     }
 
     /// Punctuation of the lifecycle tasks at their stream time: fires due timers, whose
@@ -845,7 +674,7 @@ impl Pipeline {
             outputs_time_ms.resize(outputs.len(), stream_time_ms);
         }
         for (output, timestamp_ms) in outputs.into_iter().zip(outputs_time_ms) {
-            self.emit(output, None, timestamp_ms).await?;
+            self.collector.emit(output, None, timestamp_ms).await?;
         }
         Ok(())
     }
@@ -926,237 +755,10 @@ impl Pipeline {
         }
     }
 
-    /// Writes one output into the open transaction, stamped `timestamp_ms`; `message` is
-    /// the input record being processed (`None` for outputs of punctuation). An output
-    /// that cannot be encoded or is not balanced fails its input record
-    /// ([`Self::record_failed`]).
-    async fn emit(
-        &mut self,
-        output: Output,
-        message: Option<&OwnedMessage>,
-        timestamp_ms: i64,
-    ) -> Result<()> {
-        match output {
-            Output::Repartition(event) => {
-                let message = message.expect("repartitioning happens while processing a record");
-                let headers = origin_headers_of(message);
-                let topic = self.names.payments_by_id.clone();
-                // The value is passed through byte for byte: same schema id, same body.
-                self.send(
-                    &topic,
-                    None,
-                    Some(event.payment_id.as_bytes()),
-                    message.payload(),
-                    Some(headers),
-                    timestamp_ms,
-                )
-                .await
-            }
-            Output::PaymentStatus(status) => {
-                let topic = self.names.payment_status.clone();
-                let Some(value) = self.encode(&topic, &status).await? else {
-                    return Ok(());
-                };
-                self.counts.status_changes += 1;
-                let status_name = status.status.as_str();
-                *self.counts.payments.entry(status_name).or_insert(0) += 1;
-                // Amounts are bounded at the door; the metric saturates rather than wraps.
-                let amount = self
-                    .counts
-                    .amounts_minor
-                    .entry((status_name, status.currency.clone()))
-                    .or_insert(0);
-                *amount = amount.saturating_add(status.amount_minor.max(0) as u64);
-                self.send(
-                    &topic,
-                    None,
-                    Some(status.payment_id.as_bytes()),
-                    Some(&value),
-                    None,
-                    timestamp_ms,
-                )
-                .await
-            }
-            Output::JournalEntry(entry) => {
-                if !entry.is_balanced() {
-                    return self.record_failed(
-                        DeadLetterReason::ProcessingFailed,
-                        Stage::Process,
-                        format!("journal entry {} does not balance per currency", entry.id),
-                    );
-                }
-                let topic = self.names.ledger_entries.clone();
-                let Some(value) = self.encode(&topic, &entry).await? else {
-                    return Ok(());
-                };
-                self.counts.journal_entries += 1;
-                self.send(
-                    &topic,
-                    None,
-                    Some(entry.payment_id.as_bytes()),
-                    Some(&value),
-                    None,
-                    timestamp_ms,
-                )
-                .await
-            }
-            Output::ReconciliationException(exception) => {
-                let topic = self.names.reconciliation_exceptions.clone();
-                let Some(value) = self.encode(&topic, &exception).await? else {
-                    return Ok(());
-                };
-                *self
-                    .counts
-                    .exceptions
-                    .entry(exception.kind.as_str())
-                    .or_insert(0) += 1;
-                self.send(
-                    &topic,
-                    None,
-                    Some(exception.payment_id.as_bytes()),
-                    Some(&value),
-                    None,
-                    timestamp_ms,
-                )
-                .await
-            }
-            Output::DeadLetter {
-                origin,
-                reason,
-                message: error,
-            } => {
-                self.dead_letter(&origin, reason, reason.default_stage(), &error)
-                    .await
-            }
-            Output::DuplicateDropped => {
-                let topic = message.map_or("", |m| m.topic());
-                *self.counts.duplicates.entry(topic.to_string()).or_insert(0) += 1;
-                Ok(())
-            }
-        }
-    }
-
-    /// Encodes an output for `topic`. `None` when the record's data does not fit the
-    /// schema: its input record has failed ([`Self::record_failed`]).
-    ///
-    /// # Errors
-    /// [`Error::Codec`] when the registry cannot be reached.
-    async fn encode<T: paystream_schemas::AvroRecord + serde::Serialize>(
-        &mut self,
-        topic: &str,
-        record: &T,
-    ) -> Result<Option<Vec<u8>>> {
-        match self.codec.encode(topic, record).await {
-            Ok(value) => Ok(Some(value)),
-            Err(e @ CodecError::Encode { .. }) => {
-                self.record_failed(
-                    DeadLetterReason::ProcessingFailed,
-                    Stage::Produce,
-                    e.to_string(),
-                )?;
-                Ok(None)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Enqueues one output record in the open transaction; its delivery report is kept
-    /// with the input record being processed, to find the culprit if the broker refuses it.
-    /// A record librdkafka refuses at once for its data fails that input record
-    /// ([`Self::record_failed`]); a transaction already in an abortable state is aborted
-    /// after this record.
-    ///
-    /// # Errors
-    /// [`Error::Kafka`] when the producer fails for another reason; [`Error::Topology`]
-    /// when its queue stays full.
-    async fn send(
-        &mut self,
-        topic: &str,
-        partition: Option<i32>,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: Option<OwnedHeaders>,
-        timestamp_ms: i64,
-    ) -> Result<()> {
-        let current = self.current;
-        let delivery = self
-            .produce(topic, partition, key, value, headers, timestamp_ms)
-            .await?;
-        if let Some(delivery) = delivery {
-            self.deliveries.push((current, delivery));
-        }
-        Ok(())
-    }
-
-    /// Enqueues one record in the open transaction and returns its delivery report
-    /// (`None` when it was refused before sending, see [`Self::send`]).
-    async fn produce(
-        &mut self,
-        topic: &str,
-        partition: Option<i32>,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: Option<OwnedHeaders>,
-        timestamp_ms: i64,
-    ) -> Result<Option<DeliveryFuture>> {
-        for _ in 0..QUEUE_FULL_ATTEMPTS_MAX {
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(topic).timestamp(timestamp_ms);
-            if let Some(key) = key {
-                record = record.key(key);
-            }
-            if let Some(value) = value {
-                record = record.payload(value);
-            }
-            if let Some(partition) = partition {
-                record = record.partition(partition);
-            }
-            if let Some(headers) = &headers {
-                record = record.headers(headers.clone());
-            }
-            match self.producer.producer().send_result(record) {
-                Ok(delivery) => {
-                    *self.counts.produced.entry(topic.to_string()).or_insert(0) += 1;
-                    return Ok(Some(delivery));
-                }
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    _,
-                )) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((KafkaError::MessageProduction(code), _))
-                    if refused_for_data(code).is_some() =>
-                {
-                    let reason = refused_for_data(code).expect("matched above");
-                    self.record_failed(
-                        reason,
-                        Stage::Produce,
-                        format!("producing to {topic}: {code}"),
-                    )?;
-                    return Ok(None);
-                }
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::State),
-                    _,
-                )) => {
-                    // An earlier delivery failed and the transaction must be aborted; the
-                    // delivery reports tell which record it was.
-                    self.abort_requested = true;
-                    return Ok(None);
-                }
-                Err((e, _)) => return Err(Error::kafka(&format!("producing to {topic}"), e)),
-            }
-        }
-        Err(Error::Topology(format!(
-            "producer queue stayed full while producing to {topic}"
-        )))
-    }
-
     /// Commits the open transaction: changelog records, offsets, commit, then stores.
     async fn commit(&mut self) -> Result<()> {
         let started = Instant::now();
-        if self.abort_requested {
+        if self.collector.must_abort() {
             return self.recover_from_failed_transaction(None).await;
         }
         // Punctuation: due timers fire and expired keys of TTL stores are deleted, all in
@@ -1181,6 +783,7 @@ impl Pipeline {
         for (task_id, store, key, value) in &changelog {
             let topic = self.names.changelog(store);
             let delivery = self
+                .collector
                 .produce(
                     &topic,
                     Some(task_id.partition),
@@ -1194,7 +797,7 @@ impl Pipeline {
                 changelog_deliveries.push(((*task_id, *store), delivery));
             }
         }
-        if self.abort_requested {
+        if self.collector.must_abort() {
             return self.recover_from_failed_transaction(None).await;
         }
         // The consumer's position steps over transaction markers that follow the last
@@ -1222,7 +825,6 @@ impl Pipeline {
         let result = tokio::task::block_in_place(|| self.producer.commit(&offsets, &group));
         match result {
             Ok(()) => {
-                self.deliveries.clear();
                 self.transaction_inputs.clear();
                 for task in self.tasks.values_mut() {
                     task.commit_stores()?;
@@ -1231,14 +833,7 @@ impl Pipeline {
                 self.lag.record_commit(&self.pending_offsets);
                 self.committed_offsets.extend(self.pending_offsets.drain());
                 // Poisoned and suspect records the group has committed past are done.
-                let committed = &self.committed_offsets;
-                let pending = |id: &RecordId| {
-                    committed
-                        .get(&(id.topic.clone(), id.partition))
-                        .is_none_or(|next| *next <= id.offset)
-                };
-                self.poisoned.retain(|id, _| pending(id));
-                self.suspects.retain(pending);
+                self.poison.forget_committed(&self.committed_offsets);
                 self.publish_counts();
                 self.publish_store_metrics();
                 let now_ms = now_ms();
@@ -1323,19 +918,21 @@ impl Pipeline {
                 warn!(error = %error, "commit failed; aborting the transaction and reprocessing")
             }
             None => warn!(
-                poisoned = self.poisoned.len(),
+                poisoned = self.poison.len(),
                 "a record failed; aborting the transaction and reprocessing without it"
             ),
         }
         tokio::task::block_in_place(|| self.producer.abort("aborting a failed transaction"))?;
         self.metrics.transaction_aborts.inc();
-        self.find_refused_records().await;
-        self.abort_requested = false;
+        let deliveries = self.collector.take_deliveries();
+        self.poison
+            .find_refused(deliveries, &self.transaction_inputs)
+            .await;
         self.commit_requested = false;
         self.generation += 1;
         self.transaction_inputs.clear();
         // The aborted records will be read and counted again.
-        self.counts = TransactionCounts::default();
+        self.collector.reset();
         self.transaction_timestamps_ms.clear();
         for task in self.tasks.values_mut() {
             task.abort_stores();
@@ -1362,48 +959,6 @@ impl Pipeline {
         self.producer.begin()
     }
 
-    /// Awaits the aborted transaction's delivery reports and marks the input records
-    /// whose outputs were refused for their data ([`refused_for_data`]).
-    async fn find_refused_records(&mut self) {
-        let deliveries = std::mem::take(&mut self.deliveries);
-        let mut refused: BTreeMap<usize, (DeadLetterReason, String)> = BTreeMap::new();
-        let deadline = tokio::time::Instant::now() + DELIVERY_REPORTS_TIMEOUT;
-        for (input, delivery) in deliveries {
-            let Ok(Ok(Err((error, _)))) = tokio::time::timeout_at(deadline, delivery).await else {
-                continue;
-            };
-            let (Some(input), Some(code)) = (input, error.rdkafka_error_code()) else {
-                continue;
-            };
-            if let Some(reason) = refused_for_data(code) {
-                refused
-                    .entry(input)
-                    .or_insert((reason, format!("the broker refused an output: {error}")));
-            }
-        }
-        let single = refused.len() == 1;
-        for (input, (reason, message)) in refused {
-            let Some(id) = self.transaction_inputs.get(input).cloned() else {
-                continue;
-            };
-            if single {
-                warn!(topic = %id.topic, partition = id.partition, offset = id.offset,
-                      reason = %reason, "the broker refused an output of this record; it will be dead-lettered");
-                self.suspects.remove(&id);
-                self.poisoned.insert(
-                    id,
-                    Poisoned {
-                        reason,
-                        stage: Stage::Produce,
-                        message,
-                    },
-                );
-            } else {
-                self.suspects.insert(id);
-            }
-        }
-    }
-
     /// After a rebalance: the open transaction may hold records of partitions this
     /// instance no longer owns, so it is aborted and its store writes dropped; the
     /// consumer resumes every newly assigned partition from its committed offset (eager
@@ -1427,11 +982,9 @@ impl Pipeline {
         self.metrics.transaction_aborts.inc();
         self.producer.begin()?;
         self.pending_offsets.clear();
-        self.counts = TransactionCounts::default();
+        self.collector.reset();
         self.transaction_timestamps_ms.clear();
-        self.deliveries.clear();
         self.transaction_inputs.clear();
-        self.abort_requested = false;
         self.commit_requested = false;
         self.generation += 1;
         self.metrics.rebalances.inc();
@@ -1490,7 +1043,8 @@ impl Pipeline {
 
     /// Adds the committed transaction's counts to the metrics and the run summary.
     fn publish_counts(&mut self) {
-        let counts = std::mem::take(&mut self.counts);
+        let counts = std::mem::take(&mut self.collector.counts);
+        self.collector.reset();
         if !counts.dead_lettered.is_empty() {
             let by_reason: Vec<String> = counts
                 .dead_lettered
@@ -1586,27 +1140,6 @@ mod tests {
             assert_eq!(murmur2::murmur2(key, 0x9747_b28c) as i32, hash, "{key:?}");
             let positive = (hash as u32 & 0x7fff_ffff) as i32;
             assert_eq!(murmur2_partition(key, 7), positive % 7, "{key:?}");
-        }
-    }
-
-    #[test]
-    fn data_refusals_are_told_apart_from_cluster_trouble() {
-        use rdkafka::types::RDKafkaErrorCode as Code;
-        assert_eq!(
-            refused_for_data(Code::MessageSizeTooLarge),
-            Some(DeadLetterReason::RecordTooLarge)
-        );
-        assert_eq!(
-            refused_for_data(Code::InvalidTimestamp),
-            Some(DeadLetterReason::ProcessingFailed)
-        );
-        for code in [
-            Code::NotLeaderForPartition,
-            Code::RequestTimedOut,
-            Code::State,
-            Code::NotEnoughReplicas,
-        ] {
-            assert_eq!(refused_for_data(code), None, "{code:?}");
         }
     }
 }

@@ -1,0 +1,447 @@
+//! The record collector (Kafka Streams' `RecordCollector`): turns a processor's outputs
+//! into Kafka records — Avro in the Confluent wire format, keys, headers, timestamps — and
+//! sends them in the open transaction of the [`crate::eos_producer::ExactlyOnceProducer`]
+//! it shares. It keeps each send's delivery report with the input record it was made
+//! for (so a refused output names its input, see [`crate::poison`]) and counts what the
+//! transaction did, for metrics published only once it commits.
+//!
+//! A failure caused by the record's data (an output that does not encode, that
+//! librdkafka refuses at once, an unbalanced journal entry) is not an error here: the
+//! collector notes it ([`RecordCollector::fail`]) and the stream thread aborts the
+//! transaction and poisons the record. Only failures of the environment are errors.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use paystream_processors::{DeadLetterReason, Origin, Output, Stage};
+use paystream_schemas::Codec;
+use paystream_schemas::codec::CodecError;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use crate::dead_letter::dead_letter_record_at;
+use crate::poison::{Poisoned, refused_for_data};
+use crate::topics::TopicNames;
+use crate::{Error, Result};
+
+/// Headers that carry a repartitioned record's origin, so that a later dead letter
+/// names the input record (topic, partition, offset, key) rather than the internal topic.
+pub mod origin_headers {
+    pub const TOPIC: &str = "paystream.origin.topic";
+    pub const PARTITION: &str = "paystream.origin.partition";
+    pub const OFFSET: &str = "paystream.origin.offset";
+    pub const KEY: &str = "paystream.origin.key";
+}
+
+/// Most attempts to produce one record while librdkafka's queue is full.
+const QUEUE_FULL_ATTEMPTS_MAX: u32 = 1_000;
+
+/// What the open transaction did; published to metrics and the summary only once the
+/// transaction commits, so an aborted and re-processed record is counted once.
+#[derive(Debug, Default)]
+pub struct TransactionCounts {
+    pub consumed: BTreeMap<String, u64>,
+    pub duplicates: BTreeMap<String, u64>,
+    pub dead_lettered: BTreeMap<(String, &'static str), u64>,
+    pub produced: BTreeMap<String, u64>,
+    /// Input records on another partition than their key's murmur2 partition, by topic.
+    pub misrouted: BTreeMap<String, u64>,
+    pub input_records: u64,
+    pub status_changes: u64,
+    pub journal_entries: u64,
+    /// Reconciliation exceptions by kind.
+    pub exceptions: BTreeMap<&'static str, u64>,
+    /// Payments that reached a status, and their amounts (minor units) by currency.
+    pub payments: BTreeMap<&'static str, u64>,
+    pub amounts_minor: BTreeMap<(&'static str, String), u64>,
+}
+
+/// The headers of a record forwarded to the repartition topic: where it was read, so a
+/// later dead letter names the input record rather than the internal topic, and so it is
+/// decoded as the input it is.
+pub fn origin_headers_of(message: &OwnedMessage) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: origin_headers::TOPIC,
+            value: Some(message.topic()),
+        })
+        .insert(Header {
+            key: origin_headers::PARTITION,
+            value: Some(&message.partition().to_string()),
+        })
+        .insert(Header {
+            key: origin_headers::OFFSET,
+            value: Some(&message.offset().to_string()),
+        })
+        .insert(Header {
+            key: origin_headers::KEY,
+            value: Some(message.key().unwrap_or_default()),
+        })
+}
+
+/// Sends the outputs of the open transaction.
+pub struct RecordCollector {
+    producer: FutureProducer,
+    names: TopicNames,
+    codec: Arc<Codec>,
+    application_id: String,
+    /// What the open transaction did.
+    pub counts: TransactionCounts,
+    /// Delivery reports of the open transaction's outputs, with the index of the input
+    /// record (in the stream thread's list of the transaction's inputs) each was made for.
+    deliveries: Vec<(Option<usize>, DeliveryFuture)>,
+    /// The input record being processed (`None` during punctuation).
+    current: Option<usize>,
+    /// How the input record being processed failed, if it did.
+    failed: Option<Poisoned>,
+    /// The open transaction cannot commit: abort it.
+    must_abort: bool,
+}
+
+impl RecordCollector {
+    /// A collector sending with `producer` (the exactly-once producer's).
+    pub fn new(
+        producer: FutureProducer,
+        names: TopicNames,
+        codec: Arc<Codec>,
+        application_id: String,
+    ) -> Self {
+        RecordCollector {
+            producer,
+            names,
+            codec,
+            application_id,
+            counts: TransactionCounts::default(),
+            deliveries: Vec::new(),
+            current: None,
+            failed: None,
+            must_abort: false,
+        }
+    }
+
+    /// Outputs sent from now on are made for input record `index`.
+    pub fn begin_record(&mut self, index: usize) {
+        self.current = Some(index);
+        self.failed = None;
+    }
+
+    /// The input record is done; returns how it failed, if it did.
+    pub fn end_record(&mut self) -> Option<Poisoned> {
+        self.current = None;
+        self.failed.take()
+    }
+
+    /// True when the open transaction must be aborted.
+    pub fn must_abort(&self) -> bool {
+        self.must_abort
+    }
+
+    /// The delivery reports of the open transaction (for an abort, see
+    /// [`crate::poison::PoisonRecords::find_refused`]).
+    pub fn take_deliveries(&mut self) -> Vec<(Option<usize>, DeliveryFuture)> {
+        std::mem::take(&mut self.deliveries)
+    }
+
+    /// Forgets the open transaction: after it committed (`counts` were taken) or was
+    /// aborted (its counts are dropped: the records will be processed again).
+    pub fn reset(&mut self) {
+        self.deliveries.clear();
+        self.counts = TransactionCounts::default();
+        self.current = None;
+        self.failed = None;
+        self.must_abort = false;
+    }
+
+    /// The input record being processed failed a stage by its data: noted for the stream
+    /// thread, which aborts the transaction (it may hold part of the record's effects) and
+    /// dead-letters the record when it is read again.
+    ///
+    /// # Errors
+    /// [`Error::Topology`] when no input record is being processed (punctuation): there is
+    /// no record to dead-letter, so the failure stops the instance.
+    pub fn fail(&mut self, reason: DeadLetterReason, stage: Stage, message: String) -> Result<()> {
+        if self.current.is_none() {
+            return Err(Error::Topology(format!(
+                "{stage} failed outside of any input record ({reason}): {message}"
+            )));
+        }
+        self.failed.get_or_insert(Poisoned {
+            reason,
+            stage,
+            message,
+        });
+        self.must_abort = true;
+        Ok(())
+    }
+
+    /// Dead-letters the record at `origin` (the one being processed) in the open
+    /// transaction.
+    pub async fn dead_letter(
+        &mut self,
+        origin: &Origin,
+        reason: DeadLetterReason,
+        stage: Stage,
+        error: &str,
+    ) -> Result<()> {
+        let record = dead_letter_record_at(origin, reason, stage, error, &self.application_id);
+        // One line per record at debug; each commit logs a summary at warn.
+        tracing::debug!(
+            topic = %origin.topic,
+            partition = origin.partition,
+            offset = origin.offset,
+            reason = %reason,
+            stage = %stage,
+            "record dead-lettered"
+        );
+        *self
+            .counts
+            .dead_lettered
+            .entry((origin.topic.clone(), reason.as_str()))
+            .or_insert(0) += 1;
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_str()),
+            });
+        }
+        self.send(
+            &record.topic,
+            Some(record.partition),
+            record.key.as_deref(),
+            record.value.as_deref(),
+            Some(headers),
+            record.timestamp_ms,
+        )
+        .await
+    }
+
+    /// Writes one output into the open transaction, stamped `timestamp_ms`; `message` is
+    /// the input record being processed (`None` for outputs of punctuation). An output
+    /// that cannot be encoded or is not balanced fails its input record
+    /// ([`Self::fail`]).
+    pub async fn emit(
+        &mut self,
+        output: Output,
+        message: Option<&OwnedMessage>,
+        timestamp_ms: i64,
+    ) -> Result<()> {
+        match output {
+            Output::Repartition(event) => {
+                let message = message.expect("repartitioning happens while processing a record");
+                let headers = origin_headers_of(message);
+                let topic = self.names.payments_by_id.clone();
+                // The value is passed through byte for byte: same schema id, same body.
+                self.send(
+                    &topic,
+                    None,
+                    Some(event.payment_id.as_bytes()),
+                    message.payload(),
+                    Some(headers),
+                    timestamp_ms,
+                )
+                .await
+            }
+            Output::PaymentStatus(status) => {
+                let topic = self.names.payment_status.clone();
+                let Some(value) = self.encode(&topic, &status).await? else {
+                    return Ok(());
+                };
+                self.counts.status_changes += 1;
+                let status_name = status.status.as_str();
+                *self.counts.payments.entry(status_name).or_insert(0) += 1;
+                // Amounts are bounded at the door; the metric saturates rather than wraps.
+                let amount = self
+                    .counts
+                    .amounts_minor
+                    .entry((status_name, status.currency.clone()))
+                    .or_insert(0);
+                *amount = amount.saturating_add(status.amount_minor.max(0) as u64);
+                self.send(
+                    &topic,
+                    None,
+                    Some(status.payment_id.as_bytes()),
+                    Some(&value),
+                    None,
+                    timestamp_ms,
+                )
+                .await
+            }
+            Output::JournalEntry(entry) => {
+                if !entry.is_balanced() {
+                    return self.fail(
+                        DeadLetterReason::ProcessingFailed,
+                        Stage::Process,
+                        format!("journal entry {} does not balance per currency", entry.id),
+                    );
+                }
+                let topic = self.names.ledger_entries.clone();
+                let Some(value) = self.encode(&topic, &entry).await? else {
+                    return Ok(());
+                };
+                self.counts.journal_entries += 1;
+                self.send(
+                    &topic,
+                    None,
+                    Some(entry.payment_id.as_bytes()),
+                    Some(&value),
+                    None,
+                    timestamp_ms,
+                )
+                .await
+            }
+            Output::ReconciliationException(exception) => {
+                let topic = self.names.reconciliation_exceptions.clone();
+                let Some(value) = self.encode(&topic, &exception).await? else {
+                    return Ok(());
+                };
+                *self
+                    .counts
+                    .exceptions
+                    .entry(exception.kind.as_str())
+                    .or_insert(0) += 1;
+                self.send(
+                    &topic,
+                    None,
+                    Some(exception.payment_id.as_bytes()),
+                    Some(&value),
+                    None,
+                    timestamp_ms,
+                )
+                .await
+            }
+            Output::DeadLetter {
+                origin,
+                reason,
+                message: error,
+            } => {
+                self.dead_letter(&origin, reason, reason.default_stage(), &error)
+                    .await
+            }
+            Output::DuplicateDropped => {
+                let topic = message.map_or("", |m| m.topic());
+                *self.counts.duplicates.entry(topic.to_string()).or_insert(0) += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Encodes an output for `topic`. `None` when the record's data does not fit the
+    /// schema: its input record has failed ([`Self::fail`]).
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when the registry cannot be reached.
+    pub async fn encode<T: paystream_schemas::AvroRecord + serde::Serialize>(
+        &mut self,
+        topic: &str,
+        record: &T,
+    ) -> Result<Option<Vec<u8>>> {
+        match self.codec.encode(topic, record).await {
+            Ok(value) => Ok(Some(value)),
+            Err(e @ CodecError::Encode { .. }) => {
+                self.fail(
+                    DeadLetterReason::ProcessingFailed,
+                    Stage::Produce,
+                    e.to_string(),
+                )?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Enqueues one output record in the open transaction; its delivery report is kept
+    /// with the input record being processed, to find the culprit if the broker refuses it.
+    /// A record librdkafka refuses at once for its data fails that input record
+    /// ([`Self::fail`]); a transaction already in an abortable state is aborted
+    /// after this record.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when the producer fails for another reason; [`Error::Topology`]
+    /// when its queue stays full.
+    pub async fn send(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+        timestamp_ms: i64,
+    ) -> Result<()> {
+        let current = self.current;
+        let delivery = self
+            .produce(topic, partition, key, value, headers, timestamp_ms)
+            .await?;
+        if let Some(delivery) = delivery {
+            self.deliveries.push((current, delivery));
+        }
+        Ok(())
+    }
+
+    /// Enqueues one record in the open transaction and returns its delivery report
+    /// (`None` when it was refused before sending, see [`Self::send`]).
+    pub async fn produce(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+        timestamp_ms: i64,
+    ) -> Result<Option<DeliveryFuture>> {
+        for _ in 0..QUEUE_FULL_ATTEMPTS_MAX {
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(topic).timestamp(timestamp_ms);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            if let Some(value) = value {
+                record = record.payload(value);
+            }
+            if let Some(partition) = partition {
+                record = record.partition(partition);
+            }
+            if let Some(headers) = &headers {
+                record = record.headers(headers.clone());
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => {
+                    *self.counts.produced.entry(topic.to_string()).or_insert(0) += 1;
+                    return Ok(Some(delivery));
+                }
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    _,
+                )) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((KafkaError::MessageProduction(code), _))
+                    if refused_for_data(code).is_some() =>
+                {
+                    let reason = refused_for_data(code).expect("matched above");
+                    self.fail(
+                        reason,
+                        Stage::Produce,
+                        format!("producing to {topic}: {code}"),
+                    )?;
+                    return Ok(None);
+                }
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::State),
+                    _,
+                )) => {
+                    // An earlier delivery failed and the transaction must be aborted; the
+                    // delivery reports tell which record it was.
+                    self.must_abort = true;
+                    return Ok(None);
+                }
+                Err((e, _)) => return Err(Error::kafka(&format!("producing to {topic}"), e)),
+            }
+        }
+        Err(Error::Topology(format!(
+            "producer queue stayed full while producing to {topic}"
+        )))
+    }
+}
