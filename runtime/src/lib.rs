@@ -30,6 +30,7 @@ pub mod record_collector;
 pub mod security;
 pub mod state_manager;
 pub mod task;
+pub mod task_manager;
 pub mod topics;
 pub mod topology;
 

@@ -24,16 +24,13 @@
 //! Only the environment (broker, registry, state stores, fencing) stops or retries.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use paystream_processors::Stream;
-use paystream_processors::dedupe::DedupeProcessor;
-use paystream_processors::lifecycle::LifecycleProcessor;
-use paystream_processors::{DeadLetterReason, Origin, Processor, Record, Stage};
+use paystream_processors::{DeadLetterReason, Origin, Stage};
 use paystream_schemas::validate::{check_event_time, validate};
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, Codec, DecodeError, InputEvent, PaymentInitiated, SettlementReported,
@@ -55,9 +52,10 @@ use crate::health::Health;
 use crate::kafka::{client_config, read_committed_consumer_config};
 use crate::lag::{LagTracker, RebalanceListener, STATISTICS_INTERVAL_MS, caught_up};
 use crate::metrics::Metrics;
-use crate::poison::{PoisonRecords, RecordId, panic_message};
+use crate::poison::{PoisonRecords, RecordId};
 use crate::record_collector::{RecordCollector, origin_headers, origin_headers_of};
-use crate::task::{SubTopology, Task, TaskId};
+use crate::task::{SubTopology, TaskId};
+use crate::task_manager::TaskManager;
 use crate::topics::{TopicNames, check_topics, partition_count};
 use crate::{Error, Result};
 
@@ -126,9 +124,8 @@ pub struct Pipeline {
     admin: AdminClient<DefaultClientContext>,
     last_purge_at: Instant,
     metrics: Metrics,
-    tasks: BTreeMap<TaskId, Task>,
-    dedupe: DedupeProcessor,
-    lifecycle: LifecycleProcessor,
+    /// The tasks and their processors.
+    tasks: TaskManager,
     /// Next offset to commit per partition, for records of the open transaction.
     pending_offsets: HashMap<(String, i32), i64>,
     /// Next offset committed per partition, for rewinding after an abort.
@@ -233,9 +230,13 @@ impl Pipeline {
             codec.clone(),
             config.application_id.clone(),
         );
+        let tasks = TaskManager::new(
+            config.clone(),
+            names.clone(),
+            metrics.clone(),
+            health.clone(),
+        );
         Ok(Pipeline {
-            dedupe: DedupeProcessor::new(config.state.idempotency_retention_ms),
-            lifecycle: LifecycleProcessor::new(config.processing.lifecycle_settings()),
             names,
             codec,
             consumer,
@@ -246,7 +247,7 @@ impl Pipeline {
             admin,
             last_purge_at: Instant::now(),
             metrics,
-            tasks: BTreeMap::new(),
+            tasks,
             pending_offsets: HashMap::new(),
             committed_offsets: HashMap::new(),
             records_in_transaction: 0,
@@ -519,17 +520,7 @@ impl Pipeline {
             sub_topology,
             partition,
         };
-        if !self.tasks.contains_key(&task_id) {
-            info!(task = %task_id, "task assigned: restoring its stores");
-            self.health.restore_started();
-            let opened = tokio::task::block_in_place(|| {
-                Task::open(task_id, &self.config, &self.names, Some(&self.metrics))
-            });
-            self.health.restore_finished();
-            let task = opened?;
-            info!(task = %task_id, "task running");
-            self.tasks.insert(task_id, task);
-        }
+        self.tasks.task(task_id)?;
         // A record of the repartition topic is decoded as the input it came from.
         let event = match self
             .decode(&origin.topic, message.payload(), origin.timestamp_ms)
@@ -546,7 +537,7 @@ impl Pipeline {
         if sub_topology == SubTopology::Lifecycle {
             self.transaction_timestamps_ms.push(origin.timestamp_ms);
         }
-        let task = self.tasks.get_mut(&task_id).expect("task opened above");
+        let task = self.tasks.task(task_id)?;
         task.advance_stream_time(Stream::of(&event), origin.timestamp_ms);
         if topic == self.names.payments_by_id && origin.topic == self.names.payment_initiated {
             // The origin is the payment_initiated record it was re-keyed from.
@@ -556,28 +547,16 @@ impl Pipeline {
                 origin.timestamp_ms,
             );
         }
-        let mut outputs = Vec::new();
-        let mut context = task.context(&mut outputs);
-        let dedupe = &mut self.dedupe;
-        let lifecycle = &mut self.lifecycle;
-        let processed =
-            std::panic::catch_unwind(AssertUnwindSafe(|| match (sub_topology, event) {
-                (SubTopology::Dedupe, InputEvent::PaymentInitiated(value)) => {
-                    dedupe.process(Record { value, origin }, &mut context)
-                }
-                (_, value) => lifecycle.process(Record { value, origin }, &mut context),
-            }));
-        match processed {
-            Ok(result) => result?,
-            Err(panic) => {
+        let outputs = match self.tasks.process(task_id, event, origin)? {
+            Ok(outputs) => outputs,
+            Err(message) => {
                 // Its store writes are in the open transaction: abort, and dead-letter the
                 // record when it is read again.
-                let message = format!("processor failed: {}", panic_message(&*panic));
                 self.collector
                     .fail(DeadLetterReason::ProcessingFailed, Stage::Process, message)?;
                 return Ok(());
             }
-        }
+        };
         for output in outputs {
             if self.collector.must_abort() {
                 break;
@@ -657,23 +636,9 @@ impl Pipeline {
         Ok(true)
     }
 
-    /// Punctuation of the lifecycle tasks at their stream time: fires due timers, whose
-    /// outputs and store writes join the open transaction.
+    /// Punctuation: due timers fire; their outputs join the open transaction.
     async fn punctuate(&mut self) -> Result<()> {
-        let mut outputs = Vec::new();
-        let mut outputs_time_ms: Vec<i64> = Vec::new();
-        for (id, task) in self.tasks.iter_mut() {
-            if id.sub_topology != SubTopology::Lifecycle || task.stream_time_ms == i64::MIN {
-                continue;
-            }
-            let stream_time_ms = task.stream_time_ms;
-            let mut context = task.context(&mut outputs);
-            self.lifecycle.punctuate(stream_time_ms, &mut context)?;
-            // Outputs of punctuation carry the stream time: a record timestamp the broker
-            // accepted.
-            outputs_time_ms.resize(outputs.len(), stream_time_ms);
-        }
-        for (output, timestamp_ms) in outputs.into_iter().zip(outputs_time_ms) {
+        for (output, timestamp_ms) in self.tasks.punctuate()? {
             self.collector.emit(output, None, timestamp_ms).await?;
         }
         Ok(())
@@ -764,20 +729,8 @@ impl Pipeline {
         // Punctuation: due timers fire and expired keys of TTL stores are deleted, all in
         // this transaction.
         self.punctuate().await?;
-        for task in self.tasks.values_mut() {
-            task.purge_expired(&self.config)?;
-        }
-        let mut changelog = Vec::new();
-        for task in self.tasks.values() {
-            for (store, write) in task.pending_writes() {
-                changelog.push((
-                    task.id,
-                    store,
-                    write.key.to_vec(),
-                    write.value.map(<[u8]>::to_vec),
-                ));
-            }
-        }
+        self.tasks.purge_expired()?;
+        let changelog = self.tasks.changelog_writes();
         let changelog_time_ms = now_ms();
         let mut changelog_deliveries = Vec::with_capacity(changelog.len());
         for (task_id, store, key, value) in &changelog {
@@ -826,16 +779,14 @@ impl Pipeline {
         match result {
             Ok(()) => {
                 self.transaction_inputs.clear();
-                for task in self.tasks.values_mut() {
-                    task.commit_stores()?;
-                }
+                self.tasks.commit_stores()?;
                 self.checkpoint(changelog_deliveries).await?;
                 self.lag.record_commit(&self.pending_offsets);
                 self.committed_offsets.extend(self.pending_offsets.drain());
                 // Poisoned and suspect records the group has committed past are done.
                 self.poison.forget_committed(&self.committed_offsets);
                 self.publish_counts();
-                self.publish_store_metrics();
+                self.tasks.publish_store_metrics();
                 let now_ms = now_ms();
                 for timestamp_ms in self.transaction_timestamps_ms.drain(..) {
                     self.metrics
@@ -896,12 +847,7 @@ impl Pipeline {
                 *offset = (*offset).max(delivered.offset + 1);
             }
         }
-        for (task_id, offsets) in next {
-            if let Some(task) = self.tasks.get_mut(&task_id) {
-                task.checkpoint(&offsets)?;
-            }
-        }
-        Ok(())
+        self.tasks.checkpoint(next)
     }
 
     /// After a failed commit, or a record that failed a stage: fatal errors (fencing) stop
@@ -934,9 +880,7 @@ impl Pipeline {
         // The aborted records will be read and counted again.
         self.collector.reset();
         self.transaction_timestamps_ms.clear();
-        for task in self.tasks.values_mut() {
-            task.abort_stores();
-        }
+        self.tasks.abort_stores();
         let rewind: Vec<(String, i32)> = self.pending_offsets.drain().map(|(k, _)| k).collect();
         self.records_in_transaction = 0;
         let mut committed = TopicPartitionList::new();
@@ -989,56 +933,8 @@ impl Pipeline {
         self.generation += 1;
         self.metrics.rebalances.inc();
         self.records_in_transaction = 0;
-        let names = &self.names;
-        self.tasks.retain(|id, task| {
-            task.abort_stores();
-            let source = match id.sub_topology {
-                SubTopology::Dedupe => &names.payment_initiated,
-                SubTopology::Lifecycle => &names.payments_by_id,
-            };
-            let kept = assignment.find_partition(source, id.partition).is_some();
-            if !kept {
-                info!(task = %id, "task closed: its partitions moved to another instance");
-            }
-            kept
-        });
+        self.tasks.keep_assigned(&assignment);
         Ok(())
-    }
-
-    /// Moves the stores' operation counters into the Prometheus metrics and sets the
-    /// stores' key counts.
-    fn publish_store_metrics(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut keys: BTreeMap<&'static str, u64> = BTreeMap::new();
-        for task in self.tasks.values() {
-            for (store, n) in task.store_keys() {
-                *keys.entry(store).or_insert(0) += n;
-            }
-        }
-        for (store, n) in keys {
-            self.metrics
-                .store_keys
-                .with_label_values(&[store])
-                .set(n as i64);
-        }
-        for task in self.tasks.values() {
-            for (store, metrics) in task.store_metrics() {
-                for (operation, counter) in [
-                    ("get", &metrics.gets),
-                    ("put", &metrics.puts),
-                    ("delete", &metrics.deletes),
-                    ("range", &metrics.ranges),
-                ] {
-                    let n = counter.swap(0, Relaxed);
-                    if n > 0 {
-                        self.metrics
-                            .store_operations
-                            .with_label_values(&[store, operation])
-                            .inc_by(n);
-                    }
-                }
-            }
-        }
     }
 
     /// Adds the committed transaction's counts to the metrics and the run summary.
