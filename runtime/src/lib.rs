@@ -28,6 +28,7 @@ pub mod pipeline;
 pub mod poison;
 pub mod record_collector;
 pub mod security;
+pub mod source;
 pub mod state_manager;
 pub mod task;
 pub mod task_manager;

@@ -23,37 +23,33 @@
 //!
 //! Only the environment (broker, registry, state stores, fencing) stops or retries.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable};
 use paystream_processors::Stream;
-use paystream_processors::{DeadLetterReason, Origin, Stage};
-use paystream_schemas::validate::{check_event_time, validate};
-use paystream_schemas::{
-    AuthFailed, AuthSucceeded, Codec, DecodeError, InputEvent, PaymentInitiated, SettlementReported,
-};
+use paystream_processors::{DeadLetterReason, Stage};
+use paystream_schemas::Codec;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::DeliveryFuture;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::dead_letter::{FailureAction, on_decode_error, on_violation};
 use crate::eos_producer::ExactlyOnceProducer;
 use crate::health::Health;
 use crate::kafka::{client_config, read_committed_consumer_config};
 use crate::lag::{LagTracker, RebalanceListener, STATISTICS_INTERVAL_MS, caught_up};
 use crate::metrics::Metrics;
 use crate::poison::{PoisonRecords, RecordId};
-use crate::record_collector::{RecordCollector, origin_headers, origin_headers_of};
+use crate::record_collector::{RecordCollector, origin_headers_of};
+use crate::source::Source;
 use crate::task::{SubTopology, TaskId};
 use crate::task_manager::TaskManager;
 use crate::topics::{TopicNames, check_topics, partition_count};
@@ -61,20 +57,6 @@ use crate::{Error, Result};
 
 /// How often consumed records of the repartition topic are deleted.
 const REPARTITION_PURGE_INTERVAL: Duration = Duration::from_secs(30);
-
-/// Largest input record value the pipeline carries, bytes. A valid event is a few KB at
-/// most (identifiers and free text are bounded, see `paystream_schemas::validate`); a
-/// larger value is dead-lettered as `record_too_large` before it is decoded, so it never
-/// reaches a state store, a changelog or an output.
-pub const INPUT_VALUE_BYTES_MAX: usize = 64 * 1024;
-
-/// The partition Kafka's default partitioner gives `key` among `partitions`: murmur2
-/// with seed `0x9747b28c`, made positive, modulo the count (the Java client's
-/// `BuiltInPartitioner.partitionForKey`, librdkafka's `murmur2_random`).
-pub fn murmur2_partition(key: &[u8], partitions: i32) -> i32 {
-    let hash = murmur2::murmur2(key, 0x9747_b28c) & 0x7fff_ffff;
-    (hash % partitions.max(1) as u32) as i32
-}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -115,7 +97,6 @@ const CLOSE_REVOKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Pipeline {
     config: Config,
     names: TopicNames,
-    codec: Arc<Codec>,
     consumer: StreamConsumer<RebalanceListener>,
     rebalances: Arc<AtomicU64>,
     rebalances_seen: u64,
@@ -135,8 +116,8 @@ pub struct Pipeline {
     collector: RecordCollector,
     /// Partitions of `payment_initiated` (the dedupe tasks writing the repartition topic).
     upstream_partitions: usize,
-    /// Partitions of the repartition topic (and of every co-partitioned lifecycle input).
-    lifecycle_partitions: i32,
+    /// Size, routing, decoding and validation of consumed records.
+    source: Source,
     /// Records found to fail a stage by their data, and suspects.
     poison: PoisonRecords,
     /// Input records of the open transaction, in the order they were read.
@@ -145,8 +126,6 @@ pub struct Pipeline {
     commit_requested: bool,
     /// Bumped at every abort: a record read before it was rewound and is dropped.
     generation: u64,
-    /// (topic, partition) pairs whose misrouted records were already logged.
-    misrouted_logged: HashSet<(String, i32)>,
     timeout: Duration,
     summary: RunSummary,
     first_record_at: Option<Instant>,
@@ -236,9 +215,16 @@ impl Pipeline {
             metrics.clone(),
             health.clone(),
         );
+        let source = Source::new(
+            names.clone(),
+            codec.clone(),
+            config.schema_registry.url.clone(),
+            config.processing.event_time_skew_max_ms,
+            upstream_partitions as i32,
+            lifecycle_partitions,
+        );
         Ok(Pipeline {
             names,
-            codec,
             consumer,
             rebalances,
             rebalances_seen: 0,
@@ -253,12 +239,11 @@ impl Pipeline {
             records_in_transaction: 0,
             collector,
             upstream_partitions,
-            lifecycle_partitions,
+            source,
             poison: PoisonRecords::default(),
             transaction_inputs: Vec::new(),
             commit_requested: false,
             generation: 0,
-            misrouted_logged: HashSet::new(),
             timeout,
             summary: RunSummary::default(),
             first_record_at: None,
@@ -396,39 +381,6 @@ impl Pipeline {
         info!(tasks = self.tasks.len(), "pipeline stopped");
     }
 
-    /// The origin of a consumed record; for the repartition topic, the input record it
-    /// was re-keyed from.
-    fn origin_of(&self, message: &OwnedMessage) -> Origin {
-        let timestamp_ms = message.timestamp().to_millis().unwrap_or(0);
-        let mut origin = Origin {
-            topic: message.topic().to_string(),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp_ms,
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
-        };
-        if message.topic() == self.names.payments_by_id
-            && let Some(headers) = message.headers()
-        {
-            for header in headers.iter() {
-                let text = header.value.map(String::from_utf8_lossy);
-                match (header.key, text) {
-                    (origin_headers::TOPIC, Some(t)) => origin.topic = t.into_owned(),
-                    (origin_headers::PARTITION, Some(p)) => {
-                        origin.partition = p.parse().unwrap_or(origin.partition)
-                    }
-                    (origin_headers::OFFSET, Some(o)) => {
-                        origin.offset = o.parse().unwrap_or(origin.offset)
-                    }
-                    (origin_headers::KEY, _) => origin.key = header.value.map(<[u8]>::to_vec),
-                    _ => {}
-                }
-            }
-        }
-        origin
-    }
-
     async fn handle(&mut self, message: OwnedMessage) -> Result<()> {
         let id = RecordId::of(&message);
         if self.poison.is_suspect(&id) && self.records_in_transaction > 0 {
@@ -480,7 +432,7 @@ impl Pipeline {
     async fn handle_record(&mut self, id: &RecordId, message: &OwnedMessage) -> Result<()> {
         let topic = message.topic();
         let partition = message.partition();
-        let mut origin = self.origin_of(message);
+        let mut origin = self.source.origin_of(message);
         if origin.timestamp_ms <= 0 {
             origin.timestamp_ms = now_ms();
         }
@@ -493,11 +445,7 @@ impl Pipeline {
                 .dead_letter(&origin, poisoned.reason, poisoned.stage, &poisoned.message)
                 .await;
         }
-        let value_bytes = message.payload().map_or(0, <[u8]>::len);
-        if value_bytes > INPUT_VALUE_BYTES_MAX {
-            let error = format!(
-                "value is {value_bytes} bytes, at most {INPUT_VALUE_BYTES_MAX} are processed"
-            );
+        if let Some(error) = Source::too_large(message) {
             return self
                 .collector
                 .dead_letter(
@@ -523,6 +471,7 @@ impl Pipeline {
         self.tasks.task(task_id)?;
         // A record of the repartition topic is decoded as the input it came from.
         let event = match self
+            .source
             .decode(&origin.topic, message.payload(), origin.timestamp_ms)
             .await?
         {
@@ -568,68 +517,31 @@ impl Pipeline {
         Ok(())
     }
 
-    /// An auth or settlement record on a partition other than the one its key (the
-    /// payment id) maps to under Kafka's default partitioner would wait in its task's
-    /// `pending` store for a payment that lives in another task. It is counted, logged once
-    /// per partition, and forwarded byte for byte to its payment's task through the
-    /// repartition topic, with its origin in headers. Returns true when it was.
-    /// `payment_initiated` records are counted only: deduplication needs just that one
-    /// idempotency key always lands on the same partition, which any key hash gives.
+    /// Forwards an auth or settlement record that is not on its key's murmur2 partition
+    /// to its payment's task through the repartition topic, byte for byte with its origin
+    /// in headers ([`Source::misrouted`]). Returns true when it was.
     async fn reroute_if_misrouted(&mut self, message: &OwnedMessage) -> Result<bool> {
-        let topic = message.topic();
-        let lifecycle_input = topic == self.names.auth_success
-            || topic == self.names.auth_failure
-            || topic == self.names.settlement;
-        if !(lifecycle_input || topic == self.names.payment_initiated) {
-            return Ok(false);
-        }
-        let Some(key) = message.key() else {
+        let Some(misrouted) = self.source.misrouted(message) else {
             return Ok(false);
         };
-        let partitions = if lifecycle_input {
-            self.lifecycle_partitions
-        } else {
-            self.upstream_partitions as i32
-        };
-        let expected = murmur2_partition(key, partitions);
-        if expected == message.partition() {
-            return Ok(false);
-        }
         *self
             .collector
             .counts
             .misrouted
-            .entry(topic.to_string())
+            .entry(message.topic().to_string())
             .or_insert(0) += 1;
-        if self
-            .misrouted_logged
-            .insert((topic.to_string(), message.partition()))
-        {
-            warn!(
-                topic,
-                partition = message.partition(),
-                offset = message.offset(),
-                key_partition = expected,
-                rerouted = lifecycle_input,
-                "input record on another partition than its key's murmur2 partition: an \
-                 ingress producer does not use Kafka's default partitioner (set \
-                 partitioner=murmur2_random in librdkafka-based clients); logged once per \
-                 partition, counted in paystream_records_misrouted_total"
-            );
-        }
-        if !lifecycle_input {
+        let Some(partition) = misrouted.reroute_to else {
             return Ok(false);
-        }
-        let headers = origin_headers_of(message);
+        };
         let repartition_topic = self.names.payments_by_id.clone();
         let timestamp_ms = message.timestamp().to_millis().unwrap_or_else(now_ms);
         self.collector
             .send(
                 &repartition_topic,
-                Some(expected),
-                Some(key),
+                Some(partition),
+                message.key(),
                 message.payload(),
-                Some(headers),
+                Some(origin_headers_of(message)),
                 timestamp_ms,
             )
             .await?;
@@ -642,82 +554,6 @@ impl Pipeline {
             self.collector.emit(output, None, timestamp_ms).await?;
         }
         Ok(())
-    }
-
-    /// Decodes and validates a record of input `topic` whose broker timestamp is
-    /// `record_timestamp_ms`. The outer `Result` is a failure of the pipeline; the inner
-    /// `Err` is a dead letter `(reason, stage, message)`.
-    async fn decode(
-        &self,
-        topic: &str,
-        payload: Option<&[u8]>,
-        record_timestamp_ms: i64,
-    ) -> Result<std::result::Result<InputEvent, (DeadLetterReason, Stage, String)>> {
-        let names = &self.names;
-        let codec = &self.codec;
-        let decode_once = || async {
-            if topic == names.payment_initiated || topic == names.payments_by_id {
-                codec
-                    .decode::<PaymentInitiated>(payload)
-                    .await
-                    .map(InputEvent::PaymentInitiated)
-            } else if topic == names.auth_success {
-                codec
-                    .decode::<AuthSucceeded>(payload)
-                    .await
-                    .map(InputEvent::AuthSucceeded)
-            } else if topic == names.auth_failure {
-                codec
-                    .decode::<AuthFailed>(payload)
-                    .await
-                    .map(InputEvent::AuthFailed)
-            } else {
-                codec
-                    .decode::<SettlementReported>(payload)
-                    .await
-                    .map(InputEvent::SettlementReported)
-            }
-        };
-        let decoded = decode_once
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(100))
-                    .with_max_delay(Duration::from_secs(5))
-                    .with_max_times(10),
-            )
-            .when(DecodeError::is_retriable)
-            .notify(|e, delay| warn!(error = %e, ?delay, "schema registry unavailable, retrying"))
-            .await;
-        let event = match decoded {
-            Ok(event) => event,
-            Err(e) => match on_decode_error(&e) {
-                FailureAction::DeadLetter(reason) => {
-                    return Ok(Err((reason, Stage::Decode, e.message)));
-                }
-                FailureAction::Retry => {
-                    return Err(Error::Topology(format!(
-                        "schema registry {} unreachable after retries: {}",
-                        self.config.schema_registry.url, e.message
-                    )));
-                }
-            },
-        };
-        let checked = validate(&event).and_then(|()| {
-            check_event_time(
-                event.event_time_ms(),
-                record_timestamp_ms,
-                self.config.processing.event_time_skew_max_ms,
-            )
-        });
-        match checked {
-            Ok(()) => Ok(Ok(event)),
-            Err(violation) => match on_violation(&violation) {
-                FailureAction::DeadLetter(reason) => {
-                    Ok(Err((reason, Stage::Validate, violation.to_string())))
-                }
-                FailureAction::Retry => unreachable!("violations are never retried"),
-            },
-        }
     }
 
     /// Commits the open transaction: changelog records, offsets, commit, then stores.
@@ -1012,30 +848,5 @@ impl Pipeline {
         self.summary.input_records += counts.input_records;
         self.summary.status_changes += counts.status_changes;
         self.summary.journal_entries += counts.journal_entries;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn murmur2_partition_matches_kafkas_default_partitioner() {
-        // Hashes of the Java client's `Utils.murmur2`, as its unit tests list them.
-        for (key, hash) in [
-            (&b"21"[..], -973_932_308_i32),
-            (b"foobar", -790_332_482),
-            (b"a-little-bit-long-string", -985_981_536),
-            (b"a-little-bit-longer-string", -1_486_304_829),
-            (
-                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-                -58_897_971,
-            ),
-            (b"abc", 479_470_107),
-        ] {
-            assert_eq!(murmur2::murmur2(key, 0x9747_b28c) as i32, hash, "{key:?}");
-            let positive = (hash as u32 & 0x7fff_ffff) as i32;
-            assert_eq!(murmur2_partition(key, 7), positive % 7, "{key:?}");
-        }
     }
 }

@@ -1,0 +1,275 @@
+//! The source of the stream task (Kafka Streams' `SourceNode` with its deserialization
+//! exception handler): what happens to a consumed record before a processor sees it.
+//! It finds the record's origin (for the repartition topic, the input it came from),
+//! checks its size and its partition, decodes it (Confluent wire format, Avro) and
+//! validates it, and says, through the dead-letter policy
+//! ([`crate::dead_letter`]), which records go to a dead-letter queue and why.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use paystream_processors::{DeadLetterReason, Origin, Stage};
+use paystream_schemas::validate::{check_event_time, validate};
+use paystream_schemas::{
+    AuthFailed, AuthSucceeded, Codec, DecodeError, InputEvent, PaymentInitiated, SettlementReported,
+};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use tracing::warn;
+
+use crate::dead_letter::{FailureAction, on_decode_error, on_violation};
+use crate::record_collector::origin_headers;
+use crate::topics::TopicNames;
+use crate::{Error, Result};
+
+/// Largest input record value the pipeline carries, bytes. A valid event is a few KB at
+/// most (identifiers and free text are bounded, see `paystream_schemas::validate`); a
+/// larger value is dead-lettered as `record_too_large` before it is decoded, so it never
+/// reaches a state store, a changelog or an output.
+pub const INPUT_VALUE_BYTES_MAX: usize = 64 * 1024;
+
+/// The partition Kafka's default partitioner gives `key` among `partitions`: murmur2
+/// with seed `0x9747b28c`, made positive, modulo the count (the Java client's
+/// `BuiltInPartitioner.partitionForKey`, librdkafka's `murmur2_random`).
+pub fn murmur2_partition(key: &[u8], partitions: i32) -> i32 {
+    let hash = murmur2::murmur2(key, 0x9747_b28c) & 0x7fff_ffff;
+    (hash % partitions.max(1) as u32) as i32
+}
+
+/// The retry policy of Schema Registry look-ups while decoding: exponential from 100 ms
+/// to 5 s, 10 attempts; after that the instance stops (the registry is the environment).
+fn registry_retry_policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(10)
+}
+
+/// A record on another partition than its key's murmur2 partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Misrouted {
+    /// The partition of its payment's task, when the record must be forwarded there (auth
+    /// and settlement records); `None` for `payment_initiated`, processed where it is.
+    pub reroute_to: Option<i32>,
+}
+
+/// The source stage of every task of one instance.
+pub struct Source {
+    names: TopicNames,
+    codec: Arc<Codec>,
+    registry_url: String,
+    event_time_skew_max_ms: i64,
+    /// Partitions of `payment_initiated`.
+    upstream_partitions: i32,
+    /// Partitions of the repartition topic and the co-partitioned lifecycle inputs.
+    lifecycle_partitions: i32,
+    /// (topic, partition) pairs whose misrouted records were already logged.
+    misrouted_logged: HashSet<(String, i32)>,
+}
+
+impl Source {
+    /// The source for these topics, partition counts and settings.
+    pub fn new(
+        names: TopicNames,
+        codec: Arc<Codec>,
+        registry_url: String,
+        event_time_skew_max_ms: i64,
+        upstream_partitions: i32,
+        lifecycle_partitions: i32,
+    ) -> Self {
+        Source {
+            names,
+            codec,
+            registry_url,
+            event_time_skew_max_ms,
+            upstream_partitions,
+            lifecycle_partitions,
+            misrouted_logged: HashSet::new(),
+        }
+    }
+
+    /// Why `message` is too large to process, if it is: a value over
+    /// [`INPUT_VALUE_BYTES_MAX`].
+    pub fn too_large(message: &OwnedMessage) -> Option<String> {
+        let value_bytes = message.payload().map_or(0, <[u8]>::len);
+        (value_bytes > INPUT_VALUE_BYTES_MAX).then(|| {
+            format!("value is {value_bytes} bytes, at most {INPUT_VALUE_BYTES_MAX} are processed")
+        })
+    }
+
+    /// Whether an input record arrived on a partition other than the one its key maps to
+    /// under Kafka's default partitioner (an ingress producer on another partitioner).
+    /// An auth or settlement record there would wait in its task's `pending` store for a
+    /// payment that lives in another task, so it is to be forwarded to its payment's
+    /// partition; a `payment_initiated` record is processed where it is: deduplication
+    /// needs only that one idempotency key always lands on the same partition, which any
+    /// key hash gives. Logged once per input partition.
+    pub fn misrouted(&mut self, message: &OwnedMessage) -> Option<Misrouted> {
+        let topic = message.topic();
+        let lifecycle_input = topic == self.names.auth_success
+            || topic == self.names.auth_failure
+            || topic == self.names.settlement;
+        if !(lifecycle_input || topic == self.names.payment_initiated) {
+            return None;
+        }
+        let key = message.key()?;
+        let partitions = if lifecycle_input {
+            self.lifecycle_partitions
+        } else {
+            self.upstream_partitions
+        };
+        let expected = murmur2_partition(key, partitions);
+        if expected == message.partition() {
+            return None;
+        }
+        if self
+            .misrouted_logged
+            .insert((topic.to_string(), message.partition()))
+        {
+            warn!(
+                topic,
+                partition = message.partition(),
+                offset = message.offset(),
+                key_partition = expected,
+                rerouted = lifecycle_input,
+                "input record on another partition than its key's murmur2 partition: an \
+                 ingress producer does not use Kafka's default partitioner (set \
+                 partitioner=murmur2_random in librdkafka-based clients); logged once per \
+                 partition, counted in paystream_records_misrouted_total"
+            );
+        }
+        Some(Misrouted {
+            reroute_to: lifecycle_input.then_some(expected),
+        })
+    }
+
+    /// The origin of a consumed record; for the repartition topic, the input record it
+    /// was re-keyed from.
+    pub fn origin_of(&self, message: &OwnedMessage) -> Origin {
+        let timestamp_ms = message.timestamp().to_millis().unwrap_or(0);
+        let mut origin = Origin {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms,
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+        };
+        if message.topic() == self.names.payments_by_id
+            && let Some(headers) = message.headers()
+        {
+            for header in headers.iter() {
+                let text = header.value.map(String::from_utf8_lossy);
+                match (header.key, text) {
+                    (origin_headers::TOPIC, Some(t)) => origin.topic = t.into_owned(),
+                    (origin_headers::PARTITION, Some(p)) => {
+                        origin.partition = p.parse().unwrap_or(origin.partition)
+                    }
+                    (origin_headers::OFFSET, Some(o)) => {
+                        origin.offset = o.parse().unwrap_or(origin.offset)
+                    }
+                    (origin_headers::KEY, _) => origin.key = header.value.map(<[u8]>::to_vec),
+                    _ => {}
+                }
+            }
+        }
+        origin
+    }
+
+    /// Decodes and validates a record of input `topic` whose broker timestamp is
+    /// `record_timestamp_ms`. The outer `Result` is a failure of the pipeline; the inner
+    /// `Err` is a dead letter `(reason, stage, message)`.
+    pub async fn decode(
+        &self,
+        topic: &str,
+        payload: Option<&[u8]>,
+        record_timestamp_ms: i64,
+    ) -> Result<std::result::Result<InputEvent, (DeadLetterReason, Stage, String)>> {
+        let names = &self.names;
+        let codec = &self.codec;
+        let decode_once = || async {
+            if topic == names.payment_initiated || topic == names.payments_by_id {
+                codec
+                    .decode::<PaymentInitiated>(payload)
+                    .await
+                    .map(InputEvent::PaymentInitiated)
+            } else if topic == names.auth_success {
+                codec
+                    .decode::<AuthSucceeded>(payload)
+                    .await
+                    .map(InputEvent::AuthSucceeded)
+            } else if topic == names.auth_failure {
+                codec
+                    .decode::<AuthFailed>(payload)
+                    .await
+                    .map(InputEvent::AuthFailed)
+            } else {
+                codec
+                    .decode::<SettlementReported>(payload)
+                    .await
+                    .map(InputEvent::SettlementReported)
+            }
+        };
+        let decoded = decode_once
+            .retry(registry_retry_policy())
+            .when(DecodeError::is_retriable)
+            .notify(|e, delay| warn!(error = %e, ?delay, "schema registry unavailable, retrying"))
+            .await;
+        let event = match decoded {
+            Ok(event) => event,
+            Err(e) => match on_decode_error(&e) {
+                FailureAction::DeadLetter(reason) => {
+                    return Ok(Err((reason, Stage::Decode, e.message)));
+                }
+                FailureAction::Retry => {
+                    return Err(Error::Topology(format!(
+                        "schema registry {} unreachable after retries: {}",
+                        self.registry_url, e.message
+                    )));
+                }
+            },
+        };
+        let checked = validate(&event).and_then(|()| {
+            check_event_time(
+                event.event_time_ms(),
+                record_timestamp_ms,
+                self.event_time_skew_max_ms,
+            )
+        });
+        match checked {
+            Ok(()) => Ok(Ok(event)),
+            Err(violation) => match on_violation(&violation) {
+                FailureAction::DeadLetter(reason) => {
+                    Ok(Err((reason, Stage::Validate, violation.to_string())))
+                }
+                FailureAction::Retry => unreachable!("violations are never retried"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_partition_matches_kafkas_default_partitioner() {
+        // Hashes of the Java client's `Utils.murmur2`, as its unit tests list them.
+        for (key, hash) in [
+            (&b"21"[..], -973_932_308_i32),
+            (b"foobar", -790_332_482),
+            (b"a-little-bit-long-string", -985_981_536),
+            (b"a-little-bit-longer-string", -1_486_304_829),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
+            (b"abc", 479_470_107),
+        ] {
+            assert_eq!(murmur2::murmur2(key, 0x9747_b28c) as i32, hash, "{key:?}");
+            let positive = (hash as u32 & 0x7fff_ffff) as i32;
+            assert_eq!(murmur2_partition(key, 7), positive % 7, "{key:?}");
+        }
+    }
+}
