@@ -18,9 +18,10 @@ use paystream_runtime::dead_letter::{
     DeadLetterRecord, FailureAction, dead_letter_record, headers, on_decode_error,
 };
 use paystream_runtime::health::Health;
+use paystream_runtime::kafka::partition_count;
 use paystream_runtime::kafka::{client_config, read_committed_consumer_config};
 use paystream_runtime::metrics::Metrics;
-use paystream_runtime::topics::{TopicNames, partition_count};
+use paystream_runtime::topics::TopicNames;
 use paystream_schemas::{
     AvroRecord, Codec, DecodeError, JournalEntry, PaymentStatusChanged, ReconciliationException,
 };

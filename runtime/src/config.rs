@@ -15,8 +15,11 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+pub use crate::config_error::ConfigError;
+use crate::security::{
+    RESERVED_CLIENT_PROPERTIES, check_readable, redact_url, resolve_secret, url_has_password,
+};
 pub use crate::security::{SaslMechanism, SecurityProtocol};
-use crate::security::{check_readable, redact_url, resolve_secret, url_has_password};
 
 /// The whole configuration of a paystream process.
 #[derive(Debug, Clone, Deserialize)]
@@ -339,22 +342,6 @@ impl Default for HttpConfig {
     }
 }
 
-/// A configuration that cannot be used. The message names the key and the fix.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file or environment could not be read or has unknown or mistyped keys.
-    #[error("configuration: {0}")]
-    Load(String),
-    /// A value is out of range.
-    #[error("configuration key {key}: {problem}; {fix}")]
-    Invalid {
-        key: &'static str,
-        problem: String,
-        fix: &'static str,
-    },
-}
-
 impl Config {
     /// Loads defaults, then `path` (when given), then `PAYSTREAM_*` environment variables,
     /// and validates the result.
@@ -488,7 +475,7 @@ impl Config {
                 "set it to http(s)://host:port[/path]",
             ));
         }
-        crate::security::validate_kafka(&self.kafka)?;
+        validate_kafka(&self.kafka)?;
         if url_has_password(&self.schema_registry.url) {
             return Err(invalid(
                 "schema_registry.url",
@@ -613,6 +600,90 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Checks the `kafka.*` security keys without connecting.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming the first bad key and the fix.
+fn validate_kafka(kafka: &KafkaConfig) -> Result<(), ConfigError> {
+    let invalid = |key: &'static str, problem: String, fix: &'static str| ConfigError::Invalid {
+        key,
+        problem,
+        fix,
+    };
+    for key in kafka.client_properties.keys() {
+        let lower = key.to_ascii_lowercase();
+        if RESERVED_CLIENT_PROPERTIES.contains(&lower.as_str())
+            || lower.contains("password")
+            || lower.contains("secret")
+        {
+            return Err(invalid(
+                "kafka.client_properties",
+                format!(
+                    "sets {key:?}, which the kafka.* security keys own or which holds a secret"
+                ),
+                "use kafka.security_protocol, kafka.sasl_mechanism, kafka.sasl_username, kafka.sasl_password(_file) and kafka.ssl_* instead",
+            ));
+        }
+    }
+    let protocol = kafka.security_protocol;
+    if protocol.uses_sasl() {
+        if kafka.sasl_username.trim().is_empty() {
+            return Err(invalid(
+                "kafka.sasl_username",
+                format!("is empty but kafka.security_protocol is {protocol}"),
+                "set the SASL user name",
+            ));
+        }
+        if kafka.sasl_password.is_none() {
+            return Err(invalid(
+                "kafka.sasl_password",
+                format!("is not set but kafka.security_protocol is {protocol}"),
+                "set PAYSTREAM_KAFKA__SASL_PASSWORD or kafka.sasl_password_file",
+            ));
+        }
+    } else if !kafka.sasl_username.is_empty() || kafka.sasl_password.is_some() {
+        return Err(invalid(
+            "kafka.security_protocol",
+            format!("is {protocol} but SASL credentials are set"),
+            "use SASL_SSL (or SASL_PLAINTEXT), or remove kafka.sasl_username/kafka.sasl_password",
+        ));
+    }
+    let tls_files = [
+        ("kafka.ssl_ca_location", &kafka.ssl_ca_location),
+        (
+            "kafka.ssl_certificate_location",
+            &kafka.ssl_certificate_location,
+        ),
+        ("kafka.ssl_key_location", &kafka.ssl_key_location),
+    ];
+    for (key, path) in tls_files {
+        let Some(path) = path else { continue };
+        if !protocol.uses_tls() {
+            return Err(invalid(
+                key,
+                format!("is set but kafka.security_protocol is {protocol} (no TLS)"),
+                "use SSL or SASL_SSL, or remove the TLS file settings",
+            ));
+        }
+        check_readable(key, path)?;
+    }
+    if kafka.ssl_certificate_location.is_some() != kafka.ssl_key_location.is_some() {
+        return Err(invalid(
+            "kafka.ssl_key_location",
+            "a client certificate needs its key and the other way round".into(),
+            "set both kafka.ssl_certificate_location and kafka.ssl_key_location (mutual TLS), or neither",
+        ));
+    }
+    if kafka.ssl_key_password.is_some() && kafka.ssl_key_location.is_none() {
+        return Err(invalid(
+            "kafka.ssl_key_password",
+            "is set without kafka.ssl_key_location".into(),
+            "set the key file too, or remove the key password",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

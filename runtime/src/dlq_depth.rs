@@ -21,9 +21,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 
 use crate::config::Config;
+use crate::kafka::partition_count;
 use crate::kafka::read_committed_consumer_config;
 use crate::metrics::Metrics;
-use crate::topics::{TopicNames, partition_count};
+use crate::topics::TopicNames;
 use crate::{Error, Result};
 
 /// How often the gauges are refreshed, at most.

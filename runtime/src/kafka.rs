@@ -1,7 +1,10 @@
 //! Kafka client settings shared by every client the process creates.
 
+use std::path::PathBuf;
+
 use rdkafka::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
+use secrecy::ExposeSecret;
 
 use crate::config::Config;
 
@@ -15,7 +18,7 @@ pub fn client_config(config: &Config) -> ClientConfig {
         "client.id",
         format!("{}-{}", config.application_id, config.instance_id),
     );
-    for (key, value) in crate::security::kafka_client_properties(&config.kafka) {
+    for (key, value) in kafka_client_properties(&config.kafka) {
         client.set(key, value);
     }
     for (key, value) in &config.kafka.client_properties {
@@ -86,7 +89,7 @@ pub fn read_committed_to_end(
             .create()
             .map_err(|e| kafka("creating a reader for", e))?;
     let request_timeout = std::time::Duration::from_millis(config.kafka.request_timeout_ms);
-    let partitions = crate::topics::partition_count(&consumer, topic, request_timeout)?;
+    let partitions = partition_count(&consumer, topic, request_timeout)?;
     let mut assignment = TopicPartitionList::new();
     let mut ends = Vec::with_capacity(partitions as usize);
     // Reading starts at each partition's low watermark (records before it were deleted).
@@ -324,6 +327,70 @@ fn probe(config: &Config, timeout: std::time::Duration) -> Result<(), (Connectio
             }
         }
     }
+}
+
+/// The librdkafka properties of `kafka`'s security settings, secrets included: for
+/// `rdkafka::ClientConfig` only (whose `Debug` hides them), never for printing.
+pub fn kafka_client_properties(kafka: &crate::config::KafkaConfig) -> Vec<(&'static str, String)> {
+    let mut properties = vec![("security.protocol", kafka.security_protocol.to_string())];
+    let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+    if kafka.security_protocol.uses_sasl() {
+        properties.push(("sasl.mechanism", kafka.sasl_mechanism.to_string()));
+        properties.push(("sasl.username", kafka.sasl_username.clone()));
+        if let Some(password) = &kafka.sasl_password {
+            properties.push(("sasl.password", password.expose_secret().to_string()));
+        }
+    }
+    if kafka.security_protocol.uses_tls() {
+        if let Some(ca) = &kafka.ssl_ca_location {
+            properties.push(("ssl.ca.location", path(ca)));
+        }
+        if let Some(certificate) = &kafka.ssl_certificate_location {
+            properties.push(("ssl.certificate.location", path(certificate)));
+        }
+        if let Some(key) = &kafka.ssl_key_location {
+            properties.push(("ssl.key.location", path(key)));
+        }
+        if let Some(password) = &kafka.ssl_key_password {
+            properties.push(("ssl.key.password", password.expose_secret().to_string()));
+        }
+        properties.push((
+            "ssl.endpoint.identification.algorithm",
+            if kafka.ssl_endpoint_identification {
+                "https"
+            } else {
+                "none"
+            }
+            .to_string(),
+        ));
+    }
+    properties
+}
+
+/// Partition count of `topic`, from cluster metadata.
+///
+/// # Errors
+/// [`Error::Topology`] when the topic does not exist; [`Error::Kafka`] when metadata
+/// cannot be fetched.
+pub fn partition_count<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &impl rdkafka::consumer::Consumer<C>,
+    topic: &str,
+    timeout: std::time::Duration,
+) -> crate::Result<i32> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| crate::Error::kafka(&format!("fetching metadata of {topic}"), e))?;
+    let t = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| crate::Error::Topology(format!("topic {topic} is not in the metadata")))?;
+    if t.error().is_some() || t.partitions().is_empty() {
+        return Err(crate::Error::Topology(format!(
+            "topic {topic} does not exist; run `paystream topics create` first"
+        )));
+    }
+    Ok(t.partitions().len() as i32)
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use crate::topics::{TopicNames, partition_count};
+use crate::kafka::partition_count;
+use crate::topics::TopicNames;
 use crate::{Error, Result};
 
 /// How often librdkafka reports statistics, from which consumer lag is set.

@@ -17,6 +17,7 @@
 //! See `docs/architecture.md` for the whole picture.
 
 pub mod config;
+pub mod config_error;
 pub mod dead_letter;
 pub mod dlq_depth;
 pub mod eos_producer;

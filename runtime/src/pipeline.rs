@@ -44,6 +44,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::eos_producer::ExactlyOnceProducer;
 use crate::health::Health;
+use crate::kafka::partition_count;
 use crate::kafka::{client_config, read_committed_consumer_config};
 use crate::lag::{LagTracker, RebalanceListener, STATISTICS_INTERVAL_MS, caught_up};
 use crate::metrics::Metrics;
@@ -52,7 +53,7 @@ use crate::record_collector::{RecordCollector, origin_headers_of};
 use crate::source::Source;
 use crate::task::{SubTopology, TaskId};
 use crate::task_manager::TaskManager;
-use crate::topics::{TopicNames, check_topics, partition_count};
+use crate::topics::{TopicNames, check_topics};
 use crate::{Error, Result};
 
 /// How often consumed records of the repartition topic are deleted.

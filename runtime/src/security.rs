@@ -17,10 +17,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::config::{ConfigError, KafkaConfig};
+use crate::config_error::ConfigError;
 
 /// Kafka `security.protocol`: transport and authentication of every broker connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -187,7 +187,7 @@ pub fn resolve_secret(
 /// librdkafka properties that hold secrets or that the `kafka.*` security keys own: they
 /// may not appear in `kafka.client_properties`, so a password never sits in plain text in
 /// a map that is printed and merged, and the checked settings cannot be overridden.
-const RESERVED_CLIENT_PROPERTIES: [&str; 11] = [
+pub(crate) const RESERVED_CLIENT_PROPERTIES: [&str; 11] = [
     "security.protocol",
     "sasl.mechanism",
     "sasl.mechanisms",
@@ -201,90 +201,6 @@ const RESERVED_CLIENT_PROPERTIES: [&str; 11] = [
     "ssl.endpoint.identification.algorithm",
 ];
 
-/// Checks the `kafka.*` security keys without connecting.
-///
-/// # Errors
-/// [`ConfigError::Invalid`] naming the first bad key and the fix.
-pub fn validate_kafka(kafka: &KafkaConfig) -> Result<(), ConfigError> {
-    let invalid = |key: &'static str, problem: String, fix: &'static str| ConfigError::Invalid {
-        key,
-        problem,
-        fix,
-    };
-    for key in kafka.client_properties.keys() {
-        let lower = key.to_ascii_lowercase();
-        if RESERVED_CLIENT_PROPERTIES.contains(&lower.as_str())
-            || lower.contains("password")
-            || lower.contains("secret")
-        {
-            return Err(invalid(
-                "kafka.client_properties",
-                format!(
-                    "sets {key:?}, which the kafka.* security keys own or which holds a secret"
-                ),
-                "use kafka.security_protocol, kafka.sasl_mechanism, kafka.sasl_username, kafka.sasl_password(_file) and kafka.ssl_* instead",
-            ));
-        }
-    }
-    let protocol = kafka.security_protocol;
-    if protocol.uses_sasl() {
-        if kafka.sasl_username.trim().is_empty() {
-            return Err(invalid(
-                "kafka.sasl_username",
-                format!("is empty but kafka.security_protocol is {protocol}"),
-                "set the SASL user name",
-            ));
-        }
-        if kafka.sasl_password.is_none() {
-            return Err(invalid(
-                "kafka.sasl_password",
-                format!("is not set but kafka.security_protocol is {protocol}"),
-                "set PAYSTREAM_KAFKA__SASL_PASSWORD or kafka.sasl_password_file",
-            ));
-        }
-    } else if !kafka.sasl_username.is_empty() || kafka.sasl_password.is_some() {
-        return Err(invalid(
-            "kafka.security_protocol",
-            format!("is {protocol} but SASL credentials are set"),
-            "use SASL_SSL (or SASL_PLAINTEXT), or remove kafka.sasl_username/kafka.sasl_password",
-        ));
-    }
-    let tls_files = [
-        ("kafka.ssl_ca_location", &kafka.ssl_ca_location),
-        (
-            "kafka.ssl_certificate_location",
-            &kafka.ssl_certificate_location,
-        ),
-        ("kafka.ssl_key_location", &kafka.ssl_key_location),
-    ];
-    for (key, path) in tls_files {
-        let Some(path) = path else { continue };
-        if !protocol.uses_tls() {
-            return Err(invalid(
-                key,
-                format!("is set but kafka.security_protocol is {protocol} (no TLS)"),
-                "use SSL or SASL_SSL, or remove the TLS file settings",
-            ));
-        }
-        check_readable(key, path)?;
-    }
-    if kafka.ssl_certificate_location.is_some() != kafka.ssl_key_location.is_some() {
-        return Err(invalid(
-            "kafka.ssl_key_location",
-            "a client certificate needs its key and the other way round".into(),
-            "set both kafka.ssl_certificate_location and kafka.ssl_key_location (mutual TLS), or neither",
-        ));
-    }
-    if kafka.ssl_key_password.is_some() && kafka.ssl_key_location.is_none() {
-        return Err(invalid(
-            "kafka.ssl_key_password",
-            "is set without kafka.ssl_key_location".into(),
-            "set the key file too, or remove the key password",
-        ));
-    }
-    Ok(())
-}
-
 /// Fails with an error naming `key` when `path` is not a readable file.
 ///
 /// # Errors
@@ -297,44 +213,6 @@ pub fn check_readable(key: &'static str, path: &Path) -> Result<(), ConfigError>
             problem: format!("cannot read {}: {e}", path.display()),
             fix: "point it at a readable PEM file",
         })
-}
-
-/// The librdkafka properties of `kafka`'s security settings, secrets included: for
-/// `rdkafka::ClientConfig` only (whose `Debug` hides them), never for printing.
-pub fn kafka_client_properties(kafka: &KafkaConfig) -> Vec<(&'static str, String)> {
-    let mut properties = vec![("security.protocol", kafka.security_protocol.to_string())];
-    let path = |p: &PathBuf| p.to_string_lossy().into_owned();
-    if kafka.security_protocol.uses_sasl() {
-        properties.push(("sasl.mechanism", kafka.sasl_mechanism.to_string()));
-        properties.push(("sasl.username", kafka.sasl_username.clone()));
-        if let Some(password) = &kafka.sasl_password {
-            properties.push(("sasl.password", password.expose_secret().to_string()));
-        }
-    }
-    if kafka.security_protocol.uses_tls() {
-        if let Some(ca) = &kafka.ssl_ca_location {
-            properties.push(("ssl.ca.location", path(ca)));
-        }
-        if let Some(certificate) = &kafka.ssl_certificate_location {
-            properties.push(("ssl.certificate.location", path(certificate)));
-        }
-        if let Some(key) = &kafka.ssl_key_location {
-            properties.push(("ssl.key.location", path(key)));
-        }
-        if let Some(password) = &kafka.ssl_key_password {
-            properties.push(("ssl.key.password", password.expose_secret().to_string()));
-        }
-        properties.push((
-            "ssl.endpoint.identification.algorithm",
-            if kafka.ssl_endpoint_identification {
-                "https"
-            } else {
-                "none"
-            }
-            .to_string(),
-        ));
-    }
-    properties
 }
 
 /// `url` with the password of its user-info part (`scheme://user:password@host`)
@@ -366,6 +244,7 @@ pub fn url_has_password(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn protocols_and_mechanisms_parse_in_either_case() {

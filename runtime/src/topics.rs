@@ -13,7 +13,7 @@ use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::config::Config;
-use crate::kafka::client_config;
+use crate::kafka::{client_config, partition_count};
 use crate::{Error, Result};
 
 /// What a topic is for; decides its settings.
@@ -228,32 +228,6 @@ pub async fn create_topics(
         }
     }
     Ok(outcome)
-}
-
-/// Partition count of `topic`, from cluster metadata.
-///
-/// # Errors
-/// [`Error::Topology`] when the topic does not exist; [`Error::Kafka`] when metadata
-/// cannot be fetched.
-pub fn partition_count<C: ConsumerContext>(
-    consumer: &impl Consumer<C>,
-    topic: &str,
-    timeout: Duration,
-) -> Result<i32> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| Error::kafka(&format!("fetching metadata of {topic}"), e))?;
-    let t = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or_else(|| Error::Topology(format!("topic {topic} is not in the metadata")))?;
-    if t.error().is_some() || t.partitions().is_empty() {
-        return Err(Error::Topology(format!(
-            "topic {topic} does not exist; run `paystream topics create` first"
-        )));
-    }
-    Ok(t.partitions().len() as i32)
 }
 
 /// Checks that every topic the pipeline needs exists and that the payment-id-keyed
