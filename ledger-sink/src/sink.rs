@@ -141,11 +141,11 @@ impl LedgerSink {
                 partition_count(&consumer, &dead_letter_topic, timeout)
             })?;
             if dead_letter_partitions < partitions {
-                return Err(paystream_runtime::Error::Topology(format!(
-                    "topic {dead_letter_topic} has {dead_letter_partitions} partitions but \
-                     {topic} has {partitions}; add partitions to it \
-                     (kafka-topics --alter --partitions {partitions})"
-                ))
+                return Err(paystream_runtime::Error::TooFewPartitions {
+                    topic: dead_letter_topic,
+                    found: dead_letter_partitions,
+                    needed: partitions,
+                }
                 .into());
             }
             for partition in 0..partitions {
@@ -270,7 +270,7 @@ impl LedgerSink {
                 FailureAction::DeadLetter(reason) => {
                     Content::Undecodable(format!("{reason}: {}", e.message))
                 }
-                FailureAction::Retry => {
+                FailureAction::Retry | FailureAction::Fail => {
                     return Err(SinkError::RegistryUnavailable {
                         topic: origin.topic,
                         partition: origin.partition,

@@ -62,6 +62,10 @@ pub enum FailureAction {
     DeadLetter(DeadLetterReason),
     /// Try the same record again later (a dependency is down).
     Retry,
+    /// Stop the instance: the record must not be skipped (no failure maps here today; the
+    /// variant keeps "stop" an explicit decision of the policy, as in Kafka Streams'
+    /// `DeserializationHandlerResponse.FAIL`).
+    Fail,
 }
 
 /// The policy for records that could not be decoded.

@@ -49,7 +49,7 @@ impl Drop for DlqDepthMonitor {
 ///
 /// # Errors
 /// [`Error::Kafka`] when the consumer cannot be created or assigned;
-/// [`Error::Topology`] when a topic is missing.
+/// [`Error::TopicMissing`] when a topic is missing.
 pub fn spawn(config: &Config, metrics: Metrics) -> Result<DlqDepthMonitor> {
     let names = TopicNames::new(config);
     let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
@@ -109,7 +109,10 @@ pub fn spawn(config: &Config, metrics: Metrics) -> Result<DlqDepthMonitor> {
                 }
             }
         })
-        .map_err(|e| Error::Topology(format!("starting the DLQ depth thread: {e}")))?;
+        .map_err(|source| Error::Thread {
+            what: "the DLQ depth thread",
+            source,
+        })?;
     Ok(DlqDepthMonitor {
         stop,
         thread: Some(thread),

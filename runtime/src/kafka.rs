@@ -70,7 +70,7 @@ pub fn is_retriable_code(code: RDKafkaErrorCode) -> bool {
 /// For tools (`paystream dlq inspect`) and tests; bounded by `timeout`.
 ///
 /// # Errors
-/// [`crate::Error::Kafka`] when the topic cannot be read, [`crate::Error::Topology`] when
+/// [`crate::Error::Kafka`] when the topic cannot be read, [`crate::Error::EndNotReached`] when
 /// it does not exist or the end is not reached within `timeout`.
 pub fn read_committed_to_end(
     config: &Config,
@@ -111,9 +111,17 @@ pub fn read_committed_to_end(
     let deadline = std::time::Instant::now() + timeout;
     while positions.iter().zip(&ends).any(|(at, end)| at < end) {
         if std::time::Instant::now() > deadline {
-            return Err(crate::Error::Topology(format!(
-                "reading {topic}: end not reached in {timeout:?} (at {positions:?} of {ends:?})"
-            )));
+            let (position, end) = positions
+                .iter()
+                .zip(&ends)
+                .find(|(at, end)| at < end)
+                .map_or((0, 0), |(at, end)| (*at, *end));
+            return Err(crate::Error::EndNotReached {
+                what: format!("reading {topic}"),
+                end,
+                position,
+                waited_ms: timeout.as_millis() as u64,
+            });
         }
         match consumer.poll(std::time::Duration::from_millis(200)) {
             None => {}
@@ -370,7 +378,7 @@ pub fn kafka_client_properties(kafka: &crate::config::KafkaConfig) -> Vec<(&'sta
 /// Partition count of `topic`, from cluster metadata.
 ///
 /// # Errors
-/// [`Error::Topology`] when the topic does not exist; [`Error::Kafka`] when metadata
+/// [`crate::Error::TopicMissing`] when the topic does not exist; [`Error::Kafka`] when metadata
 /// cannot be fetched.
 pub fn partition_count<C: rdkafka::consumer::ConsumerContext>(
     consumer: &impl rdkafka::consumer::Consumer<C>,
@@ -384,11 +392,13 @@ pub fn partition_count<C: rdkafka::consumer::ConsumerContext>(
         .topics()
         .iter()
         .find(|t| t.name() == topic)
-        .ok_or_else(|| crate::Error::Topology(format!("topic {topic} is not in the metadata")))?;
+        .ok_or_else(|| crate::Error::TopicMissing {
+            topic: topic.to_string(),
+        })?;
     if t.error().is_some() || t.partitions().is_empty() {
-        return Err(crate::Error::Topology(format!(
-            "topic {topic} does not exist; run `paystream topics create` first"
-        )));
+        return Err(crate::Error::TopicMissing {
+            topic: topic.to_string(),
+        });
     }
     Ok(t.partitions().len() as i32)
 }

@@ -65,9 +65,74 @@ pub enum Error {
         reason: String,
         fix: &'static str,
     },
-    /// Topics are missing or not co-partitioned.
-    #[error("topology: {0}")]
-    Topology(String),
+    /// A topic the pipeline needs does not exist.
+    #[error("topic {topic} does not exist; run `paystream topics create` first")]
+    TopicMissing { topic: String },
+    /// Creating a topic failed.
+    #[error("creating topic {topic}: {code}")]
+    TopicCreation {
+        topic: String,
+        code: rdkafka::types::RDKafkaErrorCode,
+    },
+    /// A changelog or dead-letter topic has fewer partitions than the topic it mirrors.
+    #[error(
+        "topic {topic} has {found} partitions but its source has {needed}; add partitions \
+         to it (kafka-topics --alter --partitions {needed})"
+    )]
+    TooFewPartitions {
+        topic: String,
+        found: i32,
+        needed: i32,
+    },
+    /// Topics keyed by payment id have different partition counts.
+    #[error(
+        "topics keyed by payment id must have equal partition counts (co-partitioning), \
+         found {counts}; recreate them with the same count"
+    )]
+    NotCoPartitioned {
+        /// `topic=count` pairs.
+        counts: String,
+    },
+    /// The Schema Registry did not answer after bounded retries.
+    #[error("schema registry {url} unreachable after retries: {message}")]
+    RegistryUnreachable { url: String, message: String },
+    /// The consumer has no group metadata to commit offsets with (not in the group yet).
+    #[error("the consumer has no consumer group metadata (not a group member yet)")]
+    GroupMetadataMissing,
+    /// librdkafka's producer queue stayed full while producing (the broker is not
+    /// taking records).
+    #[error("producer queue stayed full while producing to {topic}")]
+    ProducerQueueFull { topic: String },
+    /// A stage failed while no input record was being processed (punctuation), so there
+    /// is no record to dead-letter.
+    #[error("{stage} failed outside of any input record ({reason}): {message}")]
+    FailedOutsideRecord {
+        stage: paystream_processors::Stage,
+        reason: paystream_processors::DeadLetterReason,
+        message: String,
+    },
+    /// A record failed and the dead-letter policy says to stop rather than dead-letter it.
+    #[error("stopping on a record of {topic}: {message}")]
+    PolicyFail { topic: String, message: String },
+    /// Reading a topic or changelog to its end took longer than allowed, e.g. an open
+    /// transaction of a previous owner holds the last stable offset back.
+    #[error(
+        "{what}: end offset {end} not reached in {waited_ms} ms (at {position}); is a \
+         transaction of a previous owner still open?"
+    )]
+    EndNotReached {
+        what: String,
+        end: i64,
+        position: i64,
+        waited_ms: u64,
+    },
+    /// A background thread could not be started.
+    #[error("starting {what}: {source}")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] paystream_state::StoreError),
     #[error(transparent)]
@@ -108,10 +173,80 @@ impl Error {
                 .rdkafka_error_code()
                 .is_some_and(kafka::is_retriable_code),
             Error::Codec(e) => e.is_retriable(),
-            _ => false,
+            Error::TopicCreation { code, .. } => kafka::is_retriable_code(*code),
+            Error::RegistryUnreachable { .. }
+            | Error::GroupMetadataMissing
+            | Error::ProducerQueueFull { .. }
+            | Error::EndNotReached { .. } => true,
+            Error::Config(_)
+            | Error::Connection { .. }
+            | Error::TopicMissing { .. }
+            | Error::TooFewPartitions { .. }
+            | Error::NotCoPartitioned { .. }
+            | Error::FailedOutsideRecord { .. }
+            | Error::PolicyFail { .. }
+            | Error::Thread { .. }
+            | Error::Store(_)
+            | Error::Processor(_)
+            | Error::StateDirectory { .. }
+            | Error::TransactionFatal { .. } => false,
         }
     }
 }
 
 /// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_says_whether_a_retry_can_succeed() {
+        let retriable = [
+            Error::GroupMetadataMissing,
+            Error::ProducerQueueFull { topic: "t".into() },
+            Error::RegistryUnreachable {
+                url: "u".into(),
+                message: "m".into(),
+            },
+            Error::EndNotReached {
+                what: "restoring c/0".into(),
+                end: 10,
+                position: 3,
+                waited_ms: 60_000,
+            },
+            Error::TopicCreation {
+                topic: "t".into(),
+                code: rdkafka::types::RDKafkaErrorCode::RequestTimedOut,
+            },
+        ];
+        for error in &retriable {
+            assert!(error.is_retriable(), "{error}");
+        }
+        let final_ = [
+            Error::TopicMissing { topic: "t".into() },
+            Error::TooFewPartitions {
+                topic: "t.dlq".into(),
+                found: 1,
+                needed: 3,
+            },
+            Error::NotCoPartitioned {
+                counts: "a=3, b=6".into(),
+            },
+            Error::TopicCreation {
+                topic: "t".into(),
+                code: rdkafka::types::RDKafkaErrorCode::PolicyViolation,
+            },
+        ];
+        for error in &final_ {
+            assert!(!error.is_retriable(), "{error}");
+        }
+        assert!(
+            final_[1]
+                .to_string()
+                .contains("kafka-topics --alter --partitions 3"),
+            "the error names the fix"
+        );
+    }
+}

@@ -144,7 +144,8 @@ impl Pipeline {
     ///
     /// # Errors
     /// [`Error::Kafka`] when a client cannot be created or the broker does not answer;
-    /// [`Error::Topology`] when topics are missing or not co-partitioned.
+    /// [`Error::TopicMissing`], [`Error::TooFewPartitions`] or [`Error::NotCoPartitioned`]
+    /// when the topics do not fit the topology.
     pub async fn new(
         config: Config,
         codec: Arc<Codec>,
@@ -611,7 +612,7 @@ impl Pipeline {
         let group = self
             .consumer
             .group_metadata()
-            .ok_or_else(|| Error::Topology("consumer has no group metadata".into()))?;
+            .ok_or(Error::GroupMetadataMissing)?;
         let result = tokio::task::block_in_place(|| self.producer.commit(&offsets, &group));
         match result {
             Ok(()) => {

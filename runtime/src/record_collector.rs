@@ -159,13 +159,15 @@ impl RecordCollector {
     /// dead-letters the record when it is read again.
     ///
     /// # Errors
-    /// [`Error::Topology`] when no input record is being processed (punctuation): there is
+    /// [`Error::FailedOutsideRecord`] when no input record is being processed (punctuation): there is
     /// no record to dead-letter, so the failure stops the instance.
     pub fn fail(&mut self, reason: DeadLetterReason, stage: Stage, message: String) -> Result<()> {
         if self.current.is_none() {
-            return Err(Error::Topology(format!(
-                "{stage} failed outside of any input record ({reason}): {message}"
-            )));
+            return Err(Error::FailedOutsideRecord {
+                stage,
+                reason,
+                message,
+            });
         }
         self.failed.get_or_insert(Poisoned {
             reason,
@@ -359,7 +361,7 @@ impl RecordCollector {
     /// after this record.
     ///
     /// # Errors
-    /// [`Error::Kafka`] when the producer fails for another reason; [`Error::Topology`]
+    /// [`Error::Kafka`] when the producer fails for another reason; [`Error::ProducerQueueFull`]
     /// when its queue stays full.
     pub async fn send(
         &mut self,
@@ -440,8 +442,8 @@ impl RecordCollector {
                 Err((e, _)) => return Err(Error::kafka(&format!("producing to {topic}"), e)),
             }
         }
-        Err(Error::Topology(format!(
-            "producer queue stayed full while producing to {topic}"
-        )))
+        Err(Error::ProducerQueueFull {
+            topic: topic.to_string(),
+        })
     }
 }

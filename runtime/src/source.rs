@@ -222,11 +222,11 @@ impl Source {
                 FailureAction::DeadLetter(reason) => {
                     return Ok(Err((reason, Stage::Decode, e.message)));
                 }
-                FailureAction::Retry => {
-                    return Err(Error::Topology(format!(
-                        "schema registry {} unreachable after retries: {}",
-                        self.registry_url, e.message
-                    )));
+                FailureAction::Retry | FailureAction::Fail => {
+                    return Err(Error::RegistryUnreachable {
+                        url: self.registry_url.clone(),
+                        message: e.message,
+                    });
                 }
             },
         };
@@ -243,7 +243,10 @@ impl Source {
                 FailureAction::DeadLetter(reason) => {
                     Ok(Err((reason, Stage::Validate, violation.to_string())))
                 }
-                FailureAction::Retry => unreachable!("violations are never retried"),
+                FailureAction::Retry | FailureAction::Fail => Err(Error::PolicyFail {
+                    topic: topic.to_string(),
+                    message: violation.to_string(),
+                }),
             },
         }
     }

@@ -143,7 +143,7 @@ pub struct Restored {
 /// to be resolved.
 ///
 /// # Errors
-/// [`Error::Kafka`] when the changelog cannot be read; [`Error::Topology`] when the end
+/// [`Error::Kafka`] when the changelog cannot be read; [`Error::EndNotReached`] when the end
 /// is not reached by `deadline`; store errors from RocksDB.
 pub fn restore_store(
     config: &Config,
@@ -211,10 +211,12 @@ pub fn restore_store(
     let mut position = start;
     while position < high {
         if started.elapsed() > deadline {
-            return Err(Error::Topology(format!(
-                "restoring {changelog}/{partition}: end offset {high} not reached in {deadline:?} (at {position}); \
-                 is a transaction of a previous owner still open?"
-            )));
+            return Err(Error::EndNotReached {
+                what: format!("restoring {changelog}/{partition}"),
+                end: high,
+                position,
+                waited_ms: deadline.as_millis() as u64,
+            });
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {

@@ -223,7 +223,7 @@ pub async fn create_topics(
                 outcome.push((name, role, Created::AlreadyExisted))
             }
             Err((topic, code)) => {
-                return Err(Error::Topology(format!("creating topic {topic}: {code}")));
+                return Err(Error::TopicCreation { topic, code });
             }
         }
     }
@@ -234,7 +234,7 @@ pub async fn create_topics(
 /// topics are co-partitioned.
 ///
 /// # Errors
-/// [`Error::Topology`] naming the missing topic or the differing partition counts.
+/// [`Error::TopicMissing`], [`Error::TooFewPartitions`] or [`Error::NotCoPartitioned`].
 pub fn check_topics<C: ConsumerContext>(
     config: &Config,
     consumer: &impl Consumer<C>,
@@ -273,19 +273,18 @@ pub fn check_topics<C: ConsumerContext>(
     for (topic, needed) in at_least {
         let found = partition_count(consumer, &topic, timeout)?;
         if found < needed {
-            return Err(Error::Topology(format!(
-                "topic {topic} has {found} partitions but its source has {needed}; \
-                 add partitions to it (kafka-topics --alter --partitions {needed})"
-            )));
+            return Err(Error::TooFewPartitions {
+                topic,
+                found,
+                needed,
+            });
         }
     }
     if counts.iter().any(|(_, n)| *n != counts[0].1) {
         let listed: Vec<String> = counts.iter().map(|(t, n)| format!("{t}={n}")).collect();
-        return Err(Error::Topology(format!(
-            "topics keyed by payment id must have equal partition counts (co-partitioning), found {}; \
-             recreate them with the same count",
-            listed.join(", ")
-        )));
+        return Err(Error::NotCoPartitioned {
+            counts: listed.join(", "),
+        });
     }
     Ok(())
 }
