@@ -105,24 +105,17 @@ pub fn validate(event: &InputEvent) -> Result<(), Violation> {
 }
 
 fn validate_initiated(e: &PaymentInitiated) -> Result<(), Violation> {
-    check_no_sensitive(&[
-        ("event_id", &e.event_id),
+    let identifiers = [
+        ("event_id", e.event_id.as_str()),
         ("idempotency_key", &e.idempotency_key),
         ("payment_id", &e.payment_id),
         ("merchant_id", &e.merchant_id),
         ("customer_id", &e.customer_id),
         ("payment_method_token", &e.payment_method_token),
         ("psp", &e.psp),
-    ])?;
-    check_identifiers(&[
-        ("event_id", &e.event_id),
-        ("idempotency_key", &e.idempotency_key),
-        ("payment_id", &e.payment_id),
-        ("merchant_id", &e.merchant_id),
-        ("customer_id", &e.customer_id),
-        ("payment_method_token", &e.payment_method_token),
-        ("psp", &e.psp),
-    ])?;
+    ];
+    check_no_sensitive(&identifiers)?;
+    check_identifiers(&identifiers)?;
     check_non_empty(&[
         ("idempotency_key", &e.idempotency_key),
         ("payment_id", &e.payment_id),
@@ -134,54 +127,48 @@ fn validate_initiated(e: &PaymentInitiated) -> Result<(), Violation> {
 }
 
 fn validate_auth_succeeded(e: &AuthSucceeded) -> Result<(), Violation> {
-    check_no_sensitive(&[
-        ("event_id", &e.event_id),
+    let identifiers = [
+        ("event_id", e.event_id.as_str()),
         ("payment_id", &e.payment_id),
         ("psp_reference", &e.psp_reference),
         ("auth_code", &e.auth_code),
-    ])?;
-    check_identifiers(&[
-        ("event_id", &e.event_id),
-        ("payment_id", &e.payment_id),
-        ("psp_reference", &e.psp_reference),
-        ("auth_code", &e.auth_code),
-    ])?;
+    ];
+    check_no_sensitive(&identifiers)?;
+    check_identifiers(&identifiers)?;
     check_non_empty(&[("event_id", &e.event_id), ("payment_id", &e.payment_id)])?;
     check_amount("amount_minor", e.amount_minor)?;
     check_currency(&e.currency)
 }
 
 fn validate_auth_failed(e: &AuthFailed) -> Result<(), Violation> {
-    check_no_sensitive(&[
-        ("event_id", &e.event_id),
+    let identifiers = [
+        ("event_id", e.event_id.as_str()),
         ("payment_id", &e.payment_id),
         ("psp_reference", e.psp_reference.as_deref().unwrap_or("")),
         ("decline_code", &e.decline_code),
+    ];
+    let [event_id, payment_id, psp_reference, decline_code] = identifiers;
+    check_no_sensitive(&[
+        event_id,
+        payment_id,
+        psp_reference,
+        decline_code,
         ("reason", &e.reason),
     ])?;
-    check_identifiers(&[
-        ("event_id", &e.event_id),
-        ("payment_id", &e.payment_id),
-        ("psp_reference", e.psp_reference.as_deref().unwrap_or("")),
-        ("decline_code", &e.decline_code),
-    ])?;
+    check_identifiers(&identifiers)?;
     check_free_text("reason", &e.reason)?;
     check_non_empty(&[("event_id", &e.event_id), ("payment_id", &e.payment_id)])
 }
 
 fn validate_settlement(e: &SettlementReported) -> Result<(), Violation> {
-    check_no_sensitive(&[
-        ("event_id", &e.event_id),
+    let identifiers = [
+        ("event_id", e.event_id.as_str()),
         ("payment_id", &e.payment_id),
         ("psp_reference", &e.psp_reference),
         ("settlement_batch_id", &e.settlement_batch_id),
-    ])?;
-    check_identifiers(&[
-        ("event_id", &e.event_id),
-        ("payment_id", &e.payment_id),
-        ("psp_reference", &e.psp_reference),
-        ("settlement_batch_id", &e.settlement_batch_id),
-    ])?;
+    ];
+    check_no_sensitive(&identifiers)?;
+    check_identifiers(&identifiers)?;
     check_non_empty(&[("event_id", &e.event_id), ("payment_id", &e.payment_id)])?;
     check_amount("gross_amount_minor", e.gross_amount_minor)?;
     if e.fee_minor < 0 || e.fee_minor > e.gross_amount_minor {
