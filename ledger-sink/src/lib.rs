@@ -2,7 +2,7 @@
 //! (`isolation.level=read_committed`) and writes journal entries, postings, account
 //! balances and payment statuses, together with the consumed offsets, in one database
 //! transaction per batch. On start it resumes from the offsets stored in `sink_offsets`,
-//! so every record is written exactly once (PRODUCT.md, Exactly-once).
+//! so every record is written exactly once (docs/architecture.md, "Exactly once").
 //!
 //! Roles, as in vector's sinks: [`service`] talks to PostgreSQL (migrations, batch
 //! writes, isolating the records PostgreSQL refuses); [`sink`] consumes, batches, decides

@@ -1,4 +1,4 @@
-//! Deduplication of `payment_initiated` by idempotency key (PRODUCT.md, Idempotency).
+//! Deduplication of `payment_initiated` by idempotency key (docs/architecture.md, "Topology").
 //!
 //! The idempotency store maps `merchant_id:idempotency_key` to the fingerprint of the
 //! first request seen with that key. Within the retention (default 72 h of stream time):

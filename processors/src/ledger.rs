@@ -1,4 +1,4 @@
-//! Double-entry journal entries (PRODUCT.md, Ledger). Amounts are minor units; every
+//! Double-entry journal entries (docs/architecture.md, "Payment lifecycle and ledger"). Amounts are minor units; every
 //! entry balances to zero per currency, asserted here where entries are made and again by
 //! the sink where they are written and by `paystream ledger verify` afterwards.
 //!
@@ -21,7 +21,7 @@ pub fn journal_entry_id(payment_id: &str, kind: JournalEntryKind) -> String {
     .to_string()
 }
 
-/// Account names (PRODUCT.md, Ledger).
+/// Account names (docs/architecture.md, "Payment lifecycle and ledger").
 pub mod accounts {
     /// What the PSP owes us for captured payments.
     pub fn psp_receivable(psp: &str) -> String {

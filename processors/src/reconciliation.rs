@@ -1,4 +1,4 @@
-//! Reconciliation exceptions (PRODUCT.md, Reconciliation): where our books and the PSP's
+//! Reconciliation exceptions (docs/architecture.md, "Timers and reconciliation"): where our books and the PSP's
 //! reports disagree.
 //!
 //! | kind | raised when |

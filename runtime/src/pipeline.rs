@@ -1,5 +1,5 @@
 //! The processing loop: consume → process → produce → commit, once per commit interval,
-//! in one Kafka transaction (PRODUCT.md, Exactly-once).
+//! in one Kafka transaction (docs/architecture.md, "Exactly once").
 //!
 //! Per record: route to its task, decode (dead-letter on failure), validate, run the
 //! processor, produce its outputs. Per commit: produce the changelog records of every

@@ -1,4 +1,4 @@
-//! Topic names and topic creation (PRODUCT.md, Topology).
+//! Topic names and topic creation (docs/architecture.md, "Topology").
 //!
 //! Input and output topics carry the configured `topics.prefix`; internal topics are
 //! named after the application id, as in Kafka Streams: `<app>-payments-by-id` (the
@@ -168,7 +168,7 @@ pub enum Created {
 }
 
 /// Creates every topic of the application that does not exist yet: `topics.partitions`
-/// partitions, `topics.replication_factor` replicas; changelogs compacted (PRODUCT.md);
+/// partitions, `topics.replication_factor` replicas; changelogs compacted (docs/architecture.md, "Topic settings that matter");
 /// the repartition topic without time retention; dead-letter topics timestamped on
 /// append and kept 30 days.
 ///

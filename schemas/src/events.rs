@@ -250,7 +250,7 @@ impl JournalEntry {
     }
 }
 
-/// The kinds of reconciliation exception (PRODUCT.md, Reconciliation).
+/// The kinds of reconciliation exception (docs/architecture.md, "Timers and reconciliation").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ReconciliationExceptionKind {

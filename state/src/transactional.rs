@@ -11,7 +11,7 @@ pub struct PendingWrite<'a> {
 }
 
 /// A layer that keeps writes in a buffer until the Kafka transaction they belong to has
-/// committed (PRODUCT.md, Exactly-once): reads see the buffer first, then the inner
+/// committed (docs/architecture.md, "Exactly once"): reads see the buffer first, then the inner
 /// store. [`commit`](Self::commit) applies the buffer atomically;
 /// [`abort`](Self::abort) discards it. Only the last write per key is kept, so a key
 /// written many times in one commit interval costs one changelog record.

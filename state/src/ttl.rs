@@ -3,7 +3,7 @@ use crate::{KeyValueStore, Result, StoreError, Write, key_after};
 /// Bytes of the write-time prefix of every value in a TTL store.
 const TIME_PREFIX_BYTES: usize = 8;
 
-/// A time-to-live layer by stream time (PRODUCT.md: idempotency keys are remembered for
+/// A time-to-live layer by stream time (docs/architecture.md: idempotency keys are remembered for
 /// 72 h of stream time). Each value is stored as the stream time it was written at
 /// (8 bytes, big-endian milliseconds) followed by the value. A key older than the TTL
 /// reads as absent; [`purge_expired`](Self::purge_expired) deletes expired keys through

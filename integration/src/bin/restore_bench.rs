@@ -1,4 +1,4 @@
-//! Restore speed (issue #3): fills a compacted changelog topic with `--keys` records,
+//! Restore speed: fills a compacted changelog topic with `--keys` records,
 //! then times a full restore into an empty RocksDB store with the runtime's own restore
 //! code, and prints keys/s. A benchmark, not a test: run it on the local stack with
 //! `integration/bench-restore`.

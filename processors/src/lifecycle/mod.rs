@@ -1,4 +1,4 @@
-//! The payment lifecycle (PRODUCT.md, Payment lifecycle):
+//! The payment lifecycle (docs/architecture.md, "Payment lifecycle and ledger"):
 //!
 //! ```text
 //!   (none) ──PaymentInitiated──► INITIATED ──AuthSucceeded──► AUTHORIZED ──SettlementReported──► SETTLED
