@@ -24,6 +24,7 @@ use paystream_processors::lifecycle::transition;
 use paystream_processors::{DeadLetterReason, Origin};
 use paystream_runtime::config::SinkConfig;
 use paystream_runtime::dead_letter::ERROR_HEADER_BYTES_MAX;
+use paystream_runtime::dead_letter::mask_pans_in_text;
 use paystream_schemas::validate::redact_sensitive;
 use paystream_schemas::{
     JournalEntry, PaymentStatus, PaymentStatusChanged, PostingSide, ReconciliationException,
@@ -116,15 +117,17 @@ pub struct Rejection {
     /// The SQLSTATE PostgreSQL refused its rows with; `None` when the sink refused it
     /// before writing (it did not decode, or does not balance).
     pub sqlstate: Option<String>,
-    /// Why: PostgreSQL's message or the sink's check, with card numbers and credentials
-    /// redacted ([`redact_sensitive`]), NUL bytes removed, at most
+    /// Why: PostgreSQL's message or the sink's check, with card numbers masked
+    /// ([`mask_pans_in_text`]) and credentials redacted ([`redact_sensitive`]), NUL bytes
+    /// removed, at most
     /// [`ERROR_HEADER_BYTES_MAX`] bytes.
     pub error: String,
 }
 
 impl Rejection {
     fn new(index: usize, sqlstate: Option<String>, error: &str) -> Self {
-        let mut error = redact_sensitive(error).replace('\0', "");
+        // Card digits masked before redaction, as for every dead letter.
+        let mut error = redact_sensitive(&mask_pans_in_text(error)).replace('\0', "");
         if error.len() > ERROR_HEADER_BYTES_MAX {
             let mut cut = ERROR_HEADER_BYTES_MAX;
             while !error.is_char_boundary(cut) {

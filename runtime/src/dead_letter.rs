@@ -24,9 +24,10 @@
 //! check (ISO/IEC 7812-1) has its digits replaced by `*` — digits written unbroken or in
 //! any groups, with up to [`SEPARATOR_RUN_BYTES_MAX`] bytes of space, tab, `-`, `.`, `/`,
 //! `_`, `,` or non-ASCII (Unicode spaces and dashes) between digits, and whatever bytes
-//! touch the number. The error header is redacted first ([`redact_sensitive`]), then
-//! masked the same way; credential values ([`credential_ranges`]) are masked in key and
-//! value as well.
+//! touch the number. The error header is masked the same way first, then redacted
+//! ([`redact_sensitive`], for credentials: redacting a narrower card-like run before
+//! masking could split a card number and leave part of it readable); credential values
+//! ([`credential_ranges`]) are masked in key and value as well.
 //!
 //! Why a byte scan and not one that needs a card number to stand alone: a value is the
 //! Confluent wire format (magic byte 0, 4-byte schema id, binary Avro), where each string
@@ -152,7 +153,9 @@ pub fn dead_letter_record_at(
     message: &str,
     application_id: &str,
 ) -> DeadLetterRecord {
-    let mut error = mask_pans_in_text(&redact_sensitive(message));
+    // Card digits are masked first: redacting a narrower card-like run first could cut a
+    // card number in two and leave a readable part of it that no later scan finds.
+    let mut error = redact_sensitive(&mask_pans_in_text(message));
     if error.len() > ERROR_HEADER_BYTES_MAX {
         let mut cut = ERROR_HEADER_BYTES_MAX;
         while !error.is_char_boundary(cut) {
