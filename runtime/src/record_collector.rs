@@ -248,9 +248,12 @@ impl RecordCollector {
             }
             Output::PaymentStatus(status) => {
                 let topic = self.names.payment_status.clone();
-                let Some(value) = self.encode(&topic, &status).await? else {
+                if !self
+                    .send_keyed(&topic, &status, &status.payment_id, timestamp_ms)
+                    .await?
+                {
                     return Ok(());
-                };
+                }
                 self.counts.status_changes += 1;
                 let status_name = status.status.as_str();
                 *self.counts.payments.entry(status_name).or_insert(0) += 1;
@@ -261,15 +264,7 @@ impl RecordCollector {
                     .entry((status_name, status.currency.clone()))
                     .or_insert(0);
                 *amount = amount.saturating_add(status.amount_minor.max(0) as u64);
-                self.send(
-                    &topic,
-                    None,
-                    Some(status.payment_id.as_bytes()),
-                    Some(&value),
-                    None,
-                    timestamp_ms,
-                )
-                .await
+                Ok(())
             }
             Output::JournalEntry(entry) => {
                 if !entry.is_balanced() {
@@ -280,39 +275,27 @@ impl RecordCollector {
                     );
                 }
                 let topic = self.names.ledger_entries.clone();
-                let Some(value) = self.encode(&topic, &entry).await? else {
-                    return Ok(());
-                };
-                self.counts.journal_entries += 1;
-                self.send(
-                    &topic,
-                    None,
-                    Some(entry.payment_id.as_bytes()),
-                    Some(&value),
-                    None,
-                    timestamp_ms,
-                )
-                .await
+                if self
+                    .send_keyed(&topic, &entry, &entry.payment_id, timestamp_ms)
+                    .await?
+                {
+                    self.counts.journal_entries += 1;
+                }
+                Ok(())
             }
             Output::ReconciliationException(exception) => {
                 let topic = self.names.reconciliation_exceptions.clone();
-                let Some(value) = self.encode(&topic, &exception).await? else {
-                    return Ok(());
-                };
-                *self
-                    .counts
-                    .exceptions
-                    .entry(exception.kind.as_str())
-                    .or_insert(0) += 1;
-                self.send(
-                    &topic,
-                    None,
-                    Some(exception.payment_id.as_bytes()),
-                    Some(&value),
-                    None,
-                    timestamp_ms,
-                )
-                .await
+                if self
+                    .send_keyed(&topic, &exception, &exception.payment_id, timestamp_ms)
+                    .await?
+                {
+                    *self
+                        .counts
+                        .exceptions
+                        .entry(exception.kind.as_str())
+                        .or_insert(0) += 1;
+                }
+                Ok(())
             }
             Output::DeadLetter {
                 origin,
@@ -328,6 +311,34 @@ impl RecordCollector {
                 Ok(())
             }
         }
+    }
+
+    /// Encodes `record` for output `topic` and sends it keyed by `payment_id`, stamped
+    /// `timestamp_ms`. False when it could not be encoded (its input record has failed,
+    /// see [`Self::fail`]).
+    ///
+    /// # Errors
+    /// As [`Self::encode`] and [`Self::send`].
+    async fn send_keyed<T: paystream_schemas::AvroRecord + serde::Serialize>(
+        &mut self,
+        topic: &str,
+        record: &T,
+        payment_id: &str,
+        timestamp_ms: i64,
+    ) -> Result<bool> {
+        let Some(value) = self.encode(topic, record).await? else {
+            return Ok(false);
+        };
+        self.send(
+            topic,
+            None,
+            Some(payment_id.as_bytes()),
+            Some(&value),
+            None,
+            timestamp_ms,
+        )
+        .await?;
+        Ok(true)
     }
 
     /// Encodes an output for `topic`. `None` when the record's data does not fit the
