@@ -173,7 +173,7 @@ fn main() -> ExitCode {
             } => commands::ledger::balance(config, args).await,
             Command::Replay(args) => commands::replay::replay(config, args).await,
             Command::Topology { format } => {
-                let topology = paystream_runtime::topology::Topology::of(&config);
+                let topology = paystream_runtime::topology::Topology::payments(&config);
                 match format {
                     TopologyFormat::Text => print!("{}", topology.to_text()),
                     TopologyFormat::Mermaid => print!("{}", topology.to_mermaid()),

@@ -198,6 +198,23 @@ impl TestEnv {
         command
     }
 
+    /// This test's configuration as the runtime's [`paystream_runtime::Config`], the same
+    /// the `paystream` commands of [`Self::command`] get from the environment: for tests
+    /// that run the runtime in process.
+    pub fn config(&self) -> paystream_runtime::Config {
+        let mut config = paystream_runtime::Config {
+            application_id: self.application_id.clone(),
+            ..paystream_runtime::Config::default()
+        };
+        config.kafka.bootstrap_servers = bootstrap();
+        config.topics.prefix = self.prefix.clone();
+        config.topics.partitions = 3;
+        config.topics.replication_factor = replication_factor().parse().unwrap_or(1);
+        config.schema_registry.url = registry_url();
+        config.state.dir = self.state_dir.path().to_path_buf();
+        config
+    }
+
     /// A topic name with this test's prefix.
     pub fn topic(&self, base: &str) -> String {
         format!("{}{base}", self.prefix)

@@ -13,12 +13,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    DeadLetterReason, Output, Processor, ProcessorContext, Record, Result, read_json, stores,
-    write_json,
+    DeadLetterReason, EventType, Input, Output, OutputKind, OutputSpec, Processor,
+    ProcessorContext, Record, Result, StoreSpec, TopicRef, read_json, stores, write_json,
 };
 
 /// Default idempotency retention: 72 hours, in milliseconds.
 pub const DEFAULT_RETENTION_MS: i64 = 72 * 60 * 60 * 1000;
+
+/// The repartition topic's logical name: deduplicated payments keyed by payment id,
+/// `<application_id>-payments-by-id`.
+pub const REPARTITION_TOPIC: &str = "payments-by-id";
 
 /// What the idempotency store keeps per key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +73,30 @@ impl Default for DedupeProcessor {
 
 impl Processor for DedupeProcessor {
     type Input = PaymentInitiated;
+
+    fn name(&self) -> &'static str {
+        "dedupe"
+    }
+
+    fn inputs(&self) -> Vec<Input> {
+        vec![Input {
+            topic: TopicRef::External("payment_initiated"),
+            event: EventType::PaymentInitiated,
+        }]
+    }
+
+    /// Idempotency keys are remembered for the retention, then expire.
+    fn stores(&self) -> Vec<StoreSpec> {
+        vec![StoreSpec::expiring(stores::IDEMPOTENCY, self.retention_ms)]
+    }
+
+    /// Accepted payments go to the repartition topic, re-keyed by payment id.
+    fn outputs(&self) -> Vec<OutputSpec> {
+        vec![OutputSpec {
+            kind: OutputKind::Repartition,
+            topic: TopicRef::Internal(REPARTITION_TOPIC),
+        }]
+    }
 
     fn process(
         &mut self,

@@ -9,9 +9,7 @@ use paystream_state::{InMemoryStore, KeyValueStore};
 
 use paystream_schemas::{InputEvent, PaymentInitiated};
 
-use crate::{
-    Origin, Output, Processor, ProcessorContext, ProcessorError, Record, Result, Stream, stores,
-};
+use crate::{Origin, Output, Processor, ProcessorContext, ProcessorError, Record, Result, Stream};
 
 /// Runs one processor over in-memory stores with a manual clock.
 pub struct TestDriver<P: Processor> {
@@ -48,12 +46,13 @@ impl ProcessorContext for MemoryContext {
 }
 
 impl<P: Processor> TestDriver<P> {
-    /// A driver with every paystream store, empty, at stream time 0.
+    /// A driver with the processor's stores, empty, at stream time 0.
     pub fn new(mut processor: P) -> Self {
         let mut context = MemoryContext {
-            stores: stores::ALL
+            stores: processor
+                .stores()
                 .iter()
-                .map(|name| (name.to_string(), InMemoryStore::new(name)))
+                .map(|spec| (spec.name.to_string(), InMemoryStore::new(spec.name)))
                 .collect(),
             outputs: Vec::new(),
             stream_time_ms: 0,

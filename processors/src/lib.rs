@@ -19,14 +19,16 @@ pub mod ledger;
 pub mod lifecycle;
 pub mod reconciliation;
 pub mod timers;
+pub mod topology;
 
 use paystream_schemas::{
-    JournalEntry, PaymentInitiated, PaymentStatusChanged, ReconciliationException,
+    InputEvent, JournalEntry, PaymentInitiated, PaymentStatusChanged, ReconciliationException,
 };
 use paystream_state::{KeyValueStore, StoreError};
 use serde::{Deserialize, Serialize};
 
 pub use dead_letter::{DeadLetterReason, Stage};
+pub use topology::{EventType, FromInputEvent, Input, OutputKind, OutputSpec, StoreSpec, TopicRef};
 
 /// Errors that stop a task (never bad input: bad input is dead-lettered).
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,13 @@ pub enum ProcessorError {
     /// The processor asked for a store the task does not have (a topology bug).
     #[error("processor asked for unknown state store {0}")]
     UnknownStore(String),
+    /// The processor was handed an event it does not take: one of its declared inputs
+    /// carries another event type (a topology bug).
+    #[error("processor {processor} does not take {event} events; check its inputs()")]
+    UnexpectedInput {
+        processor: &'static str,
+        event: &'static str,
+    },
 }
 
 impl ProcessorError {
@@ -145,12 +154,30 @@ impl Stream {
     }
 }
 
-/// A stream processor: `process` is required, the rest have no-op defaults.
+/// A stream processor: it declares its place in the topology ([`Self::name`],
+/// [`Self::inputs`], [`Self::stores`], [`Self::outputs`]) and handles records in
+/// [`Self::process`]; `init`, `punctuate` and `close` have no-op defaults. The runtime
+/// creates one instance per task.
 pub trait Processor {
     /// The decoded record type the processor takes.
-    type Input;
+    type Input: FromInputEvent;
 
-    /// Called once when the task starts, before the first record.
+    /// The processor's name in the topology, e.g. `dedupe`.
+    fn name(&self) -> &'static str;
+
+    /// The topics it reads. One task per partition reads the same partition of each, so
+    /// when there are several they must be co-partitioned (same partition count, keyed
+    /// alike); the runtime checks this at start-up.
+    fn inputs(&self) -> Vec<Input>;
+
+    /// The state stores it owns, each with its changelog.
+    fn stores(&self) -> Vec<StoreSpec>;
+
+    /// Where each kind of its [`Output`]s goes.
+    fn outputs(&self) -> Vec<OutputSpec>;
+
+    /// Called once when a task starts, after its stores are restored, before its first
+    /// record.
     ///
     /// # Errors
     /// [`ProcessorError`] stops the task.
@@ -180,6 +207,80 @@ pub trait Processor {
     fn close(&mut self) {}
 }
 
+/// A [`Processor`] as the runtime holds it: object-safe, taking the decoded
+/// [`InputEvent`] of any of its inputs. Every `Processor + Send` is one.
+pub trait TaskProcessor: Send {
+    /// See [`Processor::name`].
+    fn name(&self) -> &'static str;
+    /// See [`Processor::inputs`].
+    fn inputs(&self) -> Vec<Input>;
+    /// See [`Processor::stores`].
+    fn stores(&self) -> Vec<StoreSpec>;
+    /// See [`Processor::outputs`].
+    fn outputs(&self) -> Vec<OutputSpec>;
+    /// See [`Processor::init`].
+    ///
+    /// # Errors
+    /// [`ProcessorError`] stops the task.
+    fn init(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()>;
+    /// Converts `event` to the processor's input type and processes it.
+    ///
+    /// # Errors
+    /// [`ProcessorError::UnexpectedInput`] when the event is not of that type; otherwise
+    /// as [`Processor::process`].
+    fn process_event(
+        &mut self,
+        event: InputEvent,
+        origin: Origin,
+        ctx: &mut dyn ProcessorContext,
+    ) -> Result<()>;
+    /// See [`Processor::punctuate`].
+    ///
+    /// # Errors
+    /// [`ProcessorError`] stops the task.
+    fn punctuate(&mut self, stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()>;
+    /// See [`Processor::close`].
+    fn close(&mut self);
+}
+
+impl<P: Processor + Send> TaskProcessor for P {
+    fn name(&self) -> &'static str {
+        Processor::name(self)
+    }
+    fn inputs(&self) -> Vec<Input> {
+        Processor::inputs(self)
+    }
+    fn stores(&self) -> Vec<StoreSpec> {
+        Processor::stores(self)
+    }
+    fn outputs(&self) -> Vec<OutputSpec> {
+        Processor::outputs(self)
+    }
+    fn init(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()> {
+        Processor::init(self, ctx)
+    }
+    fn process_event(
+        &mut self,
+        event: InputEvent,
+        origin: Origin,
+        ctx: &mut dyn ProcessorContext,
+    ) -> Result<()> {
+        let event_name = EventType::of(&event).as_str();
+        let value =
+            P::Input::from_input_event(event).ok_or_else(|| ProcessorError::UnexpectedInput {
+                processor: Processor::name(self),
+                event: event_name,
+            })?;
+        Processor::process(self, Record { value, origin }, ctx)
+    }
+    fn punctuate(&mut self, stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()> {
+        Processor::punctuate(self, stream_time_ms, ctx)
+    }
+    fn close(&mut self) {
+        Processor::close(self)
+    }
+}
+
 /// Names of the state stores, used for RocksDB directories and changelog topics
 /// (`<app>-<store>-changelog`).
 pub mod stores {
@@ -198,16 +299,6 @@ pub mod stores {
     /// `payment_id:kind` → marker of a reconciliation exception already raised
     /// (lifecycle, see [`crate::reconciliation`]).
     pub const RECONCILIATION: &str = "reconciliation";
-
-    /// Every store, for topic creation.
-    pub const ALL: [&str; 6] = [
-        IDEMPOTENCY,
-        PAYMENTS,
-        SEEN_EVENTS,
-        PENDING,
-        TIMERS,
-        RECONCILIATION,
-    ];
 }
 
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(

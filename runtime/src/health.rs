@@ -5,9 +5,10 @@
 //!   ledger sink (when it runs here) reaches PostgreSQL; otherwise 503 with the reason.
 //! - `/metrics`: the Prometheus text exposition format of [`crate::metrics::Metrics`].
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -20,7 +21,8 @@ use tracing::{info, warn};
 #[derive(Debug)]
 pub struct Health {
     running: AtomicBool,
-    restoring_tasks: AtomicI64,
+    /// Ids of the tasks restoring their stores.
+    restoring_tasks: Mutex<BTreeSet<String>>,
     database_reachable: AtomicBool,
 }
 
@@ -28,7 +30,7 @@ impl Default for Health {
     fn default() -> Self {
         Health {
             running: AtomicBool::new(false),
-            restoring_tasks: AtomicI64::new(0),
+            restoring_tasks: Mutex::default(),
             database_reachable: AtomicBool::new(true),
         }
     }
@@ -40,14 +42,21 @@ impl Health {
         self.running.store(running, Ordering::SeqCst);
     }
 
-    /// A task started restoring its stores.
-    pub fn restore_started(&self) {
-        self.restoring_tasks.fetch_add(1, Ordering::SeqCst);
+    /// Task `task` started restoring its stores.
+    pub fn restore_started(&self, task: &str) {
+        self.restoring().insert(task.to_string());
     }
 
-    /// A task finished (or gave up) restoring.
-    pub fn restore_finished(&self) {
-        self.restoring_tasks.fetch_sub(1, Ordering::SeqCst);
+    /// Task `task` finished (or gave up) restoring.
+    pub fn restore_finished(&self, task: &str) {
+        self.restoring().remove(task);
+    }
+
+    fn restoring(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        // The set stays consistent even if a holder panicked.
+        self.restoring_tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether the ledger sink's last database call succeeded.
@@ -60,9 +69,14 @@ impl Health {
         if !self.running.load(Ordering::SeqCst) {
             return Err("pipeline not running".into());
         }
-        let restoring = self.restoring_tasks.load(Ordering::SeqCst);
-        if restoring > 0 {
-            return Err(format!("{restoring} task(s) restoring state stores"));
+        let restoring = self.restoring();
+        if !restoring.is_empty() {
+            let tasks: Vec<&str> = restoring.iter().map(String::as_str).collect();
+            return Err(format!(
+                "{} task(s) restoring state stores: {}",
+                tasks.len(),
+                tasks.join(", ")
+            ));
         }
         if !self.database_reachable.load(Ordering::SeqCst) {
             return Err("ledger sink cannot reach PostgreSQL".into());
@@ -134,9 +148,15 @@ mod tests {
         assert!(health.readiness().is_err());
         health.set_running(true);
         assert_eq!(health.readiness(), Ok(()));
-        health.restore_started();
-        assert!(health.readiness().unwrap_err().contains("restoring"));
-        health.restore_finished();
+        health.restore_started("1_0");
+        health.restore_started("1_2");
+        assert_eq!(
+            health.readiness().unwrap_err(),
+            "2 task(s) restoring state stores: 1_0, 1_2"
+        );
+        health.restore_finished("1_0");
+        health.restore_finished("1_2");
+        assert_eq!(health.readiness(), Ok(()));
         health.set_database_reachable(false);
         assert!(health.readiness().unwrap_err().contains("PostgreSQL"));
     }

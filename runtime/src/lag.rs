@@ -13,7 +13,6 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use crate::kafka::partition_count;
-use crate::topics::TopicNames;
 use crate::{Error, Result};
 
 /// How often librdkafka reports statistics, from which consumer lag is set.
@@ -107,7 +106,7 @@ impl ConsumerContext for RebalanceListener {
 /// out) count from the group's committed offset.
 pub fn caught_up(
     consumer: &StreamConsumer<RebalanceListener>,
-    names: &TopicNames,
+    topics: &[&str],
     records_in_transaction: usize,
     timeout: Duration,
 ) -> Result<bool> {
@@ -121,11 +120,7 @@ pub fn caught_up(
         .position()
         .map_err(|e| Error::kafka("reading positions", e))?;
     let mut all = TopicPartitionList::new();
-    for topic in names
-        .inputs()
-        .into_iter()
-        .chain([names.payments_by_id.as_str()])
-    {
+    for topic in topics.iter().copied() {
         let partitions = tokio::task::block_in_place(|| partition_count(consumer, topic, timeout))?;
         for partition in 0..partitions {
             all.add_partition(topic, partition);

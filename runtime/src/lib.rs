@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod config_error;
+pub mod counts;
 pub mod dead_letter;
 pub mod dlq_depth;
 pub mod eos_producer;
@@ -25,12 +26,13 @@ pub mod health;
 pub mod kafka;
 pub mod lag;
 pub mod metrics;
-pub mod pipeline;
 pub mod poison;
 pub mod record_collector;
+pub mod restore;
 pub mod security;
 pub mod source;
 pub mod state_manager;
+pub mod stream_thread;
 pub mod task;
 pub mod task_manager;
 pub mod topics;
@@ -39,7 +41,8 @@ pub mod topology;
 use rdkafka::error::KafkaError;
 
 pub use config::{Config, ConfigError};
-pub use pipeline::{Pipeline, RunSummary};
+pub use counts::RunSummary;
+pub use stream_thread::Pipeline;
 
 /// Errors of the runtime. Each says whether retrying the same operation can succeed.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +129,13 @@ pub enum Error {
         position: i64,
         waited_ms: u64,
     },
+    /// A restore was stopped because its task was closed (its partitions moved away, or
+    /// the instance stops); not a failure.
+    #[error("restore of {changelog}/{partition} cancelled: the task was closed")]
+    RestoreCancelled { changelog: String, partition: i32 },
+    /// A restore thread panicked (a bug, not the data of a record).
+    #[error("restore of task {task} panicked: {message}")]
+    RestorePanicked { task: String, message: String },
     /// A background thread could not be started.
     #[error("starting {what}: {source}")]
     Thread {
@@ -177,7 +187,8 @@ impl Error {
             Error::RegistryUnreachable { .. }
             | Error::GroupMetadataMissing
             | Error::ProducerQueueFull { .. }
-            | Error::EndNotReached { .. } => true,
+            | Error::EndNotReached { .. }
+            | Error::RestoreCancelled { .. } => true,
             Error::Config(_)
             | Error::Connection { .. }
             | Error::TopicMissing { .. }
@@ -186,6 +197,7 @@ impl Error {
             | Error::FailedOutsideRecord { .. }
             | Error::PolicyFail { .. }
             | Error::Thread { .. }
+            | Error::RestorePanicked { .. }
             | Error::Store(_)
             | Error::Processor(_)
             | Error::StateDirectory { .. }
@@ -215,6 +227,10 @@ mod tests {
                 end: 10,
                 position: 3,
                 waited_ms: 60_000,
+            },
+            Error::RestoreCancelled {
+                changelog: "c".into(),
+                partition: 0,
             },
             Error::TopicCreation {
                 topic: "t".into(),

@@ -10,20 +10,20 @@
 //! collector notes it ([`RecordCollector::fail`]) and the stream thread aborts the
 //! transaction and poisons the record. Only failures of the environment are errors.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paystream_processors::{DeadLetterReason, Origin, Output, Stage};
+use paystream_processors::{DeadLetterReason, Origin, Output, OutputKind, Stage};
 use paystream_schemas::Codec;
 use paystream_schemas::codec::CodecError;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
+pub use crate::counts::TransactionCounts;
 use crate::dead_letter::dead_letter_record_at;
 use crate::poison::{Poisoned, refused_for_data};
-use crate::topics::TopicNames;
+use crate::topology::SubTopology;
 use crate::{Error, Result};
 
 /// Headers that carry a repartitioned record's origin, so that a later dead letter
@@ -37,26 +37,6 @@ pub mod origin_headers {
 
 /// Most attempts to produce one record while librdkafka's queue is full.
 const QUEUE_FULL_ATTEMPTS_MAX: u32 = 1_000;
-
-/// What the open transaction did; published to metrics and the summary only once the
-/// transaction commits, so an aborted and re-processed record is counted once.
-#[derive(Debug, Default)]
-pub struct TransactionCounts {
-    pub consumed: BTreeMap<String, u64>,
-    pub duplicates: BTreeMap<String, u64>,
-    pub dead_lettered: BTreeMap<(String, &'static str), u64>,
-    pub produced: BTreeMap<String, u64>,
-    /// Input records on another partition than their key's murmur2 partition, by topic.
-    pub misrouted: BTreeMap<String, u64>,
-    pub input_records: u64,
-    pub status_changes: u64,
-    pub journal_entries: u64,
-    /// Reconciliation exceptions by kind.
-    pub exceptions: BTreeMap<&'static str, u64>,
-    /// Payments that reached a status, and their amounts (minor units) by currency.
-    pub payments: BTreeMap<&'static str, u64>,
-    pub amounts_minor: BTreeMap<(&'static str, String), u64>,
-}
 
 /// The headers of a record forwarded to the repartition topic: where it was read, so a
 /// later dead letter names the input record rather than the internal topic, and so it is
@@ -84,7 +64,6 @@ pub fn origin_headers_of(message: &OwnedMessage) -> OwnedHeaders {
 /// Sends the outputs of the open transaction.
 pub struct RecordCollector {
     producer: FutureProducer,
-    names: TopicNames,
     codec: Arc<Codec>,
     application_id: String,
     /// What the open transaction did.
@@ -102,15 +81,9 @@ pub struct RecordCollector {
 
 impl RecordCollector {
     /// A collector sending with `producer` (the exactly-once producer's).
-    pub fn new(
-        producer: FutureProducer,
-        names: TopicNames,
-        codec: Arc<Codec>,
-        application_id: String,
-    ) -> Self {
+    pub fn new(producer: FutureProducer, codec: Arc<Codec>, application_id: String) -> Self {
         RecordCollector {
             producer,
-            names,
             codec,
             application_id,
             counts: TransactionCounts::default(),
@@ -220,21 +193,37 @@ impl RecordCollector {
         .await
     }
 
-    /// Writes one output into the open transaction, stamped `timestamp_ms`; `message` is
-    /// the input record being processed (`None` for outputs of punctuation). An output
+    /// Writes one output of sub-topology `sub`'s processor into the open transaction, to
+    /// the topic the processor declares for its kind, stamped `timestamp_ms`; `message`
+    /// is the input record being processed (`None` for outputs of punctuation). An output
     /// that cannot be encoded or is not balanced fails its input record
     /// ([`Self::fail`]).
     pub async fn emit(
         &mut self,
         output: Output,
+        sub: &SubTopology,
         message: Option<&OwnedMessage>,
         timestamp_ms: i64,
     ) -> Result<()> {
+        let sink = OutputKind::of(&output).map(|kind| (kind, sub.sink(kind)));
+        let topic = match sink {
+            Some((_, Some(topic))) => topic.to_string(),
+            Some((kind, None)) => {
+                return self.fail(
+                    DeadLetterReason::ProcessingFailed,
+                    Stage::Process,
+                    format!(
+                        "processor {} emitted a {kind:?} output but declares no topic for it",
+                        sub.processor
+                    ),
+                );
+            }
+            None => String::new(),
+        };
         match output {
             Output::Repartition(event) => {
                 let message = message.expect("repartitioning happens while processing a record");
                 let headers = origin_headers_of(message);
-                let topic = self.names.payments_by_id.clone();
                 // The value is passed through byte for byte: same schema id, same body.
                 self.send(
                     &topic,
@@ -247,7 +236,6 @@ impl RecordCollector {
                 .await
             }
             Output::PaymentStatus(status) => {
-                let topic = self.names.payment_status.clone();
                 if !self
                     .send_keyed(&topic, &status, &status.payment_id, timestamp_ms)
                     .await?
@@ -274,7 +262,6 @@ impl RecordCollector {
                         format!("journal entry {} does not balance per currency", entry.id),
                     );
                 }
-                let topic = self.names.ledger_entries.clone();
                 if self
                     .send_keyed(&topic, &entry, &entry.payment_id, timestamp_ms)
                     .await?
@@ -284,7 +271,6 @@ impl RecordCollector {
                 Ok(())
             }
             Output::ReconciliationException(exception) => {
-                let topic = self.names.reconciliation_exceptions.clone();
                 if self
                     .send_keyed(&topic, &exception, &exception.payment_id, timestamp_ms)
                     .await?

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use paystream_processors::{DeadLetterReason, Origin, Stage};
+use paystream_processors::{DeadLetterReason, EventType, Origin, Stage};
 use paystream_schemas::validate::{check_event_time, validate};
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, Codec, DecodeError, InputEvent, PaymentInitiated, SettlementReported,
@@ -20,7 +20,7 @@ use tracing::warn;
 
 use crate::dead_letter::{FailureAction, on_decode_error, on_violation};
 use crate::record_collector::origin_headers;
-use crate::topics::TopicNames;
+use crate::topology::Topology;
 use crate::{Error, Result};
 
 /// Largest input record value the pipeline carries, bytes. A valid event is a few KB at
@@ -47,46 +47,49 @@ fn registry_retry_policy() -> ExponentialBuilder {
 }
 
 /// A record on another partition than its key's murmur2 partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Misrouted {
-    /// The partition of its payment's task, when the record must be forwarded there (auth
-    /// and settlement records); `None` for `payment_initiated`, processed where it is.
-    pub reroute_to: Option<i32>,
+    /// Where the record must be forwarded — its sub-topology's repartition topic and the
+    /// partition of the key's task — when the sub-topology has one (auth and settlement
+    /// records); `None` when it is processed where it is (`payment_initiated`).
+    pub reroute_to: Option<(String, i32)>,
 }
 
 /// The source stage of every task of one instance.
 pub struct Source {
-    names: TopicNames,
+    topology: Topology,
     codec: Arc<Codec>,
     registry_url: String,
     event_time_skew_max_ms: i64,
-    /// Partitions of `payment_initiated`.
-    upstream_partitions: i32,
-    /// Partitions of the repartition topic and the co-partitioned lifecycle inputs.
-    lifecycle_partitions: i32,
+    /// Partition count of each sub-topology's sources (its task count), by id.
+    partitions: Vec<i32>,
     /// (topic, partition) pairs whose misrouted records were already logged.
     misrouted_logged: HashSet<(String, i32)>,
 }
 
 impl Source {
-    /// The source for these topics, partition counts and settings.
+    /// The source of `topology`'s tasks, whose sub-topologies have `partitions`
+    /// partitions each (by id).
     pub fn new(
-        names: TopicNames,
+        topology: Topology,
+        partitions: Vec<i32>,
         codec: Arc<Codec>,
         registry_url: String,
         event_time_skew_max_ms: i64,
-        upstream_partitions: i32,
-        lifecycle_partitions: i32,
     ) -> Self {
         Source {
-            names,
+            topology,
             codec,
             registry_url,
             event_time_skew_max_ms,
-            upstream_partitions,
-            lifecycle_partitions,
+            partitions,
             misrouted_logged: HashSet::new(),
         }
+    }
+
+    /// The partition count of sub-topology `id`'s sources.
+    pub fn partitions(&self, id: u8) -> i32 {
+        self.partitions.get(id as usize).copied().unwrap_or(1)
     }
 
     /// Why `message` is too large to process, if it is: a value over
@@ -100,26 +103,24 @@ impl Source {
 
     /// Whether an input record arrived on a partition other than the one its key maps to
     /// under Kafka's default partitioner (an ingress producer on another partitioner).
-    /// An auth or settlement record there would wait in its task's `pending` store for a
-    /// payment that lives in another task, so it is to be forwarded to its payment's
-    /// partition; a `payment_initiated` record is processed where it is: deduplication
-    /// needs only that one idempotency key always lands on the same partition, which any
-    /// key hash gives. Logged once per input partition.
+    /// In a sub-topology with a repartition source (the lifecycle), a record there would
+    /// wait in its task's `pending` store for a payment that lives in another task, so it
+    /// is to be forwarded through the repartition topic to its key's partition; in one
+    /// without (dedupe), it is processed where it is: deduplication needs only that one
+    /// idempotency key always lands on the same partition, which any key hash gives.
+    /// Logged once per input partition.
     pub fn misrouted(&mut self, message: &OwnedMessage) -> Option<Misrouted> {
         let topic = message.topic();
-        let lifecycle_input = topic == self.names.auth_success
-            || topic == self.names.auth_failure
-            || topic == self.names.settlement;
-        if !(lifecycle_input || topic == self.names.payment_initiated) {
+        let sub = self.topology.reader_of(topic)?;
+        if sub.sources.iter().any(|s| s.topic == topic && s.internal) {
             return None;
         }
         let key = message.key()?;
-        let partitions = if lifecycle_input {
-            self.lifecycle_partitions
-        } else {
-            self.upstream_partitions
-        };
-        let expected = murmur2_partition(key, partitions);
+        let expected = murmur2_partition(key, self.partitions(sub.id));
+        let reroute_to = sub
+            .internal_source()
+            .map(|repartition| (repartition.to_string(), expected));
+        let rerouted = reroute_to.is_some();
         if expected == message.partition() {
             return None;
         }
@@ -132,16 +133,14 @@ impl Source {
                 partition = message.partition(),
                 offset = message.offset(),
                 key_partition = expected,
-                rerouted = lifecycle_input,
+                rerouted,
                 "input record on another partition than its key's murmur2 partition: an \
                  ingress producer does not use Kafka's default partitioner (set \
                  partitioner=murmur2_random in librdkafka-based clients); logged once per \
                  partition, counted in paystream_records_misrouted_total"
             );
         }
-        Some(Misrouted {
-            reroute_to: lifecycle_input.then_some(expected),
-        })
+        Some(Misrouted { reroute_to })
     }
 
     /// The origin of a consumed record; for the repartition topic, the input record it
@@ -156,9 +155,11 @@ impl Source {
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
         };
-        if message.topic() == self.names.payments_by_id
-            && let Some(headers) = message.headers()
-        {
+        let internal = self
+            .topology
+            .reader_of(message.topic())
+            .is_some_and(|sub| sub.internal_source() == Some(message.topic()));
+        if internal && let Some(headers) = message.headers() {
             for header in headers.iter() {
                 let text = header.value.map(String::from_utf8_lossy);
                 match (header.key, text) {
@@ -177,38 +178,45 @@ impl Source {
         origin
     }
 
-    /// Decodes and validates a record of input `topic` whose broker timestamp is
-    /// `record_timestamp_ms`. The outer `Result` is a failure of the pipeline; the inner
-    /// `Err` is a dead letter `(reason, stage, message)`.
+    /// The event type of a record consumed from `topic` whose origin is `origin_topic`
+    /// (for a repartition topic, the input it came from): the origin's, as its inputs
+    /// declare it, else the consumed topic's.
+    pub fn event_of(&self, topic: &str, origin_topic: &str) -> EventType {
+        self.topology
+            .event_of(origin_topic)
+            .or_else(|| self.topology.event_of(topic))
+            .unwrap_or(EventType::PaymentInitiated)
+    }
+
+    /// Decodes a record of input `topic` as `event` and validates it; its broker
+    /// timestamp is `record_timestamp_ms`. The outer `Result` is a failure of the
+    /// pipeline; the inner `Err` is a dead letter `(reason, stage, message)`.
     pub async fn decode(
         &self,
         topic: &str,
+        event: EventType,
         payload: Option<&[u8]>,
         record_timestamp_ms: i64,
     ) -> Result<std::result::Result<InputEvent, (DeadLetterReason, Stage, String)>> {
-        let names = &self.names;
         let codec = &self.codec;
         let decode_once = || async {
-            if topic == names.payment_initiated || topic == names.payments_by_id {
-                codec
+            match event {
+                EventType::PaymentInitiated => codec
                     .decode::<PaymentInitiated>(payload)
                     .await
-                    .map(InputEvent::PaymentInitiated)
-            } else if topic == names.auth_success {
-                codec
+                    .map(InputEvent::PaymentInitiated),
+                EventType::AuthSucceeded => codec
                     .decode::<AuthSucceeded>(payload)
                     .await
-                    .map(InputEvent::AuthSucceeded)
-            } else if topic == names.auth_failure {
-                codec
+                    .map(InputEvent::AuthSucceeded),
+                EventType::AuthFailed => codec
                     .decode::<AuthFailed>(payload)
                     .await
-                    .map(InputEvent::AuthFailed)
-            } else {
-                codec
+                    .map(InputEvent::AuthFailed),
+                EventType::SettlementReported => codec
                     .decode::<SettlementReported>(payload)
                     .await
-                    .map(InputEvent::SettlementReported)
+                    .map(InputEvent::SettlementReported),
             }
         };
         let decoded = decode_once

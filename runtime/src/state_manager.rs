@@ -13,12 +13,16 @@
 //! (replaying a record the store already has rewrites the same value). This is what
 //! Kafka Streams' KIP-892 aims at: no wipe after an unclean shutdown.
 //!
+//! A restore writes its progress to the checkpoint after each batch it applies, so a
+//! restart resumes where it stopped instead of starting over.
+//!
 //! "Corrupted task" has one meaning: a checkpoint that is missing, unreadable, or outside
 //! the changelog's offsets. Then the task directory is wiped and every store is restored
 //! from the beginning of its changelog.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use paystream_state::{KeyValueStore, RocksDbStore, Write};
@@ -34,8 +38,11 @@ use crate::{Error, Result};
 
 /// Name of the checkpoint file in a task directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
-/// Changelog records applied to RocksDB per write batch while restoring.
+/// Changelog records applied to RocksDB per write batch while restoring; the
+/// checkpoint is written after each batch.
 const RESTORE_BATCH_RECORDS_MAX: usize = 10_000;
+/// How often a long restore logs its progress.
+const RESTORE_PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Next changelog offset per store, as written in the checkpoint file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +104,73 @@ pub fn task_dir(config: &Config, task_id: &str) -> PathBuf {
     config.state.dir.join(&config.application_id).join(task_id)
 }
 
+/// The checkpoint of one task, owned by its state manager: loaded (or the task wiped)
+/// when the task is created, advanced as restores and commits move the stores forward.
+#[derive(Debug)]
+pub struct TaskCheckpoint {
+    dir: PathBuf,
+    checkpoint: Checkpoint,
+}
+
+impl TaskCheckpoint {
+    /// Loads the checkpoint in `dir`, wiping the task's stores when it is missing or
+    /// corrupt (see [`load_or_wipe`]).
+    ///
+    /// # Errors
+    /// [`Error::StateDirectory`] on I/O errors.
+    pub fn load(dir: PathBuf) -> Result<TaskCheckpoint> {
+        let checkpoint = load_or_wipe(&dir).map_err(|source| Error::StateDirectory {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        Ok(TaskCheckpoint { dir, checkpoint })
+    }
+
+    /// The task's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The next changelog offset `store` reflects, if known.
+    pub fn offset(&self, store: &str) -> Option<i64> {
+        self.checkpoint.offsets.get(store).copied()
+    }
+
+    /// Records that the stores reflect their changelogs up to these next offsets (store
+    /// → offset) and writes the file when an offset changed (a restore from the
+    /// beginning after the changelog was emptied can move it back).
+    ///
+    /// # Errors
+    /// [`Error::StateDirectory`] when the file cannot be written; the previous one stays,
+    /// which is still safe to restore from.
+    pub fn advance<'a>(
+        &mut self,
+        next_offsets: impl IntoIterator<Item = (&'a str, i64)>,
+    ) -> Result<()> {
+        let mut changed = false;
+        for (store, offset) in next_offsets {
+            let entry = self
+                .checkpoint
+                .offsets
+                .entry(store.to_string())
+                .or_insert(-1);
+            if offset != *entry {
+                *entry = offset;
+                changed = true;
+            }
+        }
+        if changed {
+            self.checkpoint
+                .write(&self.dir)
+                .map_err(|source| Error::StateDirectory {
+                    path: self.dir.display().to_string(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+}
+
 /// Where a task's stores start from: the checkpoint's offsets, or nothing after a wipe.
 ///
 /// Wipes `dir` when the checkpoint is missing or corrupt (a missing checkpoint with
@@ -137,23 +211,37 @@ pub struct Restored {
     pub restarted: bool,
 }
 
+/// How a restore reports progress and learns it is no longer wanted.
+#[derive(Default)]
+pub struct RestoreControl<'a> {
+    /// Set when the task's partitions moved away or the instance stops: the restore
+    /// returns [`Error::RestoreCancelled`] at its next poll.
+    pub cancel: Option<&'a AtomicBool>,
+    /// Called with the next changelog offset after each batch is written to the store,
+    /// to checkpoint the progress.
+    pub on_batch: Option<&'a mut dyn FnMut(i64) -> Result<()>>,
+    /// Restore metrics (records restored, records remaining), by store.
+    pub metrics: Option<&'a crate::metrics::Metrics>,
+}
+
 /// Restores `store` from partition `partition` of `changelog`, from `from` (the
 /// checkpoint's offset, or the beginning) to the changelog's end, reading committed
-/// records only. Waits, up to `deadline`, for an open transaction of a previous owner
-/// to be resolved.
+/// records only. It runs outside any transaction and has no deadline: an open
+/// transaction of a previous owner holds the end back until the broker resolves it
+/// (at most the transaction timeout), and progress is logged every 10 s meanwhile.
 ///
 /// # Errors
-/// [`Error::Kafka`] when the changelog cannot be read; [`Error::EndNotReached`] when the end
-/// is not reached by `deadline`; store errors from RocksDB.
+/// [`Error::Kafka`] when the changelog cannot be read; [`Error::RestoreCancelled`] when
+/// `control.cancel` was set; store errors from RocksDB; errors of `control.on_batch`.
 pub fn restore_store(
     config: &Config,
     changelog: &str,
     partition: i32,
     from: Option<i64>,
     store: &mut RocksDbStore,
-    deadline: Duration,
-    metrics: Option<&crate::metrics::Metrics>,
+    mut control: RestoreControl<'_>,
 ) -> Result<Restored> {
+    let metrics = control.metrics;
     let store_name = store.name().to_string();
     let progress = |restored: u64, remaining: i64| {
         if let Some(m) = metrics {
@@ -206,17 +294,28 @@ pub fn restore_store(
         .assign(&assignment)
         .map_err(|e| Error::kafka("assigning the changelog", e))?;
     let started = Instant::now();
+    let mut last_logged = Instant::now();
     let mut batch: Vec<Write> = Vec::with_capacity(RESTORE_BATCH_RECORDS_MAX);
     let mut records = 0u64;
     let mut position = start;
     while position < high {
-        if started.elapsed() > deadline {
-            return Err(Error::EndNotReached {
-                what: format!("restoring {changelog}/{partition}"),
-                end: high,
-                position,
-                waited_ms: deadline.as_millis() as u64,
+        if control.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::RestoreCancelled {
+                changelog: changelog.to_string(),
+                partition,
             });
+        }
+        if last_logged.elapsed() >= RESTORE_PROGRESS_LOG_INTERVAL {
+            last_logged = Instant::now();
+            info!(
+                changelog,
+                partition,
+                records,
+                position,
+                end = high,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "restoring"
+            );
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
@@ -228,6 +327,9 @@ pub fn restore_store(
                     let written = batch.len() as u64;
                     store.write_batch(std::mem::take(&mut batch))?;
                     progress(written, high - position);
+                    if let Some(on_batch) = control.on_batch.as_mut() {
+                        on_batch(position)?;
+                    }
                 }
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {
@@ -249,6 +351,9 @@ pub fn restore_store(
         store.write_batch(batch)?;
     }
     progress(written, 0);
+    if let Some(on_batch) = control.on_batch.as_mut() {
+        on_batch(position)?;
+    }
     info!(
         changelog,
         partition,

@@ -1,29 +1,29 @@
-//! Tasks: the unit of work and state. A task is one sub-topology on one partition; it
-//! owns its state stores — each `Metered(Ttl(Transactional(RocksDb)))`, see
-//! [`TaskStore`] — under `<state.dir>/<application_id>/<task_id>/<store>`, and the task's
-//! checkpoint (see [`crate::state_manager`]).
+//! The stream task: the unit of work and state. A task is one sub-topology on one
+//! partition; it owns an instance of the sub-topology's processor, its state stores —
+//! each `Metered(Ttl(Transactional(RocksDb)))`, see [`TaskStore`] — under
+//! `<state.dir>/<application_id>/<task_id>/<store>`, its stream and partition times, and
+//! its checkpoint (see [`crate::state_manager`]). A task runs once its restore
+//! ([`crate::restore`]) has finished.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::panic::AssertUnwindSafe;
 
 use paystream_processors::{
-    Output, ProcessorContext, ProcessorError, Result as ProcessorResult, Stream, stores,
+    Origin, Output, ProcessorContext, ProcessorError, Result as ProcessorResult, Stream,
+    TaskProcessor,
 };
+use paystream_schemas::InputEvent;
 use paystream_state::{
     KeyValueStore, MeteredStore, PendingWrite, RocksDbStore, StoreMetrics, TransactionalStore,
     TtlStore,
 };
 
-use crate::config::Config;
-use crate::state_manager::{Checkpoint, load_or_wipe, restore_store, task_dir};
-use crate::topics::TopicNames;
-use crate::{Error, Result};
-
-/// How much longer than the transaction timeout a restore may wait for the changelog's
-/// end (a previous owner's open transaction is aborted by the broker at that timeout).
-const RESTORE_SLACK: Duration = Duration::from_secs(60);
+use crate::Result;
+use crate::poison::panic_message;
+use crate::restore::RestoredStores;
+use crate::state_manager::TaskCheckpoint;
+use crate::topology::SubTopology;
 
 /// A task's state store: metering over time-to-live over the transactional write buffer
 /// (whose writes are the changelog) over RocksDB.
@@ -32,57 +32,27 @@ pub type TaskStore = MeteredStore<TtlStore<TransactionalStore<RocksDbStore>>>;
 /// Keys examined per TTL store at each commit when purging expired keys.
 const PURGE_KEYS_PER_COMMIT: usize = 500;
 
-/// Time to live of `store`'s keys, milliseconds of stream time: the idempotency
-/// retention for the idempotency and seen-event stores, forever for the others.
-pub fn store_ttl_ms(config: &Config, store: &str) -> Option<i64> {
-    match store {
-        stores::IDEMPOTENCY | stores::SEEN_EVENTS => Some(config.state.idempotency_retention_ms),
-        _ => None,
-    }
-}
-
-/// The two sub-topologies (see the crate docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SubTopology {
-    /// `payment_initiated` → dedupe → repartition topic.
-    Dedupe = 0,
-    /// repartition + auth + settlement topics → lifecycle → outputs.
-    Lifecycle = 1,
-}
-
-impl SubTopology {
-    /// The state stores of the sub-topology.
-    pub fn stores(self) -> &'static [&'static str] {
-        match self {
-            SubTopology::Dedupe => &[stores::IDEMPOTENCY],
-            SubTopology::Lifecycle => &[
-                stores::PAYMENTS,
-                stores::SEEN_EVENTS,
-                stores::PENDING,
-                stores::TIMERS,
-                stores::RECONCILIATION,
-            ],
-        }
-    }
-}
-
 /// A task id, written `<sub-topology>_<partition>` as in Kafka Streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskId {
-    pub sub_topology: SubTopology,
+    /// The sub-topology's id in the [`crate::topology::Topology`].
+    pub sub_topology: u8,
     pub partition: i32,
 }
 
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_{}", self.sub_topology as u8, self.partition)
+        write!(f, "{}_{}", self.sub_topology, self.partition)
     }
 }
 
-/// A task's stores, stream time and checkpoint.
+/// A running task: its processor, stores, stream time and checkpoint.
 pub struct Task {
     pub id: TaskId,
     pub stores: BTreeMap<&'static str, TaskStore>,
+    /// Stores whose keys expire.
+    ttl_stores: Vec<&'static str>,
+    processor: Box<dyn TaskProcessor>,
     /// Largest record timestamp processed, milliseconds since the Unix epoch.
     pub stream_time_ms: i64,
     /// Largest record timestamp per input [`Stream`] (partition time), milliseconds since
@@ -93,92 +63,126 @@ pub struct Task {
     /// stream's clock is their minimum — a watermark — so one dedupe task running ahead
     /// of another (a backlog) cannot fire orphan timeouts early.
     upstream_time_ms: Vec<i64>,
-    dir: PathBuf,
-    checkpoint: Checkpoint,
+    checkpoint: TaskCheckpoint,
 }
 
 impl Task {
-    /// Opens the task's stores under `<state.dir>/<application_id>/<task_id>/` and
-    /// restores each from its changelog, from the checkpoint (or in full after a wipe) to
-    /// the changelog's end, before the task processes anything.
+    /// A running task of `sub` over stores its restore brought up to date: a new
+    /// instance of the sub-topology's processor, initialised (its `init` writes join the
+    /// open transaction).
     ///
     /// # Errors
-    /// Store, Kafka and state-directory errors; restore not finishing in time.
-    pub fn open(
-        id: TaskId,
-        config: &Config,
-        names: &TopicNames,
-        metrics: Option<&crate::metrics::Metrics>,
-    ) -> Result<Task> {
-        let dir = task_dir(config, &id.to_string());
-        let directory_error = |source| Error::StateDirectory {
-            path: dir.display().to_string(),
-            source,
-        };
-        let mut checkpoint = load_or_wipe(&dir).map_err(directory_error)?;
-        let deadline =
-            Duration::from_millis(config.processing.transaction_timeout_ms) + RESTORE_SLACK;
-        let mut opened = BTreeMap::new();
-        for name in id.sub_topology.stores() {
-            let mut store = RocksDbStore::open(name, &dir.join(name))?;
-            let restored = restore_store(
-                config,
-                &names.changelog(name),
-                id.partition,
-                checkpoint.offsets.get(*name).copied(),
-                &mut store,
-                deadline,
-                metrics,
-            )?;
-            checkpoint
-                .offsets
-                .insert(name.to_string(), restored.next_offset);
-            let ttl_ms = store_ttl_ms(config, name).unwrap_or(i64::MAX);
-            opened.insert(
-                *name,
-                MeteredStore::new(TtlStore::new(TransactionalStore::new(store), ttl_ms)),
-            );
+    /// A processor error from `init`.
+    pub fn new(id: TaskId, sub: &SubTopology, restored: RestoredStores) -> Result<Task> {
+        let mut stores = BTreeMap::new();
+        let mut ttl_stores = Vec::new();
+        for (name, rocks) in restored.stores {
+            let ttl_ms = sub
+                .stores
+                .iter()
+                .find(|s| s.name == name)
+                .and_then(|s| s.ttl_ms);
+            if ttl_ms.is_some() {
+                ttl_stores.push(name);
+            }
+            let store = TtlStore::new(TransactionalStore::new(rocks), ttl_ms.unwrap_or(i64::MAX));
+            stores.insert(name, MeteredStore::new(store));
         }
-        checkpoint.write(&dir).map_err(directory_error)?;
-        Ok(Task {
+        let mut task = Task {
             id,
-            stores: opened,
+            stores,
+            ttl_stores,
+            processor: sub.processor(),
             stream_time_ms: i64::MIN,
             partition_time_ms: [i64::MIN; 3],
             upstream_time_ms: Vec::new(),
-            dir,
-            checkpoint,
-        })
+            checkpoint: restored.checkpoint,
+        };
+        let mut outputs = Vec::new();
+        let Task {
+            processor,
+            stores,
+            stream_time_ms,
+            partition_time_ms,
+            ..
+        } = &mut task;
+        let mut context = TaskContext {
+            stores,
+            outputs: &mut outputs,
+            stream_time_ms: *stream_time_ms,
+            partition_time_ms: *partition_time_ms,
+        };
+        processor.init(&mut context)?;
+        Ok(task)
+    }
+
+    /// Runs the processor on one decoded record. `Ok(Err(message))` when the processor
+    /// panicked on it: its store writes are partial, so the caller aborts the
+    /// transaction and dead-letters the record.
+    ///
+    /// # Errors
+    /// A processor error (a state store failing): the environment, not the record.
+    pub fn process(
+        &mut self,
+        event: InputEvent,
+        origin: Origin,
+    ) -> Result<std::result::Result<Vec<Output>, String>> {
+        let mut outputs = Vec::new();
+        let mut context = TaskContext {
+            stores: &mut self.stores,
+            outputs: &mut outputs,
+            stream_time_ms: self.stream_time_ms,
+            partition_time_ms: self.partition_time_ms,
+        };
+        let processor = &mut self.processor;
+        let processed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            processor.process_event(event, origin, &mut context)
+        }));
+        match processed {
+            Ok(result) => {
+                result?;
+                Ok(Ok(outputs))
+            }
+            Err(panic) => Ok(Err(format!("processor failed: {}", panic_message(&*panic)))),
+        }
+    }
+
+    /// Punctuation at the task's stream time (nothing before its first record): the
+    /// processor's due timers fire. Returns what they forwarded.
+    ///
+    /// # Errors
+    /// A processor error (a state store failing).
+    pub fn punctuate(&mut self) -> Result<Vec<Output>> {
+        let mut outputs = Vec::new();
+        if self.stream_time_ms == i64::MIN {
+            return Ok(outputs);
+        }
+        let mut context = TaskContext {
+            stores: &mut self.stores,
+            outputs: &mut outputs,
+            stream_time_ms: self.stream_time_ms,
+            partition_time_ms: self.partition_time_ms,
+        };
+        self.processor
+            .punctuate(self.stream_time_ms, &mut context)?;
+        Ok(outputs)
+    }
+
+    /// Closes the task: the processor's `close`, then the stores (when dropped).
+    pub fn close(mut self) {
+        self.abort_stores();
+        self.processor.close();
     }
 
     /// Records that the local stores now reflect their changelogs up to `next_offsets`
     /// (store → next changelog offset), after a commit's writes reached RocksDB.
     ///
     /// # Errors
-    /// [`Error::StateDirectory`] when the checkpoint cannot be written; the previous one
-    /// stays, which is still safe to restore from.
+    /// [`crate::Error::StateDirectory`] when the checkpoint cannot be written; the
+    /// previous one stays, which is still safe to restore from.
     pub fn checkpoint(&mut self, next_offsets: &BTreeMap<&'static str, i64>) -> Result<()> {
-        let mut changed = false;
-        for (store, offset) in next_offsets {
-            let entry = self
-                .checkpoint
-                .offsets
-                .entry(store.to_string())
-                .or_insert(0);
-            if *offset > *entry {
-                *entry = *offset;
-                changed = true;
-            }
-        }
-        if changed {
-            self.checkpoint
-                .write(&self.dir)
-                .map_err(|source| Error::StateDirectory {
-                    path: self.dir.display().to_string(),
-                    source,
-                })?;
-        }
-        Ok(())
+        self.checkpoint
+            .advance(next_offsets.iter().map(|(store, offset)| (*store, *offset)))
     }
 
     /// Records a repartitioned payment that came from `payment_initiated` partition
@@ -224,10 +228,10 @@ impl Task {
     ///
     /// # Errors
     /// [`paystream_state::StoreError`] from the stores.
-    pub fn purge_expired(&mut self, config: &Config) -> paystream_state::Result<u64> {
+    pub fn purge_expired(&mut self) -> paystream_state::Result<u64> {
         let mut deleted = 0;
-        for (name, store) in &mut self.stores {
-            if store_ttl_ms(config, name).is_some() {
+        for name in &self.ttl_stores {
+            if let Some(store) = self.stores.get_mut(name) {
                 deleted += store.inner_mut().purge_expired(PURGE_KEYS_PER_COMMIT)?;
             }
         }
@@ -255,16 +259,6 @@ impl Task {
         self.stores
             .iter()
             .map(|(name, store)| (*name, store.metrics()))
-    }
-
-    /// The context a processor runs in for one record of this task.
-    pub fn context<'a>(&'a mut self, outputs: &'a mut Vec<Output>) -> TaskContext<'a> {
-        TaskContext {
-            stores: &mut self.stores,
-            outputs,
-            stream_time_ms: self.stream_time_ms,
-            partition_time_ms: self.partition_time_ms,
-        }
     }
 
     /// Applies every store's open-transaction writes to RocksDB (after the Kafka commit).

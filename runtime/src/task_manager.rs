@@ -1,16 +1,14 @@
-//! The task manager (Kafka Streams' `TaskManager`): the tasks this instance runs — one per
-//! sub-topology and partition, each owning its state stores — created when their first
-//! record arrives (restoring their stores from the changelogs), closed when their
-//! partitions move to another instance, and the processors they run: `init`-free today,
-//! `process` per record and `punctuate` at commit.
+//! The task manager (Kafka Streams' `TaskManager`): the tasks this instance runs, one per
+//! sub-topology and partition. A task is created when its first record arrives: it is
+//! RESTORING while its stores catch up with their changelogs on a thread of their own
+//! ([`crate::restore`]), then RUNNING — its processor created and `init`ed — until its
+//! partitions move to another instance, when it is closed (its processor's `close`) or
+//! its restore cancelled.
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use paystream_processors::dedupe::DedupeProcessor;
-use paystream_processors::lifecycle::LifecycleProcessor;
-use paystream_processors::{Origin, Output, Processor, Record};
+use paystream_processors::{Origin, Output};
 use paystream_schemas::InputEvent;
 use rdkafka::TopicPartitionList;
 use tracing::info;
@@ -19,73 +17,117 @@ use crate::Result;
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::poison::panic_message;
-use crate::task::{SubTopology, Task, TaskId};
-use crate::topics::TopicNames;
+use crate::restore::Restoring;
+use crate::task::{Task, TaskId};
+use crate::topology::Topology;
 
 /// One changelog record of a store write made in the open transaction: task, store, key,
 /// value (`None`: a delete).
 pub type ChangelogWrite = (TaskId, &'static str, Vec<u8>, Option<Vec<u8>>);
 
-/// The tasks of one instance and the processors they run.
+/// The tasks of one instance, restoring and running.
 pub struct TaskManager {
-    tasks: BTreeMap<TaskId, Task>,
-    dedupe: DedupeProcessor,
-    lifecycle: LifecycleProcessor,
+    topology: Topology,
+    running: BTreeMap<TaskId, Task>,
+    restoring: BTreeMap<TaskId, Restoring>,
     config: Config,
-    names: TopicNames,
     metrics: Metrics,
     health: Arc<Health>,
 }
 
 impl TaskManager {
-    /// No task yet; processors configured from `config`.
-    pub fn new(config: Config, names: TopicNames, metrics: Metrics, health: Arc<Health>) -> Self {
+    /// No task yet.
+    pub fn new(topology: Topology, config: Config, metrics: Metrics, health: Arc<Health>) -> Self {
         TaskManager {
-            dedupe: DedupeProcessor::new(config.state.idempotency_retention_ms),
-            lifecycle: LifecycleProcessor::new(config.processing.lifecycle_settings()),
-            tasks: BTreeMap::new(),
+            topology,
+            running: BTreeMap::new(),
+            restoring: BTreeMap::new(),
             config,
-            names,
             metrics,
             health,
         }
     }
 
+    /// The topology the tasks run.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
     /// Tasks running.
     pub fn len(&self) -> usize {
-        self.tasks.len()
+        self.running.len()
     }
 
     /// True when no task runs.
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.running.is_empty()
     }
 
-    /// The task `id`, opened — its stores restored from their changelogs — if this is its
-    /// first record.
+    /// The task `id` when it is running; otherwise `None`, and its restore is started if
+    /// it is not restoring yet.
     ///
     /// # Errors
-    /// When a store cannot be opened or restored.
-    pub fn task(&mut self, id: TaskId) -> Result<&mut Task> {
-        if !self.tasks.contains_key(&id) {
-            info!(task = %id, "task assigned: restoring its stores");
-            self.health.restore_started();
-            let opened = tokio::task::block_in_place(|| {
-                Task::open(id, &self.config, &self.names, Some(&self.metrics))
-            });
-            self.health.restore_finished();
-            let task = opened?;
-            info!(task = %id, "task running");
-            self.tasks.insert(id, task);
+    /// When the restore thread cannot be started.
+    pub fn running(&mut self, id: TaskId) -> Result<Option<&mut Task>> {
+        if self.running.contains_key(&id) {
+            return Ok(self.running.get_mut(&id));
         }
-        Ok(self.tasks.get_mut(&id).expect("task opened above"))
+        if !self.restoring.contains_key(&id) {
+            info!(task = %id, "task assigned: restoring its stores");
+            let sub = self.topology.sub_topology(id.sub_topology);
+            let restoring = Restoring::start(id, sub, &self.config, &self.metrics)?;
+            self.health.restore_started(&id.to_string());
+            self.restoring.insert(id, restoring);
+        }
+        Ok(None)
     }
 
-    /// Runs task `id`'s processor on one decoded record (the task must be open: see
-    /// [`Self::task`]). `Ok(Err(message))` when the processor panicked on it: its store
-    /// writes are partial, so the caller aborts the transaction and dead-letters the
-    /// record.
+    /// True while some task is restoring.
+    pub fn any_restoring(&self) -> bool {
+        !self.restoring.is_empty()
+    }
+
+    /// The task `id`, which must be running.
+    ///
+    /// # Panics
+    /// When it is not: callers check [`Self::running`] first.
+    pub fn task(&mut self, id: TaskId) -> &mut Task {
+        self.running.get_mut(&id).expect("task running")
+    }
+
+    /// Moves the tasks whose restore has finished to RUNNING and returns their ids.
+    ///
+    /// # Errors
+    /// A restore's error (Kafka, RocksDB, the state directory) or a processor's `init`.
+    pub fn finish_restores(&mut self) -> Result<Vec<TaskId>> {
+        let finished: Vec<TaskId> = self
+            .restoring
+            .iter()
+            .filter(|(_, r)| r.is_finished())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &finished {
+            let restoring = self.restoring.remove(id).expect("listed above");
+            self.health.restore_finished(&id.to_string());
+            let restored = restoring.finish()?;
+            let task = Task::new(*id, self.topology.sub_topology(id.sub_topology), restored)?;
+            info!(task = %id, "task running");
+            self.running.insert(*id, task);
+        }
+        Ok(finished)
+    }
+
+    /// The partitions task `id` reads: the same partition of each of its sources.
+    pub fn partitions_of(&self, id: TaskId) -> Vec<(String, i32)> {
+        self.topology
+            .sub_topology(id.sub_topology)
+            .sources
+            .iter()
+            .map(|s| (s.topic.clone(), id.partition))
+            .collect()
+    }
+
+    /// Runs task `id`'s processor on one decoded record (see [`Task::process`]).
     ///
     /// # Errors
     /// A processor error (a state store failing): the environment, not the record.
@@ -95,50 +137,25 @@ impl TaskManager {
         event: InputEvent,
         origin: Origin,
     ) -> Result<std::result::Result<Vec<Output>, String>> {
-        let task = self
-            .tasks
-            .get_mut(&id)
-            .expect("task opened before processing");
-        let mut outputs = Vec::new();
-        let mut context = task.context(&mut outputs);
-        let dedupe = &mut self.dedupe;
-        let lifecycle = &mut self.lifecycle;
-        let processed =
-            std::panic::catch_unwind(AssertUnwindSafe(|| match (id.sub_topology, event) {
-                (SubTopology::Dedupe, InputEvent::PaymentInitiated(value)) => {
-                    dedupe.process(Record { value, origin }, &mut context)
-                }
-                (_, value) => lifecycle.process(Record { value, origin }, &mut context),
-            }));
-        match processed {
-            Ok(result) => {
-                result?;
-                Ok(Ok(outputs))
-            }
-            Err(panic) => Ok(Err(format!("processor failed: {}", panic_message(&*panic)))),
-        }
+        self.task(id).process(event, origin)
     }
 
-    /// Punctuation of the lifecycle tasks at their stream time: fires due timers, whose
-    /// store writes join the open transaction. Returns their outputs, each with the
-    /// timestamp it carries: the task's stream time, a record timestamp the broker
-    /// accepted.
+    /// Punctuation of every running task at its stream time: fires due timers, whose
+    /// store writes join the open transaction. Returns their outputs with the task that
+    /// made them and the timestamp they carry: the task's stream time, a record
+    /// timestamp the broker accepted.
     ///
     /// # Errors
     /// A processor error (a state store failing).
-    pub fn punctuate(&mut self) -> Result<Vec<(Output, i64)>> {
-        let mut outputs = Vec::new();
-        let mut outputs_time_ms: Vec<i64> = Vec::new();
-        for (id, task) in self.tasks.iter_mut() {
-            if id.sub_topology != SubTopology::Lifecycle || task.stream_time_ms == i64::MIN {
-                continue;
-            }
+    pub fn punctuate(&mut self) -> Result<Vec<(TaskId, Output, i64)>> {
+        let mut all = Vec::new();
+        for (id, task) in self.running.iter_mut() {
             let stream_time_ms = task.stream_time_ms;
-            let mut context = task.context(&mut outputs);
-            self.lifecycle.punctuate(stream_time_ms, &mut context)?;
-            outputs_time_ms.resize(outputs.len(), stream_time_ms);
+            for output in task.punctuate()? {
+                all.push((*id, output, stream_time_ms));
+            }
         }
-        Ok(outputs.into_iter().zip(outputs_time_ms).collect())
+        Ok(all)
     }
 
     /// Deletes the expired keys of TTL stores, in the open transaction.
@@ -146,8 +163,8 @@ impl TaskManager {
     /// # Errors
     /// When a store fails.
     pub fn purge_expired(&mut self) -> Result<()> {
-        for task in self.tasks.values_mut() {
-            task.purge_expired(&self.config)?;
+        for task in self.running.values_mut() {
+            task.purge_expired()?;
         }
         Ok(())
     }
@@ -155,7 +172,7 @@ impl TaskManager {
     /// The store writes of the open transaction, as changelog records to produce.
     pub fn changelog_writes(&self) -> Vec<ChangelogWrite> {
         let mut changelog = Vec::new();
-        for task in self.tasks.values() {
+        for task in self.running.values() {
             for (store, write) in task.pending_writes() {
                 changelog.push((
                     task.id,
@@ -173,7 +190,7 @@ impl TaskManager {
     /// # Errors
     /// When a store fails.
     pub fn commit_stores(&mut self) -> Result<()> {
-        for task in self.tasks.values_mut() {
+        for task in self.running.values_mut() {
             task.commit_stores()?;
         }
         Ok(())
@@ -181,7 +198,7 @@ impl TaskManager {
 
     /// The transaction was aborted: its store writes are dropped.
     pub fn abort_stores(&mut self) {
-        for task in self.tasks.values_mut() {
+        for task in self.running.values_mut() {
             task.abort_stores();
         }
     }
@@ -195,30 +212,57 @@ impl TaskManager {
         next: BTreeMap<TaskId, BTreeMap<&'static str, i64>>,
     ) -> Result<()> {
         for (task_id, offsets) in next {
-            if let Some(task) = self.tasks.get_mut(&task_id) {
+            if let Some(task) = self.running.get_mut(&task_id) {
                 task.checkpoint(&offsets)?;
             }
         }
         Ok(())
     }
 
-    /// After a rebalance: drops every task's open store writes and closes the tasks
-    /// whose source partition is not in `assignment`. Their local stores and checkpoints
-    /// stay on disk for a later return.
+    /// After a rebalance: drops every task's open store writes, closes the running
+    /// tasks and cancels the restores whose partitions are not in `assignment`. Their
+    /// local stores and checkpoints stay on disk for a later return.
     pub fn keep_assigned(&mut self, assignment: &TopicPartitionList) {
-        let names = &self.names;
-        self.tasks.retain(|id, task| {
+        let topology = &self.topology;
+        let assigned = |id: &TaskId| {
+            topology
+                .sub_topology(id.sub_topology)
+                .sources
+                .iter()
+                .any(|s| assignment.find_partition(&s.topic, id.partition).is_some())
+        };
+        let (kept, closed): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut self.running)
+            .into_iter()
+            .partition(|(id, _)| assigned(id));
+        self.running = kept;
+        for task in self.running.values_mut() {
             task.abort_stores();
-            let source = match id.sub_topology {
-                SubTopology::Dedupe => &names.payment_initiated,
-                SubTopology::Lifecycle => &names.payments_by_id,
-            };
-            let kept = assignment.find_partition(source, id.partition).is_some();
-            if !kept {
-                info!(task = %id, "task closed: its partitions moved to another instance");
-            }
-            kept
-        });
+        }
+        for (id, task) in closed {
+            info!(task = %id, "task closed: its partitions moved to another instance");
+            task.close();
+        }
+        let (kept, cancelled): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            std::mem::take(&mut self.restoring)
+                .into_iter()
+                .partition(|(id, _)| assigned(id));
+        self.restoring = kept;
+        for (id, restoring) in cancelled {
+            info!(task = %id, "restore cancelled: its partitions moved to another instance");
+            restoring.cancel();
+            self.health.restore_finished(&id.to_string());
+        }
+    }
+
+    /// Closes every task and cancels every restore (the instance stops).
+    pub fn close_all(&mut self) {
+        for (_, task) in std::mem::take(&mut self.running) {
+            task.close();
+        }
+        for (id, restoring) in std::mem::take(&mut self.restoring) {
+            restoring.cancel();
+            self.health.restore_finished(&id.to_string());
+        }
     }
 
     /// Moves the stores' operation counters into the Prometheus metrics and sets the
@@ -226,7 +270,7 @@ impl TaskManager {
     pub fn publish_store_metrics(&self) {
         use std::sync::atomic::Ordering::Relaxed;
         let mut keys: BTreeMap<&'static str, u64> = BTreeMap::new();
-        for task in self.tasks.values() {
+        for task in self.running.values() {
             for (store, n) in task.store_keys() {
                 *keys.entry(store).or_insert(0) += n;
             }
@@ -237,7 +281,7 @@ impl TaskManager {
                 .with_label_values(&[store])
                 .set(n as i64);
         }
-        for task in self.tasks.values() {
+        for task in self.running.values() {
             for (store, metrics) in task.store_metrics() {
                 for (operation, counter) in [
                     ("get", &metrics.gets),

@@ -12,8 +12,11 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 
+use std::collections::BTreeMap;
+
 use crate::config::Config;
 use crate::kafka::{client_config, partition_count};
+use crate::topology::Topology;
 use crate::{Error, Result};
 
 /// What a topic is for; decides its settings.
@@ -64,6 +67,20 @@ impl TopicNames {
             prefix: p.clone(),
             application_id: app.clone(),
         }
+    }
+
+    /// The full name of a topic a processor declares: `<topics.prefix><name>` for an
+    /// external topic, `<application_id>-<name>` for an internal one.
+    pub fn resolve(&self, topic: paystream_processors::TopicRef) -> String {
+        match topic {
+            paystream_processors::TopicRef::External(name) => format!("{}{name}", self.prefix),
+            paystream_processors::TopicRef::Internal(name) => self.internal(name),
+        }
+    }
+
+    /// The full name of internal topic `name`: `<application_id>-<name>`.
+    pub fn internal(&self, name: &str) -> String {
+        format!("{}-{name}", self.application_id)
     }
 
     /// The four input topics.
@@ -118,37 +135,12 @@ impl TopicNames {
 
     /// The changelog topic of state store `store`.
     pub fn changelog(&self, store: &str) -> String {
-        format!("{}-{store}-changelog", self.application_id)
+        self.internal(&format!("{store}-changelog"))
     }
 
     /// The dead-letter queue of `source_topic`.
     pub fn dead_letter(source_topic: &str) -> String {
         format!("{source_topic}.dlq")
-    }
-
-    /// Every topic of the application with its role.
-    pub fn all(&self, stores: &[&str]) -> Vec<(String, TopicRole)> {
-        let mut all = Vec::new();
-        for input in self.inputs() {
-            all.push((input.to_string(), TopicRole::Input));
-            all.push((Self::dead_letter(input), TopicRole::DeadLetter));
-        }
-        for output in [
-            &self.payment_status,
-            &self.ledger_entries,
-            &self.reconciliation_exceptions,
-        ] {
-            all.push((output.clone(), TopicRole::Output));
-        }
-        for sink_input in self.sink_inputs() {
-            all.push((Self::dead_letter(sink_input), TopicRole::DeadLetter));
-        }
-        all.push((self.payments_by_id.clone(), TopicRole::Repartition));
-        all.push((self.dlq_redrives.clone(), TopicRole::RedriveLog));
-        for store in stores {
-            all.push((self.changelog(store), TopicRole::Changelog));
-        }
-        all
     }
 }
 
@@ -176,13 +168,12 @@ pub enum Created {
 /// [`Error::Kafka`] when the admin request fails for another reason than "exists".
 pub async fn create_topics(
     config: &Config,
-    stores: &[&str],
+    topology: &Topology,
 ) -> Result<Vec<(String, TopicRole, Created)>> {
     let admin: AdminClient<DefaultClientContext> = client_config(config)
         .create()
         .map_err(|e| Error::kafka("creating the admin client", e))?;
-    let names = TopicNames::new(config);
-    let all = names.all(stores);
+    let all = topology.topics();
     let new_topics: Vec<NewTopic<'_>> = all
         .iter()
         .map(|(name, role)| {
@@ -230,48 +221,54 @@ pub async fn create_topics(
     Ok(outcome)
 }
 
-/// Checks that every topic the pipeline needs exists and that the payment-id-keyed
-/// topics are co-partitioned.
+/// Checks that every topic of `topology` exists, that the sources of each
+/// sub-topology are co-partitioned (equal partition counts: one task reads the same
+/// partition of each), and that the topics a task writes to by partition number — its
+/// changelogs and its inputs' dead-letter queues — have at least as many partitions as
+/// its sources. Returns each sub-topology's partition count (its task count).
 ///
 /// # Errors
-/// [`Error::TopicMissing`], [`Error::TooFewPartitions`] or [`Error::NotCoPartitioned`].
+/// [`Error::TopicMissing`], [`Error::NotCoPartitioned`] or [`Error::TooFewPartitions`].
 pub fn check_topics<C: ConsumerContext>(
     config: &Config,
+    topology: &Topology,
     consumer: &impl Consumer<C>,
-) -> Result<()> {
-    let names = TopicNames::new(config);
+) -> Result<Vec<i32>> {
     let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
-    for (topic, _) in names.all(&paystream_processors::stores::ALL) {
-        partition_count(consumer, &topic, timeout)?;
+    let mut counts: BTreeMap<String, i32> = BTreeMap::new();
+    for (topic, _) in topology.topics() {
+        let n = partition_count(consumer, &topic, timeout)?;
+        counts.insert(topic, n);
     }
-    let counts: Vec<(String, i32)> = names
-        .co_partitioned()
-        .iter()
-        .map(|t| partition_count(consumer, t, timeout).map(|n| (t.to_string(), n)))
-        .collect::<Result<_>>()?;
-    // A task writes its changelogs and dead letters to the partition it reads, so those
-    // topics need at least as many partitions as their sources.
-    let initiated = partition_count(consumer, &names.payment_initiated, timeout)?;
-    let mut at_least: Vec<(String, i32)> = vec![(
-        names.changelog(paystream_processors::stores::IDEMPOTENCY),
-        initiated,
-    )];
-    for store in [
-        paystream_processors::stores::PAYMENTS,
-        paystream_processors::stores::SEEN_EVENTS,
-        paystream_processors::stores::PENDING,
-    ] {
-        let lifecycle = counts.iter().map(|(_, n)| *n).max().unwrap_or(0);
-        at_least.push((names.changelog(store), lifecycle));
+    let count = |topic: &str| counts.get(topic).copied().unwrap_or(0);
+    let mut partitions = Vec::new();
+    let mut at_least: Vec<(String, i32)> = Vec::new();
+    for sub in &topology.sub_topologies {
+        let sources: Vec<(&str, i32)> = sub
+            .sources
+            .iter()
+            .map(|s| (s.topic.as_str(), count(&s.topic)))
+            .collect();
+        if sources.iter().any(|(_, n)| *n != sources[0].1) {
+            let listed: Vec<String> = sources.iter().map(|(t, n)| format!("{t}={n}")).collect();
+            return Err(Error::NotCoPartitioned {
+                counts: listed.join(", "),
+            });
+        }
+        let tasks = sources[0].1;
+        partitions.push(tasks);
+        for store in &sub.stores {
+            at_least.push((store.changelog.clone(), tasks));
+        }
+        for source in sub.sources.iter().filter(|s| !s.internal) {
+            at_least.push((TopicNames::dead_letter(&source.topic), tasks));
+        }
     }
-    for input in names.inputs().into_iter().chain(names.sink_inputs()) {
-        at_least.push((
-            TopicNames::dead_letter(input),
-            partition_count(consumer, input, timeout)?,
-        ));
+    for source in &topology.ledger_sink_sources {
+        at_least.push((TopicNames::dead_letter(source), count(source)));
     }
     for (topic, needed) in at_least {
-        let found = partition_count(consumer, &topic, timeout)?;
+        let found = count(&topic);
         if found < needed {
             return Err(Error::TooFewPartitions {
                 topic,
@@ -280,13 +277,7 @@ pub fn check_topics<C: ConsumerContext>(
             });
         }
     }
-    if counts.iter().any(|(_, n)| *n != counts[0].1) {
-        let listed: Vec<String> = counts.iter().map(|(t, n)| format!("{t}={n}")).collect();
-        return Err(Error::NotCoPartitioned {
-            counts: listed.join(", "),
-        });
-    }
-    Ok(())
+    Ok(partitions)
 }
 
 #[cfg(test)]
@@ -308,10 +299,7 @@ mod tests {
             TopicNames::dead_letter("t1.settlement"),
             "t1.settlement.dlq"
         );
-        let all = names.all(&["idempotency"]);
-        // inputs and their DLQs, outputs and the sink's DLQs, repartition, redrive log,
-        // one changelog
-        assert_eq!(all.len(), 4 * 2 + 3 * 2 + 1 + 1 + 1);
+        let all = crate::topology::Topology::payments(&config).topics();
         assert!(all.contains(&("t1.ledger_entries.dlq".into(), TopicRole::DeadLetter)));
         assert!(all.contains(&("app-dlq-redrives".into(), TopicRole::RedriveLog)));
         assert!(all.contains(&("app-idempotency-changelog".into(), TopicRole::Changelog)));

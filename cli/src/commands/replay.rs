@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args};
-use paystream_processors::stores;
 use paystream_runtime::Config;
 use paystream_runtime::kafka::partition_count;
 use paystream_runtime::kafka::{client_config, read_committed_consumer_config};
@@ -176,7 +175,7 @@ pub async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     if args.reset_state {
-        reset_state(&config, &names).await?;
+        reset_state(&config).await?;
     }
     tokio::task::block_in_place(|| consumer.commit(&reset, CommitMode::Sync))
         .context("committing the new offsets")?;
@@ -195,7 +194,7 @@ pub async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<ExitCode
 /// Empties every changelog (DeleteRecords up to its end) and this machine's state
 /// directory of the application. Other machines' stores restore from the emptied
 /// changelogs (their checkpoints now lie outside them).
-async fn reset_state(config: &Config, names: &TopicNames) -> anyhow::Result<()> {
+async fn reset_state(config: &Config) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
     let admin: AdminClient<DefaultClientContext> = client_config(config)
         .create()
@@ -204,14 +203,14 @@ async fn reset_state(config: &Config, names: &TopicNames) -> anyhow::Result<()> 
         .create()
         .context("creating a consumer")?;
     let mut purge = TopicPartitionList::new();
-    for store in stores::ALL {
-        let changelog = names.changelog(store);
-        for partition in 0..partition_count(&consumer, &changelog, timeout)? {
+    for store in paystream_runtime::topology::Topology::payments(config).stores() {
+        let changelog = store.changelog.as_str();
+        for partition in 0..partition_count(&consumer, changelog, timeout)? {
             let (_, high) = tokio::task::block_in_place(|| {
-                consumer.fetch_watermarks(&changelog, partition, timeout)
+                consumer.fetch_watermarks(changelog, partition, timeout)
             })?;
             purge
-                .add_partition_offset(&changelog, partition, Offset::Offset(high))
+                .add_partition_offset(changelog, partition, Offset::Offset(high))
                 .context("building the changelog purge")?;
         }
     }

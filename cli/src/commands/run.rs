@@ -71,7 +71,14 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let pipeline = Pipeline::new(config.clone(), codec, metrics, health).await?;
+    let pipeline = Pipeline::new(
+        config.clone(),
+        paystream_runtime::topology::Topology::payments(&config),
+        codec,
+        metrics,
+        health,
+    )
+    .await?;
     let mut pipeline = tokio::spawn(pipeline.run(shutdown_rx, args.until_caught_up));
     // Whichever ends first decides: a failed sink stops the pipeline (so an orchestrator
     // restarts the process) and a finished pipeline lets the sink drain its outputs.

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use paystream_integration::bootstrap;
 use paystream_runtime::Config;
-use paystream_runtime::state_manager::restore_store;
+use paystream_runtime::state_manager::{RestoreControl, restore_store};
 use paystream_state::{KeyValueStore, RocksDbStore};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -94,8 +94,7 @@ async fn main() -> anyhow::Result<()> {
             0,
             None,
             &mut store,
-            Duration::from_secs(3_600),
-            None,
+            RestoreControl::default(),
         )
     })
     .context("restoring")?;

@@ -70,8 +70,8 @@ use paystream_schemas::InputEvent;
 
 use crate::timers::{self, TimerKind};
 use crate::{
-    DeadLetterReason, Origin, Output, Processor, ProcessorContext, Record, Result, read_json,
-    stores,
+    DeadLetterReason, EventType, Input, Origin, Output, OutputKind, OutputSpec, Processor,
+    ProcessorContext, Record, Result, StoreSpec, TopicRef, read_json, stores,
 };
 
 mod callbacks;
@@ -115,20 +115,94 @@ impl Default for LifecycleSettings {
 
 /// The payment lifecycle processor over the `payments`, `seen_events`, `pending`,
 /// `timers` and `reconciliation` stores.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct LifecycleProcessor {
     settings: LifecycleSettings,
+    /// How long an applied event id is remembered in `seen_events`, milliseconds of
+    /// stream time.
+    event_id_retention_ms: i64,
+}
+
+impl Default for LifecycleProcessor {
+    fn default() -> Self {
+        LifecycleProcessor::new(LifecycleSettings::default())
+    }
 }
 
 impl LifecycleProcessor {
-    /// A lifecycle processor with these timer settings.
+    /// A lifecycle processor with these timer settings, remembering event ids for the
+    /// default idempotency retention (72 h).
     pub fn new(settings: LifecycleSettings) -> Self {
-        LifecycleProcessor { settings }
+        LifecycleProcessor {
+            settings,
+            event_id_retention_ms: crate::dedupe::DEFAULT_RETENTION_MS,
+        }
+    }
+
+    /// Remembers applied event ids for `retention_ms` of stream time (the
+    /// `state.idempotency_retention_ms` setting).
+    pub fn with_event_id_retention_ms(mut self, retention_ms: i64) -> Self {
+        self.event_id_retention_ms = retention_ms;
+        self
     }
 }
 
 impl Processor for LifecycleProcessor {
     type Input = InputEvent;
+
+    fn name(&self) -> &'static str {
+        "payment-lifecycle"
+    }
+
+    /// The deduplicated payments (repartitioned by payment id) and the auth and
+    /// settlement topics, all keyed by payment id.
+    fn inputs(&self) -> Vec<Input> {
+        vec![
+            Input {
+                topic: TopicRef::Internal(crate::dedupe::REPARTITION_TOPIC),
+                event: EventType::PaymentInitiated,
+            },
+            Input {
+                topic: TopicRef::External("auth_success"),
+                event: EventType::AuthSucceeded,
+            },
+            Input {
+                topic: TopicRef::External("auth_failure"),
+                event: EventType::AuthFailed,
+            },
+            Input {
+                topic: TopicRef::External("settlement"),
+                event: EventType::SettlementReported,
+            },
+        ]
+    }
+
+    fn stores(&self) -> Vec<StoreSpec> {
+        vec![
+            StoreSpec::kept(stores::PAYMENTS),
+            StoreSpec::expiring(stores::SEEN_EVENTS, self.event_id_retention_ms),
+            StoreSpec::kept(stores::PENDING),
+            StoreSpec::kept(stores::TIMERS),
+            StoreSpec::kept(stores::RECONCILIATION),
+        ]
+    }
+
+    fn outputs(&self) -> Vec<OutputSpec> {
+        vec![
+            OutputSpec {
+                kind: OutputKind::PaymentStatus,
+                topic: TopicRef::External("payment_status"),
+            },
+            OutputSpec {
+                kind: OutputKind::JournalEntry,
+                topic: TopicRef::External("ledger_entries"),
+            },
+            OutputSpec {
+                kind: OutputKind::ReconciliationException,
+                topic: TopicRef::External("reconciliation_exceptions"),
+            },
+        ]
+    }
 
     fn process(
         &mut self,

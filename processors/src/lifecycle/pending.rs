@@ -284,9 +284,12 @@ mod tests {
     impl StoreContext {
         fn new() -> Self {
             StoreContext {
-                stores: stores::ALL
+                stores: crate::Processor::stores(&LifecycleProcessor::default())
                     .iter()
-                    .map(|name| (name.to_string(), paystream_state::InMemoryStore::new(name)))
+                    .map(|spec| {
+                        let name = spec.name;
+                        (name.to_string(), paystream_state::InMemoryStore::new(name))
+                    })
                     .collect(),
                 outputs: Vec::new(),
             }

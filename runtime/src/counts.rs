@@ -1,0 +1,124 @@
+//! What the stream thread did: the counts of the open transaction
+//! ([`TransactionCounts`], kept by the record collector), published to the Prometheus
+//! metrics and to the run summary ([`RunSummary`], what `paystream run` prints) only
+//! once the transaction commits, so an aborted and re-processed record counts once.
+
+use std::collections::BTreeMap;
+
+use tracing::warn;
+
+use crate::metrics::Metrics;
+
+/// What the open transaction did.
+#[derive(Debug, Default)]
+pub struct TransactionCounts {
+    pub consumed: BTreeMap<String, u64>,
+    pub duplicates: BTreeMap<String, u64>,
+    pub dead_lettered: BTreeMap<(String, &'static str), u64>,
+    pub produced: BTreeMap<String, u64>,
+    /// Input records on another partition than their key's murmur2 partition, by topic.
+    pub misrouted: BTreeMap<String, u64>,
+    pub input_records: u64,
+    pub status_changes: u64,
+    pub journal_entries: u64,
+    /// Reconciliation exceptions by kind.
+    pub exceptions: BTreeMap<&'static str, u64>,
+    /// Payments that reached a status, and their amounts (minor units) by currency.
+    pub payments: BTreeMap<&'static str, u64>,
+    pub amounts_minor: BTreeMap<(&'static str, String), u64>,
+}
+
+/// Counts of one run, for the summary `paystream run` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Records read from the input topics.
+    pub input_records: u64,
+    /// Records dropped as duplicates (idempotency key retries and repeated event ids).
+    pub duplicates_dropped: u64,
+    /// Records written to dead-letter queues, by reason.
+    pub dead_lettered: BTreeMap<String, u64>,
+    /// Input records on another partition than their key's murmur2 partition (auths and
+    /// settlements among them were rerouted to their payment's task).
+    pub misrouted: u64,
+    /// Status changes produced to `payment_status`.
+    pub status_changes: u64,
+    /// Journal entries produced to `ledger_entries`.
+    pub journal_entries: u64,
+    /// Reconciliation exceptions produced, by kind.
+    pub exceptions: BTreeMap<String, u64>,
+    /// Committed transactions.
+    pub commits: u64,
+    /// From the first record read to the last commit, milliseconds.
+    pub processing_ms: u64,
+}
+
+impl TransactionCounts {
+    /// Adds a committed transaction's counts to the metrics and to `summary`, and logs
+    /// its dead letters by topic and reason.
+    pub fn publish(self, metrics: &Metrics, summary: &mut RunSummary) {
+        if !self.dead_lettered.is_empty() {
+            let by_reason: Vec<String> = self
+                .dead_lettered
+                .iter()
+                .map(|((topic, reason), n)| format!("{topic}/{reason}={n}"))
+                .collect();
+            warn!(
+                records = self.dead_lettered.values().sum::<u64>(),
+                by_topic_and_reason = %by_reason.join(","),
+                "dead-lettered in the committed transaction"
+            );
+        }
+        for (topic, n) in &self.consumed {
+            metrics
+                .records_consumed
+                .with_label_values(&[topic])
+                .inc_by(*n);
+        }
+        for (topic, n) in &self.duplicates {
+            metrics
+                .duplicates_dropped
+                .with_label_values(&[topic])
+                .inc_by(*n);
+            summary.duplicates_dropped += n;
+        }
+        for ((topic, reason), n) in &self.dead_lettered {
+            metrics
+                .dead_lettered
+                .with_label_values(&[topic.as_str(), reason])
+                .inc_by(*n);
+            *summary.dead_lettered.entry(reason.to_string()).or_insert(0) += n;
+        }
+        for (topic, n) in &self.produced {
+            metrics
+                .records_produced
+                .with_label_values(&[topic])
+                .inc_by(*n);
+        }
+        for (topic, n) in &self.misrouted {
+            metrics
+                .records_misrouted
+                .with_label_values(&[topic])
+                .inc_by(*n);
+            summary.misrouted += n;
+        }
+        for (status, n) in &self.payments {
+            metrics.payments.with_label_values(&[status]).inc_by(*n);
+        }
+        for ((status, currency), amount_minor) in &self.amounts_minor {
+            metrics
+                .payment_amount_minor
+                .with_label_values(&[status, currency.as_str()])
+                .inc_by(*amount_minor);
+        }
+        for (kind, n) in &self.exceptions {
+            metrics
+                .reconciliation_exceptions
+                .with_label_values(&[kind])
+                .inc_by(*n);
+            *summary.exceptions.entry(kind.to_string()).or_insert(0) += n;
+        }
+        summary.input_records += self.input_records;
+        summary.status_changes += self.status_changes;
+        summary.journal_entries += self.journal_entries;
+    }
+}

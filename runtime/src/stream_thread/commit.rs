@@ -1,0 +1,224 @@
+//! The commit phase: punctuation, the changelog records of the stores' open writes, the
+//! consumed offsets sent with the group metadata (KIP-447) and the commit through the
+//! exactly-once producer, then the store writes, the checkpoints and the counts; or,
+//! when the transaction cannot commit, the abort and the rewind to the committed
+//! offsets (docs/architecture.md, "Exactly once").
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::AdminOptions;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::DeliveryFuture;
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::warn;
+
+use super::{Pipeline, now_ms};
+use crate::task::TaskId;
+use crate::{Error, Result};
+
+/// How often consumed records of the repartition topic are deleted.
+const REPARTITION_PURGE_INTERVAL: Duration = Duration::from_secs(30);
+
+impl Pipeline {
+    /// Punctuation: due timers fire; their outputs join the open transaction.
+    async fn punctuate(&mut self) -> Result<()> {
+        let topology = self.topology.clone();
+        for (task_id, output, timestamp_ms) in self.tasks.punctuate()? {
+            let sub = topology.sub_topology(task_id.sub_topology);
+            self.collector.emit(output, sub, None, timestamp_ms).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction: changelog records, offsets, commit, then stores.
+    pub(super) async fn commit(&mut self) -> Result<()> {
+        let started = Instant::now();
+        if self.collector.must_abort() {
+            return self.recover_from_failed_transaction(None).await;
+        }
+        // Punctuation: due timers fire and expired keys of TTL stores are deleted, all in
+        // this transaction.
+        self.punctuate().await?;
+        self.tasks.purge_expired()?;
+        let changelog = self.tasks.changelog_writes();
+        let changelog_time_ms = now_ms();
+        let mut changelog_deliveries = Vec::with_capacity(changelog.len());
+        let topology = self.topology.clone();
+        for (task_id, store, key, value) in &changelog {
+            let topic = topology.changelog_of(task_id.sub_topology, store);
+            let delivery = self
+                .collector
+                .produce(
+                    topic,
+                    Some(task_id.partition),
+                    Some(key),
+                    value.as_deref(),
+                    None,
+                    changelog_time_ms,
+                )
+                .await?;
+            if let Some(delivery) = delivery {
+                changelog_deliveries.push(((*task_id, *store), delivery));
+            }
+        }
+        if self.collector.must_abort() {
+            return self.recover_from_failed_transaction(None).await;
+        }
+        // The consumer's position steps over transaction markers that follow the last
+        // record read; committing it (as Kafka Streams does) keeps consumer lag at 0.
+        let positions = self
+            .consumer
+            .position()
+            .map_err(|e| Error::kafka("reading positions", e))?;
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), offset) in self.pending_offsets.iter_mut() {
+            if let Some(Offset::Offset(position)) = positions
+                .find_partition(topic, *partition)
+                .map(|e| e.offset())
+            {
+                *offset = (*offset).max(position);
+            }
+            offsets
+                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(|e| Error::kafka("building the offsets to commit", e))?;
+        }
+        let group = self
+            .consumer
+            .group_metadata()
+            .ok_or(Error::GroupMetadataMissing)?;
+        let result = tokio::task::block_in_place(|| self.producer.commit(&offsets, &group));
+        match result {
+            Ok(()) => {
+                self.transaction_inputs.clear();
+                self.tasks.commit_stores()?;
+                self.checkpoint(changelog_deliveries).await?;
+                self.lag.record_commit(&self.pending_offsets);
+                self.committed_offsets.extend(self.pending_offsets.drain());
+                // Poisoned and suspect records the group has committed past are done.
+                self.poison.forget_committed(&self.committed_offsets);
+                std::mem::take(&mut self.collector.counts)
+                    .publish(&self.metrics, &mut self.summary);
+                self.collector.reset();
+                self.tasks.publish_store_metrics();
+                let now_ms = now_ms();
+                for timestamp_ms in self.transaction_timestamps_ms.drain(..) {
+                    self.metrics
+                        .end_to_end_latency_seconds
+                        .observe((now_ms - timestamp_ms).max(0) as f64 / 1000.0);
+                }
+                self.metrics.commits.inc();
+                self.metrics
+                    .commit_latency_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.last_commit_at = Some(Instant::now());
+                if self.last_purge_at.elapsed() >= REPARTITION_PURGE_INTERVAL {
+                    self.purge_repartition_topic().await;
+                }
+            }
+            Err(e) => return self.recover_from_failed_transaction(Some(e)).await,
+        }
+        self.records_in_transaction = 0;
+        self.producer.begin()
+    }
+
+    /// Deletes the records of the repartition topic that every consumer of it has
+    /// committed past (DeleteRecords, KIP-107), as Kafka Streams does: the topic has no
+    /// time retention, so this is what keeps it small. Failures are logged, not fatal.
+    pub(super) async fn purge_repartition_topic(&mut self) {
+        self.last_purge_at = Instant::now();
+        let mut purge = TopicPartitionList::new();
+        let repartition_topics = self.topology.internal_topics();
+        for ((topic, partition), offset) in &self.committed_offsets {
+            if repartition_topics.contains(topic)
+                && purge
+                    .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                    .is_err()
+            {
+                return;
+            }
+        }
+        if purge.count() == 0 {
+            return;
+        }
+        let options = AdminOptions::new().operation_timeout(Some(self.timeout));
+        match self.admin.delete_records(&purge, &options).await {
+            Ok(_) => tracing::debug!(partitions = purge.count(), "repartition topic purged"),
+            Err(e) => warn!(error = %e, "purging the repartition topic failed; retrying later"),
+        }
+    }
+
+    /// After a commit whose store writes reached RocksDB: records in each task's
+    /// checkpoint the changelog offset after its last changelog record.
+    async fn checkpoint(
+        &mut self,
+        deliveries: Vec<((TaskId, &'static str), DeliveryFuture)>,
+    ) -> Result<()> {
+        let mut next: BTreeMap<TaskId, BTreeMap<&'static str, i64>> = BTreeMap::new();
+        for ((task_id, store), delivery) in deliveries {
+            // The transaction committed, so every report is in and successful.
+            if let Ok(Ok(delivered)) = delivery.await {
+                let offset = next.entry(task_id).or_default().entry(store).or_insert(0);
+                *offset = (*offset).max(delivered.offset + 1);
+            }
+        }
+        self.tasks.checkpoint(next)
+    }
+
+    /// After a failed commit, or a record that failed a stage: fatal errors (fencing) stop
+    /// the instance; otherwise abort, find the input records whose outputs the broker
+    /// refused for their data (one: poisoned; several: suspects, each processed alone
+    /// next time), drop the stores' open writes, rewind to the last committed offsets and
+    /// begin a new transaction.
+    pub(super) async fn recover_from_failed_transaction(
+        &mut self,
+        error: Option<KafkaError>,
+    ) -> Result<()> {
+        if let Some(fatal) = error.as_ref().and_then(|e| self.producer.fatal(e)) {
+            return Err(fatal);
+        }
+        match &error {
+            Some(error) => {
+                warn!(error = %error, "commit failed; aborting the transaction and reprocessing")
+            }
+            None => warn!(
+                poisoned = self.poison.len(),
+                "a record failed; aborting the transaction and reprocessing without it"
+            ),
+        }
+        tokio::task::block_in_place(|| self.producer.abort("aborting a failed transaction"))?;
+        self.metrics.transaction_aborts.inc();
+        let deliveries = self.collector.take_deliveries();
+        self.poison
+            .find_refused(deliveries, &self.transaction_inputs)
+            .await;
+        self.commit_requested = false;
+        self.generation += 1;
+        self.transaction_inputs.clear();
+        // The aborted records will be read and counted again.
+        self.collector.reset();
+        self.transaction_timestamps_ms.clear();
+        self.tasks.abort_stores();
+        let rewind: Vec<(String, i32)> = self.pending_offsets.drain().map(|(k, _)| k).collect();
+        self.records_in_transaction = 0;
+        let mut committed = TopicPartitionList::new();
+        for (topic, partition) in &rewind {
+            committed.add_partition(topic, *partition);
+        }
+        let committed = tokio::task::block_in_place(|| {
+            self.consumer.committed_offsets(committed, self.timeout)
+        })
+        .map_err(|e| Error::kafka("reading committed offsets to rewind", e))?;
+        for element in committed.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            self.consumer
+                .seek(element.topic(), element.partition(), offset, self.timeout)
+                .map_err(|e| Error::kafka("rewinding after an abort", e))?;
+        }
+        self.producer.begin()
+    }
+}

@@ -1,0 +1,437 @@
+//! The stream thread (Kafka Streams' `StreamThread`): one loop that only sequences the
+//! phases of processing — poll a record, hand it to its task, and, once per commit
+//! interval, punctuate and commit — all in one Kafka transaction per commit
+//! (docs/architecture.md, "Exactly once" and "The runtime's roles").
+//!
+//! The roles it sequences live in their own files:
+//! - [`record`]: a record's path through its stream task — source (size, routing,
+//!   decode, validation, dead-letter policy, [`crate::source`]) → processor
+//!   ([`crate::task`]) → record collector ([`crate::record_collector`]);
+//! - [`commit`]: punctuation, the changelog records of the stores' open writes, the
+//!   consumed offsets with the group metadata (KIP-447) through the exactly-once producer
+//!   ([`crate::eos_producer`]), then the store writes and checkpoints; or an abort and
+//!   a rewind;
+//! - [`crate::task_manager`]: which tasks run, and the restoring phase of new ones
+//!   ([`crate::restore`]): a task's partitions are paused while its stores restore on a
+//!   thread of their own, then resumed from their committed offsets.
+//!
+//! No single record stops the pipeline (docs/architecture.md, "Bad input"); only the
+//! environment (broker, registry, state stores, fencing) stops or retries.
+
+mod commit;
+mod record;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use paystream_schemas::Codec;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Config;
+pub use crate::counts::RunSummary;
+use crate::eos_producer::ExactlyOnceProducer;
+use crate::health::Health;
+use crate::kafka::{client_config, read_committed_consumer_config};
+use crate::lag::{LagTracker, RebalanceListener, STATISTICS_INTERVAL_MS, caught_up};
+use crate::metrics::Metrics;
+use crate::poison::{PoisonRecords, RecordId};
+use crate::record_collector::RecordCollector;
+use crate::source::Source;
+use crate::task::TaskId;
+use crate::task_manager::TaskManager;
+use crate::topics::check_topics;
+use crate::topology::Topology;
+use crate::{Error, Result};
+
+/// How long [`Pipeline::close`] serves the revocation of its partitions after
+/// unsubscribing before it closes the consumer anyway.
+const CLOSE_REVOKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The stream thread of one instance.
+pub struct Pipeline {
+    config: Config,
+    topology: Arc<Topology>,
+    consumer: StreamConsumer<RebalanceListener>,
+    rebalances: Arc<AtomicU64>,
+    rebalances_seen: u64,
+    health: Arc<Health>,
+    producer: ExactlyOnceProducer,
+    admin: AdminClient<DefaultClientContext>,
+    last_purge_at: Instant,
+    metrics: Metrics,
+    /// The tasks, restoring and running.
+    tasks: TaskManager,
+    /// Tasks whose partitions are paused while they restore.
+    paused: BTreeSet<TaskId>,
+    /// Next offset to commit per partition, for records of the open transaction.
+    pending_offsets: HashMap<(String, i32), i64>,
+    /// Next offset committed per partition, for rewinding after an abort.
+    committed_offsets: HashMap<(String, i32), i64>,
+    records_in_transaction: usize,
+    /// Sends outputs in the open transaction and counts what it did.
+    collector: RecordCollector,
+    /// Size, routing, decoding and validation of consumed records.
+    source: Source,
+    /// Records found to fail a stage by their data, and suspects.
+    poison: PoisonRecords,
+    /// Input records of the open transaction, in the order they were read.
+    transaction_inputs: Vec<RecordId>,
+    /// Commit after the record just processed (a suspect processed alone).
+    commit_requested: bool,
+    /// Bumped at every abort: a record read before it was rewound and is dropped.
+    generation: u64,
+    timeout: Duration,
+    summary: RunSummary,
+    first_record_at: Option<Instant>,
+    last_commit_at: Option<Instant>,
+    /// Timestamps of the records of the open transaction whose outputs leave the
+    /// application, for the end-to-end latency observed at commit.
+    transaction_timestamps_ms: Vec<i64>,
+    /// Committed offsets shared with the consumer's statistics callback (consumer lag).
+    lag: LagTracker,
+}
+
+impl Pipeline {
+    /// Connects to Kafka, checks `topology`'s topics, and initialises the transactional
+    /// producer (which fences any earlier incarnation with the same transactional id).
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when a client cannot be created or the broker does not answer;
+    /// [`Error::TopicMissing`], [`Error::TooFewPartitions`] or [`Error::NotCoPartitioned`]
+    /// when the topics do not fit the topology.
+    pub async fn new(
+        config: Config,
+        topology: Topology,
+        codec: Arc<Codec>,
+        metrics: Metrics,
+        health: Arc<Health>,
+    ) -> Result<Self> {
+        let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
+        let rebalances = Arc::new(AtomicU64::new(0));
+        let lag = LagTracker {
+            committed: Arc::default(),
+            gauge: metrics.consumer_lag.clone(),
+        };
+        let consumer: StreamConsumer<RebalanceListener> =
+            read_committed_consumer_config(&config, &config.application_id)
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                // The range assignor gives one member the same partition numbers of every
+                // co-partitioned topic, so a task sees the same partition of each source.
+                .set("partition.assignment.strategy", "range")
+                .set(
+                    "group.instance.id",
+                    format!("{}-{}", config.application_id, config.instance_id),
+                )
+                .set(
+                    "session.timeout.ms",
+                    config.processing.session_timeout_ms.to_string(),
+                )
+                .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+                .create_with_context(RebalanceListener {
+                    rebalances: rebalances.clone(),
+                    lag: lag.clone(),
+                })
+                .map_err(|e| Error::kafka("creating the consumer", e))?;
+        let partitions =
+            tokio::task::block_in_place(|| check_topics(&config, &topology, &consumer))?;
+        let producer = ExactlyOnceProducer::new(&config)?;
+        let admin: AdminClient<DefaultClientContext> = client_config(&config)
+            .create()
+            .map_err(|e| Error::kafka("creating the admin client", e))?;
+        let inputs = topology.source_topics();
+        consumer
+            .subscribe(&inputs)
+            .map_err(|e| Error::kafka("subscribing to the input topics", e))?;
+        info!(
+            application_id = %config.application_id,
+            transactional_id = %producer.transactional_id(),
+            topics = ?inputs,
+            "pipeline started"
+        );
+        let collector = RecordCollector::new(
+            producer.producer().clone(),
+            codec.clone(),
+            config.application_id.clone(),
+        );
+        let tasks = TaskManager::new(
+            topology.clone(),
+            config.clone(),
+            metrics.clone(),
+            health.clone(),
+        );
+        let source = Source::new(
+            topology.clone(),
+            partitions,
+            codec,
+            config.schema_registry.url.clone(),
+            config.processing.event_time_skew_max_ms,
+        );
+        Ok(Pipeline {
+            topology: Arc::new(topology),
+            consumer,
+            rebalances,
+            rebalances_seen: 0,
+            health,
+            producer,
+            admin,
+            last_purge_at: Instant::now(),
+            metrics,
+            tasks,
+            paused: BTreeSet::new(),
+            pending_offsets: HashMap::new(),
+            committed_offsets: HashMap::new(),
+            records_in_transaction: 0,
+            collector,
+            source,
+            poison: PoisonRecords::default(),
+            transaction_inputs: Vec::new(),
+            commit_requested: false,
+            generation: 0,
+            timeout,
+            summary: RunSummary::default(),
+            first_record_at: None,
+            last_commit_at: None,
+            transaction_timestamps_ms: Vec::new(),
+            lag,
+            config,
+        })
+    }
+
+    /// Runs until `shutdown` turns true, or — with `stop_when_caught_up` — until every
+    /// assigned partition has been consumed to its end and committed.
+    ///
+    /// # Errors
+    /// Any non-retriable [`Error`]; the open transaction is then left to abort (the broker
+    /// aborts it, or the next incarnation's `init_transactions` does).
+    pub async fn run(
+        mut self,
+        shutdown: watch::Receiver<bool>,
+        stop_when_caught_up: bool,
+    ) -> Result<RunSummary> {
+        let result = self.run_loop(shutdown, stop_when_caught_up).await;
+        // On errors too: dropping a consumer that still holds partitions can hang.
+        self.close().await;
+        result.map(|()| self.summary())
+    }
+
+    /// The loop: poll → process (a record to its task) → restored tasks start running →
+    /// maybe commit (punctuation first), as `StreamThread.runOnce`.
+    async fn run_loop(
+        &mut self,
+        mut shutdown: watch::Receiver<bool>,
+        stop_when_caught_up: bool,
+    ) -> Result<()> {
+        self.producer.begin()?;
+        self.health.set_running(true);
+        // Stopped when dropped at the end of the run.
+        let _dlq_depth = crate::dlq_depth::spawn(&self.config, self.metrics.clone())?;
+        let interval = Duration::from_millis(self.config.processing.commit_interval_ms);
+        let mut next_commit = tokio::time::Instant::now() + interval;
+        loop {
+            tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        info!("shutdown requested");
+                        break;
+                    }
+                }
+                received = tokio::time::timeout_at(next_commit, self.consumer.recv()) => {
+                    let received = received.map(|r| r.map(|m| m.detach()));
+                    if self.rebalances.load(Ordering::SeqCst) != self.rebalances_seen {
+                        self.on_rebalance()?;
+                    }
+                    match received {
+                        Ok(Ok(message)) => {
+                            self.handle(message).await?;
+                            if self.collector.must_abort() {
+                                self.recover_from_failed_transaction(None).await?;
+                            }
+                        }
+                        Ok(Err(e)) => warn!(error = %e, "consumer error (librdkafka retries)"),
+                        Err(_interval_elapsed) => {}
+                    }
+                }
+            }
+            self.resume_restored_tasks()?;
+            let due = tokio::time::Instant::now() >= next_commit;
+            if due
+                || self.commit_requested
+                || self.records_in_transaction >= self.config.processing.transaction_records_max
+            {
+                self.commit_requested = false;
+                if self.records_in_transaction > 0 {
+                    self.commit().await?;
+                } else if due && stop_when_caught_up && self.caught_up()? {
+                    info!("caught up: every assigned partition consumed and committed");
+                    break;
+                }
+                next_commit = tokio::time::Instant::now() + interval;
+            }
+        }
+        if self.records_in_transaction > 0 {
+            self.commit().await?;
+        }
+        self.purge_repartition_topic().await;
+        Ok(())
+    }
+
+    /// True when no task is restoring and every assigned partition is consumed and
+    /// committed to its end.
+    fn caught_up(&self) -> Result<bool> {
+        if self.tasks.any_restoring() {
+            return Ok(false);
+        }
+        let topics = self.topology.source_topics();
+        tokio::task::block_in_place(|| {
+            caught_up(
+                &self.consumer,
+                &topics,
+                self.records_in_transaction,
+                self.timeout,
+            )
+        })
+    }
+
+    fn summary(&self) -> RunSummary {
+        let mut summary = self.summary.clone();
+        summary.commits = self.metrics.commits.get();
+        summary.processing_ms = match (self.first_record_at, self.last_commit_at) {
+            (Some(first), Some(last)) if last > first => (last - first).as_millis() as u64,
+            _ => 0,
+        };
+        summary
+    }
+
+    /// The partitions of task `id` as a list for the consumer.
+    fn partition_list(&self, id: TaskId) -> Result<TopicPartitionList> {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in self.tasks.partitions_of(id) {
+            list.add_partition(&topic, partition);
+        }
+        Ok(list)
+    }
+
+    /// A record arrived for task `id`, which is restoring: its partitions are paused
+    /// (records already fetched are dropped; the task reads them again from its committed
+    /// offsets once it runs).
+    fn pause_restoring(&mut self, id: TaskId) -> Result<()> {
+        if self.paused.insert(id) {
+            let partitions = self.partition_list(id)?;
+            self.consumer
+                .pause(&partitions)
+                .map_err(|e| Error::kafka("pausing a restoring task's partitions", e))?;
+        }
+        Ok(())
+    }
+
+    /// Tasks whose restore finished start running: their partitions are resumed from
+    /// their committed offsets (nothing of theirs is in the open transaction).
+    fn resume_restored_tasks(&mut self) -> Result<()> {
+        for id in self.tasks.finish_restores()? {
+            self.paused.remove(&id);
+            let partitions = self.partition_list(id)?;
+            self.consumer
+                .resume(&partitions)
+                .map_err(|e| Error::kafka("resuming a restored task's partitions", e))?;
+            let committed = tokio::task::block_in_place(|| {
+                self.consumer.committed_offsets(partitions, self.timeout)
+            })
+            .map_err(|e| Error::kafka("reading a restored task's committed offsets", e))?;
+            for element in committed.elements() {
+                let offset = match element.offset() {
+                    Offset::Offset(o) => Offset::Offset(o),
+                    _ => Offset::Beginning,
+                };
+                self.consumer
+                    .seek(element.topic(), element.partition(), offset, self.timeout)
+                    .map_err(|e| Error::kafka("rewinding a restored task's partitions", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves the group: aborts what is left of the open transaction, unsubscribes, and
+    /// serves the resulting revocation here, before the consumer is dropped. A rebalance
+    /// callback that runs inside librdkafka's consumer close can block in
+    /// `rd_kafka_assign` forever (confluentinc/librdkafka#4884; it hung a CI run), so the
+    /// consumer is closed only once it holds no partitions, or after
+    /// [`CLOSE_REVOKE_TIMEOUT`] with a warning.
+    async fn close(&mut self) {
+        self.health.set_running(false);
+        let _ = self.producer.abort("aborting at shutdown");
+        self.consumer.unsubscribe();
+        let deadline = tokio::time::Instant::now() + CLOSE_REVOKE_TIMEOUT;
+        loop {
+            let assigned = self.consumer.assignment().map_or(0, |a| a.count());
+            if assigned == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                warn!(
+                    partitions = assigned,
+                    timeout_ms = CLOSE_REVOKE_TIMEOUT.as_millis() as u64,
+                    "partitions still assigned after unsubscribing; closing the consumer anyway"
+                );
+                break;
+            }
+            // Records fetched before the unsubscribe are discarded: their offsets were not
+            // committed, so the next owner reads them again.
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.consumer.recv()).await;
+        }
+        let tasks = self.tasks.len();
+        self.tasks.close_all();
+        info!(tasks, "pipeline stopped");
+    }
+
+    /// After a rebalance: the open transaction may hold records of partitions this
+    /// instance no longer owns, so it is aborted and its store writes dropped; the
+    /// consumer resumes every newly assigned partition from its committed offset (eager
+    /// rebalancing), and tasks whose partitions left are closed. Their local stores and
+    /// checkpoints stay on disk for a later return.
+    fn on_rebalance(&mut self) -> Result<()> {
+        self.rebalances_seen = self.rebalances.load(Ordering::SeqCst);
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|e| Error::kafka("reading the assignment", e))?;
+        warn!(
+            records_discarded = self.records_in_transaction,
+            partitions = assignment.count(),
+            "rebalance: aborting the open transaction; processing resumes from committed offsets"
+        );
+        tokio::task::block_in_place(|| {
+            self.producer
+                .abort("aborting the transaction at a rebalance")
+        })?;
+        self.metrics.transaction_aborts.inc();
+        self.producer.begin()?;
+        self.pending_offsets.clear();
+        self.collector.reset();
+        self.transaction_timestamps_ms.clear();
+        self.transaction_inputs.clear();
+        self.commit_requested = false;
+        self.generation += 1;
+        self.metrics.rebalances.inc();
+        self.records_in_transaction = 0;
+        // Eager rebalancing re-assigns every partition unpaused.
+        self.paused.clear();
+        self.tasks.keep_assigned(&assignment);
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! A record's path through its stream task: the task it belongs to (from the
+//! topology), known poison, size, partition, decode and validation (the source), the
+//! processor, and its outputs (the record collector). Stream time and partition time
+//! move forward here.
+
+use std::time::Instant;
+
+use paystream_processors::{DeadLetterReason, Stage, Stream};
+use rdkafka::message::{Message, OwnedMessage};
+use tracing::warn;
+
+use super::{Pipeline, now_ms};
+use crate::Result;
+use crate::poison::RecordId;
+use crate::record_collector::origin_headers_of;
+use crate::source::Source;
+use crate::task::TaskId;
+
+impl Pipeline {
+    /// One consumed record: skipped (and its task's partitions paused) while its task
+    /// restores; otherwise counted in the open transaction and processed.
+    pub(super) async fn handle(&mut self, message: OwnedMessage) -> Result<()> {
+        let Some(sub_topology) = self.topology.reader_of(message.topic()).map(|s| s.id) else {
+            warn!(
+                topic = message.topic(),
+                "record of a topic no processor reads; skipped"
+            );
+            return Ok(());
+        };
+        let task_id = TaskId {
+            sub_topology,
+            partition: message.partition(),
+        };
+        if self.tasks.running(task_id)?.is_none() {
+            return self.pause_restoring(task_id);
+        }
+        let id = RecordId::of(&message);
+        if self.poison.is_suspect(&id) && self.records_in_transaction > 0 {
+            // A suspect gets a transaction of its own: commit what came before it.
+            let generation = self.generation;
+            self.commit().await?;
+            if self.generation != generation {
+                // That commit failed and the consumer was rewound: this record comes again.
+                return Ok(());
+            }
+        }
+        self.first_record_at.get_or_insert_with(Instant::now);
+        let topic = message.topic().to_string();
+        let partition = message.partition();
+        self.pending_offsets
+            .insert((topic.clone(), partition), message.offset() + 1);
+        self.records_in_transaction += 1;
+        let internal = self.topology.sub_topology(sub_topology).internal_source() == Some(&topic);
+        *self.collector.counts.consumed.entry(topic).or_insert(0) += 1;
+        if !internal {
+            self.collector.counts.input_records += 1;
+        }
+        if self.poison.is_suspect(&id) {
+            self.commit_requested = true;
+        }
+        self.collector.begin_record(self.transaction_inputs.len());
+        self.transaction_inputs.push(id.clone());
+        let result = self.handle_record(task_id, &id, &message).await;
+        if let Some(failure) = self.collector.end_record() {
+            warn!(
+                topic = %id.topic,
+                partition = id.partition,
+                offset = id.offset,
+                reason = %failure.reason,
+                stage = %failure.stage,
+                "record failed; aborting the transaction to dead-letter it"
+            );
+            self.poison.poison(id, failure);
+        }
+        result
+    }
+
+    /// The stages of one record of running task `task_id`: known poison, size, routing,
+    /// decode, validation, the processor, its outputs.
+    async fn handle_record(
+        &mut self,
+        task_id: TaskId,
+        id: &RecordId,
+        message: &OwnedMessage,
+    ) -> Result<()> {
+        let topic = message.topic();
+        let mut origin = self.source.origin_of(message);
+        if origin.timestamp_ms <= 0 {
+            origin.timestamp_ms = now_ms();
+        }
+        // Outputs carry the input record's timestamp, which the broker accepted once
+        // already (as Kafka Streams does), never a time from the payload.
+        let timestamp_ms = origin.timestamp_ms;
+        if let Some(poisoned) = self.poison.poisoned(id).cloned() {
+            return self
+                .collector
+                .dead_letter(&origin, poisoned.reason, poisoned.stage, &poisoned.message)
+                .await;
+        }
+        if let Some(error) = Source::too_large(message) {
+            return self
+                .collector
+                .dead_letter(
+                    &origin,
+                    DeadLetterReason::RecordTooLarge,
+                    Stage::Decode,
+                    &error,
+                )
+                .await;
+        }
+        if self.reroute_if_misrouted(message).await? {
+            return Ok(());
+        }
+        // A record of a repartition topic is decoded as the input it came from.
+        let event_type = self.source.event_of(topic, &origin.topic);
+        let event = match self
+            .source
+            .decode(
+                &origin.topic,
+                event_type,
+                message.payload(),
+                origin.timestamp_ms,
+            )
+            .await?
+        {
+            Err((reason, stage, error)) => {
+                return self
+                    .collector
+                    .dead_letter(&origin, reason, stage, &error)
+                    .await;
+            }
+            Ok(event) => event,
+        };
+        let topology = self.topology.clone();
+        let sub = topology.sub_topology(task_id.sub_topology);
+        if !topology.feeds_another(sub) {
+            self.transaction_timestamps_ms.push(origin.timestamp_ms);
+        }
+        // A repartitioned record from the sub-topology writing the repartition topic (not
+        // one rerouted from this sub-topology's own inputs) moves that stream's watermark.
+        let upstream = (sub.internal_source() == Some(topic))
+            .then(|| topology.reader_of(&origin.topic))
+            .flatten()
+            .filter(|writer| writer.id != sub.id)
+            .map(|writer| self.source.partitions(writer.id) as usize);
+        let task = self.tasks.task(task_id);
+        task.advance_stream_time(Stream::of(&event), origin.timestamp_ms);
+        if let Some(upstream_partitions) = upstream {
+            task.advance_payments_time(origin.partition, upstream_partitions, origin.timestamp_ms);
+        }
+        let outputs = match self.tasks.process(task_id, event, origin)? {
+            Ok(outputs) => outputs,
+            Err(message) => {
+                // Its store writes are in the open transaction: abort, and dead-letter the
+                // record when it is read again.
+                self.collector
+                    .fail(DeadLetterReason::ProcessingFailed, Stage::Process, message)?;
+                return Ok(());
+            }
+        };
+        for output in outputs {
+            if self.collector.must_abort() {
+                break;
+            }
+            self.collector
+                .emit(output, sub, Some(message), timestamp_ms)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Forwards an input record that is not on its key's murmur2 partition to its key's
+    /// task through its sub-topology's repartition topic, byte for byte with its origin
+    /// in headers ([`Source::misrouted`]). Returns true when it was.
+    async fn reroute_if_misrouted(&mut self, message: &OwnedMessage) -> Result<bool> {
+        let Some(misrouted) = self.source.misrouted(message) else {
+            return Ok(false);
+        };
+        *self
+            .collector
+            .counts
+            .misrouted
+            .entry(message.topic().to_string())
+            .or_insert(0) += 1;
+        let Some((repartition_topic, partition)) = misrouted.reroute_to else {
+            return Ok(false);
+        };
+        let timestamp_ms = message.timestamp().to_millis().unwrap_or_else(now_ms);
+        self.collector
+            .send(
+                &repartition_topic,
+                Some(partition),
+                message.key(),
+                message.payload(),
+                Some(origin_headers_of(message)),
+                timestamp_ms,
+            )
+            .await?;
+        Ok(true)
+    }
+}
