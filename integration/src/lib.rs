@@ -324,6 +324,11 @@ impl Running {
     pub fn stop(&mut self) -> anyhow::Result<ExitStatus> {
         stop_within(&mut self.child, STOP_TIMEOUT)
     }
+
+    /// The process, e.g. to take its piped output or to see whether it still runs.
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
 }
 
 impl Drop for Running {

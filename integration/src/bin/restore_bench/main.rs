@@ -1,0 +1,187 @@
+//! Restore speed of a state store from its changelog. A benchmark, not a test: run it on
+//! the local stack with `integration/bench-restore`.
+//!
+//! - Default mode: fills a compacted changelog topic with `--keys` records, then times a
+//!   full restore into an empty RocksDB store with the runtime's own restore code alone,
+//!   and prints keys/s.
+//! - `--while-processing` (see `while_processing.rs`): the restore of a big store inside
+//!   a running `paystream run`, while its other tasks keep processing seeded traffic;
+//!   observed only from outside (logs, `/metrics`, `/readyz`), so it measures any
+//!   version of the runtime unchanged.
+
+mod while_processing;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use paystream_integration::bootstrap;
+use paystream_runtime::Config;
+use paystream_runtime::state_manager::{RestoreControl, restore_store};
+use paystream_state::{KeyValueStore, RocksDbStore};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+#[derive(Debug, Parser)]
+#[command(about = "Time a full state store restore from its changelog")]
+pub struct Args {
+    /// Distinct keys written to the changelog.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
+    /// Bytes per value (a payment state is about 300).
+    #[arg(long, default_value_t = 300)]
+    value_bytes: usize,
+    /// Restore the `payments` store of task 1_1 inside a running `paystream run` while
+    /// its other tasks process seeded traffic, and report commits and readiness during
+    /// the restore.
+    #[arg(long)]
+    while_processing: bool,
+    /// With --while-processing: input records per second produced for the whole run
+    /// (about half land on partition 0).
+    #[arg(long, default_value_t = 400)]
+    rate: u64,
+    /// With --while-processing: seed of the traffic.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// With --while-processing: seconds of traffic kept up after the restore finished
+    /// (shows commits resuming).
+    #[arg(long, default_value_t = 10)]
+    tail_s: u64,
+    /// With --while-processing: longest the instance may run before the benchmark gives
+    /// up on the restore, seconds.
+    #[arg(long, default_value_t = 1_200)]
+    timeout_s: u64,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Writes `keys` records of `value_bytes` bytes, keyed `<key_prefix><i:012>`, to
+/// `topic` (to `partition`, or by the default partitioner), as fast as the broker takes
+/// them. Returns the seconds it took.
+pub async fn fill_changelog(
+    topic: &str,
+    partition: Option<i32>,
+    keys: u64,
+    value_bytes: usize,
+    key_prefix: &str,
+) -> anyhow::Result<f64> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "500000")
+        .create()?;
+    let value = vec![b'v'; value_bytes];
+    let filled = Instant::now();
+    let mut deliveries = Vec::with_capacity(100_000);
+    for i in 0..keys {
+        let key = format!("{key_prefix}{i:012}");
+        loop {
+            let mut record = FutureRecord::to(topic).key(&key).payload(&value);
+            if let Some(partition) = partition {
+                record = record.partition(partition);
+            }
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((_, _)) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        if deliveries.len() == 100_000 {
+            for d in deliveries.drain(..) {
+                d.await?.map_err(|(e, _)| e)?;
+            }
+        }
+    }
+    for d in deliveries.drain(..) {
+        d.await?.map_err(|(e, _)| e)?;
+    }
+    let seconds = filled.elapsed().as_secs_f64();
+    println!(
+        "changelog {topic}{}: {keys} keys of {value_bytes} value bytes written in {seconds:.1} s",
+        partition
+            .map(|p| format!(" partition {p}"))
+            .unwrap_or_default(),
+    );
+    Ok(seconds)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.while_processing {
+        return while_processing::run(&args).await;
+    }
+    let run = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut config = Config {
+        application_id: run.clone(),
+        ..Config::default()
+    };
+    config.kafka.bootstrap_servers = bootstrap();
+    let topic = format!("{run}-payments-changelog");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()?;
+    admin
+        .create_topics(
+            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))
+                .set("cleanup.policy", "compact")],
+            &AdminOptions::new(),
+        )
+        .await?;
+
+    fill_changelog(&topic, None, args.keys, args.value_bytes, "payment-").await?;
+
+    let dir = tempfile::tempdir()?;
+    let mut store = RocksDbStore::open("payments", dir.path())?;
+    let started = Instant::now();
+    let restored = tokio::task::block_in_place(|| {
+        restore_store(
+            &config,
+            &topic,
+            0,
+            None,
+            &mut store,
+            RestoreControl::default(),
+        )
+    })
+    .context("restoring")?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        restored.records == args.keys,
+        "restored {} records, wrote {}",
+        restored.records,
+        args.keys
+    );
+    anyhow::ensure!(
+        store.get(b"payment-000000000000")?.is_some(),
+        "first key present"
+    );
+    let keys_per_s = restored.records as f64 / elapsed.as_secs_f64();
+    println!(
+        "restore: {} keys in {:.2} s = {:.0} keys/s ({:.1} MB/s of values)",
+        restored.records,
+        elapsed.as_secs_f64(),
+        keys_per_s,
+        (restored.records as f64 * args.value_bytes as f64) / elapsed.as_secs_f64() / 1e6
+    );
+    if let Some(path) = &args.json {
+        let figures = serde_json::json!({
+            "mode": "alone",
+            "keys": args.keys,
+            "value_bytes": args.value_bytes,
+            "restore_s": elapsed.as_secs_f64(),
+            "restore_keys_per_s": keys_per_s,
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&figures)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    admin.delete_topics(&[&topic], &AdminOptions::new()).await?;
+    Ok(())
+}
