@@ -26,6 +26,7 @@ pub mod health;
 pub mod kafka;
 pub mod lag;
 pub mod metrics;
+pub mod origin;
 pub mod poison;
 pub mod record_collector;
 pub mod restore;

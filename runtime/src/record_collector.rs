@@ -22,44 +22,13 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 pub use crate::counts::TransactionCounts;
 use crate::dead_letter::dead_letter_record_at;
+use crate::origin::origin_headers_of;
 use crate::poison::{Poisoned, refused_for_data};
 use crate::topology::SubTopology;
 use crate::{Error, Result};
 
-/// Headers that carry a repartitioned record's origin, so that a later dead letter
-/// names the input record (topic, partition, offset, key) rather than the internal topic.
-pub mod origin_headers {
-    pub const TOPIC: &str = "paystream.origin.topic";
-    pub const PARTITION: &str = "paystream.origin.partition";
-    pub const OFFSET: &str = "paystream.origin.offset";
-    pub const KEY: &str = "paystream.origin.key";
-}
-
 /// Most attempts to produce one record while librdkafka's queue is full.
 const QUEUE_FULL_ATTEMPTS_MAX: u32 = 1_000;
-
-/// The headers of a record forwarded to the repartition topic: where it was read, so a
-/// later dead letter names the input record rather than the internal topic, and so it is
-/// decoded as the input it is.
-pub fn origin_headers_of(message: &OwnedMessage) -> OwnedHeaders {
-    OwnedHeaders::new()
-        .insert(Header {
-            key: origin_headers::TOPIC,
-            value: Some(message.topic()),
-        })
-        .insert(Header {
-            key: origin_headers::PARTITION,
-            value: Some(&message.partition().to_string()),
-        })
-        .insert(Header {
-            key: origin_headers::OFFSET,
-            value: Some(&message.offset().to_string()),
-        })
-        .insert(Header {
-            key: origin_headers::KEY,
-            value: Some(message.key().unwrap_or_default()),
-        })
-}
 
 /// Sends the outputs of the open transaction.
 pub struct RecordCollector {

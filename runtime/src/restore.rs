@@ -13,16 +13,27 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use paystream_state::RocksDbStore;
+use paystream_state::{KeyValueStore, RocksDbStore, Write};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::kafka::read_committed_consumer_config;
 use crate::metrics::Metrics;
-use crate::state_manager::{RestoreControl, TaskCheckpoint, restore_store, task_dir};
+use crate::state_manager::{TaskCheckpoint, task_dir};
 use crate::task::TaskId;
 use crate::topology::{Store, SubTopology};
 use crate::{Error, Result};
+
+/// Changelog records applied to RocksDB per write batch while restoring; the
+/// checkpoint is written after each batch.
+const RESTORE_BATCH_RECORDS_MAX: usize = 10_000;
+/// How often a long restore logs its progress.
+const RESTORE_PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What a finished restore hands to the task: its stores, up to date with their
 /// changelogs, and its checkpoint.
@@ -148,4 +159,184 @@ fn restore_task(
         checkpoint,
         stores: opened,
     })
+}
+
+/// What one store's restore did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    /// Changelog records applied.
+    pub records: u64,
+    /// The next changelog offset the store now reflects.
+    pub next_offset: i64,
+    /// True when the checkpoint's offset was outside the changelog and the store was
+    /// restored from the beginning instead.
+    pub restarted: bool,
+}
+
+/// How a restore reports progress and learns it is no longer wanted.
+#[derive(Default)]
+pub struct RestoreControl<'a> {
+    /// Set when the task's partitions moved away or the instance stops: the restore
+    /// returns [`Error::RestoreCancelled`] at its next poll.
+    pub cancel: Option<&'a AtomicBool>,
+    /// Called with the next changelog offset after each batch is written to the store,
+    /// to checkpoint the progress.
+    pub on_batch: Option<&'a mut dyn FnMut(i64) -> Result<()>>,
+    /// Restore metrics (records restored, records remaining), by store.
+    pub metrics: Option<&'a crate::metrics::Metrics>,
+}
+
+/// Restores `store` from partition `partition` of `changelog`, from `from` (the
+/// checkpoint's offset, or the beginning) to the changelog's end, reading committed
+/// records only. It runs outside any transaction and has no deadline: an open
+/// transaction of a previous owner holds the end back until the broker resolves it
+/// (at most the transaction timeout), and progress is logged every 10 s meanwhile.
+///
+/// # Errors
+/// [`Error::Kafka`] when the changelog cannot be read; [`Error::RestoreCancelled`] when
+/// `control.cancel` was set; store errors from RocksDB; errors of `control.on_batch`.
+pub fn restore_store(
+    config: &Config,
+    changelog: &str,
+    partition: i32,
+    from: Option<i64>,
+    store: &mut RocksDbStore,
+    mut control: RestoreControl<'_>,
+) -> Result<Restored> {
+    let metrics = control.metrics;
+    let store_name = store.name().to_string();
+    let progress = |restored: u64, remaining: i64| {
+        if let Some(m) = metrics {
+            m.restore_records
+                .with_label_values(&[store_name.as_str()])
+                .inc_by(restored);
+            m.restore_remaining_records
+                .with_label_values(&[store_name.as_str()])
+                .set(remaining.max(0));
+        }
+    };
+    let consumer: BaseConsumer =
+        read_committed_consumer_config(config, &format!("{}-restore", config.application_id))
+            .set("enable.partition.eof", "true")
+            .create()
+            .map_err(|e| Error::kafka("creating the restore consumer", e))?;
+    let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
+    let (low, high) = consumer
+        .fetch_watermarks(changelog, partition, timeout)
+        .map_err(|e| Error::kafka(&format!("fetching watermarks of {changelog}"), e))?;
+    let mut restarted = false;
+    let start = match from {
+        Some(offset) if offset >= low && offset <= high => offset,
+        Some(offset) => {
+            warn!(
+                changelog,
+                partition, offset, low, high, "checkpoint outside the changelog: restoring in full"
+            );
+            restarted = true;
+            low
+        }
+        None => low,
+    };
+    if start >= high {
+        return Ok(Restored {
+            records: 0,
+            next_offset: start.max(high),
+            restarted,
+        });
+    }
+    if restarted || from.is_none() {
+        // Anything in the store is of unknown position: start it empty.
+        clear(store)?;
+    }
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(changelog, partition, Offset::Offset(start))
+        .map_err(|e| Error::kafka("building the restore assignment", e))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| Error::kafka("assigning the changelog", e))?;
+    let started = Instant::now();
+    let mut last_logged = Instant::now();
+    let mut batch: Vec<Write> = Vec::with_capacity(RESTORE_BATCH_RECORDS_MAX);
+    let mut records = 0u64;
+    let mut position = start;
+    while position < high {
+        if control.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::RestoreCancelled {
+                changelog: changelog.to_string(),
+                partition,
+            });
+        }
+        if last_logged.elapsed() >= RESTORE_PROGRESS_LOG_INTERVAL {
+            last_logged = Instant::now();
+            info!(
+                changelog,
+                partition,
+                records,
+                position,
+                end = high,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "restoring"
+            );
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let Some(key) = message.key() else { continue };
+                batch.push((key.to_vec(), message.payload().map(<[u8]>::to_vec)));
+                records += 1;
+                position = message.offset() + 1;
+                if batch.len() >= RESTORE_BATCH_RECORDS_MAX {
+                    let written = batch.len() as u64;
+                    store.write_batch(std::mem::take(&mut batch))?;
+                    progress(written, high - position);
+                    if let Some(on_batch) = control.on_batch.as_mut() {
+                        on_batch(position)?;
+                    }
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {
+                // Nothing more to read for now: the consumer's position steps over the
+                // transaction markers that follow the last record.
+                if let Ok(positions) = consumer.position()
+                    && let Some(Offset::Offset(p)) = positions
+                        .find_partition(changelog, partition)
+                        .map(|e| e.offset())
+                {
+                    position = position.max(p);
+                }
+            }
+            Some(Err(e)) => return Err(Error::kafka(&format!("restoring {changelog}"), e)),
+        }
+    }
+    let written = batch.len() as u64;
+    if !batch.is_empty() {
+        store.write_batch(batch)?;
+    }
+    progress(written, 0);
+    if let Some(on_batch) = control.on_batch.as_mut() {
+        on_batch(position)?;
+    }
+    info!(
+        changelog,
+        partition,
+        records,
+        from = start,
+        to = position,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store restored"
+    );
+    Ok(Restored {
+        records,
+        next_offset: position,
+        restarted,
+    })
+}
+
+/// Deletes every key of `store`.
+fn clear(store: &mut RocksDbStore) -> Result<()> {
+    let keys = store.keys()?;
+    if !keys.is_empty() {
+        store.write_batch(keys.into_iter().map(|k| (k, None)).collect())?;
+    }
+    Ok(())
 }

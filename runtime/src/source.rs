@@ -19,7 +19,7 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use tracing::warn;
 
 use crate::dead_letter::{FailureAction, on_decode_error, on_violation};
-use crate::record_collector::origin_headers;
+use crate::origin::origin_headers;
 use crate::topology::Topology;
 use crate::{Error, Result};
 

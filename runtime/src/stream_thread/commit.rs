@@ -202,23 +202,11 @@ impl Pipeline {
         self.tasks.abort_stores();
         let rewind: Vec<(String, i32)> = self.pending_offsets.drain().map(|(k, _)| k).collect();
         self.records_in_transaction = 0;
-        let mut committed = TopicPartitionList::new();
+        let mut partitions = TopicPartitionList::new();
         for (topic, partition) in &rewind {
-            committed.add_partition(topic, *partition);
+            partitions.add_partition(topic, *partition);
         }
-        let committed = tokio::task::block_in_place(|| {
-            self.consumer.committed_offsets(committed, self.timeout)
-        })
-        .map_err(|e| Error::kafka("reading committed offsets to rewind", e))?;
-        for element in committed.elements() {
-            let offset = match element.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
-                _ => Offset::Beginning,
-            };
-            self.consumer
-                .seek(element.topic(), element.partition(), offset, self.timeout)
-                .map_err(|e| Error::kafka("rewinding after an abort", e))?;
-        }
+        self.seek_to_committed(partitions, "rewinding after an abort")?;
         self.producer.begin()
     }
 }

@@ -20,6 +20,7 @@
 
 mod commit;
 mod record;
+mod restoring;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -308,6 +309,28 @@ impl Pipeline {
         })
     }
 
+    /// Moves the consumer of `partitions` back to their committed offsets (the beginning
+    /// where none is committed), for `what` (in errors).
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when the offsets cannot be read or the seek fails.
+    fn seek_to_committed(&self, partitions: TopicPartitionList, what: &str) -> Result<()> {
+        let committed = tokio::task::block_in_place(|| {
+            self.consumer.committed_offsets(partitions, self.timeout)
+        })
+        .map_err(|e| Error::kafka(&format!("{what}: reading committed offsets"), e))?;
+        for element in committed.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            self.consumer
+                .seek(element.topic(), element.partition(), offset, self.timeout)
+                .map_err(|e| Error::kafka(&format!("{what}: seeking"), e))?;
+        }
+        Ok(())
+    }
+
     fn summary(&self) -> RunSummary {
         let mut summary = self.summary.clone();
         summary.commits = self.metrics.commits.get();
@@ -316,54 +339,6 @@ impl Pipeline {
             _ => 0,
         };
         summary
-    }
-
-    /// The partitions of task `id` as a list for the consumer.
-    fn partition_list(&self, id: TaskId) -> Result<TopicPartitionList> {
-        let mut list = TopicPartitionList::new();
-        for (topic, partition) in self.tasks.partitions_of(id) {
-            list.add_partition(&topic, partition);
-        }
-        Ok(list)
-    }
-
-    /// A record arrived for task `id`, which is restoring: its partitions are paused
-    /// (records already fetched are dropped; the task reads them again from its committed
-    /// offsets once it runs).
-    fn pause_restoring(&mut self, id: TaskId) -> Result<()> {
-        if self.paused.insert(id) {
-            let partitions = self.partition_list(id)?;
-            self.consumer
-                .pause(&partitions)
-                .map_err(|e| Error::kafka("pausing a restoring task's partitions", e))?;
-        }
-        Ok(())
-    }
-
-    /// Tasks whose restore finished start running: their partitions are resumed from
-    /// their committed offsets (nothing of theirs is in the open transaction).
-    fn resume_restored_tasks(&mut self) -> Result<()> {
-        for id in self.tasks.finish_restores()? {
-            self.paused.remove(&id);
-            let partitions = self.partition_list(id)?;
-            self.consumer
-                .resume(&partitions)
-                .map_err(|e| Error::kafka("resuming a restored task's partitions", e))?;
-            let committed = tokio::task::block_in_place(|| {
-                self.consumer.committed_offsets(partitions, self.timeout)
-            })
-            .map_err(|e| Error::kafka("reading a restored task's committed offsets", e))?;
-            for element in committed.elements() {
-                let offset = match element.offset() {
-                    Offset::Offset(o) => Offset::Offset(o),
-                    _ => Offset::Beginning,
-                };
-                self.consumer
-                    .seek(element.topic(), element.partition(), offset, self.timeout)
-                    .map_err(|e| Error::kafka("rewinding a restored task's partitions", e))?;
-            }
-        }
-        Ok(())
     }
 
     /// Leaves the group: aborts what is left of the open transaction, unsubscribes, and

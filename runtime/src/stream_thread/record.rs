@@ -11,8 +11,8 @@ use tracing::warn;
 
 use super::{Pipeline, now_ms};
 use crate::Result;
+use crate::origin::origin_headers_of;
 use crate::poison::RecordId;
-use crate::record_collector::origin_headers_of;
 use crate::source::Source;
 use crate::task::TaskId;
 

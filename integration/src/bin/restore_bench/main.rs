@@ -18,7 +18,7 @@ use anyhow::Context;
 use clap::Parser;
 use paystream_integration::bootstrap;
 use paystream_runtime::Config;
-use paystream_runtime::state_manager::{RestoreControl, restore_store};
+use paystream_runtime::restore::{RestoreControl, restore_store};
 use paystream_state::{KeyValueStore, RocksDbStore};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -13,13 +13,17 @@
 //! [`Topology::payments`] is paystream's registration: dedupe, then the payment
 //! lifecycle.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
+mod builder;
+mod describe;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use paystream_processors::dedupe::DedupeProcessor;
 use paystream_processors::lifecycle::LifecycleProcessor;
-use paystream_processors::{EventType, OutputKind, TaskProcessor, TopicRef};
+use paystream_processors::{EventType, OutputKind, TaskProcessor};
+
+pub use builder::{TopologyBuilder, TopologyError};
 
 use crate::config::Config;
 use crate::topics::{TopicNames, TopicRole};
@@ -100,164 +104,6 @@ impl SubTopology {
             .iter()
             .find(|s| s.internal)
             .map(|s| s.topic.as_str())
-    }
-}
-
-/// Why processors do not make a topology.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum TopologyError {
-    #[error("topic {topic} is read by both {first} and {second}; a topic has one reader")]
-    TopicReadTwice {
-        topic: String,
-        first: &'static str,
-        second: &'static str,
-    },
-    #[error("state store {store} is declared by both {first} and {second}")]
-    StoreDeclaredTwice {
-        store: &'static str,
-        first: &'static str,
-        second: &'static str,
-    },
-    #[error("processor {processor} declares no input topic")]
-    NoInputs { processor: &'static str },
-}
-
-/// Builds a [`Topology`] from processors, in the manner of Kafka Streams'
-/// `Topology.addProcessor`.
-pub struct TopologyBuilder {
-    names: TopicNames,
-    application_id: String,
-    processors: Vec<ProcessorFactory>,
-}
-
-impl TopologyBuilder {
-    /// Adds a processor; `factory` makes one instance per task.
-    pub fn processor<P, F>(mut self, factory: F) -> Self
-    where
-        P: TaskProcessor + 'static,
-        F: Fn() -> P + Send + Sync + 'static,
-    {
-        self.processors.push(Arc::new(move || {
-            Box::new(factory()) as Box<dyn TaskProcessor>
-        }));
-        self
-    }
-
-    /// The topology of the processors added, in order (sub-topology ids `0..`).
-    ///
-    /// # Errors
-    /// [`TopologyError`] when two processors read one topic or declare one store, or a
-    /// processor reads nothing.
-    pub fn build(self) -> Result<Topology, TopologyError> {
-        let names = &self.names;
-        let mut readers: BTreeMap<String, &'static str> = BTreeMap::new();
-        let mut owners: BTreeMap<&'static str, &'static str> = BTreeMap::new();
-        let mut sub_topologies: Vec<SubTopology> = Vec::new();
-        for (id, factory) in self.processors.into_iter().enumerate() {
-            let prototype = factory();
-            let processor = prototype.name();
-            let inputs = prototype.inputs();
-            if inputs.is_empty() {
-                return Err(TopologyError::NoInputs { processor });
-            }
-            let mut sources = Vec::new();
-            for input in inputs {
-                let topic = names.resolve(input.topic);
-                if let Some(first) = readers.insert(topic.clone(), processor) {
-                    return Err(TopologyError::TopicReadTwice {
-                        topic,
-                        first,
-                        second: processor,
-                    });
-                }
-                sources.push(SourceTopic {
-                    topic,
-                    event: input.event,
-                    internal: matches!(input.topic, TopicRef::Internal(_)),
-                });
-            }
-            let mut stores = Vec::new();
-            for spec in prototype.stores() {
-                if let Some(first) = owners.insert(spec.name, processor) {
-                    return Err(TopologyError::StoreDeclaredTwice {
-                        store: spec.name,
-                        first,
-                        second: processor,
-                    });
-                }
-                stores.push(Store {
-                    name: spec.name,
-                    changelog: names.internal(&spec.changelog()),
-                    ttl_ms: spec.ttl_ms,
-                });
-            }
-            let sinks = prototype
-                .outputs()
-                .into_iter()
-                .map(|o| (o.kind, names.resolve(o.topic)))
-                .collect();
-            sub_topologies.push(SubTopology {
-                id: id as u8,
-                processor,
-                sources,
-                stores,
-                sinks,
-                dead_letter_topics: Vec::new(),
-                factory,
-            });
-        }
-        // Dead letters go to the queue of the record's origin: for a repartition topic,
-        // the inputs of the sub-topology writing it.
-        let writers: Vec<(String, Vec<String>)> = sub_topologies
-            .iter()
-            .flat_map(|sub| {
-                let inputs: Vec<String> = sub
-                    .sources
-                    .iter()
-                    .filter(|s| !s.internal)
-                    .map(|s| s.topic.clone())
-                    .collect();
-                sub.sinks
-                    .iter()
-                    .map(move |(_, topic)| (topic.clone(), inputs.clone()))
-            })
-            .collect();
-        for sub in &mut sub_topologies {
-            let mut dead_letter = Vec::new();
-            for source in &sub.sources {
-                let origins = if source.internal {
-                    writers
-                        .iter()
-                        .filter(|(topic, _)| *topic == source.topic)
-                        .flat_map(|(_, inputs)| inputs.clone())
-                        .collect()
-                } else {
-                    vec![source.topic.clone()]
-                };
-                for origin in origins {
-                    let topic = TopicNames::dead_letter(&origin);
-                    if !dead_letter.contains(&topic) {
-                        dead_letter.push(topic);
-                    }
-                }
-            }
-            sub.dead_letter_topics = dead_letter;
-        }
-        Ok(Topology {
-            application_id: self.application_id,
-            sub_topologies,
-            ledger_sink_sources: names.sink_inputs().iter().map(|t| t.to_string()).collect(),
-            ledger_sink_tables: vec![
-                "journal_entries",
-                "postings",
-                "accounts",
-                "account_balances",
-                "payments",
-                "reconciliation_exceptions",
-                "sink_offsets",
-            ],
-            redrive_log: names.dlq_redrives.clone(),
-        })
     }
 }
 
@@ -406,98 +252,6 @@ impl Topology {
         internal.push(self.redrive_log.clone());
         internal
     }
-
-    /// The topology as indented text, in the manner of Kafka Streams'
-    /// `TopologyDescription`.
-    pub fn to_text(&self) -> String {
-        let mut out = format!("Topology of {}\n", self.application_id);
-        for sub in &self.sub_topologies {
-            let _ = writeln!(
-                out,
-                "  Sub-topology {} (tasks {}_<partition>)",
-                sub.id, sub.id
-            );
-            let sources: Vec<&str> = sub.sources.iter().map(|s| s.topic.as_str()).collect();
-            let _ = writeln!(out, "    Sources:    {}", sources.join(", "));
-            let _ = writeln!(out, "    Processor:  {}", sub.processor);
-            for store in &sub.stores {
-                let _ = writeln!(
-                    out,
-                    "    Store:      {} (changelog {})",
-                    store.name, store.changelog
-                );
-            }
-            let sinks: Vec<&str> = sub.sinks.iter().map(|(_, t)| t.as_str()).collect();
-            let _ = writeln!(out, "    Sinks:      {}", sinks.join(", "));
-            let _ = writeln!(
-                out,
-                "    Dead letters: {}",
-                sub.dead_letter_topics.join(", ")
-            );
-        }
-        let _ = writeln!(out, "  Ledger sink");
-        let _ = writeln!(
-            out,
-            "    Sources:    {}",
-            self.ledger_sink_sources.join(", ")
-        );
-        let _ = writeln!(
-            out,
-            "    PostgreSQL: {}",
-            self.ledger_sink_tables.join(", ")
-        );
-        let _ = writeln!(
-            out,
-            "  Internal topics: {}",
-            self.internal_topics().join(", ")
-        );
-        out
-    }
-
-    /// The topology as a Mermaid flowchart (topics as rounded boxes, processors as
-    /// rectangles, stores as cylinders).
-    pub fn to_mermaid(&self) -> String {
-        let id = |name: &str| {
-            name.chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                .collect::<String>()
-        };
-        let mut out = String::from("flowchart LR\n");
-        let mut topics = BTreeSet::new();
-        for sub in &self.sub_topologies {
-            let processor = id(sub.processor);
-            let _ = writeln!(out, "  {processor}[{}]", sub.processor);
-            for source in &sub.sources {
-                topics.insert(source.topic.clone());
-                let _ = writeln!(out, "  t_{} --> {processor}", id(&source.topic));
-            }
-            for store in &sub.stores {
-                let _ = writeln!(
-                    out,
-                    "  {processor} --- s_{}[({})]",
-                    id(store.name),
-                    store.name
-                );
-            }
-            for (_, sink) in &sub.sinks {
-                topics.insert(sink.clone());
-                let _ = writeln!(out, "  {processor} --> t_{}", id(sink));
-            }
-            let _ = writeln!(
-                out,
-                "  {processor} -. bad input .-> dlq[(\"&lt;input&gt;.dlq\")]"
-            );
-        }
-        let _ = writeln!(out, "  ledger_sink[ledger sink]");
-        for source in &self.ledger_sink_sources {
-            let _ = writeln!(out, "  t_{} --> ledger_sink", id(source));
-        }
-        let _ = writeln!(out, "  ledger_sink --> pg[(PostgreSQL)]");
-        for topic in topics {
-            let _ = writeln!(out, "  t_{}([{topic}])", id(&topic));
-        }
-        out
-    }
 }
 
 #[cfg(test)]
@@ -524,7 +278,7 @@ mod tests {
     #[test]
     fn the_readme_shows_the_current_topology() {
         let mermaid = Topology::payments(&Config::default()).to_mermaid();
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         assert!(
             readme.contains(&mermaid),
             "README.md must contain the output of `paystream topology --format mermaid`:\n{mermaid}"
