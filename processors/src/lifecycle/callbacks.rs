@@ -21,8 +21,8 @@ use paystream_schemas::{
     InputEvent, PaymentStatus, ReconciliationExceptionKind, SettlementReported,
 };
 
+use super::model::PaymentState;
 use super::pending;
-use super::state_machine::PaymentState;
 use crate::reconciliation::{self, Amounts};
 use crate::timers;
 use crate::{DeadLetterReason, Output, ProcessorContext, Result, read_json, stores};

@@ -24,8 +24,9 @@ pub(crate) use format::{read, write};
 
 use paystream_schemas::{InputEvent, PaymentStatus};
 
-use super::state_machine::{PaymentState, apply};
-use super::{LifecycleProcessor, LifecycleSettings, mark_seen};
+use super::LifecycleProcessor;
+use super::model::{LifecycleSettings, PaymentState, mark_seen};
+use super::state_machine::apply;
 use crate::timers::{self, TimerKind};
 use crate::{DeadLetterReason, Origin, Output, ProcessorContext, Result, read_json, stores};
 

@@ -1,6 +1,6 @@
-//! The payment state machine: the legal transitions ([`transition`]), the state the
-//! `payments` store keeps per payment ([`PaymentState`]), and the handlers that apply one
-//! event to a payment.
+//! The payment state machine: the legal transitions ([`transition`]) and the handlers
+//! that apply one event to a payment (the state the `payments` store keeps per payment,
+//! [`PaymentState`], is in `model.rs`).
 //!
 //! A handler checks the transition, marks the event seen, stores the new state and emits
 //! a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their balanced journal
@@ -14,10 +14,10 @@ use paystream_schemas::{
     AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatus, PaymentStatusChanged,
     SettlementReported,
 };
-use serde::{Deserialize, Serialize};
 
 use super::callbacks::reconcile_settlement;
-use super::{LifecycleProcessor, LifecycleSettings, mark_seen, pending};
+use super::model::{LifecycleSettings, PaymentState, mark_seen};
+use super::{LifecycleProcessor, pending};
 use crate::timers::{self, TimerKind};
 use crate::{
     DeadLetterReason, Origin, Output, ProcessorContext, Result, ledger, read_json, stores,
@@ -53,26 +53,6 @@ pub fn transition(
     } else {
         Err(IllegalTransition { from, to })
     }
-}
-
-/// What the `payments` store keeps per payment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PaymentState {
-    pub payment_id: String,
-    pub merchant_id: String,
-    pub psp: String,
-    /// Requested amount, minor units of `currency`.
-    pub amount_minor: i64,
-    pub currency: String,
-    pub status: PaymentStatus,
-    /// Event id of the `PaymentInitiated` that created the payment.
-    pub initiated_event_id: String,
-    /// Amount the PSP authorized, minor units of `authorized_currency` (set at AUTHORIZED).
-    #[serde(default)]
-    pub authorized_amount_minor: Option<i64>,
-    /// ISO 4217 currency of the authorization.
-    #[serde(default)]
-    pub authorized_currency: Option<String>,
 }
 
 pub(super) fn on_initiated(
