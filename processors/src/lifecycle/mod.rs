@@ -49,8 +49,9 @@
 //! | `mod.rs` (here) | [`LifecycleProcessor`]; the [`Processor`] impl: key check, deduplication by `event_id`, routing of each event to the state machine or the pending buffer, timer dispatch at punctuation |
 //! | `model.rs` | [`LifecycleSettings`], [`PaymentState`] and `mark_seen`: the small items the other files share |
 //! | `state_machine.rs` | [`transition`], [`LEGAL_TRANSITIONS`]; the per-event handlers that apply a transition and emit status changes and journal entries |
+//! | `settlement_check.rs` | the check of an applied settlement against its authorization; the reconciliation exceptions it raises |
 //! | `pending.rs` | the pending buffer: when an event waits, buffering within [`PENDING_EVENTS_PER_PAYMENT_MAX`] and [`PENDING_VALUE_BYTES_MAX`], draining in event-time order; `pending/format.rs`, the stored value format |
-//! | `callbacks.rs` | what the orphan timeout, pending retention and settlement window do when they fire, and the settlement check; the reconciliation exceptions they raise |
+//! | `callbacks.rs` | what the orphan timeout, pending retention and settlement window do when they fire; the reconciliation exceptions they raise |
 //!
 //! # Data flow
 //!
@@ -78,6 +79,7 @@ use crate::{
 mod callbacks;
 mod model;
 pub mod pending;
+mod settlement_check;
 mod state_machine;
 #[cfg(test)]
 mod test_support;

@@ -6,17 +6,17 @@
 //! a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their balanced journal
 //! entry (see [`crate::ledger`]), AUTHORIZED starts the settlement window timer and
 //! SETTLED compares the settlement with the authorization
-//! ([`super::callbacks::reconcile_settlement`]). An illegal transition is dead-lettered as
-//! `illegal_transition`, naming the current and attempted states, and the event is not
-//! marked seen.
+//! ([`super::settlement_check::reconcile_settlement`]). An illegal transition is
+//! dead-lettered as `illegal_transition`, naming the current and attempted states, and
+//! the event is not marked seen.
 
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatus, PaymentStatusChanged,
     SettlementReported,
 };
 
-use super::callbacks::reconcile_settlement;
 use super::model::{LifecycleSettings, PaymentState, mark_seen};
+use super::settlement_check::reconcile_settlement;
 use super::{LifecycleProcessor, pending};
 use crate::timers::{self, TimerKind};
 use crate::{
