@@ -46,7 +46,7 @@
 //!
 //! | file | role |
 //! |---|---|
-//! | `mod.rs` (here) | [`LifecycleProcessor`]; the [`Processor`] impl: key check, deduplication by `event_id`, routing of each event to the state machine or the pending buffer, timer dispatch at punctuation |
+//! | `mod.rs` (here) | [`LifecycleProcessor`]; the [`Processor`] impl: key check, deduplication by `event_id`, routing of each event to the state machine or the pending buffer, draining the buffer once a payment is created, timer dispatch at punctuation |
 //! | `model.rs` | [`LifecycleSettings`], [`PaymentState`] and `mark_seen`: the small items the other files share |
 //! | `state_machine.rs` | [`transition`], [`LEGAL_TRANSITIONS`]; the per-event handlers that apply a transition and emit status changes and journal entries |
 //! | `settlement_check.rs` | the check of an applied settlement against its authorization; the reconciliation exceptions it raises |
@@ -56,7 +56,7 @@
 //! # Data flow
 //!
 //! ```text
-//! PaymentInitiated ─► state_machine::on_initiated (→ INITIATED) ─► pending::drain
+//! PaymentInitiated ─► state_machine::initiate (→ INITIATED) ─► pending::drain
 //! auth/settlement ─► key check ─► seen? ─► can apply? ─► state_machine::apply ─► pending::drain
 //!                     │            │        └─ no ─► pending::buffer (+ timers if no payment yet)
 //!                     │            └─ yes ─► dropped as a duplicate
@@ -67,8 +67,22 @@
 //!
 //! Every handler writes its stores and forwards its outputs through the
 //! [`ProcessorContext`], inside the task's open transaction.
+//!
+//! # Dependencies
+//!
+//! Imports point one way, from the files that decide what to do to the ones that do it;
+//! no file imports one that imports it:
+//!
+//! ```text
+//! mod.rs ─► callbacks.rs ─► pending.rs ─► state_machine.rs ─► settlement_check.rs ─► model.rs
+//! ```
+//!
+//! (each file may also import any file to its right; `pending/format.rs` imports none of
+//! them). The state machine does not drain the pending buffer itself: its callers do,
+//! after a transition (`mod.rs` once a payment is created or an event applied,
+//! `pending::drain` as it goes).
 
-use paystream_schemas::InputEvent;
+use paystream_schemas::{InputEvent, PaymentInitiated};
 
 use crate::timers::{self, TimerKind};
 use crate::{
@@ -87,7 +101,7 @@ mod test_support;
 pub use model::{LifecycleSettings, PaymentState};
 pub use pending::{PENDING_EVENTS_PER_PAYMENT_MAX, PENDING_VALUE_BYTES_MAX};
 pub use state_machine::{IllegalTransition, LEGAL_TRANSITIONS, transition};
-use state_machine::{apply, on_initiated};
+use state_machine::{apply, initiate};
 
 /// At most this many timers fire per punctuation (per task and commit); the rest fire at
 /// the next one, so one commit's transaction stays bounded.
@@ -143,6 +157,20 @@ impl Processor for LifecycleProcessor {
     }
 }
 
+/// Creates the payment, then applies the events that waited for it.
+fn on_initiated(
+    event: PaymentInitiated,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+    lifecycle: &LifecycleProcessor,
+) -> Result<()> {
+    let payment_id = event.payment_id.clone();
+    if initiate(event, origin, ctx)? {
+        pending::drain(&payment_id, ctx, &lifecycle.settings)?;
+    }
+    Ok(())
+}
+
 fn on_payment_event(
     event: InputEvent,
     origin: Origin,
@@ -179,9 +207,9 @@ fn on_payment_event(
     match state {
         Some(state) if !pending::waits_for_auth(&state, &event) => {
             let payment_id = state.payment_id.clone();
-            apply(state, event, origin, ctx, lifecycle)?;
+            apply(state, event, origin, ctx, &lifecycle.settings)?;
             // An auth may release a settlement that waited for it.
-            pending::drain(&payment_id, ctx, lifecycle)
+            pending::drain(&payment_id, ctx, &lifecycle.settings)
         }
         Some(_) => pending::buffer(event, origin, ctx, None),
         None => pending::buffer(event, origin, ctx, Some(&lifecycle.settings)),

@@ -2,7 +2,8 @@
 //! ([`LifecycleSettings`]), what the `payments` store keeps per payment
 //! ([`PaymentState`]), and `mark_seen`, the `seen_events` write.
 //!
-//! This file imports no other part of the lifecycle; the others import it.
+//! This file imports no other part of the lifecycle; the others import it (see
+//! "Dependencies" in `mod.rs`).
 
 use paystream_schemas::PaymentStatus;
 use serde::{Deserialize, Serialize};

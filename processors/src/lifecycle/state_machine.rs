@@ -9,6 +9,9 @@
 //! ([`super::settlement_check::reconcile_settlement`]). An illegal transition is
 //! dead-lettered as `illegal_transition`, naming the current and attempted states, and
 //! the event is not marked seen.
+//!
+//! The handlers import only `model.rs` and `settlement_check.rs`. They do not drain the
+//! pending buffer after a transition: their callers do (`mod.rs`, `pending::drain`).
 
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatus, PaymentStatusChanged,
@@ -17,7 +20,6 @@ use paystream_schemas::{
 
 use super::model::{LifecycleSettings, PaymentState, mark_seen};
 use super::settlement_check::reconcile_settlement;
-use super::{LifecycleProcessor, pending};
 use crate::timers::{self, TimerKind};
 use crate::{
     DeadLetterReason, Origin, Output, ProcessorContext, Result, ledger, read_json, stores,
@@ -55,12 +57,14 @@ pub fn transition(
     }
 }
 
-pub(super) fn on_initiated(
+/// Creates the payment of `event` (→ INITIATED). Returns whether it did: `false` for a
+/// duplicate or an illegal transition (dead-lettered). Once it did, the caller applies
+/// the events that waited for the payment (`pending::drain`).
+pub(super) fn initiate(
     event: PaymentInitiated,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
-    lifecycle: &LifecycleProcessor,
-) -> Result<()> {
+) -> Result<bool> {
     let existing: Option<PaymentState> = read_json(ctx, stores::PAYMENTS, &event.payment_id)?;
     if let Some(state) = existing {
         if state.initiated_event_id == event.event_id {
@@ -73,7 +77,7 @@ pub(super) fn on_initiated(
                 &event.event_id,
             ));
         }
-        return Ok(());
+        return Ok(false);
     }
     let state = PaymentState {
         payment_id: event.payment_id.clone(),
@@ -93,7 +97,7 @@ pub(super) fn on_initiated(
         &event.event_id,
         event.occurred_at,
     )));
-    pending::drain(&event.payment_id, ctx, lifecycle)
+    Ok(true)
 }
 
 pub(super) fn apply(
@@ -101,15 +105,15 @@ pub(super) fn apply(
     event: InputEvent,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
-    lifecycle: &LifecycleProcessor,
+    settings: &LifecycleSettings,
 ) -> Result<()> {
     match event {
-        InputEvent::AuthSucceeded(auth) => {
-            on_auth_succeeded(state, auth, origin, ctx, &lifecycle.settings)
-        }
+        InputEvent::AuthSucceeded(auth) => on_auth_succeeded(state, auth, origin, ctx, settings),
         InputEvent::AuthFailed(failed) => on_auth_failed(state, failed, origin, ctx),
         InputEvent::SettlementReported(s) => on_settlement(state, s, origin, ctx),
-        InputEvent::PaymentInitiated(p) => on_initiated(p, origin, ctx, lifecycle),
+        // `state` is a stored payment, so this is a duplicate or an illegal transition:
+        // no payment is created and nothing waits to be drained.
+        InputEvent::PaymentInitiated(p) => initiate(p, origin, ctx).map(|_| ()),
     }
 }
 
@@ -274,6 +278,7 @@ mod tests {
 
     use super::*;
     use crate::driver::TestDriver;
+    use crate::lifecycle::LifecycleProcessor;
     use crate::lifecycle::test_support::*;
 
     #[test]
