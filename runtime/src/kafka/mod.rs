@@ -197,8 +197,8 @@ pub fn kafka_client_properties(kafka: &crate::config::KafkaConfig) -> Vec<(&'sta
 /// Partition count of `topic`, from cluster metadata.
 ///
 /// # Errors
-/// [`crate::Error::TopicMissing`] when the topic does not exist; [`Error::Kafka`] when metadata
-/// cannot be fetched.
+/// [`crate::Error::TopicMissing`] when the topic does not exist; [`crate::Error::Kafka`] when
+/// metadata cannot be fetched.
 pub fn partition_count<C: rdkafka::consumer::ConsumerContext>(
     consumer: &impl rdkafka::consumer::Consumer<C>,
     topic: &str,
