@@ -1,6 +1,6 @@
-//! Reconciliation: what happens when the lifecycle's timers fire, and the check of a
-//! settlement against its authorization. Each raises reconciliation exceptions through
-//! [`crate::reconciliation::raise`], at most once per payment and kind.
+//! Reconciliation: what happens when the lifecycle's timers fire. Each raises
+//! reconciliation exceptions through [`crate::reconciliation::raise`], at most once per
+//! payment and kind.
 //!
 //! Timers are entries of the `timers` store ([`crate::timers`]), scheduled by
 //! [`super::pending::buffer`] (orphan timeout, pending retention) and by the AUTHORIZED
@@ -13,16 +13,13 @@
 //!   dead-letter queue (`orphan_expired`) and are unmarked as seen.
 //! - [`on_settlement_window_closed`]: the payment is still AUTHORIZED; `MISSING_IN_PSP`.
 //!
-//! [`reconcile_settlement`] runs when a settlement is applied: a gross amount or currency
-//! other than the authorization's raises `AMOUNT_MISMATCH` / `CURRENCY_MISMATCH` (the
-//! settlement is still posted as reported).
+//! The check of a settlement against its authorization, which runs when the settlement is
+//! applied, is in `settlement_check.rs`.
 
-use paystream_schemas::{
-    InputEvent, PaymentStatus, ReconciliationExceptionKind, SettlementReported,
-};
+use paystream_schemas::{InputEvent, PaymentStatus, ReconciliationExceptionKind};
 
+use super::model::PaymentState;
 use super::pending;
-use super::state_machine::PaymentState;
 use crate::reconciliation::{self, Amounts};
 use crate::timers;
 use crate::{DeadLetterReason, Output, ProcessorContext, Result, read_json, stores};
@@ -122,46 +119,6 @@ pub(super) fn on_settlement_window_closed(
     Ok(())
 }
 
-/// Compares a settlement with the authorization it settles (detected at the settlement's
-/// `settled_at`, so a replay raises the same exception).
-pub(super) fn reconcile_settlement(
-    state: &PaymentState,
-    settlement: &SettlementReported,
-    ctx: &mut dyn ProcessorContext,
-) -> Result<()> {
-    let authorized_minor = state.authorized_amount_minor.unwrap_or(state.amount_minor);
-    let authorized_currency = state
-        .authorized_currency
-        .as_deref()
-        .unwrap_or(&state.currency);
-    if settlement.currency != authorized_currency {
-        reconciliation::raise(
-            ctx,
-            &state.payment_id,
-            ReconciliationExceptionKind::CurrencyMismatch,
-            Amounts {
-                expected_minor: Some(authorized_minor),
-                actual_minor: Some(settlement.gross_amount_minor),
-                currency: Some(settlement.currency.clone()),
-            },
-            settlement.settled_at,
-        )?;
-    } else if settlement.gross_amount_minor != authorized_minor {
-        reconciliation::raise(
-            ctx,
-            &state.payment_id,
-            ReconciliationExceptionKind::AmountMismatch,
-            Amounts {
-                expected_minor: Some(authorized_minor),
-                actual_minor: Some(settlement.gross_amount_minor),
-                currency: Some(settlement.currency.clone()),
-            },
-            settlement.settled_at,
-        )?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,48 +128,6 @@ mod tests {
 
     const MINUTE_MS: i64 = 60_000;
     const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
-
-    #[test]
-    fn a_settlement_for_a_different_amount_raises_amount_mismatch_and_posts_what_was_paid() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
-        d.pipe(rec(initiated("p1")));
-        d.pipe(rec(auth_ok("p1", "a1")));
-        let mut short = settled("p1", "s1");
-        if let InputEvent::SettlementReported(s) = &mut short {
-            s.gross_amount_minor = 900;
-            s.net_amount_minor = 875;
-        }
-        let out = d.pipe(rec(short));
-        assert_eq!(
-            exceptions(&out),
-            vec![(
-                ReconciliationExceptionKind::AmountMismatch,
-                Some(1000),
-                Some(900)
-            )]
-        );
-        assert!(entries(&out)[0].is_balanced());
-    }
-
-    #[test]
-    fn a_settlement_in_another_currency_raises_currency_mismatch() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
-        d.pipe(rec(initiated("p1")));
-        d.pipe(rec(auth_ok("p1", "a1")));
-        let mut usd = settled("p1", "s1");
-        if let InputEvent::SettlementReported(s) = &mut usd {
-            s.currency = "USD".into();
-        }
-        let out = d.pipe(rec(usd));
-        assert_eq!(
-            exceptions(&out),
-            vec![(
-                ReconciliationExceptionKind::CurrencyMismatch,
-                Some(1000),
-                Some(1000)
-            )]
-        );
-    }
 
     #[test]
     fn an_auth_whose_payment_never_appears_raises_orphan_event_once_after_the_timeout() {

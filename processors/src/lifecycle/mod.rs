@@ -46,15 +46,17 @@
 //!
 //! | file | role |
 //! |---|---|
-//! | `mod.rs` (here) | [`LifecycleProcessor`], [`LifecycleSettings`]; the [`Processor`] impl: key check, deduplication by `event_id`, routing of each event to the state machine or the pending buffer, timer dispatch at punctuation |
-//! | `state_machine.rs` | [`transition`], [`LEGAL_TRANSITIONS`], [`PaymentState`]; the per-event handlers that apply a transition and emit status changes and journal entries |
+//! | `mod.rs` (here) | [`LifecycleProcessor`]; the [`Processor`] impl: key check, deduplication by `event_id`, routing of each event to the state machine or the pending buffer, draining the buffer once a payment is created, timer dispatch at punctuation |
+//! | `model.rs` | [`LifecycleSettings`], [`PaymentState`] and `mark_seen`: the small items the other files share |
+//! | `state_machine.rs` | [`transition`], [`LEGAL_TRANSITIONS`]; the per-event handlers that apply a transition and emit status changes and journal entries |
+//! | `settlement_check.rs` | the check of an applied settlement against its authorization; the reconciliation exceptions it raises |
 //! | `pending.rs` | the pending buffer: when an event waits, buffering within [`PENDING_EVENTS_PER_PAYMENT_MAX`] and [`PENDING_VALUE_BYTES_MAX`], draining in event-time order; `pending/format.rs`, the stored value format |
-//! | `callbacks.rs` | what the orphan timeout, pending retention and settlement window do when they fire, and the settlement check; the reconciliation exceptions they raise |
+//! | `callbacks.rs` | what the orphan timeout, pending retention and settlement window do when they fire; the reconciliation exceptions they raise |
 //!
 //! # Data flow
 //!
 //! ```text
-//! PaymentInitiated ─► state_machine::on_initiated (→ INITIATED) ─► pending::drain
+//! PaymentInitiated ─► state_machine::initiate (→ INITIATED) ─► pending::drain
 //! auth/settlement ─► key check ─► seen? ─► can apply? ─► state_machine::apply ─► pending::drain
 //!                     │            │        └─ no ─► pending::buffer (+ timers if no payment yet)
 //!                     │            └─ yes ─► dropped as a duplicate
@@ -65,8 +67,22 @@
 //!
 //! Every handler writes its stores and forwards its outputs through the
 //! [`ProcessorContext`], inside the task's open transaction.
+//!
+//! # Dependencies
+//!
+//! Imports point one way, from the files that decide what to do to the ones that do it;
+//! no file imports one that imports it:
+//!
+//! ```text
+//! mod.rs ─► callbacks.rs ─► pending.rs ─► state_machine.rs ─► settlement_check.rs ─► model.rs
+//! ```
+//!
+//! (each file may also import any file to its right; `pending/format.rs` imports none of
+//! them). The state machine does not drain the pending buffer itself: its callers do,
+//! after a transition (`mod.rs` once a payment is created or an event applied,
+//! `pending::drain` as it goes).
 
-use paystream_schemas::InputEvent;
+use paystream_schemas::{InputEvent, PaymentInitiated};
 
 use crate::timers::{self, TimerKind};
 use crate::{
@@ -75,43 +91,21 @@ use crate::{
 };
 
 mod callbacks;
+mod model;
 pub mod pending;
+mod settlement_check;
 mod state_machine;
 #[cfg(test)]
 mod test_support;
 
+pub use model::{LifecycleSettings, PaymentState};
 pub use pending::{PENDING_EVENTS_PER_PAYMENT_MAX, PENDING_VALUE_BYTES_MAX};
-pub use state_machine::{IllegalTransition, LEGAL_TRANSITIONS, PaymentState, transition};
-use state_machine::{apply, on_initiated};
+pub use state_machine::{IllegalTransition, LEGAL_TRANSITIONS, transition};
+use state_machine::{apply, initiate};
 
 /// At most this many timers fire per punctuation (per task and commit); the rest fire at
 /// the next one, so one commit's transaction stays bounded.
 pub const TIMERS_PER_PUNCTUATION_MAX: usize = 1_000;
-
-/// Timer settings of the lifecycle (config keys `processing.orphan_timeout_ms` and
-/// `processing.settlement_window_ms`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LifecycleSettings {
-    /// Stream time an event may wait for its payment before an exception is raised,
-    /// milliseconds. Default 10 minutes.
-    pub orphan_timeout_ms: i64,
-    /// Stream time an authorized payment may wait for its settlement before
-    /// `MISSING_IN_PSP` is raised, milliseconds. Default 3 days.
-    pub settlement_window_ms: i64,
-    /// Stream time events may wait for a payment that never appears before they leave
-    /// `pending` for the dead-letter queue (`orphan_expired`), milliseconds. Default 72 h.
-    pub pending_retention_ms: i64,
-}
-
-impl Default for LifecycleSettings {
-    fn default() -> Self {
-        LifecycleSettings {
-            orphan_timeout_ms: 10 * 60 * 1_000,
-            settlement_window_ms: 3 * 24 * 60 * 60 * 1_000,
-            pending_retention_ms: 72 * 60 * 60 * 1_000,
-        }
-    }
-}
 
 /// The payment lifecycle processor over the `payments`, `seen_events`, `pending`,
 /// `timers` and `reconciliation` stores.
@@ -237,6 +231,20 @@ impl Processor for LifecycleProcessor {
     }
 }
 
+/// Creates the payment, then applies the events that waited for it.
+fn on_initiated(
+    event: PaymentInitiated,
+    origin: Origin,
+    ctx: &mut dyn ProcessorContext,
+    lifecycle: &LifecycleProcessor,
+) -> Result<()> {
+    let payment_id = event.payment_id.clone();
+    if initiate(event, origin, ctx)? {
+        pending::drain(&payment_id, ctx, &lifecycle.settings)?;
+    }
+    Ok(())
+}
+
 fn on_payment_event(
     event: InputEvent,
     origin: Origin,
@@ -273,22 +281,13 @@ fn on_payment_event(
     match state {
         Some(state) if !pending::waits_for_auth(&state, &event) => {
             let payment_id = state.payment_id.clone();
-            apply(state, event, origin, ctx, lifecycle)?;
+            apply(state, event, origin, ctx, &lifecycle.settings)?;
             // An auth may release a settlement that waited for it.
-            pending::drain(&payment_id, ctx, lifecycle)
+            pending::drain(&payment_id, ctx, &lifecycle.settings)
         }
         Some(_) => pending::buffer(event, origin, ctx, None),
         None => pending::buffer(event, origin, ctx, Some(&lifecycle.settings)),
     }
-}
-
-/// Records that an auth or settlement event was applied or buffered, so a retry of it is
-/// dropped as a duplicate. Events that were dead-lettered are not marked: a redrive of
-/// a fixed record must not be mistaken for a duplicate.
-fn mark_seen(ctx: &mut dyn ProcessorContext, event_id: &str) -> Result<()> {
-    ctx.store(stores::SEEN_EVENTS)?
-        .put(event_id.as_bytes(), b"")?;
-    Ok(())
 }
 
 #[cfg(test)]

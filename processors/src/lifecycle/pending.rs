@@ -24,8 +24,8 @@ pub(crate) use format::{read, write};
 
 use paystream_schemas::{InputEvent, PaymentStatus};
 
-use super::state_machine::{PaymentState, apply};
-use super::{LifecycleProcessor, LifecycleSettings, mark_seen};
+use super::model::{LifecycleSettings, PaymentState, mark_seen};
+use super::state_machine::apply;
 use crate::timers::{self, TimerKind};
 use crate::{DeadLetterReason, Origin, Output, ProcessorContext, Result, read_json, stores};
 
@@ -112,7 +112,7 @@ pub(super) fn buffer(
 pub(super) fn drain(
     payment_id: &str,
     ctx: &mut dyn ProcessorContext,
-    lifecycle: &LifecycleProcessor,
+    settings: &LifecycleSettings,
 ) -> Result<()> {
     let Some(mut pending) = read(ctx, payment_id)? else {
         return Ok(());
@@ -126,7 +126,7 @@ pub(super) fn drain(
             .position(|p| !waits_for_auth(&state, &p.event));
         let Some(index) = ready else { break };
         let next = pending.remove(index);
-        apply(state, next.event, next.origin, ctx, lifecycle)?;
+        apply(state, next.event, next.origin, ctx, settings)?;
     }
     write(ctx, payment_id, &pending)
 }
@@ -146,6 +146,7 @@ mod tests {
 
     use super::*;
     use crate::driver::TestDriver;
+    use crate::lifecycle::LifecycleProcessor;
     use crate::lifecycle::test_support::{
         auth_failed, auth_ok, entries, initiated, is_dead_letter, rec, settled, statuses,
     };

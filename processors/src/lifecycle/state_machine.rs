@@ -1,23 +1,25 @@
-//! The payment state machine: the legal transitions ([`transition`]), the state the
-//! `payments` store keeps per payment ([`PaymentState`]), and the handlers that apply one
-//! event to a payment.
+//! The payment state machine: the legal transitions ([`transition`]) and the handlers
+//! that apply one event to a payment (the state the `payments` store keeps per payment,
+//! [`PaymentState`], is in `model.rs`).
 //!
 //! A handler checks the transition, marks the event seen, stores the new state and emits
 //! a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their balanced journal
 //! entry (see [`crate::ledger`]), AUTHORIZED starts the settlement window timer and
 //! SETTLED compares the settlement with the authorization
-//! ([`super::callbacks::reconcile_settlement`]). An illegal transition is dead-lettered as
-//! `illegal_transition`, naming the current and attempted states, and the event is not
-//! marked seen.
+//! ([`super::settlement_check::reconcile_settlement`]). An illegal transition is
+//! dead-lettered as `illegal_transition`, naming the current and attempted states, and
+//! the event is not marked seen.
+//!
+//! The handlers import only `model.rs` and `settlement_check.rs`. They do not drain the
+//! pending buffer after a transition: their callers do (`mod.rs`, `pending::drain`).
 
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatus, PaymentStatusChanged,
     SettlementReported,
 };
-use serde::{Deserialize, Serialize};
 
-use super::callbacks::reconcile_settlement;
-use super::{LifecycleProcessor, LifecycleSettings, mark_seen, pending};
+use super::model::{LifecycleSettings, PaymentState, mark_seen};
+use super::settlement_check::reconcile_settlement;
 use crate::timers::{self, TimerKind};
 use crate::{
     DeadLetterReason, Origin, Output, ProcessorContext, Result, ledger, read_json, stores,
@@ -55,32 +57,14 @@ pub fn transition(
     }
 }
 
-/// What the `payments` store keeps per payment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PaymentState {
-    pub payment_id: String,
-    pub merchant_id: String,
-    pub psp: String,
-    /// Requested amount, minor units of `currency`.
-    pub amount_minor: i64,
-    pub currency: String,
-    pub status: PaymentStatus,
-    /// Event id of the `PaymentInitiated` that created the payment.
-    pub initiated_event_id: String,
-    /// Amount the PSP authorized, minor units of `authorized_currency` (set at AUTHORIZED).
-    #[serde(default)]
-    pub authorized_amount_minor: Option<i64>,
-    /// ISO 4217 currency of the authorization.
-    #[serde(default)]
-    pub authorized_currency: Option<String>,
-}
-
-pub(super) fn on_initiated(
+/// Creates the payment of `event` (→ INITIATED). Returns whether it did: `false` for a
+/// duplicate or an illegal transition (dead-lettered). Once it did, the caller applies
+/// the events that waited for the payment (`pending::drain`).
+pub(super) fn initiate(
     event: PaymentInitiated,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
-    lifecycle: &LifecycleProcessor,
-) -> Result<()> {
+) -> Result<bool> {
     let existing: Option<PaymentState> = read_json(ctx, stores::PAYMENTS, &event.payment_id)?;
     if let Some(state) = existing {
         if state.initiated_event_id == event.event_id {
@@ -93,7 +77,7 @@ pub(super) fn on_initiated(
                 &event.event_id,
             ));
         }
-        return Ok(());
+        return Ok(false);
     }
     let state = PaymentState {
         payment_id: event.payment_id.clone(),
@@ -113,7 +97,7 @@ pub(super) fn on_initiated(
         &event.event_id,
         event.occurred_at,
     )));
-    pending::drain(&event.payment_id, ctx, lifecycle)
+    Ok(true)
 }
 
 pub(super) fn apply(
@@ -121,15 +105,15 @@ pub(super) fn apply(
     event: InputEvent,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
-    lifecycle: &LifecycleProcessor,
+    settings: &LifecycleSettings,
 ) -> Result<()> {
     match event {
-        InputEvent::AuthSucceeded(auth) => {
-            on_auth_succeeded(state, auth, origin, ctx, &lifecycle.settings)
-        }
+        InputEvent::AuthSucceeded(auth) => on_auth_succeeded(state, auth, origin, ctx, settings),
         InputEvent::AuthFailed(failed) => on_auth_failed(state, failed, origin, ctx),
         InputEvent::SettlementReported(s) => on_settlement(state, s, origin, ctx),
-        InputEvent::PaymentInitiated(p) => on_initiated(p, origin, ctx, lifecycle),
+        // `state` is a stored payment, so this is a duplicate or an illegal transition:
+        // no payment is created and nothing waits to be drained.
+        InputEvent::PaymentInitiated(p) => initiate(p, origin, ctx).map(|_| ()),
     }
 }
 
@@ -294,6 +278,7 @@ mod tests {
 
     use super::*;
     use crate::driver::TestDriver;
+    use crate::lifecycle::LifecycleProcessor;
     use crate::lifecycle::test_support::*;
 
     #[test]

@@ -1,0 +1,332 @@
+//! The configuration's structs, one per TOML section, each with its `Default` impl (the
+//! one place defaults live).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::security::redact_url;
+use crate::security::{SaslMechanism, SecurityProtocol};
+
+/// The whole configuration of a paystream process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Names the consumer group, the internal topics (`<app>-payments-by-id`,
+    /// `<app>-<store>-changelog`) and the state directory. Instances with the same id
+    /// share the work.
+    #[serde(deserialize_with = "string_or_number")]
+    pub application_id: String,
+    /// Distinguishes instances of one application: the transactional id is
+    /// `<application_id>-<instance_id>`. Must be unique per running instance and stable
+    /// across its restarts (so a restart fences its previous incarnation). Numbers are
+    /// accepted too (`PAYSTREAM_INSTANCE_ID=0`).
+    #[serde(deserialize_with = "string_or_number")]
+    pub instance_id: String,
+    pub kafka: KafkaConfig,
+    pub topics: TopicsConfig,
+    pub schema_registry: SchemaRegistryConfig,
+    pub state: StateConfig,
+    pub processing: ProcessingConfig,
+    pub sink: SinkConfig,
+    pub http: HttpConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            application_id: "paystream".to_string(),
+            instance_id: "0".to_string(),
+            kafka: KafkaConfig::default(),
+            topics: TopicsConfig::default(),
+            schema_registry: SchemaRegistryConfig::default(),
+            state: StateConfig::default(),
+            processing: ProcessingConfig::default(),
+            sink: SinkConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+/// Accepts `"7"` and `7` alike for identifiers: environment variables holding digits
+/// arrive as numbers.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(i64),
+    }
+    Ok(match Id::deserialize(deserializer)? {
+        Id::Text(text) => text,
+        Id::Number(n) => n.to_string(),
+    })
+}
+
+/// Connection to the Kafka cluster.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Extra librdkafka client properties applied to every client this process creates
+    /// (consumer, transactional producer, admin, sink consumer), e.g.
+    /// `"socket.keepalive.enable" = "true"`. paystream's own exactly-once settings cannot
+    /// be overridden here.
+    pub client_properties: BTreeMap<String, String>,
+    /// Timeout of admin and transaction-control calls, milliseconds.
+    pub request_timeout_ms: u64,
+    /// `PLAINTEXT` (default, the local stack), `SSL` (TLS; mutual TLS with a client
+    /// certificate), `SASL_PLAINTEXT` or `SASL_SSL` (production).
+    pub security_protocol: SecurityProtocol,
+    /// `SCRAM-SHA-512` (default), `SCRAM-SHA-256` or `PLAIN`; with a `SASL_*` protocol.
+    pub sasl_mechanism: SaslMechanism,
+    /// SASL user name.
+    pub sasl_username: String,
+    /// SASL password: from `PAYSTREAM_KAFKA__SASL_PASSWORD`, never the config file in
+    /// production; or use `sasl_password_file`.
+    pub sasl_password: Option<SecretString>,
+    /// File holding the SASL password (e.g. a mounted secret).
+    pub sasl_password_file: Option<PathBuf>,
+    /// PEM file of the CA certificates that sign the brokers' certificates; unset, the
+    /// system's trust store.
+    pub ssl_ca_location: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with `ssl_key_location`).
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    pub ssl_key_location: Option<PathBuf>,
+    /// Password of an encrypted private key; or use `ssl_key_password_file`.
+    pub ssl_key_password: Option<SecretString>,
+    /// File holding the private key's password.
+    pub ssl_key_password_file: Option<PathBuf>,
+    /// Verify that the broker's certificate names the host connected to (librdkafka
+    /// `ssl.endpoint.identification.algorithm=https`). On by default; turn off only for
+    /// brokers whose certificates cannot name their hosts.
+    pub ssl_endpoint_identification: bool,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:19092".to_string(),
+            client_properties: BTreeMap::new(),
+            request_timeout_ms: 30_000,
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl_mechanism: SaslMechanism::ScramSha512,
+            sasl_username: String::new(),
+            sasl_password: None,
+            sasl_password_file: None,
+            ssl_ca_location: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_key_password: None,
+            ssl_key_password_file: None,
+            ssl_endpoint_identification: true,
+        }
+    }
+}
+
+/// Topic names and layout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Prepended to every input and output topic name (not to internal topics, which are
+    /// named by `application_id`). Empty in production; tests use it for isolation.
+    pub prefix: String,
+    /// Partitions of every topic `paystream topics create` makes. Input topics keyed by
+    /// payment id and the repartition topic must have the same count (co-partitioning).
+    pub partitions: i32,
+    /// Replication factor of created topics (1 for the local single-node stack, 3 in
+    /// production).
+    pub replication_factor: i32,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            prefix: String::new(),
+            partitions: 3,
+            replication_factor: 1,
+        }
+    }
+}
+
+/// The Confluent-compatible Schema Registry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaRegistryConfig {
+    /// Base URL; clients append `/subjects/...` and `/schemas/ids/...`.
+    pub url: String,
+    /// Timeout per registry HTTP call, milliseconds.
+    pub timeout_ms: u64,
+    /// User of HTTP basic authentication (Confluent Cloud: the API key); empty for none.
+    pub basic_auth_username: String,
+    /// Its password (Confluent Cloud: the API secret): from
+    /// `PAYSTREAM_SCHEMA_REGISTRY__BASIC_AUTH_PASSWORD` or `basic_auth_password_file`.
+    pub basic_auth_password: Option<SecretString>,
+    /// File holding the basic-auth password.
+    pub basic_auth_password_file: Option<PathBuf>,
+    /// PEM file of the CA certificates trusted for an `https://` registry; unset, the
+    /// Mozilla root store (webpki-roots).
+    pub ca_location: Option<PathBuf>,
+}
+
+impl Default for SchemaRegistryConfig {
+    fn default() -> Self {
+        SchemaRegistryConfig {
+            url: "http://127.0.0.1:18081".to_string(),
+            timeout_ms: 10_000,
+            basic_auth_username: String::new(),
+            basic_auth_password: None,
+            basic_auth_password_file: None,
+            ca_location: None,
+        }
+    }
+}
+
+/// Local state stores.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Directory of the RocksDB stores: `<dir>/<application_id>/<task>/<store>`.
+    pub dir: PathBuf,
+    /// How long an idempotency key is remembered, milliseconds of stream time (72 h).
+    pub idempotency_retention_ms: i64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: PathBuf::from("/var/lib/paystream/state"),
+            idempotency_retention_ms: 72 * 60 * 60 * 1000,
+        }
+    }
+}
+
+/// The processing loop.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// How often the open transaction commits (outputs, changelog writes and consumed
+    /// offsets together), milliseconds. Kafka Streams' exactly-once default is 100.
+    pub commit_interval_ms: u64,
+    /// Upper bound on records processed in one transaction, whatever the interval.
+    pub transaction_records_max: usize,
+    /// Kafka `transaction.timeout.ms`: the broker aborts a transaction open longer (a
+    /// crashed instance's open transaction blocks `read_committed` readers until then).
+    /// Kafka Streams' exactly-once default is 10000.
+    pub transaction_timeout_ms: u64,
+    /// Consumer group session timeout: how long a crashed instance keeps its partitions
+    /// before the group moves them. Instances use static membership
+    /// (`group.instance.id = <application_id>-<instance_id>`, KIP-345), so a restarted
+    /// instance takes its partitions back at once without a rebalance.
+    pub session_timeout_ms: u64,
+    /// Stream time an auth or settlement event waits for its payment before an
+    /// `ORPHAN_EVENT` / `MISSING_IN_LEDGER` exception is raised, milliseconds.
+    pub orphan_timeout_ms: i64,
+    /// Stream time an authorized payment may wait for its settlement before a
+    /// `MISSING_IN_PSP` exception is raised, milliseconds.
+    pub settlement_window_ms: i64,
+    /// Stream time events may wait for a payment that never appears before they leave
+    /// the `pending` store for the dead-letter queue as `orphan_expired` (redrivable),
+    /// milliseconds. At least `orphan_timeout_ms`.
+    pub pending_retention_ms: i64,
+    /// How far an event's own time (`occurred_at`, `settled_at`) may be ahead of its
+    /// record's broker timestamp, milliseconds; an event further ahead (a producer clock
+    /// running fast) is dead-lettered as `event_time_in_future`. Default 3600000 (1 h,
+    /// as Kafka's own `message.timestamp.after.max.ms`).
+    pub event_time_skew_max_ms: i64,
+}
+
+impl ProcessingConfig {
+    /// The lifecycle processor's timer settings.
+    pub fn lifecycle_settings(&self) -> paystream_processors::lifecycle::LifecycleSettings {
+        paystream_processors::lifecycle::LifecycleSettings {
+            orphan_timeout_ms: self.orphan_timeout_ms,
+            settlement_window_ms: self.settlement_window_ms,
+            pending_retention_ms: self.pending_retention_ms,
+        }
+    }
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig {
+            commit_interval_ms: 100,
+            transaction_records_max: 20_000,
+            transaction_timeout_ms: 10_000,
+            session_timeout_ms: 10_000,
+            orphan_timeout_ms: 10 * 60 * 1_000,
+            settlement_window_ms: 3 * 24 * 60 * 60 * 1_000,
+            pending_retention_ms: 72 * 60 * 60 * 1_000,
+            event_time_skew_max_ms: 60 * 60 * 1_000,
+        }
+    }
+}
+
+/// The PostgreSQL ledger sink.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// Run the sink in the same process as the pipeline.
+    pub enabled: bool,
+    /// PostgreSQL connection URL, `postgres://user@host:port/database`, with libpq's TLS
+    /// parameters: `?sslmode=verify-full&sslrootcert=/path/ca.pem` (production; also
+    /// `sslcert`/`sslkey` for client certificates). Keep the password out of it: use
+    /// `database_password`.
+    pub database_url: String,
+    /// The database user's password: from `PAYSTREAM_SINK__DATABASE_PASSWORD` or
+    /// `database_password_file`.
+    pub database_password: Option<SecretString>,
+    /// File holding the database password.
+    pub database_password_file: Option<PathBuf>,
+    /// Most rows (records) written in one database transaction.
+    pub batch_rows_max: usize,
+    /// How long a batch waits for more records before it is written, milliseconds.
+    pub batch_linger_ms: u64,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            enabled: true,
+            database_url: "postgres://postgres@127.0.0.1:15432/paystream".to_string(),
+            database_password: None,
+            database_password_file: None,
+            batch_rows_max: 5_000,
+            batch_linger_ms: 200,
+        }
+    }
+}
+
+impl std::fmt::Debug for SinkConfig {
+    /// The URL's password, if one was put there after all, is redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkConfig")
+            .field("enabled", &self.enabled)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_password", &self.database_password)
+            .field("database_password_file", &self.database_password_file)
+            .field("batch_rows_max", &self.batch_rows_max)
+            .field("batch_linger_ms", &self.batch_linger_ms)
+            .finish()
+    }
+}
+
+/// The `/healthz`, `/readyz` and `/metrics` endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `host:port` to serve on; port 0 picks a free port (tests); empty turns it off.
+    pub listen_address: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen_address: "127.0.0.1:9464".to_string(),
+        }
+    }
+}
