@@ -456,3 +456,58 @@ pub fn field<'a>(output: &'a str, label: &str) -> Option<&'a str> {
         .find_map(|line| line.strip_prefix(label))
         .map(str::trim)
 }
+
+/// Writes `keys` records of `value_bytes` bytes, keyed `<key_prefix><i:012>`, to
+/// `topic` (to `partition`, or by the default partitioner), as fast as the broker takes
+/// them. Returns the seconds it took.
+pub async fn fill_changelog(
+    topic: &str,
+    partition: Option<i32>,
+    keys: u64,
+    value_bytes: usize,
+    key_prefix: &str,
+) -> anyhow::Result<f64> {
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "500000")
+        .create()?;
+    let value = vec![b'v'; value_bytes];
+    let filled = std::time::Instant::now();
+    let mut deliveries = Vec::with_capacity(100_000);
+    for i in 0..keys {
+        let key = format!("{key_prefix}{i:012}");
+        loop {
+            let mut record = rdkafka::producer::FutureRecord::to(topic)
+                .key(&key)
+                .payload(&value);
+            if let Some(partition) = partition {
+                record = record.partition(partition);
+            }
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((_, _)) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        if deliveries.len() == 100_000 {
+            for d in deliveries.drain(..) {
+                d.await?.map_err(|(e, _)| e)?;
+            }
+        }
+    }
+    for d in deliveries.drain(..) {
+        d.await?.map_err(|(e, _)| e)?;
+    }
+    let seconds = filled.elapsed().as_secs_f64();
+    println!(
+        "changelog {topic}{}: {keys} keys of {value_bytes} value bytes written in {seconds:.1} s",
+        partition
+            .map(|p| format!(" partition {p}"))
+            .unwrap_or_default(),
+    );
+    Ok(seconds)
+}

@@ -48,7 +48,8 @@ pub struct RunSummary {
     pub exceptions: BTreeMap<String, u64>,
     /// Committed transactions.
     pub commits: u64,
-    /// From the first record read to the last commit, milliseconds.
+    /// From the first record processed to the last commit, milliseconds. A task's
+    /// restore comes before its first record is processed and is not included.
     pub processing_ms: u64,
 }
 

@@ -42,7 +42,8 @@ use rdkafka::client::DefaultClientContext;
 use serde_json::json;
 use tokio::time::MissedTickBehavior;
 
-use crate::{Args, fill_changelog};
+use crate::Args;
+use paystream_integration::fill_changelog;
 
 /// Partitions of every topic of the benchmark's application.
 const PARTITIONS: &str = "2";
