@@ -17,7 +17,7 @@ use paystream_processors::{
 };
 use paystream_runtime::health::Health;
 use paystream_runtime::metrics::Metrics;
-use paystream_runtime::topics::create_topics;
+use paystream_runtime::topic_admin::create_topics;
 use paystream_runtime::topology::Topology;
 use paystream_runtime::{Config, Pipeline};
 use paystream_schemas::{Codec, PaymentInitiated};

@@ -36,6 +36,7 @@ pub mod state_manager;
 pub mod stream_thread;
 pub mod task;
 pub mod task_manager;
+pub mod topic_admin;
 pub mod topics;
 pub mod topology;
 

@@ -25,8 +25,7 @@ use crate::config::Config;
 use crate::kafka::read_committed_consumer_config;
 use crate::metrics::Metrics;
 use crate::state_manager::{TaskCheckpoint, task_dir};
-use crate::task::TaskId;
-use crate::topology::{Store, SubTopology};
+use crate::topology::{Store, SubTopology, TaskId};
 use crate::{Error, Result};
 
 /// Changelog records applied to RocksDB per write batch while restoring; the

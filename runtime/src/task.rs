@@ -6,7 +6,6 @@
 //! ([`crate::restore`]) has finished.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::panic::AssertUnwindSafe;
 
 use paystream_processors::{
@@ -32,19 +31,7 @@ pub type TaskStore = MeteredStore<TtlStore<TransactionalStore<RocksDbStore>>>;
 /// Keys examined per TTL store at each commit when purging expired keys.
 const PURGE_KEYS_PER_COMMIT: usize = 500;
 
-/// A task id, written `<sub-topology>_<partition>` as in Kafka Streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskId {
-    /// The sub-topology's id in the [`crate::topology::Topology`].
-    pub sub_topology: u8,
-    pub partition: i32,
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_{}", self.sub_topology, self.partition)
-    }
-}
+pub use crate::topology::TaskId;
 
 /// A running task: its processor, stores, stream time and checkpoint.
 pub struct Task {

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use paystream_runtime::Config;
-use paystream_runtime::topics::{Created, create_topics};
+use paystream_runtime::topic_admin::{Created, create_topics};
 use paystream_runtime::topology::Topology;
 
 /// `paystream topics create`: prints each topic and whether it was created.

@@ -78,6 +78,12 @@ impl Pipeline {
                 .find_partition(topic, *partition)
                 .map(|e| e.offset())
             {
+                // A record delivered but not processed yet (a suspect waiting for this
+                // commit) is not stepped over.
+                let position = match &self.delivered_unprocessed {
+                    Some((t, p, next)) if t == topic && p == partition => position.min(*next),
+                    _ => position,
+                };
                 *offset = (*offset).max(position);
             }
             offsets

@@ -47,7 +47,7 @@ use crate::record_collector::RecordCollector;
 use crate::source::Source;
 use crate::task::TaskId;
 use crate::task_manager::TaskManager;
-use crate::topics::check_topics;
+use crate::topic_admin::check_topics;
 use crate::topology::Topology;
 use crate::{Error, Result};
 
@@ -78,6 +78,12 @@ pub struct Pipeline {
     tasks: TaskManager,
     /// Tasks whose partitions are paused while they restore.
     paused: BTreeSet<TaskId>,
+    /// Per partition, the highest offset dropped because its task was restoring, until
+    /// it is read again.
+    dropped_while_restoring: HashMap<(String, i32), i64>,
+    /// A record the consumer delivered that is not processed yet while a commit runs
+    /// (topic, partition, offset): the commit's offset for its partition stops before it.
+    delivered_unprocessed: Option<(String, i32, i64)>,
     /// Next offset to commit per partition, for records of the open transaction.
     pending_offsets: HashMap<(String, i32), i64>,
     /// Next offset committed per partition, for rewinding after an abort.
@@ -194,6 +200,8 @@ impl Pipeline {
             metrics,
             tasks,
             paused: BTreeSet::new(),
+            dropped_while_restoring: HashMap::new(),
+            delivered_unprocessed: None,
             pending_offsets: HashMap::new(),
             committed_offsets: HashMap::new(),
             records_in_transaction: 0,
@@ -292,10 +300,11 @@ impl Pipeline {
         Ok(())
     }
 
-    /// True when no task is restoring and every assigned partition is consumed and
-    /// committed to its end.
+    /// True when no task is restoring, every record dropped while its task restored has
+    /// been read again, and every assigned partition is consumed and committed to its
+    /// end.
     fn caught_up(&self) -> Result<bool> {
-        if self.tasks.any_restoring() {
+        if self.tasks.any_restoring() || !self.dropped_while_restoring.is_empty() {
             return Ok(false);
         }
         let topics = self.topology.source_topics();
@@ -404,8 +413,9 @@ impl Pipeline {
         self.generation += 1;
         self.metrics.rebalances.inc();
         self.records_in_transaction = 0;
-        // Eager rebalancing re-assigns every partition unpaused.
+        // Eager rebalancing re-assigns every partition unpaused, from its committed offset.
         self.paused.clear();
+        self.dropped_while_restoring.clear();
         self.tasks.keep_assigned(&assignment);
         Ok(())
     }

@@ -6,15 +6,17 @@
 use std::time::Instant;
 
 use paystream_processors::{DeadLetterReason, Stage, Stream};
+use rdkafka::Offset;
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
 use tracing::warn;
 
 use super::{Pipeline, now_ms};
-use crate::Result;
 use crate::origin::origin_headers_of;
 use crate::poison::RecordId;
 use crate::source::Source;
 use crate::task::TaskId;
+use crate::{Error, Result};
 
 impl Pipeline {
     /// One consumed record: skipped (and its task's partitions paused) while its task
@@ -32,15 +34,46 @@ impl Pipeline {
             partition: message.partition(),
         };
         if self.tasks.running(task_id)?.is_none() {
-            return self.pause_restoring(task_id);
+            return self.pause_restoring(
+                task_id,
+                message.topic(),
+                message.partition(),
+                message.offset(),
+            );
         }
+        self.read_again(message.topic(), message.partition(), message.offset());
         let id = RecordId::of(&message);
         if self.poison.is_suspect(&id) && self.records_in_transaction > 0 {
             // A suspect gets a transaction of its own: commit what came before it.
             let generation = self.generation;
-            self.commit().await?;
+            let partition_in_transaction = self
+                .pending_offsets
+                .contains_key(&(message.topic().to_string(), message.partition()));
+            // The consumer's position is already past this record: the commit must not
+            // count it as consumed.
+            self.delivered_unprocessed = Some((
+                message.topic().to_string(),
+                message.partition(),
+                message.offset(),
+            ));
+            let committed = self.commit().await;
+            self.delivered_unprocessed = None;
+            committed?;
             if self.generation != generation {
-                // That commit failed and the consumer was rewound: this record comes again.
+                // That commit failed and the partitions of the transaction were rewound
+                // to their committed offsets. This record's partition was rewound only if
+                // it had records in the transaction; otherwise it is sought back to this
+                // record. Either way the record comes again.
+                if !partition_in_transaction {
+                    self.consumer
+                        .seek(
+                            message.topic(),
+                            message.partition(),
+                            Offset::Offset(message.offset()),
+                            self.timeout,
+                        )
+                        .map_err(|e| Error::kafka("rewinding to a suspect record", e))?;
+                }
                 return Ok(());
             }
         }

@@ -19,10 +19,23 @@ impl Pipeline {
         Ok(list)
     }
 
-    /// A record arrived for task `id`, which is restoring: its partitions are paused
-    /// (records already fetched are dropped; the task reads them again from its committed
-    /// offsets once it runs).
-    pub(super) fn pause_restoring(&mut self, id: TaskId) -> Result<()> {
+    /// A record (`topic`, `partition`, `offset`) arrived for task `id`, which is
+    /// restoring: it is dropped, and the task's partitions are paused (librdkafka purges
+    /// what it had fetched for them); the task reads them again from its committed
+    /// offsets once it runs. Until a dropped offset is read again, the instance is not
+    /// caught up, whatever the consumer's position says.
+    pub(super) fn pause_restoring(
+        &mut self,
+        id: TaskId,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<()> {
+        let dropped = self
+            .dropped_while_restoring
+            .entry((topic.to_string(), partition))
+            .or_insert(offset);
+        *dropped = (*dropped).max(offset);
         if self.paused.insert(id) {
             let partitions = self.partition_list(id)?;
             self.consumer
@@ -38,11 +51,29 @@ impl Pipeline {
         for id in self.tasks.finish_restores()? {
             self.paused.remove(&id);
             let partitions = self.partition_list(id)?;
+            // Seek while paused, then resume: resuming fetches from the application's
+            // offset, which the seek resets (librdkafka's documented way to rewind a
+            // paused partition).
+            self.seek_to_committed(partitions.clone(), "resuming a restored task")?;
             self.consumer
                 .resume(&partitions)
                 .map_err(|e| Error::kafka("resuming a restored task's partitions", e))?;
-            self.seek_to_committed(partitions, "resuming a restored task")?;
         }
         Ok(())
+    }
+
+    /// Forgets a dropped offset once its partition has been read up to it again.
+    pub(super) fn read_again(&mut self, topic: &str, partition: i32, offset: i64) {
+        if self.dropped_while_restoring.is_empty() {
+            return;
+        }
+        let key = (topic.to_string(), partition);
+        if self
+            .dropped_while_restoring
+            .get(&key)
+            .is_some_and(|dropped| offset >= *dropped)
+        {
+            self.dropped_while_restoring.remove(&key);
+        }
     }
 }

@@ -31,6 +31,20 @@ use crate::topics::{TopicNames, TopicRole};
 /// Makes one processor instance; the runtime calls it once per task.
 pub type ProcessorFactory = Arc<dyn Fn() -> Box<dyn TaskProcessor> + Send + Sync>;
 
+/// A task id, written `<sub-topology>_<partition>` as in Kafka Streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The sub-topology's id in the [`Topology`].
+    pub sub_topology: u8,
+    pub partition: i32,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.sub_topology, self.partition)
+    }
+}
+
 /// A topic a sub-topology reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceTopic {
@@ -331,6 +345,9 @@ mod tests {
         assert_eq!(topics.len(), 4 * 2 + 3 * 2 + 1 + 1 + 6, "{topics:?}");
         assert!(topics.contains(&("app-payments-by-id".into(), TopicRole::Repartition)));
         assert!(topics.contains(&("t1.ledger_entries".into(), TopicRole::Output)));
+        assert!(topics.contains(&("t1.ledger_entries.dlq".into(), TopicRole::DeadLetter)));
+        assert!(topics.contains(&("app-dlq-redrives".into(), TopicRole::RedriveLog)));
+        assert!(topics.contains(&("app-idempotency-changelog".into(), TopicRole::Changelog)));
     }
 
     #[test]
