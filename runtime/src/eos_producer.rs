@@ -6,13 +6,14 @@
 //! records themselves go through [`crate::record_collector::RecordCollector`], which
 //! shares the same producer.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{BlockingRetryable, ExponentialBuilder};
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use tracing::warn;
 
 use crate::config::Config;
@@ -26,6 +27,10 @@ const TRANSACTION_CALL_ATTEMPTS_MAX: usize = 10;
 /// First and largest pause between attempts of a retriable transaction call.
 const TRANSACTION_RETRY_DELAY_MIN: Duration = Duration::from_millis(100);
 const TRANSACTION_RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
+
+/// How long the committing thread sleeps between two checks that every record of the
+/// transaction has its delivery report ([`ExactlyOnceProducer::wait_for_deliveries`]).
+const DELIVERY_CHECK_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The producer's `message.max.bytes`: a dead-letter topic's limit
 /// ([`crate::topics::DEAD_LETTER_RECORD_BYTES_MAX`], 2 MiB) plus room for the batch framing.
@@ -107,7 +112,8 @@ impl ExactlyOnceProducer {
     }
 
     /// Sends `offsets` with the consumer group's metadata and commits the open
-    /// transaction. Retriable errors (a timeout) mean "call again" — the commit may
+    /// transaction once every record of it has its delivery report
+    /// ([`Self::wait_for_deliveries`]). Retriable errors (a timeout) mean "call again" — the commit may
     /// already have gone through, so aborting would be wrong (librdkafka's contract) —
     /// and are retried with [`transaction_retry_policy`]. Blocks the calling thread.
     ///
@@ -130,12 +136,44 @@ impl ExactlyOnceProducer {
         .when(retriable)
         .notify(|e, _| warn!(error = %e, "sending offsets failed, retrying"))
         .call()?;
-        (|| self.producer.commit_transaction(self.timeout))
-            .retry(transaction_retry_policy())
-            .sleep(std::thread::sleep)
-            .when(retriable)
-            .notify(|e, _| warn!(error = %e, "commit failed, retrying"))
-            .call()
+        (|| {
+            self.wait_for_deliveries()?;
+            self.producer.commit_transaction(self.timeout)
+        })
+        .retry(transaction_retry_policy())
+        .sleep(std::thread::sleep)
+        .when(retriable)
+        .notify(|e, _| warn!(error = %e, "commit failed, retrying"))
+        .call()
+    }
+
+    /// Waits until every record sent in the open transaction has its delivery report, or
+    /// `kafka.request_timeout_ms` has passed (then the same error as a flush that timed
+    /// out: the transaction is aborted). Blocks the calling thread.
+    ///
+    /// rust-rdkafka's `commit_transaction` flushes before calling librdkafka's, and that
+    /// `flush` waits in `poll` slices of 100 ms which run to their end even once the
+    /// reports are in (the [`FutureProducer`]'s own thread takes them): a commit with any
+    /// record still in flight — nearly every commit — slept about 100 ms. Checking in
+    /// [`DELIVERY_CHECK_INTERVAL`] steps first lets that flush find nothing outstanding and
+    /// return at once. Nothing else changes: the reports are still taken by the
+    /// producer's thread, which completes the record collector's delivery futures before
+    /// the records stop counting as outstanding, and librdkafka's commit still flushes
+    /// itself (docs/architecture.md, "Exactly once").
+    fn wait_for_deliveries(&self) -> std::result::Result<(), KafkaError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            // With no time to wait, `flush` checks once (waking the broker threads to
+            // send what lingers) and never polls.
+            match self.producer.flush(Duration::ZERO) {
+                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(DELIVERY_CHECK_INTERVAL)
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Aborts the open transaction: its records are never seen by `read_committed`
