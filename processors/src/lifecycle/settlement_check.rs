@@ -21,31 +21,24 @@ pub(super) fn reconcile_settlement(
         .authorized_currency
         .as_deref()
         .unwrap_or(&state.currency);
-    if settlement.currency != authorized_currency {
-        reconciliation::raise(
-            ctx,
-            &state.payment_id,
-            ReconciliationExceptionKind::CurrencyMismatch,
-            Amounts {
-                expected_minor: Some(authorized_minor),
-                actual_minor: Some(settlement.gross_amount_minor),
-                currency: Some(settlement.currency.clone()),
-            },
-            settlement.settled_at,
-        )?;
+    let kind = if settlement.currency != authorized_currency {
+        ReconciliationExceptionKind::CurrencyMismatch
     } else if settlement.gross_amount_minor != authorized_minor {
-        reconciliation::raise(
-            ctx,
-            &state.payment_id,
-            ReconciliationExceptionKind::AmountMismatch,
-            Amounts {
-                expected_minor: Some(authorized_minor),
-                actual_minor: Some(settlement.gross_amount_minor),
-                currency: Some(settlement.currency.clone()),
-            },
-            settlement.settled_at,
-        )?;
-    }
+        ReconciliationExceptionKind::AmountMismatch
+    } else {
+        return Ok(());
+    };
+    reconciliation::raise(
+        ctx,
+        &state.payment_id,
+        kind,
+        Amounts {
+            expected_minor: Some(authorized_minor),
+            actual_minor: Some(settlement.gross_amount_minor),
+            currency: Some(settlement.currency.clone()),
+        },
+        settlement.settled_at,
+    )?;
     Ok(())
 }
 
