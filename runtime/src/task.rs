@@ -104,8 +104,8 @@ impl Task {
     }
 
     /// Runs the processor on one decoded record. `Ok(Err(message))` when the processor
-    /// panicked on it: its store writes are partial, so the caller aborts the
-    /// transaction and dead-letters the record.
+    /// panicked on it or was handed an event type it does not take: its store writes may
+    /// be partial, so the caller aborts the transaction and dead-letters the record.
     ///
     /// # Errors
     /// A processor error (a state store failing): the environment, not the record.
@@ -126,6 +126,10 @@ impl Task {
             processor.process_event(event, origin, &mut context)
         }));
         match processed {
+            // An event of another type than the processor takes can only come from a
+            // record's data (a repartitioned record's origin header): the record fails,
+            // the task goes on.
+            Ok(Err(e @ ProcessorError::UnexpectedInput { .. })) => Ok(Err(e.to_string())),
             Ok(result) => {
                 result?;
                 Ok(Ok(outputs))
