@@ -49,6 +49,9 @@ pub struct SinkSummary {
     pub exceptions_written: u64,
     /// Records dead-lettered to `<source topic>.dlq` instead of written.
     pub dead_lettered: u64,
+    /// When the last batch that wrote rows committed, milliseconds since the Unix epoch
+    /// (the end of the end-to-end figure `paystream run` prints).
+    pub last_write_commit_unix_ms: Option<i64>,
 }
 
 /// The ledger sink of one process.
@@ -370,6 +373,10 @@ impl LedgerSink {
         summary.statuses_written += outcome.statuses_written;
         summary.exceptions_written += outcome.exceptions_written;
         summary.dead_lettered += outcome.dead_lettered;
+        summary.last_write_commit_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_millis() as i64);
         tracing::debug!(
             records = batch.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -51,6 +51,9 @@ pub struct RunSummary {
     /// From the first record processed to the last commit, milliseconds. A task's
     /// restore comes before its first record is processed and is not included.
     pub processing_ms: u64,
+    /// When the first input record was read, milliseconds since the Unix epoch (the
+    /// start of the end-to-end figure `paystream run` prints).
+    pub first_record_unix_ms: Option<i64>,
 }
 
 impl TransactionCounts {

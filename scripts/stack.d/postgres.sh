@@ -128,7 +128,9 @@ EOF
         # not required: pg_hba.conf's `host` lines (trust) match TCP with
         # and without it, so plain connections keep working.  pg_ctl hands
         # -o to a shell, hence the quoted paths.  setsid: see kafka_start.
-        local opts="-p $PG_PORT -c ssl=on"
+        # track_commit_timestamp: the benchmark (integration/bench) measures latency to
+        # the commit of each ledger row with pg_xact_commit_timestamp().
+        local opts="-p $PG_PORT -c ssl=on -c track_commit_timestamp=on"
         opts+=" -c ssl_cert_file='$PKI_DIR/postgres.crt' -c ssl_key_file='$PKI_DIR/postgres.key'"
         if ! pg_as setsid -w "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" \
                 -o "$opts" -w -t "$TIMEOUT" start >/dev/null; then

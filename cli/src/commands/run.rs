@@ -162,9 +162,31 @@ fn print_summary(summary: &RunSummary, sink: Option<&SinkSummary>, wall_s: f64) 
             );
         }
     }
-    println!("processing time_s        {processing_s:.1} (wall {wall_s:.1})");
     println!(
-        "events/s                 {:.0}",
-        summary.input_records as f64 / processing_s.max(0.001)
+        "processing time_s        {processing_s:.1} (first record read to the last pipeline commit; wall {wall_s:.1})"
     );
+    let first_read = summary.first_record_unix_ms;
+    let last_ledger = sink.and_then(|s| s.last_write_commit_unix_ms);
+    if let Some(first_read) = first_read {
+        println!("first record read        {first_read} (unix_ms)");
+    }
+    if let Some(last_ledger) = last_ledger {
+        println!("last ledger commit       {last_ledger} (unix_ms)");
+    }
+    match (first_read, last_ledger) {
+        (Some(first), Some(last)) if last > first => {
+            let end_to_end_s = (last - first) as f64 / 1000.0;
+            println!(
+                "end to end time_s        {end_to_end_s:.1} (first record read to the last ledger row committed)"
+            );
+            println!(
+                "events/s end to end      {:.0}",
+                summary.input_records as f64 / end_to_end_s
+            );
+        }
+        _ => println!(
+            "events/s (pipeline)      {:.0} (no ledger rows written in this run)",
+            summary.input_records as f64 / processing_s.max(0.001)
+        ),
+    }
 }

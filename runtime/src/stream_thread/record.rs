@@ -77,7 +77,10 @@ impl Pipeline {
                 return Ok(());
             }
         }
-        self.first_record_at.get_or_insert_with(Instant::now);
+        if self.first_record_at.is_none() {
+            self.first_record_at = Some(Instant::now());
+            self.summary.first_record_unix_ms = Some(super::now_ms());
+        }
         let topic = message.topic().to_string();
         let partition = message.partition();
         self.pending_offsets
