@@ -84,6 +84,9 @@ async fn main() -> anyhow::Result<()> {
 
     fill_changelog(&topic, None, args.keys, args.value_bytes, "payment-").await?;
 
+    // Peak RSS from here on: writing 5 to clear_refs resets VmHWM to the current RSS
+    // (Linux proc(5)), so the changelog fill's buffers do not count as the restore's.
+    std::fs::write("/proc/self/clear_refs", "5").context("resetting the peak RSS")?;
     let dir = tempfile::tempdir()?;
     let mut store = RocksDbStore::open("payments", dir.path())?;
     let started = Instant::now();
@@ -110,12 +113,21 @@ async fn main() -> anyhow::Result<()> {
         "first key present"
     );
     let keys_per_s = restored.records as f64 / elapsed.as_secs_f64();
+    // Peak resident set of this process during the restore (VmHWM since the reset
+    // above; memory the fill freed but the allocator kept is included).
+    let peak_rss_bytes = procfs::process::Process::myself()
+        .ok()
+        .and_then(|p| p.status().ok())
+        .and_then(|s| s.vmhwm)
+        .map(|kb| kb * 1024)
+        .unwrap_or(0);
     println!(
-        "restore: {} keys in {:.2} s = {:.0} keys/s ({:.1} MB/s of values)",
+        "restore: {} keys in {:.2} s = {:.0} keys/s ({:.1} MB/s of values), peak RSS {:.0} MB",
         restored.records,
         elapsed.as_secs_f64(),
         keys_per_s,
-        (restored.records as f64 * args.value_bytes as f64) / elapsed.as_secs_f64() / 1e6
+        (restored.records as f64 * args.value_bytes as f64) / elapsed.as_secs_f64() / 1e6,
+        peak_rss_bytes as f64 / 1e6
     );
     if let Some(path) = &args.json {
         let figures = serde_json::json!({
@@ -124,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
             "value_bytes": args.value_bytes,
             "restore_s": elapsed.as_secs_f64(),
             "restore_keys_per_s": keys_per_s,
+            "peak_rss_bytes": peak_rss_bytes,
         });
         std::fs::write(path, serde_json::to_vec_pretty(&figures)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -1,0 +1,218 @@
+//! Latency at a fixed offered rate: a running `paystream run` (pipeline and ledger sink)
+//! receives the demo's traffic mix at `rate` events/s, each record stamped with its send
+//! time; an event's latency is from that send time to the PostgreSQL commit of the
+//! journal entry it caused (`pg_xact_commit_timestamp`). Entries caused by events sent
+//! before their payment (out-of-order traffic) wait for the payment by design and are
+//! included.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use paystream_integration::{Running, TestEnv, bootstrap, registry_url};
+use paystream_runtime::kafka::PARTITIONER;
+use paystream_schemas::{Codec, InputEvent};
+use paystream_testkit::traffic::{PlannedRecord, TrafficOptions, default_start_ms, plan};
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::{ledger, now_ms};
+
+/// Latency figures at one offered rate, milliseconds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Latency {
+    pub offered_events_per_s: u64,
+    /// What the load generator achieved (it shares the machine).
+    pub sent_events_per_s: f64,
+    pub events: u64,
+    pub journal_entries: u64,
+    /// Journal entries that had not reached PostgreSQL when the benchmark stopped waiting.
+    pub entries_missing: u64,
+    pub p50_ms: i64,
+    pub p99_ms: i64,
+    pub max_ms: i64,
+}
+
+/// Longest to wait for the pipeline to become ready, and for the last entry after the
+/// traffic ended.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One record, encoded before the timed loop.
+struct Encoded {
+    topic: String,
+    key: String,
+    value: Vec<u8>,
+    /// Set for the events that cause journal entries (auths, settlements).
+    causes_entry: Option<String>,
+}
+
+/// Measures latency at `rate` events/s for `seconds` in a fresh run.
+///
+/// # Errors
+/// When the run cannot start, become ready, or the traffic cannot be sent.
+pub async fn measure(rate: u64, seconds: u64, seed: u64, logs: &Path) -> anyhow::Result<Latency> {
+    let env = TestEnv::new(&format!("bench_latency_{rate}"));
+    env.prepare()?;
+    let count = rate * seconds;
+    let plan = plan(&TrafficOptions {
+        count,
+        seed,
+        start_ms: default_start_ms(count),
+        ..TrafficOptions::default()
+    });
+    let codec = Codec::new(&registry_url(), Duration::from_secs(10))?;
+    let mut records = Vec::with_capacity(plan.records.len());
+    for record in &plan.records {
+        let topic = env.topic(record.topic().base_name());
+        records.push(match record {
+            PlannedRecord::Event { key, event, .. } => {
+                let value = match event {
+                    InputEvent::PaymentInitiated(e) => codec.encode(&topic, e).await?,
+                    InputEvent::AuthSucceeded(e) => codec.encode(&topic, e).await?,
+                    InputEvent::AuthFailed(e) => codec.encode(&topic, e).await?,
+                    InputEvent::SettlementReported(e) => codec.encode(&topic, e).await?,
+                };
+                let causes_entry = matches!(
+                    event,
+                    InputEvent::AuthSucceeded(_) | InputEvent::SettlementReported(_)
+                )
+                .then(|| event.event_id().to_string());
+                Encoded {
+                    topic,
+                    key: key.clone(),
+                    value,
+                    causes_entry,
+                }
+            }
+            PlannedRecord::Malformed { key, value, .. } => Encoded {
+                topic,
+                key: key.clone(),
+                value: value.clone(),
+                causes_entry: None,
+            },
+        });
+    }
+
+    let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let log = File::create(logs.join(format!("latency_{rate}.log")))?;
+    let mut running = Running::spawn(
+        env.command(&["run"])
+            .env("PAYSTREAM_HTTP__LISTEN_ADDRESS", address.to_string())
+            .env("PAYSTREAM_LOG", "warn")
+            .stdout(log.try_clone()?)
+            .stderr(log),
+    )?;
+    wait_ready(&format!("http://{address}/readyz"), &mut running).await?;
+
+    let (sent_ms, sent_per_s) =
+        tokio::task::spawn_blocking(move || send_at_rate(&records, rate)).await??;
+
+    let pool = ledger::connect(&env.database_url).await?;
+    let expected = plan.expected.journal_entries;
+    let waited = Instant::now();
+    let mut written = ledger::journal_entries(&pool).await?;
+    while written < expected && waited.elapsed() < DRAIN_TIMEOUT {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        written = ledger::journal_entries(&pool).await?;
+    }
+    let mut latencies: Vec<i64> = ledger::entry_commit_times(&pool)
+        .await?
+        .into_iter()
+        .filter_map(|(event_id, committed_ms)| {
+            sent_ms.get(&event_id).map(|sent| committed_ms - sent)
+        })
+        .collect();
+    pool.close().await;
+    running.stop()?;
+    latencies.sort_unstable();
+    let at = |q: f64| -> i64 {
+        if latencies.is_empty() {
+            return 0;
+        }
+        let rank = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len());
+        latencies[rank - 1]
+    };
+    Ok(Latency {
+        offered_events_per_s: rate,
+        sent_events_per_s: sent_per_s,
+        events: plan.records.len() as u64,
+        journal_entries: written,
+        entries_missing: expected.saturating_sub(written),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        max_ms: latencies.last().copied().unwrap_or(0),
+    })
+}
+
+async fn wait_ready(url: &str, running: &mut Running) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()?;
+    let started = Instant::now();
+    loop {
+        if let Some(status) = running.child().try_wait()? {
+            anyhow::bail!("paystream run exited {status} before it was ready");
+        }
+        if let Ok(response) = client.get(url).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < READY_TIMEOUT,
+            "paystream run not ready after {} s ({url})",
+            READY_TIMEOUT.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends `records` at `rate` per second, stamping each with its send time; returns the
+/// send time of each entry-causing event (its first send, for retried duplicates) and
+/// the rate achieved.
+fn send_at_rate(records: &[Encoded], rate: u64) -> anyhow::Result<(HashMap<String, i64>, f64)> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", PARTITIONER)
+        .set("linger.ms", "1")
+        .create()
+        .context("creating the traffic producer")?;
+    let mut sent_ms = HashMap::new();
+    let started = Instant::now();
+    for (index, record) in records.iter().enumerate() {
+        let due = Duration::from_secs_f64(index as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            producer.poll(Duration::ZERO);
+            std::thread::sleep(wait);
+        }
+        let now = now_ms();
+        let mut pending = BaseRecord::to(&record.topic)
+            .key(&record.key)
+            .payload(&record.value)
+            .timestamp(now);
+        loop {
+            match producer.send(pending) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    pending = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(e).context(format!("producing to {}", record.topic)),
+            }
+        }
+        if let Some(event_id) = &record.causes_entry {
+            sent_ms.entry(event_id.clone()).or_insert(now);
+        }
+    }
+    let sending_s = started.elapsed().as_secs_f64();
+    producer
+        .flush(Duration::from_secs(60))
+        .context("delivering the traffic")?;
+    Ok((sent_ms, records.len() as f64 / sending_s.max(0.001)))
+}
