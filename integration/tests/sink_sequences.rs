@@ -68,7 +68,11 @@ fn settlement(n: usize, psp: &str, amount: i64) -> JournalEntry {
         postings: vec![
             posting("bank:settlement", PostingSide::Debit, amount - fee),
             posting(&format!("expense:psp_fees:{psp}"), PostingSide::Debit, fee),
-            posting(&format!("psp_receivable:{psp}"), PostingSide::Credit, amount),
+            posting(
+                &format!("psp_receivable:{psp}"),
+                PostingSide::Credit,
+                amount,
+            ),
         ],
         occurred_at: 1_767_225_700_000 + n as i64,
         caused_by_event_id: format!("settle-evt-{n}"),
@@ -141,19 +145,18 @@ impl Model {
     }
 
     async fn check(&self, pool: &sqlx::PgPool, step: &str) -> anyhow::Result<()> {
-        let stored: BTreeMap<(Uuid, i16), (String, i64)> = sqlx::query(
-            "SELECT journal_entry_id, line, account, account_sequence FROM postings",
-        )
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .map(|row| {
-            Ok((
-                (row.try_get("journal_entry_id")?, row.try_get("line")?),
-                (row.try_get("account")?, row.try_get("account_sequence")?),
-            ))
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
+        let stored: BTreeMap<(Uuid, i16), (String, i64)> =
+            sqlx::query("SELECT journal_entry_id, line, account, account_sequence FROM postings")
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(|row| {
+                    Ok((
+                        (row.try_get("journal_entry_id")?, row.try_get("line")?),
+                        (row.try_get("account")?, row.try_get("account_sequence")?),
+                    ))
+                })
+                .collect::<Result<_, sqlx::Error>>()?;
         assert_eq!(
             stored, self.sequences,
             "{step}: postings numbered in write order"
@@ -268,12 +271,11 @@ async fn sequence_numbers_are_gapless_and_in_write_order_across_batches_and_repl
     let outcome = write(&database, &batch(&fourth, offset)).await?;
     offset += fourth.len() as i64;
     assert_eq!(outcome.dead_lettered, 3, "{outcome:?}");
-    let written: Vec<&JournalEntry> = [0, 1, 2, 4, 6, 8, 9]
-        .iter()
-        .map(|&i| &fourth[i])
-        .collect();
+    let written: Vec<&JournalEntry> = [0, 1, 2, 4, 6, 8, 9].iter().map(|&i| &fourth[i]).collect();
     assert_eq!(outcome.entries_written, model.write(&written));
-    model.check(&pool, "batch with a refused record and a conflict").await?;
+    model
+        .check(&pool, "batch with a refused record and a conflict")
+        .await?;
 
     // 5. A replay of everything so far, new entries before, between and after.
     let mut fifth = vec![auth(16)];

@@ -499,8 +499,8 @@ async fn write_rows(
 ///
 /// Taking the account locks first means two writers of the same entries (whose accounts
 /// are the same) queue on the first account they share before either inserts a row, so
-/// they never wait for each other's journal entries while holding accounts the other
-/// needs: no deadlock, whatever order each read the records in.
+/// neither can hold a journal entry the other is about to insert: no deadlock, whatever
+/// order each read the records in.
 async fn write_entries(
     transaction: &mut Transaction<'static, Postgres>,
     entries: &[EntryRow<'_>],

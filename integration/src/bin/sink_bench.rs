@@ -153,11 +153,7 @@ fn generate(count: usize, merchants: usize, seed: u64) -> Vec<JournalEntry> {
 
 /// The entries as sink batches of `size` records, on `PARTITIONS` partitions of one
 /// topic (offsets continuing from `offsets`).
-fn batches(
-    entries: &[JournalEntry],
-    size: usize,
-    offsets: &mut BTreeMap<i32, i64>,
-) -> Vec<Batch> {
+fn batches(entries: &[JournalEntry], size: usize, offsets: &mut BTreeMap<i32, i64>) -> Vec<Batch> {
     entries
         .chunks(size)
         .map(|chunk| {
@@ -398,7 +394,10 @@ async fn print_statements(admin: &mut sqlx::PgConnection) -> anyhow::Result<()> 
     .fetch_all(&mut *admin)
     .await
     .context("reading pg_stat_statements")?;
-    println!("{:>8} {:>10} {:>10}  statement", "calls", "total ms", "rows");
+    println!(
+        "{:>8} {:>10} {:>10}  statement",
+        "calls", "total ms", "rows"
+    );
     for row in rows {
         println!(
             "{:>8} {:>10.0} {:>10}  {}",
@@ -455,7 +454,10 @@ async fn insert_methods(args: &Args, url: &str) -> anyhow::Result<()> {
         rows.len(),
         entries.len()
     );
-    println!("{:>8} {:>8} {:>10} {:>12}", "method", "batch", "seconds", "rows/s");
+    println!(
+        "{:>8} {:>8} {:>10} {:>12}",
+        "method", "batch", "seconds", "rows/s"
+    );
     for batch_rows in [1_000usize, 5_000, 12_000, 50_000] {
         for method in ["unnest", "copy"] {
             sqlx::query("DROP TABLE IF EXISTS bench_postings")
