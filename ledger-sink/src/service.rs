@@ -16,7 +16,7 @@
 //! batch's other rows and all of its offsets, so exactly-once holds for the batch as a
 //! whole.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -489,11 +489,18 @@ async fn write_rows(
     Ok((outcome, conflicts))
 }
 
-/// Writes journal entries in three steps: the entries (in order; an id already in the
-/// ledger is skipped), the postings of those inserted with their account sequence
-/// numbers, and their balance changes. Then compares each skipped entry with the stored
-/// one: a replay has the same content; one that differs is a conflict, returned as a
-/// rejection to dead-letter (see [`find_conflicts`]).
+/// Writes journal entries: first locks the accounts of all of them, in name order, before
+/// any other row ([`lock_accounts`]); then inserts the entries (in order; an id already
+/// in the ledger is skipped), numbers the postings of those inserted per account in
+/// write order and writes each account's last number ([`take_account_sequences`]),
+/// inserts the postings and adds them to the balances. Then compares each skipped entry
+/// with the stored one: a replay has the same content; one that differs is a conflict,
+/// returned as a rejection to dead-letter (see [`find_conflicts`]).
+///
+/// Taking the account locks first means two writers of the same entries (whose accounts
+/// are the same) queue on the first account they share before either inserts a row, so
+/// neither can hold a journal entry the other is about to insert: no deadlock, whatever
+/// order each read the records in.
 async fn write_entries(
     transaction: &mut Transaction<'static, Postgres>,
     entries: &[EntryRow<'_>],
@@ -502,6 +509,11 @@ async fn write_entries(
     if entries.is_empty() {
         return Ok((outcome, Vec::new()));
     }
+    let accounts: BTreeSet<&str> = entries
+        .iter()
+        .flat_map(|row| row.entry.postings.iter().map(|p| p.account.as_str()))
+        .collect();
+    let created = lock_accounts(transaction, &accounts).await?;
     let inserted = insert_journal_entries(transaction, entries).await?;
     // An id listed twice was inserted once, for its first record: post its lines once,
     // and compare the later records with it like any replay.
@@ -510,7 +522,8 @@ async fn write_entries(
         entries.iter().partition(|row| inserted.remove(&row.id));
     outcome.entries_written = written.len() as u64;
     let postings = PostingRows::of(&written);
-    outcome.postings_written = insert_postings(transaction, &postings).await?;
+    let sequence = take_account_sequences(transaction, &postings.account, &created).await?;
+    outcome.postings_written = insert_postings(transaction, &postings, &sequence).await?;
     update_balances(transaction, &postings).await?;
     let conflicts = find_conflicts(transaction, &skipped).await?;
     outcome.entries_skipped = (skipped.len() - conflicts.len()) as u64;
@@ -605,15 +618,15 @@ impl PostingRows {
 }
 
 /// Step 2 of [`write_entries`]: inserts the postings with their account sequence
-/// numbers; returns how many.
+/// numbers (`sequence`, one per posting); returns how many.
 async fn insert_postings(
     transaction: &mut Transaction<'static, Postgres>,
     postings: &PostingRows,
+    sequence: &[i64],
 ) -> Result<u64> {
     if postings.entry.is_empty() {
         return Ok(0);
     }
-    let sequence = take_account_sequences(transaction, &postings.account).await?;
     sqlx::query(
         "INSERT INTO postings
             (journal_entry_id, line, account, side, amount_minor, currency, account_sequence)
@@ -626,7 +639,7 @@ async fn insert_postings(
     .bind(&postings.side)
     .bind(&postings.amount)
     .bind(&postings.currency)
-    .bind(&sequence)
+    .bind(sequence)
     .execute(&mut **transaction)
     .await
     .map_err(db("inserting postings"))?;
@@ -1023,30 +1036,79 @@ async fn store_offsets(
     Ok(())
 }
 
-/// Hands out the next per-account posting sequence numbers for `accounts` (one per
-/// posting, in order) and returns them. Accounts are locked in name order, so concurrent
-/// writers never deadlock on each other.
+/// Locks the `accounts` rows of `accounts` for the rest of the transaction, in name order
+/// (PostgreSQL's, so every writer takes them in the same order and none deadlocks on
+/// another), creating the missing ones with `last_sequence` 0; returns the names it
+/// created. An existing row is locked, not rewritten: `DO UPDATE … WHERE false` locks
+/// the conflicting row and leaves it as it is.
+async fn lock_accounts(
+    tx: &mut Transaction<'static, Postgres>,
+    accounts: &BTreeSet<&str>,
+) -> Result<Vec<String>> {
+    let names: Vec<&str> = accounts.iter().copied().collect();
+    sqlx::query_scalar(
+        "INSERT INTO accounts (account, last_sequence)
+         SELECT account, 0 FROM UNNEST($1::text[]) AS t(account) ORDER BY account
+         ON CONFLICT (account) DO UPDATE SET last_sequence = accounts.last_sequence WHERE false
+         RETURNING account",
+    )
+    .bind(&names)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db("locking accounts"))
+}
+
+/// Numbers the postings of `accounts` (one account name per posting, in write order)
+/// per account, continuing from each account's `last_sequence`, and stores each
+/// account's new last number — one `UPDATE` for all of them. The accounts were locked
+/// by [`lock_accounts`] (which created those in `created`), so no other writer can take
+/// numbers in between. Accounts `lock_accounts` created that end up with no posting
+/// (only entries already posted, or refused as conflicts, named them) are removed
+/// again: an `accounts` row always has postings.
 async fn take_account_sequences(
     tx: &mut Transaction<'static, Postgres>,
     accounts: &[String],
+    created: &[String],
 ) -> Result<Vec<i64>> {
     let mut needed: BTreeMap<&str, i64> = BTreeMap::new();
     for account in accounts {
         *needed.entry(account).or_insert(0) += 1;
     }
+    let unused: Vec<&str> = created
+        .iter()
+        .map(String::as_str)
+        .filter(|account| !needed.contains_key(account))
+        .collect();
+    if !unused.is_empty() {
+        sqlx::query("DELETE FROM accounts WHERE account = ANY($1::text[])")
+            .bind(&unused)
+            .execute(&mut **tx)
+            .await
+            .map_err(db("removing unused accounts"))?;
+    }
+    if needed.is_empty() {
+        return Ok(Vec::new());
+    }
     let names: Vec<&str> = needed.keys().copied().collect();
     let counts: Vec<i64> = needed.values().copied().collect();
     let rows = sqlx::query(
-        "INSERT INTO accounts (account, last_sequence)
-         SELECT account, n FROM UNNEST($1::text[], $2::int8[]) AS t(account, n) ORDER BY account
-         ON CONFLICT (account) DO UPDATE SET last_sequence = accounts.last_sequence + EXCLUDED.last_sequence
-         RETURNING account, last_sequence",
+        "UPDATE accounts AS a SET last_sequence = a.last_sequence + t.n
+         FROM UNNEST($1::text[], $2::int8[]) AS t(account, n)
+         WHERE a.account = t.account
+         RETURNING a.account, a.last_sequence",
     )
     .bind(&names)
     .bind(&counts)
     .fetch_all(&mut **tx)
     .await
     .map_err(db("taking account sequence numbers"))?;
+    if rows.len() != needed.len() {
+        // Every account was locked (or created) by `lock_accounts` in this transaction.
+        return Err(SinkError::Database {
+            context: "taking account sequence numbers: an account row is missing",
+            source: sqlx::Error::RowNotFound,
+        });
+    }
     // The next number to hand out per account: last − needed + 1.
     let mut next: HashMap<String, i64> = HashMap::new();
     for row in rows {
