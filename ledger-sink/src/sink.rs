@@ -19,6 +19,7 @@ use paystream_runtime::dead_letter::{
 };
 use paystream_runtime::health::Health;
 use paystream_runtime::kafka::partition_count;
+use paystream_runtime::lag::{EndOffsets, offsets};
 use paystream_runtime::kafka::{client_config, read_committed_consumer_config};
 use paystream_runtime::metrics::Metrics;
 use paystream_runtime::topics::TopicNames;
@@ -68,6 +69,9 @@ pub struct LedgerSink {
     metrics: Metrics,
     /// Next offset to read per assigned partition, as stored or as written since.
     next_offsets: HashMap<(String, i32), i64>,
+    /// Partition ends for the lag and the caught-up check, asked without waiting behind
+    /// the consumer's fetch long poll.
+    end_offsets: EndOffsets,
     last_lag_update: Instant,
 }
 
@@ -118,6 +122,11 @@ impl LedgerSink {
             context: "creating the sink consumer".into(),
             source,
         })?;
+        let end_offsets = EndOffsets::new(&config, &format!("{}-ledger-sink", config.application_id))
+            .map_err(|source| SinkError::Kafka {
+                context: "creating the sink's end-offsets client".into(),
+                source,
+            })?;
         let producer: FutureProducer = client_config(&config)
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", DEAD_LETTER_DELIVERY_TIMEOUT_MS)
@@ -188,6 +197,7 @@ impl LedgerSink {
             metrics,
             next_offsets,
             last_lag_update: Instant::now(),
+            end_offsets,
         })
     }
 
@@ -430,39 +440,59 @@ impl LedgerSink {
     /// sink lag per partition on the way.
     fn caught_up(&mut self) -> Result<bool> {
         self.last_lag_update = Instant::now();
-        let mut all = true;
         let timeout = Duration::from_millis(self.config.kafka.request_timeout_ms);
-        let positions = self
+        let kafka = |context: &str| {
+            let context = context.to_string();
+            move |source| SinkError::Kafka { context, source }
+        };
+        let positions = offsets(
+            &self
+                .consumer
+                .position()
+                .map_err(kafka("reading sink positions"))?,
+        );
+        let assigned: Vec<(String, i32)> = self
             .consumer
-            .position()
-            .map_err(|source| SinkError::Kafka {
-                context: "reading sink positions".into(),
-                source,
-            })?;
-        for element in positions.elements() {
-            let (topic, partition) = (element.topic(), element.partition());
-            let (low, high) = tokio::task::block_in_place(|| {
-                self.consumer.fetch_watermarks(topic, partition, timeout)
-            })
-            .map_err(|source| SinkError::Kafka {
-                context: format!("fetching watermarks of {topic}/{partition}"),
-                source,
-            })?;
+            .assignment()
+            .map_err(kafka("reading the sink's assignment"))?
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        // One ListOffsets request on a client of its own (see `EndOffsets`).
+        let ends = self
+            .end_offsets
+            .ends(&assigned, timeout)
+            .map_err(kafka("listing the ends of the sink's partitions"))?;
+        // Not read in this run and never written: from the first offset retention kept.
+        let unread: Vec<(String, i32)> = assigned
+            .iter()
+            .filter(|key| !positions.contains_key(*key) && !self.next_offsets.contains_key(*key))
+            .cloned()
+            .collect();
+        let starts = if unread.is_empty() {
+            HashMap::new()
+        } else {
+            self.end_offsets
+                .starts(&unread, timeout)
+                .map_err(kafka("listing the starts of the sink's partitions"))?
+        };
+        let mut all = true;
+        for key in &assigned {
+            let high = ends.get(key).copied().unwrap_or(0);
             // librdkafka's position moves past transaction markers; our own record of
             // written offsets covers partitions not read in this run.
-            let consumed = match element.offset() {
-                Offset::Offset(o) => o,
-                _ => low,
-            };
-            let written = self
-                .next_offsets
-                .get(&(topic.to_string(), partition))
+            let position = positions
+                .get(key)
                 .copied()
-                .unwrap_or(low);
-            let position = consumed.max(written);
+                .into_iter()
+                .chain(self.next_offsets.get(key).copied())
+                .chain(starts.get(key).copied())
+                .max()
+                .unwrap_or(0);
             self.metrics
                 .sink_lag
-                .with_label_values(&[topic, &partition.to_string()])
+                .with_label_values(&[&key.0, &key.1.to_string()])
                 .set((high - position).max(0));
             if position < high {
                 all = false;

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{info, warn};
 
-use crate::kafka::partition_count;
+use crate::config::Config;
+use crate::kafka::read_committed_consumer_config;
 use crate::{Error, Result};
 
 /// How often librdkafka reports statistics, from which consumer lag is set.
@@ -99,14 +101,115 @@ impl ConsumerContext for RebalanceListener {
     }
 }
 
-/// True when the whole application has caught up: every partition of every topic
-/// the pipeline reads — not only this instance's — has been consumed to its end and
-/// committed. Partitions this instance reads count from its position; the others
-/// (held by other instances, or by a stopped static member until its session times
-/// out) count from the group's committed offset.
+/// Reads partition ends and the group's committed offsets for the caught-up checks, on a
+/// client of its own. The processing consumer's requests to a broker queue behind its
+/// fetch long poll (`fetch.wait.max.ms`, 500 ms), so a check that asked it for the
+/// watermarks of 15 partitions one by one took seconds and stopped processing meanwhile;
+/// this client asks for every end in one ListOffsets request (timestamp -1: the latest
+/// offset, the last stable offset for `read_committed`) and answers in milliseconds.
+/// It uses the application's group id to read the group's committed offsets, and never
+/// subscribes, so it never joins the group.
+pub struct EndOffsets {
+    client: BaseConsumer,
+}
+
+impl EndOffsets {
+    /// A client for `group_id` (the application id for the pipeline).
+    ///
+    /// # Errors
+    /// When librdkafka refuses the configuration.
+    pub fn new(config: &Config, group_id: &str) -> KafkaResult<Self> {
+        let client = read_committed_consumer_config(config, group_id).create()?;
+        Ok(EndOffsets { client })
+    }
+
+    /// The end of each partition of `partitions` (for `read_committed` readers: the last
+    /// stable offset), by topic and partition.
+    ///
+    /// # Errors
+    /// When the broker does not answer within `timeout`.
+    pub fn ends(
+        &self,
+        partitions: &[(String, i32)],
+        timeout: Duration,
+    ) -> KafkaResult<HashMap<(String, i32), i64>> {
+        self.list_offsets(partitions, Offset::End, timeout)
+    }
+
+    /// The first offset still held (the low watermark) of each partition of
+    /// `partitions`, by topic and partition.
+    ///
+    /// # Errors
+    /// When the broker does not answer within `timeout`.
+    pub fn starts(
+        &self,
+        partitions: &[(String, i32)],
+        timeout: Duration,
+    ) -> KafkaResult<HashMap<(String, i32), i64>> {
+        self.list_offsets(partitions, Offset::Beginning, timeout)
+    }
+
+    /// One ListOffsets request for `partitions` at `which` (`End`: timestamp -1, the
+    /// latest offset; `Beginning`: -2, the earliest).
+    fn list_offsets(
+        &self,
+        partitions: &[(String, i32)],
+        which: Offset,
+        timeout: Duration,
+    ) -> KafkaResult<HashMap<(String, i32), i64>> {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            list.add_partition_offset(topic, *partition, which)?;
+        }
+        let listed =
+            tokio::task::block_in_place(|| self.client.offsets_for_times(list, timeout))?;
+        Ok(offsets(&listed))
+    }
+
+    /// The group's committed offset of each partition of `partitions` that has one.
+    ///
+    /// # Errors
+    /// When the group coordinator does not answer within `timeout`.
+    pub fn committed(
+        &self,
+        partitions: &[(String, i32)],
+        timeout: Duration,
+    ) -> KafkaResult<HashMap<(String, i32), i64>> {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            list.add_partition(topic, *partition);
+        }
+        let committed =
+            tokio::task::block_in_place(|| self.client.committed_offsets(list, timeout))?;
+        Ok(offsets(&committed))
+    }
+}
+
+/// The concrete offsets of `list`, by topic and partition.
+pub fn offsets(list: &TopicPartitionList) -> HashMap<(String, i32), i64> {
+    list.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// True when the whole application has caught up: every partition of `sources` (every
+/// topic the pipeline reads with its partition count) — not only this instance's — has
+/// been consumed to its end and committed. Partitions this instance reads count from
+/// its position (or, before it read any record of one, the group's committed offset);
+/// the others (held by other instances, or by a stopped static member until its session
+/// times out) count from the group's committed offset. Costs one ListOffsets request,
+/// and one OffsetFetch when some partition has no position.
+///
+/// # Errors
+/// [`Error::Kafka`] when the assignment cannot be read or the broker does not answer.
 pub fn caught_up(
     consumer: &StreamConsumer<RebalanceListener>,
-    topics: &[&str],
+    end_offsets: &EndOffsets,
+    sources: &[(String, i32)],
     records_in_transaction: usize,
     timeout: Duration,
 ) -> Result<bool> {
@@ -116,38 +219,50 @@ pub fn caught_up(
     if assignment.count() == 0 || records_in_transaction > 0 {
         return Ok(false);
     }
-    let positions = consumer
-        .position()
-        .map_err(|e| Error::kafka("reading positions", e))?;
-    let mut all = TopicPartitionList::new();
-    for topic in topics.iter().copied() {
-        let partitions = tokio::task::block_in_place(|| partition_count(consumer, topic, timeout))?;
-        for partition in 0..partitions {
-            all.add_partition(topic, partition);
-        }
-    }
-    let committed = tokio::task::block_in_place(|| consumer.committed_offsets(all, timeout))
-        .map_err(|e| Error::kafka("reading committed offsets", e))?;
-    let offset_of = |list: &TopicPartitionList, topic: &str, partition: i32| {
-        list.find_partition(topic, partition)
-            .and_then(|e| match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            })
+    let positions = offsets(
+        &consumer
+            .position()
+            .map_err(|e| Error::kafka("reading positions", e))?,
+    );
+    let all: Vec<(String, i32)> = sources
+        .iter()
+        .flat_map(|(topic, partitions)| (0..*partitions).map(move |p| (topic.clone(), p)))
+        .collect();
+    let ends = end_offsets
+        .ends(&all, timeout)
+        .map_err(|e| Error::kafka("listing the ends of the input partitions", e))?;
+    let without_position: Vec<(String, i32)> = all
+        .iter()
+        .filter(|key| !positions.contains_key(*key))
+        .cloned()
+        .collect();
+    let committed = if without_position.is_empty() {
+        HashMap::new()
+    } else {
+        end_offsets
+            .committed(&without_position, timeout)
+            .map_err(|e| Error::kafka("reading committed offsets", e))?
     };
-    let mut all_caught_up = true;
-    for element in committed.elements() {
-        let (topic, partition) = (element.topic(), element.partition());
-        let (low, high) =
-            tokio::task::block_in_place(|| consumer.fetch_watermarks(topic, partition, timeout))
-                .map_err(|e| Error::kafka("fetching watermarks", e))?;
-        let position = offset_of(&positions, topic, partition)
-            .or_else(|| offset_of(&committed, topic, partition))
-            .unwrap_or(low);
-        let lag = (high - position).max(0);
-        if lag > 0 {
-            all_caught_up = false;
-        }
-    }
-    Ok(all_caught_up)
+    // Never read and never committed: counts from the first offset retention kept.
+    let unread: Vec<(String, i32)> = without_position
+        .into_iter()
+        .filter(|key| !committed.contains_key(key))
+        .collect();
+    let starts = if unread.is_empty() {
+        HashMap::new()
+    } else {
+        end_offsets
+            .starts(&unread, timeout)
+            .map_err(|e| Error::kafka("listing the starts of the input partitions", e))?
+    };
+    Ok(all.iter().all(|key| {
+        let end = ends.get(key).copied().unwrap_or(0);
+        let at = positions
+            .get(key)
+            .or_else(|| committed.get(key))
+            .or_else(|| starts.get(key))
+            .copied()
+            .unwrap_or(0);
+        at >= end
+    }))
 }

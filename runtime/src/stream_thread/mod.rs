@@ -40,7 +40,7 @@ pub use crate::counts::RunSummary;
 use crate::eos_producer::ExactlyOnceProducer;
 use crate::health::Health;
 use crate::kafka::{client_config, read_committed_consumer_config};
-use crate::lag::{LagTracker, RebalanceListener, STATISTICS_INTERVAL_MS, caught_up};
+use crate::lag::{EndOffsets, LagTracker, RebalanceListener, STATISTICS_INTERVAL_MS, caught_up};
 use crate::metrics::Metrics;
 use crate::poison::{PoisonRecords, RecordId};
 use crate::record_collector::RecordCollector;
@@ -73,6 +73,10 @@ pub struct Pipeline {
     producer: ExactlyOnceProducer,
     admin: AdminClient<DefaultClientContext>,
     last_purge_at: Instant,
+    /// Partition ends and the group's offsets for the caught-up check (`lag.rs`).
+    end_offsets: EndOffsets,
+    /// Every topic the pipeline reads, with its partition count.
+    source_partitions: Vec<(String, i32)>,
     metrics: Metrics,
     /// The tasks, restoring and running.
     tasks: TaskManager,
@@ -161,6 +165,16 @@ impl Pipeline {
             .create()
             .map_err(|e| Error::kafka("creating the admin client", e))?;
         let inputs = topology.source_topics();
+        let source_partitions = inputs
+            .iter()
+            .map(|topic| {
+                let sub = topology.reader_of(topic).map_or(0, |sub| sub.id);
+                let count = partitions.get(sub as usize).copied().unwrap_or(1);
+                (topic.to_string(), count)
+            })
+            .collect();
+        let end_offsets = EndOffsets::new(&config, &config.application_id)
+            .map_err(|e| Error::kafka("creating the end-offsets client", e))?;
         consumer
             .subscribe(&inputs)
             .map_err(|e| Error::kafka("subscribing to the input topics", e))?;
@@ -197,6 +211,8 @@ impl Pipeline {
             producer,
             admin,
             last_purge_at: Instant::now(),
+            end_offsets,
+            source_partitions,
             metrics,
             tasks,
             paused: BTreeSet::new(),
@@ -307,15 +323,13 @@ impl Pipeline {
         if self.tasks.any_restoring() || !self.dropped_while_restoring.is_empty() {
             return Ok(false);
         }
-        let topics = self.topology.source_topics();
-        tokio::task::block_in_place(|| {
-            caught_up(
-                &self.consumer,
-                &topics,
-                self.records_in_transaction,
-                self.timeout,
-            )
-        })
+        caught_up(
+            &self.consumer,
+            &self.end_offsets,
+            &self.source_partitions,
+            self.records_in_transaction,
+            self.timeout,
+        )
     }
 
     /// Moves the consumer of `partitions` back to their committed offsets (the beginning
