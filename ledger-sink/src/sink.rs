@@ -1,5 +1,8 @@
 //! Consuming, batching, retrying and dead-lettering. A batch closes at
-//! `sink.batch_rows_max` records or after `sink.batch_linger_ms`, whichever comes first;
+//! `sink.batch_rows_max` records or `sink.batch_linger_ms` after its first record,
+//! whichever comes first (the pipeline's outputs arrive in bursts, one per committed
+//! transaction, so a short linger takes a whole burst and adds little latency; under
+//! load the records that arrive while a batch is written fill the next one);
 //! it is written with its offsets in one database transaction. Retriable errors are
 //! retried with exponential backoff (bounded); a record's bad data never stops the sink:
 //! [`crate::service`] sets the record aside and this module produces its dead letter to
@@ -77,6 +80,10 @@ pub struct LedgerSink {
 
 /// How often the sink's lag is measured while it runs.
 const LAG_UPDATE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long the sink waits for a first record before it checks lag and whether the
+/// pipeline has finished.
+const IDLE_WAKE: Duration = Duration::from_millis(100);
 
 /// The dead-letter producer's `message.max.bytes`: a dead-letter topic's limit
 /// ([`paystream_runtime::topics::DEAD_LETTER_RECORD_BYTES_MAX`], 2 MiB) plus room for the
@@ -215,7 +222,8 @@ impl LedgerSink {
         let linger = Duration::from_millis(self.config.sink.batch_linger_ms);
         loop {
             let mut batch = Batch::default();
-            let deadline = tokio::time::Instant::now() + linger;
+            // Until the first record: wake up now and then to check lag and the end.
+            let mut deadline = tokio::time::Instant::now() + IDLE_WAKE;
             while batch.len() < self.config.sink.batch_rows_max {
                 tokio::select! {
                     biased;
@@ -227,7 +235,12 @@ impl LedgerSink {
                     }
                     received = tokio::time::timeout_at(deadline, self.consumer.recv()) => {
                         match received {
-                            Ok(Ok(message)) => self.add(&mut batch, &message).await?,
+                            Ok(Ok(message)) => {
+                                if batch.is_empty() {
+                                    deadline = tokio::time::Instant::now() + linger;
+                                }
+                                self.add(&mut batch, &message).await?;
+                            }
                             Ok(Err(e)) => warn!(error = %e, "sink consumer error (librdkafka retries)"),
                             Err(_linger_elapsed) => break,
                         }
