@@ -22,8 +22,8 @@ use paystream_runtime::dead_letter::{
 };
 use paystream_runtime::health::Health;
 use paystream_runtime::kafka::partition_count;
-use paystream_runtime::lag::{EndOffsets, offsets};
 use paystream_runtime::kafka::{client_config, read_committed_consumer_config};
+use paystream_runtime::lag::{EndOffsets, offsets};
 use paystream_runtime::metrics::Metrics;
 use paystream_runtime::topics::TopicNames;
 use paystream_schemas::{
@@ -129,11 +129,13 @@ impl LedgerSink {
             context: "creating the sink consumer".into(),
             source,
         })?;
-        let end_offsets = EndOffsets::new(&config, &format!("{}-ledger-sink", config.application_id))
-            .map_err(|source| SinkError::Kafka {
-                context: "creating the sink's end-offsets client".into(),
-                source,
-            })?;
+        let end_offsets =
+            EndOffsets::new(&config, &format!("{}-ledger-sink", config.application_id)).map_err(
+                |source| SinkError::Kafka {
+                    context: "creating the sink's end-offsets client".into(),
+                    source,
+                },
+            )?;
         let producer: FutureProducer = client_config(&config)
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", DEAD_LETTER_DELIVERY_TIMEOUT_MS)

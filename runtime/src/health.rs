@@ -1,8 +1,9 @@
 //! `/healthz`, `/readyz` and `/metrics` over HTTP (default `127.0.0.1:9464`).
 //!
 //! - `/healthz`: 200 while the process runs.
-//! - `/readyz`: 200 once the pipeline is running, no task is restoring its stores and the
-//!   ledger sink (when it runs here) reaches PostgreSQL; otherwise 503 with the reason.
+//! - `/readyz`: 200 once the pipeline runs (it has joined its consumer group and been
+//!   given its partitions), no task is restoring its stores and the ledger sink (when it
+//!   runs here) reaches PostgreSQL; otherwise 503 with the reason.
 //! - `/metrics`: the Prometheus text exposition format of [`crate::metrics::Metrics`].
 
 use std::collections::BTreeSet;

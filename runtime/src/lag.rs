@@ -161,8 +161,7 @@ impl EndOffsets {
         for (topic, partition) in partitions {
             list.add_partition_offset(topic, *partition, which)?;
         }
-        let listed =
-            tokio::task::block_in_place(|| self.client.offsets_for_times(list, timeout))?;
+        let listed = tokio::task::block_in_place(|| self.client.offsets_for_times(list, timeout))?;
         Ok(offsets(&listed))
     }
 

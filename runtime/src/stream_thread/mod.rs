@@ -262,7 +262,6 @@ impl Pipeline {
         stop_when_caught_up: bool,
     ) -> Result<()> {
         self.producer.begin()?;
-        self.health.set_running(true);
         // Stopped when dropped at the end of the run.
         let _dlq_depth = crate::dlq_depth::spawn(&self.config, self.metrics.clone())?;
         let interval = Duration::from_millis(self.config.processing.commit_interval_ms);
@@ -431,6 +430,20 @@ impl Pipeline {
         self.paused.clear();
         self.dropped_while_restoring.clear();
         self.tasks.keep_assigned(&assignment);
+        // Running (for /readyz) once the group has given this instance its partitions.
+        self.health.set_running(true);
+        // Every assigned task starts restoring now, not at its first record: /readyz
+        // answers "restoring" until the instance can process what it was given, and the
+        // first records do not wait for a restore that could have run already.
+        for element in assignment.elements() {
+            if let Some(sub) = self.topology.reader_of(element.topic()) {
+                let id = TaskId {
+                    sub_topology: sub.id,
+                    partition: element.partition(),
+                };
+                self.tasks.running(id)?;
+            }
+        }
         Ok(())
     }
 }
