@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rdkafka::message::{Headers, Message};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use wait_timeout::ChildExt;
 
 /// A value from the environment `scripts/test` exports, or the local stack's default.
@@ -53,7 +53,10 @@ pub fn database_server_url() -> String {
     )
 }
 
-/// One test's isolated environment.
+/// One test's isolated environment. An environment made by [`TestEnv::new`] deletes its
+/// topics and drops its database when it is dropped (see [`TestEnv::keep`]), so the
+/// shared local stack does not collect every run's partitions: each holds open files in
+/// the broker, and a broker out of file descriptors fails every test after it.
 pub struct TestEnv {
     pub id: String,
     pub prefix: String,
@@ -61,18 +64,30 @@ pub struct TestEnv {
     pub database_url: String,
     pub state_dir: tempfile::TempDir,
     pub work_dir: tempfile::TempDir,
+    /// Delete the topics and the database when dropped.
+    clean_up: bool,
 }
 
 impl TestEnv {
     /// Fresh names for a test called `name`.
     pub fn new(name: &str) -> Self {
-        Self::with_id(format!(
+        let mut env = Self::with_id(format!(
             "{name}_{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
-        ))
+        ));
+        env.clean_up = std::env::var_os("PAYSTREAM_KEEP_TEST_DATA").is_none();
+        env
     }
 
-    /// The names of the run `id` (e.g. to verify an earlier run's outputs again).
+    /// Keeps this environment's topics and database after it is dropped (e.g. to verify
+    /// a run again later with [`TestEnv::with_id`]); `PAYSTREAM_KEEP_TEST_DATA=1` keeps
+    /// every environment's.
+    pub fn keep(&mut self) {
+        self.clean_up = false;
+    }
+
+    /// The names of the run `id` (e.g. to verify an earlier run's outputs again); its
+    /// topics and database are left in place when it is dropped.
     pub fn with_id(id: String) -> Self {
         let server = database_server_url();
         let base = server
@@ -86,6 +101,7 @@ impl TestEnv {
             state_dir: tempfile::tempdir().expect("state dir"),
             work_dir: tempfile::tempdir().expect("work dir"),
             id,
+            clean_up: false,
         }
     }
 
@@ -219,6 +235,60 @@ impl TestEnv {
     pub fn topic(&self, base: &str) -> String {
         format!("{}{base}", self.prefix)
     }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if !self.clean_up {
+            return;
+        }
+        let (prefix, app_prefix, id) = (
+            self.prefix.clone(),
+            format!("{}-", self.application_id),
+            self.id.clone(),
+        );
+        // A thread of its own: a test's tokio runtime may be running on this one.
+        let cleaned = std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(delete_run_data(&prefix, &app_prefix, &id))
+        })
+        .join();
+        if let Ok(Err(e)) = cleaned {
+            eprintln!("test env {}: cleaning up: {e:#}", self.id);
+        }
+    }
+}
+
+/// Deletes the topics named `<prefix>…` or `<app_prefix>…` and drops the database `id`.
+async fn delete_run_data(prefix: &str, app_prefix: &str, id: &str) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))?;
+    let topics: Vec<&str> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name())
+        .filter(|name| name.starts_with(prefix) || name.starts_with(app_prefix))
+        .collect();
+    if !topics.is_empty() {
+        admin.delete_topics(&topics, &AdminOptions::new()).await?;
+    }
+    let mut server = sqlx::postgres::PgConnection::connect(&database_server_url()).await?;
+    // `id` is the test's own generated name (letters, digits, underscores).
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{id}\" WITH (FORCE)"
+    )))
+    .execute(&mut server)
+    .await?;
+    Ok(())
 }
 
 /// Longest one `paystream` command of a test may run (the longest, a `run

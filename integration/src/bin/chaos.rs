@@ -260,7 +260,12 @@ async fn main() -> anyhow::Result<ExitCode> {
     );
     let env = match &args.verify_only {
         Some(id) => TestEnv::with_id(id.clone()),
-        None => TestEnv::new("chaos"),
+        None => {
+            // Kept after the run: `--verify-only <id>` checks it again later.
+            let mut env = TestEnv::new("chaos");
+            env.keep();
+            env
+        }
     };
     let logs = std::env::var("PAYSTREAM_STACK_DIR")
         .map(PathBuf::from)
