@@ -102,8 +102,9 @@ fn batch(entries: &[JournalEntry], first_offset: i64) -> Batch {
     batch
 }
 
-/// A fresh ledger database for this test, migrated.
-async fn database(name: &str) -> anyhow::Result<(SinkConfig, LedgerDatabase)> {
+/// A fresh ledger database for this test, migrated; it is dropped with the returned
+/// environment.
+async fn database(name: &str) -> anyhow::Result<(TestEnv, SinkConfig, LedgerDatabase)> {
     let env = TestEnv::new(name);
     let sink = SinkConfig {
         database_url: env.database_url.clone(),
@@ -111,7 +112,7 @@ async fn database(name: &str) -> anyhow::Result<(SinkConfig, LedgerDatabase)> {
     };
     create_database_if_missing(&sink).await?;
     let database = LedgerDatabase::connect(&sink, 4).await?;
-    Ok((sink, database))
+    Ok((env, sink, database))
 }
 
 /// The sequence numbers the ledger must hold: each account's postings numbered in the
@@ -184,7 +185,7 @@ async fn write(database: &LedgerDatabase, batch: &Batch) -> anyhow::Result<Batch
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequence_numbers_are_gapless_and_in_write_order_across_batches_and_replays()
 -> anyhow::Result<()> {
-    let (_, database) = database("sinkseq").await?;
+    let (_env, _, database) = database("sinkseq").await?;
     let pool = database.pool().clone();
     let psps = ["adyen", "stripe"];
     let merchants = ["m-1", "m-2", "m-3"];
@@ -297,7 +298,7 @@ async fn sequence_numbers_are_gapless_and_in_write_order_across_batches_and_repl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_of_the_same_entries_serialise_per_account_without_deadlock()
 -> anyhow::Result<()> {
-    let (sink, first) = database("sinkseq2").await?;
+    let (_env, sink, first) = database("sinkseq2").await?;
     let second = LedgerDatabase::connect(&sink, 4).await?;
     // Entries sharing a few hot accounts, as the pipeline's do; batches big enough that
     // the two writers' statements overlap.

@@ -71,6 +71,10 @@ struct Args {
     /// (printed by that run), with the same --events, --seed and --start-ms.
     #[arg(long)]
     verify_only: Option<String>,
+    /// Keep the run's topics and ledger database afterwards (for --verify-only later);
+    /// by default they are deleted when the run ends.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// A fault outside paystream's process, injected between kills.
@@ -261,9 +265,10 @@ async fn main() -> anyhow::Result<ExitCode> {
     let env = match &args.verify_only {
         Some(id) => TestEnv::with_id(id.clone()),
         None => {
-            // Kept after the run: `--verify-only <id>` checks it again later.
             let mut env = TestEnv::new("chaos");
-            env.keep();
+            if args.keep {
+                env.keep();
+            }
             env
         }
     };
