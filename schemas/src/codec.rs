@@ -315,6 +315,25 @@ impl Codec {
         encode_with(&registered, topic, record)
     }
 
+    /// Encodes an input event of any type for `topic`, as [`Codec::encode`] does its
+    /// record (the ingress simulator and the benchmark send all four).
+    ///
+    /// # Errors
+    /// As [`Codec::encode`].
+    pub async fn encode_input_event(
+        &self,
+        topic: &str,
+        event: &crate::InputEvent,
+    ) -> Result<Vec<u8>, CodecError> {
+        use crate::InputEvent;
+        match event {
+            InputEvent::PaymentInitiated(e) => self.encode(topic, e).await,
+            InputEvent::AuthSucceeded(e) => self.encode(topic, e).await,
+            InputEvent::AuthFailed(e) => self.encode(topic, e).await,
+            InputEvent::SettlementReported(e) => self.encode(topic, e).await,
+        }
+    }
+
     /// Decodes a Confluent-framed value into `T`, checking that its schema is `T`'s record.
     ///
     /// # Errors

@@ -10,7 +10,6 @@ use futures::future::join_all;
 use indicatif::{ProgressBar, ProgressStyle};
 use paystream_runtime::Config;
 use paystream_runtime::kafka::{PARTITIONER, client_config};
-use paystream_schemas::InputEvent;
 use paystream_testkit::traffic::{PlannedRecord, TrafficOptions, default_start_ms, plan};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -139,12 +138,7 @@ pub async fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<ExitCo
         let topic = format!("{}{}", config.topics.prefix, record.topic().base_name());
         let (key, value, timestamp_ms) = match record {
             PlannedRecord::Event { key, event, .. } => {
-                let value = match event {
-                    InputEvent::PaymentInitiated(e) => codec.encode(&topic, e).await?,
-                    InputEvent::AuthSucceeded(e) => codec.encode(&topic, e).await?,
-                    InputEvent::AuthFailed(e) => codec.encode(&topic, e).await?,
-                    InputEvent::SettlementReported(e) => codec.encode(&topic, e).await?,
-                };
+                let value = codec.encode_input_event(&topic, event).await?;
                 (key.clone(), value, event.event_time_ms())
             }
             PlannedRecord::Malformed {

@@ -70,12 +70,7 @@ pub async fn measure(rate: u64, seconds: u64, seed: u64, logs: &Path) -> anyhow:
         let topic = env.topic(record.topic().base_name());
         records.push(match record {
             PlannedRecord::Event { key, event, .. } => {
-                let value = match event {
-                    InputEvent::PaymentInitiated(e) => codec.encode(&topic, e).await?,
-                    InputEvent::AuthSucceeded(e) => codec.encode(&topic, e).await?,
-                    InputEvent::AuthFailed(e) => codec.encode(&topic, e).await?,
-                    InputEvent::SettlementReported(e) => codec.encode(&topic, e).await?,
-                };
+                let value = codec.encode_input_event(&topic, event).await?;
                 let causes_entry = matches!(
                     event,
                     InputEvent::AuthSucceeded(_) | InputEvent::SettlementReported(_)
