@@ -48,6 +48,9 @@ pub struct RunSummary {
     pub exceptions: BTreeMap<String, u64>,
     /// Committed transactions.
     pub commits: u64,
+    /// Records processed after their task held back for `processing.max_task_idle_ms`
+    /// (docs/architecture.md, "Processing order").
+    pub enforced_processing: u64,
     /// From the first record processed to the last commit, milliseconds. A task's
     /// restore comes before its first record is processed and is not included.
     pub processing_ms: u64,

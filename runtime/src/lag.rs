@@ -184,6 +184,67 @@ impl EndOffsets {
     }
 }
 
+/// The ends of the input partitions, listed again every `interval` on a thread of its
+/// own (one ListOffsets request each time), for the processing order
+/// ([`crate::partition_group`]): a partition whose end lies beyond what was read has
+/// records on their way. Stopped when dropped.
+pub struct KnownEnds {
+    ends: Arc<std::sync::Mutex<HashMap<(String, i32), i64>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KnownEnds {
+    /// Starts listing the ends of `partitions` every `interval`.
+    ///
+    /// # Errors
+    /// When librdkafka refuses the configuration.
+    pub fn spawn(
+        config: &Config,
+        partitions: Vec<(String, i32)>,
+        interval: Duration,
+        timeout: Duration,
+    ) -> KafkaResult<Self> {
+        let client = EndOffsets::new(config, &config.application_id)?;
+        let ends: Arc<std::sync::Mutex<HashMap<(String, i32), i64>>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let ends = ends.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("known-ends".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Ok(listed) = client.ends(&partitions, timeout) {
+                            *ends.lock().expect("known ends lock") = listed;
+                        }
+                        std::thread::sleep(interval);
+                    }
+                })
+                .expect("spawning the known-ends thread")
+        };
+        Ok(KnownEnds {
+            ends,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The ends last listed, by topic and partition (empty before the first answer).
+    pub fn snapshot(&self) -> HashMap<(String, i32), i64> {
+        self.ends.lock().expect("known ends lock").clone()
+    }
+}
+
+impl Drop for KnownEnds {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The concrete offsets of `list`, by topic and partition.
 pub fn offsets(list: &TopicPartitionList) -> HashMap<(String, i32), i64> {
     list.elements()

@@ -27,6 +27,7 @@ pub mod kafka;
 pub mod lag;
 pub mod metrics;
 pub mod origin;
+pub mod partition_group;
 pub mod poison;
 pub mod record_collector;
 pub mod restore;

@@ -34,6 +34,9 @@ pub struct Metrics {
     pub records_misrouted: IntCounterVec,
     /// Committed transactions.
     pub commits: IntCounter,
+    /// Records a task processed after holding back for `processing.max_task_idle_ms`
+    /// (Kafka Streams' enforced processing): the partition it waited for stayed empty.
+    pub enforced_processing: IntCounter,
     /// Aborted transactions.
     pub transaction_aborts: IntCounter,
     /// Time to send offsets and commit a transaction, seconds.
@@ -203,6 +206,14 @@ impl Metrics {
         registry
             .register(Box::new(commits.clone()))
             .expect("register");
+        let enforced_processing = IntCounter::new(
+            "paystream_enforced_processing_total",
+            "Records processed after their task held back for max_task_idle_ms",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(enforced_processing.clone()))
+            .expect("register");
         let transaction_aborts =
             IntCounter::new("paystream_transaction_aborts_total", "Aborted transactions")
                 .expect("metric");
@@ -241,6 +252,7 @@ impl Metrics {
             records_produced,
             records_misrouted,
             commits,
+            enforced_processing,
             transaction_aborts,
             commit_latency_seconds,
             consumer_lag,

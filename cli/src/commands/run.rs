@@ -150,6 +150,10 @@ fn print_summary(summary: &RunSummary, sink: Option<&SinkSummary>, wall_s: f64) 
     println!("status changes emitted   {}", summary.status_changes);
     println!("journal entries emitted  {}", summary.journal_entries);
     println!("transactions committed   {}", summary.commits);
+    println!(
+        "enforced processing      {} records (processed after holding back max_task_idle_ms)",
+        summary.enforced_processing
+    );
     if let Some(sink) = sink {
         println!(
             "ledger sink              {} batches, {} journal entries and {} postings written, {} skipped as already posted",

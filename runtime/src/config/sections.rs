@@ -214,6 +214,15 @@ pub struct ProcessingConfig {
     pub commit_interval_ms: u64,
     /// Upper bound on records processed in one transaction, whatever the interval.
     pub transaction_records_max: usize,
+    /// Longest a task holds back its records while one of its partitions is empty but
+    /// known to bring earlier ones (a payment this instance wrote to the repartition
+    /// topic and has not read back yet), milliseconds; then it processes what it has.
+    /// As Kafka Streams' `max.task.idle.ms`; 0 never holds back (docs/architecture.md,
+    /// "Processing order").
+    pub max_task_idle_ms: u64,
+    /// Records queued per input partition before the partition is paused (as Kafka
+    /// Streams' `buffered.records.per.partition`).
+    pub buffered_records_per_partition: usize,
     /// Kafka `transaction.timeout.ms`: the broker aborts a transaction open longer (a
     /// crashed instance's open transaction blocks `read_committed` readers until then).
     /// Kafka Streams' exactly-once default is 10000.
@@ -256,6 +265,8 @@ impl Default for ProcessingConfig {
         ProcessingConfig {
             commit_interval_ms: 100,
             transaction_records_max: 20_000,
+            max_task_idle_ms: 500,
+            buffered_records_per_partition: 1_000,
             transaction_timeout_ms: 10_000,
             session_timeout_ms: 10_000,
             orphan_timeout_ms: 10 * 60 * 1_000,

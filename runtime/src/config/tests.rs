@@ -166,3 +166,18 @@ fn the_compose_file_sets_only_existing_config_keys() {
         Ok(())
     });
 }
+
+#[test]
+fn processing_order_settings_are_checked() {
+    let mut c = Config::default();
+    c.processing.max_task_idle_ms = 600_000;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("processing.max_task_idle_ms"), "{err}");
+    let mut c = Config::default();
+    c.processing.buffered_records_per_partition = 0;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("processing.buffered_records_per_partition"),
+        "{err}"
+    );
+}

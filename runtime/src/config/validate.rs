@@ -121,6 +121,23 @@ impl Config {
                 "use e.g. 20000",
             ));
         }
+        if self.processing.max_task_idle_ms > 60_000 {
+            return Err(invalid(
+                "processing.max_task_idle_ms",
+                format!("{} is out of range", self.processing.max_task_idle_ms),
+                "use 0 to 60000 (500 is the default; 0 never holds back)",
+            ));
+        }
+        if !(16..=1_000_000).contains(&self.processing.buffered_records_per_partition) {
+            return Err(invalid(
+                "processing.buffered_records_per_partition",
+                format!(
+                    "{} is out of range",
+                    self.processing.buffered_records_per_partition
+                ),
+                "use 16 to 1000000 (1000 is the default)",
+            ));
+        }
         if self.processing.transaction_timeout_ms <= self.processing.commit_interval_ms {
             return Err(invalid(
                 "processing.transaction_timeout_ms",

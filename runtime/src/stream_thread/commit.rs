@@ -67,23 +67,24 @@ impl Pipeline {
             return self.recover_from_failed_transaction(None).await;
         }
         // The consumer's position steps over transaction markers that follow the last
-        // record read; committing it (as Kafka Streams does) keeps consumer lag at 0.
+        // record read; committing it (as Kafka Streams does) keeps consumer lag at 0. A
+        // partition with queued records commits up to its first queued record.
         let positions = self
             .consumer
             .position()
             .map_err(|e| Error::kafka("reading positions", e))?;
+        if let Some(known_ends) = &self.known_ends {
+            self.queues
+                .set_known_ends(known_ends.snapshot(), crate::lag::offsets(&positions));
+        }
         let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), offset) in self.pending_offsets.iter_mut() {
-            if let Some(Offset::Offset(position)) = positions
-                .find_partition(topic, *partition)
-                .map(|e| e.offset())
+        for (key, offset) in self.pending_offsets.iter_mut() {
+            let (topic, partition) = key;
+            if !self.queues.has_queued(key)
+                && let Some(Offset::Offset(position)) = positions
+                    .find_partition(topic, *partition)
+                    .map(|e| e.offset())
             {
-                // A record delivered but not processed yet (a suspect waiting for this
-                // commit) is not stepped over.
-                let position = match &self.delivered_unprocessed {
-                    Some((t, p, next)) if t == topic && p == partition => position.min(*next),
-                    _ => position,
-                };
                 *offset = (*offset).max(position);
             }
             offsets
@@ -98,6 +99,7 @@ impl Pipeline {
         match result {
             Ok(()) => {
                 self.transaction_inputs.clear();
+                self.queues.committed();
                 self.tasks.commit_stores()?;
                 self.checkpoint(changelog_deliveries).await?;
                 self.lag.record_commit(&self.pending_offsets);
@@ -206,13 +208,26 @@ impl Pipeline {
         self.collector.reset();
         self.transaction_timestamps_ms.clear();
         self.tasks.abort_stores();
+        self.queues.aborted();
         let rewind: Vec<(String, i32)> = self.pending_offsets.drain().map(|(k, _)| k).collect();
         self.records_in_transaction = 0;
         let mut partitions = TopicPartitionList::new();
-        for (topic, partition) in &rewind {
-            partitions.add_partition(topic, *partition);
+        let mut full = TopicPartitionList::new();
+        for key in &rewind {
+            partitions.add_partition(&key.0, key.1);
+            // Their queued records follow the rewound ones: they are read again.
+            if self.queues.clear(key) {
+                full.add_partition(&key.0, key.1);
+            }
         }
         self.seek_to_committed(partitions, "rewinding after an abort")?;
+        // Sought while paused, then resumed (librdkafka's documented way to rewind a
+        // paused partition).
+        if full.count() > 0 {
+            self.consumer
+                .resume(&full)
+                .map_err(|e| Error::kafka("resuming rewound partitions", e))?;
+        }
         self.producer.begin()
     }
 }

@@ -27,6 +27,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+
 use paystream_schemas::Codec;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
@@ -40,8 +42,11 @@ pub use crate::counts::RunSummary;
 use crate::eos_producer::ExactlyOnceProducer;
 use crate::health::Health;
 use crate::kafka::{client_config, read_committed_consumer_config};
-use crate::lag::{EndOffsets, LagTracker, RebalanceListener, STATISTICS_INTERVAL_MS, caught_up};
+use crate::lag::{
+    EndOffsets, KnownEnds, LagTracker, RebalanceListener, STATISTICS_INTERVAL_MS, caught_up,
+};
 use crate::metrics::Metrics;
+use crate::partition_group::{Next, PartitionGroups};
 use crate::poison::{PoisonRecords, RecordId};
 use crate::record_collector::RecordCollector;
 use crate::source::Source;
@@ -51,9 +56,36 @@ use crate::topic_admin::check_topics;
 use crate::topology::Topology;
 use crate::{Error, Result};
 
+/// Records processed between two polls of the consumer while records are queued.
+const POLL_EVERY_RECORDS: usize = 64;
+/// Most records moved from the consumer into the queues in one poll: the consumer's
+/// own queue is kept near empty, or librdkafka stops fetching every partition
+/// (`queued.min.messages`), the repartition topic included.
+const POLL_RECORDS_MAX: usize = 50_000;
+/// Polls in a row that find no record before a poll stops looking.
+const POLL_IDLE_MAX: usize = 4;
+
 /// How long [`Pipeline::close`] serves the revocation of its partitions after
 /// unsubscribing before it closes the consumer anyway.
 const CLOSE_REVOKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Per sub-topology with a repartition source, the other sub-topologies writing it.
+fn upstream_of(topology: &Topology) -> HashMap<u8, Vec<u8>> {
+    let mut upstream = HashMap::new();
+    for sub in &topology.sub_topologies {
+        let Some(internal) = sub.internal_source() else {
+            continue;
+        };
+        let writers: Vec<u8> = topology
+            .sub_topologies
+            .iter()
+            .filter(|w| w.id != sub.id && w.sinks.iter().any(|(_, t)| t == internal))
+            .map(|w| w.id)
+            .collect();
+        upstream.insert(sub.id, writers);
+    }
+    upstream
+}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -85,9 +117,11 @@ pub struct Pipeline {
     /// Per partition, the highest offset dropped because its task was restoring, until
     /// it is read again.
     dropped_while_restoring: HashMap<(String, i32), i64>,
-    /// A record the consumer delivered that is not processed yet while a commit runs
-    /// (topic, partition, offset): the commit's offset for its partition stops before it.
-    delivered_unprocessed: Option<(String, i32, i64)>,
+    /// Consumed records waiting for their task, per partition, and the processing order
+    /// (docs/architecture.md, "Processing order").
+    queues: PartitionGroups,
+    /// Input partition ends, listed in the background while the loop runs.
+    known_ends: Option<KnownEnds>,
     /// Next offset to commit per partition, for records of the open transaction.
     pending_offsets: HashMap<(String, i32), i64>,
     /// Next offset committed per partition, for rewinding after an abort.
@@ -153,6 +187,18 @@ impl Pipeline {
                     config.processing.session_timeout_ms.to_string(),
                 )
                 .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+                // Records wait in the partition queues (`partition_group.rs`), so
+                // librdkafka needs a small prefetch only, and fetches again soon after its
+                // queue drains: a lagging repartition partition is fetched without waiting
+                // behind megabytes of other partitions' records.
+                .set("queued.min.messages", "20000")
+                .set("queued.max.messages.kbytes", "32768")
+                .set("fetch.queue.backoff.ms", "10")
+                // One fetch request is in flight per broker: a long poll on an idle
+                // partition would delay the fetch of a partition resumed meanwhile.
+                .set("fetch.wait.max.ms", "25")
+                // A fetch brings a partition's queue below its capacity.
+                .set("max.partition.fetch.bytes", "262144")
                 .create_with_context(RebalanceListener {
                     rebalances: rebalances.clone(),
                     lag: lag.clone(),
@@ -202,6 +248,7 @@ impl Pipeline {
             config.schema_registry.url.clone(),
             config.processing.event_time_skew_max_ms,
         );
+        let upstream = upstream_of(&topology);
         Ok(Pipeline {
             topology: Arc::new(topology),
             consumer,
@@ -217,7 +264,12 @@ impl Pipeline {
             tasks,
             paused: BTreeSet::new(),
             dropped_while_restoring: HashMap::new(),
-            delivered_unprocessed: None,
+            queues: PartitionGroups::new(
+                config.processing.buffered_records_per_partition,
+                Duration::from_millis(config.processing.max_task_idle_ms),
+                upstream,
+            ),
+            known_ends: None,
             pending_offsets: HashMap::new(),
             committed_offsets: HashMap::new(),
             records_in_transaction: 0,
@@ -254,8 +306,9 @@ impl Pipeline {
         result.map(|()| self.summary())
     }
 
-    /// The loop: poll → process (a record to its task) → restored tasks start running →
-    /// maybe commit (punctuation first), as `StreamThread.runOnce`.
+    /// The loop: poll (consumed records join their partition's queue) → process the
+    /// next record in timestamp order ([`PartitionGroups`]) → restored tasks start
+    /// running → maybe commit (punctuation first), as `StreamThread.runOnce`.
     async fn run_loop(
         &mut self,
         mut shutdown: watch::Receiver<bool>,
@@ -265,30 +318,80 @@ impl Pipeline {
         // Stopped when dropped at the end of the run.
         let _dlq_depth = crate::dlq_depth::spawn(&self.config, self.metrics.clone())?;
         let interval = Duration::from_millis(self.config.processing.commit_interval_ms);
+        let all_partitions = self
+            .source_partitions
+            .iter()
+            .flat_map(|(topic, count)| (0..*count).map(move |p| (topic.clone(), p)))
+            .collect();
+        self.known_ends = Some(
+            KnownEnds::spawn(&self.config, all_partitions, interval, self.timeout)
+                .map_err(|e| Error::kafka("creating the partition-ends client", e))?,
+        );
         let mut next_commit = tokio::time::Instant::now() + interval;
+        let mut since_poll = 0usize;
         loop {
-            tokio::select! {
-                biased;
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        info!("shutdown requested");
-                        break;
+            // Take what the consumer has fetched, without waiting, every few records
+            // and whenever nothing queued can be processed.
+            let next = if since_poll >= POLL_EVERY_RECORDS || self.queues.is_empty() {
+                since_poll = 0;
+                self.poll_now().await?;
+                if *shutdown.borrow() {
+                    info!("shutdown requested");
+                    break;
+                }
+                self.queues.next(Instant::now())
+            } else {
+                self.queues.next(Instant::now())
+            };
+            match next {
+                Next::Record {
+                    task,
+                    message,
+                    enforced,
+                    resume,
+                } => {
+                    since_poll += 1;
+                    if enforced {
+                        self.metrics.enforced_processing.inc();
+                    }
+                    if let Some((topic, partition)) = resume {
+                        self.resume_partition(&topic, partition)?;
+                    }
+                    self.handle(task, message).await?;
+                    if self.collector.must_abort() {
+                        self.recover_from_failed_transaction(None).await?;
                     }
                 }
-                received = tokio::time::timeout_at(next_commit, self.consumer.recv()) => {
-                    let received = received.map(|r| r.map(|m| m.detach()));
-                    if self.rebalances.load(Ordering::SeqCst) != self.rebalances_seen {
-                        self.on_rebalance()?;
-                    }
-                    match received {
-                        Ok(Ok(message)) => {
-                            self.handle(message).await?;
-                            if self.collector.must_abort() {
-                                self.recover_from_failed_transaction(None).await?;
+                Next::HoldBack { .. } | Next::Empty => {
+                    // Nothing to process: wait for a record, the commit, or the end of a
+                    // task's holding back.
+                    let until = match next {
+                        Next::HoldBack { until } => {
+                            tokio::time::Instant::from_std(until).min(next_commit)
+                        }
+                        _ => next_commit,
+                    };
+                    // Whatever arrives, the rest of the fetch joins the queues first.
+                    since_poll = POLL_EVERY_RECORDS;
+                    tokio::select! {
+                        biased;
+                        changed = shutdown.changed() => {
+                            if changed.is_err() || *shutdown.borrow() {
+                                info!("shutdown requested");
+                                break;
                             }
                         }
-                        Ok(Err(e)) => warn!(error = %e, "consumer error (librdkafka retries)"),
-                        Err(_interval_elapsed) => {}
+                        received = tokio::time::timeout_at(until, self.consumer.recv()) => {
+                            let received = received.map(|r| r.map(|m| m.detach()));
+                            self.check_rebalance()?;
+                            match received {
+                                Ok(Ok(message)) => self.enqueue(message)?,
+                                Ok(Err(e)) => {
+                                    warn!(error = %e, "consumer error (librdkafka retries)")
+                                }
+                                Err(_elapsed) => {}
+                            }
+                        }
                     }
                 }
             }
@@ -311,15 +414,61 @@ impl Pipeline {
         if self.records_in_transaction > 0 {
             self.commit().await?;
         }
+        self.known_ends = None;
         self.purge_repartition_topic().await;
         Ok(())
+    }
+
+    /// Moves what the consumer has already fetched into the queues, without waiting:
+    /// at most [`POLL_RECORDS_MAX`] records.
+    async fn poll_now(&mut self) -> Result<()> {
+        let mut idle_polls = 0;
+        for _ in 0..POLL_RECORDS_MAX {
+            let Some(received) = self.consumer.recv().now_or_never() else {
+                // Not ready: the queue is empty, or the poll served an event (a
+                // rebalance, statistics) rather than a record; look again a few times.
+                idle_polls += 1;
+                if idle_polls >= POLL_IDLE_MAX {
+                    break;
+                }
+                continue;
+            };
+            idle_polls = 0;
+            let received = received.map(|m| m.detach());
+            self.check_rebalance()?;
+            match received {
+                Ok(message) => self.enqueue(message)?,
+                Err(e) => warn!(error = %e, "consumer error (librdkafka retries)"),
+            }
+        }
+        self.check_rebalance()
+    }
+
+    /// Serves a rebalance the consumer went through since the last check.
+    fn check_rebalance(&mut self) -> Result<()> {
+        if self.rebalances.load(Ordering::SeqCst) != self.rebalances_seen {
+            self.on_rebalance()?;
+        }
+        Ok(())
+    }
+
+    /// Resumes `partition` of `topic`, paused because its queue was full.
+    fn resume_partition(&self, topic: &str, partition: i32) -> Result<()> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, partition);
+        self.consumer
+            .resume(&list)
+            .map_err(|e| Error::kafka("resuming a partition whose queue has room", e))
     }
 
     /// True when no task is restoring, every record dropped while its task restored has
     /// been read again, and every assigned partition is consumed and committed to its
     /// end.
     fn caught_up(&self) -> Result<bool> {
-        if self.tasks.any_restoring() || !self.dropped_while_restoring.is_empty() {
+        if self.tasks.any_restoring()
+            || !self.dropped_while_restoring.is_empty()
+            || !self.queues.is_empty()
+        {
             return Ok(false);
         }
         caught_up(
@@ -356,6 +505,7 @@ impl Pipeline {
     fn summary(&self) -> RunSummary {
         let mut summary = self.summary.clone();
         summary.commits = self.metrics.commits.get();
+        summary.enforced_processing = self.metrics.enforced_processing.get();
         summary.processing_ms = match (self.first_record_at, self.last_commit_at) {
             (Some(first), Some(last)) if last > first => (last - first).as_millis() as u64,
             _ => 0,
@@ -426,7 +576,20 @@ impl Pipeline {
         self.generation += 1;
         self.metrics.rebalances.inc();
         self.records_in_transaction = 0;
-        // Eager rebalancing re-assigns every partition unpaused, from its committed offset.
+        // Eager rebalancing re-assigns every partition from its committed offset; queued
+        // records are read again, and a partition paused for a full queue is resumed.
+        self.queues.aborted();
+        let mut full = TopicPartitionList::new();
+        for (topic, partition) in self.queues.clear_all() {
+            if assignment.find_partition(&topic, partition).is_some() {
+                full.add_partition(&topic, partition);
+            }
+        }
+        if full.count() > 0 {
+            self.consumer
+                .resume(&full)
+                .map_err(|e| Error::kafka("resuming partitions after a rebalance", e))?;
+        }
         self.paused.clear();
         self.dropped_while_restoring.clear();
         self.tasks.keep_assigned(&assignment);

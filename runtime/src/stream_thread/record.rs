@@ -5,8 +5,7 @@
 
 use std::time::Instant;
 
-use paystream_processors::{DeadLetterReason, Stage, Stream};
-use rdkafka::Offset;
+use paystream_processors::{DeadLetterReason, Output, OutputKind, Stage, Stream};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
 use tracing::warn;
@@ -14,23 +13,25 @@ use tracing::warn;
 use super::{Pipeline, now_ms};
 use crate::origin::origin_headers_of;
 use crate::poison::RecordId;
-use crate::source::Source;
+use crate::source::{Source, murmur2_partition};
 use crate::task::TaskId;
 use crate::{Error, Result};
 
 impl Pipeline {
-    /// One consumed record: skipped (and its task's partitions paused) while its task
-    /// restores; otherwise counted in the open transaction and processed.
-    pub(super) async fn handle(&mut self, message: OwnedMessage) -> Result<()> {
-        let Some(sub_topology) = self.topology.reader_of(message.topic()).map(|s| s.id) else {
+    /// A consumed record joins its partition's queue; a record of a restoring task is
+    /// dropped instead (and its task's partitions paused), a record of a topic no
+    /// processor reads is skipped.
+    pub(super) fn enqueue(&mut self, message: OwnedMessage) -> Result<()> {
+        let Some(sub) = self.topology.reader_of(message.topic()) else {
             warn!(
                 topic = message.topic(),
                 "record of a topic no processor reads; skipped"
             );
             return Ok(());
         };
+        let internal = sub.internal_source() == Some(message.topic());
         let task_id = TaskId {
-            sub_topology,
+            sub_topology: sub.id,
             partition: message.partition(),
         };
         if self.tasks.running(task_id)?.is_none() {
@@ -41,40 +42,48 @@ impl Pipeline {
                 message.offset(),
             );
         }
+        if let Some((topic, partition)) = self.queues.push(task_id, internal, message) {
+            let mut list = rdkafka::TopicPartitionList::new();
+            list.add_partition(&topic, partition);
+            self.consumer
+                .pause(&list)
+                .map_err(|e| Error::kafka("pausing a partition whose queue is full", e))?;
+        }
+        Ok(())
+    }
+
+    /// One record of running task `task_id`, taken from its queue: counted in the open
+    /// transaction and processed.
+    pub(super) async fn handle(
+        &mut self,
+        task_id: TaskId,
+        mut message: OwnedMessage,
+    ) -> Result<()> {
+        let sub_topology = task_id.sub_topology;
         self.read_again(message.topic(), message.partition(), message.offset());
         let id = RecordId::of(&message);
         if self.poison.is_suspect(&id) && self.records_in_transaction > 0 {
             // A suspect gets a transaction of its own: commit what came before it.
             let generation = self.generation;
-            let partition_in_transaction = self
-                .pending_offsets
-                .contains_key(&(message.topic().to_string(), message.partition()));
-            // The consumer's position is already past this record: the commit must not
-            // count it as consumed.
-            self.delivered_unprocessed = Some((
-                message.topic().to_string(),
-                message.partition(),
-                message.offset(),
-            ));
+            // The record waits at the head of its queue while the commit runs: the offset
+            // committed for its partition stops before it.
+            self.queues.push_front(message);
             let committed = self.commit().await;
-            self.delivered_unprocessed = None;
             committed?;
+            // That commit failed when the generation moved: the partitions of the
+            // transaction were rewound to their committed offsets and their queues
+            // dropped; this record comes again either way (its queue was kept when its
+            // partition had no records in the transaction).
             if self.generation != generation {
-                // That commit failed and the partitions of the transaction were rewound
-                // to their committed offsets. This record's partition was rewound only if
-                // it had records in the transaction; otherwise it is sought back to this
-                // record. Either way the record comes again.
-                if !partition_in_transaction {
-                    self.consumer
-                        .seek(
-                            message.topic(),
-                            message.partition(),
-                            Offset::Offset(message.offset()),
-                            self.timeout,
-                        )
-                        .map_err(|e| Error::kafka("rewinding to a suspect record", e))?;
-                }
                 return Ok(());
+            }
+            // Taken back from the head of its queue, where it waited.
+            match self
+                .queues
+                .take_head(&(id.topic.clone(), id.partition), id.offset)
+            {
+                Some(again) => message = again,
+                None => return Ok(()),
             }
         }
         if self.first_record_at.is_none() {
@@ -198,6 +207,11 @@ impl Pipeline {
             if self.collector.must_abort() {
                 break;
             }
+            if let Output::Repartition(event) = &output
+                && let Some(repartition) = sub.sink(OutputKind::Repartition)
+            {
+                self.wrote_to_repartition(repartition, event.payment_id.as_bytes(), timestamp_ms);
+            }
             self.collector
                 .emit(output, sub, Some(message), timestamp_ms)
                 .await?;
@@ -232,6 +246,30 @@ impl Pipeline {
                 timestamp_ms,
             )
             .await?;
+        if let Some(reader) = self.topology.reader_of(&repartition_topic) {
+            let task = TaskId {
+                sub_topology: reader.id,
+                partition,
+            };
+            self.queues
+                .wrote(task, (repartition_topic, partition), timestamp_ms);
+        }
         Ok(true)
+    }
+
+    /// Notes a record keyed `key`, stamped `timestamp_ms`, written to repartition topic
+    /// `topic` in the open transaction: the task reading its partition (Kafka's default
+    /// partitioner, as the producer's) may hold back later records until it is read back.
+    fn wrote_to_repartition(&mut self, topic: &str, key: &[u8], timestamp_ms: i64) {
+        let Some(reader) = self.topology.reader_of(topic) else {
+            return;
+        };
+        let partition = murmur2_partition(key, self.source.partitions(reader.id));
+        let task = TaskId {
+            sub_topology: reader.id,
+            partition,
+        };
+        self.queues
+            .wrote(task, (topic.to_string(), partition), timestamp_ms);
     }
 }
