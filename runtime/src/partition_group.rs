@@ -244,6 +244,11 @@ impl PartitionGroups {
         }
     }
 
+    /// The offset after the last record received from `partition`.
+    pub fn next_offset(&self, partition: &TopicPartition) -> Option<i64> {
+        self.queues.get(partition).map(|q| q.next_offset)
+    }
+
     /// Takes the head of `partition`'s queue if it is the record at `offset` (one put
     /// back with [`Self::push_front`]).
     pub fn take_head(&mut self, partition: &TopicPartition, offset: i64) -> Option<OwnedMessage> {

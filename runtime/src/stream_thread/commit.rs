@@ -220,14 +220,15 @@ impl Pipeline {
                 full.add_partition(&key.0, key.1);
             }
         }
-        self.seek_to_committed(partitions, "rewinding after an abort")?;
-        // Sought while paused, then resumed (librdkafka's documented way to rewind a
-        // paused partition).
+        // Resumed, then sought: a resume alone does not wake librdkafka's broker thread,
+        // a seek does; what the resumed partition fetches before the seek is discarded
+        // (the seek's version barrier).
         if full.count() > 0 {
             self.consumer
                 .resume(&full)
                 .map_err(|e| Error::kafka("resuming rewound partitions", e))?;
         }
+        self.seek_to_committed(partitions, "rewinding after an abort")?;
         self.producer.begin()
     }
 }

@@ -452,13 +452,24 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Resumes `partition` of `topic`, paused because its queue was full.
+    /// Resumes `partition` of `topic`, paused because its queue was full, and seeks it
+    /// to the offset after its last record received: librdkafka's resume does not wake
+    /// the broker thread, which may sleep up to a second when every partition was paused
+    /// (nothing fetched meanwhile); a seek to an absolute offset does.
     fn resume_partition(&self, topic: &str, partition: i32) -> Result<()> {
         let mut list = TopicPartitionList::new();
         list.add_partition(topic, partition);
         self.consumer
             .resume(&list)
-            .map_err(|e| Error::kafka("resuming a partition whose queue has room", e))
+            .map_err(|e| Error::kafka("resuming a partition whose queue has room", e))?;
+        if let Some(next) = self.queues.next_offset(&(topic.to_string(), partition))
+            && next > 0
+        {
+            self.consumer
+                .seek(topic, partition, Offset::Offset(next), Duration::ZERO)
+                .map_err(|e| Error::kafka("seeking a resumed partition", e))?;
+        }
+        Ok(())
     }
 
     /// True when no task is restoring, every record dropped while its task restored has
