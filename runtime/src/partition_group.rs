@@ -8,10 +8,14 @@
 //! settlement, which then took the `pending` path. Here every consumed record waits in
 //! the queue of its partition, and the stream thread takes, among all tasks, the record
 //! with the lowest timestamp (the broker timestamp, which outputs carry on from their
-//! input). A task **holds back** its records while a partition of its own is empty but
-//! known to bring earlier records:
-//! - its repartition partition, when this instance wrote records there (in the open
-//!   transaction or one committed since) that have not been read back yet;
+//! input). A task **holds back** its records while a partition it depends on — its own,
+//! those of the tasks writing its repartition source, and for a writing task those of
+//! its siblings (so writes reach each repartition partition in timestamp order) — is
+//! known to bring an earlier record:
+//! - a repartition partition this instance wrote a record to, stamped earlier, in the
+//!   open transaction or one committed since, and has not read back yet;
+//! - an input partition with an empty queue whose end (listed every commit interval, see
+//!   [`crate::lag::KnownEnds`]) lies beyond what was read;
 //! - a partition paused because its queue was full, until its first record after the
 //!   resume arrives.
 //!
@@ -24,7 +28,8 @@
 //! A queue holds at most `processing.buffered_records_per_partition` records; then its
 //! partition is paused (librdkafka drops what it had prefetched for it and fetches again
 //! from the position after the last record handed over) and resumed once the queue is
-//! down to a quarter.
+//! down to a quarter; the stream thread then seeks it to its next offset, which wakes
+//! librdkafka's broker thread (a resume alone does not).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -620,6 +625,49 @@ mod tests {
             take(&mut groups, now),
             Some(("settlement".into(), 0, false))
         );
+    }
+
+    #[test]
+    fn a_task_waits_for_an_upstream_partition_whose_end_is_beyond_what_was_read() {
+        let mut groups = PartitionGroups::new(100, Duration::from_millis(500), upstream());
+        let initiated = ("initiated".to_string(), 0);
+        groups.push(DEDUPE, false, record("initiated", 0, 10));
+        groups.push(LIFECYCLE, false, record("auth", 0, 30));
+        let now = Instant::now();
+        assert_eq!(take(&mut groups, now), Some(("initiated".into(), 0, false)));
+        // The broker holds more of `initiated` than was read: the auth waits for it.
+        groups.set_known_ends(
+            HashMap::from([(initiated.clone(), 5)]),
+            HashMap::from([(initiated.clone(), 1)]),
+        );
+        assert!(matches!(groups.next(now), Next::HoldBack { .. }));
+        groups.push(DEDUPE, false, record("initiated", 1, 20));
+        assert_eq!(take(&mut groups, now), Some(("initiated".into(), 1, false)));
+        // Read up to its end: nothing earlier is coming.
+        groups.set_known_ends(HashMap::from([(initiated.clone(), 2)]), HashMap::new());
+        assert_eq!(take(&mut groups, now), Some(("auth".into(), 0, false)));
+    }
+
+    #[test]
+    fn writing_tasks_wait_for_their_siblings() {
+        let sibling = TaskId {
+            sub_topology: 0,
+            partition: 1,
+        };
+        let mut groups = PartitionGroups::new(100, Duration::from_millis(500), upstream());
+        groups.push(DEDUPE, false, record("initiated", 0, 10));
+        groups.push(sibling, false, record("initiated-1", 0, 5));
+        let now = Instant::now();
+        assert_eq!(
+            take(&mut groups, now),
+            Some(("initiated-1".into(), 0, false))
+        );
+        groups.set_known_ends(
+            HashMap::from([(("initiated-1".into(), 0), 9)]),
+            HashMap::new(),
+        );
+        // Its sibling has more on the broker, stamped perhaps before 10: wait.
+        assert!(matches!(groups.next(now), Next::HoldBack { .. }));
     }
 
     #[test]
