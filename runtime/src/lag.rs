@@ -245,6 +245,14 @@ impl Drop for KnownEnds {
     }
 }
 
+/// Every partition of `sources` (topics with their partition counts).
+pub fn each_partition(sources: &[(String, i32)]) -> Vec<(String, i32)> {
+    sources
+        .iter()
+        .flat_map(|(topic, partitions)| (0..*partitions).map(move |p| (topic.clone(), p)))
+        .collect()
+}
+
 /// The concrete offsets of `list`, by topic and partition.
 pub fn offsets(list: &TopicPartitionList) -> HashMap<(String, i32), i64> {
     list.elements()
@@ -284,10 +292,7 @@ pub fn caught_up(
             .position()
             .map_err(|e| Error::kafka("reading positions", e))?,
     );
-    let all: Vec<(String, i32)> = sources
-        .iter()
-        .flat_map(|(topic, partitions)| (0..*partitions).map(move |p| (topic.clone(), p)))
-        .collect();
+    let all = each_partition(sources);
     let ends = end_offsets
         .ends(&all, timeout)
         .map_err(|e| Error::kafka("listing the ends of the input partitions", e))?;

@@ -146,6 +146,10 @@ pub struct PartitionGroups {
     upstream: HashMap<u8, Vec<u8>>,
     /// The sub-topologies writing a repartition topic.
     writers: std::collections::HashSet<u8>,
+    /// Scratch space of [`Self::next`]: per task with records, its lowest head's
+    /// timestamp, that head's partition (index in the task's list) and whether it holds
+    /// back.
+    candidates: Vec<(TaskId, i64, usize, bool)>,
 }
 
 impl PartitionGroups {
@@ -157,6 +161,7 @@ impl PartitionGroups {
             known_ends: HashMap::new(),
             positions: HashMap::new(),
             writers: upstream.values().flatten().copied().collect(),
+            candidates: Vec::new(),
             upstream,
             queues: HashMap::new(),
             tasks: BTreeMap::new(),
@@ -376,7 +381,9 @@ impl PartitionGroups {
         if self.buffered == 0 {
             return Next::Empty;
         }
-        let mut candidates = Vec::with_capacity(self.tasks.len());
+        // Reused between calls: this runs once per record.
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
         for (task, queues) in &self.tasks {
             let Some((timestamp_ms, partition)) = lowest_head(&self.queues, &queues.partitions)
             else {
@@ -402,9 +409,9 @@ impl PartitionGroups {
                     }));
             candidates.push((*task, timestamp_ms, partition, holds));
         }
-        let mut best: Option<(i64, TaskId, TopicPartition, bool)> = None;
+        let mut best: Option<(i64, TaskId, usize, bool)> = None;
         let mut hold_until: Option<Instant> = None;
-        for (task, timestamp_ms, partition, holds) in candidates {
+        for &(task, timestamp_ms, partition, holds) in &candidates {
             let queues = self.tasks.get_mut(&task).expect("candidate task exists");
             let mut enforced = false;
             if holds {
@@ -427,23 +434,22 @@ impl PartitionGroups {
                 best = Some((timestamp_ms, task, partition, enforced));
             }
         }
+        self.candidates = candidates;
         let Some((_, task, partition, enforced)) = best else {
             return match hold_until {
                 Some(until) => Next::HoldBack { until },
                 None => Next::Empty,
             };
         };
-        let queue = self
-            .queues
-            .get_mut(&partition)
-            .expect("chosen queue exists");
+        let key = &self.tasks[&task].partitions[partition];
+        let queue = self.queues.get_mut(key).expect("chosen queue exists");
         let message = queue.records.pop_front().expect("chosen queue has a head");
         self.buffered -= 1;
         let resume =
             (queue.paused_for_capacity && queue.records.len() <= self.capacity / 4).then(|| {
                 queue.paused_for_capacity = false;
                 queue.awaiting_refill = true;
-                partition.clone()
+                key.clone()
             });
         Next::Record {
             task,
@@ -459,22 +465,23 @@ fn timestamp_of(message: &OwnedMessage) -> i64 {
     message.timestamp().to_millis().unwrap_or(0)
 }
 
-/// The head with the lowest timestamp among `partitions`' queues.
+/// The head with the lowest timestamp among `partitions`' queues, with its index in
+/// `partitions`.
 fn lowest_head(
     queues: &HashMap<TopicPartition, RecordQueue>,
     partitions: &[TopicPartition],
-) -> Option<(i64, TopicPartition)> {
-    let mut lowest: Option<(i64, &TopicPartition)> = None;
-    for partition in partitions {
+) -> Option<(i64, usize)> {
+    let mut lowest: Option<(i64, usize)> = None;
+    for (index, partition) in partitions.iter().enumerate() {
         let Some(head) = queues.get(partition).and_then(|q| q.records.front()) else {
             continue;
         };
         let timestamp_ms = timestamp_of(head);
         if lowest.is_none_or(|(t, _)| timestamp_ms < t) {
-            lowest = Some((timestamp_ms, partition));
+            lowest = Some((timestamp_ms, index));
         }
     }
-    lowest.map(|(t, p)| (t, p.clone()))
+    lowest
 }
 
 #[cfg(test)]

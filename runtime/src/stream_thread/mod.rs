@@ -44,6 +44,7 @@ use crate::health::Health;
 use crate::kafka::{client_config, read_committed_consumer_config};
 use crate::lag::{
     EndOffsets, KnownEnds, LagTracker, RebalanceListener, STATISTICS_INTERVAL_MS, caught_up,
+    each_partition,
 };
 use crate::metrics::Metrics;
 use crate::partition_group::{Next, PartitionGroups};
@@ -318,11 +319,7 @@ impl Pipeline {
         // Stopped when dropped at the end of the run.
         let _dlq_depth = crate::dlq_depth::spawn(&self.config, self.metrics.clone())?;
         let interval = Duration::from_millis(self.config.processing.commit_interval_ms);
-        let all_partitions = self
-            .source_partitions
-            .iter()
-            .flat_map(|(topic, count)| (0..*count).map(move |p| (topic.clone(), p)))
-            .collect();
+        let all_partitions = each_partition(&self.source_partitions);
         self.known_ends = Some(
             KnownEnds::spawn(&self.config, all_partitions, interval, self.timeout)
                 .map_err(|e| Error::kafka("creating the partition-ends client", e))?,
