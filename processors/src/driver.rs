@@ -47,7 +47,16 @@ impl ProcessorContext for MemoryContext {
 
 impl<P: Processor> TestDriver<P> {
     /// A driver with the processor's stores, empty, at stream time 0.
-    pub fn new(mut processor: P) -> Self {
+    pub fn new(processor: P) -> Self {
+        TestDriver::with_restored(processor, |_| {})
+    }
+
+    /// A driver whose stores hold what `restore` writes before the processor's `init`
+    /// runs, as stores restored from their changelogs do.
+    pub fn with_restored(
+        mut processor: P,
+        restore: impl FnOnce(&mut dyn ProcessorContext),
+    ) -> Self {
         let mut context = MemoryContext {
             stores: processor
                 .stores()
@@ -58,9 +67,12 @@ impl<P: Processor> TestDriver<P> {
             stream_time_ms: 0,
             partition_time_ms: [0; 3],
         };
+        restore(&mut context);
         processor
             .init(&mut context)
             .expect("processor init in the test driver");
+        processor.committed();
+        context.outputs.clear();
         TestDriver { processor, context }
     }
 
@@ -100,19 +112,28 @@ impl<P: Processor> TestDriver<P> {
         self.context.stream_time_ms
     }
 
-    /// Punctuates at the current stream time (the runtime does so at every commit) and
-    /// returns everything forwarded since the last call.
+    /// Punctuates at the current stream time (the runtime does so at every commit),
+    /// then commits (in-memory stores apply writes at once), and returns everything
+    /// forwarded since the last call.
     fn punctuate(&mut self) -> Vec<Output> {
         let now = self.context.stream_time_ms;
         self.processor
             .punctuate(now, &mut self.context)
             .expect("processor error in the test driver");
+        self.processor.committed();
         std::mem::take(&mut self.context.outputs)
     }
 
     /// Number of keys in store `name`.
     pub fn store_len(&self, name: &str) -> u64 {
         self.context.stores[name].approximate_len()
+    }
+
+    /// The value of `key` in store `name`.
+    pub fn store_get(&self, name: &str, key: &[u8]) -> Option<Vec<u8>> {
+        self.context.stores[name]
+            .get(key)
+            .expect("in-memory stores never fail")
     }
 }
 

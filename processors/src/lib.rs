@@ -156,7 +156,8 @@ impl Stream {
 
 /// A stream processor: it declares its place in the topology ([`Self::name`],
 /// [`Self::inputs`], [`Self::stores`], [`Self::outputs`]) and handles records in
-/// [`Self::process`]; `init`, `punctuate` and `close` have no-op defaults. The runtime
+/// [`Self::process`]; `init`, `punctuate`, `committed`, `aborted` and `close` have no-op
+/// defaults. The runtime
 /// creates one instance per task.
 pub trait Processor {
     /// The decoded record type the processor takes.
@@ -203,6 +204,16 @@ pub trait Processor {
         Ok(())
     }
 
+    /// Called after the task's open transaction committed: its store writes are now in
+    /// the stores. A processor that keeps something in memory beside its stores (an
+    /// index, a cache) makes that part final here.
+    fn committed(&mut self) {}
+
+    /// Called after the task's open transaction aborted: its store writes were dropped.
+    /// A processor that keeps something in memory beside its stores puts it back as it
+    /// was at the last commit.
+    fn aborted(&mut self) {}
+
     /// Called once when the task closes.
     fn close(&mut self) {}
 }
@@ -239,6 +250,10 @@ pub trait TaskProcessor: Send {
     /// # Errors
     /// [`ProcessorError`] stops the task.
     fn punctuate(&mut self, stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()>;
+    /// See [`Processor::committed`].
+    fn committed(&mut self);
+    /// See [`Processor::aborted`].
+    fn aborted(&mut self);
     /// See [`Processor::close`].
     fn close(&mut self);
 }
@@ -276,6 +291,12 @@ impl<P: Processor + Send> TaskProcessor for P {
     fn punctuate(&mut self, stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()> {
         Processor::punctuate(self, stream_time_ms, ctx)
     }
+    fn committed(&mut self) {
+        Processor::committed(self)
+    }
+    fn aborted(&mut self) {
+        Processor::aborted(self)
+    }
     fn close(&mut self) {
         Processor::close(self)
     }
@@ -286,15 +307,18 @@ impl<P: Processor + Send> TaskProcessor for P {
 pub mod stores {
     /// `merchant_id:idempotency_key` → first request's fingerprint (dedupe).
     pub const IDEMPOTENCY: &str = "idempotency";
-    /// `payment_id` → payment state (lifecycle).
+    /// `payment_id` → everything the lifecycle keeps about the payment: its state, the
+    /// ids of the events applied to it, the events waiting for it and its timers (one
+    /// value, see `lifecycle/stored.rs`).
     pub const PAYMENTS: &str = "payments";
-    /// `event_id` → seen marker for auth and settlement events (lifecycle).
+    /// Earlier releases: `event_id` → seen marker for auth and settlement events.
+    /// Read after an upgrade until its last key expires; never written.
     pub const SEEN_EVENTS: &str = "seen_events";
-    /// `payment_id` → auth/settlement events waiting for their payment (lifecycle).
+    /// Earlier releases: `payment_id` → events waiting for their payment. Read after an
+    /// upgrade, each key deleted once its events moved into the payment's value.
     pub const PENDING: &str = "pending";
-
-    /// Stream-time timers: orphan timeouts and settlement windows (lifecycle, see
-    /// [`crate::timers`]).
+    /// Earlier releases: one key per stream-time timer (see [`crate::timers`]). Read
+    /// after an upgrade, each key deleted once it fired.
     pub const TIMERS: &str = "timers";
     /// `payment_id:kind` → marker of a reconciliation exception already raised
     /// (lifecycle, see [`crate::reconciliation`]).

@@ -1,10 +1,12 @@
-//! Persistent stream-time timers (punctuation) in the `timers` state store.
+//! Stream-time timers (punctuation) of the lifecycle.
 //!
-//! A timer is a key `kind (1 byte) · due_ms (8 bytes, big-endian) · payment_id`, so a
-//! range scan from the kind's first key returns its timers in due order and a page stops
-//! at the first timer not yet due. Timers are ordinary store entries: they are written in
-//! the open transaction, reach the store's changelog with everything else of the commit,
-//! and survive restarts and moves between instances by changelog restore.
+//! A timer belongs to one payment and lives in that payment's value in the `payments`
+//! store (`lifecycle/stored.rs`): it is written in the open transaction with everything
+//! else of the payment, reaches the store's changelog in the same record, and survives
+//! restarts and moves between instances by changelog restore. To find the due ones
+//! without reading every payment, each task keeps a [`TimerIndex`] in memory: built at
+//! task start by one scan of the restored store, then kept in step with every write of a
+//! payment's timers and with the transaction (what an abort undoes is put back).
 //!
 //! Each kind runs on the clock of the stream whose progress it waits for (its partition
 //! time, the largest record timestamp seen on the task's partition of that stream), never
@@ -18,17 +20,24 @@
 //!
 //! A backlog on one topic therefore cannot fire timers early, and a replay of the same
 //! input fires the same timers at the same points of their streams.
+//!
+//! Earlier releases kept timers in a `timers` store of their own, one key
+//! `kind (1 byte) · due_ms (8 bytes, big-endian) · payment_id` each ([`legacy_key`],
+//! [`parse_legacy_key`]). After an upgrade those keys are read into the index at task
+//! start and deleted as they fire.
 
-use crate::{ProcessorContext, Result, Stream, stores};
+use std::collections::BTreeMap;
+
+use crate::Stream;
 
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TimerKind {
-    /// Events wait in `pending` for a payment that has not appeared (orphan timeout).
+    /// Events wait for a payment that has not appeared (orphan timeout).
     Orphan = 1,
     /// A payment was authorized and must be settled within the settlement window.
     SettlementWindow = 2,
-    /// Events wait in `pending` for a payment that has not appeared (pending retention).
+    /// Events wait for a payment that has not appeared (pending retention).
     PendingExpiry = 3,
 }
 
@@ -48,14 +57,28 @@ impl TimerKind {
         }
     }
 
-    fn from_byte(byte: u8) -> Option<TimerKind> {
-        match byte {
+    /// The kind's code in stored values and keys (its discriminant).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The kind of a stored code.
+    pub fn from_code(code: u8) -> Option<TimerKind> {
+        match code {
             1 => Some(TimerKind::Orphan),
             2 => Some(TimerKind::SettlementWindow),
             3 => Some(TimerKind::PendingExpiry),
             _ => None,
         }
     }
+}
+
+/// A timer of one payment, as its stored value keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DueTimer {
+    pub kind: TimerKind,
+    /// Stream time it is due at, milliseconds since the Unix epoch.
+    pub due_ms: i64,
 }
 
 /// A timer that is due.
@@ -65,104 +88,200 @@ pub struct Timer {
     pub due_ms: i64,
     pub kind: TimerKind,
     pub payment_id: String,
+    /// Where it is stored.
+    pub source: TimerSource,
 }
 
-fn key(due_ms: i64, kind: TimerKind, payment_id: &str) -> Vec<u8> {
-    let mut key = vec![kind as u8];
-    // Negative times (before 1970) sort first, as due at once.
+/// Where a timer in the index is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerSource {
+    /// In its payment's value in the `payments` store.
+    Payment,
+    /// A key of the `timers` store of earlier releases.
+    Legacy,
+}
+
+type IndexKey = (TimerKind, i64, String);
+
+/// The due timers of one task's payments, in memory, ordered by kind and due time.
+///
+/// The index follows the open transaction: an entry removed in it (fired or cancelled)
+/// is put back by [`Self::aborted`], because the stored value that still holds the timer
+/// is what the abort restores. An entry inserted by an aborted transaction stays; it no
+/// longer matches its payment's value, and the lifecycle skips it when it comes due.
+#[derive(Debug, Clone, Default)]
+pub struct TimerIndex {
+    due: BTreeMap<IndexKey, TimerSource>,
+    removed_in_transaction: Vec<(IndexKey, TimerSource)>,
+}
+
+impl TimerIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        TimerIndex::default()
+    }
+
+    /// Adds `payment_id`'s `timer`, stored at `source`.
+    pub fn insert(&mut self, payment_id: &str, timer: DueTimer, source: TimerSource) {
+        self.due
+            .insert((timer.kind, timer.due_ms, payment_id.to_string()), source);
+    }
+
+    /// Removes `payment_id`'s `timer` (cancelled in the open transaction).
+    pub fn remove(&mut self, payment_id: &str, timer: DueTimer) {
+        let key = (timer.kind, timer.due_ms, payment_id.to_string());
+        if let Some(source) = self.due.remove(&key) {
+            self.removed_in_transaction.push((key, source));
+        }
+    }
+
+    /// Removes and returns up to `limit` timers of `kind` due at or before `now_ms`,
+    /// earliest first. Timers left over (more than `limit` due) come at the next call.
+    pub fn take_due(&mut self, kind: TimerKind, now_ms: i64, limit: usize) -> Vec<Timer> {
+        let keys: Vec<IndexKey> = self
+            .due
+            .range((kind, i64::MIN, String::new())..)
+            .take_while(|((k, due_ms, _), _)| *k == kind && *due_ms <= now_ms)
+            .take(limit)
+            .map(|(key, _)| key.clone())
+            .collect();
+        keys.into_iter()
+            .map(|key| {
+                let source = self.due.remove(&key).expect("the key was just found");
+                let timer = Timer {
+                    kind: key.0,
+                    due_ms: key.1,
+                    payment_id: key.2.clone(),
+                    source,
+                };
+                self.removed_in_transaction.push((key, source));
+                timer
+            })
+            .collect()
+    }
+
+    /// The open transaction committed: its removals are final.
+    pub fn committed(&mut self) {
+        self.removed_in_transaction.clear();
+    }
+
+    /// The open transaction aborted: the timers it removed are due again.
+    pub fn aborted(&mut self) {
+        for (key, source) in self.removed_in_transaction.drain(..) {
+            self.due.insert(key, source);
+        }
+    }
+
+    /// Number of timers in the index.
+    pub fn len(&self) -> usize {
+        self.due.len()
+    }
+
+    /// True when no timer is in the index.
+    pub fn is_empty(&self) -> bool {
+        self.due.is_empty()
+    }
+}
+
+/// The key of a timer in the `timers` store of earlier releases. Negative times (before
+/// 1970) were stored as 0, due at once.
+pub fn legacy_key(kind: TimerKind, due_ms: i64, payment_id: &str) -> Vec<u8> {
+    let mut key = vec![kind.code()];
     key.extend_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
     key.extend_from_slice(payment_id.as_bytes());
     key
 }
 
-fn parse(key: &[u8]) -> Option<Timer> {
+/// The timer of a key of the `timers` store of earlier releases; `None` for a key that
+/// is not one.
+pub fn parse_legacy_key(key: &[u8]) -> Option<(String, DueTimer)> {
     let (kind, rest) = key.split_first()?;
     let (due, payment_id) = rest.split_first_chunk::<8>()?;
-    Some(Timer {
-        due_ms: u64::from_be_bytes(*due) as i64,
-        kind: TimerKind::from_byte(*kind)?,
-        payment_id: String::from_utf8(payment_id.to_vec()).ok()?,
-    })
-}
-
-/// Schedules a `kind` timer for `payment_id` at stream time `due_ms`.
-///
-/// # Errors
-/// [`crate::ProcessorError::Store`] when the `timers` store fails.
-pub fn schedule(
-    ctx: &mut dyn ProcessorContext,
-    due_ms: i64,
-    kind: TimerKind,
-    payment_id: &str,
-) -> Result<()> {
-    ctx.store(stores::TIMERS)?
-        .put(&key(due_ms, kind, payment_id), b"")?;
-    Ok(())
-}
-
-/// Timers read from the store per page while looking for due ones.
-const TIMERS_PER_PAGE: usize = 32;
-
-/// Removes and returns up to `limit` timers of `kind` due at or before the partition
-/// time of the kind's [`TimerKind::clock`], earliest first. Timers left over (more than
-/// `limit` due) fire at the next punctuation.
-///
-/// # Errors
-/// [`crate::ProcessorError::Store`] when the `timers` store fails.
-pub fn take_due(
-    ctx: &mut dyn ProcessorContext,
-    kind: TimerKind,
-    limit: usize,
-) -> Result<Vec<Timer>> {
-    let now_ms = ctx.partition_time_ms(kind.clock());
-    let store = ctx.store(stores::TIMERS)?;
-    let mut due = Vec::new();
-    let mut from = vec![kind as u8];
-    // Small pages: most punctuations find the first timer not yet due and stop there.
-    'pages: while due.len() < limit {
-        let page = store.range(&from, TIMERS_PER_PAGE.min(limit - due.len()))?;
-        let Some((last, _)) = page.last() else { break };
-        from = paystream_state::key_after(last);
-        let full = page.len() == TIMERS_PER_PAGE.min(limit - due.len());
-        for (key, _) in page {
-            match parse(&key) {
-                Some(timer) if timer.kind != kind || timer.due_ms > now_ms => break 'pages,
-                Some(timer) => {
-                    store.delete(&key)?;
-                    due.push(timer);
-                }
-                // Not a key this module wrote: drop it rather than block every later timer.
-                None => store.delete(&key)?,
-            }
-        }
-        if !full {
-            break;
-        }
-    }
-    Ok(due)
+    Some((
+        String::from_utf8(payment_id.to_vec()).ok()?,
+        DueTimer {
+            kind: TimerKind::from_code(*kind)?,
+            due_ms: u64::from_be_bytes(*due) as i64,
+        },
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn timer(kind: TimerKind, due_ms: i64) -> DueTimer {
+        DueTimer { kind, due_ms }
+    }
+
     #[test]
-    fn keys_sort_by_due_time_and_round_trip() {
-        let early = key(5, TimerKind::Orphan, "b");
-        let late = key(1_000, TimerKind::Orphan, "a");
-        assert!(early < late);
-        assert!(
-            late < key(0, TimerKind::SettlementWindow, "a"),
-            "grouped by kind"
+    fn due_timers_come_by_kind_in_due_order_up_to_the_limit() {
+        let mut index = TimerIndex::new();
+        index.insert("b", timer(TimerKind::Orphan, 20), TimerSource::Payment);
+        index.insert("a", timer(TimerKind::Orphan, 10), TimerSource::Payment);
+        index.insert("c", timer(TimerKind::Orphan, 30), TimerSource::Legacy);
+        index.insert(
+            "a",
+            timer(TimerKind::SettlementWindow, 5),
+            TimerSource::Payment,
         );
+        let due = index.take_due(TimerKind::Orphan, 25, 1);
         assert_eq!(
-            parse(&late),
-            Some(Timer {
-                due_ms: 1_000,
-                kind: TimerKind::Orphan,
-                payment_id: "a".into()
-            })
+            due.iter()
+                .map(|t| t.payment_id.as_str())
+                .collect::<Vec<_>>(),
+            ["a"]
         );
-        assert_eq!(parse(b"short"), None);
+        let due = index.take_due(TimerKind::Orphan, 25, 10);
+        assert_eq!(
+            due.iter()
+                .map(|t| (t.payment_id.as_str(), t.due_ms))
+                .collect::<Vec<_>>(),
+            [("b", 20)],
+            "not the one due at 30, nor another kind"
+        );
+        assert_eq!(index.len(), 2);
+        let due = index.take_due(TimerKind::Orphan, 30, 10);
+        assert_eq!(due[0].source, TimerSource::Legacy);
+    }
+
+    #[test]
+    fn an_abort_puts_back_what_the_transaction_removed() {
+        let mut index = TimerIndex::new();
+        index.insert("a", timer(TimerKind::Orphan, 10), TimerSource::Payment);
+        index.insert(
+            "b",
+            timer(TimerKind::SettlementWindow, 10),
+            TimerSource::Payment,
+        );
+        index.committed();
+        assert_eq!(index.take_due(TimerKind::Orphan, 10, 10).len(), 1);
+        index.remove("b", timer(TimerKind::SettlementWindow, 10));
+        assert!(index.is_empty());
+        index.aborted();
+        assert_eq!(index.len(), 2, "both are due again");
+        assert_eq!(index.take_due(TimerKind::Orphan, 10, 10).len(), 1);
+        index.committed();
+        index.aborted();
+        assert_eq!(index.len(), 1, "a committed removal stays");
+    }
+
+    #[test]
+    fn legacy_keys_sort_by_due_time_and_round_trip() {
+        let early = legacy_key(TimerKind::Orphan, 5, "b");
+        let late = legacy_key(TimerKind::Orphan, 1_000, "a");
+        assert!(early < late);
+        assert_eq!(
+            parse_legacy_key(&late),
+            Some(("a".to_string(), timer(TimerKind::Orphan, 1_000)))
+        );
+        assert_eq!(parse_legacy_key(b"short"), None);
+        assert_eq!(
+            parse_legacy_key(&legacy_key(TimerKind::PendingExpiry, -5, "p"))
+                .unwrap()
+                .1
+                .due_ms,
+            0
+        );
     }
 }

@@ -260,6 +260,7 @@ impl Task {
         for store in self.stores.values_mut() {
             store.inner_mut().inner_mut().commit()?;
         }
+        self.processor.committed();
         Ok(())
     }
 
@@ -268,6 +269,7 @@ impl Task {
         for store in self.stores.values_mut() {
             store.inner_mut().inner_mut().abort();
         }
+        self.processor.aborted();
     }
 }
 

@@ -105,6 +105,15 @@ pub trait KeyValueStore: Send {
 
     /// An estimate of the number of keys (exact for in-memory stores).
     fn approximate_len(&self) -> u64;
+
+    /// True when the store holds no key. Layers that hide keys (expired ones) still
+    /// count them until they are deleted.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the underlying storage fails.
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.range(&[], 1)?.is_empty())
+    }
 }
 
 /// The smallest key strictly after `key` (for paging with [`KeyValueStore::range`]).

@@ -113,6 +113,10 @@ impl<S: KeyValueStore> KeyValueStore for MeteredStore<S> {
     fn approximate_len(&self) -> u64 {
         self.inner.approximate_len()
     }
+
+    fn is_empty(&self) -> Result<bool> {
+        self.inner.is_empty()
+    }
 }
 
 #[cfg(test)]

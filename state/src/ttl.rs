@@ -148,6 +148,11 @@ impl<S: KeyValueStore> KeyValueStore for TtlStore<S> {
     fn approximate_len(&self) -> u64 {
         self.inner.approximate_len()
     }
+
+    /// Expired keys not purged yet count.
+    fn is_empty(&self) -> Result<bool> {
+        self.inner.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +176,10 @@ mod tests {
         assert_eq!(store.get(b"k").unwrap(), Some(b"v".to_vec()), "at the TTL");
         store.advance_stream_time(11_001);
         assert_eq!(store.get(b"k").unwrap(), None, "past the TTL");
+        assert!(
+            !store.is_empty().unwrap(),
+            "an expired key counts until it is purged"
+        );
         store.advance_stream_time(5);
         assert_eq!(
             store.get(b"k").unwrap(),

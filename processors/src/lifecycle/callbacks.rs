@@ -2,38 +2,40 @@
 //! reconciliation exceptions through [`crate::reconciliation::raise`], at most once per
 //! payment and kind.
 //!
-//! Timers are entries of the `timers` store ([`crate::timers`]), scheduled by
+//! Timers are part of their payment's value (`stored.rs`), set by
 //! [`super::pending::buffer`] (orphan timeout, pending retention) and by the AUTHORIZED
-//! handler in [`super::state_machine`] (settlement window); [`super::LifecycleProcessor`]
-//! takes the due ones at each punctuation and calls:
+//! handler in [`super::state_machine`] (settlement window), and found through the
+//! task's timer index ([`crate::timers::TimerIndex`]). [`super::LifecycleProcessor`]
+//! takes the due ones at each punctuation, loads their payment, and calls:
 //! - [`on_orphan_timeout`]: the payment still has not appeared; a waiting settlement
 //!   raises `MISSING_IN_LEDGER`, a waiting auth event `ORPHAN_EVENT`. The events keep
 //!   waiting.
 //! - [`on_pending_expired`]: the pending retention ran out; the waiting events go to the
-//!   dead-letter queue (`orphan_expired`) and are unmarked as seen.
+//!   dead-letter queue (`orphan_expired`) and leave the payment's value, so they are no
+//!   longer seen.
 //! - [`on_settlement_window_closed`]: the payment is still AUTHORIZED; `MISSING_IN_PSP`.
 //!
-//! The check of a settlement against its authorization, which runs when the settlement is
-//! applied, is in `settlement_check.rs`.
+//! Its caller writes the payment's value afterwards. The check of a settlement against
+//! its authorization, which runs when the settlement is applied, is in
+//! `settlement_check.rs`.
 
 use paystream_schemas::{InputEvent, PaymentStatus, ReconciliationExceptionKind};
 
-use super::model::PaymentState;
-use super::pending;
+use super::stored::{LegacyStores, Loaded};
 use crate::reconciliation::{self, Amounts};
-use crate::timers;
-use crate::{DeadLetterReason, Output, ProcessorContext, Result, read_json, stores};
+use crate::timers::{self, TimerKind};
+use crate::{DeadLetterReason, Output, ProcessorContext, Result, stores};
 
 /// The orphan timeout of a payment fired: exceptions for the events still waiting for it.
 pub(super) fn on_orphan_timeout(
+    loaded: &Loaded,
     timer: &timers::Timer,
     ctx: &mut dyn ProcessorContext,
 ) -> Result<()> {
-    if read_json::<PaymentState>(ctx, stores::PAYMENTS, &timer.payment_id)?.is_some() {
+    if loaded.payment.state.is_some() {
         return Ok(());
     }
-    let pending = pending::read(ctx, &timer.payment_id)?.unwrap_or_default();
-    for waiting in &pending {
+    for waiting in &loaded.payment.pending {
         let (kind, amounts) = match &waiting.event {
             InputEvent::SettlementReported(s) => (
                 ReconciliationExceptionKind::MissingInLedger,
@@ -62,22 +64,24 @@ pub(super) fn on_orphan_timeout(
 }
 
 /// The pending retention of a payment that never appeared ran out: its waiting events
-/// go to the dead-letter queue (`orphan_expired`) and are no longer marked seen, so a
-/// redrive once the payment exists is processed, not dropped as a duplicate.
+/// go to the dead-letter queue (`orphan_expired`) and leave its value, so a redrive once
+/// the payment exists is processed, not dropped as a duplicate (they also leave the
+/// `seen_events` store of earlier releases while it holds keys).
 pub(super) fn on_pending_expired(
+    loaded: &mut Loaded,
     timer: &timers::Timer,
     retention_ms: i64,
+    legacy: LegacyStores,
     ctx: &mut dyn ProcessorContext,
 ) -> Result<()> {
-    if read_json::<PaymentState>(ctx, stores::PAYMENTS, &timer.payment_id)?.is_some() {
+    if loaded.payment.state.is_some() {
         return Ok(());
     }
-    let Some(pending) = pending::read(ctx, &timer.payment_id)? else {
-        return Ok(());
-    };
-    for waiting in pending {
-        ctx.store(stores::SEEN_EVENTS)?
-            .delete(waiting.event.event_id().as_bytes())?;
+    for waiting in std::mem::take(&mut loaded.payment.pending) {
+        if legacy.seen_events {
+            ctx.store(stores::SEEN_EVENTS)?
+                .delete(waiting.event.event_id().as_bytes())?;
+        }
         ctx.forward(Output::DeadLetter {
             origin: waiting.origin,
             reason: DeadLetterReason::OrphanExpired,
@@ -88,17 +92,18 @@ pub(super) fn on_pending_expired(
             ),
         });
     }
-    ctx.store(stores::PENDING)?
-        .delete(timer.payment_id.as_bytes())?;
+    // Nothing waits any more.
+    loaded.payment.cancel_timers(TimerKind::Orphan);
     Ok(())
 }
 
 /// The settlement window of a payment closed: `MISSING_IN_PSP` if it is still unsettled.
 pub(super) fn on_settlement_window_closed(
+    loaded: &Loaded,
     timer: &timers::Timer,
     ctx: &mut dyn ProcessorContext,
 ) -> Result<()> {
-    let Some(state) = read_json::<PaymentState>(ctx, stores::PAYMENTS, &timer.payment_id)? else {
+    let Some(state) = &loaded.payment.state else {
         return Ok(());
     };
     if state.status != PaymentStatus::Authorized {
@@ -107,7 +112,12 @@ pub(super) fn on_settlement_window_closed(
     let amounts = Amounts {
         expected_minor: Some(state.authorized_amount_minor.unwrap_or(state.amount_minor)),
         actual_minor: None,
-        currency: Some(state.authorized_currency.unwrap_or(state.currency)),
+        currency: Some(
+            state
+                .authorized_currency
+                .clone()
+                .unwrap_or_else(|| state.currency.clone()),
+        ),
     };
     reconciliation::raise(
         ctx,
@@ -173,7 +183,11 @@ mod tests {
             })
             .count();
         assert_eq!(expired, 2, "{out:?}");
-        assert_eq!(d.store_len(stores::PENDING), 0);
+        assert_eq!(
+            stored_payment(&d, "p1"),
+            crate::lifecycle::stored::StoredPayment::default(),
+            "nothing is kept for the payment"
+        );
         // The payment finally exists; the redriven events apply (not duplicates).
         d.pipe(rec(initiated("p1")));
         assert_eq!(
@@ -231,6 +245,9 @@ mod tests {
         d.advance_stream_time_ms(DAY_MS);
         assert!(exceptions(&d.pipe(rec(settled("p1", "s1")))).is_empty());
         assert!(exceptions(&d.advance_stream_time_ms(10 * DAY_MS)).is_empty());
-        assert_eq!(d.store_len(stores::TIMERS), 0, "fired timers are deleted");
+        assert!(
+            stored_payment(&d, "p1").timers.is_empty(),
+            "a settled payment keeps no timer"
+        );
     }
 }

@@ -84,10 +84,10 @@
 
 use paystream_schemas::{InputEvent, PaymentInitiated};
 
-use crate::timers::{self, TimerKind};
+use crate::timers::{self, DueTimer, TimerIndex, TimerKind, TimerSource};
 use crate::{
     DeadLetterReason, EventType, Input, Origin, Output, OutputKind, OutputSpec, Processor,
-    ProcessorContext, Record, Result, StoreSpec, TopicRef, read_json, stores,
+    ProcessorContext, ProcessorError, Record, Result, StoreSpec, TopicRef, stores,
 };
 
 mod callbacks;
@@ -95,6 +95,7 @@ mod model;
 pub mod pending;
 mod settlement_check;
 mod state_machine;
+pub mod stored;
 #[cfg(test)]
 mod test_support;
 
@@ -102,19 +103,30 @@ pub use model::{LifecycleSettings, PaymentState};
 pub use pending::{PENDING_EVENTS_PER_PAYMENT_MAX, PENDING_VALUE_BYTES_MAX};
 pub use state_machine::{IllegalTransition, LEGAL_TRANSITIONS, transition};
 use state_machine::{apply, initiate};
+use stored::{LegacyStores, Loaded};
 
 /// At most this many timers fire per punctuation (per task and commit); the rest fire at
 /// the next one, so one commit's transaction stays bounded.
 pub const TIMERS_PER_PUNCTUATION_MAX: usize = 1_000;
 
-/// The payment lifecycle processor over the `payments`, `seen_events`, `pending`,
-/// `timers` and `reconciliation` stores.
+/// Keys read per page when the timer index is rebuilt at task start.
+const INDEX_SCAN_PAGE_KEYS: usize = 1_024;
+
+/// The payment lifecycle processor over the `payments` and `reconciliation` stores (and,
+/// after an upgrade, the `seen_events`, `pending` and `timers` stores of earlier
+/// releases until they are empty).
 #[derive(Debug, Clone)]
 pub struct LifecycleProcessor {
     settings: LifecycleSettings,
-    /// How long an applied event id is remembered in `seen_events`, milliseconds of
-    /// stream time.
+    /// How long an event id is remembered in the `seen_events` store of earlier
+    /// releases, milliseconds of stream time (its keys expire after it).
     event_id_retention_ms: i64,
+    /// The due timers of the task's payments (rebuilt by `init`).
+    timers: TimerIndex,
+    /// Which stores of earlier releases still hold keys.
+    legacy: LegacyStores,
+    /// `legacy` as of the last commit (an abort puts back what it deleted).
+    legacy_committed: LegacyStores,
 }
 
 impl Default for LifecycleProcessor {
@@ -124,20 +136,112 @@ impl Default for LifecycleProcessor {
 }
 
 impl LifecycleProcessor {
-    /// A lifecycle processor with these timer settings, remembering event ids for the
-    /// default idempotency retention (72 h).
+    /// A lifecycle processor with these timer settings.
     pub fn new(settings: LifecycleSettings) -> Self {
         LifecycleProcessor {
             settings,
             event_id_retention_ms: crate::dedupe::DEFAULT_RETENTION_MS,
+            timers: TimerIndex::new(),
+            legacy: LegacyStores::default(),
+            legacy_committed: LegacyStores::default(),
         }
     }
 
-    /// Remembers applied event ids for `retention_ms` of stream time (the
-    /// `state.idempotency_retention_ms` setting).
+    /// Expires the event ids of the `seen_events` store of earlier releases after
+    /// `retention_ms` of stream time (the `state.idempotency_retention_ms` setting).
     pub fn with_event_id_retention_ms(mut self, retention_ms: i64) -> Self {
         self.event_id_retention_ms = retention_ms;
         self
+    }
+
+    /// Fills the timer index from every payment's value, and from the `timers` store of
+    /// earlier releases while it holds keys (a key that is not a timer is deleted).
+    fn rebuild_timer_index(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()> {
+        self.timers = TimerIndex::new();
+        let mut from = Vec::new();
+        loop {
+            let page = ctx
+                .store(stores::PAYMENTS)?
+                .range(&from, INDEX_SCAN_PAGE_KEYS)?;
+            for (key, value) in &page {
+                let payment_id =
+                    std::str::from_utf8(key).map_err(|_| ProcessorError::CorruptState {
+                        store: stores::PAYMENTS,
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        message: "key is not UTF-8".to_string(),
+                    })?;
+                for timer in stored::decode_timers(payment_id, value)? {
+                    self.timers.insert(payment_id, timer, TimerSource::Payment);
+                }
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == INDEX_SCAN_PAGE_KEYS => {
+                    from = paystream_state::key_after(last)
+                }
+                _ => break,
+            }
+        }
+        from = Vec::new();
+        while self.legacy.timers {
+            let page = ctx
+                .store(stores::TIMERS)?
+                .range(&from, INDEX_SCAN_PAGE_KEYS)?;
+            for (key, _) in &page {
+                match timers::parse_legacy_key(key) {
+                    Some((payment_id, timer)) => {
+                        self.timers.insert(&payment_id, timer, TimerSource::Legacy)
+                    }
+                    // Not a key earlier releases wrote: drop it rather than keep it forever.
+                    None => ctx.store(stores::TIMERS)?.delete(key)?,
+                }
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == INDEX_SCAN_PAGE_KEYS => {
+                    from = paystream_state::key_after(last)
+                }
+                _ => break,
+            }
+        }
+        self.timers.committed();
+        Ok(())
+    }
+
+    /// Fires one due timer: takes it out of its payment's value (or deletes its key in
+    /// the `timers` store of earlier releases) and runs its callback. A timer the
+    /// payment's value no longer holds (set by an aborted transaction) is skipped.
+    fn fire(&mut self, timer: timers::Timer, ctx: &mut dyn ProcessorContext) -> Result<()> {
+        let mut loaded = Loaded::load(ctx, self.legacy, &timer.payment_id)?;
+        let due = DueTimer {
+            kind: timer.kind,
+            due_ms: timer.due_ms,
+        };
+        match timer.source {
+            TimerSource::Payment => {
+                if !loaded.payment.timers.contains(&due) {
+                    return Ok(());
+                }
+                loaded.payment.timers.retain(|t| *t != due);
+            }
+            TimerSource::Legacy => ctx.store(stores::TIMERS)?.delete(&timers::legacy_key(
+                timer.kind,
+                timer.due_ms,
+                &timer.payment_id,
+            ))?,
+        }
+        match timer.kind {
+            TimerKind::Orphan => callbacks::on_orphan_timeout(&loaded, &timer, ctx)?,
+            TimerKind::SettlementWindow => {
+                callbacks::on_settlement_window_closed(&loaded, &timer, ctx)?
+            }
+            TimerKind::PendingExpiry => callbacks::on_pending_expired(
+                &mut loaded,
+                &timer,
+                self.settings.pending_retention_ms,
+                self.legacy,
+                ctx,
+            )?,
+        }
+        loaded.save(ctx, &mut self.timers)
     }
 }
 
@@ -171,13 +275,15 @@ impl Processor for LifecycleProcessor {
         ]
     }
 
+    /// `payments` and `reconciliation`, and the three stores of earlier releases, kept
+    /// so that their changelogs are restored and read after an upgrade.
     fn stores(&self) -> Vec<StoreSpec> {
         vec![
             StoreSpec::kept(stores::PAYMENTS),
+            StoreSpec::kept(stores::RECONCILIATION),
             StoreSpec::expiring(stores::SEEN_EVENTS, self.event_id_retention_ms),
             StoreSpec::kept(stores::PENDING),
             StoreSpec::kept(stores::TIMERS),
-            StoreSpec::kept(stores::RECONCILIATION),
         ]
     }
 
@@ -198,6 +304,15 @@ impl Processor for LifecycleProcessor {
         ]
     }
 
+    /// Notes which stores of earlier releases hold keys and rebuilds the timer index
+    /// from the restored stores: one scan of `payments`, reading only the timers at the
+    /// start of each value.
+    fn init(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()> {
+        self.legacy = LegacyStores::check(ctx)?;
+        self.legacy_committed = self.legacy;
+        self.rebuild_timer_index(ctx)
+    }
+
     fn process(
         &mut self,
         record: Record<InputEvent>,
@@ -212,22 +327,29 @@ impl Processor for LifecycleProcessor {
     /// Fires the timers due on their streams' partition times (at most
     /// [`TIMERS_PER_PUNCTUATION_MAX`] of each kind).
     fn punctuate(&mut self, _stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()> {
+        if self.legacy.any() {
+            self.legacy = LegacyStores::check(ctx)?;
+        }
         for kind in TimerKind::ALL {
-            for timer in timers::take_due(ctx, kind, TIMERS_PER_PUNCTUATION_MAX)? {
-                match timer.kind {
-                    TimerKind::Orphan => callbacks::on_orphan_timeout(&timer, ctx)?,
-                    TimerKind::SettlementWindow => {
-                        callbacks::on_settlement_window_closed(&timer, ctx)?
-                    }
-                    TimerKind::PendingExpiry => callbacks::on_pending_expired(
-                        &timer,
-                        self.settings.pending_retention_ms,
-                        ctx,
-                    )?,
-                }
+            let now_ms = ctx.partition_time_ms(kind.clock());
+            for timer in self
+                .timers
+                .take_due(kind, now_ms, TIMERS_PER_PUNCTUATION_MAX)
+            {
+                self.fire(timer, ctx)?;
             }
         }
         Ok(())
+    }
+
+    fn committed(&mut self) {
+        self.timers.committed();
+        self.legacy_committed = self.legacy;
+    }
+
+    fn aborted(&mut self) {
+        self.timers.aborted();
+        self.legacy = self.legacy_committed;
     }
 }
 
@@ -236,11 +358,15 @@ fn on_initiated(
     event: PaymentInitiated,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
-    lifecycle: &LifecycleProcessor,
+    lifecycle: &mut LifecycleProcessor,
 ) -> Result<()> {
-    let payment_id = event.payment_id.clone();
-    if initiate(event, origin, ctx)? {
-        pending::drain(&payment_id, ctx, &lifecycle.settings)?;
+    let mut loaded = Loaded::load(ctx, lifecycle.legacy, &event.payment_id)?;
+    if initiate(&mut loaded, event, origin, ctx)? {
+        // The payment appeared: the events that waited for it no longer time out.
+        loaded.payment.cancel_timers(TimerKind::Orphan);
+        loaded.payment.cancel_timers(TimerKind::PendingExpiry);
+        pending::drain(&mut loaded, ctx, &lifecycle.settings)?;
+        loaded.save(ctx, &mut lifecycle.timers)?;
     }
     Ok(())
 }
@@ -249,7 +375,7 @@ fn on_payment_event(
     event: InputEvent,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
-    lifecycle: &LifecycleProcessor,
+    lifecycle: &mut LifecycleProcessor,
 ) -> Result<()> {
     // Auth and settlement topics are keyed by payment id and co-partitioned with the
     // repartitioned payments: another key may put the event in a task that never sees
@@ -268,31 +394,32 @@ fn on_payment_event(
         });
         return Ok(());
     }
-    let event_id = event.event_id().to_string();
-    if ctx
-        .store(stores::SEEN_EVENTS)?
-        .get(event_id.as_bytes())?
-        .is_some()
-    {
+    let mut loaded = Loaded::load(ctx, lifecycle.legacy, event.payment_id())?;
+    if loaded.has_seen(ctx, lifecycle.legacy, event.event_id())? {
         ctx.forward(Output::DuplicateDropped);
         return Ok(());
     }
-    let state: Option<PaymentState> = read_json(ctx, stores::PAYMENTS, event.payment_id())?;
-    match state {
-        Some(state) if !pending::waits_for_auth(&state, &event) => {
-            let payment_id = state.payment_id.clone();
-            apply(state, event, origin, ctx, &lifecycle.settings)?;
+    let changed = match &loaded.payment.state {
+        Some(state) if !pending::waits_for_auth(state, &event) => {
+            let applied = apply(&mut loaded, event, origin, ctx, &lifecycle.settings)?;
             // An auth may release a settlement that waited for it.
-            pending::drain(&payment_id, ctx, &lifecycle.settings)
+            let drained = pending::drain(&mut loaded, ctx, &lifecycle.settings)?;
+            applied || drained
         }
-        Some(_) => pending::buffer(event, origin, ctx, None),
-        None => pending::buffer(event, origin, ctx, Some(&lifecycle.settings)),
+        Some(_) => pending::buffer(&mut loaded, event, origin, ctx, None)?,
+        None => pending::buffer(&mut loaded, event, origin, ctx, Some(&lifecycle.settings))?,
+    };
+    if changed {
+        loaded.save(ctx, &mut lifecycle.timers)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use paystream_schemas::PaymentStatus;
+
+    use paystream_schemas::ReconciliationExceptionKind;
 
     use super::*;
     use crate::driver::{TestDriver, origin};
@@ -329,5 +456,123 @@ mod tests {
             d.pipe(rec(auth_ok("p1", "a1"))),
             vec![Output::DuplicateDropped]
         );
+    }
+
+    /// The stores as the release before the single-value layout wrote them: the state as
+    /// JSON, event ids in `seen_events`, waiting events in `pending`, one key per timer.
+    fn restore_earlier_release(ctx: &mut dyn ProcessorContext) {
+        let mut put = |store: &str, key: &[u8], value: &[u8]| {
+            ctx.store(store).unwrap().put(key, value).unwrap();
+        };
+        put(
+            stores::PAYMENTS,
+            b"p1",
+            concat!(
+                r#"{"payment_id":"p1","merchant_id":"m1","psp":"adyen","amount_minor":1000,"#,
+                r#""currency":"EUR","status":"AUTHORIZED","initiated_event_id":"init-p1","#,
+                r#""authorized_amount_minor":1000,"authorized_currency":"EUR"}"#
+            )
+            .as_bytes(),
+        );
+        put(stores::SEEN_EVENTS, b"a1", b"");
+        let waiting = rec(auth_ok("p2", "a2"));
+        let pending = pending::encode(&[pending::PendingEvent {
+            event: waiting.value,
+            origin: waiting.origin,
+        }]);
+        put(stores::PENDING, b"p2", &pending);
+        put(stores::SEEN_EVENTS, b"a2", b"");
+        let minute_ms = 60_000;
+        for (kind, due_ms, payment_id) in [
+            (TimerKind::SettlementWindow, 3 * 24 * 60 * minute_ms, "p1"),
+            (TimerKind::Orphan, 10 * minute_ms, "p2"),
+            (TimerKind::PendingExpiry, 72 * 60 * minute_ms, "p2"),
+        ] {
+            put(
+                stores::TIMERS,
+                &timers::legacy_key(kind, due_ms, payment_id),
+                b"",
+            );
+        }
+    }
+
+    #[test]
+    fn state_of_the_earlier_layout_is_read_and_moves_into_one_value_per_payment() {
+        let mut d =
+            TestDriver::with_restored(LifecycleProcessor::default(), restore_earlier_release);
+        assert_eq!(
+            d.pipe(rec(auth_ok("p1", "a1"))),
+            vec![Output::DuplicateDropped],
+            "an applied auth, known from seen_events"
+        );
+        assert_eq!(
+            d.pipe(rec(auth_ok("p2", "a2"))),
+            vec![Output::DuplicateDropped],
+            "a waiting auth, known from pending"
+        );
+        let out = d.pipe(rec(initiated("p2")));
+        assert_eq!(
+            statuses(&out),
+            vec![
+                (None, PaymentStatus::Initiated),
+                (Some(PaymentStatus::Initiated), PaymentStatus::Authorized)
+            ],
+            "the auth that waited in pending applies"
+        );
+        assert_eq!(d.store_len(stores::PENDING), 0, "it left pending");
+        assert_eq!(
+            statuses(&d.pipe(rec(settled("p1", "s1")))),
+            vec![(Some(PaymentStatus::Authorized), PaymentStatus::Settled)]
+        );
+        let p1 = d.store_get(stores::PAYMENTS, b"p1").unwrap();
+        assert_eq!(p1[0], stored::FORMAT_VERSION_1, "rewritten in version 1");
+        assert_eq!(
+            d.pipe(rec(settled("p1", "s1"))),
+            vec![Output::DuplicateDropped]
+        );
+        assert_eq!(
+            d.pipe(rec(auth_ok("p1", "a1"))),
+            vec![Output::DuplicateDropped],
+            "still known after the rewrite"
+        );
+        // The timers of the earlier release fire once and leave their store: p2 appeared
+        // and p1 settled, so they raise nothing. p2's settlement window, a timer of the
+        // new layout in its value, raises the one exception.
+        let out = d.advance_stream_time_ms(4 * 24 * 60 * 60 * 1_000);
+        assert_eq!(
+            out.iter()
+                .filter_map(|o| match o {
+                    Output::ReconciliationException(x) => Some((x.kind, x.payment_id.as_str())),
+                    _ => None,
+                })
+                .collect::<Vec<_>>(),
+            vec![(ReconciliationExceptionKind::MissingInPsp, "p2")]
+        );
+        assert_eq!(d.store_len(stores::TIMERS), 0);
+        assert!(stored_payment(&d, "p2").timers.is_empty());
+    }
+
+    #[test]
+    fn a_waiting_event_of_the_earlier_layout_expires_to_the_dead_letter_queue() {
+        let mut d =
+            TestDriver::with_restored(LifecycleProcessor::default(), restore_earlier_release);
+        let out = d.advance_stream_time_ms(11 * 60 * 1_000);
+        assert_eq!(
+            exceptions(&out),
+            vec![(ReconciliationExceptionKind::OrphanEvent, None, Some(1000))]
+        );
+        let out = d.advance_stream_time_ms(72 * 60 * 60 * 1_000);
+        assert!(
+            is_dead_letter(
+                &out.into_iter()
+                    .filter(|o| matches!(o, Output::DeadLetter { .. }))
+                    .collect::<Vec<_>>(),
+                DeadLetterReason::OrphanExpired
+            ),
+            "the waiting auth expires"
+        );
+        assert_eq!(d.store_len(stores::PENDING), 0);
+        assert_eq!(d.store_len(stores::SEEN_EVENTS), 1, "only a1 is still seen");
+        assert_eq!(stored_payment(&d, "p2"), stored::StoredPayment::default());
     }
 }

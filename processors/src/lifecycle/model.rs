@@ -1,14 +1,12 @@
 //! The small items every part of the lifecycle shares: the timer settings
-//! ([`LifecycleSettings`]), what the `payments` store keeps per payment
-//! ([`PaymentState`]), and `mark_seen`, the `seen_events` write.
+//! ([`LifecycleSettings`]) and the state of a payment ([`PaymentState`]), part of what
+//! the `payments` store keeps per payment (`stored.rs`).
 //!
 //! This file imports no other part of the lifecycle; the others import it (see
 //! "Dependencies" in `mod.rs`).
 
 use paystream_schemas::PaymentStatus;
 use serde::{Deserialize, Serialize};
-
-use crate::{ProcessorContext, Result, stores};
 
 /// Timer settings of the lifecycle (config keys `processing.orphan_timeout_ms` and
 /// `processing.settlement_window_ms`).
@@ -35,7 +33,8 @@ impl Default for LifecycleSettings {
     }
 }
 
-/// What the `payments` store keeps per payment.
+/// The state of a payment once its `PaymentInitiated` was applied. Earlier releases
+/// stored it alone, as JSON, in the `payments` store; `stored.rs` still reads that.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentState {
     pub payment_id: String,
@@ -53,13 +52,12 @@ pub struct PaymentState {
     /// ISO 4217 currency of the authorization.
     #[serde(default)]
     pub authorized_currency: Option<String>,
-}
-
-/// Records that an auth or settlement event was applied or buffered, so a retry of it is
-/// dropped as a duplicate. Events that were dead-lettered are not marked: a redrive of
-/// a fixed record must not be mistaken for a duplicate.
-pub(super) fn mark_seen(ctx: &mut dyn ProcessorContext, event_id: &str) -> Result<()> {
-    ctx.store(stores::SEEN_EVENTS)?
-        .put(event_id.as_bytes(), b"")?;
-    Ok(())
+    /// Event id of the applied auth event, success or failure (set at AUTHORIZED or
+    /// DECLINED): a retry of it is a duplicate. `None` in values of earlier releases.
+    #[serde(default)]
+    pub auth_event_id: Option<String>,
+    /// Event id of the applied settlement (set at SETTLED). `None` in values of earlier
+    /// releases.
+    #[serde(default)]
+    pub settlement_event_id: Option<String>,
 }

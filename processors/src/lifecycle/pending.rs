@@ -1,38 +1,38 @@
 //! The pending buffer: auth and settlement events that arrived before the state they
-//! need wait in the `pending` store, keyed by payment id.
+//! need wait in their payment's value in the `payments` store (`stored.rs`).
 //!
 //! An event waits when its payment has not been seen yet (normal: the payment reaches
 //! the lifecycle through the repartition topic, its auth directly), or when it is a
-//! settlement and the payment is not yet authorized (`waits_for_auth`). `buffer` stores
-//! it and marks it seen; for a payment not seen yet the first waiting event also starts
-//! the orphan timeout and the pending retention (they fire in `callbacks.rs`). `drain`
-//! applies the waiting events the payment's state allows, in event-time order, whenever
-//! the payment is created or changes state.
+//! settlement and the payment is not yet authorized (`waits_for_auth`). `buffer` adds
+//! it to the value, whose waiting events count as seen; for a payment not seen yet the
+//! first waiting event also sets the orphan timeout and the pending retention (they fire
+//! in `callbacks.rs`). `drain` applies the waiting events the payment's state allows,
+//! in event-time order, whenever the payment is created or changes state.
 //!
-//! A payment's waiting events are bounded, because the stored value is written as one
-//! changelog record: at most [`PENDING_EVENTS_PER_PAYMENT_MAX`] events and at most
-//! [`PENDING_VALUE_BYTES_MAX`] bytes. An event past either bound is dead-lettered on
-//! arrival (`pending_buffer_full`, `record_too_large`) and not marked seen.
+//! A payment's waiting events are bounded, because its value is written as one changelog
+//! record: at most [`PENDING_EVENTS_PER_PAYMENT_MAX`] events, and at most
+//! [`PENDING_VALUE_BYTES_MAX`] bytes for the whole value. An event past either bound is
+//! dead-lettered on arrival (`pending_buffer_full`, `record_too_large`) and not kept.
 //!
-//! The value format (postcard, versioned by its first byte; the JSON of earlier releases
-//! still reads) is in [`mod@format`]; its public items are re-exported here.
+//! The layout of a waiting event (postcard, shared with the `pending` store of earlier
+//! releases, whose values still read after an upgrade) is in [`mod@format`].
 
 pub mod format;
 
 pub use format::{FORMAT_LEGACY_JSON, FORMAT_VERSION_1, PendingEvent, decode, encode};
-pub(crate) use format::{read, write};
 
 use paystream_schemas::{InputEvent, PaymentStatus};
 
-use super::model::{LifecycleSettings, PaymentState, mark_seen};
+use super::model::{LifecycleSettings, PaymentState};
 use super::state_machine::apply;
-use crate::timers::{self, TimerKind};
-use crate::{DeadLetterReason, Origin, Output, ProcessorContext, Result, read_json, stores};
+use super::stored::{self, Loaded};
+use crate::timers::{DueTimer, TimerKind};
+use crate::{DeadLetterReason, Origin, Output, ProcessorContext, Result};
 
-/// At most this many events wait in the `pending` store for one payment.
+/// At most this many events wait for one payment.
 pub const PENDING_EVENTS_PER_PAYMENT_MAX: usize = 16;
 
-/// At most this many bytes in the `pending` store's value for one payment, all its
+/// At most this many bytes in the `payments` store's value for one payment, all its
 /// waiting events included: 256 KiB. The value is written as one changelog record, and
 /// the changelog topics take records up to the broker's default `message.max.bytes`
 /// (1 MiB); the margin leaves room for the key, record headers and framing. An event is
@@ -45,20 +45,21 @@ pub(super) fn waits_for_auth(state: &PaymentState, event: &InputEvent) -> bool {
     state.status == PaymentStatus::Initiated && matches!(event, InputEvent::SettlementReported(_))
 }
 
-/// Buffers `event` in `pending`. For a payment not seen yet (`orphan_timers` given), the
-/// first waiting event starts the orphan timeout and the pending retention. Dead-letters
-/// it instead when [`PENDING_EVENTS_PER_PAYMENT_MAX`] events already wait
-/// (`pending_buffer_full`) or the payment's value with it would be larger than
-/// [`PENDING_VALUE_BYTES_MAX`] (`record_too_large`).
+/// Adds `event` to the events waiting in `loaded`. For a payment not seen yet
+/// (`orphan_timers` given), the first waiting event sets the orphan timeout and the
+/// pending retention. Dead-letters it instead when [`PENDING_EVENTS_PER_PAYMENT_MAX`]
+/// events already wait (`pending_buffer_full`) or the payment's value with it would be
+/// larger than [`PENDING_VALUE_BYTES_MAX`] (`record_too_large`). Returns whether it waits.
 pub(super) fn buffer(
+    loaded: &mut Loaded,
     event: InputEvent,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
     orphan_timers: Option<&LifecycleSettings>,
-) -> Result<()> {
-    let payment_id = event.payment_id().to_string();
-    let mut pending = read(ctx, &payment_id)?.unwrap_or_default();
-    if pending.len() >= PENDING_EVENTS_PER_PAYMENT_MAX {
+) -> Result<bool> {
+    let payment = &mut loaded.payment;
+    let payment_id = &loaded.payment_id;
+    if payment.pending.len() >= PENDING_EVENTS_PER_PAYMENT_MAX {
         ctx.forward(Output::DeadLetter {
             origin,
             reason: DeadLetterReason::PendingBufferFull,
@@ -66,69 +67,70 @@ pub(super) fn buffer(
                 "{PENDING_EVENTS_PER_PAYMENT_MAX} events already wait for payment {payment_id}"
             ),
         });
-        return Ok(());
+        return Ok(false);
     }
-    let first_waiting = pending.is_empty();
-    // The value as it would be written, with the new event last.
-    pending.push(PendingEvent { event, origin });
-    let value = encode(&pending);
-    let waiting = pending.pop().expect("the event was just pushed");
-    if value.len() > PENDING_VALUE_BYTES_MAX {
-        let record_value_bytes = waiting.origin.value.as_ref().map_or(0, Vec::len);
-        ctx.forward(Output::DeadLetter {
-            origin: waiting.origin,
-            reason: DeadLetterReason::RecordTooLarge,
-            message: format!(
-                "event {} would wait for payment {payment_id} in the pending store, whose \
-                 value for the payment would then be {} bytes, above its maximum of \
-                 {PENDING_VALUE_BYTES_MAX} bytes ({} events already wait; this record value \
-                 is {record_value_bytes} bytes)",
-                waiting.event.event_id(),
-                value.len(),
-                pending.len(),
-            ),
-        });
-        return Ok(());
-    }
-    mark_seen(ctx, waiting.event.event_id())?;
+    let timers_before = payment.timers.len();
     if let Some(settings) = orphan_timers
-        && first_waiting
+        && payment.pending.is_empty()
     {
         for (kind, after_ms) in [
             (TimerKind::Orphan, settings.orphan_timeout_ms),
             (TimerKind::PendingExpiry, settings.pending_retention_ms),
         ] {
-            let due_ms = waiting.origin.timestamp_ms.saturating_add(after_ms);
-            timers::schedule(ctx, due_ms, kind, &payment_id)?;
+            let due_ms = origin.timestamp_ms.saturating_add(after_ms);
+            payment.timers.push(DueTimer { kind, due_ms });
         }
     }
-    ctx.store(stores::PENDING)?
-        .put(payment_id.as_bytes(), &value)?;
-    Ok(())
+    payment.pending.push(PendingEvent { event, origin });
+    // The value as it would be written, with the new event last.
+    let value_bytes = stored::encode(payment).len();
+    if value_bytes <= PENDING_VALUE_BYTES_MAX {
+        return Ok(true);
+    }
+    let waiting = payment.pending.pop().expect("the event was just pushed");
+    payment.timers.truncate(timers_before);
+    let record_value_bytes = waiting.origin.value.as_ref().map_or(0, Vec::len);
+    ctx.forward(Output::DeadLetter {
+        message: format!(
+            "event {} would wait for payment {payment_id}, whose value in the payments store \
+             would then be {value_bytes} bytes, above its maximum of \
+             {PENDING_VALUE_BYTES_MAX} bytes ({} events already wait; this record value \
+             is {record_value_bytes} bytes)",
+            waiting.event.event_id(),
+            payment.pending.len(),
+        ),
+        origin: waiting.origin,
+        reason: DeadLetterReason::RecordTooLarge,
+    });
+    Ok(false)
 }
 
-/// Applies the events waiting for `payment_id` that its current state allows, in event
-/// time order (auth before settlement on ties), until none applies.
+/// Applies the events waiting in `loaded` that the payment's current state allows, in
+/// event time order (auth before settlement on ties), until none applies. Returns
+/// whether any left the buffer (applied, or dead-lettered as an illegal transition).
 pub(super) fn drain(
-    payment_id: &str,
+    loaded: &mut Loaded,
     ctx: &mut dyn ProcessorContext,
     settings: &LifecycleSettings,
-) -> Result<()> {
-    let Some(mut pending) = read(ctx, payment_id)? else {
-        return Ok(());
-    };
+) -> Result<bool> {
+    if loaded.payment.pending.is_empty() {
+        return Ok(false);
+    }
+    let mut pending = std::mem::take(&mut loaded.payment.pending);
+    let waiting_before = pending.len();
     pending.sort_by_key(|p| (p.event.event_time_ms(), event_rank(&p.event)));
     loop {
-        let state: PaymentState = read_json(ctx, stores::PAYMENTS, payment_id)?
-            .expect("drain runs after the payment was stored");
+        let state = loaded.state();
         let ready = pending
             .iter()
-            .position(|p| !waits_for_auth(&state, &p.event));
+            .position(|p| !waits_for_auth(state, &p.event));
         let Some(index) = ready else { break };
         let next = pending.remove(index);
-        apply(state, next.event, next.origin, ctx, settings)?;
+        apply(loaded, next.event, next.origin, ctx, settings)?;
     }
-    write(ctx, payment_id, &pending)
+    let drained = pending.len() != waiting_before;
+    loaded.payment.pending = pending;
+    Ok(drained)
 }
 
 fn event_rank(event: &InputEvent) -> u8 {
@@ -141,16 +143,14 @@ fn event_rank(event: &InputEvent) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use paystream_state::KeyValueStore as _;
-    use serde::Serialize;
-
     use super::*;
     use crate::driver::TestDriver;
     use crate::lifecycle::LifecycleProcessor;
     use crate::lifecycle::test_support::{
         auth_failed, auth_ok, entries, initiated, is_dead_letter, rec, settled, statuses,
+        stored_payment,
     };
-    use crate::{Processor, Record};
+    use crate::{Record, stores};
 
     #[test]
     fn events_before_their_payment_wait_and_apply_in_order() {
@@ -172,7 +172,16 @@ mod tests {
             ]
         );
         assert_eq!(entries(&out).len(), 2);
-        assert_eq!(d.store_len(stores::PENDING), 0, "pending drained");
+        let stored = stored_payment(&d, "p1");
+        assert!(stored.pending.is_empty(), "pending drained");
+        assert!(
+            stored
+                .timers
+                .iter()
+                .all(|t| t.kind == TimerKind::SettlementWindow),
+            "the orphan timers went once the payment appeared: {:?}",
+            stored.timers
+        );
     }
 
     #[test]
@@ -188,7 +197,10 @@ mod tests {
                 (Some(PaymentStatus::Authorized), PaymentStatus::Settled),
             ]
         );
-        assert_eq!(d.store_len(stores::PENDING), 0, "pending drained");
+        assert!(
+            stored_payment(&d, "p1").pending.is_empty(),
+            "pending drained"
+        );
     }
 
     #[test]
@@ -242,13 +254,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(d.store_len(stores::PENDING), 0);
         assert_eq!(
-            d.store_len(stores::TIMERS),
+            d.store_len(stores::PAYMENTS),
             0,
-            "it does not wait, so no timer"
+            "it does not wait, so no timer, and it is not seen"
         );
-        assert_eq!(d.store_len(stores::SEEN_EVENTS), 0, "not marked seen");
         // Once its payment exists a redrive applies: it has nothing to wait for.
         d.pipe(rec(initiated("p1")));
         assert_eq!(
@@ -273,90 +283,6 @@ mod tests {
             d.pipe(rec(settled("p1", "s1"))).is_empty(),
             "a small event still fits"
         );
-        assert_eq!(d.store_len(stores::PENDING), 1);
-    }
-
-    /// A context over in-memory stores a test writes to directly.
-    struct StoreContext {
-        stores: std::collections::HashMap<String, paystream_state::InMemoryStore>,
-        outputs: Vec<Output>,
-    }
-
-    impl StoreContext {
-        fn new() -> Self {
-            StoreContext {
-                stores: crate::Processor::stores(&LifecycleProcessor::default())
-                    .iter()
-                    .map(|spec| {
-                        let name = spec.name;
-                        (name.to_string(), paystream_state::InMemoryStore::new(name))
-                    })
-                    .collect(),
-                outputs: Vec::new(),
-            }
-        }
-    }
-
-    impl ProcessorContext for StoreContext {
-        fn store(&mut self, name: &str) -> Result<&mut dyn paystream_state::KeyValueStore> {
-            Ok(self.stores.get_mut(name).expect("every store exists"))
-        }
-
-        fn forward(&mut self, output: Output) {
-            self.outputs.push(output);
-        }
-
-        fn stream_time_ms(&self) -> i64 {
-            0
-        }
-
-        fn partition_time_ms(&self, _stream: crate::Stream) -> i64 {
-            0
-        }
-    }
-
-    /// The `pending` entry of the release before the versioned format, as it wrote it.
-    #[derive(Serialize)]
-    struct PendingEventJson {
-        event: InputEvent,
-        origin: Origin,
-    }
-
-    #[test]
-    fn events_waiting_in_the_json_of_earlier_releases_still_apply_after_an_upgrade() {
-        let mut ctx = StoreContext::new();
-        let settlement = rec(settled("p1", "s1"));
-        let legacy = serde_json::to_vec(&[PendingEventJson {
-            event: settlement.value.clone(),
-            origin: settlement.origin.clone(),
-        }])
-        .unwrap();
-        assert_eq!(legacy[0], b'[');
-        ctx.store(stores::PENDING)
-            .unwrap()
-            .put(b"p1", &legacy)
-            .unwrap();
-        mark_seen(&mut ctx, "s1").unwrap();
-
-        let mut lifecycle = LifecycleProcessor::default();
-        lifecycle
-            .process(rec(auth_ok("p1", "a1")), &mut ctx)
-            .unwrap();
-        assert!(ctx.outputs.is_empty(), "{:?}", ctx.outputs);
-        let value = ctx.store(stores::PENDING).unwrap().get(b"p1").unwrap();
-        let value = value.expect("both events wait");
-        assert_eq!(value[0], FORMAT_VERSION_1, "rewritten in the new format");
-        assert_eq!(decode("p1", &value).unwrap().len(), 2);
-
-        lifecycle.process(rec(initiated("p1")), &mut ctx).unwrap();
-        assert_eq!(
-            statuses(&ctx.outputs),
-            vec![
-                (None, PaymentStatus::Initiated),
-                (Some(PaymentStatus::Initiated), PaymentStatus::Authorized),
-                (Some(PaymentStatus::Authorized), PaymentStatus::Settled),
-            ]
-        );
-        assert_eq!(ctx.stores[stores::PENDING].approximate_len(), 0);
+        assert_eq!(stored_payment(&d, "p1").pending.len(), 7);
     }
 }

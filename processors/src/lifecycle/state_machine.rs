@@ -2,15 +2,16 @@
 //! that apply one event to a payment (the state the `payments` store keeps per payment,
 //! [`PaymentState`], is in `model.rs`).
 //!
-//! A handler checks the transition, marks the event seen, stores the new state and emits
-//! a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their balanced journal
+//! A handler checks the transition, records the event's id in the state (a retry of it
+//! is then a duplicate), changes the payment's value and emits a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their balanced journal
 //! entry (see [`crate::ledger`]), AUTHORIZED starts the settlement window timer and
-//! SETTLED compares the settlement with the authorization
+//! SETTLED cancels it and compares the settlement with the authorization
 //! ([`super::settlement_check::reconcile_settlement`]). An illegal transition is
 //! dead-lettered as `illegal_transition`, naming the current and attempted states, and
-//! the event is not marked seen.
+//! the event is not recorded. Handlers change the loaded value ([`super::stored::Loaded`]);
+//! their caller writes it once, after everything the event caused.
 //!
-//! The handlers import only `model.rs` and `settlement_check.rs`. They do not drain the
+//! The handlers import only `model.rs`, `settlement_check.rs` and `stored.rs`. They do not drain the
 //! pending buffer after a transition: their callers do (`mod.rs`, `pending::drain`).
 
 use paystream_schemas::{
@@ -18,13 +19,11 @@ use paystream_schemas::{
     SettlementReported,
 };
 
-use super::model::{LifecycleSettings, PaymentState, mark_seen};
+use super::model::{LifecycleSettings, PaymentState};
 use super::settlement_check::reconcile_settlement;
-use crate::timers::{self, TimerKind};
-use crate::{
-    DeadLetterReason, Origin, Output, ProcessorContext, Result, ledger, read_json, stores,
-    write_json,
-};
+use super::stored::Loaded;
+use crate::timers::{DueTimer, TimerKind};
+use crate::{DeadLetterReason, Origin, Output, ProcessorContext, Result, ledger};
 
 /// A transition the lifecycle does not allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -57,22 +56,23 @@ pub fn transition(
     }
 }
 
-/// Creates the payment of `event` (→ INITIATED). Returns whether it did: `false` for a
-/// duplicate or an illegal transition (dead-lettered). Once it did, the caller applies
-/// the events that waited for the payment (`pending::drain`).
+/// Creates the payment of `event` (→ INITIATED) in `loaded`. Returns whether it did:
+/// `false` for a duplicate or an illegal transition (dead-lettered). Once it did, the
+/// caller applies the events that waited for the payment (`pending::drain`) and writes
+/// the value.
 pub(super) fn initiate(
+    loaded: &mut Loaded,
     event: PaymentInitiated,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
 ) -> Result<bool> {
-    let existing: Option<PaymentState> = read_json(ctx, stores::PAYMENTS, &event.payment_id)?;
-    if let Some(state) = existing {
+    if let Some(state) = &loaded.payment.state {
         if state.initiated_event_id == event.event_id {
             ctx.forward(Output::DuplicateDropped);
         } else {
             ctx.forward(illegal(
                 origin,
-                &state,
+                state,
                 PaymentStatus::Initiated,
                 &event.event_id,
             ));
@@ -80,73 +80,79 @@ pub(super) fn initiate(
         return Ok(false);
     }
     let state = PaymentState {
-        payment_id: event.payment_id.clone(),
-        merchant_id: event.merchant_id.clone(),
-        psp: event.psp.clone(),
+        payment_id: event.payment_id,
+        merchant_id: event.merchant_id,
+        psp: event.psp,
         amount_minor: event.amount_minor,
-        currency: event.currency.clone(),
+        currency: event.currency,
         status: PaymentStatus::Initiated,
-        initiated_event_id: event.event_id.clone(),
+        initiated_event_id: event.event_id,
         authorized_amount_minor: None,
         authorized_currency: None,
+        auth_event_id: None,
+        settlement_event_id: None,
     };
-    write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
     ctx.forward(Output::PaymentStatus(status_changed(
         &state,
         None,
-        &event.event_id,
+        &state.initiated_event_id,
         event.occurred_at,
     )));
+    loaded.payment.state = Some(state);
     Ok(true)
 }
 
+/// Applies an auth or settlement event to the payment in `loaded`, which exists.
+/// Returns whether it did: `false` for an illegal transition (dead-lettered) or a
+/// payment event (a duplicate or illegal, see [`initiate`]).
 pub(super) fn apply(
-    state: PaymentState,
+    loaded: &mut Loaded,
     event: InputEvent,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
     settings: &LifecycleSettings,
-) -> Result<()> {
+) -> Result<bool> {
     match event {
-        InputEvent::AuthSucceeded(auth) => on_auth_succeeded(state, auth, origin, ctx, settings),
-        InputEvent::AuthFailed(failed) => on_auth_failed(state, failed, origin, ctx),
-        InputEvent::SettlementReported(s) => on_settlement(state, s, origin, ctx),
-        // `state` is a stored payment, so this is a duplicate or an illegal transition:
-        // no payment is created and nothing waits to be drained.
-        InputEvent::PaymentInitiated(p) => initiate(p, origin, ctx).map(|_| ()),
+        InputEvent::AuthSucceeded(auth) => on_auth_succeeded(loaded, auth, origin, ctx, settings),
+        InputEvent::AuthFailed(failed) => on_auth_failed(loaded, failed, origin, ctx),
+        InputEvent::SettlementReported(s) => on_settlement(loaded, s, origin, ctx),
+        // The payment exists, so this is a duplicate or an illegal transition: no
+        // payment is created and nothing waits to be drained.
+        InputEvent::PaymentInitiated(p) => initiate(loaded, p, origin, ctx).map(|_| false),
     }
 }
 
 fn on_auth_succeeded(
-    mut state: PaymentState,
+    loaded: &mut Loaded,
     auth: AuthSucceeded,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
     settings: &LifecycleSettings,
-) -> Result<()> {
+) -> Result<bool> {
     let recorded_ms = origin.timestamp_ms;
+    let payment = &mut loaded.payment;
+    let state = payment
+        .state
+        .as_mut()
+        .expect("applied to a payment that exists");
     let Some(previous) = enter(
-        &mut state,
+        state,
         PaymentStatus::Authorized,
         &auth.event_id,
         origin,
         ctx,
-    )?
-    else {
-        return Ok(());
+    ) else {
+        return Ok(false);
     };
     state.authorized_amount_minor = Some(auth.amount_minor);
     state.authorized_currency = Some(auth.currency.clone());
-    write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
-    let settle_by_ms = recorded_ms.saturating_add(settings.settlement_window_ms);
-    timers::schedule(
-        ctx,
-        settle_by_ms,
-        TimerKind::SettlementWindow,
-        &state.payment_id,
-    )?;
+    state.auth_event_id = Some(auth.event_id.clone());
+    payment.timers.push(DueTimer {
+        kind: TimerKind::SettlementWindow,
+        due_ms: recorded_ms.saturating_add(settings.settlement_window_ms),
+    });
     ctx.forward(Output::PaymentStatus(status_changed(
-        &state,
+        state,
         Some(previous),
         &auth.event_id,
         auth.occurred_at,
@@ -160,54 +166,65 @@ fn on_auth_succeeded(
         auth.occurred_at,
         &auth.event_id,
     )));
-    Ok(())
+    Ok(true)
 }
 
 fn on_auth_failed(
-    mut state: PaymentState,
+    loaded: &mut Loaded,
     failed: AuthFailed,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
-) -> Result<()> {
+) -> Result<bool> {
+    let state = loaded
+        .payment
+        .state
+        .as_mut()
+        .expect("applied to a payment that exists");
     let Some(previous) = enter(
-        &mut state,
+        state,
         PaymentStatus::Declined,
         &failed.event_id,
         origin,
         ctx,
-    )?
-    else {
-        return Ok(());
+    ) else {
+        return Ok(false);
     };
-    write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
+    state.auth_event_id = Some(failed.event_id.clone());
     ctx.forward(Output::PaymentStatus(status_changed(
-        &state,
+        state,
         Some(previous),
         &failed.event_id,
         failed.occurred_at,
     )));
-    Ok(())
+    Ok(true)
 }
 
 fn on_settlement(
-    mut state: PaymentState,
+    loaded: &mut Loaded,
     settlement: SettlementReported,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
-) -> Result<()> {
+) -> Result<bool> {
+    let payment = &mut loaded.payment;
+    let state = payment
+        .state
+        .as_mut()
+        .expect("applied to a payment that exists");
     let Some(previous) = enter(
-        &mut state,
+        state,
         PaymentStatus::Settled,
         &settlement.event_id,
         origin,
         ctx,
-    )?
-    else {
-        return Ok(());
+    ) else {
+        return Ok(false);
     };
-    write_json(ctx, stores::PAYMENTS, &state.payment_id, &state)?;
+    state.settlement_event_id = Some(settlement.event_id.clone());
+    // Settled: the settlement window has nothing left to wait for.
+    payment.cancel_timers(TimerKind::SettlementWindow);
+    let state = payment.state.as_ref().expect("set above");
     ctx.forward(Output::PaymentStatus(status_changed(
-        &state,
+        state,
         Some(previous),
         &settlement.event_id,
         settlement.settled_at,
@@ -216,11 +233,12 @@ fn on_settlement(
         &state.psp,
         &settlement,
     )));
-    reconcile_settlement(&state, &settlement, ctx)
+    reconcile_settlement(state, &settlement, ctx)?;
+    Ok(true)
 }
 
-/// Moves `state` to `to` for event `event_id` if the lifecycle allows it: marks the event
-/// seen and returns the previous status. Otherwise dead-letters the record at `origin` as
+/// Moves `state` to `to` for event `event_id` if the lifecycle allows it and returns the
+/// previous status. Otherwise dead-letters the record at `origin` as
 /// `illegal_transition` and returns `None`.
 fn enter(
     state: &mut PaymentState,
@@ -228,15 +246,14 @@ fn enter(
     event_id: &str,
     origin: Origin,
     ctx: &mut dyn ProcessorContext,
-) -> Result<Option<PaymentStatus>> {
+) -> Option<PaymentStatus> {
     let previous = state.status;
     if transition(Some(previous), to).is_err() {
         ctx.forward(illegal(origin, state, to, event_id));
-        return Ok(None);
+        return None;
     }
     state.status = to;
-    mark_seen(ctx, event_id)?;
-    Ok(Some(previous))
+    Some(previous)
 }
 
 fn illegal(origin: Origin, state: &PaymentState, to: PaymentStatus, event_id: &str) -> Output {

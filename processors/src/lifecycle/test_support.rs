@@ -5,8 +5,10 @@ use paystream_schemas::{
     ReconciliationExceptionKind, SettlementReported,
 };
 
-use crate::driver::origin;
-use crate::{DeadLetterReason, Output, Record};
+use crate::driver::{TestDriver, origin};
+use crate::lifecycle::LifecycleProcessor;
+use crate::lifecycle::stored::{self, StoredPayment};
+use crate::{DeadLetterReason, Output, Record, stores};
 
 pub(crate) fn initiated(payment_id: &str) -> InputEvent {
     InputEvent::PaymentInitiated(PaymentInitiated {
@@ -109,4 +111,14 @@ pub(crate) fn exceptions(
             _ => None,
         })
         .collect()
+}
+
+/// What the `payments` store holds for `payment_id` (empty when it holds nothing).
+pub(crate) fn stored_payment(
+    d: &TestDriver<LifecycleProcessor>,
+    payment_id: &str,
+) -> StoredPayment {
+    d.store_get(stores::PAYMENTS, payment_id.as_bytes())
+        .map(|value| stored::decode(payment_id, &value).expect("a value the lifecycle wrote"))
+        .unwrap_or_default()
 }

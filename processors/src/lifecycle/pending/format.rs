@@ -47,8 +47,9 @@ pub struct PendingEvent {
 }
 
 /// One waiting event as version 1 writes it (the fields of [`EventV1`], in its order).
+/// The `payments` store's value holds its waiting events in this form too.
 #[derive(Serialize)]
-struct EventV1Ref<'a> {
+pub(in crate::lifecycle) struct EventV1Ref<'a> {
     event: &'a InputEvent,
     topic: &'a str,
     partition: i32,
@@ -60,7 +61,7 @@ struct EventV1Ref<'a> {
 
 /// One waiting event as version 1 reads it.
 #[derive(Deserialize)]
-struct EventV1 {
+pub(in crate::lifecycle) struct EventV1 {
     event: InputEvent,
     topic: String,
     partition: i32,
@@ -78,7 +79,7 @@ struct EventLegacyJson {
 }
 
 impl<'a> EventV1Ref<'a> {
-    fn of(pending: &'a PendingEvent) -> Self {
+    pub(in crate::lifecycle) fn of(pending: &'a PendingEvent) -> Self {
         let origin = &pending.origin;
         EventV1Ref {
             event: &pending.event,
@@ -175,25 +176,6 @@ pub(crate) fn read(
         None => Ok(None),
         Some(bytes) => decode(payment_id, &bytes).map(Some),
     }
-}
-
-/// Stores `events` for `payment_id` in the current format, or deletes its key when none
-/// are left.
-///
-/// # Errors
-/// Store errors.
-pub(crate) fn write(
-    ctx: &mut dyn ProcessorContext,
-    payment_id: &str,
-    events: &[PendingEvent],
-) -> Result<()> {
-    let store = ctx.store(stores::PENDING)?;
-    if events.is_empty() {
-        store.delete(payment_id.as_bytes())?;
-    } else {
-        store.put(payment_id.as_bytes(), &encode(events))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
