@@ -280,10 +280,10 @@ impl Processor for LifecycleProcessor {
     fn stores(&self) -> Vec<StoreSpec> {
         vec![
             StoreSpec::kept(stores::PAYMENTS),
-            StoreSpec::kept(stores::RECONCILIATION),
             StoreSpec::expiring(stores::SEEN_EVENTS, self.event_id_retention_ms),
             StoreSpec::kept(stores::PENDING),
             StoreSpec::kept(stores::TIMERS),
+            StoreSpec::kept(stores::RECONCILIATION),
         ]
     }
 
