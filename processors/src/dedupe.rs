@@ -7,14 +7,21 @@
 //! "exists" versus "conflict"). A record whose key disagrees with its value is
 //! dead-lettered as `key_mismatch`. Accepted records are forwarded to the repartition
 //! topic, keyed by payment id.
+//!
+//! The first byte of a stored value (after the TTL layer's write time) names its format:
+//!
+//! | first byte | format | written |
+//! |---|---|---|
+//! | `0x01` | version 1: the byte, the 32-byte SHA-256 fingerprint, `first_seen_ms` (8 bytes, big-endian), the payment id (UTF-8, to the end) | by this release |
+//! | `{` (`0x7B`) | JSON `{"fingerprint": hex, "payment_id", "first_seen_ms"}` of earlier releases | never: read after an upgrade |
 
 use paystream_schemas::PaymentInitiated;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
     DeadLetterReason, EventType, Input, Output, OutputKind, OutputSpec, Processor,
-    ProcessorContext, Record, Result, StoreSpec, TopicRef, read_json, stores, write_json,
+    ProcessorContext, ProcessorError, Record, Result, StoreSpec, TopicRef, stores,
 };
 
 /// Default idempotency retention: 72 hours, in milliseconds.
@@ -24,19 +31,91 @@ pub const DEFAULT_RETENTION_MS: i64 = 72 * 60 * 60 * 1000;
 /// `<application_id>-payments-by-id`.
 pub const REPARTITION_TOPIC: &str = "payments-by-id";
 
+/// First byte of a version 1 value of the idempotency store.
+pub const IDEMPOTENCY_FORMAT_VERSION_1: u8 = 0x01;
+
+/// First byte of a value in the JSON of earlier releases (a JSON object).
+pub const IDEMPOTENCY_FORMAT_LEGACY_JSON: u8 = b'{';
+
+/// Bytes of a SHA-256 fingerprint.
+const FINGERPRINT_BYTES: usize = 32;
+
 /// What the idempotency store keeps per key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct IdempotencyRecord {
-    /// Hex SHA-256 of the request's business fields.
-    fingerprint: String,
+    /// SHA-256 of the request's business fields ([`fingerprint`]).
+    fingerprint: [u8; FINGERPRINT_BYTES],
     payment_id: String,
     /// Stream time when the key was first seen, milliseconds since the Unix epoch.
     first_seen_ms: i64,
 }
 
-/// The request fingerprint: what makes two requests with one idempotency key "the same".
-/// Event id, payment id and timestamps are left out: a client retry may carry new ones.
-pub fn fingerprint(event: &PaymentInitiated) -> String {
+/// A value as earlier releases wrote it (JSON, the fingerprint in hex).
+#[derive(Deserialize)]
+struct IdempotencyRecordJson {
+    fingerprint: String,
+    payment_id: String,
+    first_seen_ms: i64,
+}
+
+impl IdempotencyRecord {
+    /// The version 1 value.
+    fn encode(&self) -> Vec<u8> {
+        let mut value = Vec::with_capacity(1 + FINGERPRINT_BYTES + 8 + self.payment_id.len());
+        value.push(IDEMPOTENCY_FORMAT_VERSION_1);
+        value.extend_from_slice(&self.fingerprint);
+        value.extend_from_slice(&self.first_seen_ms.to_be_bytes());
+        value.extend_from_slice(self.payment_id.as_bytes());
+        value
+    }
+
+    /// The value stored for `key`, in either format.
+    ///
+    /// # Errors
+    /// [`ProcessorError::CorruptState`] when it is in neither.
+    fn decode(key: &str, bytes: &[u8]) -> Result<IdempotencyRecord> {
+        let corrupt = |message: String| ProcessorError::CorruptState {
+            store: stores::IDEMPOTENCY,
+            key: key.to_string(),
+            message,
+        };
+        match bytes.split_first() {
+            Some((&IDEMPOTENCY_FORMAT_VERSION_1, body)) => {
+                let (fingerprint, rest) = body
+                    .split_first_chunk::<FINGERPRINT_BYTES>()
+                    .ok_or_else(|| corrupt(format!("format version 1: {} bytes", bytes.len())))?;
+                let (first_seen, payment_id) = rest
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| corrupt(format!("format version 1: {} bytes", bytes.len())))?;
+                Ok(IdempotencyRecord {
+                    fingerprint: *fingerprint,
+                    payment_id: String::from_utf8(payment_id.to_vec())
+                        .map_err(|_| corrupt("format version 1: payment id is not UTF-8".into()))?,
+                    first_seen_ms: i64::from_be_bytes(*first_seen),
+                })
+            }
+            Some((&IDEMPOTENCY_FORMAT_LEGACY_JSON, _)) => {
+                let stored: IdempotencyRecordJson = serde_json::from_slice(bytes)
+                    .map_err(|e| corrupt(format!("JSON of earlier releases: {e}")))?;
+                let mut fingerprint = [0; FINGERPRINT_BYTES];
+                hex::decode_to_slice(&stored.fingerprint, &mut fingerprint)
+                    .map_err(|e| corrupt(format!("JSON of earlier releases: fingerprint: {e}")))?;
+                Ok(IdempotencyRecord {
+                    fingerprint,
+                    payment_id: stored.payment_id,
+                    first_seen_ms: stored.first_seen_ms,
+                })
+            }
+            Some((other, _)) => Err(corrupt(format!("unknown format byte {other:#04x}"))),
+            None => Err(corrupt("empty value".to_string())),
+        }
+    }
+}
+
+/// The request fingerprint, SHA-256 of the length-prefixed business fields: what makes
+/// two requests with one idempotency key "the same". Event id, payment id and timestamps
+/// are left out: a client retry may carry new ones.
+pub fn fingerprint(event: &PaymentInitiated) -> [u8; FINGERPRINT_BYTES] {
     let mut hasher = Sha256::new();
     for part in [
         event.merchant_id.as_str(),
@@ -49,7 +128,7 @@ pub fn fingerprint(event: &PaymentInitiated) -> String {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
-    hex::encode(hasher.finalize())
+    hasher.finalize().into()
 }
 
 /// The dedupe processor over the `idempotency` store.
@@ -121,8 +200,13 @@ impl Processor for DedupeProcessor {
         }
         let fingerprint = fingerprint(&event);
         let now_ms = ctx.stream_time_ms();
-        let existing: Option<IdempotencyRecord> =
-            read_json(ctx, stores::IDEMPOTENCY, &expected_key)?;
+        let existing = match ctx
+            .store(stores::IDEMPOTENCY)?
+            .get(expected_key.as_bytes())?
+        {
+            None => None,
+            Some(bytes) => Some(IdempotencyRecord::decode(&expected_key, &bytes)?),
+        };
         match existing {
             Some(seen) if now_ms - seen.first_seen_ms <= self.retention_ms => {
                 if seen.fingerprint == fingerprint {
@@ -144,7 +228,8 @@ impl Processor for DedupeProcessor {
                     payment_id: event.payment_id.clone(),
                     first_seen_ms: now_ms,
                 };
-                write_json(ctx, stores::IDEMPOTENCY, &expected_key, &stored)?;
+                ctx.store(stores::IDEMPOTENCY)?
+                    .put(expected_key.as_bytes(), &stored.encode())?;
                 ctx.forward(Output::Repartition(event));
             }
         }
@@ -239,5 +324,69 @@ mod tests {
         assert_eq!(fingerprint(&a), fingerprint(&b));
         b.amount_minor = 101;
         assert_ne!(fingerprint(&a), fingerprint(&b));
+    }
+
+    /// A value exactly as the release before version 1 wrote it.
+    const LEGACY_FIXTURE: &str = concat!(
+        r#"{"fingerprint":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff","#,
+        r#""payment_id":"pay-k1","first_seen_ms":1000}"#
+    );
+
+    #[test]
+    fn values_round_trip_and_those_of_earlier_releases_still_read() {
+        let record = IdempotencyRecord {
+            fingerprint: fingerprint(&payment("k1", 500)),
+            payment_id: "pay-k1".into(),
+            first_seen_ms: -5,
+        };
+        let value = record.encode();
+        assert_eq!(value[0], IDEMPOTENCY_FORMAT_VERSION_1);
+        assert_eq!(value.len(), 1 + 32 + 8 + 6);
+        assert_eq!(IdempotencyRecord::decode("k", &value).unwrap(), record);
+        let legacy = IdempotencyRecord::decode("k", LEGACY_FIXTURE.as_bytes()).unwrap();
+        assert_eq!(legacy.fingerprint[..4], [0x00, 0x11, 0x22, 0x33]);
+        assert_eq!(
+            (legacy.payment_id.as_str(), legacy.first_seen_ms),
+            ("pay-k1", 1000)
+        );
+        for (damaged, says) in [
+            (&value[..40], "format version 1: 40 bytes"),
+            (&b""[..], "empty value"),
+            (&b"[]"[..], "unknown format byte 0x5b"),
+            (
+                &b"{\"fingerprint\":\"zz\",\"payment_id\":\"p\",\"first_seen_ms\":1}"[..],
+                "fingerprint",
+            ),
+        ] {
+            match IdempotencyRecord::decode("k", damaged) {
+                Err(ProcessorError::CorruptState { message, .. }) => {
+                    assert!(message.contains(says), "{message}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_stored_by_an_earlier_release_still_drops_a_retry() {
+        let event = payment("k1", 500);
+        let legacy = format!(
+            r#"{{"fingerprint":"{}","payment_id":"pay-k1","first_seen_ms":0}}"#,
+            hex::encode(fingerprint(&event))
+        );
+        let mut driver = TestDriver::with_restored(DedupeProcessor::default(), |ctx| {
+            ctx.store(stores::IDEMPOTENCY)
+                .unwrap()
+                .put(event.key().as_bytes(), legacy.as_bytes())
+                .unwrap();
+        });
+        assert_eq!(driver.pipe(record(event)), vec![Output::DuplicateDropped]);
+        assert!(matches!(
+            driver.pipe(record(payment("k1", 501))).as_slice(),
+            [Output::DeadLetter {
+                reason: DeadLetterReason::IdempotencyKeyReused,
+                ..
+            }]
+        ));
     }
 }

@@ -324,33 +324,3 @@ pub mod stores {
     /// (lifecycle, see [`crate::reconciliation`]).
     pub const RECONCILIATION: &str = "reconciliation";
 }
-
-pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
-    ctx: &mut dyn ProcessorContext,
-    store: &'static str,
-    key: &str,
-) -> Result<Option<T>> {
-    match ctx.store(store)?.get(key.as_bytes())? {
-        None => Ok(None),
-        Some(bytes) => {
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| ProcessorError::CorruptState {
-                    store,
-                    key: key.to_string(),
-                    message: e.to_string(),
-                })
-        }
-    }
-}
-
-pub(crate) fn write_json<T: Serialize>(
-    ctx: &mut dyn ProcessorContext,
-    store: &'static str,
-    key: &str,
-    value: &T,
-) -> Result<()> {
-    let bytes = serde_json::to_vec(value).expect("state values serialize to JSON");
-    ctx.store(store)?.put(key.as_bytes(), &bytes)?;
-    Ok(())
-}
