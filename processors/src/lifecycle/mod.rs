@@ -7,22 +7,26 @@
 //! ```
 //!
 //! Any other transition is dead-lettered as `illegal_transition` naming the current and
-//! attempted states. Auth and settlement events are deduplicated by `event_id` (the
-//! `seen_events` store, written when an event is applied or buffered, never when it is
-//! dead-lettered). An auth or settlement event for a payment not seen yet, and a
-//! settlement for a payment not yet authorized, waits in the `pending` store and is
-//! applied in event-time order when the payment reaches the state it needs. Events arrive
-//! out of order in normal operation: the repartitioned payment and its auth event come
-//! from different topics. A payment's waiting events are bounded: at most
+//! attempted states. Auth and settlement events are deduplicated by `event_id`: the
+//! payment's value keeps the ids of the events applied to it and of those waiting for it
+//! (never of one that was dead-lettered). An auth or settlement event for a payment not
+//! seen yet, and a settlement for a payment not yet authorized, waits in the payment's
+//! value and is applied in event-time order when the payment reaches the state it needs.
+//! Events arrive out of order in normal operation: the repartitioned payment and its auth
+//! event come from different topics. A payment's waiting events are bounded: at most
 //! [`PENDING_EVENTS_PER_PAYMENT_MAX`] of them, and at most [`PENDING_VALUE_BYTES_MAX`] for
-//! its stored value (format in [`pending::format`]), which is written as one changelog
-//! record. An event past either bound is dead-lettered on arrival
-//! (`pending_buffer_full`, `record_too_large`) and not marked seen.
+//! its whole value, which is written as one changelog record. An event past either bound
+//! is dead-lettered on arrival (`pending_buffer_full`, `record_too_large`) and not kept.
+//!
+//! Everything the lifecycle keeps about a payment is one value in the `payments` store
+//! (format in [`stored`], docs/architecture.md "State layout"): an event loads it once and
+//! it is written once, after everything the event caused.
 //!
 //! Each transition emits a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their
 //! balanced journal entry (see [`crate::ledger`]).
 //!
-//! Timers (event time, persisted in the `timers` store, see [`crate::timers`]):
+//! Timers (event time, kept in the payment's value and found through the task's
+//! [`TimerIndex`], see [`crate::timers`]):
 //! - **orphan timeout** ([`LifecycleSettings::orphan_timeout_ms`], default 10 min): set when
 //!   the first event of a payment not seen yet is buffered, due at its record timestamp
 //!   plus the timeout on the payments stream's clock. When it fires and the payment still
@@ -46,11 +50,12 @@
 //!
 //! | file | role |
 //! |---|---|
-//! | `mod.rs` (here) | [`LifecycleProcessor`]; the [`Processor`] impl: key check, deduplication by `event_id`, routing of each event to the state machine or the pending buffer, draining the buffer once a payment is created, timer dispatch at punctuation |
-//! | `model.rs` | [`LifecycleSettings`], [`PaymentState`] and `mark_seen`: the small items the other files share |
+//! | `mod.rs` (here) | [`LifecycleProcessor`]; the [`Processor`] impl: key check, deduplication by `event_id`, routing of each event to the state machine or the pending buffer, draining the buffer once a payment is created, the timer index (rebuilt at `init`) and timer dispatch at punctuation |
+//! | `stored.rs` | the payment's value ([`stored::StoredPayment`]): its format, loading and writing it back (which keeps the timer index in step), and reading the stores of earlier releases after an upgrade |
+//! | `model.rs` | [`LifecycleSettings`] and [`PaymentState`]: the small items the other files share |
 //! | `state_machine.rs` | [`transition`], [`LEGAL_TRANSITIONS`]; the per-event handlers that apply a transition and emit status changes and journal entries |
 //! | `settlement_check.rs` | the check of an applied settlement against its authorization; the reconciliation exceptions it raises |
-//! | `pending.rs` | the pending buffer: when an event waits, buffering within [`PENDING_EVENTS_PER_PAYMENT_MAX`] and [`PENDING_VALUE_BYTES_MAX`], draining in event-time order; `pending/format.rs`, the stored value format |
+//! | `pending.rs` | the pending buffer: when an event waits, buffering within [`PENDING_EVENTS_PER_PAYMENT_MAX`] and [`PENDING_VALUE_BYTES_MAX`], draining in event-time order; `pending/format.rs`, the layout of a waiting event |
 //! | `callbacks.rs` | what the orphan timeout, pending retention and settlement window do when they fire; the reconciliation exceptions they raise |
 //!
 //! # Data flow
@@ -65,8 +70,9 @@
 //! punctuate ─► due timers ─► callbacks ─► reconciliation exceptions, orphan_expired dead letters
 //! ```
 //!
-//! Every handler writes its stores and forwards its outputs through the
-//! [`ProcessorContext`], inside the task's open transaction.
+//! Handlers change the loaded value and forward their outputs through the
+//! [`ProcessorContext`]; `mod.rs` writes the value back, all inside the task's open
+//! transaction.
 //!
 //! # Dependencies
 //!
@@ -74,11 +80,11 @@
 //! no file imports one that imports it:
 //!
 //! ```text
-//! mod.rs ─► callbacks.rs ─► pending.rs ─► state_machine.rs ─► settlement_check.rs ─► model.rs
+//! mod.rs ─► callbacks.rs ─► pending.rs ─► state_machine.rs ─► settlement_check.rs ─► stored.rs ─► model.rs
 //! ```
 //!
-//! (each file may also import any file to its right; `pending/format.rs` imports none of
-//! them). The state machine does not drain the pending buffer itself: its callers do,
+//! (each file may also import any file to its right; `pending/format.rs`, which
+//! `stored.rs` imports, imports none of them). The state machine does not drain the pending buffer itself: its callers do,
 //! after a transition (`mod.rs` once a payment is created or an event applied,
 //! `pending::drain` as it goes).
 

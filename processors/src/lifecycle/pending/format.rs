@@ -1,20 +1,18 @@
-//! The value format of the `pending` store: payment id → the auth and settlement events
-//! waiting for that payment (docs/architecture.md, "Payment lifecycle"), each with the
-//! [`Origin`] of its record, whose original bytes a dead letter of it carries.
+//! The layout of a waiting event — decoded, with the [`Origin`] of its record, whose
+//! original bytes a dead letter of it carries — and the value format of the `pending`
+//! store of earlier releases: payment id → the events waiting for that payment.
 //!
-//! Every write of the store becomes a changelog record in the task's transaction, so a
-//! value has to stay well below the changelog topics' record limit (the broker's default
-//! `message.max.bytes`, 1 MiB; the changelogs do not raise it). The lifecycle bounds the
-//! value at [`crate::lifecycle::PENDING_VALUE_BYTES_MAX`] and holds each event once:
-//! decoded, plus its record value as raw bytes (Confluent-framed Avro, about the size of
-//! the event again).
+//! This release keeps waiting events in the payment's value in the `payments` store
+//! (`stored.rs`), each in the version 1 event layout below. The `pending` store is no
+//! longer written; after an upgrade its values are read ([`read`]) and move into the
+//! payments' values.
 //!
 //! The first byte of a value names its format:
 //!
 //! | first byte | format | written |
 //! |---|---|---|
-//! | `0x01` | version 1: the byte, then the events in [postcard] | by this release |
-//! | `[` (`0x5B`) | JSON `[{"event":…,"origin":…}]` of earlier releases; byte strings are arrays of numbers, about 4 bytes per byte | never: read after an upgrade, converted by the payment's next write |
+//! | `0x01` | version 1: the byte, then the events in [postcard] | by the release before the single-value layout |
+//! | `[` (`0x5B`) | JSON `[{"event":…,"origin":…}]` of releases before that; byte strings are arrays of numbers, about 4 bytes per byte | by older releases |
 //!
 //! Version 1 in postcard (varints: LEB128, signed ones zigzag-encoded first): the number
 //! of events, then per event the `InputEvent` (its variant index, then its fields in
