@@ -31,6 +31,11 @@ use crate::{Error, Result};
 /// Changelog records applied to RocksDB per write batch while restoring; the
 /// checkpoint is written after each batch.
 const RESTORE_BATCH_RECORDS_MAX: usize = 10_000;
+
+/// A restore flushes its store and checkpoints its progress every this many records
+/// (and at its end): RocksDB's writes skip its write-ahead log, so only flushed writes
+/// count as restored after a crash.
+const RESTORE_CHECKPOINT_RECORDS: u64 = 100_000;
 /// How often a long restore logs its progress.
 const RESTORE_PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -178,8 +183,9 @@ pub struct RestoreControl<'a> {
     /// Set when the task's partitions moved away or the instance stops: the restore
     /// returns [`Error::RestoreCancelled`] at its next poll.
     pub cancel: Option<&'a AtomicBool>,
-    /// Called with the next changelog offset after each batch is written to the store,
-    /// to checkpoint the progress.
+    /// Called with the next changelog offset once the store has been flushed up to it
+    /// (every `RESTORE_CHECKPOINT_RECORDS` records and at the end), to checkpoint the
+    /// progress.
     pub on_batch: Option<&'a mut dyn FnMut(i64) -> Result<()>>,
     /// Restore metrics (records restored, records remaining), by store.
     pub metrics: Option<&'a crate::metrics::Metrics>,
@@ -257,6 +263,7 @@ pub fn restore_store(
     let started = Instant::now();
     let mut last_logged = Instant::now();
     let mut batch: Vec<Write> = Vec::with_capacity(RESTORE_BATCH_RECORDS_MAX);
+    let mut unflushed: u64 = 0;
     let mut records = 0u64;
     let mut position = start;
     while position < high {
@@ -288,8 +295,13 @@ pub fn restore_store(
                     let written = batch.len() as u64;
                     store.write_batch(std::mem::take(&mut batch))?;
                     progress(written, high - position);
-                    if let Some(on_batch) = control.on_batch.as_mut() {
-                        on_batch(position)?;
+                    unflushed += written;
+                    if unflushed >= RESTORE_CHECKPOINT_RECORDS {
+                        store.flush()?;
+                        unflushed = 0;
+                        if let Some(on_batch) = control.on_batch.as_mut() {
+                            on_batch(position)?;
+                        }
                     }
                 }
             }
@@ -311,6 +323,7 @@ pub fn restore_store(
     if !batch.is_empty() {
         store.write_batch(batch)?;
     }
+    store.flush()?;
     progress(written, 0);
     if let Some(on_batch) = control.on_batch.as_mut() {
         on_batch(position)?;

@@ -2,19 +2,27 @@
 //! `ProcessorStateManager`).
 //!
 //! The checkpoint file `<task dir>/checkpoint.json` records, per store, the next changelog
-//! offset the local RocksDB store reflects. It is written after each commit, once the
-//! store writes of that commit reached RocksDB.
+//! offset the local RocksDB store reflects on disk. RocksDB writes skip its write-ahead
+//! log (the changelog is the log), so a write is on disk once its store is flushed: after
+//! each commit the offsets are noted ([`TaskCheckpoint::note`]), and once
+//! [`CHECKPOINT_RECORDS_MIN`] changelog records have accumulated, and when the task
+//! closes, the task flushes its stores and then writes the file
+//! ([`TaskCheckpoint::write_noted`]) — as Kafka Streams checkpoints every 10,000 records.
 //!
 //! Why restoring from a checkpoint is always correct, even after `kill -9`: a store
 //! write reaches RocksDB only after its Kafka transaction committed, so the local store
 //! never holds anything the committed changelog does not; the checkpoint is written after
-//! RocksDB, so it never runs ahead of the store. Replaying the committed changelog from
-//! the checkpoint to its end therefore brings the store exactly to the committed state
-//! (replaying a record the store already has rewrites the same value). This is what
-//! Kafka Streams' KIP-892 aims at: no wipe after an unclean shutdown.
+//! a flush, so it never runs ahead of what the store has on disk (RocksDB may have
+//! flushed more on its own; that is ahead of the checkpoint, never behind). Replaying the
+//! committed changelog from the checkpoint to its end therefore brings the store exactly
+//! to the committed state (replaying a record the store already has rewrites the same
+//! value, in changelog order). This is what Kafka Streams' KIP-892 aims at: no wipe after
+//! an unclean shutdown. A crash costs the replay of at most about
+//! [`CHECKPOINT_RECORDS_MIN`] records per task.
 //!
-//! A restore writes its progress to the checkpoint after each batch it applies, so a
-//! restart resumes where it stopped instead of starting over.
+//! A restore flushes and writes its progress to the checkpoint every
+//! `RESTORE_CHECKPOINT_RECORDS` records it applies, so a restart resumes near where it
+//! stopped instead of starting over.
 //!
 //! "Corrupted task" has one meaning: a checkpoint that is missing, unreadable, or outside
 //! the changelog's offsets. Then the task directory is wiped and every store is restored
@@ -28,6 +36,10 @@ use tracing::warn;
 
 use crate::config::Config;
 use crate::{Error, Result};
+
+/// Changelog records (summed over a task's stores) written since the checkpoint file
+/// was last written that make the next commit flush the task's stores and write it.
+pub const CHECKPOINT_RECORDS_MIN: i64 = 10_000;
 
 /// Name of the checkpoint file in a task directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
@@ -97,7 +109,10 @@ pub fn task_dir(config: &Config, task_id: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct TaskCheckpoint {
     dir: PathBuf,
+    /// The offsets the stores have reached, noted or written.
     checkpoint: Checkpoint,
+    /// Changelog records noted since the file was last written.
+    unwritten_records: i64,
 }
 
 impl TaskCheckpoint {
@@ -111,7 +126,11 @@ impl TaskCheckpoint {
             path: dir.display().to_string(),
             source,
         })?;
-        Ok(TaskCheckpoint { dir, checkpoint })
+        Ok(TaskCheckpoint {
+            dir,
+            checkpoint,
+            unwritten_records: 0,
+        })
     }
 
     /// The task's directory.
@@ -125,8 +144,9 @@ impl TaskCheckpoint {
     }
 
     /// Records that the stores reflect their changelogs up to these next offsets (store
-    /// → offset) and writes the file when an offset changed (a restore from the
-    /// beginning after the changelog was emptied can move it back).
+    /// → offset), on disk: the caller has flushed them. Writes the file when an offset
+    /// changed (a restore from the beginning after the changelog was emptied can move it
+    /// back), with whatever was noted before.
     ///
     /// # Errors
     /// [`Error::StateDirectory`] when the file cannot be written; the previous one stays,
@@ -135,6 +155,17 @@ impl TaskCheckpoint {
         &mut self,
         next_offsets: impl IntoIterator<Item = (&'a str, i64)>,
     ) -> Result<()> {
+        self.note(next_offsets);
+        if self.unwritten_records > 0 {
+            self.write_noted()?;
+        }
+        Ok(())
+    }
+
+    /// Notes that the stores reflect their changelogs up to these next offsets (store →
+    /// offset) in RocksDB's memtables, without writing the file. Returns whether an
+    /// offset changed.
+    pub fn note<'a>(&mut self, next_offsets: impl IntoIterator<Item = (&'a str, i64)>) -> bool {
         let mut changed = false;
         for (store, offset) in next_offsets {
             let entry = self
@@ -143,18 +174,33 @@ impl TaskCheckpoint {
                 .entry(store.to_string())
                 .or_insert(-1);
             if offset != *entry {
+                self.unwritten_records += (offset - (*entry).max(0)).max(1);
                 *entry = offset;
                 changed = true;
             }
         }
-        if changed {
-            self.checkpoint
-                .write(&self.dir)
-                .map_err(|source| Error::StateDirectory {
-                    path: self.dir.display().to_string(),
-                    source,
-                })?;
-        }
+        changed
+    }
+
+    /// Changelog records noted since the file was last written (an estimate: offsets
+    /// also count transaction markers).
+    pub fn unwritten_records(&self) -> i64 {
+        self.unwritten_records
+    }
+
+    /// Writes what was noted to the file. The caller has flushed the task's stores.
+    ///
+    /// # Errors
+    /// [`Error::StateDirectory`] when the file cannot be written; the previous one stays,
+    /// which is still safe to restore from.
+    pub fn write_noted(&mut self) -> Result<()> {
+        self.checkpoint
+            .write(&self.dir)
+            .map_err(|source| Error::StateDirectory {
+                path: self.dir.display().to_string(),
+                source,
+            })?;
+        self.unwritten_records = 0;
         Ok(())
     }
 }
@@ -217,5 +263,29 @@ mod tests {
         std::fs::write(task.join(CHECKPOINT_FILE), b"not json").unwrap();
         load_or_wipe(&task).unwrap();
         assert!(!task.exists());
+    }
+
+    #[test]
+    fn noted_offsets_reach_the_file_only_when_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = dir.path().join("1_0");
+        let mut checkpoint = TaskCheckpoint::load(task.clone()).unwrap();
+        std::fs::create_dir_all(&task).unwrap();
+        checkpoint.advance([("payments", 100)]).unwrap();
+        let on_disk = |store: &str| {
+            Checkpoint::read(&task)
+                .unwrap()
+                .and_then(|c| c.offsets.get(store).copied())
+        };
+        assert_eq!(on_disk("payments"), Some(100), "a restore's advance writes");
+        assert!(checkpoint.note([("payments", 5_000), ("reconciliation", 7)]));
+        assert!(!checkpoint.note([("payments", 5_000)]), "nothing new");
+        assert_eq!(checkpoint.unwritten_records(), 4_900 + 7);
+        assert_eq!(on_disk("payments"), Some(100), "a note does not write");
+        assert_eq!(checkpoint.offset("payments"), Some(5_000));
+        checkpoint.write_noted().unwrap();
+        assert_eq!(on_disk("payments"), Some(5_000));
+        assert_eq!(on_disk("reconciliation"), Some(7));
+        assert_eq!(checkpoint.unwritten_records(), 0);
     }
 }

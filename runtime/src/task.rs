@@ -18,10 +18,12 @@ use paystream_state::{
     TtlStore,
 };
 
+use tracing::warn;
+
 use crate::Result;
 use crate::poison::panic_message;
 use crate::restore::RestoredStores;
-use crate::state_manager::TaskCheckpoint;
+use crate::state_manager::{CHECKPOINT_RECORDS_MIN, TaskCheckpoint};
 use crate::topology::SubTopology;
 
 /// A task's state store: metering over time-to-live over the transactional write buffer
@@ -159,21 +161,44 @@ impl Task {
         Ok(outputs)
     }
 
-    /// Closes the task: the processor's `close`, then the stores (when dropped).
+    /// Closes the task: drops the open transaction's writes, flushes the stores and
+    /// writes the checkpoint (so a return restores only what it missed), then the
+    /// processor's `close`; the stores close when dropped. A failed flush or checkpoint is
+    /// logged: the previous checkpoint stays, which is still safe to restore from.
     pub fn close(mut self) {
         self.abort_stores();
+        if self.checkpoint.unwritten_records() > 0
+            && let Err(error) = self.flush_and_checkpoint()
+        {
+            warn!(task = %self.id, %error, "checkpoint at close failed; the previous one stays");
+        }
         self.processor.close();
     }
 
-    /// Records that the local stores now reflect their changelogs up to `next_offsets`
-    /// (store → next changelog offset), after a commit's writes reached RocksDB.
+    /// Notes that the local stores now reflect their changelogs up to `next_offsets`
+    /// (store → next changelog offset), after a commit's writes reached RocksDB; once
+    /// [`CHECKPOINT_RECORDS_MIN`] records have accumulated, flushes the stores and writes
+    /// the checkpoint (docs/architecture.md, "State: changelogs, checkpoints, restore").
     ///
     /// # Errors
     /// [`crate::Error::StateDirectory`] when the checkpoint cannot be written; the
-    /// previous one stays, which is still safe to restore from.
+    /// previous one stays, which is still safe to restore from. A store error when a
+    /// flush fails.
     pub fn checkpoint(&mut self, next_offsets: &BTreeMap<&'static str, i64>) -> Result<()> {
         self.checkpoint
-            .advance(next_offsets.iter().map(|(store, offset)| (*store, *offset)))
+            .note(next_offsets.iter().map(|(store, offset)| (*store, *offset)));
+        if self.checkpoint.unwritten_records() >= CHECKPOINT_RECORDS_MIN {
+            self.flush_and_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes every store's memtables to disk, then writes the noted checkpoint.
+    fn flush_and_checkpoint(&mut self) -> Result<()> {
+        for store in self.stores.values() {
+            store.inner().inner().inner().flush()?;
+        }
+        self.checkpoint.write_noted()
     }
 
     /// Records a repartitioned payment that came from `payment_initiated` partition

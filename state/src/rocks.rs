@@ -6,8 +6,12 @@ use crate::{KeyValueStore, Result, StoreError, Write};
 
 /// A [`KeyValueStore`] in its own RocksDB instance (one per task and store).
 ///
-/// Writes use RocksDB's write-ahead log, so a batch that returned is durable across a
-/// process crash.
+/// Writes skip RocksDB's write-ahead log: the store's changelog topic is its log, as in
+/// Kafka Streams. A write that returned is in the memtable and survives a process crash
+/// only once [`flush`](Self::flush) has written it to an SST file; the runtime writes a
+/// task's checkpoint only after flushing its stores, so a restart replays the changelog
+/// from a point every store on disk has reached (docs/architecture.md, "State:
+/// changelogs, checkpoints, restore").
 pub struct RocksDbStore {
     name: String,
     path: PathBuf,
@@ -44,11 +48,13 @@ impl RocksDbStore {
         options.set_max_open_files(256);
         options.set_keep_log_file_num(2);
         let db = DB::open(&options, path).map_err(|e| rocks_error(name, e))?;
+        let mut write_options = WriteOptions::default();
+        write_options.disable_wal(true);
         Ok(RocksDbStore {
             name: name.to_string(),
             path: path.to_path_buf(),
             db,
-            write_options: WriteOptions::default(),
+            write_options,
         })
     }
 
@@ -69,6 +75,15 @@ impl RocksDbStore {
     /// Where the store lives on disk.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Makes every write so far durable: writes the memtables to SST files and waits
+    /// (RocksDB's `Flush`; nothing to do when they are empty).
+    ///
+    /// # Errors
+    /// [`StoreError::Rocks`] when the flush fails.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(|e| rocks_error(&self.name, e))
     }
 }
 
@@ -151,13 +166,14 @@ mod tests {
     }
 
     #[test]
-    fn keeps_writes_across_reopen() {
+    fn keeps_flushed_writes_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut store = RocksDbStore::open("s", dir.path()).unwrap();
             store
                 .write_batch(vec![(b"a".to_vec(), Some(b"1".to_vec()))])
                 .unwrap();
+            store.flush().unwrap();
         }
         let store = RocksDbStore::open("s", dir.path()).unwrap();
         assert_eq!(store.get(b"a").unwrap(), Some(b"1".to_vec()));
