@@ -43,22 +43,19 @@ impl<S: KeyValueStore> TransactionalStore<S> {
         self.buffer.len()
     }
 
-    /// Applies the open transaction's writes to the inner store, atomically.
+    /// Applies the open transaction's writes to the inner store, atomically, and empties
+    /// the buffer.
     ///
     /// # Errors
-    /// [`crate::StoreError`] from the inner store; the buffer is then kept.
+    /// [`crate::StoreError`] from the inner store. The buffer is then dropped too: a
+    /// store that failed is never written again in place (the runtime closes its task
+    /// and restores it from the changelog, see [`crate::StoreError::is_retriable`]).
     pub fn commit(&mut self) -> Result<()> {
         if self.buffer.is_empty() {
             return Ok(());
         }
         let writes: Vec<Write> = std::mem::take(&mut self.buffer).into_iter().collect();
-        match self.inner.write_batch(writes.clone()) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.buffer = writes.into_iter().collect();
-                Err(e)
-            }
-        }
+        self.inner.write_batch(writes)
     }
 
     /// Discards the open transaction's writes.
