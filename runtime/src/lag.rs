@@ -41,7 +41,10 @@ pub struct LagTracker {
 }
 
 impl LagTracker {
-    pub(crate) fn record_commit(&self, offsets: &HashMap<(String, i32), i64>) {
+    pub(crate) fn record_commit<S: std::hash::BuildHasher>(
+        &self,
+        offsets: &HashMap<(String, i32), i64, S>,
+    ) {
         let mut committed = self.committed.lock().expect("lag tracker lock");
         for (key, offset) in offsets {
             committed.insert(key.clone(), *offset);

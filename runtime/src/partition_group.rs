@@ -32,6 +32,8 @@
 //! librdkafka's broker thread (a resume alone does not).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Message, OwnedMessage};
@@ -125,7 +127,7 @@ pub enum Next {
 /// The record queues of every running task of the instance.
 #[derive(Debug)]
 pub struct PartitionGroups {
-    queues: HashMap<TopicPartition, RecordQueue>,
+    queues: FxHashMap<TopicPartition, RecordQueue>,
     tasks: BTreeMap<TaskId, TaskQueues>,
     /// Records queued, over all partitions.
     buffered: usize,
@@ -133,14 +135,14 @@ pub struct PartitionGroups {
     max_task_idle: Duration,
     /// Per repartition partition, the timestamps of the records this instance wrote
     /// there in committed transactions and has not read back yet, in write order.
-    unread: HashMap<TopicPartition, Unread>,
+    unread: FxHashMap<TopicPartition, Unread>,
     /// The same for the open transaction (dropped when it aborts).
-    unread_open: HashMap<TopicPartition, Unread>,
+    unread_open: FxHashMap<TopicPartition, Unread>,
     /// The end of each input partition as last listed, with the consumer's position at
     /// the last commit (which steps over transaction markers): a partition whose end is
     /// beyond both has records on their way.
-    known_ends: HashMap<TopicPartition, i64>,
-    positions: HashMap<TopicPartition, i64>,
+    known_ends: FxHashMap<TopicPartition, i64>,
+    positions: FxHashMap<TopicPartition, i64>,
     /// Per sub-topology, the sub-topologies writing its repartition source: a task also
     /// waits for their partitions, whose records may become its own.
     upstream: HashMap<u8, Vec<u8>>,
@@ -158,18 +160,18 @@ impl PartitionGroups {
     /// its repartition source.
     pub fn new(capacity: usize, max_task_idle: Duration, upstream: HashMap<u8, Vec<u8>>) -> Self {
         PartitionGroups {
-            known_ends: HashMap::new(),
-            positions: HashMap::new(),
+            known_ends: FxHashMap::default(),
+            positions: FxHashMap::default(),
             writers: upstream.values().flatten().copied().collect(),
             candidates: Vec::new(),
             upstream,
-            queues: HashMap::new(),
+            queues: FxHashMap::default(),
             tasks: BTreeMap::new(),
             buffered: 0,
             capacity: capacity.max(4),
             max_task_idle,
-            unread: HashMap::new(),
-            unread_open: HashMap::new(),
+            unread: FxHashMap::default(),
+            unread_open: FxHashMap::default(),
         }
     }
 
@@ -329,8 +331,8 @@ impl PartitionGroups {
         ends: HashMap<TopicPartition, i64>,
         positions: HashMap<TopicPartition, i64>,
     ) {
-        self.known_ends = ends;
-        self.positions = positions;
+        self.known_ends = ends.into_iter().collect();
+        self.positions = positions.into_iter().collect();
     }
 
     /// The open transaction aborted: what it wrote will never be read.
@@ -468,7 +470,7 @@ fn timestamp_of(message: &OwnedMessage) -> i64 {
 /// The head with the lowest timestamp among `partitions`' queues, with its index in
 /// `partitions`.
 fn lowest_head(
-    queues: &HashMap<TopicPartition, RecordQueue>,
+    queues: &FxHashMap<TopicPartition, RecordQueue>,
     partitions: &[TopicPartition],
 ) -> Option<(i64, usize)> {
     let mut lowest: Option<(i64, usize)> = None;

@@ -23,6 +23,8 @@ mod record;
 mod restoring;
 
 use std::collections::{BTreeSet, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -124,7 +126,7 @@ pub struct Pipeline {
     /// Input partition ends, listed in the background while the loop runs.
     known_ends: Option<KnownEnds>,
     /// Next offset to commit per partition, for records of the open transaction.
-    pending_offsets: HashMap<(String, i32), i64>,
+    pending_offsets: FxHashMap<(String, i32), i64>,
     /// Next offset committed per partition, for rewinding after an abort.
     committed_offsets: HashMap<(String, i32), i64>,
     records_in_transaction: usize,
@@ -271,7 +273,7 @@ impl Pipeline {
                 upstream,
             ),
             known_ends: None,
-            pending_offsets: HashMap::new(),
+            pending_offsets: FxHashMap::default(),
             committed_offsets: HashMap::new(),
             records_in_transaction: 0,
             collector,
