@@ -456,8 +456,7 @@ impl Loaded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Origin;
-    use paystream_schemas::{AuthFailed, InputEvent};
+    use crate::lifecycle::pending::format::tests::declined;
 
     fn state(payment_id: &str) -> PaymentState {
         PaymentState {
@@ -472,27 +471,6 @@ mod tests {
             authorized_currency: Some("EUR".into()),
             auth_event_id: Some("a".into()),
             settlement_event_id: None,
-        }
-    }
-
-    fn declined(payment_id: &str) -> PendingEvent {
-        PendingEvent {
-            event: InputEvent::AuthFailed(AuthFailed {
-                event_id: "f1".into(),
-                payment_id: payment_id.into(),
-                psp_reference: None,
-                decline_code: "05".into(),
-                reason: "no".into(),
-                occurred_at: 20,
-            }),
-            origin: Origin {
-                topic: "t".into(),
-                partition: 1,
-                offset: 2,
-                timestamp_ms: 3,
-                key: Some(payment_id.as_bytes().to_vec()),
-                value: Some(vec![0, 0, 0, 0, 7]),
-            },
         }
     }
 

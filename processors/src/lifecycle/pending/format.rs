@@ -177,7 +177,7 @@ pub(crate) fn read(
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::lifecycle) mod tests {
     use super::*;
     use paystream_schemas::{AuthFailed, AuthSucceeded, SettlementReported};
 
@@ -257,7 +257,9 @@ mod tests {
         }
     }
 
-    fn declined(payment_id: &str) -> PendingEvent {
+    /// A waiting decline with every `Option` of its origin set (the layout tests of the
+    /// `payments` value use it too).
+    pub(in crate::lifecycle) fn declined(payment_id: &str) -> PendingEvent {
         PendingEvent {
             event: InputEvent::AuthFailed(AuthFailed {
                 event_id: "f1".into(),
