@@ -54,6 +54,11 @@ pub struct RunSummary {
     /// From the first record processed to the last commit, milliseconds. A task's
     /// restore comes before its first record is processed and is not included.
     pub processing_ms: u64,
+    /// Time the stream thread spent in commits, milliseconds, summed over all of them:
+    /// the changelog records' produce, the transaction commit, the store writes and the
+    /// checkpoint (the sum of `paystream_commit_latency_seconds`). No record is processed
+    /// meanwhile: the commit stall.
+    pub commit_ms: u64,
     /// When the first input record was read, milliseconds since the Unix epoch (the
     /// start of the end-to-end figure `paystream run` prints).
     pub first_record_unix_ms: Option<i64>,

@@ -169,6 +169,11 @@ fn print_summary(summary: &RunSummary, sink: Option<&SinkSummary>, wall_s: f64) 
     println!(
         "processing time_s        {processing_s:.1} (first record read to the last pipeline commit; wall {wall_s:.1})"
     );
+    let commit_s = summary.commit_ms as f64 / 1000.0;
+    println!(
+        "commit time_s            {commit_s:.1} ({:.0} % of processing time: commits, no record processed meanwhile)",
+        100.0 * commit_s / processing_s.max(0.001)
+    );
     let first_read = summary.first_record_unix_ms;
     let last_ledger = sink.and_then(|s| s.last_write_commit_unix_ms);
     if let Some(first_read) = first_read {

@@ -516,6 +516,7 @@ impl Pipeline {
         let mut summary = self.summary.clone();
         summary.commits = self.metrics.commits.get();
         summary.enforced_processing = self.metrics.enforced_processing.get();
+        summary.commit_ms = (self.metrics.commit_latency_seconds.get_sample_sum() * 1000.0) as u64;
         summary.processing_ms = match (self.first_record_at, self.last_commit_at) {
             (Some(first), Some(last)) if last > first => (last - first).as_millis() as u64,
             _ => 0,

@@ -318,6 +318,15 @@ fn table(report: &serde_json::Value) -> String {
             "paystream peak RSS                       {:.0} MB",
             f(&run["paystream_peak_rss_bytes"]) / 1e6
         );
+        if let (Some(commit_s), Some(processing_s)) =
+            (run["commit_s"].as_f64(), run["processing_s"].as_f64())
+        {
+            let _ = writeln!(
+                out,
+                "commit stall                             {:.0} % of processing ({commit_s:.1} s of {processing_s:.1} s)",
+                100.0 * commit_s / processing_s.max(0.001)
+            );
+        }
     }
     if let Some(counts) = report["produced"].as_array() {
         let kind = |c: &serde_json::Value| c["kind"].as_str().unwrap_or("").to_string();

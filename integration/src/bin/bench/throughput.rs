@@ -36,6 +36,10 @@ pub struct Throughput {
     pub paystream_peak_rss_bytes: u64,
     pub journal_entries: u64,
     pub commits: Option<u64>,
+    /// The run's processing time (first record read to the last pipeline commit) and the
+    /// part of it spent in commits, seconds, as `paystream run` printed them.
+    pub processing_s: Option<f64>,
+    pub commit_s: Option<f64>,
 }
 
 /// Runs the pipeline over `env`'s preloaded topics until caught up, sampling CPU.
@@ -79,6 +83,13 @@ pub async fn run(
             .parse()
             .ok()
     };
+    let seconds = |label: &str| -> Option<f64> {
+        field(&stdout, label)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
     let events = number("events read").context("the run printed no `events read`")?;
     let first_record_read_ms = number("first record read").map(|n| n as i64);
     let ledger = ledger::last_commit(&env.database_url).await?;
@@ -104,5 +115,7 @@ pub async fn run(
         paystream_peak_rss_bytes: samples.paystream_peak_rss_bytes(),
         journal_entries: ledger.journal_entries,
         commits: number("transactions committed"),
+        processing_s: seconds("processing time_s"),
+        commit_s: seconds("commit time_s"),
     })
 }
