@@ -376,7 +376,13 @@ impl RecordCollector {
             }
             match self.producer.send_result(record) {
                 Ok(delivery) => {
-                    *self.counts.produced.entry(topic.to_string()).or_insert(0) += 1;
+                    // No topic name allocated per record once the topic is counted.
+                    match self.counts.produced.get_mut(topic) {
+                        Some(produced) => *produced += 1,
+                        None => {
+                            self.counts.produced.insert(topic.to_string(), 1);
+                        }
+                    }
                     return Ok(Some(delivery));
                 }
                 Err((

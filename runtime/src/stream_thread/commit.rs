@@ -44,7 +44,9 @@ impl Pipeline {
         self.tasks.purge_expired()?;
         let changelog = self.tasks.changelog_writes();
         let changelog_time_ms = now_ms();
-        let mut changelog_deliveries = Vec::with_capacity(changelog.len());
+        // Only the last record per task and store is awaited for the checkpoint: records
+        // of one partition get their offsets in the order they were produced.
+        let mut changelog_deliveries = BTreeMap::new();
         let topology = self.topology.clone();
         for (task_id, store, key, value) in &changelog {
             let topic = topology.changelog_of(task_id.sub_topology, store);
@@ -60,7 +62,7 @@ impl Pipeline {
                 )
                 .await?;
             if let Some(delivery) = delivery {
-                changelog_deliveries.push(((*task_id, *store), delivery));
+                changelog_deliveries.insert((*task_id, *store), delivery);
             }
         }
         if self.collector.must_abort() {
@@ -161,7 +163,7 @@ impl Pipeline {
     /// checkpoint the changelog offset after its last changelog record.
     async fn checkpoint(
         &mut self,
-        deliveries: Vec<((TaskId, &'static str), DeliveryFuture)>,
+        deliveries: BTreeMap<(TaskId, &'static str), DeliveryFuture>,
     ) -> Result<()> {
         let mut next: BTreeMap<TaskId, BTreeMap<&'static str, i64>> = BTreeMap::new();
         for ((task_id, store), delivery) in deliveries {
