@@ -76,20 +76,8 @@ pub async fn run(
         "paystream run exited {status}; see {}",
         logs.display()
     );
-    let number = |label: &str| -> Option<u64> {
-        field(&stdout, label)?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    let seconds = |label: &str| -> Option<f64> {
-        field(&stdout, label)?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
+    let number = |label: &str| -> Option<u64> { first_word(&stdout, label) };
+    let seconds = |label: &str| -> Option<f64> { first_word(&stdout, label) };
     let events = number("events read").context("the run printed no `events read`")?;
     let first_record_read_ms = number("first record read").map(|n| n as i64);
     let ledger = ledger::last_commit(&env.database_url).await?;
@@ -118,4 +106,13 @@ pub async fn run(
         processing_s: seconds("processing time_s"),
         commit_s: seconds("commit time_s"),
     })
+}
+
+/// The first word after `label` on the line of `stdout` that starts with it, parsed.
+fn first_word<T: std::str::FromStr>(stdout: &str, label: &str) -> Option<T> {
+    field(stdout, label)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
