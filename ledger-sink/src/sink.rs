@@ -9,6 +9,13 @@
 //! `<source topic>.dlq` before the transaction commits — at least once: a failure between
 //! the produce and the commit writes the batch, and its dead letters, again. Any other
 //! error stops the sink.
+//!
+//! The sink runs as two sink tasks (as a Kafka Connect sink splits its partitions into
+//! tasks), each with its own consumer, batches and PostgreSQL transactions: one for
+//! `ledger_entries` and one for `payment_status` and `reconciliation_exceptions`. The
+//! two write disjoint rows (only the first takes account locks), and each stores the
+//! offsets of its own partitions with its rows, so each is exactly-once on its own and
+//! neither waits for the other's batches.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,18 +65,31 @@ pub struct SinkSummary {
     pub last_write_commit_unix_ms: Option<i64>,
 }
 
-/// The ledger sink of one process.
+/// The ledger sink of one process: its sink tasks and what they share.
 pub struct LedgerSink {
+    shared: Shared,
+    tasks: [SinkTask; 2],
+}
+
+/// What a process's sink tasks share: decoding, the database pool, dead letters, health.
+struct Shared {
     config: Config,
     names: TopicNames,
     codec: Arc<Codec>,
     database: LedgerDatabase,
-    consumer: StreamConsumer,
     /// Produces the sink's dead letters (idempotent, not transactional: the PostgreSQL
     /// transaction is the commit point).
     producer: FutureProducer,
     health: Arc<Health>,
     metrics: Metrics,
+}
+
+/// One sink task: a consumer assigned every partition of its topics, whose batches it
+/// writes one at a time, each in one PostgreSQL transaction with their offsets.
+struct SinkTask {
+    /// `ledger_entries` or `statuses` (log field).
+    name: &'static str,
+    consumer: StreamConsumer,
     /// Next offset to read per assigned partition, as stored or as written since.
     next_offsets: HashMap<(String, i32), i64>,
     /// Partition ends for the lag and the caught-up check, asked without waiting behind
@@ -96,8 +116,8 @@ const DEAD_LETTER_DELIVERY_TIMEOUT_MS: &str = "30000";
 
 impl LedgerSink {
     /// Connects to PostgreSQL (applying migrations), checks that the sink's dead-letter
-    /// topics exist, and assigns the output partitions at the offsets stored in
-    /// `sink_offsets` (the beginning when none is stored).
+    /// topics exist, and assigns each sink task its topics' partitions at the offsets
+    /// stored in `sink_offsets` (the beginning when none is stored).
     ///
     /// # Errors
     /// [`SinkError::Database`] / [`SinkError::Migrate`] for PostgreSQL,
@@ -120,22 +140,6 @@ impl LedgerSink {
             .notify(|e, delay| warn!(error = %e, ?delay, "cannot reach PostgreSQL, retrying"))
             .await?;
         let names = TopicNames::new(&config);
-        let consumer: StreamConsumer = read_committed_consumer_config(
-            &config,
-            &format!("{}-ledger-sink", config.application_id),
-        )
-        .create()
-        .map_err(|source| SinkError::Kafka {
-            context: "creating the sink consumer".into(),
-            source,
-        })?;
-        let end_offsets =
-            EndOffsets::new(&config, &format!("{}-ledger-sink", config.application_id)).map_err(
-                |source| SinkError::Kafka {
-                    context: "creating the sink's end-offsets client".into(),
-                    source,
-                },
-            )?;
         let producer: FutureProducer = client_config(&config)
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", DEAD_LETTER_DELIVERY_TIMEOUT_MS)
@@ -146,10 +150,110 @@ impl LedgerSink {
                 source,
             })?;
         let stored = database.load_offsets().await?;
+        let shared = Shared {
+            config,
+            names,
+            codec,
+            database,
+            producer,
+            health,
+            metrics,
+        };
+        let tasks = [
+            SinkTask::new(
+                &shared,
+                "ledger_entries",
+                &[&shared.names.ledger_entries],
+                &stored,
+            )?,
+            SinkTask::new(
+                &shared,
+                "statuses",
+                &[
+                    &shared.names.payment_status,
+                    &shared.names.reconciliation_exceptions,
+                ],
+                &stored,
+            )?,
+        ];
+        Ok(LedgerSink { shared, tasks })
+    }
+
+    /// Runs the sink tasks until `shutdown` turns true, or until `upstream_done` is true
+    /// and every assigned partition has been written up to its end; returns what they
+    /// wrote together.
+    ///
+    /// # Errors
+    /// A non-retriable [`SinkError`], or a retriable one that outlasted the retries, of
+    /// either task (the other then stops where it is: its open transaction rolls back).
+    pub async fn run(
+        self,
+        shutdown: watch::Receiver<bool>,
+        upstream_done: watch::Receiver<bool>,
+    ) -> Result<SinkSummary> {
+        let LedgerSink {
+            shared,
+            tasks: [ledger_entries, statuses],
+        } = self;
+        let (first, second) = tokio::try_join!(
+            ledger_entries.run(&shared, shutdown.clone(), upstream_done.clone()),
+            statuses.run(&shared, shutdown, upstream_done),
+        )?;
+        let summary = first.merged(second);
+        info!(?summary, "ledger sink stopped");
+        Ok(summary)
+    }
+}
+
+impl SinkSummary {
+    /// The sum of two tasks' summaries; the later last commit.
+    fn merged(self, other: SinkSummary) -> SinkSummary {
+        SinkSummary {
+            batches: self.batches + other.batches,
+            records: self.records + other.records,
+            entries_written: self.entries_written + other.entries_written,
+            entries_skipped: self.entries_skipped + other.entries_skipped,
+            postings_written: self.postings_written + other.postings_written,
+            statuses_written: self.statuses_written + other.statuses_written,
+            exceptions_written: self.exceptions_written + other.exceptions_written,
+            dead_lettered: self.dead_lettered + other.dead_lettered,
+            last_write_commit_unix_ms: self
+                .last_write_commit_unix_ms
+                .max(other.last_write_commit_unix_ms),
+        }
+    }
+}
+
+impl SinkTask {
+    /// Creates the task's consumer and end-offsets client and assigns it every partition
+    /// of `topics` at its offset in `stored` (the beginning when none is stored).
+    ///
+    /// # Errors
+    /// [`SinkError::Kafka`] / [`SinkError::Runtime`] for Kafka, a missing topic or a
+    /// dead-letter topic with fewer partitions than its source.
+    fn new(
+        shared: &Shared,
+        name: &'static str,
+        topics: &[&str],
+        stored: &HashMap<(String, i32), i64>,
+    ) -> Result<Self> {
+        let config = &shared.config;
+        let metrics = &shared.metrics;
+        let group = format!("{}-ledger-sink", config.application_id);
+        let consumer: StreamConsumer = read_committed_consumer_config(config, &group)
+            .create()
+            .map_err(|source| SinkError::Kafka {
+                context: "creating the sink consumer".into(),
+                source,
+            })?;
+        let end_offsets = EndOffsets::new(config, &group).map_err(|source| SinkError::Kafka {
+            context: "creating the sink's end-offsets client".into(),
+            source,
+        })?;
         let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
         let mut assignment = TopicPartitionList::new();
         let mut next_offsets = HashMap::new();
-        for topic in names.sink_inputs() {
+        for &topic in topics {
             // Series start at 0, so that the first dead letter shows as an increase.
             metrics
                 .sink_dead_lettered
@@ -191,47 +295,44 @@ impl LedgerSink {
                 source,
             })?;
         info!(
+            task = name,
+            ?topics,
             partitions = assignment.count(),
-            resumed_from_stored_offsets = stored.len(),
-            "ledger sink started"
+            resumed_from_stored_offsets = next_offsets.len(),
+            "sink task started"
         );
-        Ok(LedgerSink {
-            config,
-            names,
-            codec,
-            database,
+        Ok(SinkTask {
+            name,
             consumer,
-            producer,
-            health,
-            metrics,
             next_offsets,
-            last_lag_update: Instant::now(),
             end_offsets,
+            last_lag_update: Instant::now(),
         })
     }
 
-    /// Runs until `shutdown` turns true, or until `upstream_done` is true and every
+    /// Runs the task until `shutdown` turns true, or until `upstream_done` is true and every
     /// assigned partition has been written up to its end.
     ///
     /// # Errors
     /// A non-retriable [`SinkError`], or a retriable one that outlasted the retries.
-    pub async fn run(
+    async fn run(
         mut self,
+        shared: &Shared,
         mut shutdown: watch::Receiver<bool>,
         upstream_done: watch::Receiver<bool>,
     ) -> Result<SinkSummary> {
         let mut summary = SinkSummary::default();
-        let linger = Duration::from_millis(self.config.sink.batch_linger_ms);
+        let linger = Duration::from_millis(shared.config.sink.batch_linger_ms);
         loop {
             let mut batch = Batch::default();
             // Until the first record: wake up now and then to check lag and the end.
             let mut deadline = tokio::time::Instant::now() + IDLE_WAKE;
-            while batch.len() < self.config.sink.batch_rows_max {
+            while batch.len() < shared.config.sink.batch_rows_max {
                 tokio::select! {
                     biased;
                     changed = shutdown.changed() => {
                         if changed.is_err() || *shutdown.borrow() {
-                            self.write(&batch, &mut summary).await?;
+                            shared.write(&batch, &mut summary).await?;
                             return Ok(summary);
                         }
                     }
@@ -241,7 +342,7 @@ impl LedgerSink {
                                 if batch.is_empty() {
                                     deadline = tokio::time::Instant::now() + linger;
                                 }
-                                self.add(&mut batch, &message).await?;
+                                shared.add(&mut batch, &message).await?;
                             }
                             Ok(Err(e)) => warn!(error = %e, "sink consumer error (librdkafka retries)"),
                             Err(_linger_elapsed) => break,
@@ -253,17 +354,85 @@ impl LedgerSink {
             for (key, offset) in &batch.next_offsets {
                 self.next_offsets.insert(key.clone(), *offset);
             }
-            self.write(&batch, &mut summary).await?;
+            shared.write(&batch, &mut summary).await?;
             if self.last_lag_update.elapsed() >= LAG_UPDATE_INTERVAL {
-                self.caught_up()?;
+                self.caught_up(shared)?;
             }
-            if !wrote_records && *upstream_done.borrow() && self.caught_up()? {
-                info!(?summary, "ledger sink caught up");
+            if !wrote_records && *upstream_done.borrow() && self.caught_up(shared)? {
+                info!(task = self.name, ?summary, "sink task caught up");
                 return Ok(summary);
             }
         }
     }
 
+    /// True when every assigned partition has been read to its high watermark; sets the
+    /// sink lag per partition on the way.
+    fn caught_up(&mut self, shared: &Shared) -> Result<bool> {
+        self.last_lag_update = Instant::now();
+        let timeout = Duration::from_millis(shared.config.kafka.request_timeout_ms);
+        let kafka = |context: &str| {
+            let context = context.to_string();
+            move |source| SinkError::Kafka { context, source }
+        };
+        let positions = offsets(
+            &self
+                .consumer
+                .position()
+                .map_err(kafka("reading sink positions"))?,
+        );
+        let assigned: Vec<(String, i32)> = self
+            .consumer
+            .assignment()
+            .map_err(kafka("reading the sink's assignment"))?
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        // One ListOffsets request on a client of its own (see `EndOffsets`).
+        let ends = self
+            .end_offsets
+            .ends(&assigned, timeout)
+            .map_err(kafka("listing the ends of the sink's partitions"))?;
+        // Not read in this run and never written: from the first offset retention kept.
+        let unread: Vec<(String, i32)> = assigned
+            .iter()
+            .filter(|key| !positions.contains_key(*key) && !self.next_offsets.contains_key(*key))
+            .cloned()
+            .collect();
+        let starts = if unread.is_empty() {
+            HashMap::new()
+        } else {
+            self.end_offsets
+                .starts(&unread, timeout)
+                .map_err(kafka("listing the starts of the sink's partitions"))?
+        };
+        let mut all = true;
+        for key in &assigned {
+            let high = ends.get(key).copied().unwrap_or(0);
+            // librdkafka's position moves past transaction markers; our own record of
+            // written offsets covers partitions not read in this run.
+            let position = positions
+                .get(key)
+                .copied()
+                .into_iter()
+                .chain(self.next_offsets.get(key).copied())
+                .chain(starts.get(key).copied())
+                .max()
+                .unwrap_or(0);
+            shared
+                .metrics
+                .sink_lag
+                .with_label_values(&[&key.0, &key.1.to_string()])
+                .set((high - position).max(0));
+            if position < high {
+                all = false;
+            }
+        }
+        Ok(all)
+    }
+}
+
+impl Shared {
     /// Decodes `message` into the batch. A record that does not decode joins the batch
     /// as [`Content::Undecodable`] (it is dead-lettered when the batch is written).
     ///
@@ -449,71 +618,6 @@ impl LedgerSink {
                 })?;
         }
         Ok(())
-    }
-
-    /// True when every assigned partition has been read to its high watermark; sets the
-    /// sink lag per partition on the way.
-    fn caught_up(&mut self) -> Result<bool> {
-        self.last_lag_update = Instant::now();
-        let timeout = Duration::from_millis(self.config.kafka.request_timeout_ms);
-        let kafka = |context: &str| {
-            let context = context.to_string();
-            move |source| SinkError::Kafka { context, source }
-        };
-        let positions = offsets(
-            &self
-                .consumer
-                .position()
-                .map_err(kafka("reading sink positions"))?,
-        );
-        let assigned: Vec<(String, i32)> = self
-            .consumer
-            .assignment()
-            .map_err(kafka("reading the sink's assignment"))?
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_string(), e.partition()))
-            .collect();
-        // One ListOffsets request on a client of its own (see `EndOffsets`).
-        let ends = self
-            .end_offsets
-            .ends(&assigned, timeout)
-            .map_err(kafka("listing the ends of the sink's partitions"))?;
-        // Not read in this run and never written: from the first offset retention kept.
-        let unread: Vec<(String, i32)> = assigned
-            .iter()
-            .filter(|key| !positions.contains_key(*key) && !self.next_offsets.contains_key(*key))
-            .cloned()
-            .collect();
-        let starts = if unread.is_empty() {
-            HashMap::new()
-        } else {
-            self.end_offsets
-                .starts(&unread, timeout)
-                .map_err(kafka("listing the starts of the sink's partitions"))?
-        };
-        let mut all = true;
-        for key in &assigned {
-            let high = ends.get(key).copied().unwrap_or(0);
-            // librdkafka's position moves past transaction markers; our own record of
-            // written offsets covers partitions not read in this run.
-            let position = positions
-                .get(key)
-                .copied()
-                .into_iter()
-                .chain(self.next_offsets.get(key).copied())
-                .chain(starts.get(key).copied())
-                .max()
-                .unwrap_or(0);
-            self.metrics
-                .sink_lag
-                .with_label_values(&[&key.0, &key.1.to_string()])
-                .set((high - position).max(0));
-            if position < high {
-                all = false;
-            }
-        }
-        Ok(all)
     }
 }
 

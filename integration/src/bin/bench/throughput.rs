@@ -56,7 +56,11 @@ pub async fn run(
     let process_started_ms = crate::now_ms();
     let mut running = Running::spawn(
         env.command(&["run", "--until-caught-up"])
-            .env("PAYSTREAM_LOG", "warn")
+            // Quiet unless the caller asks for more (e.g. `paystream_ledger_sink=debug`).
+            .env(
+                "PAYSTREAM_LOG",
+                std::env::var("PAYSTREAM_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(File::create(&stdout_path)?)
             .stderr(File::create(logs.join("run.stderr"))?),
     )?;
