@@ -1,5 +1,7 @@
 //! Checks of the ledger's invariants after the fact (`paystream ledger verify`):
-//! every journal entry has postings and balances to zero per currency, every account
+//! every journal entry has postings and balances to zero per currency, every posting
+//! names a journal entry (the insert trigger of migration 0004 refuses one that does not;
+//! this finds one written with that trigger disabled), every account
 //! balance equals the sum of its postings, and every account's postings are numbered
 //! 1..n without gaps. Records the sink dead-lettered (`sink_dead_letters`) are counted by
 //! topic and reason: they are accounted for, not lost, so they never fail verification.
@@ -22,6 +24,8 @@ pub struct VerifyReport {
     pub unbalanced_entries: i64,
     /// Journal entries without any posting.
     pub entries_without_postings: i64,
+    /// Postings whose journal entry is not in `journal_entries`.
+    pub postings_without_entry: i64,
     /// `(account, currency)` rows whose stored balance differs from its postings' sum.
     pub balance_mismatches: i64,
     /// Accounts whose posting sequence numbers are not exactly 1..n, or whose
@@ -39,6 +43,7 @@ impl VerifyReport {
     pub fn is_verified(&self) -> bool {
         self.unbalanced_entries == 0
             && self.entries_without_postings == 0
+            && self.postings_without_entry == 0
             && self.balance_mismatches == 0
             && self.sequence_violations == 0
     }
@@ -73,6 +78,12 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport> {
             "SELECT count(*) FROM journal_entries j
              WHERE NOT EXISTS (SELECT 1 FROM postings p WHERE p.journal_entry_id = j.id)",
             "checking entries without postings",
+        )
+        .await?,
+        postings_without_entry: count(
+            "SELECT count(*) FROM postings p
+             WHERE NOT EXISTS (SELECT 1 FROM journal_entries j WHERE j.id = p.journal_entry_id)",
+            "checking postings without an entry",
         )
         .await?,
         balance_mismatches: count(

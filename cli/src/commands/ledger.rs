@@ -65,6 +65,7 @@ pub async fn verify(config: Config, args: VerifyArgs) -> anyhow::Result<ExitCode
         "entries without postings {}",
         report.entries_without_postings
     );
+    println!("postings without entry   {}", report.postings_without_entry);
     println!("balance mismatches       {}", report.balance_mismatches);
     println!("sequence violations      {}", report.sequence_violations);
     let exceptions: Vec<String> = report

@@ -463,7 +463,7 @@ async fn insert_methods(args: &Args, url: &str) -> anyhow::Result<()> {
             sqlx::query("DROP TABLE IF EXISTS bench_postings")
                 .execute(&mut conn)
                 .await?;
-            // The columns, keys and indexes of `postings` (migrations 0001, 0002).
+            // The columns, keys and indexes of `postings` (migrations 0001, 0002, 0004).
             sqlx::query(
                 "CREATE TABLE bench_postings (
                     journal_entry_id uuid NOT NULL, line smallint NOT NULL,
@@ -476,9 +476,6 @@ async fn insert_methods(args: &Args, url: &str) -> anyhow::Result<()> {
             )
             .execute(&mut conn)
             .await?;
-            sqlx::query("CREATE INDEX ON bench_postings (account, currency)")
-                .execute(&mut conn)
-                .await?;
             sqlx::query("CHECKPOINT").execute(&mut conn).await?;
             let started = Instant::now();
             for chunk in rows.chunks(batch_rows) {
