@@ -101,11 +101,44 @@ impl CodecError {
     }
 }
 
-/// A registered schema: its registry id and parsed form.
-#[derive(Debug)]
+/// A registered schema: its registry id and its writer, built once (resolving a
+/// schema's names is most of the cost of building one).
 struct RegisteredSchema {
     id: u32,
-    schema: Schema,
+    writer: DatumWriter,
+}
+
+self_cell::self_cell!(
+    /// A parsed schema and the Avro writer that borrows it.
+    struct DatumWriter {
+        owner: Schema,
+        #[covariant]
+        dependent: GenericDatumWriter,
+    }
+);
+
+impl DatumWriter {
+    fn build(schema: Schema) -> Result<Self, apache_avro::Error> {
+        DatumWriter::try_new(schema, |schema| GenericDatumWriter::builder(schema).build())
+    }
+}
+
+self_cell::self_cell!(
+    /// A writer schema fetched from the registry and the Avro reader that borrows it.
+    struct DatumReader {
+        owner: Schema,
+        #[covariant]
+        dependent: GenericDatumReader,
+    }
+);
+
+/// What decoding needs of one schema id, kept for the life of the codec: a schema id
+/// names the same schema forever (Confluent Schema Registry ids are immutable).
+struct CachedReader {
+    /// The record's full name (`namespace.Name`), or a prefix of the schema's debug form
+    /// when it is not a record.
+    full_name: String,
+    reader: DatumReader,
 }
 
 /// Most bytes the Avro reader allocates for one value (a string, bytes or an array) while
@@ -119,6 +152,8 @@ pub struct Codec {
     settings: SrSettings,
     decoder: AvroDecoder,
     by_subject: RwLock<HashMap<String, Arc<RegisteredSchema>>>,
+    /// Readers by schema id, built on the first record of each id.
+    readers: RwLock<HashMap<u32, Arc<CachedReader>>>,
 }
 
 impl std::fmt::Debug for Codec {
@@ -234,6 +269,7 @@ impl Codec {
             decoder: AvroDecoder::new(settings.clone()),
             settings,
             by_subject: RwLock::new(HashMap::new()),
+            readers: RwLock::new(HashMap::new()),
         })
     }
 
@@ -274,9 +310,14 @@ impl Codec {
             message: format!("schema {full_name} does not parse: {e}"),
             retriable: false,
         })?;
+        let writer = DatumWriter::build(schema).map_err(|e| CodecError::Registry {
+            url: self.url.clone(),
+            message: format!("schema {full_name} does not resolve: {e}"),
+            retriable: false,
+        })?;
         let entry = Arc::new(RegisteredSchema {
             id: registered.id,
-            schema,
+            writer,
         });
         self.by_subject
             .write()
@@ -344,6 +385,52 @@ impl Codec {
         value: Option<&[u8]>,
     ) -> Result<T, DecodeError> {
         let (id, mut body) = wire::split(value)?;
+        let cached = self.reader(id).await?;
+        if cached.full_name != T::FULL_NAME {
+            return Err(DecodeError::new(
+                DecodeErrorKind::UnknownSchema,
+                format!(
+                    "schema id {id} is {}, this topic carries {}",
+                    cached.full_name,
+                    T::FULL_NAME
+                ),
+            ));
+        }
+        let undecodable = |e: apache_avro::Error| {
+            DecodeError::new(
+                DecodeErrorKind::Undecodable,
+                format!("Avro body does not decode with schema id {id}: {e}"),
+            )
+        };
+        let reader = cached.reader.borrow_dependent();
+        let record: T = reader.read_deser(&mut body).map_err(undecodable)?;
+        if !body.is_empty() {
+            return Err(DecodeError::new(
+                DecodeErrorKind::Undecodable,
+                format!(
+                    "{} trailing bytes after the Avro record (schema id {id})",
+                    body.len()
+                ),
+            ));
+        }
+        Ok(record)
+    }
+
+    /// The reader of schema id `id`: cached, or fetched from the registry and built.
+    ///
+    /// # Errors
+    /// [`DecodeErrorKind::RegistryUnavailable`] when the registry cannot be reached;
+    /// [`DecodeErrorKind::UnknownSchema`] when it does not know `id`;
+    /// [`DecodeErrorKind::Undecodable`] when the schema's names do not resolve.
+    async fn reader(&self, id: u32) -> Result<Arc<CachedReader>, DecodeError> {
+        if let Some(cached) = self
+            .readers
+            .read()
+            .expect("reader cache lock poisoned")
+            .get(&id)
+        {
+            return Ok(cached.clone());
+        }
         let schema = self.decoder.get_schema(id).await.map_err(|e| {
             if e.retriable {
                 DecodeError::new(
@@ -360,39 +447,25 @@ impl Codec {
                 )
             }
         })?;
-        let name = match &schema.parsed {
+        let full_name = match &schema.parsed {
             Schema::Record(record) => record.name.fullname(None),
             other => format!("{other:?}").chars().take(40).collect(),
         };
-        if name != T::FULL_NAME {
-            return Err(DecodeError::new(
-                DecodeErrorKind::UnknownSchema,
-                format!(
-                    "schema id {id} is {name}, this topic carries {}",
-                    T::FULL_NAME
-                ),
-            ));
-        }
-        let undecodable = |e: apache_avro::Error| {
+        let reader = DatumReader::try_new(schema.parsed.clone(), |schema| {
+            GenericDatumReader::builder(schema).build()
+        })
+        .map_err(|e| {
             DecodeError::new(
                 DecodeErrorKind::Undecodable,
-                format!("Avro body does not decode with schema id {id}: {e}"),
+                format!("schema id {id} does not resolve: {e}"),
             )
-        };
-        let reader = GenericDatumReader::builder(&schema.parsed)
-            .build()
-            .map_err(undecodable)?;
-        let record: T = reader.read_deser(&mut body).map_err(undecodable)?;
-        if !body.is_empty() {
-            return Err(DecodeError::new(
-                DecodeErrorKind::Undecodable,
-                format!(
-                    "{} trailing bytes after the Avro record (schema id {id})",
-                    body.len()
-                ),
-            ));
-        }
-        Ok(record)
+        })?;
+        let cached = Arc::new(CachedReader { full_name, reader });
+        self.readers
+            .write()
+            .expect("reader cache lock poisoned")
+            .insert(id, cached.clone());
+        Ok(cached)
     }
 }
 
@@ -406,9 +479,7 @@ fn encode_with<T: AvroRecord + Serialize>(
         topic: topic.to_string(),
         message,
     };
-    let writer = GenericDatumWriter::builder(&registered.schema)
-        .build()
-        .map_err(|e| encode_error(e.to_string()))?;
+    let writer = registered.writer.borrow_dependent();
     let mut framed = Vec::with_capacity(256);
     framed.push(wire::MAGIC_BYTE);
     framed.extend_from_slice(&registered.id.to_be_bytes());
@@ -517,12 +588,12 @@ mod tests {
     ) {
         let registered = RegisteredSchema {
             id: 7,
-            schema: Schema::parse_str(T::SCHEMA_JSON).unwrap(),
+            writer: DatumWriter::build(Schema::parse_str(T::SCHEMA_JSON).unwrap()).unwrap(),
         };
         let framed = encode_with(&registered, "t", &record).unwrap();
         let (id, mut body) = wire::split(Some(&framed)).unwrap();
         assert_eq!(id, 7);
-        let reader = GenericDatumReader::builder(&registered.schema)
+        let reader = GenericDatumReader::builder(registered.writer.borrow_owner())
             .build()
             .unwrap();
         assert_eq!(reader.read_deser::<T>(&mut body).unwrap(), record);
