@@ -59,6 +59,9 @@ pub struct RunSummary {
     /// checkpoint (the sum of `paystream_commit_latency_seconds`). No record is processed
     /// meanwhile: the commit stall.
     pub commit_ms: u64,
+    /// `commit_ms` by phase, milliseconds, in the order of
+    /// [`crate::metrics::COMMIT_PHASES`] (the sums of `paystream_commit_phase_seconds`).
+    pub commit_phases_ms: Vec<(&'static str, u64)>,
     /// When the first input record was read, milliseconds since the Unix epoch (the
     /// start of the end-to-end figure `paystream run` prints).
     pub first_record_unix_ms: Option<i64>,

@@ -20,6 +20,17 @@ use crate::config::Config;
 use crate::kafka::{PARTITIONER, client_config};
 use crate::{Error, Result};
 
+/// How long the parts of one [`EosProducer::commit`] took (retries included).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommitTimes {
+    /// Sending the offsets to the transaction (TxnOffsetCommit, KIP-447).
+    pub offsets: Duration,
+    /// Waiting for the delivery report of every record of the transaction.
+    pub deliveries: Duration,
+    /// EndTxn: the broker writing the commit markers (KIP-98).
+    pub end_txn: Duration,
+}
+
 /// Attempts of a retriable transaction call (send offsets, commit) before the instance
 /// stops.
 const TRANSACTION_CALL_ATTEMPTS_MAX: usize = 10;
@@ -112,7 +123,8 @@ impl ExactlyOnceProducer {
     }
 
     /// Sends `offsets` with the consumer group's metadata and commits the open
-    /// transaction once every record of it has its delivery report
+    /// transaction once every record of it has its delivery report; returns how long
+    /// each part took
     /// ([`Self::wait_for_deliveries`]). Retriable errors (a timeout) mean "call again" — the commit may
     /// already have gone through, so aborting would be wrong (librdkafka's contract) —
     /// and are retried with [`transaction_retry_policy`]. Blocks the calling thread.
@@ -124,9 +136,11 @@ impl ExactlyOnceProducer {
         &self,
         offsets: &TopicPartitionList,
         group: &ConsumerGroupMetadata,
-    ) -> std::result::Result<(), KafkaError> {
+    ) -> std::result::Result<CommitTimes, KafkaError> {
         let retriable =
             |e: &KafkaError| matches!(e, KafkaError::Transaction(rd) if rd.is_retriable());
+        let mut times = CommitTimes::default();
+        let started = Instant::now();
         (|| {
             self.producer
                 .send_offsets_to_transaction(offsets, group, self.timeout)
@@ -136,15 +150,25 @@ impl ExactlyOnceProducer {
         .when(retriable)
         .notify(|e, _| warn!(error = %e, "sending offsets failed, retrying"))
         .call()?;
+        times.offsets = started.elapsed();
+        let times = std::cell::Cell::new(times);
         (|| {
+            let mut t = times.get();
+            let started = Instant::now();
             self.wait_for_deliveries()?;
-            self.producer.commit_transaction(self.timeout)
+            let delivered = Instant::now();
+            t.deliveries += delivered - started;
+            let result = self.producer.commit_transaction(self.timeout);
+            t.end_txn += delivered.elapsed();
+            times.set(t);
+            result
         })
         .retry(transaction_retry_policy())
         .sleep(std::thread::sleep)
         .when(retriable)
         .notify(|e, _| warn!(error = %e, "commit failed, retrying"))
-        .call()
+        .call()?;
+        Ok(times.get())
     }
 
     /// Waits until every record sent in the open transaction has its delivery report, or

@@ -12,8 +12,25 @@
 //! - `paystream_reconciliation_exceptions_total{kind}`: exceptions raised.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
+
+/// The phases of a commit, in order, as `paystream_commit_phase_seconds{phase}` labels
+/// them: due timers and TTL purges (`punctuate`); producing the stores' changelog records
+/// (`changelog`); reading positions and sending the offsets to the transaction
+/// (`offsets`, KIP-447); waiting for every record's delivery report (`deliveries`);
+/// EndTxn, the broker writing its markers (`end_txn`, KIP-98); writing the stores' batches
+/// to RocksDB (`stores`); the checkpoint, with a flush every 10,000 changelog records
+/// (`checkpoint`).
+pub const COMMIT_PHASES: [&str; 7] = [
+    "punctuate",
+    "changelog",
+    "offsets",
+    "deliveries",
+    "end_txn",
+    "stores",
+    "checkpoint",
+];
 
 /// The runtime's metrics, registered in one [`Registry`].
 #[derive(Clone)]
@@ -41,6 +58,8 @@ pub struct Metrics {
     pub transaction_aborts: IntCounter,
     /// Time to send offsets and commit a transaction, seconds.
     pub commit_latency_seconds: Histogram,
+    /// The parts of a commit, seconds, by phase ([`COMMIT_PHASES`]).
+    pub commit_phase_seconds: HistogramVec,
     /// High watermark minus committed offset per assigned input partition, records
     /// (updated every 5 s; an offset that retention deleted counts from the low watermark).
     pub consumer_lag: IntGaugeVec,
@@ -233,6 +252,24 @@ impl Metrics {
         registry
             .register(Box::new(commit_latency_seconds.clone()))
             .expect("register");
+        let commit_phase_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "paystream_commit_phase_seconds",
+                "The parts of a commit: punctuate, changelog, offsets, deliveries, end_txn, \
+                 stores, checkpoint",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+            &["phase"],
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(commit_phase_seconds.clone()))
+            .expect("register");
+        for phase in COMMIT_PHASES {
+            commit_phase_seconds.with_label_values(&[phase]);
+        }
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "paystream_consumer_lag_records",
@@ -255,6 +292,7 @@ impl Metrics {
             enforced_processing,
             transaction_aborts,
             commit_latency_seconds,
+            commit_phase_seconds,
             consumer_lag,
             store_operations,
             payments,

@@ -174,6 +174,12 @@ fn print_summary(summary: &RunSummary, sink: Option<&SinkSummary>, wall_s: f64) 
         "commit time_s            {commit_s:.1} ({:.0} % of processing time: commits, no record processed meanwhile)",
         100.0 * commit_s / processing_s.max(0.001)
     );
+    let phases: Vec<String> = summary
+        .commit_phases_ms
+        .iter()
+        .map(|(phase, ms)| format!("{phase}={:.1}", *ms as f64 / 1000.0))
+        .collect();
+    println!("commit phases_s          {}", phases.join(" "));
     let first_read = summary.first_record_unix_ms;
     let last_ledger = sink.and_then(|s| s.last_write_commit_unix_ms);
     if let Some(first_read) = first_read {

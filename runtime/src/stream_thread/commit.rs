@@ -15,6 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 
 use super::{Pipeline, now_ms};
+use crate::metrics::COMMIT_PHASES;
 use crate::task::TaskId;
 use crate::{Error, Result};
 
@@ -42,6 +43,7 @@ impl Pipeline {
         // this transaction.
         self.punctuate().await?;
         self.tasks.purge_expired()?;
+        let punctuated = Instant::now();
         let changelog = self.tasks.changelog_writes();
         let changelog_time_ms = now_ms();
         // Only the last record per task and store is awaited for the checkpoint: records
@@ -68,6 +70,7 @@ impl Pipeline {
         if self.collector.must_abort() {
             return self.recover_from_failed_transaction(None).await;
         }
+        let changelog_produced = Instant::now();
         // The consumer's position steps over transaction markers that follow the last
         // record read; committing it (as Kafka Streams does) keeps consumer lag at 0. A
         // partition with queued records commits up to its first queued record.
@@ -97,13 +100,31 @@ impl Pipeline {
             .consumer
             .group_metadata()
             .ok_or(Error::GroupMetadataMissing)?;
+        let offsets_built = Instant::now();
         let result = tokio::task::block_in_place(|| self.producer.commit(&offsets, &group));
         match result {
-            Ok(()) => {
+            Ok(times) => {
+                let transaction_committed = Instant::now();
                 self.transaction_inputs.clear();
                 self.queues.committed();
                 self.tasks.commit_stores()?;
+                let stores_written = Instant::now();
                 self.checkpoint(changelog_deliveries).await?;
+                let phases = [
+                    punctuated - started,
+                    changelog_produced - punctuated,
+                    (offsets_built - changelog_produced) + times.offsets,
+                    times.deliveries,
+                    times.end_txn,
+                    stores_written - transaction_committed,
+                    stores_written.elapsed(),
+                ];
+                for (phase, took) in COMMIT_PHASES.iter().zip(phases) {
+                    self.metrics
+                        .commit_phase_seconds
+                        .with_label_values(&[phase])
+                        .observe(took.as_secs_f64());
+                }
                 self.lag.record_commit(&self.pending_offsets);
                 self.committed_offsets.extend(self.pending_offsets.drain());
                 // Poisoned and suspect records the group has committed past are done.

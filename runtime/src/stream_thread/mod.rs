@@ -517,6 +517,17 @@ impl Pipeline {
         summary.commits = self.metrics.commits.get();
         summary.enforced_processing = self.metrics.enforced_processing.get();
         summary.commit_ms = (self.metrics.commit_latency_seconds.get_sample_sum() * 1000.0) as u64;
+        summary.commit_phases_ms = crate::metrics::COMMIT_PHASES
+            .iter()
+            .map(|phase| {
+                let sum = self
+                    .metrics
+                    .commit_phase_seconds
+                    .with_label_values(&[phase])
+                    .get_sample_sum();
+                (*phase, (sum * 1000.0) as u64)
+            })
+            .collect();
         summary.processing_ms = match (self.first_record_at, self.last_commit_at) {
             (Some(first), Some(last)) if last > first => (last - first).as_millis() as u64,
             _ => 0,
