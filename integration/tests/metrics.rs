@@ -255,5 +255,20 @@ async fn business_metrics_match_the_traffic_and_the_ledger() -> anyhow::Result<(
             .any(|s| s.metric == "paystream_end_to_end_latency_seconds_count"),
         "end-to-end latency histogram"
     );
+    // Every commit is timed by phase: each phase has a sample per commit (one more when
+    // the scrape fell inside a commit, whose phases are observed before its total).
+    let commits = one(
+        &totals(&metrics, "paystream_commit_latency_seconds_count", &[]),
+        &[],
+    );
+    let phase_counts = totals(&metrics, "paystream_commit_phase_seconds_count", &["phase"]);
+    assert!(commits > 0);
+    for phase in paystream_runtime::metrics::COMMIT_PHASES {
+        let count = one(&phase_counts, &[phase]);
+        assert!(
+            (commits..=commits + 1).contains(&count),
+            "{phase}: {count} samples for {commits} commits"
+        );
+    }
     Ok(())
 }
