@@ -7,14 +7,20 @@
 //! - journal entries and postings are append-only: `UPDATE`, `DELETE` and `TRUNCATE` are
 //!   refused with SQLSTATE 23001 (restrict_violation);
 //! - with the posting check disabled on purpose, `ledger verify` still finds the posting
-//!   without an entry.
+//!   without an entry;
+//! - the sink's connections have `TCP_NODELAY` (sqlx 0.9.0 leaves Nagle's algorithm on,
+//!   which stalls a large statement up to 40 ms; `paystream_ledger_sink::nodelay`).
 
 use paystream_integration::TestEnv;
+use std::collections::HashSet;
+
 use paystream_ledger_sink::LedgerDatabase;
-use paystream_ledger_sink::service::create_database_if_missing;
+use paystream_ledger_sink::nodelay::{NodelaySockets, canonical, set_nodelay_on_sockets_to};
+use paystream_ledger_sink::service::{connect_options, create_database_if_missing};
 use paystream_ledger_sink::verify::verify;
 use paystream_runtime::config::SinkConfig;
 use sqlx::PgPool;
+use sqlx::{ConnectOptions, Connection};
 use uuid::Uuid;
 
 /// The SQLSTATE of a failed statement (panics when it succeeded or failed otherwise).
@@ -56,8 +62,35 @@ async fn the_ledger_refuses_orphan_postings_and_rewrites() -> anyhow::Result<()>
         ..SinkConfig::default()
     };
     create_database_if_missing(&sink).await?;
+    let options = connect_options(&sink)?;
+    let server: HashSet<_> = tokio::net::lookup_host((options.get_host(), options.get_port()))
+        .await?
+        .map(canonical)
+        .collect();
+
+    // A connection opened by sqlx alone has Nagle's algorithm on; the sink's have not.
+    let plain = options.connect().await?;
+    assert_eq!(
+        set_nodelay_on_sockets_to(&server)?,
+        NodelaySockets {
+            connected: 1,
+            newly_set: 1
+        },
+        "sqlx now sets TCP_NODELAY itself: remove ledger-sink/src/nodelay.rs"
+    );
+    plain.close().await?;
     let database = LedgerDatabase::connect(&sink, 2).await?;
     let pool = database.pool();
+    let (first, second) = (pool.acquire().await?, pool.acquire().await?);
+    assert_eq!(
+        set_nodelay_on_sockets_to(&server)?,
+        NodelaySockets {
+            connected: 2,
+            newly_set: 0
+        },
+        "both pool connections were set when they connected"
+    );
+    drop((first, second));
 
     let posted = Uuid::new_v4();
     sqlx::raw_sql(sqlx::AssertSqlSafe(entry_sql(posted)))

@@ -19,6 +19,7 @@
 //! letters").
 
 pub mod balance;
+pub mod nodelay;
 pub mod policy;
 pub mod service;
 pub mod sink;

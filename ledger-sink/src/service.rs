@@ -249,10 +249,19 @@ impl LedgerDatabase {
     /// [`SinkError::Database`] when PostgreSQL cannot be reached within 10 s;
     /// [`SinkError::Migrate`] when a migration fails.
     pub async fn connect(sink: &SinkConfig, connections_max: u32) -> Result<Self> {
+        let options = connect_options(sink)?;
+        let for_nodelay = options.clone();
         let pool = PgPoolOptions::new()
             .max_connections(connections_max)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(connect_options(sink)?)
+            .after_connect(move |_connection, _metadata| {
+                let options = for_nodelay.clone();
+                Box::pin(async move {
+                    crate::nodelay::disable_nagle(&options).await;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
             .await
             .map_err(db("connecting to sink.database_url"))?;
         sqlx::migrate!("./migrations").run(&pool).await?;

@@ -97,7 +97,10 @@ pub async fn measure(rate: u64, seconds: u64, seed: u64, logs: &Path) -> anyhow:
     let mut running = Running::spawn(
         env.command(&["run"])
             .env("PAYSTREAM_HTTP__LISTEN_ADDRESS", address.to_string())
-            .env("PAYSTREAM_LOG", "warn")
+            .env(
+                "PAYSTREAM_LOG",
+                std::env::var("PAYSTREAM_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(log.try_clone()?)
             .stderr(log),
     )?;
