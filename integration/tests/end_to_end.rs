@@ -8,15 +8,21 @@
 //! the pipeline), every output topic read back with `read_committed` for duplicates,
 //! the dead-letter queues by reason, and `paystream ledger verify`. A second run must
 //! find nothing new to do.
+//!
+//! Also: a pipeline with nothing left to process commits early
+//! (`processing.commit_interval_idle_ms`), and `ledger verify` fails on a tampered ledger.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-use paystream_integration::{TestEnv, field, ledger_snapshot, read_committed, registry_url};
+use paystream_integration::{
+    Running, TestEnv, field, ledger_snapshot, read_committed, registry_url,
+};
 use paystream_schemas::{
     Codec, JournalEntry, PaymentStatusChanged, ReconciliationException, ReconciliationExceptionKind,
 };
-use paystream_testkit::traffic::{ExpectedOutcome, TrafficOptions, plan};
+use paystream_testkit::traffic::{ExpectedOutcome, TrafficOptions, default_start_ms, plan};
 
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -359,5 +365,62 @@ async fn ledger_verify_fails_on_a_tampered_ledger() -> anyhow::Result<()> {
     assert_eq!(output.status.code(), Some(1), "{report}");
     assert!(report.contains("unbalanced entries       1"), "{report}");
     assert!(report.contains("ledger verified: no"), "{report}");
+    Ok(())
+}
+
+/// At low load the open transaction commits once the thread has nothing left to process
+/// (`processing.commit_interval_idle_ms`, docs/architecture.md "Commits"), not only every
+/// `processing.commit_interval_ms`. With a 60 s interval, a few events still reach the
+/// ledger well within 30 s, through both transactions (the repartition hop and the
+/// lifecycle's outputs); committing only on the interval would take over 60 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_with_nothing_to_process_commits_early() -> anyhow::Result<()> {
+    let env = TestEnv::new("idle_commit");
+    let count = 30;
+    let start_ms = default_start_ms(count);
+    let expected = plan(&TrafficOptions {
+        count,
+        seed: 5,
+        start_ms,
+        ..TrafficOptions::default()
+    })
+    .expected;
+    assert!(expected.journal_entries > 0);
+    env.prepare()?;
+    let mut run = Running::spawn(
+        env.command(&["run"])
+            .env("PAYSTREAM_PROCESSING__COMMIT_INTERVAL_MS", "60000")
+            .env("PAYSTREAM_PROCESSING__TRANSACTION_TIMEOUT_MS", "120000")
+            .env("PAYSTREAM_PROCESSING__COMMIT_INTERVAL_IDLE_MS", "20")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    )?;
+    env.paystream(&[
+        "produce",
+        "--quiet",
+        "--count",
+        &count.to_string(),
+        "--seed",
+        "5",
+        "--start-ms",
+        &start_ms.to_string(),
+    ])?;
+    let produced = Instant::now();
+    let pool = sqlx::PgPool::connect(&env.database_url).await?;
+    let mut written: i64 = 0;
+    while produced.elapsed() < Duration::from_secs(30) {
+        written = sqlx::query_scalar("SELECT count(*) FROM journal_entries")
+            .fetch_one(&pool)
+            .await?;
+        if written as u64 == expected.journal_entries {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    run.stop()?;
+    assert_eq!(
+        written as u64, expected.journal_entries,
+        "journal entries in the ledger 30 s after the traffic, with a 60 s commit interval"
+    );
     Ok(())
 }

@@ -85,6 +85,12 @@ impl ExactlyOnceProducer {
             )
             .set("partitioner", PARTITIONER)
             .set("linger.ms", "5")
+            // A transaction's AddOffsetsToTxn sent while the coordinator still writes the
+            // previous one's markers is refused with CONCURRENT_TRANSACTIONS and retried
+            // after `retry.backoff.ms`: librdkafka's 100 ms default stalled every commit
+            // that came soon after another (early commits at low load, docs/architecture.md
+            // "Commits"). Retries back off exponentially from here to 1 s.
+            .set("retry.backoff.ms", "10")
             // A dead letter carries its input record whole (e.g. a 1 MB key) plus headers.
             .set("message.max.bytes", PRODUCER_RECORD_BYTES_MAX)
             .create()

@@ -193,7 +193,8 @@ impl EndOffsets {
 /// records on their way. Stopped when dropped.
 pub struct KnownEnds {
     ends: Arc<std::sync::Mutex<HashMap<(String, i32), i64>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Dropped to stop the thread: its wait between two listings ends at once.
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -210,25 +211,28 @@ impl KnownEnds {
     ) -> KafkaResult<Self> {
         let client = EndOffsets::new(config, &config.application_id)?;
         let ends: Arc<std::sync::Mutex<HashMap<(String, i32), i64>>> = Arc::default();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = {
             let ends = ends.clone();
-            let stop = stop.clone();
             std::thread::Builder::new()
                 .name("known-ends".into())
                 .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
+                    loop {
                         if let Ok(listed) = client.ends(&partitions, timeout) {
                             *ends.lock().expect("known ends lock") = listed;
                         }
-                        std::thread::sleep(interval);
+                        if stopped.recv_timeout(interval)
+                            != Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                        {
+                            break;
+                        }
                     }
                 })
                 .expect("spawning the known-ends thread")
         };
         Ok(KnownEnds {
             ends,
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -241,7 +245,7 @@ impl KnownEnds {
 
 impl Drop for KnownEnds {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -212,6 +212,15 @@ pub struct ProcessingConfig {
     /// How often the open transaction commits (outputs, changelog writes and consumed
     /// offsets together), milliseconds. Kafka Streams' exactly-once default is 100.
     pub commit_interval_ms: u64,
+    /// How often the open transaction commits while the stream thread has no record it
+    /// can process (its input is drained, or its tasks hold back for records this very
+    /// transaction wrote to the repartition topic), milliseconds. Under load the
+    /// transaction commits every `commit_interval_ms`, amortising the commit over many
+    /// records; at low load it commits this soon after the last commit, so an event does
+    /// not wait out the full interval twice (once per sub-topology) to reach the ledger.
+    /// Equal to `commit_interval_ms` turns early commits off (docs/architecture.md,
+    /// "Commits").
+    pub commit_interval_idle_ms: u64,
     /// Upper bound on records processed in one transaction, whatever the interval.
     pub transaction_records_max: usize,
     /// Longest a task holds back its records while one of its partitions is empty but
@@ -264,6 +273,7 @@ impl Default for ProcessingConfig {
     fn default() -> Self {
         ProcessingConfig {
             commit_interval_ms: 100,
+            commit_interval_idle_ms: 20,
             transaction_records_max: 20_000,
             max_task_idle_ms: 500,
             buffered_records_per_partition: 1_000,

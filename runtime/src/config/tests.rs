@@ -89,6 +89,17 @@ fn invalid_values_name_the_key_and_the_fix() {
         "{err}"
     );
     let mut c = Config::default();
+    c.processing.commit_interval_idle_ms = c.processing.commit_interval_ms + 1;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("processing.commit_interval_idle_ms") && err.contains("use 0 to"),
+        "{err}"
+    );
+    let mut c = Config::default();
+    c.processing.commit_interval_idle_ms = c.processing.commit_interval_ms;
+    c.validate()
+        .expect("an idle interval equal to the interval turns early commits off");
+    let mut c = Config::default();
     c.topics.prefix = "bad prefix".into();
     assert!(
         c.validate()

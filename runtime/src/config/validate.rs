@@ -114,6 +114,17 @@ impl Config {
                 "use 10 to 60000 (100 is Kafka Streams' exactly-once default)",
             ));
         }
+        if self.processing.commit_interval_idle_ms > self.processing.commit_interval_ms {
+            return Err(invalid(
+                "processing.commit_interval_idle_ms",
+                format!(
+                    "{} exceeds processing.commit_interval_ms ({})",
+                    self.processing.commit_interval_idle_ms, self.processing.commit_interval_ms
+                ),
+                "use 0 to processing.commit_interval_ms (20 is the default; equal turns early \
+                 commits off)",
+            ));
+        }
         if self.processing.transaction_records_max == 0 {
             return Err(invalid(
                 "processing.transaction_records_max",

@@ -68,6 +68,10 @@ const POLL_RECORDS_MAX: usize = 50_000;
 /// Polls in a row that find no record before a poll stops looking.
 const POLL_IDLE_MAX: usize = 4;
 
+/// How often a thread with nothing to process checks whether a restoring task has
+/// finished (restores run on threads of their own), so a restored task starts at once
+/// whatever the commit intervals.
+const RESTORE_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// How long [`Pipeline::close`] serves the revocation of its partitions after
 /// unsubscribing before it closes the consumer anyway.
 const CLOSE_REVOKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -326,9 +330,12 @@ impl Pipeline {
             KnownEnds::spawn(&self.config, all_partitions, interval, self.timeout)
                 .map_err(|e| Error::kafka("creating the partition-ends client", e))?,
         );
+        let idle_interval = Duration::from_millis(self.config.processing.commit_interval_idle_ms);
         let mut next_commit = tokio::time::Instant::now() + interval;
+        let mut last_commit = tokio::time::Instant::now();
         let mut since_poll = 0usize;
         loop {
+            let mut idle_commit = false;
             // Take what the consumer has fetched, without waiting, every few records
             // and whenever nothing queued can be processed.
             let next = if since_poll >= POLL_EVERY_RECORDS || self.queues.is_empty() {
@@ -362,34 +369,32 @@ impl Pipeline {
                     }
                 }
                 Next::HoldBack { .. } | Next::Empty => {
-                    // Nothing to process: wait for a record, the commit, or the end of a
-                    // task's holding back.
-                    let until = match next {
-                        Next::HoldBack { until } => {
-                            tokio::time::Instant::from_std(until).min(next_commit)
-                        }
-                        _ => next_commit,
-                    };
                     // Whatever arrives, the rest of the fetch joins the queues first.
                     since_poll = POLL_EVERY_RECORDS;
-                    tokio::select! {
-                        biased;
-                        changed = shutdown.changed() => {
-                            if changed.is_err() || *shutdown.borrow() {
-                                info!("shutdown requested");
-                                break;
+                    // Nothing to process: commit what was processed once the idle commit
+                    // interval has passed (a held-back task may be waiting for this very
+                    // transaction's repartitioned records); else wait for a record, the
+                    // commit, or the end of a task's holding back.
+                    let open = self.records_in_transaction > 0;
+                    let idle_commit_at = last_commit + idle_interval;
+                    if open && tokio::time::Instant::now() >= idle_commit_at {
+                        idle_commit = true;
+                    } else {
+                        let mut until = match next {
+                            Next::HoldBack { until } => {
+                                tokio::time::Instant::from_std(until).min(next_commit)
                             }
+                            _ => next_commit,
+                        };
+                        if open {
+                            until = until.min(idle_commit_at);
                         }
-                        received = tokio::time::timeout_at(until, self.consumer.recv()) => {
-                            let received = received.map(|r| r.map(|m| m.detach()));
-                            self.check_rebalance()?;
-                            match received {
-                                Ok(Ok(message)) => self.enqueue(message)?,
-                                Ok(Err(e)) => {
-                                    warn!(error = %e, "consumer error (librdkafka retries)")
-                                }
-                                Err(_elapsed) => {}
-                            }
+                        if self.tasks.any_restoring() {
+                            until = until.min(tokio::time::Instant::now() + RESTORE_CHECK_INTERVAL);
+                        }
+                        if self.wait_for_record(&mut shutdown, until).await? {
+                            info!("shutdown requested");
+                            break;
                         }
                     }
                 }
@@ -397,12 +402,14 @@ impl Pipeline {
             self.resume_restored_tasks()?;
             let due = tokio::time::Instant::now() >= next_commit;
             if due
+                || idle_commit
                 || self.commit_requested
                 || self.records_in_transaction >= self.config.processing.transaction_records_max
             {
                 self.commit_requested = false;
                 if self.records_in_transaction > 0 {
                     self.commit().await?;
+                    last_commit = tokio::time::Instant::now();
                 } else if due && stop_when_caught_up && self.caught_up()? {
                     info!("caught up: every assigned partition consumed and committed");
                     break;
@@ -416,6 +423,34 @@ impl Pipeline {
         self.known_ends = None;
         self.purge_repartition_topic().await;
         Ok(())
+    }
+
+    /// Waits until a record arrives (it joins its partition's queue) or `until`; true when
+    /// shutdown was requested meanwhile.
+    ///
+    /// # Errors
+    /// A rebalance this instance cannot follow, or a record it cannot queue.
+    async fn wait_for_record(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+        until: tokio::time::Instant,
+    ) -> Result<bool> {
+        tokio::select! {
+            biased;
+            changed = shutdown.changed() => {
+                Ok(changed.is_err() || *shutdown.borrow())
+            }
+            received = tokio::time::timeout_at(until, self.consumer.recv()) => {
+                let received = received.map(|r| r.map(|m| m.detach()));
+                self.check_rebalance()?;
+                match received {
+                    Ok(Ok(message)) => self.enqueue(message)?,
+                    Ok(Err(e)) => warn!(error = %e, "consumer error (librdkafka retries)"),
+                    Err(_elapsed) => {}
+                }
+                Ok(false)
+            }
+        }
     }
 
     /// Moves what the consumer has already fetched into the queues, without waiting:

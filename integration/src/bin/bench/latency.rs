@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -117,13 +118,24 @@ pub async fn measure(rate: u64, seconds: u64, seed: u64, logs: &Path) -> anyhow:
         tokio::time::sleep(Duration::from_millis(250)).await;
         written = ledger::journal_entries(&pool).await?;
     }
-    let mut latencies: Vec<i64> = ledger::entry_commit_times(&pool)
+    let mut sent_and_latency: Vec<(i64, i64)> = ledger::entry_commit_times(&pool)
         .await?
         .into_iter()
         .filter_map(|(event_id, committed_ms)| {
-            sent_ms.get(&event_id).map(|sent| committed_ms - sent)
+            sent_ms
+                .get(&event_id)
+                .map(|sent| (*sent, committed_ms - sent))
         })
         .collect();
+    sent_and_latency.sort_unstable();
+    // Each entry's send time and latency, for a look at when the slow ones happened.
+    let mut csv = std::io::BufWriter::new(File::create(logs.join(format!("latency_{rate}.csv")))?);
+    writeln!(csv, "sent_unix_ms,latency_ms")?;
+    for (sent, latency) in &sent_and_latency {
+        writeln!(csv, "{sent},{latency}")?;
+    }
+    csv.flush()?;
+    let mut latencies: Vec<i64> = sent_and_latency.iter().map(|(_, l)| *l).collect();
     pool.close().await;
     running.stop()?;
     latencies.sort_unstable();
