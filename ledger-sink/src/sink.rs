@@ -332,7 +332,7 @@ impl SinkTask {
                     biased;
                     changed = shutdown.changed() => {
                         if changed.is_err() || *shutdown.borrow() {
-                            shared.write(&batch, &mut summary).await?;
+                            shared.write(self.name, &batch, &mut summary).await?;
                             return Ok(summary);
                         }
                     }
@@ -354,7 +354,7 @@ impl SinkTask {
             for (key, offset) in &batch.next_offsets {
                 self.next_offsets.insert(key.clone(), *offset);
             }
-            shared.write(&batch, &mut summary).await?;
+            shared.write(self.name, &batch, &mut summary).await?;
             if self.last_lag_update.elapsed() >= LAG_UPDATE_INTERVAL {
                 self.caught_up(shared)?;
             }
@@ -503,9 +503,10 @@ impl Shared {
             .await
     }
 
-    /// Writes `batch`: rows, dead-letter rows and offsets in one PostgreSQL transaction;
-    /// the dead letters are produced to Kafka before it commits.
-    async fn write(&self, batch: &Batch, summary: &mut SinkSummary) -> Result<()> {
+    /// Writes `batch` of sink task `task`: rows, dead-letter rows and offsets in one
+    /// PostgreSQL transaction; the dead letters are produced to Kafka before it commits.
+    /// The task's database reachability (`/readyz`) follows the outcome.
+    async fn write(&self, task: &str, batch: &Batch, summary: &mut SinkSummary) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -524,14 +525,14 @@ impl Shared {
         .when(SinkError::is_retriable)
         .notify(|e, delay| {
             if matches!(e, SinkError::Database { .. }) {
-                self.health.set_database_reachable(false);
+                self.health.set_database_reachable(task, false);
             }
             self.metrics.sink_errors.inc();
             warn!(error = %e, ?delay, "ledger write failed, retrying");
         })
         .await
         .inspect_err(|_| self.metrics.sink_errors.inc())?;
-        self.health.set_database_reachable(true);
+        self.health.set_database_reachable(task, true);
         for (table, rows) in [
             ("journal_entries", outcome.entries_written),
             ("postings", outcome.postings_written),

@@ -24,7 +24,8 @@ pub struct Health {
     running: AtomicBool,
     /// Ids of the tasks restoring their stores.
     restoring_tasks: Mutex<BTreeSet<String>>,
-    database_reachable: AtomicBool,
+    /// Names of the ledger sink's tasks whose last database call failed.
+    database_unreachable: Mutex<BTreeSet<String>>,
 }
 
 impl Default for Health {
@@ -32,7 +33,7 @@ impl Default for Health {
         Health {
             running: AtomicBool::new(false),
             restoring_tasks: Mutex::default(),
-            database_reachable: AtomicBool::new(true),
+            database_unreachable: Mutex::default(),
         }
     }
 }
@@ -60,9 +61,18 @@ impl Health {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether the ledger sink's last database call succeeded.
-    pub fn set_database_reachable(&self, reachable: bool) {
-        self.database_reachable.store(reachable, Ordering::SeqCst);
+    /// Whether the last database call of the ledger sink's task `task` succeeded. The
+    /// instance is not ready while any task's last call failed, whatever the others'.
+    pub fn set_database_reachable(&self, task: &str, reachable: bool) {
+        let mut unreachable = self
+            .database_unreachable
+            .lock()
+            .expect("health lock poisoned");
+        if reachable {
+            unreachable.remove(task);
+        } else {
+            unreachable.insert(task.to_string());
+        }
     }
 
     /// `Ok` when ready, otherwise why not.
@@ -79,8 +89,16 @@ impl Health {
                 tasks.join(", ")
             ));
         }
-        if !self.database_reachable.load(Ordering::SeqCst) {
-            return Err("ledger sink cannot reach PostgreSQL".into());
+        let unreachable = self
+            .database_unreachable
+            .lock()
+            .expect("health lock poisoned");
+        if !unreachable.is_empty() {
+            let tasks: Vec<&str> = unreachable.iter().map(String::as_str).collect();
+            return Err(format!(
+                "ledger sink cannot reach PostgreSQL (sink task(s): {})",
+                tasks.join(", ")
+            ));
         }
         Ok(())
     }
@@ -158,7 +176,15 @@ mod tests {
         health.restore_finished("1_0");
         health.restore_finished("1_2");
         assert_eq!(health.readiness(), Ok(()));
-        health.set_database_reachable(false);
-        assert!(health.readiness().unwrap_err().contains("PostgreSQL"));
+        health.set_database_reachable("ledger_entries", false);
+        health.set_database_reachable("statuses", false);
+        health.set_database_reachable("statuses", true);
+        assert_eq!(
+            health.readiness().unwrap_err(),
+            "ledger sink cannot reach PostgreSQL (sink task(s): ledger_entries)",
+            "one task reaching the database does not hide another that cannot"
+        );
+        health.set_database_reachable("ledger_entries", true);
+        assert_eq!(health.readiness(), Ok(()));
     }
 }

@@ -35,7 +35,17 @@ pub struct Latency {
     pub p50_ms: i64,
     pub p99_ms: i64,
     pub max_ms: i64,
+    /// The same, over the entries of events sent after the first [`WARM_UP`] of traffic:
+    /// the steady state, without the instance's first transactions.
+    pub steady_p50_ms: i64,
+    pub steady_p99_ms: i64,
+    pub steady_max_ms: i64,
 }
+
+/// The start of the traffic the steady-state figures leave out. A fresh instance's first
+/// few hundred milliseconds of traffic wait longer (its first transactions and offset
+/// commits, the first produce to each partition); the headline figures include them.
+const WARM_UP: Duration = Duration::from_secs(2);
 
 /// Longest to wait for the pipeline to become ready, and for the last entry after the
 /// traffic ended.
@@ -135,17 +145,26 @@ pub async fn measure(rate: u64, seconds: u64, seed: u64, logs: &Path) -> anyhow:
         writeln!(csv, "{sent},{latency}")?;
     }
     csv.flush()?;
+    let first_sent = sent_and_latency.first().map_or(0, |(sent, _)| *sent);
+    let steady_from = first_sent + WARM_UP.as_millis() as i64;
+    let mut steady: Vec<i64> = sent_and_latency
+        .iter()
+        .filter(|(sent, _)| *sent >= steady_from)
+        .map(|(_, l)| *l)
+        .collect();
+    steady.sort_unstable();
     let mut latencies: Vec<i64> = sent_and_latency.iter().map(|(_, l)| *l).collect();
     pool.close().await;
     running.stop()?;
     latencies.sort_unstable();
-    let at = |q: f64| -> i64 {
-        if latencies.is_empty() {
+    let quantile = |sorted: &[i64], q: f64| -> i64 {
+        if sorted.is_empty() {
             return 0;
         }
-        let rank = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len());
-        latencies[rank - 1]
+        let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+        sorted[rank - 1]
     };
+    let at = |q: f64| quantile(&latencies, q);
     Ok(Latency {
         offered_events_per_s: rate,
         sent_events_per_s: sent_per_s,
@@ -155,6 +174,9 @@ pub async fn measure(rate: u64, seconds: u64, seed: u64, logs: &Path) -> anyhow:
         p50_ms: at(0.50),
         p99_ms: at(0.99),
         max_ms: latencies.last().copied().unwrap_or(0),
+        steady_p50_ms: quantile(&steady, 0.50),
+        steady_p99_ms: quantile(&steady, 0.99),
+        steady_max_ms: steady.last().copied().unwrap_or(0),
     })
 }
 

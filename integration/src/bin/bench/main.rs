@@ -365,12 +365,16 @@ fn table(report: &serde_json::Value) -> String {
         for row in rows {
             let _ = writeln!(
                 out,
-                "  offered {:>6}/s (sent {:>6.0}/s): p50 {:>6}  p99 {:>6}  max {:>6}{}",
+                "  offered {:>6}/s (sent {:>6.0}/s): p50 {:>6}  p99 {:>6}  max {:>6}   \
+                 after the first 2 s: p50 {:>6}  p99 {:>6}  max {:>6}{}",
                 row["offered_events_per_s"],
                 f(&row["sent_events_per_s"]),
                 row["p50_ms"],
                 row["p99_ms"],
                 row["max_ms"],
+                row["steady_p50_ms"],
+                row["steady_p99_ms"],
+                row["steady_max_ms"],
                 match row["entries_missing"].as_u64() {
                     Some(0) | None => String::new(),
                     Some(n) => format!("  ({n} entries still missing)"),
