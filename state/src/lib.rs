@@ -32,7 +32,7 @@ pub mod contract;
 
 pub use memory::InMemoryStore;
 pub use metered::{MeteredStore, StoreMetrics};
-pub use rocks::RocksDbStore;
+pub use rocks::{BulkWrite, RocksDbStore};
 pub use transactional::{PendingWrite, TransactionalStore};
 pub use ttl::TtlStore;
 
