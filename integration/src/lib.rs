@@ -527,14 +527,49 @@ pub fn field<'a>(output: &'a str, label: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// Writes `keys` records of `value_bytes` bytes, keyed `<key_prefix><i:012>`, to
-/// `topic` (to `partition`, or by the default partitioner), as fast as the broker takes
-/// them. Returns the seconds it took.
+/// A `payments` changelog value in the current format of about `value_bytes` bytes: the
+/// TTL layer's write time (`TtlStore::stored_value`, now), then a version 1 value
+/// (`processors/src/lifecycle/stored.rs`) of an authorized payment whose merchant id is
+/// padded to the size. A task that restores it and then processes traffic reads it like
+/// any other payment.
+pub fn payment_value(value_bytes: usize) -> Vec<u8> {
+    use paystream_processors::lifecycle::PaymentState;
+    use paystream_processors::lifecycle::stored::{StoredPayment, encode};
+    let state = |merchant_id: String| StoredPayment {
+        state: Some(PaymentState {
+            payment_id: String::new(),
+            merchant_id,
+            psp: "psp-a".into(),
+            amount_minor: 12_500,
+            currency: "EUR".into(),
+            status: paystream_schemas::PaymentStatus::Authorized,
+            initiated_event_id: "evt-initiated-000000000000".into(),
+            authorized_amount_minor: Some(12_500),
+            authorized_currency: Some("EUR".into()),
+            auth_event_id: Some("evt-auth-000000000000".into()),
+            settlement_event_id: None,
+        }),
+        pending: Vec::new(),
+        timers: Vec::new(),
+    };
+    let stored = |merchant_id: String| {
+        paystream_state::TtlStore::<paystream_state::InMemoryStore>::stored_value(
+            paystream_testkit::traffic::now_ms(),
+            &encode(&state(merchant_id)),
+        )
+    };
+    let overhead = stored(String::new()).len();
+    stored("m".repeat(value_bytes.saturating_sub(overhead + 1)))
+}
+
+/// Writes `keys` records with value `value`, keyed `<key_prefix><i:012>`, to `topic`
+/// (to `partition`, or by the default partitioner), as fast as the broker takes them.
+/// Returns the seconds it took.
 pub async fn fill_changelog(
     topic: &str,
     partition: Option<i32>,
     keys: u64,
-    value_bytes: usize,
+    value: &[u8],
     key_prefix: &str,
 ) -> anyhow::Result<f64> {
     let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
@@ -543,7 +578,6 @@ pub async fn fill_changelog(
         .set("linger.ms", "20")
         .set("queue.buffering.max.messages", "500000")
         .create()?;
-    let value = vec![b'v'; value_bytes];
     let filled = std::time::Instant::now();
     let mut deliveries = Vec::with_capacity(100_000);
     for i in 0..keys {
@@ -551,7 +585,7 @@ pub async fn fill_changelog(
         loop {
             let mut record = rdkafka::producer::FutureRecord::to(topic)
                 .key(&key)
-                .payload(&value);
+                .payload(value);
             if let Some(partition) = partition {
                 record = record.partition(partition);
             }
@@ -574,10 +608,11 @@ pub async fn fill_changelog(
     }
     let seconds = filled.elapsed().as_secs_f64();
     println!(
-        "changelog {topic}{}: {keys} keys of {value_bytes} value bytes written in {seconds:.1} s",
+        "changelog {topic}{}: {keys} keys of {} value bytes written in {seconds:.1} s",
         partition
             .map(|p| format!(" partition {p}"))
             .unwrap_or_default(),
+        value.len(),
     );
     Ok(seconds)
 }

@@ -40,7 +40,7 @@ async fn a_cancelled_restore_resumes_from_its_checkpoint() -> anyhow::Result<()>
             &AdminOptions::new(),
         )
         .await?;
-    fill_changelog(&store.changelog, Some(0), KEYS, 100, "key-").await?;
+    fill_changelog(&store.changelog, Some(0), KEYS, &[b'v'; 100], "key-").await?;
 
     // First restore: cancelled once its checkpoint shows progress.
     let id = TaskId {

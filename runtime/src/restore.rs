@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::kafka::read_committed_consumer_config;
 use crate::metrics::Metrics;
 use crate::state_manager::{TaskCheckpoint, task_dir};
+use crate::task::Task;
 use crate::topology::{Store, SubTopology, TaskId};
 use crate::{Error, Result};
 
@@ -49,14 +50,16 @@ pub struct RestoredStores {
     pub stores: Vec<(&'static str, RocksDbStore)>,
 }
 
-/// A task in the restoring phase: its restore thread and the flag that cancels it.
-pub struct Restoring {
+/// A task in the restoring phase: its restore thread and the flag that cancels it. The
+/// thread hands over the restored stores ([`Restoring::start`]) or the task built on
+/// them, its processor initialised ([`Restoring::start_task`]).
+pub struct Restoring<T: Send + 'static = RestoredStores> {
     pub id: TaskId,
     cancel: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<RestoredStores>>>,
+    thread: Option<JoinHandle<Result<T>>>,
 }
 
-impl Restoring {
+impl Restoring<RestoredStores> {
     /// Starts restoring task `id` of `sub` on a thread named `restore-<task>`.
     ///
     /// # Errors
@@ -67,14 +70,49 @@ impl Restoring {
         config: &Config,
         metrics: &Metrics,
     ) -> Result<Restoring> {
-        let cancel = Arc::new(AtomicBool::new(false));
         let stores = sub.stores.clone();
         let config = config.clone();
         let metrics = metrics.clone();
+        Restoring::spawn(id, move |cancel| {
+            restore_task(id, &stores, &config, &metrics, cancel)
+        })
+    }
+}
+
+impl Restoring<Task> {
+    /// As [`Restoring::start`], then builds the task on the restored stores on the same
+    /// thread: its processor's `init` (the lifecycle's scan of every payment for its
+    /// timer index) reads the whole store, seconds for millions of keys, while the stream
+    /// thread goes on processing and committing the running tasks.
+    ///
+    /// # Errors
+    /// [`Error::Thread`] when the thread cannot be started.
+    pub fn start_task(
+        id: TaskId,
+        sub: &SubTopology,
+        config: &Config,
+        metrics: &Metrics,
+    ) -> Result<Restoring<Task>> {
+        let sub = sub.clone();
+        let config = config.clone();
+        let metrics = metrics.clone();
+        Restoring::spawn(id, move |cancel| {
+            let restored = restore_task(id, &sub.stores, &config, &metrics, cancel)?;
+            Task::new(id, &sub, restored)
+        })
+    }
+}
+
+impl<T: Send + 'static> Restoring<T> {
+    fn spawn(
+        id: TaskId,
+        work: impl FnOnce(&AtomicBool) -> Result<T> + Send + 'static,
+    ) -> Result<Restoring<T>> {
+        let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
         let thread = std::thread::Builder::new()
             .name(format!("restore-{id}"))
-            .spawn(move || restore_task(id, &stores, &config, &metrics, &flag))
+            .spawn(move || work(&flag))
             .map_err(|source| Error::Thread {
                 what: "a restore thread",
                 source,
@@ -92,11 +130,12 @@ impl Restoring {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    /// Waits for the restore and returns the restored stores.
+    /// Waits for the restore and returns what it hands over.
     ///
     /// # Errors
-    /// The restore's error: Kafka, RocksDB or the state directory failing.
-    pub fn finish(mut self) -> Result<RestoredStores> {
+    /// The restore's error: Kafka, RocksDB or the state directory failing, or the
+    /// processor's `init`.
+    pub fn finish(mut self) -> Result<T> {
         let thread = self.thread.take().expect("a restore is finished once");
         thread.join().unwrap_or_else(|panic| {
             Err(Error::RestorePanicked {
@@ -124,7 +163,7 @@ impl Restoring {
     }
 }
 
-impl Drop for Restoring {
+impl<T: Send + 'static> Drop for Restoring<T> {
     fn drop(&mut self) {
         // A restore thread holds the task's RocksDB locks: never leave one behind.
         self.stop();

@@ -29,7 +29,7 @@ pub type ChangelogWrite = (TaskId, &'static str, Vec<u8>, Option<Vec<u8>>);
 pub struct TaskManager {
     topology: Topology,
     running: BTreeMap<TaskId, Task>,
-    restoring: BTreeMap<TaskId, Restoring>,
+    restoring: BTreeMap<TaskId, Restoring<Task>>,
     config: Config,
     metrics: Metrics,
     health: Arc<Health>,
@@ -75,7 +75,7 @@ impl TaskManager {
         if !self.restoring.contains_key(&id) {
             info!(task = %id, "task assigned: restoring its stores");
             let sub = self.topology.sub_topology(id.sub_topology);
-            let restoring = Restoring::start(id, sub, &self.config, &self.metrics)?;
+            let restoring = Restoring::start_task(id, sub, &self.config, &self.metrics)?;
             self.health.restore_started(&id.to_string());
             self.restoring.insert(id, restoring);
         }
@@ -109,8 +109,8 @@ impl TaskManager {
         for id in &finished {
             let restoring = self.restoring.remove(id).expect("listed above");
             self.health.restore_finished(&id.to_string());
-            let restored = restoring.finish()?;
-            let task = Task::new(*id, self.topology.sub_topology(id.sub_topology), restored)?;
+            // Restored and initialised on the restore thread.
+            let task = restoring.finish()?;
             info!(task = %id, "task running");
             self.running.insert(*id, task);
         }

@@ -69,7 +69,12 @@ impl<S: KeyValueStore> TtlStore<S> {
     }
 
     fn encode(&self, value: &[u8]) -> Vec<u8> {
-        let written_at_ms = self.stream_time_ms.max(0);
+        Self::stored_value(self.stream_time_ms.max(0), value)
+    }
+
+    /// `value` as this layer stores it (and as its changelog carries it): the stream time
+    /// it was written at, 8 bytes big-endian milliseconds, then the value.
+    pub fn stored_value(written_at_ms: i64, value: &[u8]) -> Vec<u8> {
         let mut stored = Vec::with_capacity(TIME_PREFIX_BYTES + value.len());
         stored.extend_from_slice(&written_at_ms.to_be_bytes());
         stored.extend_from_slice(value);

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use paystream_integration::{bootstrap, fill_changelog};
+use paystream_integration::{bootstrap, fill_changelog, payment_value};
 use paystream_runtime::Config;
 use paystream_runtime::restore::{RestoreControl, restore_store};
 use paystream_state::{KeyValueStore, RocksDbStore};
@@ -82,7 +82,14 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
 
-    fill_changelog(&topic, None, args.keys, args.value_bytes, "payment-").await?;
+    fill_changelog(
+        &topic,
+        None,
+        args.keys,
+        &payment_value(args.value_bytes),
+        "payment-",
+    )
+    .await?;
 
     // Peak RSS from here on: writing 5 to clear_refs resets VmHWM to the current RSS
     // (Linux proc(5)), so the changelog fill's buffers do not count as the restore's.

@@ -43,7 +43,7 @@ use serde_json::json;
 use tokio::time::MissedTickBehavior;
 
 use crate::Args;
-use paystream_integration::fill_changelog;
+use paystream_integration::{fill_changelog, payment_value};
 
 /// Partitions of every topic of the benchmark's application.
 const PARTITIONS: &str = "2";
@@ -148,7 +148,7 @@ async fn measure(args: &Args, env: &TestEnv, logs: &Path) -> anyhow::Result<Repo
         &changelog,
         Some(BIG_PARTITION),
         args.keys,
-        args.value_bytes,
+        &payment_value(args.value_bytes),
         KEY_PREFIX,
     )
     .await?;
