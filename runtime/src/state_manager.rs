@@ -104,6 +104,15 @@ pub fn task_dir(config: &Config, task_id: &str) -> PathBuf {
     config.state.dir.join(&config.application_id).join(task_id)
 }
 
+/// The offsets noted at one moment ([`TaskCheckpoint::noted`]), waiting for the flush
+/// that makes them true on disk.
+#[derive(Debug, Clone)]
+pub struct NotedCheckpoint {
+    checkpoint: Checkpoint,
+    /// Records noted up to that moment and not yet written.
+    records: i64,
+}
+
 /// The checkpoint of one task, owned by its state manager: loaded (or the task wiped)
 /// when the task is created, advanced as restores and commits move the stores forward.
 #[derive(Debug)]
@@ -194,13 +203,35 @@ impl TaskCheckpoint {
     /// [`Error::StateDirectory`] when the file cannot be written; the previous one stays,
     /// which is still safe to restore from.
     pub fn write_noted(&mut self) -> Result<()> {
-        self.checkpoint
+        let noted = self.noted();
+        self.write(&noted)
+    }
+
+    /// What was noted so far, to write ([`Self::write`]) once a flush of the stores
+    /// requested after this call has completed.
+    pub fn noted(&self) -> NotedCheckpoint {
+        NotedCheckpoint {
+            checkpoint: self.checkpoint.clone(),
+            records: self.unwritten_records,
+        }
+    }
+
+    /// Writes `noted` to the file; the records noted after it stay unwritten. The caller
+    /// has made the writes `noted` covers durable (a flush requested after
+    /// [`Self::noted`], and completed).
+    ///
+    /// # Errors
+    /// [`Error::StateDirectory`] when the file cannot be written; the previous one stays,
+    /// which is still safe to restore from.
+    pub fn write(&mut self, noted: &NotedCheckpoint) -> Result<()> {
+        noted
+            .checkpoint
             .write(&self.dir)
             .map_err(|source| Error::StateDirectory {
                 path: self.dir.display().to_string(),
                 source,
             })?;
-        self.unwritten_records = 0;
+        self.unwritten_records = (self.unwritten_records - noted.records).max(0);
         Ok(())
     }
 }
@@ -287,5 +318,15 @@ mod tests {
         assert_eq!(on_disk("payments"), Some(5_000));
         assert_eq!(on_disk("reconciliation"), Some(7));
         assert_eq!(checkpoint.unwritten_records(), 0);
+
+        // Noted before a flush in the background, written once it completed: the
+        // offsets noted after it stay unwritten.
+        checkpoint.note([("payments", 15_000)]);
+        let before_flush = checkpoint.noted();
+        checkpoint.note([("payments", 18_000)]);
+        checkpoint.write(&before_flush).unwrap();
+        assert_eq!(on_disk("payments"), Some(15_000), "what the flush covered");
+        assert_eq!(checkpoint.offset("payments"), Some(18_000));
+        assert_eq!(checkpoint.unwritten_records(), 3_000);
     }
 }

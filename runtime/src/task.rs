@@ -23,7 +23,7 @@ use tracing::warn;
 use crate::Result;
 use crate::poison::panic_message;
 use crate::restore::RestoredStores;
-use crate::state_manager::{CHECKPOINT_RECORDS_MIN, TaskCheckpoint};
+use crate::state_manager::{CHECKPOINT_RECORDS_MIN, NotedCheckpoint, TaskCheckpoint};
 use crate::topology::SubTopology;
 
 /// A task's state store: metering over time-to-live over the transactional write buffer
@@ -53,6 +53,9 @@ pub struct Task {
     /// of another (a backlog) cannot fire orphan timeouts early.
     upstream_time_ms: Vec<i64>,
     checkpoint: TaskCheckpoint,
+    /// The offsets noted when the stores' flush in the background was requested: the
+    /// checkpoint to write once that flush has completed.
+    flushing: Option<NotedCheckpoint>,
 }
 
 impl Task {
@@ -86,6 +89,7 @@ impl Task {
             partition_time_ms: [i64::MIN; 3],
             upstream_time_ms: Vec::new(),
             checkpoint: restored.checkpoint,
+            flushing: None,
         };
         let mut outputs = Vec::new();
         let Task {
@@ -176,9 +180,12 @@ impl Task {
     }
 
     /// Notes that the local stores now reflect their changelogs up to `next_offsets`
-    /// (store → next changelog offset), after a commit's writes reached RocksDB; once
-    /// [`CHECKPOINT_RECORDS_MIN`] records have accumulated, flushes the stores and writes
-    /// the checkpoint (docs/architecture.md, "State: changelogs, checkpoints, restore").
+    /// (store → next changelog offset), after a commit's writes reached RocksDB. Once
+    /// [`CHECKPOINT_RECORDS_MIN`] records have accumulated, asks the stores to flush in
+    /// the background and keeps the offsets noted at that moment; at a later commit that
+    /// finds the flush completed, writes those offsets as the checkpoint
+    /// (docs/architecture.md, "State: changelogs, checkpoints, restore"). The commit
+    /// never waits for a flush; the checkpoint trails the stores by at most one flush.
     ///
     /// # Errors
     /// [`crate::Error::StateDirectory`] when the checkpoint cannot be written; the
@@ -187,17 +194,40 @@ impl Task {
     pub fn checkpoint(&mut self, next_offsets: &BTreeMap<&'static str, i64>) -> Result<()> {
         self.checkpoint
             .note(next_offsets.iter().map(|(store, offset)| (*store, *offset)));
-        if self.checkpoint.unwritten_records() >= CHECKPOINT_RECORDS_MIN {
-            self.flush_and_checkpoint()?;
+        if self.flushing.is_some() && self.stores_flushed()? {
+            let flushed = self.flushing.take().expect("checked above");
+            self.checkpoint.write(&flushed)?;
+        }
+        if self.flushing.is_none() && self.checkpoint.unwritten_records() >= CHECKPOINT_RECORDS_MIN
+        {
+            // Noted before the flush is requested: every write it covers is sealed in
+            // the memtables the flush writes out.
+            let noted = self.checkpoint.noted();
+            for store in self.stores.values() {
+                store.inner().inner().inner().flush_in_background()?;
+            }
+            self.flushing = Some(noted);
         }
         Ok(())
     }
 
-    /// Flushes every store's memtables to disk, then writes the noted checkpoint.
+    /// True when no store has a memtable still waiting for its flush.
+    fn stores_flushed(&self) -> Result<bool> {
+        for store in self.stores.values() {
+            if !store.inner().inner().inner().flushed()? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Flushes every store's memtables to disk and waits, then writes the noted
+    /// checkpoint (a flush in the background still pending is overtaken by this one).
     fn flush_and_checkpoint(&mut self) -> Result<()> {
         for store in self.stores.values() {
             store.inner().inner().inner().flush()?;
         }
+        self.flushing = None;
         self.checkpoint.write_noted()
     }
 

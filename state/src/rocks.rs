@@ -92,6 +92,34 @@ impl RocksDbStore {
         self.db.flush().map_err(|e| rocks_error(&self.name, e))
     }
 
+    /// Starts writing the memtables to SST files and returns without waiting (RocksDB's
+    /// `Flush` with `wait = false`): the current memtable is sealed now, so every write
+    /// made before this call is on disk once [`Self::flushed`] turns true.
+    ///
+    /// # Errors
+    /// [`StoreError::Rocks`] when RocksDB refuses the flush.
+    pub fn flush_in_background(&self) -> Result<()> {
+        let mut options = rocksdb::FlushOptions::default();
+        options.set_wait(false);
+        self.db
+            .flush_opt(&options)
+            .map_err(|e| rocks_error(&self.name, e))
+    }
+
+    /// True when no sealed memtable waits for its flush (RocksDB's
+    /// `rocksdb.num-immutable-mem-table` is 0): every write made before the last
+    /// [`Self::flush_in_background`] is on disk.
+    ///
+    /// # Errors
+    /// [`StoreError::Rocks`] when RocksDB cannot report the property.
+    pub fn flushed(&self) -> Result<bool> {
+        let sealed = self
+            .db
+            .property_int_value("rocksdb.num-immutable-mem-table")
+            .map_err(|e| rocks_error(&self.name, e))?;
+        Ok(sealed.unwrap_or(0) == 0)
+    }
+
     /// Applies `batch` atomically, as [`KeyValueStore::write_batch`] does, without the
     /// owned key and value copies that call takes: for bulk loads such as a restore.
     ///
@@ -199,6 +227,47 @@ impl KeyValueStore for RocksDbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_background_flush_writes_every_earlier_write_to_an_sst_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RocksDbStore::open("flush", dir.path()).unwrap();
+        let level0_files = |store: &RocksDbStore| {
+            store
+                .db
+                .property_int_value("rocksdb.num-files-at-level0")
+                .unwrap()
+                .unwrap_or(0)
+        };
+        let mut batch = BulkWrite::default();
+        for i in 0..1_000u32 {
+            batch.write(&i.to_be_bytes(), Some(b"value"));
+        }
+        store.write_bulk(batch).unwrap();
+        assert_eq!(
+            level0_files(&store),
+            0,
+            "the writes are in the memtable only"
+        );
+        store.flush_in_background().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !store.flushed().unwrap() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the flush did not complete"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(
+            level0_files(&store),
+            1,
+            "the sealed memtable became one SST file"
+        );
+        assert_eq!(
+            store.get(&7u32.to_be_bytes()).unwrap().as_deref(),
+            Some(&b"value"[..])
+        );
+    }
 
     #[test]
     fn meets_the_store_contract() {
