@@ -5,20 +5,25 @@
 //! offset the local RocksDB store reflects on disk. RocksDB writes skip its write-ahead
 //! log (the changelog is the log), so a write is on disk once its store is flushed: after
 //! each commit the offsets are noted ([`TaskCheckpoint::note`]), and once
-//! [`CHECKPOINT_RECORDS_MIN`] changelog records have accumulated, and when the task
-//! closes, the task flushes its stores and then writes the file
-//! ([`TaskCheckpoint::write_noted`]) — as Kafka Streams checkpoints every 10,000 records.
+//! [`CHECKPOINT_RECORDS_MIN`] changelog records have accumulated the task asks its stores
+//! to flush in the background, keeps what was noted at that moment
+//! ([`TaskCheckpoint::noted`]) and writes it once the flush has completed
+//! ([`TaskCheckpoint::write`]); when the task closes it flushes, waits and writes what it
+//! noted ([`TaskCheckpoint::write_noted`]) — as Kafka Streams checkpoints every 10,000
+//! records.
 //!
 //! Why restoring from a checkpoint is always correct, even after `kill -9`: a store
 //! write reaches RocksDB only after its Kafka transaction committed, so the local store
 //! never holds anything the committed changelog does not; the checkpoint is written after
-//! a flush, so it never runs ahead of what the store has on disk (RocksDB may have
+//! the flush of what it records has completed, so it never runs ahead of what the store
+//! has on disk (RocksDB may have
 //! flushed more on its own; that is ahead of the checkpoint, never behind). Replaying the
 //! committed changelog from the checkpoint to its end therefore brings the store exactly
 //! to the committed state (replaying a record the store already has rewrites the same
 //! value, in changelog order). This is what Kafka Streams' KIP-892 aims at: no wipe after
-//! an unclean shutdown. A crash costs the replay of at most about
-//! [`CHECKPOINT_RECORDS_MIN`] records per task.
+//! an unclean shutdown. A crash costs the replay of about one to two times
+//! [`CHECKPOINT_RECORDS_MIN`] records per task (the file trails the stores by at most
+//! one flush).
 //!
 //! A restore flushes and writes its progress to the checkpoint every
 //! `RESTORE_CHECKPOINT_RECORDS` records it applies, so a restart resumes near where it
