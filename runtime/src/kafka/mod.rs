@@ -98,6 +98,10 @@ pub fn read_committed_to_end(
     };
     let consumer: BaseConsumer =
         read_committed_consumer_config(config, &format!("{}-reader", config.application_id))
+            // Should librdkafka ever reset a partition's position (an offset it cannot
+            // resolve), back to the start, never to the end: the reader takes a position
+            // at the end as "read", and would skip what it did not deliver.
+            .set("auto.offset.reset", "earliest")
             .create()
             .map_err(|e| kafka("creating a reader for", e))?;
     let request_timeout = std::time::Duration::from_millis(config.kafka.request_timeout_ms);
