@@ -79,7 +79,9 @@ pub fn is_retriable_code(code: RDKafkaErrorCode) -> bool {
 /// Reads every committed record of `topic` from the beginning
 /// (`isolation.level=read_committed`) until each partition's position reaches the high
 /// watermark it had when reading started; the position steps over transaction markers.
-/// For tools (`paystream dlq inspect`) and tests; bounded by `timeout`.
+/// For tools (`paystream dlq inspect`) and tests; bounded by `timeout`. Each record is
+/// returned once, in partition order, even if librdkafka resets a position back to the
+/// start (`auto.offset.reset=earliest`: a reset never skips a record).
 ///
 /// # Errors
 /// [`crate::Error::Kafka`] when the topic cannot be read, [`crate::Error::EndNotReached`] when
@@ -123,6 +125,7 @@ pub fn read_committed_to_end(
     consumer
         .assign(&assignment)
         .map_err(|e| kafka("assigning", e))?;
+    let mut delivered = positions.clone();
     let mut records = Vec::new();
     let deadline = std::time::Instant::now() + timeout;
     while positions.iter().zip(&ends).any(|(at, end)| at < end) {
@@ -144,8 +147,13 @@ pub fn read_committed_to_end(
             Some(Err(e)) => return Err(kafka("reading", e)),
             Some(Ok(message)) => {
                 let p = message.partition() as usize;
-                positions[p] = positions[p].max(message.offset() + 1);
-                records.push(message.detach());
+                // A record below what this partition already delivered comes again after
+                // a reset back to the start: it is in `records` once already.
+                if message.offset() >= delivered[p] {
+                    delivered[p] = message.offset() + 1;
+                    positions[p] = positions[p].max(delivered[p]);
+                    records.push(message.detach());
+                }
             }
         }
         if let Ok(current) = consumer.position() {
