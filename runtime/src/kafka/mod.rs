@@ -80,8 +80,9 @@ pub fn is_retriable_code(code: RDKafkaErrorCode) -> bool {
 /// (`isolation.level=read_committed`) until each partition's position reaches the high
 /// watermark it had when reading started; the position steps over transaction markers.
 /// For tools (`paystream dlq inspect`) and tests; bounded by `timeout`. Each record is
-/// returned once, in partition order, even if librdkafka resets a position back to the
-/// start (`auto.offset.reset=earliest`: a reset never skips a record).
+/// returned once, in offset order within its partition, even if librdkafka resets a
+/// position back to the start (`auto.offset.reset=earliest`: a reset never skips a
+/// record).
 ///
 /// # Errors
 /// [`crate::Error::Kafka`] when the topic cannot be read, [`crate::Error::EndNotReached`] when
