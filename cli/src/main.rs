@@ -180,7 +180,8 @@ fn main() -> ExitCode {
             } => commands::ledger::balance(config, args).await,
             Command::Replay(args) => commands::replay::replay(config, args).await,
             Command::Topology { format } => {
-                let topology = paystream_runtime::topology::Topology::payments(&config);
+                let topology =
+                    paystream_processors::topology::payments_topology_description(&config);
                 match format {
                     TopologyFormat::Text => print!("{}", topology.to_text()),
                     TopologyFormat::Mermaid => print!("{}", topology.to_mermaid()),

@@ -2,6 +2,8 @@
 //! operator resets the group with `paystream replay --by-duration` and runs the pipeline
 //! again. With state kept, every replayed record is recognised: nothing is posted twice
 //! and no output topic gets a record again. `replay` refuses while an instance runs.
+//! With `--reset-state`, the state is rebuilt from the input: every event is processed
+//! again and every output emitted again, and the ledger stays exactly as it was.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -130,6 +132,91 @@ async fn a_replay_of_a_day_posts_nothing_twice_and_emits_no_duplicates() -> anyh
         output_counts(&env)?,
         outputs,
         "no output record emitted again"
+    );
+    Ok(())
+}
+
+/// `replay`, retried while the group still has the member of the run that just ended
+/// (a static member leaves at its session timeout).
+async fn replay_when_the_group_is_empty(env: &TestEnv, args: &[&str]) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let replayed = env.paystream_unchecked(args)?;
+        let stderr = String::from_utf8_lossy(&replayed.stderr).into_owned();
+        if replayed.status.success() {
+            return Ok(stderr);
+        }
+        assert!(stderr.contains("live member"), "replay failed: {stderr}");
+        assert!(
+            Instant::now() < deadline,
+            "the stopped instance never left the group"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_with_reset_state_processes_everything_again_and_leaves_the_ledger()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("replay_reset");
+    let count = 500;
+    let expected = plan(&TrafficOptions {
+        count,
+        seed: 11,
+        ..TrafficOptions::default()
+    })
+    .expected;
+    env.prepare()?;
+    env.paystream(&[
+        "produce",
+        "--quiet",
+        "--count",
+        &count.to_string(),
+        "--seed",
+        "11",
+    ])?;
+    let first = env.paystream(&["run", "--until-caught-up"])?;
+    let first = String::from_utf8_lossy(&first.stdout).into_owned();
+    let records = expected.records.to_string();
+    assert_eq!(field(&first, "events read"), Some(records.as_str()));
+    let statuses = field(&first, "status changes emitted").map(str::to_string);
+    let entries = field(&first, "journal entries emitted").map(str::to_string);
+    assert!(statuses.as_deref().is_some_and(|n| n != "0"), "{first}");
+    let ledger = ledger_snapshot(&env.database_url).await?;
+    let outputs = output_counts(&env)?;
+
+    let said =
+        replay_when_the_group_is_empty(&env, &["replay", "--to-earliest", "--reset-state"]).await?;
+    assert!(said.contains("recreated 6 changelog topics"), "{said}");
+    let second = env.paystream(&["run", "--until-caught-up"])?;
+    let second = String::from_utf8_lossy(&second.stdout).into_owned();
+    println!("{second}");
+    assert_eq!(
+        field(&second, "events read"),
+        Some(records.as_str()),
+        "every event read again"
+    );
+    assert_eq!(
+        field(&second, "status changes emitted").map(str::to_string),
+        statuses,
+        "the state was rebuilt: every status change emitted again"
+    );
+    assert_eq!(
+        field(&second, "journal entries emitted").map(str::to_string),
+        entries
+    );
+    let again = output_counts(&env)?;
+    for (before, after) in outputs.iter().zip(&again) {
+        assert_eq!(
+            *after,
+            2 * before,
+            "every output emitted again: {outputs:?} -> {again:?}"
+        );
+    }
+    assert_eq!(
+        ledger_snapshot(&env.database_url).await?,
+        ledger,
+        "the ledger is exactly as it was: deterministic ids, nothing posted twice"
     );
     Ok(())
 }

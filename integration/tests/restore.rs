@@ -9,7 +9,6 @@ use paystream_runtime::metrics::Metrics;
 use paystream_runtime::restore::Restoring;
 use paystream_runtime::state_manager::{Checkpoint, task_dir};
 use paystream_runtime::task::TaskId;
-use paystream_runtime::topology::Topology;
 use paystream_state::KeyValueStore;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -25,7 +24,7 @@ fn restored_so_far(metrics: &Metrics, store: &str) -> u64 {
 async fn a_cancelled_restore_resumes_from_its_checkpoint() -> anyhow::Result<()> {
     let env = TestEnv::new("restore");
     let config = env.config();
-    let topology = Topology::payments(&config);
+    let topology = paystream_processors::topology::payments_topology_description(&config);
     let dedupe = topology.sub_topology(0);
     let store = dedupe.stores[0].clone();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

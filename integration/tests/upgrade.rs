@@ -19,7 +19,6 @@ use paystream_processors::{Origin, Output, Stream};
 use paystream_runtime::metrics::Metrics;
 use paystream_runtime::restore::Restoring;
 use paystream_runtime::task::{Task, TaskId};
-use paystream_runtime::topology::Topology;
 use paystream_schemas::{
     AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatus, ReconciliationExceptionKind,
     SettlementReported,
@@ -101,18 +100,28 @@ fn statuses(outputs: &[Output]) -> Vec<(Option<PaymentStatus>, PaymentStatus)> {
         .collect()
 }
 
+/// What the payment processors forwarded, as their outputs.
+fn outputs_of(forwarded: Vec<paystream_runtime::Forward>) -> Vec<Output> {
+    forwarded
+        .into_iter()
+        .map(|forward| Output::from_forward(forward).expect("a payments output"))
+        .collect()
+}
+
 fn process(task: &mut Task, event: InputEvent, topic: &str) -> anyhow::Result<Vec<Output>> {
     let origin = origin(topic, event.payment_id(), WRITTEN_AT_MS + 1);
-    task.advance_stream_time(Stream::of(&event), origin.timestamp_ms);
-    task.process(event, origin)?
-        .map_err(|message| anyhow::anyhow!("the record failed: {message}"))
+    task.advance_stream_time(Some(Stream::of(&event).input()), origin.timestamp_ms);
+    let forwarded = task
+        .process(Box::new(event), origin)?
+        .map_err(|message| anyhow::anyhow!("the record failed: {message}"))?;
+    Ok(outputs_of(forwarded))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changelogs_of_the_earlier_state_layout_restore_into_this_release() -> anyhow::Result<()> {
     let env = TestEnv::new("upgrade");
     let config = env.config();
-    let topology = Topology::payments(&config);
+    let topology = paystream_processors::topology::payments_topology_description(&config);
     let lifecycle = topology.sub_topology(1);
     assert_eq!(lifecycle.processor, "payment-lifecycle");
     let changelog = |store: &str| {
@@ -239,9 +248,20 @@ async fn changelogs_of_the_earlier_state_layout_restore_into_this_release() -> a
 
     // p1's settlement window (an old timer) finds it settled; p2's, a timer of this
     // release, finds it authorized and raises MISSING_IN_PSP.
-    task.advance_stream_time(Stream::Settlements, WRITTEN_AT_MS + 4 * DAY_MS);
-    task.advance_payments_time(0, 1, WRITTEN_AT_MS + 4 * DAY_MS);
-    let fired = task.punctuate()?;
+    task.advance_stream_time(
+        Some(Stream::Settlements.input()),
+        WRITTEN_AT_MS + 4 * DAY_MS,
+    );
+    task.advance_upstream_time(
+        paystream_processors::lifecycle::inputs::PAYMENTS_BY_ID,
+        0,
+        1,
+        WRITTEN_AT_MS + 4 * DAY_MS,
+    );
+    let fired = outputs_of(
+        task.punctuate()?
+            .map_err(|message| anyhow::anyhow!("punctuation failed: {message}"))?,
+    );
     let raised: Vec<(ReconciliationExceptionKind, &str)> = fired
         .iter()
         .filter_map(|o| match o {

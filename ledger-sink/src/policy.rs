@@ -1,4 +1,4 @@
-//! The sink's failure policy (STYLE 8–9): one function says what a PostgreSQL error
+//! The sink's failure policy: one function says what a PostgreSQL error
 //! means, one decides what the sink does about a failed batch. Nothing else in the sink
 //! inspects SQLSTATEs.
 //!

@@ -22,25 +22,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
+use paystream_processors::records::{self, PaymentRecord};
+use paystream_processors::topology::PaymentTopics;
 use paystream_processors::{DeadLetterReason, Origin, Stage};
 use paystream_runtime::Config;
-use paystream_runtime::dead_letter::{
-    DeadLetterRecord, FailureAction, dead_letter_record, headers, on_decode_error,
-};
+use paystream_runtime::dead_letter::{DeadLetterRecord, dead_letter_record, headers};
 use paystream_runtime::health::Health;
 use paystream_runtime::kafka::partition_count;
 use paystream_runtime::kafka::{client_config, read_committed_consumer_config};
 use paystream_runtime::lag::{EndOffsets, offsets};
 use paystream_runtime::metrics::Metrics;
 use paystream_runtime::topics::TopicNames;
-use paystream_schemas::{
-    AvroRecord, Codec, DecodeError, JournalEntry, PaymentStatusChanged, ReconciliationException,
-};
+use paystream_schemas::{Codec, DecodeError, DecodeErrorKind};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -74,7 +71,7 @@ pub struct LedgerSink {
 /// What a process's sink tasks share: decoding, the database pool, dead letters, health.
 struct Shared {
     config: Config,
-    names: TopicNames,
+    names: PaymentTopics,
     codec: Arc<Codec>,
     database: LedgerDatabase,
     /// Produces the sink's dead letters (idempotent, not transactional: the PostgreSQL
@@ -139,7 +136,7 @@ impl LedgerSink {
             .when(SinkError::is_retriable)
             .notify(|e, delay| warn!(error = %e, ?delay, "cannot reach PostgreSQL, retrying"))
             .await?;
-        let names = TopicNames::new(&config);
+        let names = PaymentTopics::new(&config);
         let producer: FutureProducer = client_config(&config)
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", DEAD_LETTER_DELIVERY_TIMEOUT_MS)
@@ -447,35 +444,32 @@ impl Shared {
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
         };
-        let payload = message.payload();
-        let decoded = if origin.topic == self.names.ledger_entries {
-            self.decode::<JournalEntry>(payload)
-                .await
-                .map(Content::Entry)
-        } else if origin.topic == self.names.reconciliation_exceptions {
-            self.decode::<ReconciliationException>(payload)
-                .await
-                .map(Content::Exception)
-        } else {
-            self.decode::<PaymentStatusChanged>(payload)
-                .await
-                .map(Content::Status)
-        };
-        let content = match decoded {
-            Ok(content) => content,
-            Err(e) => match on_decode_error(&e) {
-                FailureAction::DeadLetter(reason) => {
-                    Content::Undecodable(format!("{reason}: {}", e.message))
-                }
-                FailureAction::Retry | FailureAction::Fail => {
-                    return Err(SinkError::RegistryUnavailable {
-                        topic: origin.topic,
-                        partition: origin.partition,
-                        offset: origin.offset,
-                        message: e.message,
-                    });
-                }
-            },
+        let content = match self.decode(&origin.topic, message.payload()).await {
+            Ok(PaymentRecord::JournalEntry(entry)) => Content::Entry(entry),
+            Ok(PaymentRecord::Exception(exception)) => Content::Exception(exception),
+            Ok(PaymentRecord::Status(status)) => Content::Status(status),
+            Ok(PaymentRecord::Event(_)) => Content::Undecodable(format!(
+                "{}: the ledger sink does not read input events",
+                DeadLetterReason::UnknownSchema
+            )),
+            Err(e) if e.is_retriable() => {
+                return Err(SinkError::RegistryUnavailable {
+                    topic: origin.topic,
+                    partition: origin.partition,
+                    offset: origin.offset,
+                    message: e.message,
+                });
+            }
+            Err(e) => {
+                let reason = match e.kind {
+                    DecodeErrorKind::BadMagicByte => DeadLetterReason::BadMagicByte,
+                    DecodeErrorKind::UnknownSchema => DeadLetterReason::UnknownSchema,
+                    DecodeErrorKind::Undecodable | DecodeErrorKind::RegistryUnavailable => {
+                        DeadLetterReason::Undecodable
+                    }
+                };
+                Content::Undecodable(format!("{reason}: {}", e.message))
+            }
         };
         batch
             .next_offsets
@@ -484,19 +478,24 @@ impl Shared {
         Ok(())
     }
 
-    /// Decodes a value, retrying (bounded) while the Schema Registry is unreachable.
-    async fn decode<T: AvroRecord + DeserializeOwned>(
+    /// Decodes a value of `topic` (a topic the sink reads), retrying (bounded) while
+    /// the Schema Registry is unreachable.
+    async fn decode(
         &self,
+        topic: &str,
         payload: Option<&[u8]>,
-    ) -> std::result::Result<T, DecodeError> {
-        (|| self.codec.decode::<T>(payload))
+    ) -> std::result::Result<PaymentRecord, DecodeError> {
+        let record_type = self.names.record_type(topic).map_err(|unknown| {
+            DecodeError::new(DecodeErrorKind::UnknownSchema, unknown.to_string())
+        })?;
+        (|| records::decode(&self.codec, record_type, payload))
             .retry(
                 ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(200))
                     .with_max_delay(Duration::from_secs(10))
                     .with_max_times(8),
             )
-            .when(|e| on_decode_error(e) == FailureAction::Retry)
+            .when(DecodeError::is_retriable)
             .notify(|e, delay| {
                 warn!(error = %e.message, ?delay, "schema registry unavailable, retrying")
             })
@@ -629,7 +628,12 @@ pub fn sink_dead_letter(
     rejection: &Rejection,
     application_id: &str,
 ) -> DeadLetterRecord {
-    let mut record = dead_letter_record(origin, rejection.reason, &rejection.error, application_id);
+    let mut record = dead_letter_record(
+        origin,
+        rejection.reason.into(),
+        &rejection.error,
+        application_id,
+    );
     record.headers.retain(|(name, _)| *name != headers::STAGE);
     record
         .headers

@@ -1,6 +1,9 @@
-//! The fixed set of dead-letter reasons and the stages a record can fail at
-//! (docs/architecture.md, "Bad input"). A reason is written as the `paystream.dlq.reason`
-//! header and a stage as `paystream.dlq.stage`; both are bounded metric labels.
+//! The payments application's dead-letter reasons (docs/architecture.md, "Bad input"):
+//! the runtime's own and those of payment events. A reason is written as the
+//! `paystream.dlq.reason` header and its stage as `paystream.dlq.stage`; both are
+//! bounded metric labels.
+
+pub use paystream_runtime::processor::Stage;
 
 /// Why a record was dead-lettered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,43 +49,6 @@ pub enum DeadLetterReason {
     /// PostgreSQL refused the record's rows for a data reason (e.g. a NUL byte or an
     /// over-long key); the ledger sink wrote the rest of its batch.
     SinkRejected,
-}
-
-/// The stage of the pipeline at which a record failed, written as the
-/// `paystream.dlq.stage` header (Kafka Streams' deserialization, processing and
-/// production exception handlers are the model).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Stage {
-    /// Reading the record: size, Confluent framing, the schema, Avro decoding.
-    Decode,
-    /// Checking the decoded values against the event's contract.
-    Validate,
-    /// A processor handling the record (dedupe, lifecycle, punctuation).
-    Process,
-    /// Encoding or producing an output or changelog record of it.
-    Produce,
-    /// Writing its rows to PostgreSQL (the ledger sink).
-    Sink,
-}
-
-impl Stage {
-    /// The snake_case name written in headers and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Decode => "decode",
-            Stage::Validate => "validate",
-            Stage::Process => "process",
-            Stage::Produce => "produce",
-            Stage::Sink => "sink",
-        }
-    }
-}
-
-impl std::fmt::Display for Stage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 impl DeadLetterReason {
@@ -157,6 +123,57 @@ impl DeadLetterReason {
             | DeadLetterReason::ProcessingFailed
             | DeadLetterReason::RecordTooLarge => Stage::Process,
             DeadLetterReason::SinkRejected => Stage::Sink,
+        }
+    }
+}
+
+impl DeadLetterReason {
+    /// The reason named `name` (as [`Self::as_str`] writes it).
+    pub fn from_name(name: &str) -> Option<DeadLetterReason> {
+        DeadLetterReason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == name)
+    }
+}
+
+impl From<DeadLetterReason> for paystream_runtime::DeadLetterReason {
+    fn from(reason: DeadLetterReason) -> Self {
+        paystream_runtime::DeadLetterReason::new(reason.as_str(), reason.default_stage())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_names_its_reasons_as_the_application_does() {
+        for (ours, runtime) in [
+            (
+                DeadLetterReason::Undecodable,
+                paystream_runtime::DeadLetterReason::UNDECODABLE,
+            ),
+            (
+                DeadLetterReason::UnknownSchema,
+                paystream_runtime::DeadLetterReason::UNKNOWN_SCHEMA,
+            ),
+            (
+                DeadLetterReason::BadMagicByte,
+                paystream_runtime::DeadLetterReason::BAD_MAGIC_BYTE,
+            ),
+            (
+                DeadLetterReason::RecordTooLarge,
+                paystream_runtime::DeadLetterReason::RECORD_TOO_LARGE,
+            ),
+            (
+                DeadLetterReason::ProcessingFailed,
+                paystream_runtime::DeadLetterReason::PROCESSING_FAILED,
+            ),
+        ] {
+            assert_eq!(paystream_runtime::DeadLetterReason::from(ours), runtime);
+        }
+        for reason in DeadLetterReason::ALL {
+            assert_eq!(DeadLetterReason::from_name(reason.as_str()), Some(reason));
         }
     }
 }

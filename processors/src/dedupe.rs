@@ -19,17 +19,17 @@ use paystream_schemas::PaymentInitiated;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use paystream_runtime::{Input, Sink};
+
+use crate::lifecycle::EVENT_TIME_SKEW_MAX_MS;
+use crate::topology::{EventDeserializer, sinks, topics};
 use crate::{
-    DeadLetterReason, EventType, Input, Output, OutputKind, OutputSpec, Processor,
-    ProcessorContext, ProcessorError, Record, Result, StoreSpec, TopicRef, stores,
+    DeadLetterReason, Output, Processor, ProcessorContext, ProcessorError, Record, Result,
+    StoreSpec, stores,
 };
 
 /// Default idempotency retention: 72 hours, in milliseconds.
 pub const DEFAULT_RETENTION_MS: i64 = 72 * 60 * 60 * 1000;
-
-/// The repartition topic's logical name: deduplicated payments keyed by payment id,
-/// `<application_id>-payments-by-id`.
-pub const REPARTITION_TOPIC: &str = "payments-by-id";
 
 /// First byte of a version 1 value of the idempotency store.
 pub const IDEMPOTENCY_FORMAT_VERSION_1: u8 = 0x01;
@@ -135,12 +135,23 @@ pub fn fingerprint(event: &PaymentInitiated) -> [u8; FINGERPRINT_BYTES] {
 #[derive(Debug, Clone)]
 pub struct DedupeProcessor {
     retention_ms: i64,
+    event_time_skew_max_ms: i64,
 }
 
 impl DedupeProcessor {
     /// A processor that remembers idempotency keys for `retention_ms` of stream time.
     pub fn new(retention_ms: i64) -> Self {
-        DedupeProcessor { retention_ms }
+        DedupeProcessor {
+            retention_ms,
+            event_time_skew_max_ms: EVENT_TIME_SKEW_MAX_MS,
+        }
+    }
+
+    /// Dead-letters payments whose `occurred_at` is more than `skew_ms` ahead of their
+    /// record's timestamp (`processing.event_time_skew_max_ms`).
+    pub fn with_event_time_skew_max_ms(mut self, skew_ms: i64) -> Self {
+        self.event_time_skew_max_ms = skew_ms;
+        self
     }
 }
 
@@ -157,11 +168,13 @@ impl Processor for DedupeProcessor {
         "dedupe"
     }
 
-    fn inputs(&self) -> Vec<Input> {
-        vec![Input {
-            topic: TopicRef::External("payment_initiated"),
-            event: EventType::PaymentInitiated,
-        }]
+    fn inputs(&self) -> Vec<Input<PaymentInitiated>> {
+        vec![Input::new(
+            topics::PAYMENT_INITIATED,
+            EventDeserializer::<PaymentInitiated, PaymentInitiated>::new(
+                self.event_time_skew_max_ms,
+            ),
+        )]
     }
 
     /// Idempotency keys are remembered for the retention, then expire.
@@ -169,12 +182,13 @@ impl Processor for DedupeProcessor {
         vec![StoreSpec::expiring(stores::IDEMPOTENCY, self.retention_ms)]
     }
 
-    /// Accepted payments go to the repartition topic, re-keyed by payment id.
-    fn outputs(&self) -> Vec<OutputSpec> {
-        vec![OutputSpec {
-            kind: OutputKind::Repartition,
-            topic: TopicRef::Internal(REPARTITION_TOPIC),
-        }]
+    /// Accepted payments go to the repartition topic, re-keyed by payment id, byte for
+    /// byte as they came.
+    fn sinks(&self) -> Vec<Sink> {
+        vec![Sink::pass_through(
+            sinks::REPARTITION,
+            topics::PAYMENTS_BY_ID,
+        )]
     }
 
     fn process(

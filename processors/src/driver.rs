@@ -9,6 +9,8 @@ use paystream_state::{InMemoryStore, KeyValueStore};
 
 use paystream_schemas::{InputEvent, PaymentInitiated};
 
+use paystream_runtime::Forward;
+
 use crate::{Origin, Output, Processor, ProcessorContext, ProcessorError, Record, Result, Stream};
 
 /// Runs one processor over in-memory stores with a manual clock.
@@ -19,9 +21,10 @@ pub struct TestDriver<P: Processor> {
 
 struct MemoryContext {
     stores: HashMap<String, InMemoryStore>,
-    outputs: Vec<Output>,
+    outputs: Vec<Forward>,
     stream_time_ms: i64,
-    partition_time_ms: [i64; 3],
+    /// By input position.
+    partition_time_ms: Vec<i64>,
 }
 
 impl ProcessorContext for MemoryContext {
@@ -32,16 +35,19 @@ impl ProcessorContext for MemoryContext {
             .ok_or_else(|| ProcessorError::UnknownStore(name.to_string()))
     }
 
-    fn forward(&mut self, output: Output) {
-        self.outputs.push(output);
+    fn forward_record(&mut self, forward: Forward) {
+        self.outputs.push(forward);
     }
 
     fn stream_time_ms(&self) -> i64 {
         self.stream_time_ms
     }
 
-    fn partition_time_ms(&self, stream: Stream) -> i64 {
-        self.partition_time_ms[stream as usize]
+    fn partition_time_ms(&self, input: usize) -> i64 {
+        self.partition_time_ms
+            .get(input)
+            .copied()
+            .unwrap_or(i64::MIN)
     }
 }
 
@@ -65,7 +71,7 @@ impl<P: Processor> TestDriver<P> {
                 .collect(),
             outputs: Vec::new(),
             stream_time_ms: 0,
-            partition_time_ms: [0; 3],
+            partition_time_ms: vec![0; processor.inputs().len()],
         };
         restore(&mut context);
         processor
@@ -87,8 +93,11 @@ impl<P: Processor> TestDriver<P> {
         P::Input: StreamOf,
     {
         self.context.stream_time_ms = self.context.stream_time_ms.max(record.origin.timestamp_ms);
-        if let Some(stream) = record.value.stream() {
-            let time = &mut self.context.partition_time_ms[stream as usize];
+        if let Some(time) = record
+            .value
+            .stream()
+            .and_then(|stream| self.context.partition_time_ms.get_mut(stream.input()))
+        {
             *time = (*time).max(record.origin.timestamp_ms);
         }
         self.processor
@@ -122,6 +131,13 @@ impl<P: Processor> TestDriver<P> {
             .expect("processor error in the test driver");
         self.processor.committed();
         std::mem::take(&mut self.context.outputs)
+            .into_iter()
+            .map(|forward| {
+                let shown = format!("{forward:?}");
+                Output::from_forward(forward)
+                    .unwrap_or_else(|| panic!("not a payments output: {shown}"))
+            })
+            .collect()
     }
 
     /// Number of keys in store `name`.

@@ -1,10 +1,10 @@
-//! paystream processors: the payment logic as plain code over state stores, testable
-//! without Kafka.
+//! paystream's payments application: the payment logic as processors on the stream
+//! runtime (`paystream-runtime`), testable without Kafka.
 //!
-//! A processor is a small struct with one required method, [`Processor::process`]; the
+//! A processor is a small struct with one required method, `process`; the runtime's
 //! [`ProcessorContext`] hands it state stores, stream time and a forwarder for its
-//! [`Output`]s. The runtime (`paystream-runtime`) turns outputs into Kafka records inside
-//! the open transaction; [`driver::TestDriver`] runs processors in memory for tests.
+//! [`Output`]s, which become records of the sinks it declares. [`driver::TestDriver`]
+//! runs processors in memory for tests. [`topology::payments_topology`] registers them.
 //!
 //! - [`dedupe::DedupeProcessor`]: drops retried `payment_initiated` records by
 //!   `(merchant_id, idempotency_key)`, dead-letters conflicting reuse, re-keys by payment id.
@@ -17,75 +17,27 @@ pub mod dedupe;
 pub mod driver;
 pub mod ledger;
 pub mod lifecycle;
+pub mod metrics;
 pub mod reconciliation;
+pub mod records;
 pub mod timers;
 pub mod topology;
 
+use paystream_runtime::Forward;
 use paystream_schemas::{
-    InputEvent, JournalEntry, PaymentInitiated, PaymentStatusChanged, ReconciliationException,
+    JournalEntry, PaymentInitiated, PaymentStatusChanged, ReconciliationException,
 };
-use paystream_state::{KeyValueStore, StoreError};
-use serde::{Deserialize, Serialize};
 
-pub use dead_letter::{DeadLetterReason, Stage};
-pub use topology::{EventType, FromInputEvent, Input, OutputKind, OutputSpec, StoreSpec, TopicRef};
+pub use dead_letter::DeadLetterReason;
+pub use paystream_runtime::processor::{
+    Origin, Processor, ProcessorContext, ProcessorError, Record, Result, Sink, Stage, StoreSpec,
+};
+pub use topology::FromInputEvent;
 
-/// Errors that stop a task (never bad input: bad input is dead-lettered).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProcessorError {
-    /// A state store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A value in a state store does not decode: the store is corrupt and must be restored.
-    #[error("state store {store}: corrupt value for key {key}: {message}")]
-    CorruptState {
-        store: &'static str,
-        key: String,
-        message: String,
-    },
-    /// The processor asked for a store the task does not have (a topology bug).
-    #[error("processor asked for unknown state store {0}")]
-    UnknownStore(String),
-    /// The processor was handed an event it does not take: one of its declared inputs
-    /// carries another event type (a topology bug).
-    #[error("processor {processor} does not take {event} events; check its inputs()")]
-    UnexpectedInput {
-        processor: &'static str,
-        event: &'static str,
-    },
-}
+use crate::topology::sinks;
 
-impl ProcessorError {
-    /// Processor errors are not retried in place; the task is closed and restored.
-    pub fn is_retriable(&self) -> bool {
-        false
-    }
-}
-
-/// `Result` with [`ProcessorError`].
-pub type Result<T> = std::result::Result<T, ProcessorError>;
-
-/// Where a record came from, with its original bytes: what a dead letter carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Origin {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    /// Record timestamp, milliseconds since the Unix epoch.
-    pub timestamp_ms: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-}
-
-/// A decoded record handed to a processor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record<T> {
-    pub value: T,
-    pub origin: Origin,
-}
-
-/// What a processor emits; the runtime maps each variant to a sink topic.
+/// What the payment processors emit; each variant is forwarded to one sink
+/// ([`topology::sinks`]), keyed by payment id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// To the internal repartition topic `<app>-payments-by-id`, keyed by payment id.
@@ -106,29 +58,77 @@ pub enum Output {
     DuplicateDropped,
 }
 
-/// What a processor can reach while it runs.
-pub trait ProcessorContext {
-    /// The task's state store `name`.
-    ///
-    /// # Errors
-    /// [`ProcessorError::UnknownStore`] when the task has no such store.
-    fn store(&mut self, name: &str) -> Result<&mut dyn KeyValueStore>;
-
-    /// Emits an output; it is written in the open transaction.
-    fn forward(&mut self, output: Output);
-
-    /// Stream time of the task: the largest record timestamp seen, milliseconds since the
-    /// Unix epoch.
-    fn stream_time_ms(&self) -> i64;
-
-    /// Partition time of one of the task's input streams: the largest record timestamp
-    /// seen on it, milliseconds since the Unix epoch (`i64::MIN` before its first record).
-    /// Unlike stream time it does not depend on how the streams' records interleave, so
-    /// timers on it fire at the same point of their stream in every replay.
-    fn partition_time_ms(&self, stream: Stream) -> i64;
+impl From<Output> for Forward {
+    fn from(output: Output) -> Forward {
+        fn to<T: Send + Sync + 'static>(sink: &'static str, key: Vec<u8>, value: T) -> Forward {
+            Forward::To {
+                sink,
+                key,
+                value: Box::new(value),
+            }
+        }
+        let key = |payment_id: &str| payment_id.as_bytes().to_vec();
+        match output {
+            Output::Repartition(e) => to(sinks::REPARTITION, key(&e.payment_id), e),
+            Output::PaymentStatus(s) => to(sinks::PAYMENT_STATUS, key(&s.payment_id), s),
+            Output::JournalEntry(j) => to(sinks::JOURNAL_ENTRY, key(&j.payment_id), j),
+            Output::ReconciliationException(x) => {
+                to(sinks::RECONCILIATION_EXCEPTION, key(&x.payment_id), x)
+            }
+            Output::DeadLetter {
+                origin,
+                reason,
+                message,
+            } => Forward::DeadLetter {
+                origin,
+                reason: reason.into(),
+                message,
+            },
+            Output::DuplicateDropped => Forward::DuplicateDropped,
+        }
+    }
 }
 
-/// The input streams of a lifecycle task (one partition of each, co-partitioned).
+impl Output {
+    /// The output a [`Forward`] of the payment processors was made from (the test
+    /// driver's view of what they forwarded); `None` for one they never make.
+    pub fn from_forward(forward: Forward) -> Option<Output> {
+        match forward {
+            Forward::To { sink, value, .. } => match sink {
+                sinks::REPARTITION => value
+                    .downcast::<PaymentInitiated>()
+                    .ok()
+                    .map(|v| Output::Repartition(*v)),
+                sinks::PAYMENT_STATUS => value
+                    .downcast::<PaymentStatusChanged>()
+                    .ok()
+                    .map(|v| Output::PaymentStatus(*v)),
+                sinks::JOURNAL_ENTRY => value
+                    .downcast::<JournalEntry>()
+                    .ok()
+                    .map(|v| Output::JournalEntry(*v)),
+                sinks::RECONCILIATION_EXCEPTION => value
+                    .downcast::<ReconciliationException>()
+                    .ok()
+                    .map(|v| Output::ReconciliationException(*v)),
+                _ => None,
+            },
+            Forward::DeadLetter {
+                origin,
+                reason,
+                message,
+            } => DeadLetterReason::from_name(reason.as_str()).map(|reason| Output::DeadLetter {
+                origin,
+                reason,
+                message,
+            }),
+            Forward::DuplicateDropped => Some(Output::DuplicateDropped),
+        }
+    }
+}
+
+/// The input streams of a lifecycle task (one partition of each, co-partitioned), each
+/// with its clock (partition time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stream {
     /// Deduplicated payments, from the repartition topic.
@@ -152,153 +152,16 @@ impl Stream {
             InputEvent::SettlementReported(_) => Stream::Settlements,
         }
     }
-}
 
-/// A stream processor: it declares its place in the topology ([`Self::name`],
-/// [`Self::inputs`], [`Self::stores`], [`Self::outputs`]) and handles records in
-/// [`Self::process`]; `init`, `punctuate`, `committed`, `aborted` and `close` have no-op
-/// defaults. The runtime
-/// creates one instance per task.
-pub trait Processor {
-    /// The decoded record type the processor takes.
-    type Input: FromInputEvent;
-
-    /// The processor's name in the topology, e.g. `dedupe`.
-    fn name(&self) -> &'static str;
-
-    /// The topics it reads. One task per partition reads the same partition of each, so
-    /// when there are several they must be co-partitioned (same partition count, keyed
-    /// alike); the runtime checks this at start-up.
-    fn inputs(&self) -> Vec<Input>;
-
-    /// The state stores it owns, each with its changelog.
-    fn stores(&self) -> Vec<StoreSpec>;
-
-    /// Where each kind of its [`Output`]s goes.
-    fn outputs(&self) -> Vec<OutputSpec>;
-
-    /// Called once when a task starts, after its stores are restored, before its first
-    /// record.
-    ///
-    /// # Errors
-    /// [`ProcessorError`] stops the task.
-    fn init(&mut self, _ctx: &mut dyn ProcessorContext) -> Result<()> {
-        Ok(())
-    }
-
-    /// Handles one record.
-    ///
-    /// # Errors
-    /// [`ProcessorError`] when a store fails; bad input is dead-lettered, never an error.
-    fn process(
-        &mut self,
-        record: Record<Self::Input>,
-        ctx: &mut dyn ProcessorContext,
-    ) -> Result<()>;
-
-    /// Timer callback when stream time advances (punctuation).
-    ///
-    /// # Errors
-    /// [`ProcessorError`] stops the task.
-    fn punctuate(&mut self, _stream_time_ms: i64, _ctx: &mut dyn ProcessorContext) -> Result<()> {
-        Ok(())
-    }
-
-    /// Called after the task's open transaction committed: its store writes are now in
-    /// the stores. A processor that keeps something in memory beside its stores (an
-    /// index, a cache) makes that part final here.
-    fn committed(&mut self) {}
-
-    /// Called after the task's open transaction aborted: its store writes were dropped.
-    /// A processor that keeps something in memory beside its stores puts it back as it
-    /// was at the last commit.
-    fn aborted(&mut self) {}
-
-    /// Called once when the task closes.
-    fn close(&mut self) {}
-}
-
-/// A [`Processor`] as the runtime holds it: object-safe, taking the decoded
-/// [`InputEvent`] of any of its inputs. Every `Processor + Send` is one.
-pub trait TaskProcessor: Send {
-    /// See [`Processor::name`].
-    fn name(&self) -> &'static str;
-    /// See [`Processor::inputs`].
-    fn inputs(&self) -> Vec<Input>;
-    /// See [`Processor::stores`].
-    fn stores(&self) -> Vec<StoreSpec>;
-    /// See [`Processor::outputs`].
-    fn outputs(&self) -> Vec<OutputSpec>;
-    /// See [`Processor::init`].
-    ///
-    /// # Errors
-    /// [`ProcessorError`] stops the task.
-    fn init(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()>;
-    /// Converts `event` to the processor's input type and processes it.
-    ///
-    /// # Errors
-    /// [`ProcessorError::UnexpectedInput`] when the event is not of that type; otherwise
-    /// as [`Processor::process`].
-    fn process_event(
-        &mut self,
-        event: InputEvent,
-        origin: Origin,
-        ctx: &mut dyn ProcessorContext,
-    ) -> Result<()>;
-    /// See [`Processor::punctuate`].
-    ///
-    /// # Errors
-    /// [`ProcessorError`] stops the task.
-    fn punctuate(&mut self, stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()>;
-    /// See [`Processor::committed`].
-    fn committed(&mut self);
-    /// See [`Processor::aborted`].
-    fn aborted(&mut self);
-    /// See [`Processor::close`].
-    fn close(&mut self);
-}
-
-impl<P: Processor + Send> TaskProcessor for P {
-    fn name(&self) -> &'static str {
-        Processor::name(self)
-    }
-    fn inputs(&self) -> Vec<Input> {
-        Processor::inputs(self)
-    }
-    fn stores(&self) -> Vec<StoreSpec> {
-        Processor::stores(self)
-    }
-    fn outputs(&self) -> Vec<OutputSpec> {
-        Processor::outputs(self)
-    }
-    fn init(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()> {
-        Processor::init(self, ctx)
-    }
-    fn process_event(
-        &mut self,
-        event: InputEvent,
-        origin: Origin,
-        ctx: &mut dyn ProcessorContext,
-    ) -> Result<()> {
-        let event_name = EventType::of(&event).as_str();
-        let value =
-            P::Input::from_input_event(event).ok_or_else(|| ProcessorError::UnexpectedInput {
-                processor: Processor::name(self),
-                event: event_name,
-            })?;
-        Processor::process(self, Record { value, origin }, ctx)
-    }
-    fn punctuate(&mut self, stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()> {
-        Processor::punctuate(self, stream_time_ms, ctx)
-    }
-    fn committed(&mut self) {
-        Processor::committed(self)
-    }
-    fn aborted(&mut self) {
-        Processor::aborted(self)
-    }
-    fn close(&mut self) {
-        Processor::close(self)
+    /// The lifecycle's input whose partition time is this stream's clock (its position
+    /// in the lifecycle's inputs: payments-by-id, auth_success, auth_failure,
+    /// settlement); auths run on `auth_success`'s.
+    pub fn input(self) -> usize {
+        match self {
+            Stream::Payments => lifecycle::inputs::PAYMENTS_BY_ID,
+            Stream::Auths => lifecycle::inputs::AUTH_SUCCESS,
+            Stream::Settlements => lifecycle::inputs::SETTLEMENT,
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Property tests of the payment lifecycle (STYLE 14): for any interleaving, duplication
+//! Property tests of the payment lifecycle: for any interleaving, duplication
 //! and delay of a valid set of events, the final statuses and journal entries are the
 //! same, every entry balances, every status change is a legal transition, nothing is
 //! dead-lettered, and reconciliation exceptions are only the timing kinds, each at most
@@ -100,6 +100,7 @@ const SETTINGS: LifecycleSettings = LifecycleSettings {
     settlement_window_ms: 120_000,
     // Longer than any generated delay: no valid event expires from `pending`.
     pending_retention_ms: 10_000_000,
+    event_time_skew_max_ms: paystream_processors::lifecycle::EVENT_TIME_SKEW_MAX_MS,
 };
 
 fn scenario() -> impl Strategy<Value = Scenario> {

@@ -19,13 +19,6 @@ pub struct TransactionCounts {
     /// Input records on another partition than their key's murmur2 partition, by topic.
     pub misrouted: BTreeMap<String, u64>,
     pub input_records: u64,
-    pub status_changes: u64,
-    pub journal_entries: u64,
-    /// Reconciliation exceptions by kind.
-    pub exceptions: BTreeMap<&'static str, u64>,
-    /// Payments that reached a status, and their amounts (minor units) by currency.
-    pub payments: BTreeMap<&'static str, u64>,
-    pub amounts_minor: BTreeMap<(&'static str, String), u64>,
 }
 
 /// Counts of one run, for the summary `paystream run` prints.
@@ -40,12 +33,9 @@ pub struct RunSummary {
     /// Input records on another partition than their key's murmur2 partition (auths and
     /// settlements among them were rerouted to their payment's task).
     pub misrouted: u64,
-    /// Status changes produced to `payment_status`.
-    pub status_changes: u64,
-    /// Journal entries produced to `ledger_entries`.
-    pub journal_entries: u64,
-    /// Reconciliation exceptions produced, by kind.
-    pub exceptions: BTreeMap<String, u64>,
+    /// Records produced in committed transactions, by topic: outputs, repartition
+    /// topics, changelogs and dead-letter queues.
+    pub produced: BTreeMap<String, u64>,
     /// Committed transactions.
     pub commits: u64,
     /// Records processed after their task held back for `processing.max_task_idle_ms`
@@ -108,6 +98,7 @@ impl TransactionCounts {
                 .records_produced
                 .with_label_values(&[topic])
                 .inc_by(*n);
+            *summary.produced.entry(topic.clone()).or_insert(0) += n;
         }
         for (topic, n) in &self.misrouted {
             metrics
@@ -116,24 +107,6 @@ impl TransactionCounts {
                 .inc_by(*n);
             summary.misrouted += n;
         }
-        for (status, n) in &self.payments {
-            metrics.payments.with_label_values(&[status]).inc_by(*n);
-        }
-        for ((status, currency), amount_minor) in &self.amounts_minor {
-            metrics
-                .payment_amount_minor
-                .with_label_values(&[status, currency.as_str()])
-                .inc_by(*amount_minor);
-        }
-        for (kind, n) in &self.exceptions {
-            metrics
-                .reconciliation_exceptions
-                .with_label_values(&[kind])
-                .inc_by(*n);
-            *summary.exceptions.entry(kind.to_string()).or_insert(0) += n;
-        }
         summary.input_records += self.input_records;
-        summary.status_changes += self.status_changes;
-        summary.journal_entries += self.journal_entries;
     }
 }

@@ -1,5 +1,6 @@
-//! The dead-letter policy (STYLE 7, KIP-1034): one function per failure source decides
-//! what happens to a record, and one function builds the dead-letter record.
+//! The dead-letter policy (KIP-1034; docs/architecture.md, "Bad input"): one function
+//! decides what happens to a record that failed, and one function builds the
+//! dead-letter record.
 //!
 //! A dead-lettered record goes to `<source topic>.dlq`, same partition as its source, with
 //! its original key and value bytes — card numbers and credential values (`password=…`)
@@ -15,6 +16,7 @@
 //! | `paystream.dlq.application.id` | the application that dead-lettered it |
 //! | `paystream.dlq.stage` | where it failed: `decode`, `validate`, `process`, `produce` or `sink` |
 //! | `paystream.dlq.truncated` | only when key and value together were over [`DEAD_LETTER_KEY_VALUE_BYTES_MAX`] (an input topic allowing larger records): what was kept |
+//! | `paystream.dlq.masked` | only when bytes of the key or value were masked: `key`, `value` or `key,value` |
 //!
 //! # Masking
 //!
@@ -47,9 +49,10 @@
 //! works when the schema is unknown or the value undecodable — the records that are
 //! dead-lettered for exactly that reason.
 
-use paystream_processors::{DeadLetterReason, Origin, Stage};
-use paystream_schemas::validate::{Violation, credential_ranges, redact_sensitive};
-use paystream_schemas::{DecodeError, DecodeErrorKind};
+use paystream_sensitive::{credential_ranges, redact_sensitive};
+
+use crate::processor::{DeadLetterReason, Origin, Stage};
+use crate::serde::SerdeError;
 
 mod mask;
 pub use mask::{
@@ -59,8 +62,9 @@ pub use mask::{
 /// What to do with a record that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureAction {
-    /// Write it to the dead-letter queue and go on.
-    DeadLetter(DeadLetterReason),
+    /// Write it to the dead-letter queue with this reason, failed at this stage, and go
+    /// on.
+    DeadLetter(DeadLetterReason, Stage),
     /// Try the same record again later (a dependency is down).
     Retry,
     /// Stop the instance: the record must not be skipped (no failure maps here today; the
@@ -69,32 +73,12 @@ pub enum FailureAction {
     Fail,
 }
 
-/// The policy for records that could not be decoded.
-pub fn on_decode_error(error: &DecodeError) -> FailureAction {
-    match error.kind {
-        DecodeErrorKind::Undecodable => FailureAction::DeadLetter(DeadLetterReason::Undecodable),
-        DecodeErrorKind::BadMagicByte => FailureAction::DeadLetter(DeadLetterReason::BadMagicByte),
-        DecodeErrorKind::UnknownSchema => {
-            FailureAction::DeadLetter(DeadLetterReason::UnknownSchema)
-        }
-        DecodeErrorKind::RegistryUnavailable => FailureAction::Retry,
-    }
-}
-
-/// The policy for decoded records whose values break the contract.
-pub fn on_violation(violation: &Violation) -> FailureAction {
-    match violation {
-        Violation::InvalidValue(_) => FailureAction::DeadLetter(DeadLetterReason::InvalidValue),
-        Violation::PanDetected { .. } => FailureAction::DeadLetter(DeadLetterReason::PanDetected),
-        Violation::SecretDetected { .. } => {
-            FailureAction::DeadLetter(DeadLetterReason::SecretDetected)
-        }
-        Violation::ValueOutOfRange(_) => {
-            FailureAction::DeadLetter(DeadLetterReason::ValueOutOfRange)
-        }
-        Violation::EventTimeInFuture { .. } => {
-            FailureAction::DeadLetter(DeadLetterReason::EventTimeInFuture)
-        }
+/// The policy for records whose value a deserializer refused: the record's data is
+/// dead-lettered, the environment's failure retried.
+pub fn on_serde_error(error: &SerdeError) -> FailureAction {
+    match error {
+        SerdeError::Record { reason, stage, .. } => FailureAction::DeadLetter(*reason, *stage),
+        SerdeError::Environment { .. } => FailureAction::Retry,
     }
 }
 
@@ -107,11 +91,15 @@ pub mod headers {
     pub const SOURCE_OFFSET: &str = "paystream.dlq.source.offset";
     pub const SOURCE_TIMESTAMP: &str = "paystream.dlq.source.timestamp";
     pub const APPLICATION_ID: &str = "paystream.dlq.application.id";
-    /// The [`paystream_processors::Stage`] at which the record failed.
+    /// The [`Stage`] at which the record failed.
     pub const STAGE: &str = "paystream.dlq.stage";
     /// Present when the record was too large for a dead-letter topic and its key or value
     /// was cut: what was kept of how many bytes.
     pub const TRUNCATED: &str = "paystream.dlq.truncated";
+    /// Present when bytes of the key or value were masked (a card number or a credential
+    /// value): `key`, `value` or `key,value`. Such a dead letter is not the record as it
+    /// came, and `paystream dlq redrive` refuses it unless told otherwise.
+    pub const MASKED: &str = "paystream.dlq.masked";
 }
 
 /// Longest error message written to a header, bytes.
@@ -165,6 +153,11 @@ pub fn dead_letter_record_at(
     }
     let mut key = origin.key.as_deref().map(mask_sensitive);
     let mut value = origin.value.as_deref().map(mask_sensitive);
+    let masked: Vec<&str> = [("key", &origin.key, &key), ("value", &origin.value, &value)]
+        .into_iter()
+        .filter(|(_, original, masked)| original != masked)
+        .map(|(part, _, _)| part)
+        .collect();
     let truncated = fit_key_and_value(&mut key, &mut value, DEAD_LETTER_KEY_VALUE_BYTES_MAX);
     let mut record = DeadLetterRecord {
         topic: format!("{}.dlq", origin.topic),
@@ -185,6 +178,9 @@ pub fn dead_letter_record_at(
     };
     if let Some(truncated) = truncated {
         record.headers.push((headers::TRUNCATED, truncated));
+    }
+    if !masked.is_empty() {
+        record.headers.push((headers::MASKED, masked.join(",")));
     }
     record
 }
@@ -249,7 +245,7 @@ mod tests {
             key: Some(vec![b'k'; 10]),
             value: Some(vec![b'v'; 5 * 1024 * 1024]),
         };
-        let dl = dead_letter_record(&origin, DeadLetterReason::RecordTooLarge, "big", "app");
+        let dl = dead_letter_record(&origin, DeadLetterReason::RECORD_TOO_LARGE, "big", "app");
         assert_eq!(dl.key.as_ref().unwrap().len(), 10);
         assert_eq!(
             dl.value.as_ref().unwrap().len(),
@@ -263,7 +259,7 @@ mod tests {
         );
         let mut big_key = origin.clone();
         big_key.key = Some(vec![b'k'; 3 * 1024 * 1024]);
-        let dl = dead_letter_record(&big_key, DeadLetterReason::RecordTooLarge, "big", "app");
+        let dl = dead_letter_record(&big_key, DeadLetterReason::RECORD_TOO_LARGE, "big", "app");
         let total = dl.key.unwrap().len() + dl.value.unwrap().len();
         assert!(total <= DEAD_LETTER_KEY_VALUE_BYTES_MAX, "{total}");
         let small = dead_letter_record(
@@ -271,7 +267,7 @@ mod tests {
                 value: Some(vec![1; 10]),
                 ..origin
             },
-            DeadLetterReason::InvalidValue,
+            DeadLetterReason::UNDECODABLE,
             "x",
             "app",
         );
@@ -282,16 +278,15 @@ mod tests {
 
     #[test]
     fn decode_failures_map_to_reasons_and_registry_outages_retry() {
-        let err = |kind| DecodeError {
-            kind,
-            message: String::new(),
-        };
+        use paystream_avro::{DecodeError, DecodeErrorKind};
+
+        let err = |kind| SerdeError::from(DecodeError::new(kind, ""));
         assert_eq!(
-            on_decode_error(&err(DecodeErrorKind::BadMagicByte)),
-            FailureAction::DeadLetter(DeadLetterReason::BadMagicByte)
+            on_serde_error(&err(DecodeErrorKind::BadMagicByte)),
+            FailureAction::DeadLetter(DeadLetterReason::BAD_MAGIC_BYTE, Stage::Decode)
         );
         assert_eq!(
-            on_decode_error(&err(DecodeErrorKind::RegistryUnavailable)),
+            on_serde_error(&err(DecodeErrorKind::RegistryUnavailable)),
             FailureAction::Retry
         );
     }
@@ -308,7 +303,7 @@ mod tests {
         };
         let dl = dead_letter_record(
             &origin,
-            DeadLetterReason::PanDetected,
+            DeadLetterReason::new("pan_detected", Stage::Validate),
             "token 4111111111111111 looks like a card",
             "app",
         );

@@ -45,19 +45,22 @@ impl Drop for DlqDepthMonitor {
     }
 }
 
-/// Starts following the dead-letter topics and the redrive log of `config`'s application.
+/// Starts following `dead_letter_topics` and the redrive log of `config`'s application.
 ///
 /// # Errors
 /// [`Error::Kafka`] when the consumer cannot be created or assigned;
 /// [`Error::TopicMissing`] when a topic is missing.
-pub fn spawn(config: &Config, metrics: Metrics) -> Result<DlqDepthMonitor> {
+pub fn spawn(
+    config: &Config,
+    dead_letter_topics: Vec<String>,
+    metrics: Metrics,
+) -> Result<DlqDepthMonitor> {
     let names = TopicNames::new(config);
     let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
     let consumer: BaseConsumer =
         read_committed_consumer_config(config, &format!("{}-dlq-depth", config.application_id))
             .create()
             .map_err(|e| Error::kafka("creating the DLQ depth consumer", e))?;
-    let dead_letter_topics = names.dead_letter_topics();
     let mut assignment = TopicPartitionList::new();
     for topic in dead_letter_topics.iter().chain([&names.dlq_redrives]) {
         for partition in 0..partition_count(&consumer, topic, timeout)? {

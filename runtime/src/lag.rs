@@ -202,14 +202,16 @@ impl KnownEnds {
     /// Starts listing the ends of `partitions` every `interval`.
     ///
     /// # Errors
-    /// When librdkafka refuses the configuration.
+    /// [`crate::Error::Kafka`] when librdkafka refuses the configuration;
+    /// [`crate::Error::Thread`] when the thread cannot be started.
     pub fn spawn(
         config: &Config,
         partitions: Vec<(String, i32)>,
         interval: Duration,
         timeout: Duration,
-    ) -> KafkaResult<Self> {
-        let client = EndOffsets::new(config, &config.application_id)?;
+    ) -> crate::Result<Self> {
+        let client = EndOffsets::new(config, &config.application_id)
+            .map_err(|e| crate::Error::kafka("creating the partition-ends client", e))?;
         let ends: Arc<std::sync::Mutex<HashMap<(String, i32), i64>>> = Arc::default();
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = {
@@ -228,7 +230,10 @@ impl KnownEnds {
                         }
                     }
                 })
-                .expect("spawning the known-ends thread")
+                .map_err(|source| crate::Error::Thread {
+                    what: "the known-ends thread",
+                    source,
+                })?
         };
         Ok(KnownEnds {
             ends,

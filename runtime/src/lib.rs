@@ -1,18 +1,14 @@
-//! The paystream stream runtime: consume → process → produce → commit, exactly once.
+//! The stream runtime: consume → process → produce → commit, exactly once, for any
+//! topology of processors ([`processor`]); it knows no application's record types.
 //!
 //! One Kafka consumer (group `application_id`, `isolation.level=read_committed`) reads
-//! the four input topics and the internal repartition topic; records are routed to
-//! tasks — one per sub-topology and input partition — that own their RocksDB state
-//! stores. Outputs, changelog records and the consumed offsets of one commit interval go
-//! in one Kafka transaction (KIP-98; offsets with the consumer group metadata, KIP-447
-//! "exactly_once_v2"). Store writes reach RocksDB only after that transaction committed.
-//!
-//! ```text
-//! sub-topology 0 (task 0_p):  payment_initiated[p] → dedupe ─────► <app>-payments-by-id
-//! sub-topology 1 (task 1_p):  <app>-payments-by-id[p], auth_success[p], auth_failure[p],
-//!                             settlement[p] → lifecycle → payment_status, ledger_entries
-//! any task:                   bad input → <source topic>.dlq
-//! ```
+//! the topology's source topics; records are routed to tasks — one per sub-topology and
+//! input partition — that own their RocksDB state stores. A record's value is turned
+//! into the processor's input type by its topic's deserializer ([`serde`]) and what the
+//! processor forwards into record values by its sink's serializer. Outputs, changelog
+//! records and the consumed offsets of one commit interval go in one Kafka transaction
+//! (KIP-98; offsets with the consumer group metadata, KIP-447 "exactly_once_v2"). Store
+//! writes reach RocksDB only after that transaction committed.
 //!
 //! See `docs/architecture.md` for the whole picture.
 
@@ -29,9 +25,11 @@ pub mod metrics;
 pub mod origin;
 pub mod partition_group;
 pub mod poison;
+pub mod processor;
 pub mod record_collector;
 pub mod restore;
 pub mod security;
+pub mod serde;
 pub mod source;
 pub mod state_manager;
 pub mod stream_thread;
@@ -45,6 +43,11 @@ use rdkafka::error::KafkaError;
 
 pub use config::{Config, ConfigError};
 pub use counts::RunSummary;
+pub use processor::{
+    DeadLetterReason, Forward, Input, Origin, Processor, ProcessorContext, ProcessorError, Record,
+    Sink, Stage, StoreSpec, TopicRef,
+};
+pub use serde::{AvroSerde, Deserializer, RawRecord, SerdeContext, SerdeError, Serializer};
 pub use stream_thread::Pipeline;
 
 /// Errors of the runtime. Each says whether retrying the same operation can succeed.
@@ -113,8 +116,8 @@ pub enum Error {
     /// is no record to dead-letter.
     #[error("{stage} failed outside of any input record ({reason}): {message}")]
     FailedOutsideRecord {
-        stage: paystream_processors::Stage,
-        reason: paystream_processors::DeadLetterReason,
+        stage: processor::Stage,
+        reason: processor::DeadLetterReason,
         message: String,
     },
     /// A record failed and the dead-letter policy says to stop rather than dead-letter it.
@@ -149,9 +152,14 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] paystream_state::StoreError),
     #[error(transparent)]
-    Processor(#[from] paystream_processors::ProcessorError),
-    #[error(transparent)]
-    Codec(#[from] paystream_schemas::codec::CodecError),
+    Processor(#[from] processor::ProcessorError),
+    /// A serde failed by the environment (the Schema Registry), not by a record's data.
+    #[error("serializing for {topic}: {source}")]
+    Serde {
+        topic: String,
+        #[source]
+        source: serde::SerdeError,
+    },
     /// A task directory or checkpoint could not be written or removed.
     #[error("state directory {path}: {source}")]
     StateDirectory {
@@ -179,13 +187,18 @@ impl Error {
         }
     }
 
-    /// True when the failed operation may succeed if tried again.
+    /// True when the failed operation may succeed if tried again. The runtime retries
+    /// in place where it can — registry look-ups (`source.rs`, `record_collector.rs`),
+    /// transaction commits (`eos_producer.rs`), the broker's transient errors — so an
+    /// error that stops [`Pipeline::run`] has outlasted those retries; this tells the
+    /// caller whether starting the instance again may succeed (`paystream run` exits
+    /// with 75, EX_TEMPFAIL, when it may).
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Kafka { source, .. } => source
                 .rdkafka_error_code()
                 .is_some_and(kafka::is_retriable_code),
-            Error::Codec(e) => e.is_retriable(),
+            Error::Serde { source, .. } => source.is_retriable(),
             Error::TopicCreation { code, .. } => kafka::is_retriable_code(*code),
             Error::RegistryUnreachable { .. }
             | Error::GroupMetadataMissing

@@ -1,15 +1,6 @@
-//! Metric names live here and nowhere else (STYLE 13). Labels are bounded: topic,
-//! partition, store, reason, status, exception kind and ISO 4217 currency (validated at
-//! input, so at most the ~180 codes of the standard) — never an id.
-//!
-//! Business metrics count committed outputs only (they are added after the Kafka commit):
-//! - `paystream_payments_total{status}`: payments that reached each status. The decline
-//!   rate is `rate(…{status="DECLINED"}) / (rate(…{status="AUTHORIZED"}) +
-//!   rate(…{status="DECLINED"}))`.
-//! - `paystream_payment_amount_minor_total{status,currency}`: the payments' amounts in
-//!   minor units of `currency` (ISO 4217 exponent: 100 per EUR, 1 per JPY), summed per
-//!   status reached.
-//! - `paystream_reconciliation_exceptions_total{kind}`: exceptions raised.
+//! The runtime's metric names live here and nowhere else; an application registers its
+//! own in the same [`Registry`]. Labels are bounded: topic, partition, store, reason,
+//! stage — never an id.
 
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -65,12 +56,6 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     /// State store operations, by store and operation (get, put, delete, range).
     pub store_operations: IntCounterVec,
-    /// Payments that reached a status, by status.
-    pub payments: IntCounterVec,
-    /// Amounts of payments that reached a status, minor units, by status and currency.
-    pub payment_amount_minor: IntCounterVec,
-    /// Reconciliation exceptions raised, by kind.
-    pub reconciliation_exceptions: IntCounterVec,
     /// Consumer group rebalances seen by this instance.
     pub rebalances: IntCounter,
     /// From a record's timestamp (event time) to the commit of its transaction, seconds.
@@ -137,21 +122,6 @@ impl Metrics {
             "paystream_state_store_operations_total",
             "State store operations, by store and operation",
             &["store", "operation"],
-        );
-        let payments = counter_vec(
-            "paystream_payments_total",
-            "Payments that reached a status, by status",
-            &["status"],
-        );
-        let payment_amount_minor = counter_vec(
-            "paystream_payment_amount_minor_total",
-            "Amounts of payments that reached a status, in minor units of the currency",
-            &["status", "currency"],
-        );
-        let reconciliation_exceptions = counter_vec(
-            "paystream_reconciliation_exceptions_total",
-            "Reconciliation exceptions raised, by kind",
-            &["kind"],
         );
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("metric");
@@ -295,9 +265,6 @@ impl Metrics {
             commit_phase_seconds,
             consumer_lag,
             store_operations,
-            payments,
-            payment_amount_minor,
-            reconciliation_exceptions,
             rebalances,
             end_to_end_latency_seconds,
             restore_records,
@@ -315,53 +282,5 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every `paystream_*` name in `text`.
-    fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
-        let mut names = std::collections::BTreeSet::new();
-        let mut rest = text;
-        while let Some(at) = rest.find("paystream_") {
-            let name: String = rest[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-                .collect();
-            rest = &rest[at + name.len()..];
-            names.insert(name);
-        }
-        names
-    }
-
-    #[test]
-    fn dashboards_and_alerts_use_only_metrics_that_exist() {
-        let registered: std::collections::BTreeSet<String> = Metrics::new()
-            .registry
-            .gather()
-            .iter()
-            .map(|family| family.name().to_string())
-            .collect();
-        let mut used = metric_names(include_str!("../../config/prometheus/alerts.yml"));
-        used.extend(metric_names(include_str!(
-            "../../config/grafana/paystream-dashboard.json"
-        )));
-        assert!(used.len() > 10, "{used:?}");
-        for name in used {
-            let base = ["_bucket", "_count", "_sum"]
-                .iter()
-                .find_map(|suffix| name.strip_suffix(suffix))
-                .filter(|base| registered.contains(*base))
-                .unwrap_or(&name);
-            // Vectors without samples yet are not gathered: check the declared names too.
-            let declared = include_str!("metrics.rs").contains(&format!("\"{base}\""));
-            assert!(
-                registered.contains(base) || declared,
-                "{name} is used in config/ but paystream does not export it"
-            );
-        }
     }
 }

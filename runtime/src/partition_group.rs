@@ -414,7 +414,10 @@ impl PartitionGroups {
         let mut best: Option<(i64, TaskId, usize, bool)> = None;
         let mut hold_until: Option<Instant> = None;
         for &(task, timestamp_ms, partition, holds) in &candidates {
-            let queues = self.tasks.get_mut(&task).expect("candidate task exists");
+            // Candidates are made from `self.tasks` above.
+            let Some(queues) = self.tasks.get_mut(&task) else {
+                continue;
+            };
             let mut enforced = false;
             if holds {
                 let since = *queues.idle_since.get_or_insert(now);
@@ -443,9 +446,20 @@ impl PartitionGroups {
                 None => Next::Empty,
             };
         };
-        let key = &self.tasks[&task].partitions[partition];
-        let queue = self.queues.get_mut(key).expect("chosen queue exists");
-        let message = queue.records.pop_front().expect("chosen queue has a head");
+        // The chosen queue is a candidate's: it exists and has a head.
+        let Some(key) = self
+            .tasks
+            .get(&task)
+            .and_then(|queues| queues.partitions.get(partition))
+        else {
+            return Next::Empty;
+        };
+        let Some(queue) = self.queues.get_mut(key) else {
+            return Next::Empty;
+        };
+        let Some(message) = queue.records.pop_front() else {
+            return Next::Empty;
+        };
         self.buffered -= 1;
         let resume =
             (queue.paused_for_capacity && queue.records.len() <= self.capacity / 4).then(|| {

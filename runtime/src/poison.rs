@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use paystream_processors::{DeadLetterReason, Stage};
+use crate::processor::{DeadLetterReason, Stage};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::DeliveryFuture;
 use rdkafka::types::RDKafkaErrorCode;
@@ -57,10 +57,10 @@ pub fn refused_for_data(code: RDKafkaErrorCode) -> Option<DeadLetterReason> {
     use RDKafkaErrorCode as Code;
     match code {
         Code::MessageSizeTooLarge | Code::InvalidMessageSize | Code::MessageBatchTooLarge => {
-            Some(DeadLetterReason::RecordTooLarge)
+            Some(DeadLetterReason::RECORD_TOO_LARGE)
         }
         Code::InvalidTimestamp | Code::InvalidRecord | Code::InvalidMessage => {
-            Some(DeadLetterReason::ProcessingFailed)
+            Some(DeadLetterReason::PROCESSING_FAILED)
         }
         _ => None,
     }
@@ -183,11 +183,11 @@ mod tests {
         use RDKafkaErrorCode as Code;
         assert_eq!(
             refused_for_data(Code::MessageSizeTooLarge),
-            Some(DeadLetterReason::RecordTooLarge)
+            Some(DeadLetterReason::RECORD_TOO_LARGE)
         );
         assert_eq!(
             refused_for_data(Code::InvalidTimestamp),
-            Some(DeadLetterReason::ProcessingFailed)
+            Some(DeadLetterReason::PROCESSING_FAILED)
         );
         for code in [
             Code::NotLeaderForPartition,
@@ -208,7 +208,7 @@ mod tests {
         };
         let mut poison = PoisonRecords::default();
         let failed = Poisoned {
-            reason: DeadLetterReason::ProcessingFailed,
+            reason: DeadLetterReason::PROCESSING_FAILED,
             stage: Stage::Process,
             message: "boom".into(),
         };

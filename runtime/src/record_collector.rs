@@ -1,21 +1,18 @@
-//! The record collector (Kafka Streams' `RecordCollector`): turns a processor's outputs
-//! into Kafka records — Avro in the Confluent wire format, keys, headers, timestamps — and
-//! sends them in the open transaction of the [`crate::eos_producer::ExactlyOnceProducer`]
+//! The record collector (Kafka Streams' `RecordCollector`): turns what a processor
+//! forwards into Kafka records — the value by its sink's serializer, whatever its type;
+//! keys, headers, timestamps — and sends them in the open transaction of the [`crate::eos_producer::ExactlyOnceProducer`]
 //! it shares. It keeps each send's delivery report with the input record it was made
 //! for (so a refused output names its input, see [`crate::poison`]) and counts what the
 //! transaction did, for metrics published only once it commits.
 //!
-//! A failure caused by the record's data (an output that does not encode, that
-//! librdkafka refuses at once, an unbalanced journal entry) is not an error here: the
+//! A failure caused by the record's data (an output its serializer refuses, one that
+//! librdkafka refuses at once) is not an error here: the
 //! collector notes it ([`RecordCollector::fail`]) and the stream thread aborts the
 //! transaction and poisons the record. Only failures of the environment are errors.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use paystream_processors::{DeadLetterReason, Origin, Output, OutputKind, Stage};
-use paystream_schemas::Codec;
-use paystream_schemas::codec::CodecError;
+use backon::Retryable;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -24,6 +21,9 @@ pub use crate::counts::TransactionCounts;
 use crate::dead_letter::dead_letter_record_at;
 use crate::origin::origin_headers_of;
 use crate::poison::{Poisoned, refused_for_data};
+use crate::processor::{DeadLetterReason, Forward, Origin, SinkFormat, Stage};
+use crate::serde::{ErasedSerializer, SerdeContext, SerdeError};
+use crate::source::registry_retry_policy;
 use crate::topology::SubTopology;
 use crate::{Error, Result};
 
@@ -33,7 +33,7 @@ const QUEUE_FULL_ATTEMPTS_MAX: u32 = 1_000;
 /// Sends the outputs of the open transaction.
 pub struct RecordCollector {
     producer: FutureProducer,
-    codec: Arc<Codec>,
+    serde: SerdeContext,
     application_id: String,
     /// What the open transaction did.
     pub counts: TransactionCounts,
@@ -50,10 +50,10 @@ pub struct RecordCollector {
 
 impl RecordCollector {
     /// A collector sending with `producer` (the exactly-once producer's).
-    pub fn new(producer: FutureProducer, codec: Arc<Codec>, application_id: String) -> Self {
+    pub fn new(producer: FutureProducer, serde: SerdeContext, application_id: String) -> Self {
         RecordCollector {
             producer,
-            codec,
+            serde,
             application_id,
             counts: TransactionCounts::default(),
             deliveries: Vec::new(),
@@ -162,161 +162,129 @@ impl RecordCollector {
         .await
     }
 
-    /// Writes one output of sub-topology `sub`'s processor into the open transaction, to
-    /// the topic the processor declares for its kind, stamped `timestamp_ms`; `message`
-    /// is the input record being processed (`None` for outputs of punctuation). An output
-    /// that cannot be encoded or is not balanced fails its input record
-    /// ([`Self::fail`]).
+    /// Writes what sub-topology `sub`'s processor forwarded into the open transaction:
+    /// a record to the topic of the sink it names, serialized by that sink's serializer
+    /// (or the input record passed through), stamped `timestamp_ms`; a dead letter; a
+    /// dropped duplicate, counted. `message` is the input record being processed
+    /// (`None` for punctuation). A record that its sink refuses, or that names no sink of
+    /// the processor, fails its input record ([`Self::fail`]).
+    ///
+    /// # Errors
+    /// [`Error::Serde`] when the registry stays unreachable; as [`Self::send`].
     pub async fn emit(
         &mut self,
-        output: Output,
+        forward: Forward,
         sub: &SubTopology,
         message: Option<&OwnedMessage>,
         timestamp_ms: i64,
     ) -> Result<()> {
-        let sink = OutputKind::of(&output).map(|kind| (kind, sub.sink(kind)));
-        let topic = match sink {
-            Some((_, Some(topic))) => topic.to_string(),
-            Some((kind, None)) => {
-                return self.fail(
-                    DeadLetterReason::ProcessingFailed,
-                    Stage::Process,
-                    format!(
-                        "processor {} emitted a {kind:?} output but declares no topic for it",
-                        sub.processor
-                    ),
-                );
+        let (sink_name, key, value) = match forward {
+            Forward::To { sink, key, value } => (sink, key, value),
+            Forward::DeadLetter {
+                origin,
+                reason,
+                message: error,
+            } => {
+                return self
+                    .dead_letter(&origin, reason, reason.default_stage(), &error)
+                    .await;
             }
-            None => String::new(),
+            Forward::DuplicateDropped => {
+                let topic = message.map_or("", |m| m.topic());
+                *self.counts.duplicates.entry(topic.to_string()).or_insert(0) += 1;
+                return Ok(());
+            }
         };
-        match output {
-            Output::Repartition(event) => {
-                let message = message.expect("repartitioning happens while processing a record");
+        let Some(sink) = sub.sink(sink_name) else {
+            return self.fail(
+                DeadLetterReason::PROCESSING_FAILED,
+                Stage::Process,
+                format!(
+                    "processor {} forwarded to sink {sink_name}, which it does not declare",
+                    sub.processor
+                ),
+            );
+        };
+        match &sink.format {
+            SinkFormat::PassThrough => {
+                let Some(message) = message else {
+                    return self.fail(
+                        DeadLetterReason::PROCESSING_FAILED,
+                        Stage::Process,
+                        format!(
+                            "processor {} forwarded to pass-through sink {sink_name} outside \
+                             of any input record",
+                            sub.processor
+                        ),
+                    );
+                };
                 let headers = origin_headers_of(message);
                 // The value is passed through byte for byte: same schema id, same body.
                 self.send(
-                    &topic,
+                    &sink.topic,
                     None,
-                    Some(event.payment_id.as_bytes()),
+                    Some(&key),
                     message.payload(),
                     Some(headers),
                     timestamp_ms,
                 )
                 .await
             }
-            Output::PaymentStatus(status) => {
-                if !self
-                    .send_keyed(&topic, &status, &status.payment_id, timestamp_ms)
+            SinkFormat::Serialized(serializer) => {
+                let Some(bytes) = self
+                    .serialize(serializer.as_ref(), &sink.topic, &*value)
                     .await?
-                {
+                else {
                     return Ok(());
-                }
-                self.counts.status_changes += 1;
-                let status_name = status.status.as_str();
-                *self.counts.payments.entry(status_name).or_insert(0) += 1;
-                // Amounts are bounded at the door; the metric saturates rather than wraps.
-                let amount = self
-                    .counts
-                    .amounts_minor
-                    .entry((status_name, status.currency.clone()))
-                    .or_insert(0);
-                *amount = amount.saturating_add(status.amount_minor.max(0) as u64);
-                Ok(())
-            }
-            Output::JournalEntry(entry) => {
-                if !entry.is_balanced() {
-                    return self.fail(
-                        DeadLetterReason::ProcessingFailed,
-                        Stage::Process,
-                        format!("journal entry {} does not balance per currency", entry.id),
-                    );
-                }
-                if self
-                    .send_keyed(&topic, &entry, &entry.payment_id, timestamp_ms)
-                    .await?
-                {
-                    self.counts.journal_entries += 1;
-                }
-                Ok(())
-            }
-            Output::ReconciliationException(exception) => {
-                if self
-                    .send_keyed(&topic, &exception, &exception.payment_id, timestamp_ms)
-                    .await?
-                {
-                    *self
-                        .counts
-                        .exceptions
-                        .entry(exception.kind.as_str())
-                        .or_insert(0) += 1;
-                }
-                Ok(())
-            }
-            Output::DeadLetter {
-                origin,
-                reason,
-                message: error,
-            } => {
-                self.dead_letter(&origin, reason, reason.default_stage(), &error)
-                    .await
-            }
-            Output::DuplicateDropped => {
-                let topic = message.map_or("", |m| m.topic());
-                *self.counts.duplicates.entry(topic.to_string()).or_insert(0) += 1;
-                Ok(())
+                };
+                self.send(
+                    &sink.topic,
+                    None,
+                    Some(&key),
+                    Some(&bytes),
+                    None,
+                    timestamp_ms,
+                )
+                .await
             }
         }
     }
 
-    /// Encodes `record` for output `topic` and sends it keyed by `payment_id`, stamped
-    /// `timestamp_ms`. False when it could not be encoded (its input record has failed,
-    /// see [`Self::fail`]).
+    /// Serializes a forwarded value for `topic`, retrying while the registry is
+    /// unreachable. `None` when the value's data does not serialize: its input record
+    /// has failed ([`Self::fail`]).
     ///
     /// # Errors
-    /// As [`Self::encode`] and [`Self::send`].
-    async fn send_keyed<T: paystream_schemas::AvroRecord + serde::Serialize>(
+    /// [`Error::Serde`] when the registry stays unreachable;
+    /// [`Error::FailedOutsideRecord`] when a punctuation's output does not serialize.
+    pub async fn serialize(
         &mut self,
+        serializer: &dyn ErasedSerializer,
         topic: &str,
-        record: &T,
-        payment_id: &str,
-        timestamp_ms: i64,
-    ) -> Result<bool> {
-        let Some(value) = self.encode(topic, record).await? else {
-            return Ok(false);
-        };
-        self.send(
-            topic,
-            None,
-            Some(payment_id.as_bytes()),
-            Some(&value),
-            None,
-            timestamp_ms,
-        )
-        .await?;
-        Ok(true)
-    }
-
-    /// Encodes an output for `topic`. `None` when the record's data does not fit the
-    /// schema: its input record has failed ([`Self::fail`]).
-    ///
-    /// # Errors
-    /// [`Error::Codec`] when the registry cannot be reached.
-    pub async fn encode<T: paystream_schemas::AvroRecord + serde::Serialize>(
-        &mut self,
-        topic: &str,
-        record: &T,
+        value: &(dyn std::any::Any + Send + Sync),
     ) -> Result<Option<Vec<u8>>> {
-        match self.codec.encode(topic, record).await {
-            Ok(value) => Ok(Some(value)),
-            Err(e @ CodecError::Encode { .. }) => {
-                self.fail(
-                    DeadLetterReason::ProcessingFailed,
-                    Stage::Produce,
-                    e.to_string(),
-                )?;
+        let serde = &self.serde;
+        let serialized = (|| serializer.serialize_value(serde, topic, value))
+            .retry(registry_retry_policy())
+            .when(SerdeError::is_retriable)
+            .notify(|e, delay| {
+                tracing::warn!(error = %e, ?delay, "schema registry unavailable, retrying")
+            })
+            .await;
+        match serialized {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(SerdeError::Record {
+                reason,
+                stage,
+                message,
+            }) => {
+                self.fail(reason, stage, message)?;
                 Ok(None)
             }
-            Err(e) => Err(e.into()),
+            Err(source @ SerdeError::Environment { .. }) => Err(Error::Serde {
+                topic: topic.to_string(),
+                source,
+            }),
         }
     }
 
@@ -394,7 +362,8 @@ impl RecordCollector {
                 Err((KafkaError::MessageProduction(code), _))
                     if refused_for_data(code).is_some() =>
                 {
-                    let reason = refused_for_data(code).expect("matched above");
+                    let reason =
+                        refused_for_data(code).unwrap_or(DeadLetterReason::PROCESSING_FAILED);
                     self.fail(
                         reason,
                         Stage::Produce,

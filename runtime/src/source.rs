@@ -1,30 +1,26 @@
 //! The source of the stream task (Kafka Streams' `SourceNode` with its deserialization
 //! exception handler): what happens to a consumed record before a processor sees it.
 //! It finds the record's origin (for the repartition topic, the input it came from),
-//! checks its size and its partition, decodes it (Confluent wire format, Avro) and
-//! validates it, and says, through the dead-letter policy
-//! ([`crate::dead_letter`]), which records go to a dead-letter queue and why.
+//! checks its size and its partition, turns its value into the processor's input type
+//! with its topic's deserializer ([`crate::serde`]), and says, through the dead-letter
+//! policy ([`crate::dead_letter`]), which records go to a dead-letter queue and why.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use paystream_processors::{DeadLetterReason, EventType, Origin, Stage};
-use paystream_schemas::validate::{check_event_time, validate};
-use paystream_schemas::{
-    AuthFailed, AuthSucceeded, Codec, DecodeError, InputEvent, PaymentInitiated, SettlementReported,
-};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use tracing::warn;
 
-use crate::dead_letter::{FailureAction, on_decode_error, on_violation};
+use crate::dead_letter::{FailureAction, on_serde_error};
 use crate::origin::origin_headers;
-use crate::topology::Topology;
+use crate::processor::{DeadLetterReason, Origin, Stage, Value};
+use crate::serde::{RawRecord, SerdeContext, SerdeError};
+use crate::topology::{SubTopology, Topology};
 use crate::{Error, Result};
 
-/// Largest input record value the pipeline carries, bytes. A valid event is a few KB at
-/// most (identifiers and free text are bounded, see `paystream_schemas::validate`); a
+/// Largest input record value the pipeline carries, bytes. A valid record is a few KB at
+/// most (an application bounds its identifiers and free text when it validates); a
 /// larger value is dead-lettered as `record_too_large` before it is decoded, so it never
 /// reaches a state store, a changelog or an output.
 pub const INPUT_VALUE_BYTES_MAX: usize = 64 * 1024;
@@ -37,9 +33,9 @@ pub fn murmur2_partition(key: &[u8], partitions: i32) -> i32 {
     (hash % partitions.max(1) as u32) as i32
 }
 
-/// The retry policy of Schema Registry look-ups while decoding: exponential from 100 ms
+/// The retry policy of Schema Registry look-ups while (de)serializing: exponential from 100 ms
 /// to 5 s, 10 attempts; after that the instance stops (the registry is the environment).
-fn registry_retry_policy() -> ExponentialBuilder {
+pub(crate) fn registry_retry_policy() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
         .with_max_delay(Duration::from_secs(5))
@@ -58,9 +54,8 @@ pub struct Misrouted {
 /// The source stage of every task of one instance.
 pub struct Source {
     topology: Topology,
-    codec: Arc<Codec>,
+    serde: SerdeContext,
     registry_url: String,
-    event_time_skew_max_ms: i64,
     /// Partition count of each sub-topology's sources (its task count), by id.
     partitions: Vec<i32>,
     /// (topic, partition) pairs whose misrouted records were already logged.
@@ -73,15 +68,13 @@ impl Source {
     pub fn new(
         topology: Topology,
         partitions: Vec<i32>,
-        codec: Arc<Codec>,
+        serde: SerdeContext,
         registry_url: String,
-        event_time_skew_max_ms: i64,
     ) -> Self {
         Source {
             topology,
-            codec,
+            serde,
             registry_url,
-            event_time_skew_max_ms,
             partitions,
             misrouted_logged: HashSet::new(),
         }
@@ -178,84 +171,58 @@ impl Source {
         origin
     }
 
-    /// The event type of a record consumed from `topic` whose origin is `origin_topic`
-    /// (for a repartition topic, the input it came from): the origin's, as its inputs
-    /// declare it, else the consumed topic's.
-    pub fn event_of(&self, topic: &str, origin_topic: &str) -> EventType {
-        self.topology
-            .event_of(origin_topic)
-            .or_else(|| self.topology.event_of(topic))
-            .unwrap_or(EventType::PaymentInitiated)
+    /// Which of `sub`'s inputs a record consumed from `topic`, whose origin is
+    /// `origin_topic`, is decoded as: the origin when `sub` reads it too (a record
+    /// rerouted through the sub-topology's own repartition topic), else `topic`. Returns
+    /// its position in `sub`'s sources.
+    pub fn input_of(sub: &SubTopology, topic: &str, origin_topic: &str) -> Option<usize> {
+        sub.input_index(origin_topic)
+            .or_else(|| sub.input_index(topic))
     }
 
-    /// Decodes a record of input `topic` as `event` and validates it; its broker
-    /// timestamp is `record_timestamp_ms`. The outer `Result` is a failure of the
-    /// pipeline; the inner `Err` is a dead letter `(reason, stage, message)`.
+    /// Decodes the value of a record of `sub`'s input `input` with that input's
+    /// deserializer; the record's broker timestamp is `timestamp_ms`. The outer `Result`
+    /// is a failure of the pipeline; the inner `Err` is a dead letter
+    /// `(reason, stage, message)`.
+    ///
+    /// # Errors
+    /// [`Error::RegistryUnreachable`] when the registry stayed unreachable through the
+    /// retries; [`Error::PolicyFail`] when the policy says to stop.
     pub async fn decode(
         &self,
-        topic: &str,
-        event: EventType,
-        payload: Option<&[u8]>,
-        record_timestamp_ms: i64,
-    ) -> Result<std::result::Result<InputEvent, (DeadLetterReason, Stage, String)>> {
-        let codec = &self.codec;
-        let decode_once = || async {
-            match event {
-                EventType::PaymentInitiated => codec
-                    .decode::<PaymentInitiated>(payload)
-                    .await
-                    .map(InputEvent::PaymentInitiated),
-                EventType::AuthSucceeded => codec
-                    .decode::<AuthSucceeded>(payload)
-                    .await
-                    .map(InputEvent::AuthSucceeded),
-                EventType::AuthFailed => codec
-                    .decode::<AuthFailed>(payload)
-                    .await
-                    .map(InputEvent::AuthFailed),
-                EventType::SettlementReported => codec
-                    .decode::<SettlementReported>(payload)
-                    .await
-                    .map(InputEvent::SettlementReported),
-            }
+        sub: &SubTopology,
+        input: usize,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp_ms: i64,
+    ) -> Result<std::result::Result<Value, (DeadLetterReason, Stage, String)>> {
+        let source = &sub.sources[input];
+        let record = RawRecord {
+            topic: &source.topic,
+            key,
+            value,
+            timestamp_ms,
         };
+        let decode_once = || source.deserializer.deserialize_value(&self.serde, record);
         let decoded = decode_once
             .retry(registry_retry_policy())
-            .when(DecodeError::is_retriable)
+            .when(SerdeError::is_retriable)
             .notify(|e, delay| warn!(error = %e, ?delay, "schema registry unavailable, retrying"))
             .await;
-        let event = match decoded {
-            Ok(event) => event,
-            Err(e) => match on_decode_error(&e) {
-                FailureAction::DeadLetter(reason) => {
-                    return Ok(Err((reason, Stage::Decode, e.message)));
-                }
-                FailureAction::Retry | FailureAction::Fail => {
-                    return Err(Error::RegistryUnreachable {
-                        url: self.registry_url.clone(),
-                        message: e.message,
-                    });
-                }
-            },
+        let error = match decoded {
+            Ok(value) => return Ok(Ok(value)),
+            Err(error) => error,
         };
-        let checked = validate(&event).and_then(|()| {
-            check_event_time(
-                event.event_time_ms(),
-                record_timestamp_ms,
-                self.event_time_skew_max_ms,
-            )
-        });
-        match checked {
-            Ok(()) => Ok(Ok(event)),
-            Err(violation) => match on_violation(&violation) {
-                FailureAction::DeadLetter(reason) => {
-                    Ok(Err((reason, Stage::Validate, violation.to_string())))
-                }
-                FailureAction::Retry | FailureAction::Fail => Err(Error::PolicyFail {
-                    topic: topic.to_string(),
-                    message: violation.to_string(),
-                }),
-            },
+        match on_serde_error(&error) {
+            FailureAction::DeadLetter(reason, stage) => Ok(Err((reason, stage, error.to_string()))),
+            FailureAction::Retry => Err(Error::RegistryUnreachable {
+                url: self.registry_url.clone(),
+                message: error.to_string(),
+            }),
+            FailureAction::Fail => Err(Error::PolicyFail {
+                topic: source.topic.clone(),
+                message: error.to_string(),
+            }),
         }
     }
 }

@@ -8,11 +8,6 @@
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 
-use paystream_processors::{
-    Origin, Output, ProcessorContext, ProcessorError, Result as ProcessorResult, Stream,
-    TaskProcessor,
-};
-use paystream_schemas::InputEvent;
 use paystream_state::{
     KeyValueStore, MeteredStore, PendingWrite, RocksDbStore, StoreMetrics, TransactionalStore,
     TtlStore,
@@ -22,6 +17,10 @@ use tracing::warn;
 
 use crate::Result;
 use crate::poison::panic_message;
+use crate::processor::{
+    Forward, Origin, ProcessorContext, ProcessorError, Result as ProcessorResult, TaskProcessor,
+    Value,
+};
 use crate::restore::RestoredStores;
 use crate::state_manager::{CHECKPOINT_RECORDS_MIN, NotedCheckpoint, TaskCheckpoint};
 use crate::topology::SubTopology;
@@ -44,14 +43,15 @@ pub struct Task {
     processor: Box<dyn TaskProcessor>,
     /// Largest record timestamp processed, milliseconds since the Unix epoch.
     pub stream_time_ms: i64,
-    /// Largest record timestamp per input [`Stream`] (partition time), milliseconds since
-    /// the Unix epoch; `i64::MIN` before the stream's first record.
-    pub partition_time_ms: [i64; 3],
-    /// For the payments stream (the repartition topic, written by every dedupe task):
-    /// the largest timestamp seen from each `payment_initiated` partition. The payments
-    /// stream's clock is their minimum — a watermark — so one dedupe task running ahead
-    /// of another (a backlog) cannot fire orphan timeouts early.
-    upstream_time_ms: Vec<i64>,
+    /// Largest record timestamp per input (partition time, by position in the
+    /// sub-topology's sources), milliseconds since the Unix epoch; `i64::MIN` before the
+    /// input's first record.
+    pub partition_time_ms: Vec<i64>,
+    /// For an input that is a repartition topic written by another sub-topology: the
+    /// largest timestamp seen from each of the writer's input partitions, by input. That
+    /// input's partition time is their minimum — a watermark — so one upstream task
+    /// running ahead of another (a backlog) cannot fire the timers on it early.
+    upstream_time_ms: Vec<Vec<i64>>,
     checkpoint: TaskCheckpoint,
     /// The offsets noted when the stores' flush in the background was requested: the
     /// checkpoint to write once that flush has completed.
@@ -86,8 +86,8 @@ impl Task {
             ttl_stores,
             processor: sub.processor(),
             stream_time_ms: i64::MIN,
-            partition_time_ms: [i64::MIN; 3],
-            upstream_time_ms: Vec::new(),
+            partition_time_ms: vec![i64::MIN; sub.sources.len()],
+            upstream_time_ms: vec![Vec::new(); sub.sources.len()],
             checkpoint: restored.checkpoint,
             flushing: None,
         };
@@ -103,36 +103,36 @@ impl Task {
             stores,
             outputs: &mut outputs,
             stream_time_ms: *stream_time_ms,
-            partition_time_ms: *partition_time_ms,
+            partition_time_ms: partition_time_ms.as_slice(),
         };
         processor.init(&mut context)?;
         Ok(task)
     }
 
     /// Runs the processor on one decoded record. `Ok(Err(message))` when the processor
-    /// panicked on it or was handed an event type it does not take: its store writes may
-    /// be partial, so the caller aborts the transaction and dead-letters the record.
+    /// panicked on it or was handed a value of a type it does not take: its store writes
+    /// may be partial, so the caller aborts the transaction and dead-letters the record.
     ///
     /// # Errors
     /// A processor error (a state store failing): the environment, not the record.
     pub fn process(
         &mut self,
-        event: InputEvent,
+        value: Value,
         origin: Origin,
-    ) -> Result<std::result::Result<Vec<Output>, String>> {
+    ) -> Result<std::result::Result<Vec<Forward>, String>> {
         let mut outputs = Vec::new();
         let mut context = TaskContext {
             stores: &mut self.stores,
             outputs: &mut outputs,
             stream_time_ms: self.stream_time_ms,
-            partition_time_ms: self.partition_time_ms,
+            partition_time_ms: &self.partition_time_ms,
         };
         let processor = &mut self.processor;
         let processed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            processor.process_event(event, origin, &mut context)
+            processor.process_value(value, origin, &mut context)
         }));
         match processed {
-            // An event of another type than the processor takes can only come from a
+            // A value of another type than the processor takes can only come from a
             // record's data (a repartitioned record's origin header): the record fails,
             // the task goes on.
             Ok(Err(e @ ProcessorError::UnexpectedInput { .. })) => Ok(Err(e.to_string())),
@@ -145,24 +145,38 @@ impl Task {
     }
 
     /// Punctuation at the task's stream time (nothing before its first record): the
-    /// processor's due timers fire. Returns what they forwarded.
+    /// processor's due timers fire. Returns what they forwarded, or `Ok(Err(message))`
+    /// when the processor panicked: its store writes may be partial, so the caller
+    /// aborts the open transaction, and the task goes on.
     ///
     /// # Errors
     /// A processor error (a state store failing).
-    pub fn punctuate(&mut self) -> Result<Vec<Output>> {
+    pub fn punctuate(&mut self) -> Result<std::result::Result<Vec<Forward>, String>> {
         let mut outputs = Vec::new();
         if self.stream_time_ms == i64::MIN {
-            return Ok(outputs);
+            return Ok(Ok(outputs));
         }
         let mut context = TaskContext {
             stores: &mut self.stores,
             outputs: &mut outputs,
             stream_time_ms: self.stream_time_ms,
-            partition_time_ms: self.partition_time_ms,
+            partition_time_ms: &self.partition_time_ms,
         };
-        self.processor
-            .punctuate(self.stream_time_ms, &mut context)?;
-        Ok(outputs)
+        let processor = &mut self.processor;
+        let stream_time_ms = self.stream_time_ms;
+        let punctuated = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            processor.punctuate(stream_time_ms, &mut context)
+        }));
+        match punctuated {
+            Ok(result) => {
+                result?;
+                Ok(Ok(outputs))
+            }
+            Err(panic) => Ok(Err(format!(
+                "punctuation failed: {}",
+                panic_message(&*panic)
+            ))),
+        }
     }
 
     /// Closes the task: drops the open transaction's writes, flushes the stores and
@@ -231,36 +245,36 @@ impl Task {
         self.checkpoint.write_noted()
     }
 
-    /// Records a repartitioned payment that came from `payment_initiated` partition
-    /// `upstream_partition` (of `upstream_partitions`) with `timestamp_ms`, and moves the
-    /// payments stream's clock to the minimum over all upstream partitions (`i64::MIN`
-    /// until each has been seen).
-    pub fn advance_payments_time(
+    /// Records a record of input `input` — a repartition topic written by another
+    /// sub-topology — that came from the writer's input partition `upstream_partition`
+    /// (of `upstream_partitions`) with `timestamp_ms`, and moves that input's partition
+    /// time to the minimum over all upstream partitions (`i64::MIN` until each has been
+    /// seen).
+    pub fn advance_upstream_time(
         &mut self,
+        input: usize,
         upstream_partition: i32,
         upstream_partitions: usize,
         timestamp_ms: i64,
     ) {
-        if self.upstream_time_ms.len() != upstream_partitions {
-            self.upstream_time_ms.resize(upstream_partitions, i64::MIN);
+        let Some(upstream) = self.upstream_time_ms.get_mut(input) else {
+            return;
+        };
+        if upstream.len() != upstream_partitions {
+            upstream.resize(upstream_partitions, i64::MIN);
         }
-        if let Some(time) = self.upstream_time_ms.get_mut(upstream_partition as usize) {
+        if let Some(time) = upstream.get_mut(upstream_partition as usize) {
             *time = (*time).max(timestamp_ms);
         }
-        self.partition_time_ms[Stream::Payments as usize] = self
-            .upstream_time_ms
-            .iter()
-            .copied()
-            .min()
-            .unwrap_or(i64::MIN);
+        self.partition_time_ms[input] = upstream.iter().copied().min().unwrap_or(i64::MIN);
     }
 
-    /// Moves the task's stream time and `stream`'s partition time forward to
-    /// `timestamp_ms` (never backward); TTL stores expire by stream time, timers by
+    /// Moves the task's stream time forward to `timestamp_ms` (never backward), and input
+    /// `input`'s partition time too unless it is a watermark
+    /// ([`Self::advance_upstream_time`]); TTL stores expire by stream time, timers by
     /// partition times.
-    pub fn advance_stream_time(&mut self, stream: Stream, timestamp_ms: i64) {
-        if stream != Stream::Payments {
-            let partition_time = &mut self.partition_time_ms[stream as usize];
+    pub fn advance_stream_time(&mut self, input: Option<usize>, timestamp_ms: i64) {
+        if let Some(partition_time) = input.and_then(|i| self.partition_time_ms.get_mut(i)) {
             *partition_time = (*partition_time).max(timestamp_ms);
         }
         self.stream_time_ms = self.stream_time_ms.max(timestamp_ms);
@@ -331,9 +345,9 @@ impl Task {
 /// [`ProcessorContext`] over one task's stores.
 pub struct TaskContext<'a> {
     stores: &'a mut BTreeMap<&'static str, TaskStore>,
-    outputs: &'a mut Vec<Output>,
+    outputs: &'a mut Vec<Forward>,
     stream_time_ms: i64,
-    partition_time_ms: [i64; 3],
+    partition_time_ms: &'a [i64],
 }
 
 impl ProcessorContext for TaskContext<'_> {
@@ -344,15 +358,18 @@ impl ProcessorContext for TaskContext<'_> {
             .ok_or_else(|| ProcessorError::UnknownStore(name.to_string()))
     }
 
-    fn forward(&mut self, output: Output) {
-        self.outputs.push(output);
+    fn forward_record(&mut self, forward: Forward) {
+        self.outputs.push(forward);
     }
 
     fn stream_time_ms(&self) -> i64 {
         self.stream_time_ms
     }
 
-    fn partition_time_ms(&self, stream: Stream) -> i64 {
-        self.partition_time_ms[stream as usize]
+    fn partition_time_ms(&self, input: usize) -> i64 {
+        self.partition_time_ms
+            .get(input)
+            .copied()
+            .unwrap_or(i64::MIN)
     }
 }

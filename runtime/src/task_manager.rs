@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use paystream_processors::{Origin, Output};
-use paystream_schemas::InputEvent;
 use rdkafka::TopicPartitionList;
 use tracing::info;
 
@@ -17,6 +15,7 @@ use crate::Result;
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::Metrics;
+use crate::processor::{Forward, Origin, Value};
 use crate::restore::Restoring;
 use crate::task::{Task, TaskId};
 use crate::topology::Topology;
@@ -24,6 +23,15 @@ use crate::topology::Topology;
 /// One changelog record of a store write made in the open transaction: task, store, key,
 /// value (`None`: a delete).
 pub type ChangelogWrite = (TaskId, &'static str, Vec<u8>, Option<Vec<u8>>);
+
+/// What the punctuation of every running task made.
+#[derive(Debug, Default)]
+pub struct Punctuated {
+    /// Outputs with the task that made them and their timestamp.
+    pub outputs: Vec<(TaskId, Forward, i64)>,
+    /// Tasks whose punctuation panicked, with the message.
+    pub failed: Vec<(TaskId, String)>,
+}
 
 /// The tasks of one instance, restoring and running.
 pub struct TaskManager {
@@ -134,28 +142,34 @@ impl TaskManager {
     pub fn process(
         &mut self,
         id: TaskId,
-        event: InputEvent,
+        value: Value,
         origin: Origin,
-    ) -> Result<std::result::Result<Vec<Output>, String>> {
-        self.task(id).process(event, origin)
+    ) -> Result<std::result::Result<Vec<Forward>, String>> {
+        self.task(id).process(value, origin)
     }
 
     /// Punctuation of every running task at its stream time: fires due timers, whose
     /// store writes join the open transaction. Returns their outputs with the task that
     /// made them and the timestamp they carry: the task's stream time, a record
-    /// timestamp the broker accepted.
+    /// timestamp the broker accepted. A task whose punctuation panicked is named with
+    /// the panic's message in the second list: the caller aborts the transaction.
     ///
     /// # Errors
     /// A processor error (a state store failing).
-    pub fn punctuate(&mut self) -> Result<Vec<(TaskId, Output, i64)>> {
-        let mut all = Vec::new();
+    pub fn punctuate(&mut self) -> Result<Punctuated> {
+        let mut punctuated = Punctuated::default();
         for (id, task) in self.running.iter_mut() {
             let stream_time_ms = task.stream_time_ms;
-            for output in task.punctuate()? {
-                all.push((*id, output, stream_time_ms));
+            match task.punctuate()? {
+                Ok(outputs) => punctuated.outputs.extend(
+                    outputs
+                        .into_iter()
+                        .map(|output| (*id, output, stream_time_ms)),
+                ),
+                Err(message) => punctuated.failed.push((*id, message)),
             }
         }
-        Ok(all)
+        Ok(punctuated)
     }
 
     /// Deletes the expired keys of TTL stores, in the open transaction.

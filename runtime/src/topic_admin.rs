@@ -130,7 +130,7 @@ pub fn check_topics<C: ConsumerContext>(
             at_least.push((TopicNames::dead_letter(&source.topic), tasks));
         }
     }
-    for source in &topology.ledger_sink_sources {
+    for source in topology.external_readers.iter().flat_map(|r| &r.sources) {
         at_least.push((TopicNames::dead_letter(source), count(source)));
     }
     for (topic, needed) in at_least {

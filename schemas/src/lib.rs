@@ -1,5 +1,7 @@
 //! paystream's events: the Rust types, their Avro schemas (`schemas/avro/*.avsc`) and the
-//! [Confluent wire format] codec backed by a Confluent-compatible Schema Registry.
+//! checks every input event passes ([`validate`]). They travel in the [Confluent wire
+//! format] through the codec of `paystream-avro`, re-exported here as [`codec`] and
+//! [`wire`].
 //!
 //! Every record value on a paystream topic is `0x00` (magic byte), a 4-byte big-endian
 //! schema id, then the Avro binary encoding of the record. Keys are plain UTF-8 strings.
@@ -8,10 +10,8 @@
 //!
 //! [Confluent wire format]: https://docs.confluent.io/platform/current/schema-registry/fundamentals/serdes-develop/index.html#wire-format
 
-pub mod codec;
 pub mod events;
 pub mod validate;
-pub mod wire;
 
-pub use codec::{Codec, DecodeError, DecodeErrorKind};
 pub use events::*;
+pub use paystream_avro::{Codec, DecodeError, DecodeErrorKind, codec, wire};

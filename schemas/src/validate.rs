@@ -13,10 +13,6 @@
 //! | amounts and fees | at most [`AMOUNT_MINOR_MAX`] minor units | sums of many amounts stay far from `i64` overflow |
 //! | event time | not before 1970, at most `processing.event_time_skew_max_ms` ahead of the record's broker timestamp ([`check_event_time`]) | a producer clock running fast; PostgreSQL's timestamp range |
 
-use std::sync::LazyLock;
-
-use aho_corasick::{AhoCorasick, Input, MatchKind};
-
 use crate::events::{AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, SettlementReported};
 
 /// Why an event's values are not acceptable.
@@ -40,8 +36,11 @@ pub enum Violation {
     ValueOutOfRange(String),
     /// The event time is further ahead of the record's broker timestamp than allowed.
     #[error(
-        "event time {event_time_ms} ms is {ahead_ms} ms ahead of the record timestamp \
-         (at most {skew_max_ms} ms allowed: processing.event_time_skew_max_ms)"
+        "event time {} ms is {} ms ahead of the record timestamp \
+         (at most {} ms allowed: processing.event_time_skew_max_ms)",
+        paystream_sensitive::grouped(*event_time_ms),
+        paystream_sensitive::grouped(*ahead_ms),
+        paystream_sensitive::grouped(*skew_max_ms)
     )]
     EventTimeInFuture {
         event_time_ms: i64,
@@ -77,7 +76,8 @@ pub fn check_event_time(
 ) -> Result<(), Violation> {
     if event_time_ms < 0 {
         return Err(Violation::ValueOutOfRange(format!(
-            "event time {event_time_ms} ms is before the Unix epoch"
+            "event time {} ms is before the Unix epoch",
+            grouped(event_time_ms)
         )));
     }
     let ahead_ms = event_time_ms.saturating_sub(record_timestamp_ms);
@@ -178,14 +178,17 @@ fn validate_settlement(e: &SettlementReported) -> Result<(), Violation> {
     if e.fee_minor < 0 || e.fee_minor > e.gross_amount_minor {
         return Err(Violation::InvalidValue(format!(
             "fee_minor {} must be between 0 and gross_amount_minor {}",
-            e.fee_minor, e.gross_amount_minor
+            grouped(e.fee_minor),
+            grouped(e.gross_amount_minor)
         )));
     }
     // Cannot overflow: 0 ≤ fee ≤ gross ≤ AMOUNT_MINOR_MAX.
     if e.net_amount_minor != e.gross_amount_minor - e.fee_minor {
         return Err(Violation::InvalidValue(format!(
             "net_amount_minor {} != gross_amount_minor {} - fee_minor {}",
-            e.net_amount_minor, e.gross_amount_minor, e.fee_minor
+            grouped(e.net_amount_minor),
+            grouped(e.gross_amount_minor),
+            grouped(e.fee_minor)
         )));
     }
     check_currency(&e.currency)
@@ -195,12 +198,15 @@ fn validate_settlement(e: &SettlementReported) -> Result<(), Violation> {
 fn check_amount(field: &str, amount_minor: i64) -> Result<(), Violation> {
     if amount_minor <= 0 {
         return Err(Violation::InvalidValue(format!(
-            "{field} must be > 0, got {amount_minor}"
+            "{field} must be > 0, got {}",
+            grouped(amount_minor)
         )));
     }
     if amount_minor > AMOUNT_MINOR_MAX {
         return Err(Violation::ValueOutOfRange(format!(
-            "{field} {amount_minor} is above the maximum {AMOUNT_MINOR_MAX} minor units"
+            "{field} {} is above the maximum {} minor units",
+            grouped(amount_minor),
+            grouped(AMOUNT_MINOR_MAX)
         )));
     }
     Ok(())
@@ -284,377 +290,11 @@ fn check_no_sensitive(fields: &[(&'static str, &str)]) -> Result<(), Violation> 
     }
 }
 
-/// Words that, followed by `=` or `:`, introduce a credential. None is part of another,
-/// so at most one of them starts at any position.
-const CREDENTIAL_WORDS: [&[u8]; 7] = [
-    b"password",
-    b"passwd",
-    b"pwd",
-    b"secret",
-    b"api_key",
-    b"apikey",
-    b"access_token",
-];
-
-/// [`CREDENTIAL_WORDS`] in any ASCII case, as one automaton built on first use: a search
-/// finds the leftmost word at or after a position in one pass, without a lower-cased copy.
-static CREDENTIAL_WORD_SEARCH: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasick::builder()
-        .ascii_case_insensitive(true)
-        .match_kind(MatchKind::LeftmostFirst)
-        .build(CREDENTIAL_WORDS)
-        .expect("seven short ASCII words make an automaton")
-});
-
-/// True when `bytes` (any bytes) holds a credential value, that is when
-/// [`credential_ranges`] would not be empty.
-///
-/// Allocates nothing. A value needs a word right before its `=` or `:` (spaces and quotes
-/// aside), so a vectorised search for `=` and `:` with a look at the bytes before each
-/// rejects nearly every clean field (most have neither); only bytes with a word before a
-/// separator are searched for the words from the start, stopping at the first value.
-pub fn contains_credential(bytes: &[u8]) -> bool {
-    CredentialValues::new(bytes).next().is_some()
-}
-
-/// Whether `bytes`, less its trailing spaces and quotes, ends with a word of
-/// [`CREDENTIAL_WORDS`] in any ASCII case. No word ends with a space or a quote, so this
-/// holds for the bytes before the `=` or `:` of every credential value.
-fn ends_with_credential_word(bytes: &[u8]) -> bool {
-    let end = bytes
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'"' | b'\''))
-        .map_or(0, |last| last + 1);
-    let Some(last) = end
-        .checked_sub(1)
-        .map(|last| bytes[last].to_ascii_lowercase())
-    else {
-        return false;
-    };
-    CREDENTIAL_WORDS.iter().any(|word| {
-        word.last() == Some(&last)
-            && end
-                .checked_sub(word.len())
-                .is_some_and(|start| bytes[start..end].eq_ignore_ascii_case(word))
-    })
-}
-
-/// Byte ranges of the credential values in `bytes` (any bytes: Avro bodies too): the
-/// run after a credential word (`password`, `passwd`, `pwd`, `secret`, `api_key`,
-/// `apikey`, `access_token`, in any ASCII case) and `=` or `:` (spaces and quotes
-/// allowed around it), up to a space, quote, `&`, `,` or `;` or a non-printable
-/// byte — the shape of `password=…` in query strings, `secret: …` in headers and
-/// JSON-ish text.
-///
-/// Returns `(start, end)` pairs, `start < end`, in increasing order and not
-/// overlapping: the scan goes on after each value (or after a word with no `=` or `:`),
-/// so a word inside a value starts nothing. The quick rejection of
-/// [`contains_credential`], then one pass; only the result is allocated.
-pub fn credential_ranges(bytes: &[u8]) -> Vec<(usize, usize)> {
-    CredentialValues::new(bytes).collect()
-}
-
-/// The credential values of a byte string, left to right: see [`credential_ranges`].
-struct CredentialValues<'a> {
-    bytes: &'a [u8],
-    /// Where the search for the next word starts.
-    at: usize,
-}
-
-impl<'a> CredentialValues<'a> {
-    /// The values of `bytes`; none at once, without a search for the words, when no `=` or
-    /// `:` in `bytes` has a word right before it.
-    fn new(bytes: &'a [u8]) -> Self {
-        let candidate = memchr::memchr2_iter(b'=', b':', bytes)
-            .any(|separator| ends_with_credential_word(&bytes[..separator]));
-        CredentialValues {
-            bytes,
-            at: if candidate { 0 } else { bytes.len() },
-        }
-    }
-}
-
-impl Iterator for CredentialValues<'_> {
-    type Item = (usize, usize);
-
-    fn next(&mut self) -> Option<(usize, usize)> {
-        let bytes = self.bytes;
-        while self.at < bytes.len() {
-            let Some(word) = CREDENTIAL_WORD_SEARCH.find(Input::new(bytes).range(self.at..)) else {
-                self.at = bytes.len();
-                return None;
-            };
-            // Closing quotes and spaces between the word and the separator: `"password": "x"`.
-            let after_word = skip_spaces_and_quotes(bytes, word.end());
-            if !matches!(bytes.get(after_word), Some(b'=' | b':')) {
-                self.at = after_word;
-                continue;
-            }
-            let start = skip_spaces_and_quotes(bytes, after_word + 1);
-            let end = bytes[start..]
-                .iter()
-                .position(|&b| {
-                    !b.is_ascii_graphic() || matches!(b, b'"' | b'\'' | b'&' | b',' | b';')
-                })
-                .map_or(bytes.len(), |length| start + length);
-            self.at = end;
-            if end > start {
-                return Some((start, end));
-            }
-        }
-        None
-    }
-}
-
-/// The first position at or after `from` whose byte is not a space or a quote.
-fn skip_spaces_and_quotes(bytes: &[u8], from: usize) -> usize {
-    bytes[from..]
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'"' | b'\''))
-        .map_or(bytes.len(), |length| from + length)
-}
-
-/// Replaces every card-number-like run ([`pan_ranges`]) and credential value
-/// ([`credential_ranges`]) in `text` with `[REDACTED PAN]` / `[REDACTED]`. Ranges are
-/// taken by start (at the same start, the shorter first; at the same span, the card
-/// number); one overlapping a range already replaced is skipped.
-pub fn redact_sensitive(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut ranges: Vec<(usize, usize, &str)> = PanRuns::new(bytes)
-        .map(|(s, e)| (s, e, "[REDACTED PAN]"))
-        .chain(CredentialValues::new(bytes).map(|(s, e)| (s, e, "[REDACTED]")))
-        .collect();
-    // No two ranges are equal: each kind's ranges are disjoint and the marks differ.
-    ranges.sort_unstable();
-    let mut out = String::with_capacity(text.len());
-    let mut last = 0;
-    for (start, end, mark) in ranges {
-        if start < last || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
-            continue;
-        }
-        out.push_str(&text[last..start]);
-        out.push_str(mark);
-        last = end;
-    }
-    out.push_str(&text[last..]);
-    out
-}
-
-/// Fewest digits of a card-number-like run.
-const PAN_DIGITS_MIN: usize = 13;
-
-/// Most digits of a card-number-like run.
-const PAN_DIGITS_MAX: usize = 19;
-
-/// True when `text` contains something that looks like a primary account number: see
-/// [`pan_ranges`].
-///
-/// Allocates nothing. Two cheap necessary conditions reject most clean text before the
-/// scan: at least 13 ASCII digits in all (a vectorised count), and two neighbouring
-/// 4-byte blocks (aligned on multiples of 4) made only of digits, spaces and dashes (most
-/// UUIDs have none). Other text is scanned once, from the stretch of digits, spaces and
-/// dashes that holds the first such pair of blocks, stopping at the first
-/// card-number-like run.
-pub fn contains_pan(text: &str) -> bool {
-    PanRuns::new(text.as_bytes()).next().is_some()
-}
-
-/// The number of ASCII digits in `bytes`, counted in chunks of 255 bytes into one byte
-/// per lane, which the compiler vectorises.
-fn ascii_digit_count(bytes: &[u8]) -> usize {
-    bytes
-        .chunks(usize::from(u8::MAX))
-        .map(|chunk| {
-            let digits = chunk
-                .iter()
-                .fold(0u8, |n, b| n.wrapping_add(u8::from(b.is_ascii_digit())));
-            usize::from(digits)
-        })
-        .sum()
-}
-
-/// True for the bytes a card-number-like run is made of: ASCII digits, spaces and dashes.
-fn is_run_byte(b: u8) -> bool {
-    b.is_ascii_digit() | (b == b' ') | (b == b'-')
-}
-
-/// Where the scan for card-number-like runs in `bytes` needs to start, or `None` when
-/// `bytes` cannot hold one.
-///
-/// A card-number-like run has at least 13 digits, so `bytes` needs 13 ASCII digits in
-/// all. Its bytes are all [run bytes](is_run_byte) and it spans at least 13 bytes, and
-/// any 13 consecutive bytes cover two whole neighbouring blocks of
-/// `bytes.chunks_exact(4)`: so every such run covers a pair of blocks made of run bytes,
-/// and none starts before the stretch of run bytes that holds the first pair. That
-/// stretch starts at the start of `bytes` or after a byte no digit run holds, so a scan
-/// from there finds the same runs as one from the start of `bytes`.
-fn run_scan_start(bytes: &[u8]) -> Option<usize> {
-    if ascii_digit_count(bytes) < PAN_DIGITS_MIN {
-        return None;
-    }
-    let mut previous = false;
-    for (index, block) in bytes.chunks_exact(4).enumerate() {
-        // No early exit within a block: four compares without branches.
-        let run_bytes = block.iter().fold(true, |all, &b| all & is_run_byte(b));
-        if run_bytes & previous {
-            let pair_start = 4 * (index - 1);
-            let stretch_start = bytes[..pair_start]
-                .iter()
-                .rposition(|&b| !is_run_byte(b))
-                .map_or(0, |last| last + 1);
-            return Some(stretch_start);
-        }
-        previous = run_bytes;
-    }
-    None
-}
-
-/// Replaces every card-number-like run ([`pan_ranges`]) in `text` with `[REDACTED PAN]`.
-pub fn redact_pans(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut last = 0;
-    for (start, end) in PanRuns::new(text.as_bytes()) {
-        out.push_str(&text[last..start]);
-        out.push_str("[REDACTED PAN]");
-        last = end;
-    }
-    out.push_str(&text[last..]);
-    out
-}
-
-/// Byte ranges of the card-number-like runs in `bytes` (any bytes: Avro bodies too).
-///
-/// A run is digits, optionally in groups separated by single spaces or dashes, that
-/// stands alone (no letter or digit right before or after it), has 13–19 digits in a
-/// card layout — one unbroken group, groups of 4 with a shorter last group (4-4-4-4,
-/// 4-4-4-4-3), or 4-6-5 / 4-6-4 (American Express, Diners) — and passes the Luhn check
-/// (ISO/IEC 7812). The layout and boundary rules keep identifiers such as UUIDs from
-/// matching.
-///
-/// Returns `(start, end)` pairs, `start < end`, in increasing order and not overlapping;
-/// each starts and ends with a digit, so it is a valid `str` range of UTF-8 input. The
-/// quick rejections of [`contains_pan`], then one pass; only the result is allocated.
-pub fn pan_ranges(bytes: &[u8]) -> Vec<(usize, usize)> {
-    PanRuns::new(bytes).collect()
-}
-
-/// The Luhn check (ISO/IEC 7812-1) over ASCII digits; false for anything else.
-pub fn luhn_valid(digits: &[u8]) -> bool {
-    digits.iter().all(u8::is_ascii_digit) && std::str::from_utf8(digits).is_ok_and(luhn::valid)
-}
-
-/// The card-number-like runs of a byte string, left to right: see [`pan_ranges`].
-struct PanRuns<'a> {
-    bytes: &'a [u8],
-    /// Where the search for the next run starts: never inside a run.
-    at: usize,
-}
-
-impl<'a> PanRuns<'a> {
-    /// The runs of `bytes`, scanned from [`run_scan_start`]; none at once, without a
-    /// scan, when `bytes` cannot hold one.
-    fn new(bytes: &'a [u8]) -> Self {
-        PanRuns {
-            bytes,
-            at: run_scan_start(bytes).unwrap_or(bytes.len()),
-        }
-    }
-}
-
-impl Iterator for PanRuns<'_> {
-    type Item = (usize, usize);
-
-    fn next(&mut self) -> Option<(usize, usize)> {
-        let bytes = self.bytes;
-        loop {
-            let Some(skipped) = bytes[self.at..].iter().position(u8::is_ascii_digit) else {
-                self.at = bytes.len();
-                return None;
-            };
-            let start = self.at + skipped;
-            let run = DigitRun::read(bytes, start);
-            self.at = run.end;
-            let alone = (start == 0 || !bytes[start - 1].is_ascii_alphanumeric())
-                && bytes
-                    .get(run.end)
-                    .is_none_or(|b| !b.is_ascii_alphanumeric());
-            // The run is ASCII digits, spaces and dashes, which the Luhn check skips.
-            if alone
-                && (PAN_DIGITS_MIN..=PAN_DIGITS_MAX).contains(&run.digits)
-                && run.card_layout()
-                && std::str::from_utf8(&bytes[start..run.end]).is_ok_and(luhn::valid)
-            {
-                return Some((start, run.end));
-            }
-        }
-    }
-}
-
-/// The shape of one run of digits in groups separated by single spaces or dashes, read
-/// in one pass without storing its digits or groups.
-struct DigitRun {
-    /// Position after the run's last digit.
-    end: usize,
-    /// Digits in the run.
-    digits: usize,
-    /// Groups before the last one.
-    earlier_groups: usize,
-    /// Lengths of the first and second groups, when there are earlier groups.
-    first: usize,
-    second: usize,
-    /// Whether every earlier group has 4 digits.
-    earlier_groups_of_four: bool,
-    /// Length of the last group.
-    last: usize,
-}
-
-impl DigitRun {
-    /// Reads the run starting at `start` (a digit): digits, and a space or dash wherever
-    /// a digit follows it.
-    fn read(bytes: &[u8], start: usize) -> DigitRun {
-        let mut run = DigitRun {
-            end: start,
-            digits: 0,
-            earlier_groups: 0,
-            first: 0,
-            second: 0,
-            earlier_groups_of_four: true,
-            last: 0,
-        };
-        let mut i = start;
-        while let Some(&b) = bytes.get(i) {
-            if b.is_ascii_digit() {
-                run.digits += 1;
-                run.last += 1;
-                i += 1;
-                run.end = i;
-            } else if matches!(b, b' ' | b'-') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                match run.earlier_groups {
-                    0 => run.first = run.last,
-                    1 => run.second = run.last,
-                    _ => {}
-                }
-                run.earlier_groups_of_four &= run.last == 4;
-                run.earlier_groups += 1;
-                run.last = 0;
-                i += 1;
-            } else {
-                break;
-            }
-        }
-        run
-    }
-
-    /// One unbroken group; 4-6-5 or 4-6-4; or groups of 4 and a last one of 1–4.
-    fn card_layout(&self) -> bool {
-        self.earlier_groups == 0
-            || (self.earlier_groups == 2
-                && self.first == 4
-                && self.second == 6
-                && matches!(self.last, 4 | 5))
-            || (self.earlier_groups_of_four && (1..=4).contains(&self.last))
-    }
-}
+use paystream_sensitive::grouped;
+pub use paystream_sensitive::{
+    CREDENTIAL_WORDS, contains_credential, contains_pan, credential_ranges, luhn_valid, pan_ranges,
+    redact_pans, redact_sensitive,
+};
 
 #[cfg(test)]
 mod reference;

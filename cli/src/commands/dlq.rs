@@ -6,11 +6,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use paystream_processors::records;
+use paystream_processors::topology::{PaymentTopics, payments_topology_description};
 use paystream_runtime::Config;
 use paystream_runtime::dead_letter::headers;
 use paystream_runtime::kafka::{client_config, read_committed_to_end};
 use paystream_runtime::topics::TopicNames;
-use paystream_schemas::{AuthFailed, AuthSucceeded, Codec, PaymentInitiated, SettlementReported};
+use paystream_schemas::Codec;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use serde::Serialize;
 
@@ -42,8 +44,8 @@ pub struct Selection {
 
 impl Selection {
     /// The dead-letter topics selected (see [`dead_letter_topics`]).
-    fn topics(&self, names: &TopicNames) -> Vec<String> {
-        dead_letter_topics(names, &self.topic)
+    fn topics(&self, config: &Config, names: &PaymentTopics) -> Vec<String> {
+        dead_letter_topics(config, names, &self.topic)
     }
 
     /// Reads every selected topic to its end (read_committed) and returns the dead
@@ -54,7 +56,7 @@ impl Selection {
     fn read(
         &self,
         config: &Config,
-        names: &TopicNames,
+        names: &PaymentTopics,
     ) -> anyhow::Result<Vec<(String, OwnedMessage)>> {
         let since_ms = self
             .since
@@ -62,7 +64,7 @@ impl Selection {
             .map(|since| super::parse_time_ms("--since", since))
             .transpose()?;
         let mut matching = Vec::new();
-        for topic in self.topics(names) {
+        for topic in self.topics(config, names) {
             let messages = tokio::task::block_in_place(|| {
                 read_committed_to_end(config, &topic, Duration::from_secs(120))
             })?;
@@ -128,35 +130,22 @@ fn header(message: &OwnedMessage, name: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn decode(codec: &Codec, names: &TopicNames, source: &str, value: Option<&[u8]>) -> String {
-    let summary = if source == names.payment_initiated {
-        codec.decode::<PaymentInitiated>(value).await.map(|e| {
-            format!(
-                "PaymentInitiated event {} payment {}",
-                e.event_id, e.payment_id
-            )
-        })
-    } else if source == names.auth_success {
-        codec.decode::<AuthSucceeded>(value).await.map(|e| {
-            format!(
-                "AuthSucceeded event {} payment {}",
-                e.event_id, e.payment_id
-            )
-        })
-    } else if source == names.auth_failure {
-        codec
-            .decode::<AuthFailed>(value)
-            .await
-            .map(|e| format!("AuthFailed event {} payment {}", e.event_id, e.payment_id))
-    } else {
-        codec.decode::<SettlementReported>(value).await.map(|e| {
-            format!(
-                "SettlementReported event {} payment {}",
-                e.event_id, e.payment_id
-            )
-        })
+/// What the dead letter of a record of `source` holds: the record's summary, or why it
+/// does not decode.
+async fn decode(
+    codec: &Codec,
+    names: &PaymentTopics,
+    source: &str,
+    value: Option<&[u8]>,
+) -> String {
+    let record_type = match names.record_type(source) {
+        Ok(record_type) => record_type,
+        Err(unknown) => return format!("not decodable: {unknown}"),
     };
-    summary.unwrap_or_else(|e| format!("not decodable: {}", e.message))
+    match records::decode(codec, record_type, value).await {
+        Ok(record) => record.summary(),
+        Err(e) => format!("not decodable: {}", e.message),
+    }
 }
 
 /// A key as printed: up to 200 characters, longer ones cut with their size noted.
@@ -173,7 +162,7 @@ fn printable_key(key: &[u8]) -> String {
 
 /// Prints the matching dead letters and a count per reason.
 pub async fn inspect(config: Config, args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let names = TopicNames::new(&config);
+    let names = PaymentTopics::new(&config);
     let codec = codec(&config)?;
     let matching = args.selection.read(&config, &names)?;
     let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
@@ -254,6 +243,11 @@ pub struct RedriveArgs {
     /// Print what would be redriven and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also redrive dead letters whose key or value bytes were masked (header
+    /// `paystream.dlq.masked`): they are not the records as they came, and an altered key
+    /// lands on another partition. Refused without this flag.
+    #[arg(long)]
+    pub allow_masked: bool,
 }
 
 /// What one redrive did.
@@ -266,6 +260,9 @@ pub struct RedriveSummary {
     /// `pan_detected` and `secret_detected` dead letters, never redriven: their card
     /// numbers or credentials were masked, so the producer must send a corrected event.
     pub refused_redacted: u64,
+    /// Dead letters whose key or value bytes were masked, refused without
+    /// `--allow-masked`.
+    pub refused_masked: u64,
 }
 
 /// One redrive log record (value of `<app>-dlq-redrives`, key = the dead letter's
@@ -301,18 +298,19 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
-    let names = TopicNames::new(&config);
+    let names = PaymentTopics::new(&config);
+    let redrive_log = TopicNames::new(&config).dlq_redrives;
     let chosen: std::collections::HashSet<(i32, i64)> = args
         .records
         .iter()
         .map(|r| parse_record(r))
         .collect::<anyhow::Result<_>>()?;
-    if !chosen.is_empty() && args.selection.topics(&names).len() != 1 {
+    if !chosen.is_empty() && args.selection.topics(&config, &names).len() != 1 {
         anyhow::bail!("--record needs exactly one --topic (the dead-letter queue it is in)");
     }
     let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
     let log = tokio::task::block_in_place(|| {
-        read_committed_to_end(&config, &names.dlq_redrives, Duration::from_secs(120))
+        read_committed_to_end(&config, &redrive_log, Duration::from_secs(120))
     })?;
     let done: std::collections::HashSet<Vec<u8>> = log
         .iter()
@@ -332,6 +330,14 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
         {
             summary.refused_redacted += 1;
             println!("refused  {log_key}  {reason}: the producer must re-send a corrected event");
+        } else if !args.allow_masked && !header(&message, headers::MASKED).is_empty() {
+            summary.refused_masked += 1;
+            println!(
+                "refused  {log_key}  its {} bytes were masked in the dead letter, so it is not \
+                 the record as it came; re-send it from the producer, or pass --allow-masked \
+                 to re-inject it as it is",
+                header(&message, headers::MASKED)
+            );
         } else if done.contains(log_key.as_bytes()) {
             summary.already_redriven += 1;
             println!("skipped  {log_key}  already redriven");
@@ -382,7 +388,7 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
             })?;
             producer
                 .send(
-                    BaseRecord::<'_, [u8], [u8]>::to(&names.dlq_redrives)
+                    BaseRecord::<'_, [u8], [u8]>::to(&redrive_log)
                         .key(log_key.as_bytes())
                         .payload(&entry),
                 )
@@ -406,7 +412,7 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
         summary.redriven = selected.len() as u64;
     }
     eprintln!(
-        "{}{} redriven, {} already redriven (skipped), {} refused (pan_detected/secret_detected)",
+        "{}{} redriven, {} already redriven (skipped), {} refused (pan_detected/secret_detected), {} refused (masked bytes; --allow-masked)",
         if args.dry_run { "dry run: " } else { "" },
         if args.dry_run {
             selected.len() as u64
@@ -414,7 +420,8 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
             summary.redriven
         },
         summary.already_redriven,
-        summary.refused_redacted
+        summary.refused_redacted,
+        summary.refused_masked
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -423,9 +430,9 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
 /// names), or every dead-letter topic (inputs' and the sink's).
 /// A name that is not an input topic is kept as given (a dead-letter topic of another
 /// naming scheme).
-fn dead_letter_topics(names: &TopicNames, given: &[String]) -> Vec<String> {
+fn dead_letter_topics(config: &Config, names: &PaymentTopics, given: &[String]) -> Vec<String> {
     if given.is_empty() {
-        return names.dead_letter_topics();
+        return payments_topology_description(config).dead_letter_topics();
     }
     given
         .iter()

@@ -138,7 +138,7 @@ pub async fn produce(config: Config, args: ProduceArgs) -> anyhow::Result<ExitCo
         let topic = format!("{}{}", config.topics.prefix, record.topic().base_name());
         let (key, value, timestamp_ms) = match record {
             PlannedRecord::Event { key, event, .. } => {
-                let value = codec.encode_input_event(&topic, event).await?;
+                let value = paystream_schemas::encode_input_event(&codec, &topic, event).await?;
                 (key.clone(), value, event.event_time_ms())
             }
             PlannedRecord::Malformed {

@@ -4,23 +4,26 @@
 //!
 //! State stores are kept by default, so a replay is deduplicated: payments already seen
 //! are dropped by idempotency key, auth and settlement events by event id, and nothing is
-//! posted or emitted twice. `--reset-state` also empties every changelog (DeleteRecords,
-//! KIP-107) and this machine's local stores; the replay then rebuilds state from the input
-//! and re-emits its outputs (journal entries keep their deterministic ids, so the ledger
-//! sink still posts nothing twice, but output topics get the records again).
+//! posted or emitted twice. `--reset-state` also deletes and recreates every changelog
+//! topic and removes this machine's local stores; the replay then rebuilds state from the
+//! input and re-emits its outputs (journal entries keep their deterministic ids, so the
+//! ledger sink still posts nothing twice, but output topics get the records again).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use backon::{ExponentialBuilder, Retryable};
 use clap::{ArgGroup, Args};
+use paystream_processors::topology::PaymentTopics;
 use paystream_runtime::Config;
 use paystream_runtime::kafka::partition_count;
 use paystream_runtime::kafka::{client_config, read_committed_consumer_config};
-use paystream_runtime::topics::TopicNames;
+use paystream_runtime::topic_admin::{Created, create_topics};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 /// Options of `paystream replay`.
@@ -59,7 +62,7 @@ pub struct ReplayArgs {
 /// When the group has live members (stop every instance first), a time or duration does
 /// not parse, or Kafka fails.
 pub async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let names = TopicNames::new(&config);
+    let names = PaymentTopics::new(&config);
     let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
     let group = config.application_id.clone();
     let consumer: BaseConsumer = read_committed_consumer_config(&config, &group)
@@ -191,45 +194,101 @@ pub async fn replay(config: Config, args: ReplayArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-/// Empties every changelog (DeleteRecords up to its end) and this machine's state
-/// directory of the application. Other machines' stores restore from the emptied
-/// changelogs (their checkpoints now lie outside them).
+/// Deletes every changelog topic of the application and creates it again, empty, with
+/// its settings, then removes this machine's state directory of the application — as
+/// Kafka Streams' application reset tool deletes an application's internal topics. A
+/// compacted changelog cannot be emptied in place: the broker refuses DeleteRecords on
+/// it. Other machines' local stores hold checkpoints outside the recreated changelogs;
+/// the runtime takes such a task as corrupted and restores it from the (empty)
+/// changelog.
+///
+/// # Errors
+/// When a changelog cannot be deleted (each topic's result is checked) or is not
+/// recreated within the bounded retries, or the state directory cannot be removed.
 async fn reset_state(config: &Config) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
     let admin: AdminClient<DefaultClientContext> = client_config(config)
         .create()
         .context("creating the admin client")?;
-    let consumer: BaseConsumer = read_committed_consumer_config(config, &config.application_id)
-        .create()
-        .context("creating a consumer")?;
-    let mut purge = TopicPartitionList::new();
-    for store in paystream_runtime::topology::Topology::payments(config).stores() {
-        let changelog = store.changelog.as_str();
-        for partition in 0..partition_count(&consumer, changelog, timeout)? {
-            let (_, high) = tokio::task::block_in_place(|| {
-                consumer.fetch_watermarks(changelog, partition, timeout)
-            })?;
-            purge
-                .add_partition_offset(changelog, partition, Offset::Offset(high))
-                .context("building the changelog purge")?;
+    let topology = paystream_processors::topology::payments_topology_description(config);
+    let changelogs: Vec<String> = topology.stores().map(|s| s.changelog.clone()).collect();
+    let names: Vec<&str> = changelogs.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    let results = admin
+        .delete_topics(&names, &options)
+        .await
+        .context("deleting the changelogs")?;
+    let mut deleted = 0;
+    for result in results {
+        match result {
+            Ok(_) => deleted += 1,
+            Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => bail!("deleting changelog {topic}: {code}"),
         }
     }
-    admin
-        .delete_records(
-            &purge,
-            &AdminOptions::new().operation_timeout(Some(timeout)),
-        )
-        .await
-        .context("emptying the changelogs")?;
+    // Deletion completes in the background: creating a topic still being deleted fails
+    // with TOPIC_ALREADY_EXISTS (it is reported as existing), so wait until every
+    // changelog was created anew.
+    let recreated = (|| async {
+        let outcome = create_topics(config, &topology).await?;
+        let pending: Vec<&str> = outcome
+            .iter()
+            .filter(|(name, _, created)| changelogs.contains(name) && *created != Created::Created)
+            .map(|(name, _, _)| name.as_str())
+            .collect();
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "changelogs still being deleted: {}",
+                pending.join(", ")
+            ))
+        }
+    })
+    .retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(40),
+    )
+    .await;
+    // The first attempt may create some and find others still being deleted; a later
+    // one finds those it created as existing. Recreated means: each exists and is empty.
+    if let Err(e) = recreated {
+        verify_empty(config, &changelogs, timeout)
+            .with_context(|| format!("recreating the changelogs: {e}"))?;
+    }
     let dir = config.state.dir.join(&config.application_id);
     if dir.exists() {
         std::fs::remove_dir_all(&dir)
             .with_context(|| format!("removing the state directory {}", dir.display()))?;
     }
     eprintln!(
-        "emptied {} changelog partitions and {}",
-        purge.count(),
+        "deleted {deleted} and recreated {} changelog topics, empty ({}); removed {}",
+        changelogs.len(),
+        changelogs.join(", "),
         dir.display()
     );
+    Ok(())
+}
+
+/// Checks that every topic of `topics` exists with no record.
+fn verify_empty(config: &Config, topics: &[String], timeout: Duration) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = read_committed_consumer_config(config, &config.application_id)
+        .create()
+        .context("creating a consumer")?;
+    for topic in topics {
+        for partition in 0..partition_count(&consumer, topic, timeout)? {
+            let (low, high) = tokio::task::block_in_place(|| {
+                consumer.fetch_watermarks(topic, partition, timeout)
+            })?;
+            if high != low {
+                bail!(
+                    "changelog {topic} partition {partition} still holds {} records",
+                    high - low
+                );
+            }
+        }
+    }
     Ok(())
 }

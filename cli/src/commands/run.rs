@@ -8,6 +8,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use paystream_ledger_sink::{LedgerSink, SinkSummary};
+use paystream_processors::metrics::PaymentMetrics;
+use paystream_processors::topology::payments_topology;
 use paystream_runtime::health::{self, Health};
 use paystream_runtime::metrics::Metrics;
 use paystream_runtime::{Config, Pipeline, RunSummary};
@@ -71,9 +73,10 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    let payment_metrics = PaymentMetrics::register(&metrics.registry);
     let pipeline = Pipeline::new(
         config.clone(),
-        paystream_runtime::topology::Topology::payments(&config),
+        payments_topology(&config, &payment_metrics),
         codec,
         metrics,
         health,
@@ -105,6 +108,14 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = match pipeline_result {
         Ok(summary) => summary,
+        // The environment failed in a way starting again may cure (the broker or the
+        // registry unreachable past the runtime's own retries): exit with EX_TEMPFAIL
+        // (75, sysexits.h) so an orchestrator restarts the instance.
+        Err(e) if e.is_retriable() => {
+            error!(error = %e, "pipeline stopped; starting again may succeed");
+            eprintln!("Error: {e}");
+            return Ok(ExitCode::from(EX_TEMPFAIL));
+        }
         Err(e) => {
             error!(error = %e, "pipeline stopped");
             return Err(e.into());
@@ -117,13 +128,22 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     print_summary(
         &summary,
+        &payment_metrics,
         sink_summary.as_ref(),
         started.elapsed().as_secs_f64(),
     );
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(summary: &RunSummary, sink: Option<&SinkSummary>, wall_s: f64) {
+/// Exit code of a run stopped by a failure that starting again may cure (sysexits.h).
+const EX_TEMPFAIL: u8 = 75;
+
+fn print_summary(
+    summary: &RunSummary,
+    payments: &PaymentMetrics,
+    sink: Option<&SinkSummary>,
+    wall_s: f64,
+) {
     let dead_lettered: u64 = summary.dead_lettered.values().sum();
     let reasons: Vec<String> = summary
         .dead_lettered
@@ -147,8 +167,11 @@ fn print_summary(summary: &RunSummary, sink: Option<&SinkSummary>, wall_s: f64) 
             summary.misrouted
         );
     }
-    println!("status changes emitted   {}", summary.status_changes);
-    println!("journal entries emitted  {}", summary.journal_entries);
+    println!("status changes emitted   {}", payments.status_changes());
+    println!(
+        "journal entries emitted  {}",
+        payments.journal_entries.get()
+    );
     println!("transactions committed   {}", summary.commits);
     println!(
         "enforced processing      {} records (processed after holding back max_task_idle_ms)",

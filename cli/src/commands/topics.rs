@@ -1,12 +1,12 @@
 use std::process::ExitCode;
 
+use paystream_processors::topology::payments_topology_description;
 use paystream_runtime::Config;
 use paystream_runtime::topic_admin::{Created, create_topics};
-use paystream_runtime::topology::Topology;
 
 /// `paystream topics create`: prints each topic and whether it was created.
 pub async fn create(config: Config) -> anyhow::Result<ExitCode> {
-    let outcome = create_topics(&config, &Topology::payments(&config)).await?;
+    let outcome = create_topics(&config, &payments_topology_description(&config)).await?;
     let mut created = 0;
     for (name, role, result) in &outcome {
         let state = match result {

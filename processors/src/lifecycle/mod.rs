@@ -88,13 +88,30 @@
 //! after a transition (`mod.rs` once a payment is created or an event applied,
 //! `pending::drain` as it goes).
 
-use paystream_schemas::{InputEvent, PaymentInitiated};
-
-use crate::timers::{self, DueTimer, TimerIndex, TimerKind, TimerSource};
-use crate::{
-    DeadLetterReason, EventType, Input, Origin, Output, OutputKind, OutputSpec, Processor,
-    ProcessorContext, ProcessorError, Record, Result, StoreSpec, TopicRef, stores,
+use paystream_runtime::serde::AvroSerde;
+use paystream_runtime::{Forward, Input, Sink};
+use paystream_schemas::{
+    AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatusChanged,
+    ReconciliationException, SettlementReported,
 };
+
+use crate::metrics::{OutputCounts, PaymentMetrics};
+use crate::timers::{self, DueTimer, TimerIndex, TimerKind, TimerSource};
+use crate::topology::{EventDeserializer, JournalEntrySerializer, sinks, topics};
+use crate::{
+    DeadLetterReason, Origin, Output, Processor, ProcessorContext, ProcessorError, Record, Result,
+    StoreSpec, stores,
+};
+
+/// The positions of the lifecycle's inputs in [`Processor::inputs`] (for
+/// [`ProcessorContext::partition_time_ms`]).
+pub mod inputs {
+    /// The deduplicated payments (`<app>-payments-by-id`).
+    pub const PAYMENTS_BY_ID: usize = 0;
+    pub const AUTH_SUCCESS: usize = 1;
+    pub const AUTH_FAILURE: usize = 2;
+    pub const SETTLEMENT: usize = 3;
+}
 
 mod callbacks;
 mod model;
@@ -105,7 +122,7 @@ pub mod stored;
 #[cfg(test)]
 mod test_support;
 
-pub use model::{LifecycleSettings, PaymentState};
+pub use model::{EVENT_TIME_SKEW_MAX_MS, LifecycleSettings, PaymentState};
 pub use pending::{PENDING_EVENTS_PER_PAYMENT_MAX, PENDING_VALUE_BYTES_MAX};
 pub use state_machine::{IllegalTransition, LEGAL_TRANSITIONS, transition};
 use state_machine::{apply, initiate};
@@ -133,6 +150,10 @@ pub struct LifecycleProcessor {
     legacy: LegacyStores,
     /// `legacy` as of the last commit (an abort puts back what it deleted).
     legacy_committed: LegacyStores,
+    /// What the open transaction forwarded, for `metrics` once it commits.
+    counts: OutputCounts,
+    /// Where committed counts go (`None`: not counted).
+    metrics: Option<PaymentMetrics>,
 }
 
 impl Default for LifecycleProcessor {
@@ -150,7 +171,15 @@ impl LifecycleProcessor {
             timers: TimerIndex::new(),
             legacy: LegacyStores::default(),
             legacy_committed: LegacyStores::default(),
+            counts: OutputCounts::default(),
+            metrics: None,
         }
+    }
+
+    /// Counts committed status changes, journal entries and exceptions in `metrics`.
+    pub fn with_metrics(mut self, metrics: PaymentMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Expires the event ids of the `seen_events` store of earlier releases after
@@ -259,25 +288,26 @@ impl Processor for LifecycleProcessor {
     }
 
     /// The deduplicated payments (repartitioned by payment id) and the auth and
-    /// settlement topics, all keyed by payment id.
-    fn inputs(&self) -> Vec<Input> {
+    /// settlement topics, all keyed by payment id, in the order of [`inputs`].
+    fn inputs(&self) -> Vec<Input<InputEvent>> {
+        let skew_ms = self.settings.event_time_skew_max_ms;
         vec![
-            Input {
-                topic: TopicRef::Internal(crate::dedupe::REPARTITION_TOPIC),
-                event: EventType::PaymentInitiated,
-            },
-            Input {
-                topic: TopicRef::External("auth_success"),
-                event: EventType::AuthSucceeded,
-            },
-            Input {
-                topic: TopicRef::External("auth_failure"),
-                event: EventType::AuthFailed,
-            },
-            Input {
-                topic: TopicRef::External("settlement"),
-                event: EventType::SettlementReported,
-            },
+            Input::new(
+                topics::PAYMENTS_BY_ID,
+                EventDeserializer::<PaymentInitiated, InputEvent>::new(skew_ms),
+            ),
+            Input::new(
+                topics::AUTH_SUCCESS,
+                EventDeserializer::<AuthSucceeded, InputEvent>::new(skew_ms),
+            ),
+            Input::new(
+                topics::AUTH_FAILURE,
+                EventDeserializer::<AuthFailed, InputEvent>::new(skew_ms),
+            ),
+            Input::new(
+                topics::SETTLEMENT,
+                EventDeserializer::<SettlementReported, InputEvent>::new(skew_ms),
+            ),
         ]
     }
 
@@ -293,20 +323,23 @@ impl Processor for LifecycleProcessor {
         ]
     }
 
-    fn outputs(&self) -> Vec<OutputSpec> {
+    fn sinks(&self) -> Vec<Sink> {
         vec![
-            OutputSpec {
-                kind: OutputKind::PaymentStatus,
-                topic: TopicRef::External("payment_status"),
-            },
-            OutputSpec {
-                kind: OutputKind::JournalEntry,
-                topic: TopicRef::External("ledger_entries"),
-            },
-            OutputSpec {
-                kind: OutputKind::ReconciliationException,
-                topic: TopicRef::External("reconciliation_exceptions"),
-            },
+            Sink::new(
+                sinks::PAYMENT_STATUS,
+                topics::PAYMENT_STATUS,
+                AvroSerde::<PaymentStatusChanged>::new(),
+            ),
+            Sink::new(
+                sinks::JOURNAL_ENTRY,
+                topics::LEDGER_ENTRIES,
+                JournalEntrySerializer,
+            ),
+            Sink::new(
+                sinks::RECONCILIATION_EXCEPTION,
+                topics::RECONCILIATION_EXCEPTIONS,
+                AvroSerde::<ReconciliationException>::new(),
+            ),
         ]
     }
 
@@ -324,20 +357,56 @@ impl Processor for LifecycleProcessor {
         record: Record<InputEvent>,
         ctx: &mut dyn ProcessorContext,
     ) -> Result<()> {
-        match record.value {
+        let mut counts = std::mem::take(&mut self.counts);
+        let ctx: &mut dyn ProcessorContext = &mut Counting {
+            inner: ctx,
+            counts: &mut counts,
+        };
+        let result = match record.value {
             InputEvent::PaymentInitiated(event) => on_initiated(event, record.origin, ctx, self),
             event => on_payment_event(event, record.origin, ctx, self),
-        }
+        };
+        self.counts = counts;
+        result
     }
 
     /// Fires the timers due on their streams' partition times (at most
     /// [`TIMERS_PER_PUNCTUATION_MAX`] of each kind).
     fn punctuate(&mut self, _stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()> {
+        let mut counts = std::mem::take(&mut self.counts);
+        let ctx: &mut dyn ProcessorContext = &mut Counting {
+            inner: ctx,
+            counts: &mut counts,
+        };
+        let result = self.punctuate_timers(ctx);
+        self.counts = counts;
+        result
+    }
+
+    fn committed(&mut self) {
+        self.timers.committed();
+        self.legacy_committed = self.legacy;
+        let counts = std::mem::take(&mut self.counts);
+        if let Some(metrics) = &self.metrics {
+            metrics.publish(&counts);
+        }
+    }
+
+    fn aborted(&mut self) {
+        self.timers.aborted();
+        self.legacy = self.legacy_committed;
+        self.counts = OutputCounts::default();
+    }
+}
+
+impl LifecycleProcessor {
+    /// See [`Processor::punctuate`].
+    fn punctuate_timers(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()> {
         if self.legacy.any() {
             self.legacy = LegacyStores::check(ctx)?;
         }
         for kind in TimerKind::ALL {
-            let now_ms = ctx.partition_time_ms(kind.clock());
+            let now_ms = ctx.partition_time_ms(kind.clock().input());
             for timer in self
                 .timers
                 .take_due(kind, now_ms, TIMERS_PER_PUNCTUATION_MAX)
@@ -347,15 +416,32 @@ impl Processor for LifecycleProcessor {
         }
         Ok(())
     }
+}
 
-    fn committed(&mut self) {
-        self.timers.committed();
-        self.legacy_committed = self.legacy;
+/// A [`ProcessorContext`] that counts what goes through it for the business metrics.
+struct Counting<'a> {
+    inner: &'a mut dyn ProcessorContext,
+    counts: &'a mut OutputCounts,
+}
+
+impl ProcessorContext for Counting<'_> {
+    fn store(&mut self, name: &str) -> Result<&mut dyn paystream_state::KeyValueStore> {
+        self.inner.store(name)
     }
 
-    fn aborted(&mut self) {
-        self.timers.aborted();
-        self.legacy = self.legacy_committed;
+    fn forward_record(&mut self, forward: Forward) {
+        if let Forward::To { sink, value, .. } = &forward {
+            self.counts.count(sink, value.as_ref());
+        }
+        self.inner.forward_record(forward);
+    }
+
+    fn stream_time_ms(&self) -> i64 {
+        self.inner.stream_time_ms()
+    }
+
+    fn partition_time_ms(&self, input: usize) -> i64 {
+        self.inner.partition_time_ms(input)
     }
 }
 

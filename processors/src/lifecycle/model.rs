@@ -21,7 +21,15 @@ pub struct LifecycleSettings {
     /// Stream time events may wait for a payment that never appears before they leave
     /// `pending` for the dead-letter queue (`orphan_expired`), milliseconds. Default 72 h.
     pub pending_retention_ms: i64,
+    /// How far an event's own time may be ahead of its record's broker timestamp,
+    /// milliseconds; an event further ahead is dead-lettered as `event_time_in_future`.
+    /// Default 1 h.
+    pub event_time_skew_max_ms: i64,
 }
+
+/// Default of [`LifecycleSettings::event_time_skew_max_ms`] and of dedupe's: 1 h, as
+/// Kafka's own `message.timestamp.after.max.ms`.
+pub const EVENT_TIME_SKEW_MAX_MS: i64 = 60 * 60 * 1_000;
 
 impl Default for LifecycleSettings {
     fn default() -> Self {
@@ -29,6 +37,7 @@ impl Default for LifecycleSettings {
             orphan_timeout_ms: 10 * 60 * 1_000,
             settlement_window_ms: 3 * 24 * 60 * 60 * 1_000,
             pending_retention_ms: 72 * 60 * 60 * 1_000,
+            event_time_skew_max_ms: EVENT_TIME_SKEW_MAX_MS,
         }
     }
 }

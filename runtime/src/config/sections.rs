@@ -258,17 +258,6 @@ pub struct ProcessingConfig {
     pub event_time_skew_max_ms: i64,
 }
 
-impl ProcessingConfig {
-    /// The lifecycle processor's timer settings.
-    pub fn lifecycle_settings(&self) -> paystream_processors::lifecycle::LifecycleSettings {
-        paystream_processors::lifecycle::LifecycleSettings {
-            orphan_timeout_ms: self.orphan_timeout_ms,
-            settlement_window_ms: self.settlement_window_ms,
-            pending_retention_ms: self.pending_retention_ms,
-        }
-    }
-}
-
 impl Default for ProcessingConfig {
     fn default() -> Self {
         ProcessingConfig {

@@ -44,16 +44,39 @@ fn is_separator(byte: u8) -> bool {
 /// is a digit) may be masked too. A dead letter loses nothing that matters by that; a
 /// missed card number would leak.
 ///
+/// Two things are never taken for a card number, whatever their digits:
+/// - a canonical UUID, 8-4-4-4-12 hex digits with dashes (RFC 9562): its bytes end a
+///   digit sequence, so identifiers keep every byte (a random UUID whose leading groups
+///   are all digits holds a Luhn-valid 13-digit window one time in ten);
+/// - a window whose first digit is `0`: no card number starts with 0 (ISO/IEC 7812-1
+///   major industry identifier 0 is not issued to card schemes), so a limit such as
+///   `1000000000000000` keeps its zeros.
+///
+/// Numbers the program writes into texts are grouped with `'`
+/// (`paystream_sensitive::grouped`), which is not a separator here: they end a digit
+/// sequence every three digits and are never masked.
+///
 /// Cost: O(`bytes.len()` × 19).
 pub fn mask_pans(bytes: &[u8]) -> Vec<u8> {
     let mut out = bytes.to_vec();
+    let uuids = uuid_spans(bytes);
+    let mut next_uuid = uuids.iter().peekable();
     // Positions of the last `PAN_DIGITS_MAX` digits of the current digit sequence, oldest
     // first; `recent_len` of them are set.
     let mut recent = [0usize; PAN_DIGITS_MAX];
     let mut recent_len = 0;
     let mut separator_run_bytes = 0;
     for (position, &byte) in bytes.iter().enumerate() {
-        if byte.is_ascii_digit() {
+        while next_uuid.peek().is_some_and(|(_, end)| *end <= position) {
+            next_uuid.next();
+        }
+        if next_uuid
+            .peek()
+            .is_some_and(|(start, end)| (*start..*end).contains(&position))
+        {
+            recent_len = 0;
+            separator_run_bytes = 0;
+        } else if byte.is_ascii_digit() {
             if recent_len == PAN_DIGITS_MAX {
                 recent.copy_within(1.., 0);
                 recent_len -= 1;
@@ -99,13 +122,43 @@ fn mask_windows_ending_at_last(bytes: &[u8], digit_positions: &[usize], out: &mu
             digit
         };
         let digits = index_from_right + 1;
-        if digits >= PAN_DIGITS_MIN && luhn_sum.is_multiple_of(10) {
+        if digits >= PAN_DIGITS_MIN && luhn_sum.is_multiple_of(10) && bytes[position] != b'0' {
             longest_valid_digits = digits;
         }
     }
     for &position in &digit_positions[digit_positions.len() - longest_valid_digits..] {
         out[position] = b'*';
     }
+}
+
+/// Length of a canonical UUID, bytes: 32 hex digits and 4 dashes.
+const UUID_BYTES: usize = 36;
+
+/// The byte ranges of canonical UUIDs in `bytes` (8-4-4-4-12 ASCII hex digits, either
+/// case, with dashes; RFC 9562 section 4), left to right, not overlapping.
+fn uuid_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    if !bytes.contains(&b'-') {
+        return spans;
+    }
+    let mut start = 0;
+    while start + UUID_BYTES <= bytes.len() {
+        if is_uuid(&bytes[start..start + UUID_BYTES]) {
+            spans.push((start, start + UUID_BYTES));
+            start += UUID_BYTES;
+        } else {
+            start += 1;
+        }
+    }
+    spans
+}
+
+/// True when `candidate` (36 bytes) is a canonical UUID.
+fn is_uuid(candidate: &[u8]) -> bool {
+    candidate.iter().enumerate().all(|(i, b)| match i {
+        8 | 13 | 18 | 23 => *b == b'-',
+        _ => b.is_ascii_hexdigit(),
+    })
 }
 
 #[cfg(test)]

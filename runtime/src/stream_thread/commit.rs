@@ -24,9 +24,22 @@ const REPARTITION_PURGE_INTERVAL: Duration = Duration::from_secs(30);
 
 impl Pipeline {
     /// Punctuation: due timers fire; their outputs join the open transaction.
+    ///
+    /// # Errors
+    /// [`Error::FailedOutsideRecord`] when a processor's punctuation panicked: no input
+    /// record caused it, so there is none to dead-letter, and the instance stops (the
+    /// open transaction is never committed).
     async fn punctuate(&mut self) -> Result<()> {
         let topology = self.topology.clone();
-        for (task_id, output, timestamp_ms) in self.tasks.punctuate()? {
+        let punctuated = self.tasks.punctuate()?;
+        if let Some((task_id, message)) = punctuated.failed.into_iter().next() {
+            return Err(Error::FailedOutsideRecord {
+                stage: crate::processor::Stage::Process,
+                reason: crate::processor::DeadLetterReason::PROCESSING_FAILED,
+                message: format!("task {task_id}: {message}"),
+            });
+        }
+        for (task_id, output, timestamp_ms) in punctuated.outputs {
             let sub = topology.sub_topology(task_id.sub_topology);
             self.collector.emit(output, sub, None, timestamp_ms).await?;
         }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
-use paystream_schemas::Codec;
+use paystream_avro::Codec;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -86,7 +86,7 @@ fn upstream_of(topology: &Topology) -> HashMap<u8, Vec<u8>> {
         let writers: Vec<u8> = topology
             .sub_topologies
             .iter()
-            .filter(|w| w.id != sub.id && w.sinks.iter().any(|(_, t)| t == internal))
+            .filter(|w| w.id != sub.id && w.sinks.iter().any(|s| s.topic == internal))
             .map(|w| w.id)
             .collect();
         upstream.insert(sub.id, writers);
@@ -237,9 +237,10 @@ impl Pipeline {
             topics = ?inputs,
             "pipeline started"
         );
+        let serde = crate::serde::SerdeContext { registry: codec };
         let collector = RecordCollector::new(
             producer.producer().clone(),
-            codec.clone(),
+            serde.clone(),
             config.application_id.clone(),
         );
         let tasks = TaskManager::new(
@@ -251,9 +252,8 @@ impl Pipeline {
         let source = Source::new(
             topology.clone(),
             partitions,
-            codec,
+            serde,
             config.schema_registry.url.clone(),
-            config.processing.event_time_skew_max_ms,
         );
         let upstream = upstream_of(&topology);
         Ok(Pipeline {
@@ -323,13 +323,19 @@ impl Pipeline {
     ) -> Result<()> {
         self.producer.begin()?;
         // Stopped when dropped at the end of the run.
-        let _dlq_depth = crate::dlq_depth::spawn(&self.config, self.metrics.clone())?;
+        let _dlq_depth = crate::dlq_depth::spawn(
+            &self.config,
+            self.topology.dead_letter_topics(),
+            self.metrics.clone(),
+        )?;
         let interval = Duration::from_millis(self.config.processing.commit_interval_ms);
         let all_partitions = each_partition(&self.source_partitions);
-        self.known_ends = Some(
-            KnownEnds::spawn(&self.config, all_partitions, interval, self.timeout)
-                .map_err(|e| Error::kafka("creating the partition-ends client", e))?,
-        );
+        self.known_ends = Some(KnownEnds::spawn(
+            &self.config,
+            all_partitions,
+            interval,
+            self.timeout,
+        )?);
         let idle_interval = Duration::from_millis(self.config.processing.commit_interval_idle_ms);
         let mut next_commit = tokio::time::Instant::now() + interval;
         let mut last_commit = tokio::time::Instant::now();

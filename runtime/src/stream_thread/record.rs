@@ -1,11 +1,10 @@
 //! A record's path through its stream task: the task it belongs to (from the
-//! topology), known poison, size, partition, decode and validation (the source), the
-//! processor, and its outputs (the record collector). Stream time and partition time
-//! move forward here.
+//! topology), known poison, size, partition, its input's deserializer (the source), the
+//! processor, and what it forwards (the record collector). Stream time and partition
+//! time move forward here.
 
 use std::time::Instant;
 
-use paystream_processors::{DeadLetterReason, Output, OutputKind, Stage, Stream};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, OwnedMessage};
 use tracing::warn;
@@ -13,6 +12,7 @@ use tracing::warn;
 use super::{Pipeline, now_ms};
 use crate::origin::origin_headers_of;
 use crate::poison::RecordId;
+use crate::processor::{DeadLetterReason, Forward, Stage};
 use crate::source::{Source, murmur2_partition};
 use crate::task::TaskId;
 use crate::{Error, Result};
@@ -147,7 +147,7 @@ impl Pipeline {
                 .collector
                 .dead_letter(
                     &origin,
-                    DeadLetterReason::RecordTooLarge,
+                    DeadLetterReason::RECORD_TOO_LARGE,
                     Stage::Decode,
                     &error,
                 )
@@ -156,13 +156,27 @@ impl Pipeline {
         if self.reroute_if_misrouted(message).await? {
             return Ok(());
         }
-        // A record of a repartition topic is decoded as the input it came from.
-        let event_type = self.source.event_of(topic, &origin.topic);
-        let event = match self
+        let topology = self.topology.clone();
+        let sub = topology.sub_topology(task_id.sub_topology);
+        // A record of a repartition topic is decoded as the input it came from when this
+        // sub-topology reads that input too (a rerouted record), else as the topic's.
+        let Some(input) = Source::input_of(sub, topic, &origin.topic) else {
+            return self
+                .collector
+                .dead_letter(
+                    &origin,
+                    DeadLetterReason::PROCESSING_FAILED,
+                    Stage::Decode,
+                    &format!("no processor of sub-topology {} reads {topic}", sub.id),
+                )
+                .await;
+        };
+        let value = match self
             .source
             .decode(
-                &origin.topic,
-                event_type,
+                sub,
+                input,
+                message.key(),
                 message.payload(),
                 origin.timestamp_ms,
             )
@@ -174,32 +188,41 @@ impl Pipeline {
                     .dead_letter(&origin, reason, stage, &error)
                     .await;
             }
-            Ok(event) => event,
+            Ok(value) => value,
         };
-        let topology = self.topology.clone();
-        let sub = topology.sub_topology(task_id.sub_topology);
         if !topology.feeds_another(sub) {
             self.transaction_timestamps_ms.push(origin.timestamp_ms);
         }
         // A repartitioned record from the sub-topology writing the repartition topic (not
-        // one rerouted from this sub-topology's own inputs) moves that stream's watermark.
+        // one rerouted from this sub-topology's own inputs) moves that input's watermark.
         let upstream = (sub.internal_source() == Some(topic))
             .then(|| topology.reader_of(&origin.topic))
             .flatten()
             .filter(|writer| writer.id != sub.id)
             .map(|writer| self.source.partitions(writer.id) as usize);
         let task = self.tasks.task(task_id);
-        task.advance_stream_time(Stream::of(&event), origin.timestamp_ms);
-        if let Some(upstream_partitions) = upstream {
-            task.advance_payments_time(origin.partition, upstream_partitions, origin.timestamp_ms);
+        match upstream {
+            Some(upstream_partitions) => {
+                task.advance_stream_time(None, origin.timestamp_ms);
+                task.advance_upstream_time(
+                    input,
+                    origin.partition,
+                    upstream_partitions,
+                    origin.timestamp_ms,
+                );
+            }
+            None => task.advance_stream_time(Some(input), origin.timestamp_ms),
         }
-        let outputs = match self.tasks.process(task_id, event, origin)? {
+        let outputs = match self.tasks.process(task_id, value, origin)? {
             Ok(outputs) => outputs,
             Err(message) => {
                 // Its store writes are in the open transaction: abort, and dead-letter the
                 // record when it is read again.
-                self.collector
-                    .fail(DeadLetterReason::ProcessingFailed, Stage::Process, message)?;
+                self.collector.fail(
+                    DeadLetterReason::PROCESSING_FAILED,
+                    Stage::Process,
+                    message,
+                )?;
                 return Ok(());
             }
         };
@@ -207,10 +230,11 @@ impl Pipeline {
             if self.collector.must_abort() {
                 break;
             }
-            if let Output::Repartition(event) = &output
-                && let Some(repartition) = sub.sink(OutputKind::Repartition)
+            if let Forward::To { sink, key, .. } = &output
+                && let Some(sink) = sub.sink(sink)
+                && topology.reader_of(&sink.topic).is_some()
             {
-                self.wrote_to_repartition(repartition, event.payment_id.as_bytes(), timestamp_ms);
+                self.wrote_to_repartition(&sink.topic, key, timestamp_ms);
             }
             self.collector
                 .emit(output, sub, Some(message), timestamp_ms)

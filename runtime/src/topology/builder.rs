@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use paystream_processors::{TaskProcessor, TopicRef};
+use crate::processor::{TaskProcessor, TopicRef};
 
-use super::{ProcessorFactory, SourceTopic, Store, SubTopology, Topology};
+use super::{ProcessorFactory, SinkTopic, SourceTopic, Store, SubTopology, Topology};
 use crate::topics::TopicNames;
 
 /// Why processors do not make a topology.
@@ -27,6 +27,25 @@ pub enum TopologyError {
     },
     #[error("processor {processor} declares no input topic")]
     NoInputs { processor: &'static str },
+    #[error("processor {processor} declares sink {sink} twice")]
+    SinkDeclaredTwice {
+        processor: &'static str,
+        sink: &'static str,
+    },
+}
+
+/// A reader of the application's outputs outside the topology (e.g. a database writer):
+/// shown in the description, and its sources get dead-letter queues of their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalReader {
+    /// Its name, e.g. `ledger sink`.
+    pub name: &'static str,
+    /// Full names of the topics it reads.
+    pub sources: Vec<String>,
+    /// What it writes to, e.g. `PostgreSQL`.
+    pub target: &'static str,
+    /// What it writes there, e.g. table names.
+    pub writes: Vec<&'static str>,
 }
 
 /// Builds a [`Topology`] from processors, in the manner of Kafka Streams'
@@ -35,6 +54,7 @@ pub struct TopologyBuilder {
     pub(super) names: TopicNames,
     pub(super) application_id: String,
     pub(super) processors: Vec<ProcessorFactory>,
+    pub(super) external_readers: Vec<ExternalReader>,
 }
 
 impl TopologyBuilder {
@@ -47,6 +67,25 @@ impl TopologyBuilder {
         self.processors.push(Arc::new(move || {
             Box::new(factory()) as Box<dyn TaskProcessor>
         }));
+        self
+    }
+
+    /// Adds a reader of `sources` outside the topology, writing `writes` to `target`
+    /// (see [`ExternalReader`]).
+    pub fn external_reader(
+        mut self,
+        name: &'static str,
+        sources: &[TopicRef],
+        target: &'static str,
+        writes: &[&'static str],
+    ) -> Self {
+        let sources = sources.iter().map(|t| self.names.resolve(*t)).collect();
+        self.external_readers.push(ExternalReader {
+            name,
+            sources,
+            target,
+            writes: writes.to_vec(),
+        });
         self
     }
 
@@ -68,8 +107,8 @@ impl TopologyBuilder {
                 return Err(TopologyError::NoInputs { processor });
             }
             let mut sources = Vec::new();
-            for input in inputs {
-                let topic = names.resolve(input.topic);
+            for (topic_ref, deserializer) in inputs {
+                let topic = names.resolve(topic_ref);
                 if let Some(first) = readers.insert(topic.clone(), processor) {
                     return Err(TopologyError::TopicReadTwice {
                         topic,
@@ -79,8 +118,8 @@ impl TopologyBuilder {
                 }
                 sources.push(SourceTopic {
                     topic,
-                    event: input.event,
-                    internal: matches!(input.topic, TopicRef::Internal(_)),
+                    deserializer,
+                    internal: matches!(topic_ref, TopicRef::Internal(_)),
                 });
             }
             let mut stores = Vec::new();
@@ -98,11 +137,20 @@ impl TopologyBuilder {
                     ttl_ms: spec.ttl_ms,
                 });
             }
-            let sinks = prototype
-                .outputs()
-                .into_iter()
-                .map(|o| (o.kind, names.resolve(o.topic)))
-                .collect();
+            let mut sinks: Vec<SinkTopic> = Vec::new();
+            for sink in prototype.sinks() {
+                if sinks.iter().any(|s| s.name == sink.name) {
+                    return Err(TopologyError::SinkDeclaredTwice {
+                        processor,
+                        sink: sink.name,
+                    });
+                }
+                sinks.push(SinkTopic {
+                    name: sink.name,
+                    topic: names.resolve(sink.topic),
+                    format: sink.format,
+                });
+            }
             sub_topologies.push(SubTopology {
                 id: id as u8,
                 processor,
@@ -126,7 +174,7 @@ impl TopologyBuilder {
                     .collect();
                 sub.sinks
                     .iter()
-                    .map(move |(_, topic)| (topic.clone(), inputs.clone()))
+                    .map(move |sink| (sink.topic.clone(), inputs.clone()))
             })
             .collect();
         for sub in &mut sub_topologies {
@@ -153,16 +201,7 @@ impl TopologyBuilder {
         Ok(Topology {
             application_id: self.application_id,
             sub_topologies,
-            ledger_sink_sources: names.sink_inputs().iter().map(|t| t.to_string()).collect(),
-            ledger_sink_tables: vec![
-                "journal_entries",
-                "postings",
-                "accounts",
-                "account_balances",
-                "payments",
-                "reconciliation_exceptions",
-                "sink_offsets",
-            ],
+            external_readers: self.external_readers,
             redrive_log: names.dlq_redrives.clone(),
         })
     }

@@ -17,7 +17,11 @@ impl Topology {
                 "  Sub-topology {} (tasks {}_<partition>)",
                 sub.id, sub.id
             );
-            let sources: Vec<&str> = sub.sources.iter().map(|s| s.topic.as_str()).collect();
+            let sources: Vec<String> = sub
+                .sources
+                .iter()
+                .map(|s| format!("{} ({})", s.topic, s.deserializer.type_name()))
+                .collect();
             let _ = writeln!(out, "    Sources:    {}", sources.join(", "));
             let _ = writeln!(out, "    Processor:  {}", sub.processor);
             for store in &sub.stores {
@@ -27,7 +31,7 @@ impl Topology {
                     store.name, store.changelog
                 );
             }
-            let sinks: Vec<&str> = sub.sinks.iter().map(|(_, t)| t.as_str()).collect();
+            let sinks: Vec<&str> = sub.sinks.iter().map(|s| s.topic.as_str()).collect();
             let _ = writeln!(out, "    Sinks:      {}", sinks.join(", "));
             let _ = writeln!(
                 out,
@@ -35,17 +39,11 @@ impl Topology {
                 sub.dead_letter_topics.join(", ")
             );
         }
-        let _ = writeln!(out, "  Ledger sink");
-        let _ = writeln!(
-            out,
-            "    Sources:    {}",
-            self.ledger_sink_sources.join(", ")
-        );
-        let _ = writeln!(
-            out,
-            "    PostgreSQL: {}",
-            self.ledger_sink_tables.join(", ")
-        );
+        for reader in &self.external_readers {
+            let _ = writeln!(out, "  External reader: {}", reader.name);
+            let _ = writeln!(out, "    Sources:    {}", reader.sources.join(", "));
+            let _ = writeln!(out, "    {}: {}", reader.target, reader.writes.join(", "));
+        }
         let _ = writeln!(
             out,
             "  Internal topics: {}",
@@ -79,20 +77,28 @@ impl Topology {
                     store.name
                 );
             }
-            for (_, sink) in &sub.sinks {
-                topics.insert(sink.clone());
-                let _ = writeln!(out, "  {processor} --> t_{}", id(sink));
+            for sink in &sub.sinks {
+                topics.insert(sink.topic.clone());
+                let _ = writeln!(out, "  {processor} --> t_{}", id(&sink.topic));
             }
             let _ = writeln!(
                 out,
                 "  {processor} -. bad input .-> dlq[(\"&lt;input&gt;.dlq\")]"
             );
         }
-        let _ = writeln!(out, "  ledger_sink[ledger sink]");
-        for source in &self.ledger_sink_sources {
-            let _ = writeln!(out, "  t_{} --> ledger_sink", id(source));
+        for reader in &self.external_readers {
+            let node = id(reader.name);
+            let _ = writeln!(out, "  {node}[{}]", reader.name);
+            for source in &reader.sources {
+                let _ = writeln!(out, "  t_{} --> {node}", id(source));
+            }
+            let _ = writeln!(
+                out,
+                "  {node} --> x_{}[({})]",
+                id(reader.target),
+                reader.target
+            );
         }
-        let _ = writeln!(out, "  ledger_sink --> pg[(PostgreSQL)]");
         for topic in topics {
             let _ = writeln!(out, "  t_{}([{topic}])", id(&topic));
         }

@@ -1,8 +1,8 @@
 //! The topology: the one definition of what runs (docs/architecture.md, "Topology").
 //!
 //! A [`Topology`] is built from registered processors ([`TopologyBuilder`]); each
-//! processor declares the topics it reads, the stores it owns and where its outputs go
-//! (`paystream_processors::Processor`). Each processor with its inputs is a
+//! processor declares the topics it reads with their deserializers, the stores it owns
+//! and its sinks ([`crate::processor::Processor`]). Each processor with its inputs is a
 //! sub-topology, whose tasks are `<id>_<partition>`. Everything else is derived here:
 //! which sub-topology a consumed record belongs to, which stores a task opens (with
 //! their changelogs and TTLs), which topics exist with which role
@@ -10,8 +10,8 @@
 //! be co-partitioned, and `paystream topology` ([`Topology::to_text`],
 //! [`Topology::to_mermaid`]).
 //!
-//! [`Topology::payments`] is paystream's registration: dedupe, then the payment
-//! lifecycle.
+//! An application registers its processors, and the external readers of its outputs
+//! (e.g. a database writer) for the description and topic creation, in one function.
 
 mod builder;
 mod describe;
@@ -19,13 +19,11 @@ mod describe;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use paystream_processors::dedupe::DedupeProcessor;
-use paystream_processors::lifecycle::LifecycleProcessor;
-use paystream_processors::{EventType, OutputKind, TaskProcessor};
-
-pub use builder::{TopologyBuilder, TopologyError};
+pub use builder::{ExternalReader, TopologyBuilder, TopologyError};
 
 use crate::config::Config;
+use crate::processor::{SinkFormat, TaskProcessor};
+use crate::serde::ErasedDeserializer;
 use crate::topics::{TopicNames, TopicRole};
 
 /// Makes one processor instance; the runtime calls it once per task.
@@ -46,14 +44,47 @@ impl std::fmt::Display for TaskId {
 }
 
 /// A topic a sub-topology reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct SourceTopic {
     /// Full topic name.
     pub topic: String,
-    /// What its records decode to.
-    pub event: EventType,
+    /// What turns its values into the processor's input type.
+    pub deserializer: Arc<dyn ErasedDeserializer>,
     /// True for a topic this application owns (a repartition topic).
     pub internal: bool,
+}
+
+impl std::fmt::Debug for SourceTopic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceTopic")
+            .field("topic", &self.topic)
+            .field("type", &self.deserializer.type_name())
+            .field("internal", &self.internal)
+            .finish()
+    }
+}
+
+/// A sink of a sub-topology: where its processor forwards records of one name.
+#[derive(Clone)]
+pub struct SinkTopic {
+    /// The name the processor forwards to.
+    pub name: &'static str,
+    /// Full topic name.
+    pub topic: String,
+    pub format: SinkFormat,
+}
+
+impl std::fmt::Debug for SinkTopic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkTopic")
+            .field("name", &self.name)
+            .field("topic", &self.topic)
+            .field(
+                "pass_through",
+                &matches!(self.format, SinkFormat::PassThrough),
+            )
+            .finish()
+    }
 }
 
 /// A state store of a sub-topology's tasks.
@@ -75,8 +106,8 @@ pub struct SubTopology {
     pub processor: &'static str,
     pub sources: Vec<SourceTopic>,
     pub stores: Vec<Store>,
-    /// Where each kind of output goes (full topic names), in declaration order.
-    pub sinks: Vec<(OutputKind, String)>,
+    /// Where forwarded records go, in declaration order.
+    pub sinks: Vec<SinkTopic>,
     /// Where records that cannot be processed go: the dead-letter queue of each input
     /// topic whose records reach this processor (for a repartition topic, those of the
     /// topics its writer reads).
@@ -102,12 +133,14 @@ impl SubTopology {
         (self.factory)()
     }
 
-    /// The topic outputs of `kind` go to, if the processor declares one.
-    pub fn sink(&self, kind: OutputKind) -> Option<&str> {
-        self.sinks
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, topic)| topic.as_str())
+    /// The sink named `name`, if the processor declares one.
+    pub fn sink(&self, name: &str) -> Option<&SinkTopic> {
+        self.sinks.iter().find(|s| s.name == name)
+    }
+
+    /// The position of `topic` among the sub-topology's sources (its input index).
+    pub fn input_index(&self, topic: &str) -> Option<usize> {
+        self.sources.iter().position(|s| s.topic == topic)
     }
 
     /// The sub-topology's repartition source, if it has one: the internal topic that
@@ -126,9 +159,9 @@ impl SubTopology {
 pub struct Topology {
     pub application_id: String,
     pub sub_topologies: Vec<SubTopology>,
-    /// The ledger sink: topics it reads and the PostgreSQL tables it writes.
-    pub ledger_sink_sources: Vec<String>,
-    pub ledger_sink_tables: Vec<&'static str>,
+    /// Readers of the application's outputs outside the topology (e.g. a database
+    /// writer), for the description and topic creation.
+    pub external_readers: Vec<ExternalReader>,
     /// `<app>-dlq-redrives`, written by `paystream dlq redrive`.
     pub redrive_log: String,
 }
@@ -140,22 +173,8 @@ impl Topology {
             names: TopicNames::new(config),
             application_id: config.application_id.clone(),
             processors: Vec::new(),
+            external_readers: Vec::new(),
         }
-    }
-
-    /// paystream's topology: `payment_initiated` → dedupe → the repartition topic →
-    /// payment lifecycle (with the auth and settlement topics) → status, journal
-    /// entries and reconciliation exceptions.
-    pub fn payments(config: &Config) -> Topology {
-        let retention_ms = config.state.idempotency_retention_ms;
-        let settings = config.processing.lifecycle_settings();
-        Topology::builder(config)
-            .processor(move || DedupeProcessor::new(retention_ms))
-            .processor(move || {
-                LifecycleProcessor::new(settings).with_event_id_retention_ms(retention_ms)
-            })
-            .build()
-            .expect("paystream's processors make a valid topology")
     }
 
     /// The sub-topology `id`.
@@ -181,13 +200,14 @@ impl Topology {
             .collect()
     }
 
-    /// The event records of input `topic` decode to (`None`: not an input).
-    pub fn event_of(&self, topic: &str) -> Option<EventType> {
+    /// The name of the type records of source `topic` decode to (`None`: no processor
+    /// reads it).
+    pub fn type_of(&self, topic: &str) -> Option<&'static str> {
         self.sub_topologies
             .iter()
             .flat_map(|sub| &sub.sources)
             .find(|s| s.topic == topic)
-            .map(|s| s.event)
+            .map(|s| s.deserializer.type_name())
     }
 
     /// The changelog topic of store `store` of sub-topology `id`.
@@ -213,12 +233,12 @@ impl Topology {
     pub fn feeds_another(&self, sub: &SubTopology) -> bool {
         sub.sinks
             .iter()
-            .any(|(_, topic)| self.reader_of(topic).is_some())
+            .any(|sink| self.reader_of(&sink.topic).is_some())
     }
 
     /// Every topic of the application with its role: inputs with their dead-letter
-    /// queues, outputs, repartition topics, changelogs, the ledger sink's dead-letter
-    /// queues and the redrive log.
+    /// queues, outputs, repartition topics, changelogs, the dead-letter queues of the
+    /// external readers' sources and the redrive log.
     pub fn topics(&self) -> Vec<(String, TopicRole)> {
         let mut all: BTreeMap<String, TopicRole> = BTreeMap::new();
         for sub in &self.sub_topologies {
@@ -233,24 +253,33 @@ impl Topology {
                     );
                 }
             }
-            for (_, sink) in &sub.sinks {
-                let role = if self.reader_of(sink).is_some() {
+            for sink in &sub.sinks {
+                let role = if self.reader_of(&sink.topic).is_some() {
                     TopicRole::Repartition
                 } else {
                     TopicRole::Output
                 };
-                all.entry(sink.clone()).or_insert(role);
+                all.entry(sink.topic.clone()).or_insert(role);
             }
             for store in &sub.stores {
                 all.insert(store.changelog.clone(), TopicRole::Changelog);
             }
         }
-        for source in &self.ledger_sink_sources {
+        for source in self.external_readers.iter().flat_map(|r| &r.sources) {
             all.entry(source.clone()).or_insert(TopicRole::Output);
             all.insert(TopicNames::dead_letter(source), TopicRole::DeadLetter);
         }
         all.insert(self.redrive_log.clone(), TopicRole::RedriveLog);
         all.into_iter().collect()
+    }
+
+    /// Every dead-letter queue: of the inputs, then of the external readers' sources.
+    pub fn dead_letter_topics(&self) -> Vec<String> {
+        self.topics()
+            .into_iter()
+            .filter(|(_, role)| *role == TopicRole::DeadLetter)
+            .map(|(topic, _)| topic)
+            .collect()
     }
 
     /// Topics the application owns besides changelogs: repartition topics and the
@@ -265,102 +294,5 @@ impl Topology {
             .collect();
         internal.push(self.redrive_log.clone());
         internal
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_topology_names_every_store_changelog_and_topic() {
-        let topology = Topology::payments(&Config::default());
-        let text = topology.to_text();
-        for expected in [
-            "payment_initiated",
-            "paystream-payments-by-id",
-            "paystream-idempotency-changelog",
-            "paystream-timers-changelog",
-            "reconciliation_exceptions",
-            "settlement.dlq",
-            "paystream-dlq-redrives",
-        ] {
-            assert!(text.contains(expected), "{expected} in\n{text}");
-        }
-    }
-
-    #[test]
-    fn the_readme_shows_the_current_topology() {
-        let mermaid = Topology::payments(&Config::default()).to_mermaid();
-        let readme = include_str!("../../../README.md");
-        assert!(
-            readme.contains(&mermaid),
-            "README.md must contain the output of `paystream topology --format mermaid`:\n{mermaid}"
-        );
-    }
-
-    #[test]
-    fn routing_stores_and_topics_come_from_the_processors() {
-        let mut config = Config {
-            application_id: "app".into(),
-            ..Config::default()
-        };
-        config.topics.prefix = "t1.".into();
-        let topology = Topology::payments(&config);
-        assert_eq!(topology.reader_of("t1.payment_initiated").unwrap().id, 0);
-        assert_eq!(topology.reader_of("app-payments-by-id").unwrap().id, 1);
-        assert_eq!(topology.reader_of("t1.settlement").unwrap().id, 1);
-        assert!(topology.reader_of("t1.payment_status").is_none());
-        assert_eq!(
-            topology.event_of("t1.auth_failure"),
-            Some(EventType::AuthFailed)
-        );
-        let lifecycle = topology.sub_topology(1);
-        assert_eq!(lifecycle.internal_source(), Some("app-payments-by-id"));
-        assert_eq!(
-            lifecycle.sink(OutputKind::JournalEntry),
-            Some("t1.ledger_entries")
-        );
-        assert!(topology.feeds_another(topology.sub_topology(0)));
-        assert!(!topology.feeds_another(lifecycle));
-        let seen = lifecycle
-            .stores
-            .iter()
-            .find(|s| s.name == "seen_events")
-            .unwrap();
-        assert_eq!(seen.changelog, "app-seen_events-changelog");
-        assert_eq!(seen.ttl_ms, Some(config.state.idempotency_retention_ms));
-        assert_eq!(
-            lifecycle.dead_letter_topics,
-            [
-                "t1.payment_initiated.dlq",
-                "t1.auth_success.dlq",
-                "t1.auth_failure.dlq",
-                "t1.settlement.dlq"
-            ]
-        );
-        let topics = topology.topics();
-        // inputs and their DLQs, outputs and the sink's DLQs, repartition, redrive log,
-        // six changelogs
-        assert_eq!(topics.len(), 4 * 2 + 3 * 2 + 1 + 1 + 6, "{topics:?}");
-        assert!(topics.contains(&("app-payments-by-id".into(), TopicRole::Repartition)));
-        assert!(topics.contains(&("t1.ledger_entries".into(), TopicRole::Output)));
-        assert!(topics.contains(&("t1.ledger_entries.dlq".into(), TopicRole::DeadLetter)));
-        assert!(topics.contains(&("app-dlq-redrives".into(), TopicRole::RedriveLog)));
-        assert!(topics.contains(&("app-idempotency-changelog".into(), TopicRole::Changelog)));
-    }
-
-    #[test]
-    fn a_topic_has_one_reader() {
-        let config = Config::default();
-        let error = Topology::builder(&config)
-            .processor(DedupeProcessor::default)
-            .processor(DedupeProcessor::default)
-            .build()
-            .unwrap_err();
-        assert!(
-            matches!(error, TopologyError::TopicReadTwice { .. }),
-            "{error}"
-        );
     }
 }

@@ -81,7 +81,7 @@ pub async fn measure(rate: u64, seconds: u64, seed: u64, logs: &Path) -> anyhow:
         let topic = env.topic(record.topic().base_name());
         records.push(match record {
             PlannedRecord::Event { key, event, .. } => {
-                let value = codec.encode_input_event(&topic, event).await?;
+                let value = paystream_schemas::encode_input_event(&codec, &topic, event).await?;
                 let causes_entry = matches!(
                     event,
                     InputEvent::AuthSucceeded(_) | InputEvent::SettlementReported(_)

@@ -4,8 +4,7 @@
 
 use std::fmt::Write as _;
 
-use paystream_schemas::events::PaymentInitiated;
-use paystream_schemas::validate::luhn_valid;
+use paystream_sensitive::luhn_valid;
 use proptest::prelude::*;
 
 use super::tests::*;
@@ -71,17 +70,53 @@ fn lay_out(digits: &str, layout: &Layout) -> String {
     out
 }
 
-/// Random Luhn-valid card numbers of 13–19 digits.
+/// Random Luhn-valid card numbers of 13–19 digits, starting with 1–9 as every issued
+/// card number does (ISO/IEC 7812-1: major industry identifier 0 is not a card scheme's).
 fn card_number() -> impl Strategy<Value = String> {
     (PAN_DIGITS_MIN..=PAN_DIGITS_MAX)
-        .prop_flat_map(|digits| prop::collection::vec(0u8..10, digits - 1))
-        .prop_map(|payload| {
-            let mut text = String::new();
+        .prop_flat_map(|digits| (1u8..10, prop::collection::vec(0u8..10, digits - 2)))
+        .prop_map(|(first, payload)| {
+            let mut text = format!("{first}");
             for d in payload {
                 write!(text, "{d}").expect("writing to a String");
             }
             with_check_digit(&text)
         })
+}
+
+/// Canonical UUIDs (8-4-4-4-12 hex): random ones, in either case, and ones whose groups
+/// are all digits (the shape most often taken for a card number).
+fn uuid_text() -> impl Strategy<Value = String> {
+    let all_digits = prop::collection::vec(0u8..10, 32).prop_map(|digits| {
+        let d: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &d[0..8],
+            &d[8..12],
+            &d[12..16],
+            &d[16..20],
+            &d[20..32]
+        )
+    });
+    let leading_digits =
+        (0u64..100_000_000, 0u16..10_000, any::<u128>()).prop_map(|(first, second, rest)| {
+            let hex = uuid::Uuid::from_u128(rest).simple().to_string();
+            format!(
+                "{first:08}-{second:04}-{}-{}-{}",
+                &hex[0..4],
+                &hex[4..8],
+                &hex[8..20]
+            )
+        });
+    prop_oneof![
+        any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).hyphenated().to_string()),
+        any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n)
+            .hyphenated()
+            .to_string()
+            .to_uppercase()),
+        all_digits,
+        leading_digits,
+    ]
 }
 
 /// Text next to the card number: letters, digits, separators or any character, of
@@ -119,7 +154,7 @@ fn other_field() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9_:-]{0,70}"
 }
 
-fn event() -> impl Strategy<Value = PaymentInitiated> {
+fn event() -> impl Strategy<Value = SampleRecord> {
     (
         prop::collection::vec(other_field(), 7),
         any::<i64>(),
@@ -136,7 +171,7 @@ fn event() -> impl Strategy<Value = PaymentInitiated> {
                 payment_method_token,
                 psp,
             ] = <[String; 7]>::try_from(strings).expect("7 strings");
-            PaymentInitiated {
+            SampleRecord {
                 event_id,
                 idempotency_key,
                 payment_id,
@@ -154,7 +189,7 @@ fn event() -> impl Strategy<Value = PaymentInitiated> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2048))]
 
-    /// Wherever a card number sits in a real PaymentInitiated record, however it is
+    /// Wherever a card number sits in a real record, however it is
     /// written and whatever is next to it, none of its digits is readable in the dead
     /// letter's key, value or headers, and the value keeps its length.
     #[test]
@@ -202,6 +237,56 @@ proptest! {
         prop_assert!(
             digit_count(error) <= digit_count(&message) - card.len(),
             "error header keeps card digits: {:?}", error
+        );
+    }
+
+    /// A dead letter whose identifiers are UUIDs — random, or with all-digit groups —
+    /// keeps its key and value byte for byte, and says nothing was masked.
+    #[test]
+    fn uuids_are_never_taken_for_card_numbers(
+        uuids in prop::collection::vec(uuid_text(), STRING_FIELDS.len()),
+        mut event in event(),
+        schema_id in any::<u32>(),
+    ) {
+        for (field, uuid) in STRING_FIELDS.iter().zip(&uuids) {
+            set_field(&mut event, field, uuid.clone());
+        }
+        let dead_letter = dead_letter_of(&event, schema_id, &format!("payment {} failed", uuids[2]));
+        let key = event.key();
+        prop_assert_eq!(dead_letter.key.as_deref(), Some(key.as_bytes()));
+        let original_value = framed(&event, schema_id);
+        prop_assert_eq!(dead_letter.value.as_deref(), Some(original_value.as_slice()));
+        prop_assert!(
+            dead_letter.headers.iter().all(|(name, _)| *name != crate::dead_letter::headers::MASKED),
+            "{:?}", dead_letter.headers
+        );
+        prop_assert!(error_header(&dead_letter).contains(&uuids[2]));
+    }
+
+    /// Both directions at once: a card number beside a UUID is masked, the UUID kept.
+    #[test]
+    fn a_card_number_beside_a_uuid_is_masked_and_the_uuid_kept(
+        uuid in uuid_text(),
+        card in card_number(),
+        layout in layout(),
+        card_first in any::<bool>(),
+        field in prop::sample::select(STRING_FIELDS.to_vec()),
+        mut event in event(),
+        schema_id in any::<u32>(),
+    ) {
+        let laid_out = lay_out(&card, &layout);
+        let text = if card_first {
+            format!("{laid_out} {uuid}")
+        } else {
+            format!("{uuid} {laid_out}")
+        };
+        set_field(&mut event, field, text);
+        let dead_letter = dead_letter_of(&event, schema_id, "x");
+        let value = dead_letter.value.clone().expect("value kept");
+        prop_assert!(contains(&value, uuid.as_bytes()), "{uuid} kept");
+        prop_assert!(
+            !contains(&value, laid_out.as_bytes()),
+            "card {laid_out:?} readable in {:?}", String::from_utf8_lossy(&value)
         );
     }
 

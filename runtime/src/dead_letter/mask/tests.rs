@@ -3,12 +3,50 @@
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
-use paystream_processors::{DeadLetterReason, Origin};
-use paystream_schemas::events::{AvroRecord, PaymentInitiated};
-use paystream_schemas::validate::{luhn_valid, pan_ranges};
+use paystream_sensitive::{luhn_valid, pan_ranges};
+use serde::{Deserialize, Serialize};
 
 use super::*;
 use crate::dead_letter::{DeadLetterRecord, dead_letter_record};
+use crate::processor::{DeadLetterReason, Origin, Stage};
+
+/// A record with the shape of a typical ingress event — identifiers, an amount, a
+/// currency, a token, a time — written here so the masker is tested on real Avro bytes
+/// without any application's types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct SampleRecord {
+    pub event_id: String,
+    pub idempotency_key: String,
+    pub payment_id: String,
+    pub merchant_id: String,
+    pub customer_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub payment_method_token: String,
+    pub psp: String,
+    pub occurred_at: i64,
+}
+
+impl SampleRecord {
+    const SCHEMA_JSON: &'static str = r#"{"type": "record", "name": "SampleRecord",
+        "namespace": "test", "fields": [
+        {"name": "event_id", "type": "string"},
+        {"name": "idempotency_key", "type": "string"},
+        {"name": "payment_id", "type": "string"},
+        {"name": "merchant_id", "type": "string"},
+        {"name": "customer_id", "type": "string"},
+        {"name": "amount_minor", "type": "long"},
+        {"name": "currency", "type": "string"},
+        {"name": "payment_method_token", "type": "string"},
+        {"name": "psp", "type": "string"},
+        {"name": "occurred_at", "type": {"type": "long", "logicalType": "timestamp-millis"}}
+    ]}"#;
+
+    /// `merchant_id:idempotency_key`.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.merchant_id, self.idempotency_key)
+    }
+}
 
 /// Appends the Luhn check digit (ISO/IEC 7812-1 Annex B) to `payload` (ASCII digits).
 pub(super) fn with_check_digit(payload: &str) -> String {
@@ -30,8 +68,8 @@ pub(super) fn with_check_digit(payload: &str) -> String {
     format!("{payload}{}", (10 - sum % 10) % 10)
 }
 
-pub(super) fn initiated() -> PaymentInitiated {
-    PaymentInitiated {
+pub(super) fn initiated() -> SampleRecord {
+    SampleRecord {
         event_id: "0d7c1f5e-8a7b-4f51-9b0e-1c2d3e4f5a6b".into(),
         idempotency_key: "order-17".into(),
         payment_id: "7a1e0c3b-2d4f-4e6a-8b9c-0d1e2f3a4b5c".into(),
@@ -46,8 +84,8 @@ pub(super) fn initiated() -> PaymentInitiated {
 }
 
 /// `event` in the Confluent wire format: magic byte 0, `schema_id` big-endian, Avro.
-pub(super) fn framed(event: &PaymentInitiated, schema_id: u32) -> Vec<u8> {
-    let schema = Schema::parse_str(PaymentInitiated::SCHEMA_JSON).expect("schema parses");
+pub(super) fn framed(event: &SampleRecord, schema_id: u32) -> Vec<u8> {
+    let schema = Schema::parse_str(SampleRecord::SCHEMA_JSON).expect("schema parses");
     let writer = GenericDatumWriter::builder(&schema)
         .build()
         .expect("writer builds");
@@ -57,8 +95,8 @@ pub(super) fn framed(event: &PaymentInitiated, schema_id: u32) -> Vec<u8> {
     out
 }
 
-pub(super) fn decoded(value: &[u8]) -> PaymentInitiated {
-    let schema = Schema::parse_str(PaymentInitiated::SCHEMA_JSON).expect("schema parses");
+pub(super) fn decoded(value: &[u8]) -> SampleRecord {
+    let schema = Schema::parse_str(SampleRecord::SCHEMA_JSON).expect("schema parses");
     let reader = GenericDatumReader::builder(&schema)
         .build()
         .expect("reader builds");
@@ -67,7 +105,7 @@ pub(super) fn decoded(value: &[u8]) -> PaymentInitiated {
 }
 
 pub(super) fn dead_letter_of(
-    event: &PaymentInitiated,
+    event: &SampleRecord,
     schema_id: u32,
     message: &str,
 ) -> DeadLetterRecord {
@@ -79,11 +117,16 @@ pub(super) fn dead_letter_of(
         key: Some(event.key().into_bytes()),
         value: Some(framed(event, schema_id)),
     };
-    dead_letter_record(&origin, DeadLetterReason::PanDetected, message, "app")
+    dead_letter_record(
+        &origin,
+        DeadLetterReason::new("pan_detected", Stage::Validate),
+        message,
+        "app",
+    )
 }
 
 /// Replaces string field `field` of `event` with `text`.
-pub(super) fn set_field(event: &mut PaymentInitiated, field: &str, text: String) {
+pub(super) fn set_field(event: &mut SampleRecord, field: &str, text: String) {
     let slot = match field {
         "event_id" => &mut event.event_id,
         "idempotency_key" => &mut event.idempotency_key,
@@ -145,14 +188,14 @@ fn dead_letter_masks_a_string_field_starting_with_a_spaced_card_number() {
     for (name, event) in [
         (
             "payment_method_token",
-            PaymentInitiated {
+            SampleRecord {
                 payment_method_token: field.into(),
                 ..initiated()
             },
         ),
         (
             "event_id",
-            PaymentInitiated {
+            SampleRecord {
                 event_id: field.into(),
                 ..initiated()
             },
@@ -177,7 +220,7 @@ fn dead_letter_masks_an_idempotency_key_ending_in_a_card_number_before_a_length_
         "4111-1111-1111-1111",
         "3782 822463 10005",
     ] {
-        let event = PaymentInitiated {
+        let event = SampleRecord {
             idempotency_key: format!("order-{card}"),
             // 26 bytes: the next field's length byte is 0x34, the ASCII digit '4'.
             payment_id: "p".repeat(26),
@@ -273,4 +316,51 @@ fn masks_at_least_what_pan_ranges_finds() {
             assert!(!masked[start..end].iter().any(u8::is_ascii_digit), "{text}");
         }
     }
+}
+
+#[test]
+fn the_uuid_of_the_report_and_program_written_numbers_are_kept() {
+    // Both were masked before: a UUID with all-digit middle groups, and an error text
+    // with an amount and a limit.
+    let uuid = "deadbeef-4539-4488-8343-6464deadbeef";
+    assert_eq!(mask_pans(uuid.as_bytes()), uuid.as_bytes());
+    let text = "amount_minor 12'345'678'901'234'567 is above the maximum \
+                1'000'000'000'000'000 minor units";
+    assert_eq!(mask_pans_in_text(text), text);
+    // A limit written without grouping keeps its zeros: no card number starts with 0.
+    assert_eq!(
+        mask_pans_in_text("maximum 1000000000000000"),
+        "maximum 1000000000000000"
+    );
+    // A card number right after a UUID, or one starting a longer digit run, is still
+    // masked.
+    assert_eq!(
+        mask_pans_in_text(&format!("{uuid}4111111111111111")),
+        format!("{uuid}****************")
+    );
+    assert_eq!(mask_pans_in_text("04111111111111111"), "0****************");
+}
+
+#[test]
+fn a_masked_dead_letter_says_so_and_a_clean_one_does_not() {
+    let mut event = initiated();
+    let clean = dead_letter_of(&event, 1, "x");
+    assert!(
+        clean
+            .headers
+            .iter()
+            .all(|(n, _)| *n != crate::dead_letter::headers::MASKED)
+    );
+    set_field(
+        &mut event,
+        "payment_method_token",
+        "4111111111111111".into(),
+    );
+    let masked = dead_letter_of(&event, 1, "x");
+    let header = masked
+        .headers
+        .iter()
+        .find(|(n, _)| *n == crate::dead_letter::headers::MASKED)
+        .map(|(_, v)| v.as_str());
+    assert_eq!(header, Some("value"));
 }

@@ -1,0 +1,497 @@
+//! The processor API (Kafka Streams' `Processor`, `ProcessorContext` and `Topology`
+//! declarations, in Rust's idiom): what an application writes to run on the runtime
+//! (docs/architecture.md, "Writing a processor").
+//!
+//! A processor declares its place in the topology — the topics it reads, each with the
+//! [`Deserializer`] that turns its records into the processor's input type; the state
+//! stores it owns; the sinks it forwards to, each with a topic and a [`Serializer`] — and
+//! handles records in [`Processor::process`]. The runtime knows none of its types: a
+//! decoded record travels to the processor as a [`Value`] (a boxed `Any`) and a forwarded
+//! one to the record collector the same way, where the sink's serializer turns it into
+//! bytes.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use paystream_state::{KeyValueStore, StoreError};
+
+use crate::serde::{Deserializer, ErasedDeserializer, ErasedSerializer, Serializer};
+
+/// A record value whose type only its processor and its serde know.
+pub type Value = Box<dyn Any + Send + Sync>;
+
+/// Errors that stop a task (never bad input: bad input is dead-lettered).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessorError {
+    /// A state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A value in a state store does not decode: the store is corrupt and must be restored.
+    #[error("state store {store}: corrupt value for key {key}: {message}")]
+    CorruptState {
+        store: &'static str,
+        key: String,
+        message: String,
+    },
+    /// The processor asked for a store the task does not have (a topology bug).
+    #[error("processor asked for unknown state store {0}")]
+    UnknownStore(String),
+    /// The processor was handed a value of another type than it takes: a deserializer of
+    /// one of its inputs makes another type, or a repartitioned record's origin header
+    /// named another input (the record's data).
+    #[error("processor {processor} does not take {value_type} values; check its inputs()")]
+    UnexpectedInput {
+        processor: &'static str,
+        value_type: &'static str,
+    },
+}
+
+/// `Result` with [`ProcessorError`].
+pub type Result<T> = std::result::Result<T, ProcessorError>;
+
+/// Where a record came from, with its original bytes: what a dead letter carries (and
+/// what an application may store with a record that waits, serde-serializable).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Record timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A decoded record handed to a processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+/// The stage of the pipeline at which a record failed, written as the
+/// `paystream.dlq.stage` header (Kafka Streams' deserialization, processing and
+/// production exception handlers are the model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Reading the record: size, framing, the schema, decoding.
+    Decode,
+    /// Checking the decoded values against the record's contract.
+    Validate,
+    /// A processor handling the record (or its punctuation).
+    Process,
+    /// Encoding or producing an output or changelog record of it.
+    Produce,
+    /// Writing it to an external system (a sink connector such as a database writer).
+    Sink,
+}
+
+impl Stage {
+    /// The snake_case name written in headers and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Validate => "validate",
+            Stage::Process => "process",
+            Stage::Produce => "produce",
+            Stage::Sink => "sink",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a record was dead-lettered: a snake_case name (the `paystream.dlq.reason` header
+/// and a bounded metric label) and the stage at which records usually get it. The
+/// runtime names its own reasons here; an application adds its own with
+/// [`DeadLetterReason::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeadLetterReason {
+    name: &'static str,
+    stage: Stage,
+}
+
+impl DeadLetterReason {
+    /// Empty, truncated or not valid for its schema.
+    pub const UNDECODABLE: DeadLetterReason = DeadLetterReason::new("undecodable", Stage::Decode);
+    /// The schema id is unknown to the registry or not this topic's record.
+    pub const UNKNOWN_SCHEMA: DeadLetterReason =
+        DeadLetterReason::new("unknown_schema", Stage::Decode);
+    /// The first byte is not the Confluent magic byte 0.
+    pub const BAD_MAGIC_BYTE: DeadLetterReason =
+        DeadLetterReason::new("bad_magic_byte", Stage::Decode);
+    /// The record is larger than the runtime carries through its state stores and
+    /// changelogs, or the broker refused an output of it as too large.
+    pub const RECORD_TOO_LARGE: DeadLetterReason =
+        DeadLetterReason::new("record_too_large", Stage::Process);
+    /// A processor, a serializer or the broker failed on this record's data (Kafka
+    /// Streams' processing exception handler, KIP-1033).
+    pub const PROCESSING_FAILED: DeadLetterReason =
+        DeadLetterReason::new("processing_failed", Stage::Process);
+
+    /// A reason named `name` (snake_case, bounded: a metric label), given at `stage` when
+    /// a processor dead-letters a record with it.
+    pub const fn new(name: &'static str, stage: Stage) -> Self {
+        DeadLetterReason { name, stage }
+    }
+
+    /// The snake_case name written in headers and metric labels.
+    pub fn as_str(self) -> &'static str {
+        self.name
+    }
+
+    /// The stage at which records get this reason when a processor emits it (the runtime
+    /// names the stage itself for what it dead-letters).
+    pub fn default_stage(self) -> Stage {
+        self.stage
+    }
+}
+
+impl std::fmt::Display for DeadLetterReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// A topic by its logical name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TopicRef {
+    /// A topic shared with other teams (ingress producers, downstream consumers):
+    /// `<topics.prefix><name>`.
+    External(&'static str),
+    /// A topic this application owns: `<application_id>-<name>`, e.g. a repartition
+    /// topic.
+    Internal(&'static str),
+}
+
+/// A topic a processor reads, with the deserializer of its record values.
+pub struct Input<T> {
+    pub topic: TopicRef,
+    pub deserializer: Arc<dyn ErasedDeserializer>,
+    _value: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Send + Sync + 'static> Input<T> {
+    /// `topic`, whose values `deserializer` turns into the processor's input type.
+    pub fn new<D: Deserializer<Value = T>>(topic: TopicRef, deserializer: D) -> Self {
+        Input {
+            topic,
+            deserializer: Arc::new(deserializer),
+            _value: std::marker::PhantomData,
+        }
+    }
+}
+
+/// A state store a processor owns. Each task of the processor has its own instance
+/// (RocksDB under the task's directory), made durable by its changelog topic
+/// `<application_id>-<name>-changelog` (compacted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSpec {
+    /// The store's name: its directory and its changelog's middle part.
+    pub name: &'static str,
+    /// Time to live of its keys, milliseconds of stream time (`None`: kept until
+    /// deleted). Expired keys are deleted in the open transaction at commit.
+    pub ttl_ms: Option<i64>,
+}
+
+impl StoreSpec {
+    /// A store whose keys are kept until deleted.
+    pub const fn kept(name: &'static str) -> Self {
+        StoreSpec { name, ttl_ms: None }
+    }
+
+    /// A store whose keys expire `ttl_ms` milliseconds of stream time after their write.
+    pub const fn expiring(name: &'static str, ttl_ms: i64) -> Self {
+        StoreSpec {
+            name,
+            ttl_ms: Some(ttl_ms),
+        }
+    }
+
+    /// The changelog topic of the store, before the application id prefix.
+    pub fn changelog(&self) -> String {
+        format!("{}-changelog", self.name)
+    }
+}
+
+/// How a sink turns forwarded values into record values.
+#[derive(Clone)]
+pub enum SinkFormat {
+    /// With a serializer.
+    Serialized(Arc<dyn ErasedSerializer>),
+    /// The input record being processed, byte for byte, with its origin in headers (a
+    /// repartition: the record is re-keyed, not re-encoded). The forwarded value is not
+    /// written; only a record being processed can be forwarded so, not a punctuation.
+    PassThrough,
+}
+
+/// A named place a processor forwards records to: a topic and its format.
+#[derive(Clone)]
+pub struct Sink {
+    /// The name the processor forwards to ([`Forward::To`]).
+    pub name: &'static str,
+    pub topic: TopicRef,
+    pub format: SinkFormat,
+}
+
+impl Sink {
+    /// Sink `name` writing to `topic` with `serializer`.
+    pub fn new<S: Serializer>(name: &'static str, topic: TopicRef, serializer: S) -> Self {
+        Sink {
+            name,
+            topic,
+            format: SinkFormat::Serialized(Arc::new(serializer)),
+        }
+    }
+
+    /// Sink `name` writing the input records to `topic` unchanged, re-keyed (see
+    /// [`SinkFormat::PassThrough`]).
+    pub fn pass_through(name: &'static str, topic: TopicRef) -> Self {
+        Sink {
+            name,
+            topic,
+            format: SinkFormat::PassThrough,
+        }
+    }
+}
+
+/// What a processor forwards.
+pub enum Forward {
+    /// A record to the processor's sink `sink`, keyed `key` (bytes as written), its value
+    /// serialized by the sink's serializer.
+    To {
+        sink: &'static str,
+        key: Vec<u8>,
+        value: Value,
+    },
+    /// The record at `origin` goes to `<origin topic>.dlq` with this reason.
+    DeadLetter {
+        origin: Origin,
+        reason: DeadLetterReason,
+        message: String,
+    },
+    /// The record was a duplicate and was dropped (counted, not forwarded).
+    DuplicateDropped,
+}
+
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Forward::To { sink, key, .. } => f
+                .debug_struct("To")
+                .field("sink", sink)
+                .field("key", &String::from_utf8_lossy(key))
+                .finish_non_exhaustive(),
+            Forward::DeadLetter {
+                origin,
+                reason,
+                message,
+            } => f
+                .debug_struct("DeadLetter")
+                .field("origin", origin)
+                .field("reason", reason)
+                .field("message", message)
+                .finish(),
+            Forward::DuplicateDropped => f.write_str("DuplicateDropped"),
+        }
+    }
+}
+
+/// What a processor can reach while it runs.
+pub trait ProcessorContext {
+    /// The task's state store `name`.
+    ///
+    /// # Errors
+    /// [`ProcessorError::UnknownStore`] when the task has no such store.
+    fn store(&mut self, name: &str) -> Result<&mut dyn KeyValueStore>;
+
+    /// Forwards a record; it is written in the open transaction. See also the generic
+    /// `forward` on `dyn ProcessorContext`, which takes anything that converts.
+    fn forward_record(&mut self, forward: Forward);
+
+    /// Stream time of the task: the largest record timestamp seen, milliseconds since the
+    /// Unix epoch.
+    fn stream_time_ms(&self) -> i64;
+
+    /// Partition time of the processor's input `input` (its position in
+    /// [`Processor::inputs`]): the largest record timestamp seen on it, milliseconds
+    /// since the Unix epoch (`i64::MIN` before its first record). A record rerouted
+    /// through a repartition topic counts for the input it came from; for a repartition
+    /// topic written by another sub-topology it is the minimum over the writer's
+    /// partitions (a watermark), so one upstream task running ahead cannot move it.
+    /// Unlike stream time it does not depend on how the inputs' records interleave, so
+    /// timers on it fire at the same point of their stream in every replay.
+    fn partition_time_ms(&self, input: usize) -> i64;
+}
+
+impl dyn ProcessorContext + '_ {
+    /// Forwards anything that converts into a [`Forward`] (an application's own output
+    /// type, for one).
+    pub fn forward(&mut self, output: impl Into<Forward>) {
+        self.forward_record(output.into());
+    }
+}
+
+/// A stream processor: it declares its place in the topology ([`Self::name`],
+/// [`Self::inputs`], [`Self::stores`], [`Self::sinks`]) and handles records in
+/// [`Self::process`]; `init`, `punctuate`, `committed`, `aborted` and `close` have no-op
+/// defaults. The runtime creates one instance per task.
+pub trait Processor: Send + 'static {
+    /// The decoded record type the processor takes (the value type of every input's
+    /// deserializer).
+    type Input: Send + Sync + 'static;
+
+    /// The processor's name in the topology, e.g. `dedupe`.
+    fn name(&self) -> &'static str;
+
+    /// The topics it reads. One task per partition reads the same partition of each, so
+    /// when there are several they must be co-partitioned (same partition count, keyed
+    /// alike); the runtime checks this at start-up.
+    fn inputs(&self) -> Vec<Input<Self::Input>>;
+
+    /// The state stores it owns, each with its changelog.
+    fn stores(&self) -> Vec<StoreSpec>;
+
+    /// Where it forwards records.
+    fn sinks(&self) -> Vec<Sink>;
+
+    /// Called once when a task starts, after its stores are restored, before its first
+    /// record.
+    ///
+    /// # Errors
+    /// [`ProcessorError`] stops the task.
+    fn init(&mut self, _ctx: &mut dyn ProcessorContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Handles one record.
+    ///
+    /// # Errors
+    /// [`ProcessorError`] when a store fails; bad input is dead-lettered, never an error.
+    fn process(
+        &mut self,
+        record: Record<Self::Input>,
+        ctx: &mut dyn ProcessorContext,
+    ) -> Result<()>;
+
+    /// Timer callback when stream time advances (punctuation).
+    ///
+    /// # Errors
+    /// [`ProcessorError`] stops the task.
+    fn punctuate(&mut self, _stream_time_ms: i64, _ctx: &mut dyn ProcessorContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called after the task's open transaction committed: its store writes are now in
+    /// the stores. A processor that keeps something in memory beside its stores (an
+    /// index, a cache, counts for its metrics) makes that part final here.
+    fn committed(&mut self) {}
+
+    /// Called after the task's open transaction aborted: its store writes were dropped.
+    /// A processor that keeps something in memory beside its stores puts it back as it
+    /// was at the last commit.
+    fn aborted(&mut self) {}
+
+    /// Called once when the task closes.
+    fn close(&mut self) {}
+}
+
+/// A [`Processor`] as the runtime holds it: object-safe, taking a [`Value`] of any type.
+/// Every `Processor` is one.
+pub trait TaskProcessor: Send {
+    /// See [`Processor::name`].
+    fn name(&self) -> &'static str;
+    /// The topics it reads with their deserializers; see [`Processor::inputs`].
+    fn inputs(&self) -> Vec<(TopicRef, Arc<dyn ErasedDeserializer>)>;
+    /// See [`Processor::stores`].
+    fn stores(&self) -> Vec<StoreSpec>;
+    /// See [`Processor::sinks`].
+    fn sinks(&self) -> Vec<Sink>;
+    /// See [`Processor::init`].
+    ///
+    /// # Errors
+    /// [`ProcessorError`] stops the task.
+    fn init(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()>;
+    /// Takes `value` as the processor's input type and processes it.
+    ///
+    /// # Errors
+    /// [`ProcessorError::UnexpectedInput`] when it is of another type; otherwise as
+    /// [`Processor::process`].
+    fn process_value(
+        &mut self,
+        value: Value,
+        origin: Origin,
+        ctx: &mut dyn ProcessorContext,
+    ) -> Result<()>;
+    /// See [`Processor::punctuate`].
+    ///
+    /// # Errors
+    /// [`ProcessorError`] stops the task.
+    fn punctuate(&mut self, stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()>;
+    /// See [`Processor::committed`].
+    fn committed(&mut self);
+    /// See [`Processor::aborted`].
+    fn aborted(&mut self);
+    /// See [`Processor::close`].
+    fn close(&mut self);
+}
+
+impl<P: Processor> TaskProcessor for P {
+    fn name(&self) -> &'static str {
+        Processor::name(self)
+    }
+    fn inputs(&self) -> Vec<(TopicRef, Arc<dyn ErasedDeserializer>)> {
+        Processor::inputs(self)
+            .into_iter()
+            .map(|input| (input.topic, input.deserializer))
+            .collect()
+    }
+    fn stores(&self) -> Vec<StoreSpec> {
+        Processor::stores(self)
+    }
+    fn sinks(&self) -> Vec<Sink> {
+        Processor::sinks(self)
+    }
+    fn init(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()> {
+        Processor::init(self, ctx)
+    }
+    fn process_value(
+        &mut self,
+        value: Value,
+        origin: Origin,
+        ctx: &mut dyn ProcessorContext,
+    ) -> Result<()> {
+        let value = value
+            .downcast::<P::Input>()
+            .map_err(|_| ProcessorError::UnexpectedInput {
+                processor: Processor::name(self),
+                value_type: std::any::type_name::<P::Input>(),
+            })?;
+        Processor::process(
+            self,
+            Record {
+                value: *value,
+                origin,
+            },
+            ctx,
+        )
+    }
+    fn punctuate(&mut self, stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()> {
+        Processor::punctuate(self, stream_time_ms, ctx)
+    }
+    fn committed(&mut self) {
+        Processor::committed(self)
+    }
+    fn aborted(&mut self) {
+        Processor::aborted(self)
+    }
+    fn close(&mut self) {
+        Processor::close(self)
+    }
+}
