@@ -96,7 +96,7 @@ impl Pipeline {
                 .set_known_ends(known_ends.snapshot(), crate::lag::offsets(&positions));
         }
         let mut offsets = TopicPartitionList::new();
-        for (key, offset) in self.pending_offsets.iter_mut() {
+        for (key, offset) in self.transaction.offsets_mut() {
             let (topic, partition) = key;
             if !self.queues.has_queued(key)
                 && let Some(Offset::Offset(position)) = positions
@@ -118,7 +118,7 @@ impl Pipeline {
         match result {
             Ok(times) => {
                 let transaction_committed = Instant::now();
-                self.transaction_inputs.clear();
+                let committed = self.transaction.committed();
                 self.queues.committed();
                 self.tasks.commit_stores()?;
                 let stores_written = Instant::now();
@@ -138,8 +138,8 @@ impl Pipeline {
                         .with_label_values(&[phase])
                         .observe(took.as_secs_f64());
                 }
-                self.lag.record_commit(&self.pending_offsets);
-                self.committed_offsets.extend(self.pending_offsets.drain());
+                self.lag.record_commit(&committed.offsets);
+                self.committed_offsets.extend(committed.offsets);
                 // Poisoned and suspect records the group has committed past are done.
                 self.poison.forget_committed(&self.committed_offsets);
                 std::mem::take(&mut self.collector.counts)
@@ -147,7 +147,7 @@ impl Pipeline {
                 self.collector.reset();
                 self.tasks.publish_store_metrics();
                 let now_ms = now_ms();
-                for timestamp_ms in self.transaction_timestamps_ms.drain(..) {
+                for timestamp_ms in committed.timestamps_ms {
                     self.metrics
                         .end_to_end_latency_seconds
                         .observe((now_ms - timestamp_ms).max(0) as f64 / 1000.0);
@@ -163,7 +163,6 @@ impl Pipeline {
             }
             Err(e) => return self.recover_from_failed_transaction(Some(e)).await,
         }
-        self.records_in_transaction = 0;
         self.producer.begin()
     }
 
@@ -235,18 +234,14 @@ impl Pipeline {
         self.metrics.transaction_aborts.inc();
         let deliveries = self.collector.take_deliveries();
         self.poison
-            .find_refused(deliveries, &self.transaction_inputs)
+            .find_refused(deliveries, self.transaction.inputs())
             .await;
-        self.commit_requested = false;
         self.generation += 1;
-        self.transaction_inputs.clear();
+        let rewind = self.transaction.discarded();
         // The aborted records will be read and counted again.
         self.collector.reset();
-        self.transaction_timestamps_ms.clear();
         self.tasks.abort_stores();
         self.queues.aborted();
-        let rewind: Vec<(String, i32)> = self.pending_offsets.drain().map(|(k, _)| k).collect();
-        self.records_in_transaction = 0;
         let mut partitions = TopicPartitionList::new();
         let mut full = TopicPartitionList::new();
         for key in &rewind {

@@ -21,10 +21,10 @@
 mod commit;
 mod record;
 mod restoring;
+mod transaction;
 
 use std::collections::{BTreeSet, HashMap};
 
-use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -50,7 +50,7 @@ use crate::lag::{
 };
 use crate::metrics::Metrics;
 use crate::partition_group::{Next, PartitionGroups};
-use crate::poison::{PoisonRecords, RecordId};
+use crate::poison::PoisonRecords;
 use crate::record_collector::RecordCollector;
 use crate::source::Source;
 use crate::task::TaskId;
@@ -58,6 +58,7 @@ use crate::task_manager::TaskManager;
 use crate::topic_admin::check_topics;
 use crate::topology::Topology;
 use crate::{Error, Result};
+use transaction::OpenTransaction;
 
 /// Records processed between two polls of the consumer while records are queued.
 const POLL_EVERY_RECORDS: usize = 64;
@@ -129,30 +130,22 @@ pub struct Pipeline {
     queues: PartitionGroups,
     /// Input partition ends, listed in the background while the loop runs.
     known_ends: Option<KnownEnds>,
-    /// Next offset to commit per partition, for records of the open transaction.
-    pending_offsets: FxHashMap<(String, i32), i64>,
+    /// The open transaction's records, offsets and latency timestamps.
+    transaction: OpenTransaction,
     /// Next offset committed per partition, for rewinding after an abort.
     committed_offsets: HashMap<(String, i32), i64>,
-    records_in_transaction: usize,
     /// Sends outputs in the open transaction and counts what it did.
     collector: RecordCollector,
     /// Size, routing, decoding and validation of consumed records.
     source: Source,
     /// Records found to fail a stage by their data, and suspects.
     poison: PoisonRecords,
-    /// Input records of the open transaction, in the order they were read.
-    transaction_inputs: Vec<RecordId>,
-    /// Commit after the record just processed (a suspect processed alone).
-    commit_requested: bool,
     /// Bumped at every abort: a record read before it was rewound and is dropped.
     generation: u64,
     timeout: Duration,
     summary: RunSummary,
     first_record_at: Option<Instant>,
     last_commit_at: Option<Instant>,
-    /// Timestamps of the records of the open transaction whose outputs leave the
-    /// application, for the end-to-end latency observed at commit.
-    transaction_timestamps_ms: Vec<i64>,
     /// Committed offsets shared with the consumer's statistics callback (consumer lag).
     lag: LagTracker,
 }
@@ -277,20 +270,16 @@ impl Pipeline {
                 upstream,
             ),
             known_ends: None,
-            pending_offsets: FxHashMap::default(),
+            transaction: OpenTransaction::default(),
             committed_offsets: HashMap::new(),
-            records_in_transaction: 0,
             collector,
             source,
             poison: PoisonRecords::default(),
-            transaction_inputs: Vec::new(),
-            commit_requested: false,
             generation: 0,
             timeout,
             summary: RunSummary::default(),
             first_record_at: None,
             last_commit_at: None,
-            transaction_timestamps_ms: Vec::new(),
             lag,
             config,
         })
@@ -381,7 +370,7 @@ impl Pipeline {
                     // interval has passed (a held-back task may be waiting for this very
                     // transaction's repartitioned records); else wait for a record, the
                     // commit, or the end of a task's holding back.
-                    let open = self.records_in_transaction > 0;
+                    let open = !self.transaction.is_empty();
                     let idle_commit_at = last_commit + idle_interval;
                     if open && tokio::time::Instant::now() >= idle_commit_at {
                         idle_commit = true;
@@ -407,13 +396,13 @@ impl Pipeline {
             }
             self.resume_restored_tasks()?;
             let due = tokio::time::Instant::now() >= next_commit;
+            let requested = self.transaction.take_commit_request();
             if due
                 || idle_commit
-                || self.commit_requested
-                || self.records_in_transaction >= self.config.processing.transaction_records_max
+                || requested
+                || self.transaction.records() >= self.config.processing.transaction_records_max
             {
-                self.commit_requested = false;
-                if self.records_in_transaction > 0 {
+                if !self.transaction.is_empty() {
                     self.commit().await?;
                     last_commit = tokio::time::Instant::now();
                 } else if due && stop_when_caught_up && self.caught_up()? {
@@ -423,7 +412,7 @@ impl Pipeline {
                 next_commit = tokio::time::Instant::now() + interval;
             }
         }
-        if self.records_in_transaction > 0 {
+        if !self.transaction.is_empty() {
             self.commit().await?;
         }
         self.known_ends = None;
@@ -526,7 +515,7 @@ impl Pipeline {
             &self.consumer,
             &self.end_offsets,
             &self.source_partitions,
-            self.records_in_transaction,
+            self.transaction.records(),
             self.timeout,
         )
     }
@@ -621,7 +610,7 @@ impl Pipeline {
             .assignment()
             .map_err(|e| Error::kafka("reading the assignment", e))?;
         warn!(
-            records_discarded = self.records_in_transaction,
+            records_discarded = self.transaction.records(),
             partitions = assignment.count(),
             "rebalance: aborting the open transaction; processing resumes from committed offsets"
         );
@@ -631,14 +620,10 @@ impl Pipeline {
         })?;
         self.metrics.transaction_aborts.inc();
         self.producer.begin()?;
-        self.pending_offsets.clear();
+        self.transaction.discarded();
         self.collector.reset();
-        self.transaction_timestamps_ms.clear();
-        self.transaction_inputs.clear();
-        self.commit_requested = false;
         self.generation += 1;
         self.metrics.rebalances.inc();
-        self.records_in_transaction = 0;
         // Eager rebalancing re-assigns every partition from its committed offset; queued
         // records are read again, and a partition paused for a full queue is resumed.
         self.queues.aborted();

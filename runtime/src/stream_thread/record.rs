@@ -62,7 +62,7 @@ impl Pipeline {
         let sub_topology = task_id.sub_topology;
         self.read_again(message.topic(), message.partition(), message.offset());
         let id = RecordId::of(&message);
-        if self.poison.is_suspect(&id) && self.records_in_transaction > 0 {
+        if self.poison.is_suspect(&id) && !self.transaction.is_empty() {
             // A suspect gets a transaction of its own: commit what came before it.
             let generation = self.generation;
             // The record waits at the head of its queue while the commit runs: the offset
@@ -92,19 +92,18 @@ impl Pipeline {
         }
         let topic = message.topic().to_string();
         let partition = message.partition();
-        self.pending_offsets
-            .insert((topic.clone(), partition), message.offset() + 1);
-        self.records_in_transaction += 1;
+        let index = self
+            .transaction
+            .read((topic.clone(), partition), id.clone());
         let internal = self.topology.sub_topology(sub_topology).internal_source() == Some(&topic);
         *self.collector.counts.consumed.entry(topic).or_insert(0) += 1;
         if !internal {
             self.collector.counts.input_records += 1;
         }
         if self.poison.is_suspect(&id) {
-            self.commit_requested = true;
+            self.transaction.request_commit();
         }
-        self.collector.begin_record(self.transaction_inputs.len());
-        self.transaction_inputs.push(id.clone());
+        self.collector.begin_record(index);
         let result = self.handle_record(task_id, &id, &message).await;
         if let Some(failure) = self.collector.end_record() {
             warn!(
@@ -191,7 +190,7 @@ impl Pipeline {
             Ok(value) => value,
         };
         if !topology.feeds_another(sub) {
-            self.transaction_timestamps_ms.push(origin.timestamp_ms);
+            self.transaction.observe_latency_of(origin.timestamp_ms);
         }
         // A repartitioned record from the sub-topology writing the repartition topic (not
         // one rerouted from this sub-topology's own inputs) moves that input's watermark.
