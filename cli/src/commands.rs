@@ -64,10 +64,4 @@ pub fn parse_time_ms(flag: &str, value: &str) -> anyhow::Result<i64> {
         })
 }
 
-/// Now, in milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use paystream_testkit::traffic::now_ms;

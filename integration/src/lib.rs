@@ -493,20 +493,9 @@ pub async fn ledger_snapshot(database_url: &str) -> anyhow::Result<LedgerSnapsho
     let mut snapshot = LedgerSnapshot {
         journal_entries: count("SELECT count(*) FROM journal_entries").await? as u64,
         postings: count("SELECT count(*) FROM postings").await? as u64,
-        balances_minor: BTreeMap::new(),
+        balances_minor: paystream_ledger_sink::balance::all_balances(&pool).await?,
         payments_by_status: BTreeMap::new(),
     };
-    for row in sqlx::query("SELECT account, currency, balance_minor FROM account_balances")
-        .fetch_all(&pool)
-        .await?
-    {
-        let account: String = row.try_get("account")?;
-        let currency: String = row.try_get("currency")?;
-        snapshot.balances_minor.insert(
-            format!("{account}|{currency}"),
-            row.try_get("balance_minor")?,
-        );
-    }
     for row in sqlx::query("SELECT status, count(*) AS n FROM payments GROUP BY status")
         .fetch_all(&pool)
         .await?

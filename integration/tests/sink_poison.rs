@@ -322,6 +322,42 @@ async fn poison_records_are_dead_lettered_and_the_rest_of_the_batch_is_written()
     };
     check_dead_letters()?;
 
+    // `dlq inspect` shows a sink dead letter's original record, decoded as what its
+    // source topic carries (it used to decode every one as a settlement).
+    let inspect = |topic: &str| -> anyhow::Result<Vec<serde_json::Value>> {
+        let out = env.paystream(&["dlq", "inspect", "--topic", topic, "--format", "json"])?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| Ok(serde_json::from_str(line)?))
+            .collect()
+    };
+    let shown = inspect(&entries_topic)?;
+    let decoded: Vec<&str> = shown
+        .iter()
+        .filter_map(|entry| entry["decoded"].as_str())
+        .collect();
+    assert!(
+        decoded
+            .iter()
+            .any(|d| d.starts_with("JournalEntry ") && d.contains("pay-unbalanced")),
+        "{decoded:?}"
+    );
+    assert!(
+        decoded
+            .iter()
+            .filter(|d| d.starts_with("JournalEntry "))
+            .count()
+            >= 3,
+        "the NUL, long and unbalanced entries decode: {decoded:?}"
+    );
+    let shown = inspect(&status_topic)?;
+    assert!(
+        shown.iter().all(|entry| entry["decoded"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("PaymentStatusChanged "))),
+        "{shown:?}"
+    );
+
     // ... and in sink_dead_letters, in the transaction of its batch.
     let rows = sqlx::query(
         "SELECT topic, \"offset\", reason, sqlstate FROM sink_dead_letters ORDER BY topic, \"offset\"",

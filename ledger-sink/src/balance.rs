@@ -21,6 +21,29 @@ pub struct AccountBalance {
     pub at_ms: Option<i64>,
 }
 
+/// Every account's balance now, minor units, keyed `account|currency` (the
+/// `account_balances` table the sink keeps as it posts: debit-normal, as
+/// [`AccountBalance::balance_minor`]).
+///
+/// # Errors
+/// [`crate::SinkError::Database`] on a failed query.
+pub async fn all_balances(pool: &PgPool) -> Result<std::collections::BTreeMap<String, i64>> {
+    let rows = sqlx::query("SELECT account, currency, balance_minor FROM account_balances")
+        .fetch_all(pool)
+        .await
+        .map_err(db("reading account_balances"))?;
+    rows.iter()
+        .map(|row| {
+            let account: String = row.try_get("account").map_err(db("reading account"))?;
+            let currency: String = row.try_get("currency").map_err(db("reading currency"))?;
+            let balance_minor: i64 = row
+                .try_get("balance_minor")
+                .map_err(db("reading balance_minor"))?;
+            Ok((format!("{account}|{currency}"), balance_minor))
+        })
+        .collect()
+}
+
 /// `account`'s balance per currency. With `at_ms`, only postings of journal entries that
 /// occurred at or before that moment count (entries are dated by their event time, so a
 /// late-arriving settlement is counted at the moment it happened); without, the whole

@@ -102,11 +102,6 @@ const LAG_UPDATE_INTERVAL: Duration = Duration::from_secs(5);
 /// pipeline has finished.
 const IDLE_WAKE: Duration = Duration::from_millis(100);
 
-/// The dead-letter producer's `message.max.bytes`: a dead-letter topic's limit
-/// ([`paystream_runtime::topics::DEAD_LETTER_RECORD_BYTES_MAX`], 2 MiB) plus room for the
-/// batch framing.
-const DEAD_LETTER_PRODUCER_RECORD_BYTES_MAX: &str = "2162688";
-
 /// How long one dead letter may take to be delivered, milliseconds, before the batch
 /// fails (and is retried).
 const DEAD_LETTER_DELIVERY_TIMEOUT_MS: &str = "30000";
@@ -140,7 +135,10 @@ impl LedgerSink {
         let producer: FutureProducer = client_config(&config)
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", DEAD_LETTER_DELIVERY_TIMEOUT_MS)
-            .set("message.max.bytes", DEAD_LETTER_PRODUCER_RECORD_BYTES_MAX)
+            .set(
+                "message.max.bytes",
+                paystream_runtime::topics::PRODUCER_RECORD_BYTES_MAX,
+            )
             .create()
             .map_err(|source| SinkError::Kafka {
                 context: "creating the sink's dead-letter producer".into(),

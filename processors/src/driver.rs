@@ -116,11 +116,6 @@ impl<P: Processor> TestDriver<P> {
         self.punctuate()
     }
 
-    /// The current stream time, milliseconds.
-    pub fn stream_time_ms(&self) -> i64 {
-        self.context.stream_time_ms
-    }
-
     /// Punctuates at the current stream time (the runtime does so at every commit),
     /// then commits (in-memory stores apply writes at once), and returns everything
     /// forwarded since the last call.

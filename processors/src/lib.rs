@@ -3,8 +3,8 @@
 //!
 //! A processor is a small struct with one required method, `process`; the runtime's
 //! [`ProcessorContext`] hands it state stores, stream time and a forwarder for its
-//! [`Output`]s, which become records of the sinks it declares. [`driver::TestDriver`]
-//! runs processors in memory for tests. [`topology::payments_topology`] registers them.
+//! [`Output`]s, which become records of the sinks it declares. A test driver
+//! (`driver.rs`, test builds only) runs processors in memory. [`topology::payments_topology`] registers them.
 //!
 //! - [`dedupe::DedupeProcessor`]: drops retried `payment_initiated` records by
 //!   `(merchant_id, idempotency_key)`, dead-letters conflicting reuse, re-keys by payment id.
@@ -14,7 +14,8 @@
 
 pub mod dead_letter;
 pub mod dedupe;
-pub mod driver;
+#[cfg(test)]
+pub(crate) mod driver;
 pub mod ledger;
 pub mod lifecycle;
 pub mod metrics;

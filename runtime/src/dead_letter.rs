@@ -54,10 +54,12 @@ use paystream_sensitive::{credential_ranges, redact_sensitive};
 use crate::processor::{DeadLetterReason, Origin, Stage};
 use crate::serde::SerdeError;
 
-mod mask;
-pub use mask::{
+pub use paystream_sensitive::mask::{
     PAN_DIGITS_MAX, PAN_DIGITS_MIN, SEPARATOR_RUN_BYTES_MAX, mask_pans, mask_pans_in_text,
 };
+
+#[cfg(test)]
+mod mask;
 
 /// What to do with a record that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,16 +143,7 @@ pub fn dead_letter_record_at(
     message: &str,
     application_id: &str,
 ) -> DeadLetterRecord {
-    // Card digits are masked first: redacting a narrower card-like run first could cut a
-    // card number in two and leave a readable part of it that no later scan finds.
-    let mut error = redact_sensitive(&mask_pans_in_text(message));
-    if error.len() > ERROR_HEADER_BYTES_MAX {
-        let mut cut = ERROR_HEADER_BYTES_MAX;
-        while !error.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        error.truncate(cut);
-    }
+    let error = sanitize_error(message);
     let mut key = origin.key.as_deref().map(mask_sensitive);
     let mut value = origin.value.as_deref().map(mask_sensitive);
     let masked: Vec<&str> = [("key", &origin.key, &key), ("value", &origin.value, &value)]
@@ -183,6 +176,25 @@ pub fn dead_letter_record_at(
         record.headers.push((headers::MASKED, masked.join(",")));
     }
     record
+}
+
+/// An error message as a dead letter carries it (the `paystream.dlq.error` header, and
+/// wherever else a dead letter's reason is stored): card numbers masked
+/// ([`mask_pans_in_text`]), then credentials and card-like runs redacted
+/// ([`redact_sensitive`]), NUL bytes removed (PostgreSQL refuses them in text), at most
+/// [`ERROR_HEADER_BYTES_MAX`] bytes, cut at a character boundary.
+pub fn sanitize_error(message: &str) -> String {
+    // Card digits are masked first: redacting a narrower card-like run first could cut a
+    // card number in two and leave a readable part of it that no later scan finds.
+    let mut error = redact_sensitive(&mask_pans_in_text(message)).replace('\0', "");
+    if error.len() > ERROR_HEADER_BYTES_MAX {
+        let mut cut = ERROR_HEADER_BYTES_MAX;
+        while !error.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        error.truncate(cut);
+    }
+    error
 }
 
 /// Most bytes of key and value together that a dead letter carries: the dead-letter

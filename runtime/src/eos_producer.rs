@@ -18,6 +18,7 @@ use tracing::warn;
 
 use crate::config::Config;
 use crate::kafka::{PARTITIONER, client_config};
+use crate::topics::PRODUCER_RECORD_BYTES_MAX;
 use crate::{Error, Result};
 
 /// How long the parts of one [`EosProducer::commit`] took (retries included).
@@ -42,10 +43,6 @@ const TRANSACTION_RETRY_DELAY_MAX: Duration = Duration::from_secs(2);
 /// How long the committing thread sleeps between two checks that every record of the
 /// transaction has its delivery report ([`ExactlyOnceProducer::wait_for_deliveries`]).
 const DELIVERY_CHECK_INTERVAL: Duration = Duration::from_millis(1);
-
-/// The producer's `message.max.bytes`: a dead-letter topic's limit
-/// ([`crate::topics::DEAD_LETTER_RECORD_BYTES_MAX`], 2 MiB) plus room for the batch framing.
-const PRODUCER_RECORD_BYTES_MAX: &str = "2162688";
 
 /// The retry policy of transaction calls: exponential from 100 ms to 2 s, 10 attempts.
 pub fn transaction_retry_policy() -> ExponentialBuilder {

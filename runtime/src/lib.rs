@@ -12,29 +12,30 @@
 //!
 //! See `docs/architecture.md` for the whole picture.
 
+// What other crates use is public; the engine's inner roles are not.
 pub mod config;
-pub mod config_error;
-pub mod counts;
+mod config_error;
+mod counts;
 pub mod dead_letter;
-pub mod dlq_depth;
-pub mod eos_producer;
+mod dlq_depth;
+mod eos_producer;
 pub mod health;
 pub mod kafka;
 pub mod lag;
 pub mod metrics;
-pub mod origin;
-pub mod partition_group;
-pub mod poison;
+mod origin;
+mod partition_group;
+mod poison;
 pub mod processor;
-pub mod record_collector;
+mod record_collector;
 pub mod restore;
 pub mod security;
 pub mod serde;
-pub mod source;
+mod source;
 pub mod state_manager;
-pub mod stream_thread;
+mod stream_thread;
 pub mod task;
-pub mod task_manager;
+mod task_manager;
 pub mod topic_admin;
 pub mod topics;
 pub mod topology;

@@ -175,11 +175,6 @@ impl PartitionGroups {
         }
     }
 
-    /// Records queued, over all partitions.
-    pub fn len(&self) -> usize {
-        self.buffered
-    }
-
     /// True when no record is queued.
     pub fn is_empty(&self) -> bool {
         self.buffered == 0
@@ -626,7 +621,7 @@ mod tests {
             }
         }
         assert_eq!(resumed, Some(("initiated".to_string(), 0)));
-        assert_eq!(groups.len(), 2);
+        assert_eq!(groups.buffered, 2);
     }
 
     #[test]
@@ -703,7 +698,7 @@ mod tests {
         assert!(groups.has_queued(&("initiated".into(), 0)));
         assert!(groups.clear(&("initiated".into(), 0)));
         assert!(!groups.has_queued(&("initiated".into(), 0)));
-        assert_eq!(groups.len(), 1);
+        assert_eq!(groups.buffered, 1);
         assert!(groups.clear_all().is_empty());
         assert!(groups.is_empty());
     }

@@ -99,11 +99,6 @@ impl PoisonRecords {
         self.poisoned.len()
     }
 
-    /// True when no record is known to fail.
-    pub fn is_empty(&self) -> bool {
-        self.poisoned.is_empty()
-    }
-
     /// `id` fails with `poisoned`: dead-letter it when it is read again.
     pub fn poison(&mut self, id: RecordId, poisoned: Poisoned) {
         self.suspects.remove(&id);

@@ -56,19 +56,9 @@ impl TaskManager {
         }
     }
 
-    /// The topology the tasks run.
-    pub fn topology(&self) -> &Topology {
-        &self.topology
-    }
-
     /// Tasks running.
     pub fn len(&self) -> usize {
         self.running.len()
-    }
-
-    /// True when no task runs.
-    pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
     }
 
     /// The task `id` when it is running; otherwise `None`, and its restore is started if

@@ -76,6 +76,11 @@ impl TopicNames {
 /// dead-letter headers. The pipeline's producer allows records this large.
 pub const DEAD_LETTER_RECORD_BYTES_MAX: &str = "2097152";
 
+/// `message.max.bytes` of every producer that writes dead letters (the pipeline's, the
+/// ledger sink's, `dlq redrive`'s): [`DEAD_LETTER_RECORD_BYTES_MAX`] (2 MiB) plus room
+/// for the batch framing, so any dead letter a dead-letter topic takes can be sent.
+pub const PRODUCER_RECORD_BYTES_MAX: &str = "2162688";
+
 /// Retention of dead-letter topics: 30 days from when a record was dead-lettered.
 pub const DEAD_LETTER_RETENTION_MS: &str = "2592000000";
 

@@ -8,7 +8,11 @@
 //!
 //! A card number here is digits, optionally in groups separated by single spaces or
 //! dashes, standing alone, with 13–19 digits in a card layout, passing the Luhn check
-//! (ISO/IEC 7812-1): see [`pan_ranges`].
+//! (ISO/IEC 7812-1): see [`pan_ranges`]. Dead letters are masked by the wider rule of
+//! [`mask`] (every Luhn-valid window, whatever touches it), which finds every card
+//! number [`pan_ranges`] finds; neither takes a canonical UUID for one.
+
+pub mod mask;
 
 use std::sync::LazyLock;
 
@@ -170,10 +174,11 @@ pub fn redact_sensitive(text: &str) -> String {
     out
 }
 
-/// Fewest digits of a card-number-like run.
+/// Fewest digits of a card-number-like run (ISO/IEC 7812-1 allows 8–19; the card
+/// numbers in use today have 13 or more).
 pub const PAN_DIGITS_MIN: usize = 13;
 
-/// Most digits of a card-number-like run.
+/// Most digits of a card-number-like run (ISO/IEC 7812-1).
 pub const PAN_DIGITS_MAX: usize = 19;
 
 /// True when `text` contains something that looks like a primary account number: see
@@ -255,8 +260,8 @@ pub fn redact_pans(text: &str) -> String {
 /// Byte ranges of the card-number-like runs in `bytes` (any bytes: Avro bodies too).
 ///
 /// A run is digits, optionally in groups separated by single spaces or dashes, that
-/// stands alone (no letter or digit right before or after it), has 13–19 digits in a
-/// card layout — one unbroken group, groups of 4 with a shorter last group (4-4-4-4,
+/// stands alone (no letter or digit right before or after it), starts with 1–9 (no card
+/// number starts with 0), has 13–19 digits in a card layout — one unbroken group, groups of 4 with a shorter last group (4-4-4-4,
 /// 4-4-4-4-3), or 4-6-5 / 4-6-4 (American Express, Diners) — and passes the Luhn check
 /// (ISO/IEC 7812). The layout and boundary rules keep identifiers such as UUIDs from
 /// matching.
@@ -309,7 +314,10 @@ impl Iterator for PanRuns<'_> {
                     .get(run.end)
                     .is_none_or(|b| !b.is_ascii_alphanumeric());
             // The run is ASCII digits, spaces and dashes, which the Luhn check skips.
+            // No card number starts with 0: ISO/IEC 7812-1 issues major industry
+            // identifier 0 to no card scheme.
             if alone
+                && bytes[start] != b'0'
                 && (PAN_DIGITS_MIN..=PAN_DIGITS_MAX).contains(&run.digits)
                 && run.card_layout()
                 && std::str::from_utf8(&bytes[start..run.end]).is_ok_and(luhn::valid)

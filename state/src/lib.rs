@@ -28,7 +28,8 @@ mod rocks;
 mod transactional;
 mod ttl;
 
-pub mod contract;
+#[cfg(test)]
+mod contract;
 
 pub use memory::InMemoryStore;
 pub use metered::{MeteredStore, StoreMetrics};

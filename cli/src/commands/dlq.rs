@@ -353,7 +353,10 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
                 format!("{}-dlq-redrive", config.application_id),
             )
             .set("enable.idempotence", "true")
-            .set("message.max.bytes", "2162688")
+            .set(
+                "message.max.bytes",
+                paystream_runtime::topics::PRODUCER_RECORD_BYTES_MAX,
+            )
             .create()?;
         producer.init_transactions(timeout)?;
         producer.begin_transaction()?;

@@ -9,7 +9,6 @@ use paystream_ledger_sink::service::create_database_if_missing;
 use paystream_ledger_sink::{LedgerDatabase, account_balance, verify as verify_ledger};
 use paystream_runtime::Config;
 use paystream_testkit::traffic::ExpectedOutcome;
-use sqlx::Row;
 
 /// Options of `paystream ledger verify`.
 #[derive(Debug, Args)]
@@ -192,18 +191,7 @@ async fn compare(
             differences.push(format!("{kind} exceptions {found} != expected {want}"));
         }
     }
-    let rows = sqlx::query("SELECT account, currency, balance_minor FROM account_balances")
-        .fetch_all(database.pool())
-        .await?;
-    let mut found = std::collections::BTreeMap::new();
-    for row in rows {
-        let account: String = row.try_get("account")?;
-        let currency: String = row.try_get("currency")?;
-        found.insert(
-            format!("{account}|{currency}"),
-            row.try_get::<i64, _>("balance_minor")?,
-        );
-    }
+    let found = paystream_ledger_sink::balance::all_balances(database.pool()).await?;
     for (key, minor) in &expected.balances_minor {
         match found.get(key) {
             Some(v) if v == minor => {}

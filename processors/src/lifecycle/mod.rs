@@ -116,6 +116,8 @@ pub mod inputs {
 mod callbacks;
 mod model;
 pub mod pending;
+#[cfg(test)]
+mod properties;
 mod settlement_check;
 mod state_machine;
 pub mod stored;

@@ -144,7 +144,9 @@ pub(super) fn pan_ranges(bytes: &[u8]) -> Vec<(usize, usize)> {
         }
         let alone = (start == 0 || !bytes[start - 1].is_ascii_alphanumeric())
             && (end == bytes.len() || !bytes[end].is_ascii_alphanumeric());
+        // The rule added since: no card number starts with 0 (ISO/IEC 7812-1).
         if alone
+            && bytes[start] != b'0'
             && (13..=19).contains(&digits.len())
             && card_layout(&groups)
             && luhn::valid(&digits)

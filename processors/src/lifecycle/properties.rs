@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use paystream_processors::driver::{TestDriver, origin};
-use paystream_processors::ledger::journal_entry_id;
-use paystream_processors::lifecycle::{LEGAL_TRANSITIONS, LifecycleProcessor, LifecycleSettings};
-use paystream_processors::{Output, Record};
+use crate::driver::{TestDriver, origin};
+use crate::ledger::journal_entry_id;
+use crate::lifecycle::{LEGAL_TRANSITIONS, LifecycleProcessor, LifecycleSettings};
+use crate::{Output, Record};
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, InputEvent, JournalEntryKind, PaymentInitiated, PaymentStatus,
     ReconciliationExceptionKind, SettlementReported,
@@ -100,7 +100,7 @@ const SETTINGS: LifecycleSettings = LifecycleSettings {
     settlement_window_ms: 120_000,
     // Longer than any generated delay: no valid event expires from `pending`.
     pending_retention_ms: 10_000_000,
-    event_time_skew_max_ms: paystream_processors::lifecycle::EVENT_TIME_SKEW_MAX_MS,
+    event_time_skew_max_ms: crate::lifecycle::EVENT_TIME_SKEW_MAX_MS,
 };
 
 fn scenario() -> impl Strategy<Value = Scenario> {
