@@ -264,13 +264,19 @@ impl RecordCollector {
         value: &(dyn std::any::Any + Send + Sync),
     ) -> Result<Option<Vec<u8>>> {
         let serde = &self.serde;
-        let serialized = (|| serializer.serialize_value(serde, topic, value))
-            .retry(registry_retry_policy())
-            .when(SerdeError::is_retriable)
-            .notify(|e, delay| {
-                tracing::warn!(error = %e, ?delay, "schema registry unavailable, retrying")
-            })
-            .await;
+        // One attempt first: only a registry outage pays for the retry machinery.
+        let serialized = match serializer.serialize_value(serde, topic, value).await {
+            Err(e) if e.is_retriable() => {
+                (|| serializer.serialize_value(serde, topic, value))
+                    .retry(registry_retry_policy())
+                    .when(SerdeError::is_retriable)
+                    .notify(|e, delay| {
+                        tracing::warn!(error = %e, ?delay, "schema registry unavailable, retrying")
+                    })
+                    .await
+            }
+            first => first,
+        };
         match serialized {
             Ok(bytes) => Ok(Some(bytes)),
             Err(SerdeError::Record {

@@ -204,11 +204,17 @@ impl Source {
             timestamp_ms,
         };
         let decode_once = || source.deserializer.deserialize_value(&self.serde, record);
-        let decoded = decode_once
-            .retry(registry_retry_policy())
-            .when(SerdeError::is_retriable)
-            .notify(|e, delay| warn!(error = %e, ?delay, "schema registry unavailable, retrying"))
-            .await;
+        // One attempt first: only a registry outage pays for the retry machinery.
+        let decoded = match decode_once().await {
+            Err(e) if e.is_retriable() => decode_once
+                .retry(registry_retry_policy())
+                .when(SerdeError::is_retriable)
+                .notify(
+                    |e, delay| warn!(error = %e, ?delay, "schema registry unavailable, retrying"),
+                )
+                .await,
+            first => first,
+        };
         let error = match decoded {
             Ok(value) => return Ok(Ok(value)),
             Err(error) => error,

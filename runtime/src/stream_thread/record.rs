@@ -210,6 +210,10 @@ impl Pipeline {
                     origin.timestamp_ms,
                 );
             }
+            // A repartition input's time moves only with its writer's watermark.
+            None if sub.sources[input].internal => {
+                task.advance_stream_time(None, origin.timestamp_ms)
+            }
             None => task.advance_stream_time(Some(input), origin.timestamp_ms),
         }
         let outputs = match self.tasks.process(task_id, value, origin)? {
@@ -231,7 +235,7 @@ impl Pipeline {
             }
             if let Forward::To { sink, key, .. } = &output
                 && let Some(sink) = sub.sink(sink)
-                && topology.reader_of(&sink.topic).is_some()
+                && sink.repartition
             {
                 self.wrote_to_repartition(&sink.topic, key, timestamp_ms);
             }

@@ -149,6 +149,7 @@ impl TopologyBuilder {
                     name: sink.name,
                     topic: names.resolve(sink.topic),
                     format: sink.format,
+                    repartition: false,
                 });
             }
             sub_topologies.push(SubTopology {
@@ -160,6 +161,16 @@ impl TopologyBuilder {
                 dead_letter_topics: Vec::new(),
                 factory,
             });
+        }
+        let read: Vec<String> = sub_topologies
+            .iter()
+            .flat_map(|sub| sub.sources.iter().map(|s| s.topic.clone()))
+            .collect();
+        for sink in sub_topologies
+            .iter_mut()
+            .flat_map(|sub| sub.sinks.iter_mut())
+        {
+            sink.repartition = read.contains(&sink.topic);
         }
         // Dead letters go to the queue of the record's origin: for a repartition topic,
         // the inputs of the sub-topology writing it.

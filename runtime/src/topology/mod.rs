@@ -72,6 +72,9 @@ pub struct SinkTopic {
     /// Full topic name.
     pub topic: String,
     pub format: SinkFormat,
+    /// True when a sub-topology of the application reads the topic (a repartition
+    /// topic): its reader may hold back until what was written is read back.
+    pub repartition: bool,
 }
 
 impl std::fmt::Debug for SinkTopic {
