@@ -21,15 +21,16 @@ use sha2::{Digest, Sha256};
 
 use paystream_runtime::{Input, Sink};
 
-use crate::lifecycle::EVENT_TIME_SKEW_MAX_MS;
-use crate::topology::{EventDeserializer, sinks, topics};
+use crate::defaults::EVENT_TIME_SKEW_MAX_MS;
+use crate::names::{sinks, topics};
+use crate::serdes::EventDeserializer;
 use crate::{
     DeadLetterReason, Output, Processor, ProcessorContext, ProcessorError, Record, Result,
     StoreSpec, stores,
 };
 
 /// Default idempotency retention: 72 hours, in milliseconds.
-pub const DEFAULT_RETENTION_MS: i64 = 72 * 60 * 60 * 1000;
+pub use crate::defaults::IDEMPOTENCY_RETENTION_MS as DEFAULT_RETENTION_MS;
 
 /// First byte of a version 1 value of the idempotency store.
 pub const IDEMPOTENCY_FORMAT_VERSION_1: u8 = 0x01;

@@ -14,13 +14,16 @@
 
 pub mod dead_letter;
 pub mod dedupe;
+pub mod defaults;
 #[cfg(test)]
 pub(crate) mod driver;
 pub mod ledger;
 pub mod lifecycle;
 pub mod metrics;
+pub mod names;
 pub mod reconciliation;
 pub mod records;
+pub mod serdes;
 pub mod timers;
 pub mod topology;
 
@@ -33,12 +36,12 @@ pub use dead_letter::DeadLetterReason;
 pub use paystream_runtime::processor::{
     Origin, Processor, ProcessorContext, ProcessorError, Record, Result, Sink, Stage, StoreSpec,
 };
-pub use topology::FromInputEvent;
+pub use serdes::FromInputEvent;
 
-use crate::topology::sinks;
+use crate::names::sinks;
 
 /// What the payment processors emit; each variant is forwarded to one sink
-/// ([`topology::sinks`]), keyed by payment id.
+/// ([`names::sinks`]), keyed by payment id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// To the internal repartition topic `<app>-payments-by-id`, keyed by payment id.

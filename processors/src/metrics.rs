@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use paystream_schemas::{JournalEntry, PaymentStatusChanged, ReconciliationException};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
-use crate::topology::sinks;
+use crate::names::sinks;
 
 /// The business metrics, cheap to clone (shared counters).
 #[derive(Clone)]

@@ -9,7 +9,7 @@ use paystream_schemas::{
     PaymentStatusChanged, ReconciliationException, SettlementReported,
 };
 
-use crate::topology::PaymentTopics;
+use crate::names::PaymentTopics;
 
 /// The record a topic of the payments application carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

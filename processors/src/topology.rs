@@ -1,212 +1,15 @@
-//! The payments topology on the stream runtime (docs/architecture.md, "Topology"): the
-//! topics each processor reads with the deserializer of their events, its sinks, and
+//! The payments topology on the stream runtime (docs/architecture.md, "Topology"):
 //! [`payments_topology`], the one registration — dedupe, then the payment lifecycle,
-//! and the ledger sink as the external reader of the outputs.
-//!
-//! An input event is read in the Confluent wire format with the runtime's Avro serde and
-//! validated ([`paystream_schemas::validate`]) before a processor sees it
-//! ([`EventDeserializer`]); an output goes out through the Avro serde, a journal entry
-//! only once it balances ([`JournalEntrySerializer`]).
+//! and the ledger sink as the external reader of the outputs. The processors declare
+//! their topics ([`crate::names`]) and serdes ([`crate::serdes`]) themselves.
 
-use std::marker::PhantomData;
-
-use futures::future::BoxFuture;
 use paystream_runtime::config::Config;
-use paystream_runtime::serde::{AvroSerde, Deserializer, RawRecord, SerdeContext, SerdeError};
 use paystream_runtime::topology::Topology;
-use paystream_runtime::{Serializer, Stage};
-use paystream_schemas::validate::{Violation, check_event_time, validate};
-use paystream_schemas::{
-    AuthFailed, AuthSucceeded, AvroRecord, InputEvent, JournalEntry, PaymentInitiated,
-    SettlementReported,
-};
-use serde::de::DeserializeOwned;
 
-use crate::DeadLetterReason;
 use crate::dedupe::DedupeProcessor;
 use crate::lifecycle::{LifecycleProcessor, LifecycleSettings};
 use crate::metrics::PaymentMetrics;
-
-/// The topics of the payments application, by logical name.
-pub mod topics {
-    use paystream_runtime::TopicRef;
-
-    pub const PAYMENT_INITIATED: TopicRef = TopicRef::External("payment_initiated");
-    pub const AUTH_SUCCESS: TopicRef = TopicRef::External("auth_success");
-    pub const AUTH_FAILURE: TopicRef = TopicRef::External("auth_failure");
-    pub const SETTLEMENT: TopicRef = TopicRef::External("settlement");
-    pub const PAYMENT_STATUS: TopicRef = TopicRef::External("payment_status");
-    pub const LEDGER_ENTRIES: TopicRef = TopicRef::External("ledger_entries");
-    pub const RECONCILIATION_EXCEPTIONS: TopicRef = TopicRef::External("reconciliation_exceptions");
-    /// Deduplicated payments, re-keyed by payment id (`<app>-payments-by-id`).
-    pub const PAYMENTS_BY_ID: TopicRef = TopicRef::Internal("payments-by-id");
-}
-
-/// The names processors forward to ([`paystream_runtime::Forward::To`]).
-pub mod sinks {
-    /// Deduplicated payments to the repartition topic, passed through byte for byte.
-    pub const REPARTITION: &str = "repartition";
-    pub const PAYMENT_STATUS: &str = "payment_status";
-    pub const JOURNAL_ENTRY: &str = "journal_entry";
-    pub const RECONCILIATION_EXCEPTION: &str = "reconciliation_exception";
-}
-
-/// The PostgreSQL tables the ledger sink writes.
-pub const LEDGER_SINK_TABLES: [&str; 7] = [
-    "journal_entries",
-    "postings",
-    "accounts",
-    "account_balances",
-    "payments",
-    "reconciliation_exceptions",
-    "sink_offsets",
-];
-
-/// Types a processor can take, converted from a decoded [`InputEvent`].
-pub trait FromInputEvent: Sized {
-    /// The value, or `None` when the event is of another type.
-    fn from_input_event(event: InputEvent) -> Option<Self>;
-}
-
-impl FromInputEvent for InputEvent {
-    fn from_input_event(event: InputEvent) -> Option<Self> {
-        Some(event)
-    }
-}
-
-impl FromInputEvent for PaymentInitiated {
-    fn from_input_event(event: InputEvent) -> Option<Self> {
-        match event {
-            InputEvent::PaymentInitiated(value) => Some(value),
-            _ => None,
-        }
-    }
-}
-
-/// An input event type: its Avro record and how it becomes an [`InputEvent`].
-pub trait Event: AvroRecord + DeserializeOwned + Send + Sync + 'static {
-    /// The event as an [`InputEvent`].
-    fn into_input_event(self) -> InputEvent;
-}
-
-macro_rules! event {
-    ($($variant:ident),*) => {$(
-        impl Event for $variant {
-            fn into_input_event(self) -> InputEvent {
-                InputEvent::$variant(self)
-            }
-        }
-    )*};
-}
-
-event!(
-    PaymentInitiated,
-    AuthSucceeded,
-    AuthFailed,
-    SettlementReported
-);
-
-/// Reads events of type `E` (Avro, Confluent wire format), validates them — the event's
-/// contract, then its event time against the record's broker timestamp — and hands them
-/// to the processor as `O` (the event itself or an [`InputEvent`]). A violation is the
-/// record's data: it is dead-lettered with its reason at the `validate` stage.
-pub struct EventDeserializer<E, O> {
-    event_time_skew_max_ms: i64,
-    _types: PhantomData<fn() -> (E, O)>,
-}
-
-impl<E, O> EventDeserializer<E, O> {
-    /// Events at most `event_time_skew_max_ms` ahead of their record's timestamp pass.
-    pub fn new(event_time_skew_max_ms: i64) -> Self {
-        EventDeserializer {
-            event_time_skew_max_ms,
-            _types: PhantomData,
-        }
-    }
-}
-
-impl<E: Event, O: FromInputEvent + Send + Sync + 'static> Deserializer for EventDeserializer<E, O> {
-    type Value = O;
-
-    fn type_name(&self) -> &'static str {
-        Deserializer::type_name(&AvroSerde::<E>::new())
-    }
-
-    fn deserialize<'a>(
-        &'a self,
-        ctx: &'a SerdeContext,
-        record: RawRecord<'a>,
-    ) -> BoxFuture<'a, Result<O, SerdeError>> {
-        Box::pin(async move {
-            let event = AvroSerde::<E>::decode(ctx, record.value)
-                .await?
-                .into_input_event();
-            validate(&event)
-                .and_then(|()| {
-                    check_event_time(
-                        event.event_time_ms(),
-                        record.timestamp_ms,
-                        self.event_time_skew_max_ms,
-                    )
-                })
-                .map_err(violation)?;
-            O::from_input_event(event).ok_or_else(|| SerdeError::Record {
-                reason: DeadLetterReason::ProcessingFailed.into(),
-                stage: Stage::Decode,
-                message: format!(
-                    "{} is not what the processor reading {} takes",
-                    E::FULL_NAME,
-                    record.topic
-                ),
-            })
-        })
-    }
-}
-
-/// The dead letter of a violation: its reason at the `validate` stage.
-fn violation(violation: Violation) -> SerdeError {
-    let reason = match &violation {
-        Violation::InvalidValue(_) => DeadLetterReason::InvalidValue,
-        Violation::PanDetected { .. } => DeadLetterReason::PanDetected,
-        Violation::SecretDetected { .. } => DeadLetterReason::SecretDetected,
-        Violation::ValueOutOfRange(_) => DeadLetterReason::ValueOutOfRange,
-        Violation::EventTimeInFuture { .. } => DeadLetterReason::EventTimeInFuture,
-    };
-    SerdeError::Record {
-        reason: reason.into(),
-        stage: Stage::Validate,
-        message: violation.to_string(),
-    }
-}
-
-/// Writes journal entries (Avro, Confluent wire format) once they balance per currency;
-/// one that does not fails the record that caused it (`processing_failed`), so an
-/// unbalanced entry never reaches `ledger_entries`.
-#[derive(Debug, Default)]
-pub struct JournalEntrySerializer;
-
-impl Serializer for JournalEntrySerializer {
-    type Value = JournalEntry;
-
-    fn serialize<'a>(
-        &'a self,
-        ctx: &'a SerdeContext,
-        topic: &'a str,
-        entry: &'a JournalEntry,
-    ) -> BoxFuture<'a, Result<Vec<u8>, SerdeError>> {
-        if !entry.is_balanced() {
-            return Box::pin(std::future::ready(Err(SerdeError::Record {
-                reason: DeadLetterReason::ProcessingFailed.into(),
-                stage: Stage::Process,
-                message: format!("journal entry {} does not balance per currency", entry.id),
-            })));
-        }
-        AVRO_JOURNAL_ENTRY.serialize(ctx, topic, entry)
-    }
-}
-
-/// The Avro serde of journal entries.
-static AVRO_JOURNAL_ENTRY: AvroSerde<JournalEntry> = AvroSerde::new();
+use crate::names::{LEDGER_SINK_TABLES, topics};
 
 /// The lifecycle's timer settings and input checks from `config`.
 pub fn lifecycle_settings(config: &Config) -> LifecycleSettings {
@@ -253,74 +56,13 @@ pub fn payments_topology_description(config: &Config) -> Topology {
     payments_topology(config, &PaymentMetrics::unregistered())
 }
 
-/// The full names of the payments application's topics under one configuration.
-#[derive(Debug, Clone)]
-pub struct PaymentTopics {
-    pub payment_initiated: String,
-    pub auth_success: String,
-    pub auth_failure: String,
-    pub settlement: String,
-    pub payment_status: String,
-    pub ledger_entries: String,
-    pub reconciliation_exceptions: String,
-    pub payments_by_id: String,
-    /// `topics.prefix`.
-    prefix: String,
-}
-
-impl PaymentTopics {
-    /// Names for `config`'s prefix and application id.
-    pub fn new(config: &Config) -> Self {
-        let names = paystream_runtime::topics::TopicNames::new(config);
-        PaymentTopics {
-            payment_initiated: names.resolve(topics::PAYMENT_INITIATED),
-            auth_success: names.resolve(topics::AUTH_SUCCESS),
-            auth_failure: names.resolve(topics::AUTH_FAILURE),
-            settlement: names.resolve(topics::SETTLEMENT),
-            payment_status: names.resolve(topics::PAYMENT_STATUS),
-            ledger_entries: names.resolve(topics::LEDGER_ENTRIES),
-            reconciliation_exceptions: names.resolve(topics::RECONCILIATION_EXCEPTIONS),
-            payments_by_id: names.resolve(topics::PAYMENTS_BY_ID),
-            prefix: config.topics.prefix.clone(),
-        }
-    }
-
-    /// The four input topics.
-    pub fn inputs(&self) -> [&str; 4] {
-        [
-            &self.payment_initiated,
-            &self.auth_success,
-            &self.auth_failure,
-            &self.settlement,
-        ]
-    }
-
-    /// The three topics the ledger sink reads (the outputs it writes to PostgreSQL).
-    pub fn sink_inputs(&self) -> [&str; 3] {
-        [
-            &self.ledger_entries,
-            &self.payment_status,
-            &self.reconciliation_exceptions,
-        ]
-    }
-
-    /// The input topic a user named: by base name (`settlement`), full name
-    /// (`<prefix>settlement`) or its dead-letter topic's name (`<prefix>settlement.dlq`).
-    pub fn resolve_input(&self, name: &str) -> Option<&str> {
-        let name = name.strip_suffix(".dlq").unwrap_or(name);
-        let prefixed = format!("{}{name}", self.prefix);
-        self.inputs()
-            .into_iter()
-            .find(|input| *input == name || *input == prefixed)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use paystream_runtime::topics::TopicRole;
     use paystream_runtime::topology::TopologyBuilder;
 
     use super::*;
+    use crate::names::{PaymentTopics, sinks};
 
     fn config() -> Config {
         let mut config = Config {

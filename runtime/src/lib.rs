@@ -19,6 +19,7 @@ mod counts;
 pub mod dead_letter;
 mod dlq_depth;
 mod eos_producer;
+mod failure;
 pub mod health;
 pub mod kafka;
 pub mod lag;

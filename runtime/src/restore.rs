@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::kafka::read_committed_consumer_config;
 use crate::metrics::Metrics;
+pub use crate::state_manager::RestoredStores;
 use crate::state_manager::{TaskCheckpoint, task_dir};
 use crate::task::Task;
 use crate::topology::{Store, SubTopology, TaskId};
@@ -41,14 +42,6 @@ const RESTORE_CHECKPOINT_RECORDS: u64 = 100_000;
 const RESTORE_CHECK_EVERY_POLLS: usize = 1_024;
 /// How often a long restore logs its progress.
 const RESTORE_PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// What a finished restore hands to the task: its stores, up to date with their
-/// changelogs, and its checkpoint.
-pub struct RestoredStores {
-    pub checkpoint: TaskCheckpoint,
-    /// `(store name, store)`, in the sub-topology's order.
-    pub stores: Vec<(&'static str, RocksDbStore)>,
-}
 
 /// A task in the restoring phase: its restore thread and the flag that cancels it. The
 /// thread hands over the restored stores ([`Restoring::start`]) or the task built on

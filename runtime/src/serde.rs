@@ -12,6 +12,7 @@
 //! registry unreachable) — retried with back-off, then the instance stops.
 
 use std::any::Any;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -20,7 +21,10 @@ use paystream_avro::{AvroRecord, Codec, CodecError, DecodeError, DecodeErrorKind
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::processor::{DeadLetterReason, Stage, Value};
+use crate::failure::{DeadLetterReason, Stage};
+
+/// A record value whose type only its processor and its serde know.
+pub type Value = Box<dyn Any + Send + Sync>;
 
 /// What a serde may use besides the record: the Schema Registry's codec.
 #[derive(Debug, Clone)]
@@ -123,7 +127,7 @@ pub trait Deserializer: Send + Sync + 'static {
         &'a self,
         ctx: &'a SerdeContext,
         record: RawRecord<'a>,
-    ) -> BoxFuture<'a, Result<Self::Value, SerdeError>>;
+    ) -> impl Future<Output = Result<Self::Value, SerdeError>> + Send + 'a;
 }
 
 /// Turns values of one type into record values of a topic.
@@ -141,7 +145,7 @@ pub trait Serializer: Send + Sync + 'static {
         ctx: &'a SerdeContext,
         topic: &'a str,
         value: &'a Self::Value,
-    ) -> BoxFuture<'a, Result<Vec<u8>, SerdeError>>;
+    ) -> impl Future<Output = Result<Vec<u8>, SerdeError>> + Send + 'a;
 }
 
 /// A [`Deserializer`] as the runtime holds it, making a [`Value`]. Every deserializer is
@@ -195,7 +199,7 @@ impl<S: Serializer> ErasedSerializer for S {
         value: &'a (dyn Any + Send + Sync),
     ) -> BoxFuture<'a, Result<Vec<u8>, SerdeError>> {
         match value.downcast_ref::<S::Value>() {
-            Some(value) => self.serialize(ctx, topic, value),
+            Some(value) => Box::pin(self.serialize(ctx, topic, value)),
             None => Box::pin(std::future::ready(Err(SerdeError::Record {
                 reason: DeadLetterReason::PROCESSING_FAILED,
                 stage: Stage::Produce,
@@ -254,8 +258,8 @@ where
         &'a self,
         ctx: &'a SerdeContext,
         record: RawRecord<'a>,
-    ) -> BoxFuture<'a, Result<T, SerdeError>> {
-        Box::pin(Self::decode(ctx, record.value))
+    ) -> impl Future<Output = Result<T, SerdeError>> + Send + 'a {
+        Self::decode(ctx, record.value)
     }
 }
 
@@ -265,12 +269,12 @@ where
 {
     type Value = T;
 
-    fn serialize<'a>(
+    async fn serialize<'a>(
         &'a self,
         ctx: &'a SerdeContext,
         topic: &'a str,
         value: &'a T,
-    ) -> BoxFuture<'a, Result<Vec<u8>, SerdeError>> {
-        Box::pin(async move { Ok(ctx.registry.encode(topic, value).await?) })
+    ) -> Result<Vec<u8>, SerdeError> {
+        Ok(ctx.registry.encode(topic, value).await?)
     }
 }

@@ -118,6 +118,14 @@ pub struct NotedCheckpoint {
     records: i64,
 }
 
+/// What a finished restore hands to the task: its stores, up to date with their
+/// changelogs, and its checkpoint.
+pub struct RestoredStores {
+    pub checkpoint: TaskCheckpoint,
+    /// `(store name, store)`, in the sub-topology's order.
+    pub stores: Vec<(&'static str, paystream_state::RocksDbStore)>,
+}
+
 /// The checkpoint of one task, owned by its state manager: loaded (or the task wiped)
 /// when the task is created, advanced as restores and commits move the stores forward.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 //! each `Metered(Ttl(Transactional(RocksDb)))`, see [`TaskStore`] — under
 //! `<state.dir>/<application_id>/<task_id>/<store>`, its stream and partition times, and
 //! its checkpoint (see [`crate::state_manager`]). A task runs once its restore
-//! ([`crate::restore`]) has finished.
+//! (`restore.rs`) has finished.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -21,8 +21,9 @@ use crate::processor::{
     Forward, Origin, ProcessorContext, ProcessorError, Result as ProcessorResult, TaskProcessor,
     Value,
 };
-use crate::restore::RestoredStores;
-use crate::state_manager::{CHECKPOINT_RECORDS_MIN, NotedCheckpoint, TaskCheckpoint};
+use crate::state_manager::{
+    CHECKPOINT_RECORDS_MIN, NotedCheckpoint, RestoredStores, TaskCheckpoint,
+};
 use crate::topology::SubTopology;
 
 /// A task's state store: metering over time-to-live over the transactional write buffer

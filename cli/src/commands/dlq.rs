@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use paystream_processors::names::PaymentTopics;
 use paystream_processors::records;
-use paystream_processors::topology::{PaymentTopics, payments_topology_description};
+use paystream_processors::topology::payments_topology_description;
 use paystream_runtime::Config;
 use paystream_runtime::dead_letter::headers;
 use paystream_runtime::kafka::{client_config, read_committed_to_end};

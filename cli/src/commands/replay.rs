@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use backon::{ExponentialBuilder, Retryable};
 use clap::{ArgGroup, Args};
-use paystream_processors::topology::PaymentTopics;
+use paystream_processors::names::PaymentTopics;
 use paystream_runtime::Config;
 use paystream_runtime::kafka::partition_count;
 use paystream_runtime::kafka::{client_config, read_committed_consumer_config};

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
+use paystream_processors::names::PaymentTopics;
 use paystream_processors::records::{self, PaymentRecord};
-use paystream_processors::topology::PaymentTopics;
 use paystream_processors::{DeadLetterReason, Origin, Stage};
 use paystream_runtime::Config;
 use paystream_runtime::dead_letter::{DeadLetterRecord, dead_letter_record_at};

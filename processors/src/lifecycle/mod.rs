@@ -96,8 +96,9 @@ use paystream_schemas::{
 };
 
 use crate::metrics::{OutputCounts, PaymentMetrics};
+use crate::names::{sinks, topics};
+use crate::serdes::{EventDeserializer, JournalEntrySerializer};
 use crate::timers::{self, DueTimer, TimerIndex, TimerKind, TimerSource};
-use crate::topology::{EventDeserializer, JournalEntrySerializer, sinks, topics};
 use crate::{
     DeadLetterReason, Origin, Output, Processor, ProcessorContext, ProcessorError, Record, Result,
     StoreSpec, stores,
@@ -169,7 +170,7 @@ impl LifecycleProcessor {
     pub fn new(settings: LifecycleSettings) -> Self {
         LifecycleProcessor {
             settings,
-            event_id_retention_ms: crate::dedupe::DEFAULT_RETENTION_MS,
+            event_id_retention_ms: crate::defaults::IDEMPOTENCY_RETENTION_MS,
             timers: TimerIndex::new(),
             legacy: LegacyStores::default(),
             legacy_committed: LegacyStores::default(),

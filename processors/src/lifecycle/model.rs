@@ -27,9 +27,7 @@ pub struct LifecycleSettings {
     pub event_time_skew_max_ms: i64,
 }
 
-/// Default of [`LifecycleSettings::event_time_skew_max_ms`] and of dedupe's: 1 h, as
-/// Kafka's own `message.timestamp.after.max.ms`.
-pub const EVENT_TIME_SKEW_MAX_MS: i64 = 60 * 60 * 1_000;
+pub use crate::defaults::EVENT_TIME_SKEW_MAX_MS;
 
 impl Default for LifecycleSettings {
     fn default() -> Self {

@@ -10,7 +10,6 @@
 //! one to the record collector the same way, where the sink's serializer turns it into
 //! bytes.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use paystream_state::{KeyValueStore, StoreError};
@@ -19,10 +18,10 @@ use crate::serde::ErasedDeserializer;
 
 mod declarations;
 
-pub use declarations::{DeadLetterReason, Input, Sink, SinkFormat, Stage, StoreSpec, TopicRef};
+pub use crate::failure::{DeadLetterReason, Stage};
+pub use declarations::{Input, Sink, SinkFormat, StoreSpec, TopicRef};
 
-/// A record value whose type only its processor and its serde know.
-pub type Value = Box<dyn Any + Send + Sync>;
+pub use crate::serde::Value;
 
 /// Errors that stop a task (never bad input: bad input is dead-lettered).
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,11 @@
+//! Defaults of the payments application's settings that more than one processor uses.
+
+/// Idempotency retention: how long an idempotency key (dedupe) and an event id
+/// (lifecycle) are remembered, milliseconds of stream time: 72 hours
+/// (`state.idempotency_retention_ms`).
+pub const IDEMPOTENCY_RETENTION_MS: i64 = 72 * 60 * 60 * 1000;
+
+/// How far an event's own time may be ahead of its record's broker timestamp,
+/// milliseconds: 1 h, as Kafka's own `message.timestamp.after.max.ms`
+/// (`processing.event_time_skew_max_ms`).
+pub const EVENT_TIME_SKEW_MAX_MS: i64 = 60 * 60 * 1_000;
