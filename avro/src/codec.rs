@@ -15,92 +15,15 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::{SrSettings, post_schema};
-use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::AvroRecord;
-use crate::wire::{self, FramingError};
-
-/// Why a record value could not be decoded, in the terms of the dead-letter reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecodeErrorKind {
-    /// Empty, truncated, or not valid Avro for its schema.
-    Undecodable,
-    /// The first byte is not the Confluent magic byte 0.
-    BadMagicByte,
-    /// The schema id is not in the registry, or names a record this topic does not carry.
-    UnknownSchema,
-    /// The registry could not be reached: retry, do not dead-letter.
-    RegistryUnavailable,
-}
-
-/// A record value that could not be decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct DecodeError {
-    pub kind: DecodeErrorKind,
-    pub message: String,
-}
-
-impl DecodeError {
-    /// An error of `kind` saying `message`.
-    pub fn new(kind: DecodeErrorKind, message: impl Into<String>) -> Self {
-        DecodeError {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// True when the same record may decode later (the registry was unreachable).
-    pub fn is_retriable(&self) -> bool {
-        self.kind == DecodeErrorKind::RegistryUnavailable
-    }
-}
-
-impl From<FramingError> for DecodeError {
-    fn from(e: FramingError) -> Self {
-        let kind = match e {
-            FramingError::BadMagicByte { .. } => DecodeErrorKind::BadMagicByte,
-            FramingError::Empty | FramingError::Truncated { .. } => DecodeErrorKind::Undecodable,
-        };
-        DecodeError::new(kind, e.to_string())
-    }
-}
-
-/// Errors of registry calls and encoding.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CodecError {
-    /// The registry rejected a call or could not be reached.
-    #[error("schema registry at {url}: {message}")]
-    Registry {
-        url: String,
-        message: String,
-        retriable: bool,
-    },
-    /// A record could not be encoded with its schema (a bug: our types match our schemas).
-    #[error("encoding {record} for topic {topic}: {message}")]
-    Encode {
-        record: &'static str,
-        topic: String,
-        message: String,
-    },
-}
-
-impl CodecError {
-    /// True when the same call may succeed later.
-    pub fn is_retriable(&self) -> bool {
-        matches!(
-            self,
-            CodecError::Registry {
-                retriable: true,
-                ..
-            }
-        )
-    }
-}
+pub use crate::error::{CodecError, DecodeError, DecodeErrorKind};
+pub use crate::registry::RegistryAccess;
+use crate::registry::{registry_error, tls_client_config};
+use crate::wire;
 
 /// A registered schema: its registry id and its writer, built once (resolving a
 /// schema's names is most of the cost of building one).
@@ -161,60 +84,6 @@ impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Codec").field("url", &self.url).finish()
     }
-}
-
-/// How to reach a secured Schema Registry.
-#[derive(Default, Clone)]
-pub struct RegistryAccess {
-    /// HTTP basic-auth user (Confluent Cloud: the API key).
-    pub basic_auth_username: Option<String>,
-    /// Its password (Confluent Cloud: the API secret).
-    pub basic_auth_password: Option<String>,
-    /// PEM CA certificates to trust for `https://`; `None` trusts the Mozilla roots.
-    pub ca_pem: Option<Vec<u8>>,
-}
-
-impl std::fmt::Debug for RegistryAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryAccess")
-            .field("basic_auth_username", &self.basic_auth_username)
-            .field(
-                "basic_auth_password",
-                &self.basic_auth_password.as_ref().map(|_| "[REDACTED]"),
-            )
-            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
-            .finish()
-    }
-}
-
-/// The rustls client configuration of the registry's HTTPS client (ring crypto): roots
-/// from `ca_pem`, else webpki-roots.
-fn tls_client_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_pem {
-        Some(pem) => {
-            for certificate in CertificateDer::pem_slice_iter(pem) {
-                let certificate =
-                    certificate.map_err(|e| format!("reading the CA certificates: {e}"))?;
-                roots
-                    .add(certificate)
-                    .map_err(|e| format!("adding a CA certificate: {e}"))?;
-            }
-            if roots.is_empty() {
-                return Err("the CA file holds no PEM certificate".to_string());
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())
-    .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
 }
 
 /// The Confluent `TopicNameStrategy` subject of a topic's values.
@@ -469,40 +338,6 @@ fn encode_with<T: AvroRecord + Serialize>(
         .write_ser(&mut framed, record)
         .map_err(|e| encode_error(e.to_string()))?;
     Ok(framed)
-}
-
-fn registry_error(url: &str, e: &SRCError) -> CodecError {
-    let mut message = match &e.cause {
-        Some(cause) => format!("{}: {cause}", e.error),
-        None => e.error.clone(),
-    };
-    // The registry answers 401/403 (Confluent error codes 40101, 40301) to bad or missing
-    // credentials.
-    let lower = message.to_ascii_lowercase();
-    if ["401", "403", "unauthorized", "forbidden"]
-        .iter()
-        .any(|m| lower.contains(m))
-    {
-        message.push_str(
-            "; check schema_registry.basic_auth_username and its password \
-             (PAYSTREAM_SCHEMA_REGISTRY__BASIC_AUTH_PASSWORD or basic_auth_password_file)",
-        );
-    } else if lower.contains("certificate") || lower.contains("tls") {
-        message
-            .push_str("; set schema_registry.ca_location to the CA of the registry's certificate");
-    } else if url.starts_with("https://") && lower.contains("error sending request") {
-        // reqwest's message does not carry the TLS cause (it sits in the error's source
-        // chain, which schema_registry_converter flattens away).
-        message.push_str(
-            "; the registry is unreachable or its certificate is not trusted: check \
-             schema_registry.url and schema_registry.ca_location",
-        );
-    }
-    CodecError::Registry {
-        url: url.to_string(),
-        message,
-        retriable: e.retriable,
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 //! [Confluent wire format]: https://docs.confluent.io/platform/current/schema-registry/fundamentals/serdes-develop/index.html#wire-format
 
 pub mod codec;
+mod error;
+mod registry;
 pub mod wire;
 
 pub use codec::{Codec, CodecError, DecodeError, DecodeErrorKind, RegistryAccess, value_subject};
