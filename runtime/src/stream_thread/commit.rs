@@ -14,6 +14,7 @@ use rdkafka::producer::DeliveryFuture;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 
+use super::transaction::CommitOutcome;
 use super::{Pipeline, now_ms};
 use crate::metrics::COMMIT_PHASES;
 use crate::task::TaskId;
@@ -41,15 +42,24 @@ impl Pipeline {
         }
         for (task_id, output, timestamp_ms) in punctuated.outputs {
             let sub = topology.sub_topology(task_id.sub_topology);
-            self.collector.emit(output, sub, None, timestamp_ms).await?;
+            self.transaction
+                .collector
+                .emit(output, sub, None, timestamp_ms)
+                .await?;
         }
         Ok(())
     }
 
-    /// Commits the open transaction: changelog records, offsets, commit, then stores.
+    /// Commits the open transaction: punctuation, changelog records, offsets and EndTxn
+    /// ([`Transaction::commit`]), then the stores' writes, the checkpoints and the
+    /// metrics. A transaction that cannot commit is aborted and its partitions rewound
+    /// ([`Self::recover_from_failed_transaction`]).
+    ///
+    /// # Errors
+    /// Environment failures: the broker, the stores, fencing.
     pub(super) async fn commit(&mut self) -> Result<()> {
         let started = Instant::now();
-        if self.collector.must_abort() {
+        if self.transaction.collector.must_abort() {
             return self.recover_from_failed_transaction(None).await;
         }
         // Punctuation: due timers fire and expired keys of TTL stores are deleted, all in
@@ -57,30 +67,8 @@ impl Pipeline {
         self.punctuate().await?;
         self.tasks.purge_expired()?;
         let punctuated = Instant::now();
-        let changelog = self.tasks.changelog_writes();
-        let changelog_time_ms = now_ms();
-        // Only the last record per task and store is awaited for the checkpoint: records
-        // of one partition get their offsets in the order they were produced.
-        let mut changelog_deliveries = BTreeMap::new();
-        let topology = self.topology.clone();
-        for (task_id, store, key, value) in &changelog {
-            let topic = topology.changelog_of(task_id.sub_topology, store);
-            let delivery = self
-                .collector
-                .produce(
-                    topic,
-                    Some(task_id.partition),
-                    Some(key),
-                    value.as_deref(),
-                    None,
-                    changelog_time_ms,
-                )
-                .await?;
-            if let Some(delivery) = delivery {
-                changelog_deliveries.insert((*task_id, *store), delivery);
-            }
-        }
-        if self.collector.must_abort() {
+        let changelog_deliveries = self.produce_changelog().await?;
+        if self.transaction.collector.must_abort() {
             return self.recover_from_failed_transaction(None).await;
         }
         let changelog_produced = Instant::now();
@@ -95,75 +83,96 @@ impl Pipeline {
             self.queues
                 .set_known_ends(known_ends.snapshot(), crate::lag::offsets(&positions));
         }
-        let mut offsets = TopicPartitionList::new();
-        for (key, offset) in self.transaction.offsets_mut() {
-            let (topic, partition) = key;
-            if !self.queues.has_queued(key)
-                && let Some(Offset::Offset(position)) = positions
-                    .find_partition(topic, *partition)
-                    .map(|e| e.offset())
-            {
-                *offset = (*offset).max(position);
-            }
-            offsets
-                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                .map_err(|e| Error::kafka("building the offsets to commit", e))?;
-        }
         let group = self
             .consumer
             .group_metadata()
             .ok_or(Error::GroupMetadataMissing)?;
-        let offsets_built = Instant::now();
-        let result = tokio::task::block_in_place(|| self.producer.commit(&offsets, &group));
-        match result {
-            Ok(times) => {
-                let transaction_committed = Instant::now();
-                let committed = self.transaction.committed();
-                self.queues.committed();
-                self.tasks.commit_stores()?;
-                let stores_written = Instant::now();
-                self.checkpoint(changelog_deliveries).await?;
-                let phases = [
-                    punctuated - started,
-                    changelog_produced - punctuated,
-                    (offsets_built - changelog_produced) + times.offsets,
-                    times.deliveries,
-                    times.end_txn,
-                    stores_written - transaction_committed,
-                    stores_written.elapsed(),
-                ];
-                for (phase, took) in COMMIT_PHASES.iter().zip(phases) {
-                    self.metrics
-                        .commit_phase_seconds
-                        .with_label_values(&[phase])
-                        .observe(took.as_secs_f64());
-                }
-                self.lag.record_commit(&committed.offsets);
-                self.committed_offsets.extend(committed.offsets);
-                // Poisoned and suspect records the group has committed past are done.
-                self.poison.forget_committed(&self.committed_offsets);
-                std::mem::take(&mut self.collector.counts)
-                    .publish(&self.metrics, &mut self.summary);
-                self.collector.reset();
-                self.tasks.publish_store_metrics();
-                let now_ms = now_ms();
-                for timestamp_ms in committed.timestamps_ms {
-                    self.metrics
-                        .end_to_end_latency_seconds
-                        .observe((now_ms - timestamp_ms).max(0) as f64 / 1000.0);
-                }
-                self.metrics.commits.inc();
-                self.metrics
-                    .commit_latency_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                self.last_commit_at = Some(Instant::now());
-                if self.last_purge_at.elapsed() >= REPARTITION_PURGE_INTERVAL {
-                    self.purge_repartition_topic().await;
-                }
+        let positions_read = Instant::now();
+        let queues = &self.queues;
+        let committed = match self.transaction.commit(
+            &positions,
+            |partition| queues.has_queued(partition),
+            &group,
+        )? {
+            CommitOutcome::Committed(committed) => committed,
+            CommitOutcome::Refused(e) => {
+                return self.recover_from_failed_transaction(Some(e)).await;
             }
-            Err(e) => return self.recover_from_failed_transaction(Some(e)).await,
+        };
+        let transaction_committed = Instant::now();
+        self.queues.committed();
+        self.tasks.commit_stores()?;
+        let stores_written = Instant::now();
+        self.checkpoint(changelog_deliveries).await?;
+        let times = committed.times;
+        let phases = [
+            punctuated - started,
+            changelog_produced - punctuated,
+            (positions_read - changelog_produced) + times.offsets,
+            times.deliveries,
+            times.end_txn,
+            stores_written - transaction_committed,
+            stores_written.elapsed(),
+        ];
+        for (phase, took) in COMMIT_PHASES.iter().zip(phases) {
+            self.metrics
+                .commit_phase_seconds
+                .with_label_values(&[phase])
+                .observe(took.as_secs_f64());
         }
-        self.producer.begin()
+        self.lag.record_commit(&committed.offsets);
+        // Poisoned and suspect records the group has committed past are done.
+        self.poison
+            .forget_committed(self.transaction.committed_offsets());
+        committed.counts.publish(&self.metrics, &mut self.summary);
+        self.tasks.publish_store_metrics();
+        let now_ms = now_ms();
+        for timestamp_ms in committed.timestamps_ms {
+            self.metrics
+                .end_to_end_latency_seconds
+                .observe((now_ms - timestamp_ms).max(0) as f64 / 1000.0);
+        }
+        self.metrics.commits.inc();
+        self.metrics
+            .commit_latency_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.last_commit_at = Some(Instant::now());
+        if self.last_purge_at.elapsed() >= REPARTITION_PURGE_INTERVAL {
+            self.purge_repartition_topic().await;
+        }
+        Ok(())
+    }
+
+    /// Sends the changelog records of the stores' open writes in the open transaction.
+    /// Returns, per task and store, the delivery of its last record: records of one
+    /// partition get their offsets in the order they were produced, so it gives the
+    /// checkpoint.
+    async fn produce_changelog(
+        &mut self,
+    ) -> Result<BTreeMap<(TaskId, &'static str), DeliveryFuture>> {
+        let changelog = self.tasks.changelog_writes();
+        let changelog_time_ms = now_ms();
+        let mut deliveries = BTreeMap::new();
+        let topology = self.topology.clone();
+        for (task_id, store, key, value) in &changelog {
+            let topic = topology.changelog_of(task_id.sub_topology, store);
+            let delivery = self
+                .transaction
+                .collector
+                .produce(
+                    topic,
+                    Some(task_id.partition),
+                    Some(key),
+                    value.as_deref(),
+                    None,
+                    changelog_time_ms,
+                )
+                .await?;
+            if let Some(delivery) = delivery {
+                deliveries.insert((*task_id, *store), delivery);
+            }
+        }
+        Ok(deliveries)
     }
 
     /// Deletes the records of the repartition topic that every consumer of it has
@@ -173,7 +182,7 @@ impl Pipeline {
         self.last_purge_at = Instant::now();
         let mut purge = TopicPartitionList::new();
         let repartition_topics = self.topology.internal_topics();
-        for ((topic, partition), offset) in &self.committed_offsets {
+        for ((topic, partition), offset) in self.transaction.committed_offsets() {
             if repartition_topics.contains(topic)
                 && purge
                     .add_partition_offset(topic, *partition, Offset::Offset(*offset))
@@ -209,18 +218,18 @@ impl Pipeline {
         self.tasks.checkpoint(next)
     }
 
-    /// After a failed commit, or a record that failed a stage: fatal errors (fencing) stop
-    /// the instance; otherwise abort, find the input records whose outputs the broker
-    /// refused for their data (one: poisoned; several: suspects, each processed alone
-    /// next time), drop the stores' open writes, rewind to the last committed offsets and
-    /// begin a new transaction.
+    /// After a commit the broker refused (not fatally: [`Transaction::commit`] stops the
+    /// instance when it was fenced), or a record that failed a stage: aborts (the next
+    /// transaction begins), finds the input records whose outputs the broker refused for
+    /// their data (one: poisoned; several: suspects, each processed alone next time),
+    /// drops the stores' open writes and rewinds the aborted transaction's partitions to
+    /// their committed offsets.
+    ///
+    /// [`Transaction::commit`]: super::transaction::Transaction::commit
     pub(super) async fn recover_from_failed_transaction(
         &mut self,
         error: Option<KafkaError>,
     ) -> Result<()> {
-        if let Some(fatal) = error.as_ref().and_then(|e| self.producer.fatal(e)) {
-            return Err(fatal);
-        }
         match &error {
             Some(error) => {
                 warn!(error = %error, "commit failed; aborting the transaction and reprocessing")
@@ -230,21 +239,15 @@ impl Pipeline {
                 "a record failed; aborting the transaction and reprocessing without it"
             ),
         }
-        tokio::task::block_in_place(|| self.producer.abort("aborting a failed transaction"))?;
-        self.metrics.transaction_aborts.inc();
-        let deliveries = self.collector.take_deliveries();
+        let aborted = self.transaction.abort("aborting a failed transaction")?;
         self.poison
-            .find_refused(deliveries, self.transaction.inputs())
+            .find_refused(aborted.deliveries, &aborted.inputs)
             .await;
-        self.generation += 1;
-        let rewind = self.transaction.discarded();
-        // The aborted records will be read and counted again.
-        self.collector.reset();
         self.tasks.abort_stores();
         self.queues.aborted();
         let mut partitions = TopicPartitionList::new();
         let mut full = TopicPartitionList::new();
-        for key in &rewind {
+        for key in &aborted.rewind {
             partitions.add_partition(&key.0, key.1);
             // Their queued records follow the rewound ones: they are read again.
             if self.queues.clear(key) {
@@ -259,7 +262,6 @@ impl Pipeline {
                 .resume(&full)
                 .map_err(|e| Error::kafka("resuming rewound partitions", e))?;
         }
-        self.seek_to_committed(partitions, "rewinding after an abort")?;
-        self.producer.begin()
+        self.seek_to_committed(partitions, "rewinding after an abort")
     }
 }

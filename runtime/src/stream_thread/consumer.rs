@@ -132,7 +132,7 @@ impl Pipeline {
     /// [`CLOSE_REVOKE_TIMEOUT`] with a warning.
     pub(super) async fn close(&mut self) {
         self.health.set_running(false);
-        let _ = self.producer.abort("aborting at shutdown");
+        self.transaction.abort_at_shutdown();
         self.consumer.unsubscribe();
         let deadline = tokio::time::Instant::now() + CLOSE_REVOKE_TIMEOUT;
         loop {
@@ -173,15 +173,9 @@ impl Pipeline {
             partitions = assignment.count(),
             "rebalance: aborting the open transaction; processing resumes from committed offsets"
         );
-        tokio::task::block_in_place(|| {
-            self.producer
-                .abort("aborting the transaction at a rebalance")
-        })?;
-        self.metrics.transaction_aborts.inc();
-        self.producer.begin()?;
-        self.transaction.discarded();
-        self.collector.reset();
-        self.generation += 1;
+        // Every partition is read again from its committed offset: nothing to rewind.
+        self.transaction
+            .abort("aborting the transaction at a rebalance")?;
         self.metrics.rebalances.inc();
         // Eager rebalancing re-assigns every partition from its committed offset; queued
         // records are read again, and a partition paused for a full queue is resumed.

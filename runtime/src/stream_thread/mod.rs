@@ -13,7 +13,9 @@
 //!   a rewind;
 //! - `setup.rs`: the consumer's settings, the topic checks and the roles, at start;
 //! - `consumer.rs`: polling, resuming and seeking partitions, rebalances and shutdown;
-//! - `transaction.rs`: the open transaction's bookkeeping;
+//! - `transaction.rs`: the open transaction — the exactly-once producer, the record
+//!   collector, the records read into it and their offsets — begun, committed or
+//!   aborted (with what to rewind) as one;
 //! - [`crate::task_manager`]: which tasks run, and the restoring phase of new ones
 //!   ([`crate::restore`]): a task's partitions are paused while its stores restore on a
 //!   thread of their own, then resumed from their committed offsets.
@@ -44,7 +46,6 @@ use tracing::info;
 use crate::Result;
 use crate::config::Config;
 pub use crate::counts::RunSummary;
-use crate::eos_producer::ExactlyOnceProducer;
 use crate::health::Health;
 use crate::lag::{
     EndOffsets, KnownEnds, LagTracker, RebalanceListener, STATISTICS_INTERVAL_MS, caught_up,
@@ -53,12 +54,11 @@ use crate::lag::{
 use crate::metrics::Metrics;
 use crate::partition_group::{Next, PartitionGroups};
 use crate::poison::PoisonRecords;
-use crate::record_collector::RecordCollector;
 use crate::source::Source;
 use crate::task::TaskId;
 use crate::task_manager::TaskManager;
 use crate::topology::Topology;
-use transaction::OpenTransaction;
+use transaction::Transaction;
 
 /// Records processed between two polls of the consumer while records are queued.
 const POLL_EVERY_RECORDS: usize = 64;
@@ -84,6 +84,60 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// When the stream thread commits: every `processing.commit_interval_ms`, and once
+/// nothing has been processable for `processing.commit_interval_idle_ms`.
+struct CommitSchedule {
+    interval: Duration,
+    idle_interval: Duration,
+    next_commit: tokio::time::Instant,
+    last_commit: tokio::time::Instant,
+}
+
+impl CommitSchedule {
+    fn new(config: &Config) -> Self {
+        let now = tokio::time::Instant::now();
+        let interval = Duration::from_millis(config.processing.commit_interval_ms);
+        CommitSchedule {
+            interval,
+            idle_interval: Duration::from_millis(config.processing.commit_interval_idle_ms),
+            next_commit: now + interval,
+            last_commit: now,
+        }
+    }
+
+    /// The commit interval has passed.
+    fn due(&self) -> bool {
+        tokio::time::Instant::now() >= self.next_commit
+    }
+
+    /// With an `open` transaction, the idle interval has passed since the last commit.
+    fn idle_commit_due(&self, open: bool) -> bool {
+        open && tokio::time::Instant::now() >= self.last_commit + self.idle_interval
+    }
+
+    /// How long to wait for a record: until the commit (the idle commit with an `open`
+    /// transaction) or until a task stops holding back (`hold_until`), whichever first.
+    fn wait_until(&self, open: bool, hold_until: Option<Instant>) -> tokio::time::Instant {
+        let mut until = self.next_commit;
+        if let Some(hold_until) = hold_until {
+            until = until.min(tokio::time::Instant::from_std(hold_until));
+        }
+        if open {
+            until = until.min(self.last_commit + self.idle_interval);
+        }
+        until
+    }
+
+    fn committed(&mut self) {
+        self.last_commit = tokio::time::Instant::now();
+    }
+
+    /// The next commit is one interval from now.
+    fn restart(&mut self) {
+        self.next_commit = tokio::time::Instant::now() + self.interval;
+    }
+}
+
 /// The stream thread of one instance.
 pub struct Pipeline {
     config: Config,
@@ -92,7 +146,6 @@ pub struct Pipeline {
     rebalances: Arc<AtomicU64>,
     rebalances_seen: u64,
     health: Arc<Health>,
-    producer: ExactlyOnceProducer,
     admin: AdminClient<DefaultClientContext>,
     last_purge_at: Instant,
     /// Partition ends and the group's offsets for the caught-up check (`lag.rs`).
@@ -112,18 +165,12 @@ pub struct Pipeline {
     queues: PartitionGroups,
     /// Input partition ends, listed in the background while the loop runs.
     known_ends: Option<KnownEnds>,
-    /// The open transaction's records, offsets and latency timestamps.
-    transaction: OpenTransaction,
-    /// Next offset committed per partition, for rewinding after an abort.
-    committed_offsets: HashMap<(String, i32), i64>,
-    /// Sends outputs in the open transaction and counts what it did.
-    collector: RecordCollector,
+    /// The open transaction: producer, record collector, records, offsets.
+    transaction: Transaction,
     /// Size, routing, decoding and validation of consumed records.
     source: Source,
     /// Records found to fail a stage by their data, and suspects.
     poison: PoisonRecords,
-    /// Bumped at every abort: a record read before it was rewound and is dropped.
-    generation: u64,
     timeout: Duration,
     summary: RunSummary,
     first_record_at: Option<Instant>,
@@ -150,49 +197,43 @@ impl Pipeline {
         result.map(|()| self.summary())
     }
 
-    /// The loop: poll (consumed records join their partition's queue) → process the
-    /// next record in timestamp order ([`PartitionGroups`]) → restored tasks start
-    /// running → maybe commit (punctuation first), as `StreamThread.runOnce`.
+    /// The loop, as `StreamThread.runOnce`: poll (consumed records join their
+    /// partition's queue) → process the next record in timestamp order
+    /// ([`PartitionGroups`]), or wait when there is none → restored tasks start running
+    /// → punctuate and commit when the commit interval is due.
     async fn run_loop(
         &mut self,
         mut shutdown: watch::Receiver<bool>,
         stop_when_caught_up: bool,
     ) -> Result<()> {
-        self.producer.begin()?;
+        self.transaction.begin()?;
         // Stopped when dropped at the end of the run.
         let _dlq_depth = crate::dlq_depth::spawn(
             &self.config,
             self.topology.dead_letter_topics(),
             self.metrics.clone(),
         )?;
-        let interval = Duration::from_millis(self.config.processing.commit_interval_ms);
-        let all_partitions = each_partition(&self.source_partitions);
+        let mut schedule = CommitSchedule::new(&self.config);
         self.known_ends = Some(KnownEnds::spawn(
             &self.config,
-            all_partitions,
-            interval,
+            each_partition(&self.source_partitions),
+            schedule.interval,
             self.timeout,
         )?);
-        let idle_interval = Duration::from_millis(self.config.processing.commit_interval_idle_ms);
-        let mut next_commit = tokio::time::Instant::now() + interval;
-        let mut last_commit = tokio::time::Instant::now();
         let mut since_poll = 0usize;
         loop {
-            let mut idle_commit = false;
             // Take what the consumer has fetched, without waiting, every few records
             // and whenever nothing queued can be processed.
-            let next = if since_poll >= POLL_EVERY_RECORDS || self.queues.is_empty() {
+            if since_poll >= POLL_EVERY_RECORDS || self.queues.is_empty() {
                 since_poll = 0;
                 self.poll_now().await?;
                 if *shutdown.borrow() {
                     info!("shutdown requested");
                     break;
                 }
-                self.queues.next(Instant::now())
-            } else {
-                self.queues.next(Instant::now())
-            };
-            match next {
+            }
+            let mut idle_commit = false;
+            match self.queues.next(Instant::now()) {
                 Next::Record {
                     task,
                     message,
@@ -200,38 +241,24 @@ impl Pipeline {
                     resume,
                 } => {
                     since_poll += 1;
-                    if enforced {
-                        self.metrics.enforced_processing.inc();
-                    }
-                    if let Some((topic, partition)) = resume {
-                        self.resume_partition(&topic, partition)?;
-                    }
-                    self.handle(task, message).await?;
-                    if self.collector.must_abort() {
-                        self.recover_from_failed_transaction(None).await?;
-                    }
+                    self.process(task, message, enforced, resume).await?;
                 }
-                Next::HoldBack { .. } | Next::Empty => {
+                next @ (Next::HoldBack { .. } | Next::Empty) => {
                     // Whatever arrives, the rest of the fetch joins the queues first.
                     since_poll = POLL_EVERY_RECORDS;
                     // Nothing to process: commit what was processed once the idle commit
                     // interval has passed (a held-back task may be waiting for this very
                     // transaction's repartitioned records); else wait for a record, the
                     // commit, or the end of a task's holding back.
-                    let open = !self.transaction.is_empty();
-                    let idle_commit_at = last_commit + idle_interval;
-                    if open && tokio::time::Instant::now() >= idle_commit_at {
+                    if schedule.idle_commit_due(!self.transaction.is_empty()) {
                         idle_commit = true;
                     } else {
-                        let mut until = match next {
-                            Next::HoldBack { until } => {
-                                tokio::time::Instant::from_std(until).min(next_commit)
-                            }
-                            _ => next_commit,
+                        let hold_until = match next {
+                            Next::HoldBack { until } => Some(until),
+                            _ => None,
                         };
-                        if open {
-                            until = until.min(idle_commit_at);
-                        }
+                        let mut until =
+                            schedule.wait_until(!self.transaction.is_empty(), hold_until);
                         if self.tasks.any_restoring() {
                             until = until.min(tokio::time::Instant::now() + RESTORE_CHECK_INTERVAL);
                         }
@@ -243,21 +270,12 @@ impl Pipeline {
                 }
             }
             self.resume_restored_tasks()?;
-            let due = tokio::time::Instant::now() >= next_commit;
-            let requested = self.transaction.take_commit_request();
-            if due
-                || idle_commit
-                || requested
-                || self.transaction.records() >= self.config.processing.transaction_records_max
+            if self
+                .maybe_commit(&mut schedule, idle_commit, stop_when_caught_up)
+                .await?
             {
-                if !self.transaction.is_empty() {
-                    self.commit().await?;
-                    last_commit = tokio::time::Instant::now();
-                } else if due && stop_when_caught_up && self.caught_up()? {
-                    info!("caught up: every assigned partition consumed and committed");
-                    break;
-                }
-                next_commit = tokio::time::Instant::now() + interval;
+                info!("caught up: every assigned partition consumed and committed");
+                break;
             }
         }
         if !self.transaction.is_empty() {
@@ -266,6 +284,55 @@ impl Pipeline {
         self.known_ends = None;
         self.purge_repartition_topic().await;
         Ok(())
+    }
+
+    /// Processes one record taken from its task's queue (resuming the partition first
+    /// when its queue went down after a capacity pause); a record that failed a stage
+    /// aborts the transaction at once, to dead-letter it.
+    async fn process(
+        &mut self,
+        task: TaskId,
+        message: rdkafka::message::OwnedMessage,
+        enforced: bool,
+        resume: Option<(String, i32)>,
+    ) -> Result<()> {
+        if enforced {
+            self.metrics.enforced_processing.inc();
+        }
+        if let Some((topic, partition)) = resume {
+            self.resume_partition(&topic, partition)?;
+        }
+        self.handle(task, message).await?;
+        if self.transaction.collector.must_abort() {
+            self.recover_from_failed_transaction(None).await?;
+        }
+        Ok(())
+    }
+
+    /// Punctuates and commits when the commit interval is due, the loop found nothing to
+    /// process for the idle interval (`idle_commit`), a commit was asked for, or the
+    /// transaction is full. Returns true when, with `stop_when_caught_up`, there was
+    /// nothing to commit and every partition is consumed and committed to its end.
+    async fn maybe_commit(
+        &mut self,
+        schedule: &mut CommitSchedule,
+        idle_commit: bool,
+        stop_when_caught_up: bool,
+    ) -> Result<bool> {
+        let due = schedule.due();
+        let requested = self.transaction.take_commit_request();
+        let full = self.transaction.records() >= self.config.processing.transaction_records_max;
+        if !(due || idle_commit || requested || full) {
+            return Ok(false);
+        }
+        if !self.transaction.is_empty() {
+            self.commit().await?;
+            schedule.committed();
+        } else if due && stop_when_caught_up && self.caught_up()? {
+            return Ok(true);
+        }
+        schedule.restart();
+        Ok(false)
     }
 
     /// True when no task is restoring, every record dropped while its task restored has

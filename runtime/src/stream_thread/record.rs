@@ -64,7 +64,7 @@ impl Pipeline {
         let id = RecordId::of(&message);
         if self.poison.is_suspect(&id) && !self.transaction.is_empty() {
             // A suspect gets a transaction of its own: commit what came before it.
-            let generation = self.generation;
+            let generation = self.transaction.generation();
             // The record waits at the head of its queue while the commit runs: the offset
             // committed for its partition stops before it.
             self.queues.push_front(message);
@@ -74,7 +74,7 @@ impl Pipeline {
             // transaction were rewound to their committed offsets and their queues
             // dropped; this record comes again either way (its queue was kept when its
             // partition had no records in the transaction).
-            if self.generation != generation {
+            if self.transaction.generation() != generation {
                 return Ok(());
             }
             // Taken back from the head of its queue, where it waited.
@@ -96,16 +96,22 @@ impl Pipeline {
             .transaction
             .read((topic.clone(), partition), id.clone());
         let internal = self.topology.sub_topology(sub_topology).internal_source() == Some(&topic);
-        *self.collector.counts.consumed.entry(topic).or_insert(0) += 1;
+        *self
+            .transaction
+            .collector
+            .counts
+            .consumed
+            .entry(topic)
+            .or_insert(0) += 1;
         if !internal {
-            self.collector.counts.input_records += 1;
+            self.transaction.collector.counts.input_records += 1;
         }
         if self.poison.is_suspect(&id) {
             self.transaction.request_commit();
         }
-        self.collector.begin_record(index);
+        self.transaction.collector.begin_record(index);
         let result = self.handle_record(task_id, &id, &message).await;
-        if let Some(failure) = self.collector.end_record() {
+        if let Some(failure) = self.transaction.collector.end_record() {
             warn!(
                 topic = %id.topic,
                 partition = id.partition,
@@ -137,12 +143,14 @@ impl Pipeline {
         let timestamp_ms = origin.timestamp_ms;
         if let Some(poisoned) = self.poison.poisoned(id).cloned() {
             return self
+                .transaction
                 .collector
                 .dead_letter(&origin, poisoned.reason, poisoned.stage, &poisoned.message)
                 .await;
         }
         if let Some(error) = Source::too_large(message) {
             return self
+                .transaction
                 .collector
                 .dead_letter(
                     &origin,
@@ -161,6 +169,7 @@ impl Pipeline {
         // sub-topology reads that input too (a rerouted record), else as the topic's.
         let Some(input) = Source::input_of(sub, topic, &origin.topic) else {
             return self
+                .transaction
                 .collector
                 .dead_letter(
                     &origin,
@@ -183,6 +192,7 @@ impl Pipeline {
         {
             Err((reason, stage, error)) => {
                 return self
+                    .transaction
                     .collector
                     .dead_letter(&origin, reason, stage, &error)
                     .await;
@@ -221,7 +231,7 @@ impl Pipeline {
             Err(message) => {
                 // Its store writes are in the open transaction: abort, and dead-letter the
                 // record when it is read again.
-                self.collector.fail(
+                self.transaction.collector.fail(
                     DeadLetterReason::PROCESSING_FAILED,
                     Stage::Process,
                     message,
@@ -230,7 +240,7 @@ impl Pipeline {
             }
         };
         for output in outputs {
-            if self.collector.must_abort() {
+            if self.transaction.collector.must_abort() {
                 break;
             }
             if let Forward::To { sink, key, .. } = &output
@@ -239,7 +249,8 @@ impl Pipeline {
             {
                 self.wrote_to_repartition(&sink.topic, key, timestamp_ms);
             }
-            self.collector
+            self.transaction
+                .collector
                 .emit(output, sub, Some(message), timestamp_ms)
                 .await?;
         }
@@ -254,6 +265,7 @@ impl Pipeline {
             return Ok(false);
         };
         *self
+            .transaction
             .collector
             .counts
             .misrouted
@@ -263,7 +275,8 @@ impl Pipeline {
             return Ok(false);
         };
         let timestamp_ms = message.timestamp().to_millis().unwrap_or_else(now_ms);
-        self.collector
+        self.transaction
+            .collector
             .send(
                 &repartition_topic,
                 Some(partition),

@@ -13,7 +13,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tracing::info;
 
-use super::transaction::OpenTransaction;
+use super::transaction::Transaction;
 use super::{Pipeline, STATISTICS_INTERVAL_MS};
 use crate::config::Config;
 use crate::eos_producer::ExactlyOnceProducer;
@@ -147,13 +147,13 @@ impl Pipeline {
             config.schema_registry.url.clone(),
         );
         let upstream = upstream_of(&topology);
+        let transaction = Transaction::new(producer, collector, metrics.transaction_aborts.clone());
         Ok(Pipeline {
             topology: Arc::new(topology),
             consumer,
             rebalances,
             rebalances_seen: 0,
             health,
-            producer,
             admin,
             last_purge_at: Instant::now(),
             end_offsets,
@@ -168,12 +168,9 @@ impl Pipeline {
                 upstream,
             ),
             known_ends: None,
-            transaction: OpenTransaction::default(),
-            committed_offsets: HashMap::new(),
-            collector,
+            transaction,
             source,
             poison: PoisonRecords::default(),
-            generation: 0,
             timeout,
             summary: RunSummary::default(),
             first_record_at: None,

@@ -1,20 +1,35 @@
-//! The open transaction as the stream thread keeps it: the input records read into it,
-//! the offsets to commit for them, the timestamps whose end-to-end latency is observed
-//! when it commits, and whether a commit was asked for. It ends in one of two ways —
-//! [`OpenTransaction::committed`] or [`OpenTransaction::discarded`] (an abort or a
-//! rebalance) — and each leaves it empty, so no part of it is reset by hand.
+//! The open Kafka transaction (Kafka Streams' `StreamsProducer` with the stream thread's
+//! bookkeeping): it owns the exactly-once producer and the record collector, the input
+//! records read into it, the offsets to commit for them, the timestamps whose end-to-end
+//! latency is observed when it commits, and the offsets committed so far. It is begun,
+//! committed ([`Transaction::commit`]) or aborted ([`Transaction::abort`], which says
+//! what to rewind), and each of these leaves it empty and begun again, so no part of it
+//! is reset by hand (docs/architecture.md, "Exactly once").
 
+use std::collections::HashMap;
+use std::time::Instant;
+
+use prometheus::IntCounter;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::DeliveryFuture;
+use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 
+use crate::eos_producer::{CommitTimes, ExactlyOnceProducer};
 use crate::poison::RecordId;
+use crate::record_collector::{RecordCollector, TransactionCounts};
+use crate::{Error, Result};
 
 /// A topic partition.
 pub(super) type Partition = (String, i32);
 
-/// The bookkeeping of the open Kafka transaction (the records' effects are in the
-/// record collector and the stores' write buffers).
-#[derive(Debug, Default)]
-pub(super) struct OpenTransaction {
+/// The open transaction of the stream thread.
+pub(super) struct Transaction {
+    producer: ExactlyOnceProducer,
+    /// Sends the transaction's outputs, dead letters and changelog records, and counts
+    /// what it did.
+    pub collector: RecordCollector,
     /// Next offset to commit per partition.
     offsets: FxHashMap<Partition, i64>,
     /// Input records, in the order they were read; a record's position is the index
@@ -24,6 +39,12 @@ pub(super) struct OpenTransaction {
     timestamps_ms: Vec<i64>,
     /// Commit after the record just processed (a suspect processed alone).
     commit_requested: bool,
+    /// Bumped at every abort: a record read before it was rewound and is dropped.
+    generation: u64,
+    /// Next offset committed per partition, over the run.
+    committed_offsets: HashMap<Partition, i64>,
+    /// `paystream_transaction_aborts_total`.
+    aborts: IntCounter,
 }
 
 /// What a committed transaction leaves to publish.
@@ -32,9 +53,57 @@ pub(super) struct Committed {
     pub offsets: FxHashMap<Partition, i64>,
     /// Timestamps of the records whose outputs left the application.
     pub timestamps_ms: Vec<i64>,
+    /// What the transaction did.
+    pub counts: TransactionCounts,
+    /// How long building and sending the offsets, the deliveries and EndTxn took.
+    pub times: CommitTimes,
 }
 
-impl OpenTransaction {
+/// How a commit ended when it did not fail for good.
+pub(super) enum CommitOutcome {
+    Committed(Committed),
+    /// The broker refused it (not fatally): abort with this error.
+    Refused(KafkaError),
+}
+
+/// What an aborted transaction leaves: its outputs' delivery reports (to find the
+/// records the broker refused), its input records, and the partitions to rewind to
+/// their committed offsets.
+pub(super) struct Aborted {
+    pub deliveries: Vec<(Option<usize>, DeliveryFuture)>,
+    pub inputs: Vec<RecordId>,
+    pub rewind: Vec<Partition>,
+}
+
+impl Transaction {
+    /// The transaction of `producer`, whose outputs `collector` sends; aborts are
+    /// counted in `aborts`. Not begun yet: see [`Transaction::begin`].
+    pub fn new(
+        producer: ExactlyOnceProducer,
+        collector: RecordCollector,
+        aborts: IntCounter,
+    ) -> Self {
+        Transaction {
+            producer,
+            collector,
+            offsets: FxHashMap::default(),
+            inputs: Vec::new(),
+            timestamps_ms: Vec::new(),
+            commit_requested: false,
+            generation: 0,
+            committed_offsets: HashMap::new(),
+            aborts,
+        }
+    }
+
+    /// Begins the first transaction (the others begin when one ends).
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when the producer refuses.
+    pub fn begin(&self) -> Result<()> {
+        self.producer.begin()
+    }
+
     /// Input records read into it.
     pub fn records(&self) -> usize {
         self.inputs.len()
@@ -45,15 +114,15 @@ impl OpenTransaction {
         self.inputs.is_empty()
     }
 
-    /// Its input records, in the order read.
-    pub fn inputs(&self) -> &[RecordId] {
-        &self.inputs
+    /// Bumped at every abort: compare before and after an await to know whether the
+    /// records read in between were rewound.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
-    /// The next offsets to commit, per partition (a partition with queued records is
-    /// moved up to the consumer's position before the commit).
-    pub fn offsets_mut(&mut self) -> impl Iterator<Item = (&Partition, &mut i64)> {
-        self.offsets.iter_mut()
+    /// Next offset committed per partition, over the run.
+    pub fn committed_offsets(&self) -> &HashMap<Partition, i64> {
+        &self.committed_offsets
     }
 
     /// Record `id`, read from `partition`, joins the transaction: its next offset is the
@@ -79,58 +148,96 @@ impl OpenTransaction {
         std::mem::take(&mut self.commit_requested)
     }
 
-    /// The transaction committed: what is left to publish; it is empty again.
-    pub fn committed(&mut self) -> Committed {
+    /// Commits: the consumed offsets (each moved up to the consumer's `positions`, which
+    /// step over transaction markers, unless `has_queued` says records of the partition
+    /// still wait in its queue) are sent with the group metadata (KIP-447), every
+    /// delivery is awaited, and EndTxn is sent; then the next transaction begins. Blocks
+    /// the calling thread.
+    ///
+    /// # Errors
+    /// [`Error::TransactionFatal`] when the producer was fenced; [`Error::Kafka`] when
+    /// the offsets cannot be built or the next transaction cannot begin. A refusal that
+    /// an abort recovers from is [`CommitOutcome::Refused`].
+    pub fn commit(
+        &mut self,
+        positions: &TopicPartitionList,
+        has_queued: impl Fn(&Partition) -> bool,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<CommitOutcome> {
+        let started = Instant::now();
+        let mut offsets = TopicPartitionList::new();
+        for (key, offset) in self.offsets.iter_mut() {
+            let (topic, partition) = key;
+            if !has_queued(key)
+                && let Some(Offset::Offset(position)) = positions
+                    .find_partition(topic, *partition)
+                    .map(|e| e.offset())
+            {
+                *offset = (*offset).max(position);
+            }
+            offsets
+                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(|e| Error::kafka("building the offsets to commit", e))?;
+        }
+        let built = started.elapsed();
+        let mut times = match tokio::task::block_in_place(|| self.producer.commit(&offsets, group))
+        {
+            Ok(times) => times,
+            Err(error) => match self.producer.fatal(&error) {
+                Some(fatal) => return Err(fatal),
+                None => return Ok(CommitOutcome::Refused(error)),
+            },
+        };
+        times.offsets += built;
         let committed = Committed {
             offsets: std::mem::take(&mut self.offsets),
             timestamps_ms: std::mem::take(&mut self.timestamps_ms),
+            counts: std::mem::take(&mut self.collector.counts),
+            times,
         };
-        *self = OpenTransaction::default();
-        committed
+        self.committed_offsets.extend(
+            committed
+                .offsets
+                .iter()
+                .map(|(partition, offset)| (partition.clone(), *offset)),
+        );
+        self.clear();
+        self.producer.begin()?;
+        Ok(CommitOutcome::Committed(committed))
     }
 
-    /// The transaction was aborted or dropped at a rebalance: the partitions it read,
-    /// to rewind; it is empty again.
-    pub fn discarded(&mut self) -> Vec<Partition> {
-        let partitions = std::mem::take(&mut self.offsets).into_keys().collect();
-        *self = OpenTransaction::default();
-        partitions
+    /// Aborts (for `context`, in errors): nothing it wrote is seen by `read_committed`
+    /// readers, its input records will be read again (the generation moves), and the
+    /// next transaction begins. Blocks the calling thread.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when the abort or the next begin fails.
+    pub fn abort(&mut self, context: &str) -> Result<Aborted> {
+        tokio::task::block_in_place(|| self.producer.abort(context))?;
+        self.aborts.inc();
+        self.generation += 1;
+        let aborted = Aborted {
+            deliveries: self.collector.take_deliveries(),
+            inputs: std::mem::take(&mut self.inputs),
+            rewind: std::mem::take(&mut self.offsets).into_keys().collect(),
+        };
+        self.clear();
+        self.producer.begin()?;
+        Ok(aborted)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn id(topic: &str, partition: i32, offset: i64) -> RecordId {
-        RecordId {
-            topic: topic.into(),
-            partition,
-            offset,
-        }
+    /// Aborts what is open at shutdown, ignoring a failure (the broker aborts it at
+    /// `transaction.timeout.ms`, or the next incarnation's `init_transactions` does).
+    pub fn abort_at_shutdown(&mut self) {
+        let _ = self.producer.abort("aborting at shutdown");
     }
 
-    #[test]
-    fn a_commit_and_a_discard_each_leave_it_empty() {
-        let mut transaction = OpenTransaction::default();
-        assert_eq!(transaction.read(("t".into(), 0), id("t", 0, 7)), 0);
-        assert_eq!(transaction.read(("t".into(), 0), id("t", 0, 8)), 1);
-        assert_eq!(transaction.read(("t".into(), 1), id("t", 1, 3)), 2);
-        transaction.observe_latency_of(5);
-        transaction.request_commit();
-        assert_eq!(transaction.records(), 3);
-        let committed = transaction.committed();
-        assert_eq!(committed.offsets[&("t".to_string(), 0)], 9);
-        assert_eq!(committed.offsets[&("t".to_string(), 1)], 4);
-        assert_eq!(committed.timestamps_ms, [5]);
-        assert!(transaction.is_empty());
-        assert!(!transaction.take_commit_request());
-
-        transaction.read(("u".into(), 2), id("u", 2, 0));
-        transaction.request_commit();
-        assert_eq!(transaction.discarded(), [("u".to_string(), 2)]);
-        assert!(transaction.is_empty());
-        assert!(!transaction.take_commit_request());
-        assert_eq!(transaction.committed().offsets.len(), 0);
+    /// Empty again: no record, offset, latency, request or output of its own.
+    fn clear(&mut self) {
+        self.offsets.clear();
+        self.inputs.clear();
+        self.timestamps_ms.clear();
+        self.commit_requested = false;
+        self.collector.reset();
     }
 }
