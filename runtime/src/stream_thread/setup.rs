@@ -85,7 +85,7 @@ impl Pipeline {
                     config.processing.session_timeout_ms.to_string(),
                 )
                 .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
-                // Records wait in the partition queues (`partition_group.rs`), so
+                // Records wait in the partition queues (`partition_group/`), so
                 // librdkafka needs a small prefetch only, and fetches again soon after its
                 // queue drains: a lagging repartition partition is fetched without waiting
                 // behind megabytes of other partitions' records.
