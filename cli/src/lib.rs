@@ -3,3 +3,8 @@
 //! --expect` checks, come from `paystream-testkit` (`testkit/`).
 
 pub mod commands;
+
+#[cfg(test)]
+mod config_files;
+#[cfg(test)]
+mod metric_names;

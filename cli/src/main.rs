@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use paystream::commands;
+use paystream_ledger_sink::SinkConfig;
 
 /// jemalloc instead of glibc's allocator: the stream thread allocates and frees per
 /// record (messages, outputs, store values), and malloc/free took about a sixth of its
@@ -154,14 +155,18 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let config_path = cli.config.clone();
     let result = runtime.block_on(async move {
-        let config = paystream_runtime::Config::load(config_path.as_deref())?;
+        // The runtime's sections and the ledger sink's `[sink]`, from one file and the
+        // environment, each validated by its owner before anything connects.
+        let sources = paystream_common::config::ConfigSources::load(config_path.as_deref())?;
+        let config = sources.config(&[SinkConfig::SECTION])?;
+        let sink = SinkConfig::load(&sources)?;
         if cli.command.uses_kafka() {
             // Fail fast, with the cause, on a wrong password, an untrusted certificate or
             // an unreachable cluster (bounded retries), before any work starts.
-            paystream_runtime::kafka::check_connection(&config).await?;
+            paystream_common::kafka::check_connection(&config).await?;
         }
         match cli.command {
-            Command::Run(args) => commands::run::run(config, args).await,
+            Command::Run(args) => commands::run::run(config, sink, args).await,
             Command::Topics {
                 command: TopicsCommand::Create,
             } => commands::topics::create(config).await,
@@ -171,13 +176,13 @@ fn main() -> ExitCode {
             Command::Produce(args) => commands::produce::produce(config, args).await,
             Command::Ledger {
                 command: LedgerCommand::Init,
-            } => commands::ledger::init(config).await,
+            } => commands::ledger::init(sink).await,
             Command::Ledger {
                 command: LedgerCommand::Verify(args),
-            } => commands::ledger::verify(config, args).await,
+            } => commands::ledger::verify(sink, args).await,
             Command::Ledger {
                 command: LedgerCommand::Balance(args),
-            } => commands::ledger::balance(config, args).await,
+            } => commands::ledger::balance(sink, args).await,
             Command::Replay(args) => commands::replay::replay(config, args).await,
             Command::Topology { format } => {
                 let topology =

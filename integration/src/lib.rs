@@ -438,14 +438,14 @@ pub struct ReadRecord {
 }
 
 /// Reads every committed record of `topic` with `isolation.level=read_committed` (see
-/// [`paystream_runtime::kafka::read_committed_to_end`]).
+/// [`paystream_common::kafka::read_committed_to_end`]).
 ///
 /// # Errors
 /// When the topic cannot be read within `timeout`.
 pub fn read_committed(topic: &str, timeout: Duration) -> anyhow::Result<Vec<ReadRecord>> {
     let mut config = paystream_runtime::Config::default();
     config.kafka.bootstrap_servers = bootstrap();
-    let messages = paystream_runtime::kafka::read_committed_to_end(&config, topic, timeout)?;
+    let messages = paystream_common::kafka::read_committed_to_end(&config, topic, timeout)?;
     Ok(messages
         .into_iter()
         .map(|message| {

@@ -313,7 +313,7 @@ async fn a_bad_input_corpus_is_dead_lettered_and_accounted_for() -> anyhow::Resu
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
-        .set("partitioner", paystream_runtime::kafka::PARTITIONER)
+        .set("partitioner", paystream_common::kafka::PARTITIONER)
         .set("message.max.bytes", "2000000")
         .create()?;
     for case in &cases {

@@ -323,7 +323,7 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
     };
     let repartition = format!("{}-payments-by-id", env.application_id);
     let purged =
-        paystream_runtime::kafka::read_committed_to_end(&config, &repartition, READ_TIMEOUT)?;
+        paystream_common::kafka::read_committed_to_end(&config, &repartition, READ_TIMEOUT)?;
     assert!(
         purged.is_empty(),
         "{} repartition records left after the final commit",

@@ -15,10 +15,10 @@ use paystream_integration::TestEnv;
 use std::collections::HashSet;
 
 use paystream_ledger_sink::LedgerDatabase;
+use paystream_ledger_sink::SinkConfig;
 use paystream_ledger_sink::nodelay::{NodelaySockets, canonical, set_nodelay_on_sockets_to};
 use paystream_ledger_sink::service::{connect_options, create_database_if_missing};
 use paystream_ledger_sink::verify::verify;
-use paystream_runtime::config::SinkConfig;
 use sqlx::PgPool;
 use sqlx::{ConnectOptions, Connection};
 use uuid::Uuid;

@@ -180,7 +180,7 @@ impl<'a> Inputs<'a> {
                 .set("message.max.bytes", "2000000")
                 .create()?)
         };
-        let payments = producer(paystream_runtime::kafka::PARTITIONER)?;
+        let payments = producer(paystream_common::kafka::PARTITIONER)?;
         let others = producer(other_partitioner)?;
         for record in &self.records {
             let topic = self.env.topic(record.topic);
@@ -372,9 +372,7 @@ async fn poison_records_are_dead_lettered_and_payments_go_on() -> anyhow::Result
             .settled_payment(&format!("pay-after-{n}"), 2_500)
             .await?;
     }
-    inputs
-        .produce(paystream_runtime::kafka::PARTITIONER)
-        .await?;
+    inputs.produce(paystream_common::kafka::PARTITIONER).await?;
 
     // pay-future and pay-past stay INITIATED: their auths were dead-lettered.
     let summary = run_and_check(&env, 3 + 2 + 1 + 3, 0, 2).await?;
@@ -442,9 +440,7 @@ async fn an_output_the_broker_refuses_dead_letters_its_input() -> anyhow::Result
             .settled_payment(&format!("pay-ok-{n}"), 1_000)
             .await?;
     }
-    inputs
-        .produce(paystream_runtime::kafka::PARTITIONER)
-        .await?;
+    inputs.produce(paystream_common::kafka::PARTITIONER).await?;
 
     run_and_check(&env, 8, 0, 0).await?;
     let (found, _) = dead_letters(&env)?;

@@ -208,7 +208,7 @@ async fn the_pipeline_runs_over_sasl_ssl_and_verified_tls_and_leaks_nothing() ->
     ];
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
-        .set("partitioner", paystream_runtime::kafka::PARTITIONER)
+        .set("partitioner", paystream_common::kafka::PARTITIONER)
         .create()?;
     for event in &leaky {
         let value = codec.encode(&topic, event).await?;

@@ -19,11 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use paystream_integration::TestEnv;
 use paystream_ledger_sink::LedgerDatabase;
+use paystream_ledger_sink::SinkConfig;
 use paystream_ledger_sink::service::{
     Batch, BatchOutcome, BatchRecord, Content, create_database_if_missing,
 };
 use paystream_processors::Origin;
-use paystream_runtime::config::SinkConfig;
 use paystream_schemas::{JournalEntry, JournalEntryKind, Posting, PostingSide};
 use sqlx::Row;
 use uuid::Uuid;

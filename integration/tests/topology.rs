@@ -10,10 +10,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use paystream_common::health::Health;
 use paystream_integration::{TestEnv, read_committed, registry_url};
 use paystream_processors::dedupe::DedupeProcessor;
 use paystream_processors::lifecycle::LifecycleProcessor;
-use paystream_runtime::health::Health;
 use paystream_runtime::metrics::Metrics;
 use paystream_runtime::topic_admin::create_topics;
 use paystream_runtime::topology::Topology;

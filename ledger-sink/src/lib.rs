@@ -19,6 +19,8 @@
 //! letters").
 
 pub mod balance;
+pub mod config;
+pub mod metrics;
 pub mod nodelay;
 pub mod policy;
 pub mod service;
@@ -26,6 +28,8 @@ pub mod sink;
 pub mod verify;
 
 pub use balance::{AccountBalance, account_balance};
+pub use config::SinkConfig;
+pub use metrics::SinkMetrics;
 pub use service::LedgerDatabase;
 pub use sink::{LedgerSink, SinkSummary};
 pub use verify::{VerifyReport, verify};
@@ -98,8 +102,19 @@ pub enum SinkError {
         offset: i64,
         message: String,
     },
+    /// A dead-letter topic has fewer partitions than the topic it mirrors.
+    #[error(
+        "topic {topic} has {found} partitions but its source has {needed}; add partitions \
+         to it (kafka-topics --alter --partitions {needed})"
+    )]
+    TooFewPartitions {
+        topic: String,
+        found: i32,
+        needed: i32,
+    },
+    /// A shared client failed (topic metadata, partition ends).
     #[error(transparent)]
-    Runtime(#[from] paystream_runtime::Error),
+    Common(#[from] paystream_common::Error),
 }
 
 impl SinkError {
@@ -117,8 +132,9 @@ impl SinkError {
             },
             SinkError::Kafka { source, .. } => source
                 .rdkafka_error_code()
-                .is_some_and(paystream_runtime::kafka::is_retriable_code),
+                .is_some_and(paystream_common::kafka::is_retriable_code),
             SinkError::RegistryUnavailable { .. } => true,
+            SinkError::Common(error) => error.is_retriable(),
             _ => false,
         }
     }

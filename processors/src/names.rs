@@ -2,7 +2,7 @@
 //! their full names under one configuration ([`PaymentTopics`]), the sinks its
 //! processors forward to ([`sinks`]) and the tables the ledger sink writes.
 
-use paystream_runtime::config::Config;
+use paystream_common::config::Config;
 
 /// The topics of the payments application, by logical name.
 pub mod topics {
@@ -57,7 +57,7 @@ pub struct PaymentTopics {
 impl PaymentTopics {
     /// Names for `config`'s prefix and application id.
     pub fn new(config: &Config) -> Self {
-        let names = paystream_runtime::topics::TopicNames::new(config);
+        let names = paystream_common::topics::TopicNames::new(config);
         PaymentTopics {
             payment_initiated: names.resolve(topics::PAYMENT_INITIATED),
             auth_success: names.resolve(topics::AUTH_SUCCESS),

@@ -160,7 +160,7 @@ pub async fn decode(
 
 #[cfg(test)]
 mod tests {
-    use paystream_runtime::config::Config;
+    use paystream_common::config::Config;
 
     use super::*;
     use crate::topology::payments_topology_description;

@@ -3,7 +3,7 @@
 //! and the ledger sink as the external reader of the outputs. The processors declare
 //! their topics ([`crate::names`]) and serdes ([`crate::serdes`]) themselves.
 
-use paystream_runtime::config::Config;
+use paystream_common::config::Config;
 use paystream_runtime::topology::Topology;
 
 use crate::dedupe::DedupeProcessor;
@@ -58,7 +58,7 @@ pub fn payments_topology_description(config: &Config) -> Topology {
 
 #[cfg(test)]
 mod tests {
-    use paystream_runtime::topics::TopicRole;
+    use paystream_common::topics::TopicRole;
     use paystream_runtime::topology::TopologyBuilder;
 
     use super::*;

@@ -13,15 +13,10 @@
 //! See `docs/architecture.md` for the whole picture.
 
 // What other crates use is public; the engine's inner roles are not.
-pub mod config;
-mod config_error;
 mod counts;
-pub mod dead_letter;
+mod dead_letter_policy;
 mod dlq_depth;
 mod eos_producer;
-mod failure;
-pub mod health;
-pub mod kafka;
 pub mod lag;
 pub mod metrics;
 mod origin;
@@ -30,7 +25,6 @@ mod poison;
 pub mod processor;
 mod record_collector;
 pub mod restore;
-pub mod security;
 pub mod serde;
 mod source;
 pub mod state_manager;
@@ -38,13 +32,16 @@ mod stream_thread;
 pub mod task;
 mod task_manager;
 pub mod topic_admin;
-pub mod topics;
 pub mod topology;
+
+// What the runtime shares with the ledger sink (`common/`), under the names the
+// runtime's modules use.
+use paystream_common::{config, dead_letter, health, kafka, topics};
 
 use rdkafka::error::KafkaError;
 
-pub use config::{Config, ConfigError};
 pub use counts::RunSummary;
+pub use paystream_common::{Config, ConfigError};
 pub use processor::{
     DeadLetterReason, Forward, Input, Origin, Processor, ProcessorContext, ProcessorError, Record,
     Sink, Stage, StoreSpec, TopicRef,
@@ -58,6 +55,9 @@ pub use stream_thread::Pipeline;
 pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A shared client failed (connection check, topic metadata, reading to the end).
+    #[error(transparent)]
+    Common(#[from] paystream_common::Error),
     /// A Kafka client call failed.
     #[error("kafka: {context}: {source}")]
     Kafka {
@@ -65,20 +65,6 @@ pub enum Error {
         #[source]
         source: KafkaError,
     },
-    /// A service cannot be connected to: a rejected password or certificate, or nothing
-    /// answering after bounded retries. Start-up stops with this.
-    #[error("{target}: {problem}: {reason}; {fix}")]
-    Connection {
-        /// What was connected to, e.g. `kafka 10.0.0.1:9093 (SASL_SSL)`.
-        target: String,
-        problem: &'static str,
-        /// The client library's reason.
-        reason: String,
-        fix: &'static str,
-    },
-    /// A topic the pipeline needs does not exist.
-    #[error("topic {topic} does not exist; run `paystream topics create` first")]
-    TopicMissing { topic: String },
     /// Creating a topic failed.
     #[error("creating topic {topic}: {code}")]
     TopicCreation {
@@ -121,21 +107,6 @@ pub enum Error {
         stage: processor::Stage,
         reason: processor::DeadLetterReason,
         message: String,
-    },
-    /// A record failed and the dead-letter policy says to stop rather than dead-letter it.
-    #[error("stopping on a record of {topic}: {message}")]
-    PolicyFail { topic: String, message: String },
-    /// Reading a topic or changelog to its end took longer than allowed, e.g. an open
-    /// transaction of a previous owner holds the last stable offset back.
-    #[error(
-        "{what}: end offset {end} not reached in {waited_ms} ms (at {position}); is a \
-         transaction of a previous owner still open?"
-    )]
-    EndNotReached {
-        what: String,
-        end: i64,
-        position: i64,
-        waited_ms: u64,
     },
     /// A restore was stopped because its task was closed (its partitions moved away, or
     /// the instance stops); not a failure.
@@ -199,21 +170,18 @@ impl Error {
         match self {
             Error::Kafka { source, .. } => source
                 .rdkafka_error_code()
-                .is_some_and(kafka::is_retriable_code),
+                .is_some_and(paystream_common::kafka::is_retriable_code),
             Error::Serde { source, .. } => source.is_retriable(),
-            Error::TopicCreation { code, .. } => kafka::is_retriable_code(*code),
+            Error::Common(error) => error.is_retriable(),
+            Error::TopicCreation { code, .. } => paystream_common::kafka::is_retriable_code(*code),
             Error::RegistryUnreachable { .. }
             | Error::GroupMetadataMissing
             | Error::ProducerQueueFull { .. }
-            | Error::EndNotReached { .. }
             | Error::RestoreCancelled { .. } => true,
             Error::Config(_)
-            | Error::Connection { .. }
-            | Error::TopicMissing { .. }
             | Error::TooFewPartitions { .. }
             | Error::NotCoPartitioned { .. }
             | Error::FailedOutsideRecord { .. }
-            | Error::PolicyFail { .. }
             | Error::Thread { .. }
             | Error::RestorePanicked { .. }
             | Error::Store(_)
@@ -240,12 +208,12 @@ mod tests {
                 url: "u".into(),
                 message: "m".into(),
             },
-            Error::EndNotReached {
+            Error::Common(paystream_common::Error::EndNotReached {
                 what: "restoring c/0".into(),
                 end: 10,
                 position: 3,
                 waited_ms: 60_000,
-            },
+            }),
             Error::RestoreCancelled {
                 changelog: "c".into(),
                 partition: 0,
@@ -259,7 +227,7 @@ mod tests {
             assert!(error.is_retriable(), "{error}");
         }
         let final_ = [
-            Error::TopicMissing { topic: "t".into() },
+            Error::Common(paystream_common::Error::TopicMissing { topic: "t".into() }),
             Error::TooFewPartitions {
                 topic: "t.dlq".into(),
                 found: 1,

@@ -69,16 +69,6 @@ pub struct Metrics {
     pub store_keys: IntGaugeVec,
     /// Dead letters written and not redriven, by dead-letter topic.
     pub dlq_depth: IntGaugeVec,
-    /// Rows the ledger sink wrote, by table.
-    pub sink_rows_written: IntCounterVec,
-    /// Records of the sink's input partitions not yet written to PostgreSQL.
-    pub sink_lag: IntGaugeVec,
-    /// Failed sink writes (each was retried or stopped the sink).
-    pub sink_errors: IntCounter,
-    /// Records the ledger sink dead-lettered to `<source topic>.dlq` instead of writing
-    /// them (PostgreSQL refused their data, or they did not decode or balance), by source
-    /// topic and reason; counted once their batch committed.
-    pub sink_dead_lettered: IntCounterVec,
 }
 
 impl Metrics {
@@ -171,25 +161,6 @@ impl Metrics {
             "Dead letters written and not redriven, by dead-letter topic",
             &["topic"],
         );
-        let sink_rows_written = counter_vec(
-            "paystream_sink_rows_written_total",
-            "Rows the ledger sink wrote to PostgreSQL, by table",
-            &["table"],
-        );
-        let sink_lag = gauge_vec(
-            "paystream_sink_lag_records",
-            "Records of the sink's input partitions not yet written to PostgreSQL",
-            &["topic", "partition"],
-        );
-        let sink_errors = counter(
-            "paystream_sink_errors_total",
-            "Failed ledger sink writes (retried, or stopping the sink)",
-        );
-        let sink_dead_lettered = counter_vec(
-            "paystream_sink_dead_lettered_total",
-            "Records the ledger sink dead-lettered instead of writing, by source topic and reason",
-            &["topic", "reason"],
-        );
         let commits =
             IntCounter::new("paystream_commits_total", "Committed transactions").expect("metric");
         registry
@@ -271,10 +242,6 @@ impl Metrics {
             restore_remaining_records,
             store_keys,
             dlq_depth,
-            sink_rows_written,
-            sink_lag,
-            sink_errors,
-            sink_dead_lettered,
         }
     }
 }

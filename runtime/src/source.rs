@@ -12,7 +12,7 @@ use backon::{ExponentialBuilder, Retryable};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use tracing::warn;
 
-use crate::dead_letter::{FailureAction, on_serde_error};
+use crate::dead_letter_policy::{FailureAction, on_serde_error};
 use crate::origin::origin_headers;
 use crate::processor::{DeadLetterReason, Origin, Stage, Value};
 use crate::serde::{RawRecord, SerdeContext, SerdeError};
@@ -187,7 +187,7 @@ impl Source {
     ///
     /// # Errors
     /// [`Error::RegistryUnreachable`] when the registry stayed unreachable through the
-    /// retries; [`Error::PolicyFail`] when the policy says to stop.
+    /// retries.
     pub async fn decode(
         &self,
         sub: &SubTopology,
@@ -223,10 +223,6 @@ impl Source {
             FailureAction::DeadLetter(reason, stage) => Ok(Err((reason, stage, error.to_string()))),
             FailureAction::Retry => Err(Error::RegistryUnreachable {
                 url: self.registry_url.clone(),
-                message: error.to_string(),
-            }),
-            FailureAction::Fail => Err(Error::PolicyFail {
-                topic: source.topic.clone(),
                 message: error.to_string(),
             }),
         }

@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use paystream_common::dead_letter::headers;
+use paystream_common::kafka::{client_config, read_committed_to_end};
+use paystream_common::topics::TopicNames;
 use paystream_processors::names::PaymentTopics;
 use paystream_processors::records;
 use paystream_processors::topology::payments_topology_description;
 use paystream_runtime::Config;
-use paystream_runtime::dead_letter::headers;
-use paystream_runtime::kafka::{client_config, read_committed_to_end};
-use paystream_runtime::topics::TopicNames;
 use paystream_schemas::Codec;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use serde::Serialize;
@@ -356,7 +356,7 @@ pub async fn redrive(config: Config, args: RedriveArgs) -> anyhow::Result<ExitCo
             .set("enable.idempotence", "true")
             .set(
                 "message.max.bytes",
-                paystream_runtime::topics::PRODUCER_RECORD_BYTES_MAX,
+                paystream_common::topics::PRODUCER_RECORD_BYTES_MAX,
             )
             .create()?;
         producer.init_transactions(timeout)?;

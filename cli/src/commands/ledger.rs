@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use paystream_ledger_sink::service::create_database_if_missing;
-use paystream_ledger_sink::{LedgerDatabase, account_balance, verify as verify_ledger};
-use paystream_runtime::Config;
+use paystream_ledger_sink::{LedgerDatabase, SinkConfig, account_balance, verify as verify_ledger};
 use paystream_testkit::traffic::ExpectedOutcome;
 
 /// Options of `paystream ledger verify`.
@@ -38,17 +37,17 @@ pub struct BalanceArgs {
 }
 
 /// Creates the database if missing and applies the migrations.
-pub async fn init(config: Config) -> anyhow::Result<ExitCode> {
-    create_database_if_missing(&config.sink).await?;
-    LedgerDatabase::connect(&config.sink, 1).await?;
+pub async fn init(sink: SinkConfig) -> anyhow::Result<ExitCode> {
+    create_database_if_missing(&sink).await?;
+    LedgerDatabase::connect(&sink, 1).await?;
     println!("ledger database ready");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints ledger counts, invariant checks and the records the sink dead-lettered (by
 /// topic and reason; accounted for, so never a failure); exit 1 when any check fails.
-pub async fn verify(config: Config, args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let database = LedgerDatabase::connect(&config.sink, 2).await?;
+pub async fn verify(sink: SinkConfig, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let database = LedgerDatabase::connect(&sink, 2).await?;
     let report = verify_ledger(database.pool()).await?;
     println!("journal entries          {}", report.journal_entries);
     println!("postings                 {}", report.postings);
@@ -115,13 +114,13 @@ pub async fn verify(config: Config, args: VerifyArgs) -> anyhow::Result<ExitCode
 }
 
 /// Prints an account's balance per currency; exit 1 when the account has no postings.
-pub async fn balance(config: Config, args: BalanceArgs) -> anyhow::Result<ExitCode> {
+pub async fn balance(sink: SinkConfig, args: BalanceArgs) -> anyhow::Result<ExitCode> {
     let at_ms = args
         .at
         .as_deref()
         .map(|at| super::parse_time_ms("--at", at))
         .transpose()?;
-    let database = LedgerDatabase::connect(&config.sink, 1).await?;
+    let database = LedgerDatabase::connect(&sink, 1).await?;
     let balances = account_balance(database.pool(), &args.account, at_ms).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&balances)?);

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use paystream_ledger_sink::{LedgerSink, SinkSummary};
+use paystream_common::health::{self, Health};
+use paystream_ledger_sink::{LedgerSink, SinkConfig, SinkMetrics, SinkSummary};
 use paystream_processors::metrics::PaymentMetrics;
 use paystream_processors::topology::payments_topology;
-use paystream_runtime::health::{self, Health};
 use paystream_runtime::metrics::Metrics;
 use paystream_runtime::{Config, Pipeline, RunSummary};
 use tokio::sync::watch;
@@ -31,7 +31,7 @@ pub struct RunArgs {
 }
 
 /// Runs until interrupted (Ctrl-C / SIGTERM) or, with `--until-caught-up`, caught up.
-pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(config: Config, sink: SinkConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let codec = codec(&config)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -59,12 +59,13 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("http.listen_address {}", config.http.listen_address))?;
     }
     let (upstream_done_tx, upstream_done_rx) = watch::channel(false);
-    let sink = if config.sink.enabled && !args.no_sink {
+    let sink = if sink.enabled && !args.no_sink {
         let sink = LedgerSink::new(
             config.clone(),
+            sink,
             codec.clone(),
             health.clone(),
-            metrics.clone(),
+            SinkMetrics::register(&metrics.registry),
         )
         .await?;
         Some(tokio::spawn(

@@ -20,10 +20,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::config::SinkConfig;
+use paystream_common::dead_letter::sanitize_error;
 use paystream_processors::lifecycle::transition;
 use paystream_processors::{DeadLetterReason, Origin};
-use paystream_runtime::config::SinkConfig;
-use paystream_runtime::dead_letter::sanitize_error;
 use paystream_schemas::{
     JournalEntry, PaymentStatus, PaymentStatusChanged, PostingSide, ReconciliationException,
 };
@@ -97,7 +97,7 @@ pub fn connect_options(sink: &SinkConfig) -> Result<PgConnectOptions> {
         source: sqlx::Error::Configuration(
             format!(
                 "{} is not a PostgreSQL URL (postgres://user@host:port/database?sslmode=...)",
-                paystream_runtime::security::redact_url(&sink.database_url)
+                paystream_common::security::redact_url(&sink.database_url)
             )
             .into(),
         ),
@@ -400,7 +400,7 @@ async fn write_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use paystream_runtime::dead_letter::ERROR_HEADER_BYTES_MAX;
+    use paystream_common::dead_letter::ERROR_HEADER_BYTES_MAX;
     use paystream_schemas::{JournalEntryKind, Posting};
 
     fn origin(offset: i64) -> Origin {

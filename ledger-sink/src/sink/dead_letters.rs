@@ -69,7 +69,7 @@ pub fn sink_dead_letter(
 
 #[cfg(test)]
 mod tests {
-    use paystream_runtime::dead_letter::headers;
+    use paystream_common::dead_letter::headers;
 
     use super::*;
 

@@ -22,17 +22,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
+use paystream_common::Config;
+use paystream_common::dead_letter::{DeadLetterRecord, dead_letter_record_at};
+use paystream_common::health::Health;
+use paystream_common::kafka::partition_count;
+use paystream_common::kafka::{client_config, read_committed_consumer_config};
+use paystream_common::offsets::{EndOffsets, offsets};
+use paystream_common::topics::TopicNames;
 use paystream_processors::names::PaymentTopics;
 use paystream_processors::records::{self, PaymentRecord};
 use paystream_processors::{DeadLetterReason, Origin, Stage};
-use paystream_runtime::Config;
-use paystream_runtime::dead_letter::{DeadLetterRecord, dead_letter_record_at};
-use paystream_runtime::health::Health;
-use paystream_runtime::kafka::partition_count;
-use paystream_runtime::kafka::{client_config, read_committed_consumer_config};
-use paystream_runtime::lag::{EndOffsets, offsets};
-use paystream_runtime::metrics::Metrics;
-use paystream_runtime::topics::TopicNames;
 use paystream_schemas::{Codec, DecodeError, DecodeErrorKind};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
@@ -41,6 +40,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::config::SinkConfig;
+use crate::metrics::SinkMetrics;
 use crate::service::{Batch, BatchOutcome, BatchRecord, Content, LedgerDatabase, Rejection};
 use crate::{Result, SinkError};
 
@@ -76,6 +77,7 @@ pub struct LedgerSink {
 /// What a process's sink tasks share: decoding, the database pool, dead letters, health.
 struct Shared {
     config: Config,
+    sink: SinkConfig,
     names: PaymentTopics,
     codec: Arc<Codec>,
     database: LedgerDatabase,
@@ -83,7 +85,7 @@ struct Shared {
     /// transaction is the commit point).
     producer: FutureProducer,
     health: Arc<Health>,
-    metrics: Metrics,
+    metrics: SinkMetrics,
 }
 
 /// One sink task: a consumer assigned every partition of its topics, whose batches it
@@ -118,15 +120,17 @@ impl LedgerSink {
     ///
     /// # Errors
     /// [`SinkError::Database`] / [`SinkError::Migrate`] for PostgreSQL,
-    /// [`SinkError::Kafka`] / [`SinkError::Runtime`] for Kafka and missing topics.
+    /// [`SinkError::Kafka`] / [`SinkError::Common`] / [`SinkError::TooFewPartitions`]
+    /// for Kafka and missing topics.
     pub async fn new(
         config: Config,
+        sink: SinkConfig,
         codec: Arc<Codec>,
         health: Arc<Health>,
-        metrics: Metrics,
+        metrics: SinkMetrics,
     ) -> Result<Self> {
         // PostgreSQL may be restarting: retry the first connection, bounded and logged.
-        let database = (|| LedgerDatabase::connect(&config.sink, 4))
+        let database = (|| LedgerDatabase::connect(&sink, 4))
             .retry(
                 ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(500))
@@ -142,7 +146,7 @@ impl LedgerSink {
             .set("message.timeout.ms", DEAD_LETTER_DELIVERY_TIMEOUT_MS)
             .set(
                 "message.max.bytes",
-                paystream_runtime::topics::PRODUCER_RECORD_BYTES_MAX,
+                paystream_common::topics::PRODUCER_RECORD_BYTES_MAX,
             )
             .create()
             .map_err(|source| SinkError::Kafka {
@@ -152,6 +156,7 @@ impl LedgerSink {
         let stored = database.load_offsets().await?;
         let shared = Shared {
             config,
+            sink,
             names,
             codec,
             database,
@@ -321,11 +326,11 @@ impl Shared {
             if matches!(e, SinkError::Database { .. }) {
                 self.health.set_database_reachable(task, false);
             }
-            self.metrics.sink_errors.inc();
+            self.metrics.errors.inc();
             warn!(error = %e, ?delay, "ledger write failed, retrying");
         })
         .await
-        .inspect_err(|_| self.metrics.sink_errors.inc())?;
+        .inspect_err(|_| self.metrics.errors.inc())?;
         self.health.set_database_reachable(task, true);
         for (table, rows) in [
             ("journal_entries", outcome.entries_written),
@@ -334,14 +339,14 @@ impl Shared {
             ("reconciliation_exceptions", outcome.exceptions_written),
         ] {
             self.metrics
-                .sink_rows_written
+                .rows_written
                 .with_label_values(&[table])
                 .inc_by(rows);
         }
         for rejection in &rejections {
             let origin = &batch.records[rejection.index].origin;
             self.metrics
-                .sink_dead_lettered
+                .dead_lettered
                 .with_label_values(&[&origin.topic, rejection.reason.as_str()])
                 .inc();
             warn!(

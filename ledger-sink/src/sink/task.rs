@@ -35,7 +35,7 @@ impl SinkTask {
         for &topic in topics {
             // Series start at 0, so that the first dead letter shows as an increase.
             metrics
-                .sink_dead_lettered
+                .dead_lettered
                 .with_label_values(&[topic, DeadLetterReason::SinkRejected.as_str()]);
             let partitions =
                 tokio::task::block_in_place(|| partition_count(&consumer, topic, timeout))?;
@@ -45,12 +45,11 @@ impl SinkTask {
                 partition_count(&consumer, &dead_letter_topic, timeout)
             })?;
             if dead_letter_partitions < partitions {
-                return Err(paystream_runtime::Error::TooFewPartitions {
+                return Err(SinkError::TooFewPartitions {
                     topic: dead_letter_topic,
                     found: dead_letter_partitions,
                     needed: partitions,
-                }
-                .into());
+                });
             }
             for partition in 0..partitions {
                 let offset = stored
@@ -101,12 +100,12 @@ impl SinkTask {
         upstream_done: watch::Receiver<bool>,
     ) -> Result<SinkSummary> {
         let mut summary = SinkSummary::default();
-        let linger = Duration::from_millis(shared.config.sink.batch_linger_ms);
+        let linger = Duration::from_millis(shared.sink.batch_linger_ms);
         loop {
             let mut batch = Batch::default();
             // Until the first record: wake up now and then to check lag and the end.
             let mut deadline = tokio::time::Instant::now() + IDLE_WAKE;
-            while batch.len() < shared.config.sink.batch_rows_max {
+            while batch.len() < shared.sink.batch_rows_max {
                 tokio::select! {
                     biased;
                     changed = shutdown.changed() => {
@@ -200,7 +199,7 @@ impl SinkTask {
                 .unwrap_or(0);
             shared
                 .metrics
-                .sink_lag
+                .lag
                 .with_label_values(&[&key.0, &key.1.to_string()])
                 .set((high - position).max(0));
             if position < high {

@@ -4,18 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::serde::{Deserializer, ErasedDeserializer, ErasedSerializer, Serializer};
+pub use paystream_common::topics::TopicRef;
 
-/// A topic by its logical name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TopicRef {
-    /// A topic shared with other teams (ingress producers, downstream consumers):
-    /// `<topics.prefix><name>`.
-    External(&'static str),
-    /// A topic this application owns: `<application_id>-<name>`, e.g. a repartition
-    /// topic.
-    Internal(&'static str),
-}
+use crate::serde::{Deserializer, ErasedDeserializer, ErasedSerializer, Serializer};
 
 /// A topic a processor reads, with the deserializer of its record values.
 pub struct Input<T> {

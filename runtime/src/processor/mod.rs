@@ -18,8 +18,8 @@ use crate::serde::ErasedDeserializer;
 
 mod declarations;
 
-pub use crate::failure::{DeadLetterReason, Stage};
 pub use declarations::{Input, Sink, SinkFormat, StoreSpec, TopicRef};
+pub use paystream_common::{DeadLetterReason, Origin, Stage};
 
 pub use crate::serde::Value;
 
@@ -52,19 +52,6 @@ pub enum ProcessorError {
 
 /// `Result` with [`ProcessorError`].
 pub type Result<T> = std::result::Result<T, ProcessorError>;
-
-/// Where a record came from, with its original bytes: what a dead letter carries (and
-/// what an application may store with a record that waits, serde-serializable).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Origin {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    /// Record timestamp, milliseconds since the Unix epoch.
-    pub timestamp_ms: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-}
 
 /// A decoded record handed to a processor.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use paystream_common::kafka::PARTITIONER;
 use paystream_integration::{Running, TestEnv, bootstrap, registry_url};
-use paystream_runtime::kafka::PARTITIONER;
 use paystream_schemas::{Codec, InputEvent};
 use paystream_testkit::traffic::{PlannedRecord, TrafficOptions, default_start_ms, plan};
 use rdkafka::ClientConfig;

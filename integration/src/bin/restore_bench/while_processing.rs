@@ -31,10 +31,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use paystream_common::topics::TopicNames;
 use paystream_integration::{Running, TestEnv, bootstrap};
 use paystream_processors::stores;
 use paystream_runtime::Config;
-use paystream_runtime::topics::TopicNames;
 use prometheus_parse::{Scrape, Value};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};

@@ -1,5 +1,5 @@
 //! Topic names, roles and the settings of dead-letter topics (docs/architecture.md,
-//! "Topology"); creating and checking them is [`crate::topic_admin`].
+//! "Topology"); the stream runtime creates and checks them (its `topic_admin.rs`).
 //!
 //! Input and output topics carry the configured `topics.prefix`; internal topics are
 //! named after the application id, as in Kafka Streams: `<app>-<name>` (repartition
@@ -7,7 +7,17 @@
 //! dead-letter queue `<topic>.dlq`, and so has each topic an external reader reads.
 
 use crate::config::Config;
-use crate::processor::TopicRef;
+
+/// A topic by its logical name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TopicRef {
+    /// A topic shared with other teams (ingress producers, downstream consumers):
+    /// `<topics.prefix><name>`.
+    External(&'static str),
+    /// A topic this application owns: `<application_id>-<name>`, e.g. a repartition
+    /// topic.
+    Internal(&'static str),
+}
 
 /// What a topic is for; decides its settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
-//! The names a failed record carries into its dead letter: the stage it failed at
-//! ([`Stage`]) and why ([`DeadLetterReason`]). Processors, serdes, the dead-letter policy
+//! What a failed record carries into its dead letter: where it came from, with its
+//! original bytes ([`Origin`]), the stage it failed at ([`Stage`]) and why
+//! ([`DeadLetterReason`]). Processors, serdes, the dead-letter policy
 //! and the record collector all speak them.
 
 /// The stage of the pipeline at which a record failed, written as the
@@ -89,4 +90,17 @@ impl std::fmt::Display for DeadLetterReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name)
     }
+}
+
+/// Where a record came from, with its original bytes: what a dead letter carries (and
+/// what an application may store with a record that waits, serde-serializable).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Record timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
 }

@@ -93,13 +93,6 @@ impl Config {
         if let Some(ca) = &self.schema_registry.ca_location {
             check_readable("schema_registry.ca_location", ca)?;
         }
-        if url_has_password(&self.sink.database_url) && self.sink.database_password.is_some() {
-            return Err(invalid(
-                "sink.database_url",
-                "holds a password and sink.database_password is set too".into(),
-                "remove the password from the URL",
-            ));
-        }
         if self.state.idempotency_retention_ms <= 0 {
             return Err(invalid(
                 "state.idempotency_retention_ms",
@@ -194,16 +187,6 @@ impl Config {
                 "use e.g. 259200000 (72 h)",
             ));
         }
-        if self.sink.enabled
-            && !(self.sink.database_url.starts_with("postgres://")
-                || self.sink.database_url.starts_with("postgresql://"))
-        {
-            return Err(invalid(
-                "sink.database_url",
-                "is not a postgres:// URL".into(),
-                "set it to postgres://user@host:port/database",
-            ));
-        }
         if !self.http.listen_address.is_empty()
             && self
                 .http
@@ -215,13 +198,6 @@ impl Config {
                 "http.listen_address",
                 format!("{:?} is not host:port", self.http.listen_address),
                 "use an IP and port such as 127.0.0.1:9464, or \"\" to turn it off",
-            ));
-        }
-        if !(1..=100_000).contains(&self.sink.batch_rows_max) {
-            return Err(invalid(
-                "sink.batch_rows_max",
-                format!("{} is out of range", self.sink.batch_rows_max),
-                "use 1 to 100000",
             ));
         }
         Ok(())

@@ -1,6 +1,6 @@
-//! The dead-letter policy (KIP-1034; docs/architecture.md, "Bad input"): one function
-//! decides what happens to a record that failed, and one function builds the
-//! dead-letter record.
+//! The dead-letter format (KIP-1034; docs/architecture.md, "Bad input"): one function
+//! builds the dead-letter record, for the stream runtime and the ledger sink alike
+//! (what happens to a record that failed is the runtime's dead-letter policy).
 //!
 //! A dead-lettered record goes to `<source topic>.dlq`, same partition as its source, with
 //! its original key and value bytes — card numbers and credential values (`password=…`)
@@ -51,8 +51,7 @@
 
 use paystream_sensitive::{credential_ranges, redact_sensitive};
 
-use crate::processor::{DeadLetterReason, Origin, Stage};
-use crate::serde::SerdeError;
+use crate::{DeadLetterReason, Origin, Stage};
 
 pub use paystream_sensitive::mask::{
     PAN_DIGITS_MAX, PAN_DIGITS_MIN, SEPARATOR_RUN_BYTES_MAX, mask_pans, mask_pans_in_text,
@@ -60,29 +59,6 @@ pub use paystream_sensitive::mask::{
 
 #[cfg(test)]
 mod mask;
-
-/// What to do with a record that failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureAction {
-    /// Write it to the dead-letter queue with this reason, failed at this stage, and go
-    /// on.
-    DeadLetter(DeadLetterReason, Stage),
-    /// Try the same record again later (a dependency is down).
-    Retry,
-    /// Stop the instance: the record must not be skipped (no failure maps here today; the
-    /// variant keeps "stop" an explicit decision of the policy, as in Kafka Streams'
-    /// `DeserializationHandlerResponse.FAIL`).
-    Fail,
-}
-
-/// The policy for records whose value a deserializer refused: the record's data is
-/// dead-lettered, the environment's failure retried.
-pub fn on_serde_error(error: &SerdeError) -> FailureAction {
-    match error {
-        SerdeError::Record { reason, stage, .. } => FailureAction::DeadLetter(*reason, *stage),
-        SerdeError::Environment { .. } => FailureAction::Retry,
-    }
-}
 
 /// Header names of dead-letter records.
 pub mod headers {
@@ -287,21 +263,6 @@ mod tests {
     }
 
     use super::*;
-
-    #[test]
-    fn decode_failures_map_to_reasons_and_registry_outages_retry() {
-        use paystream_avro::{DecodeError, DecodeErrorKind};
-
-        let err = |kind| SerdeError::from(DecodeError::new(kind, ""));
-        assert_eq!(
-            on_serde_error(&err(DecodeErrorKind::BadMagicByte)),
-            FailureAction::DeadLetter(DeadLetterReason::BAD_MAGIC_BYTE, Stage::Decode)
-        );
-        assert_eq!(
-            on_serde_error(&err(DecodeErrorKind::RegistryUnavailable)),
-            FailureAction::Retry
-        );
-    }
 
     #[test]
     fn a_dead_letter_keeps_bytes_and_says_why_without_card_numbers() {

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::security::redact_url;
 use crate::security::{SaslMechanism, SecurityProtocol};
 
-/// The whole configuration of a paystream process.
+/// The stream runtime's configuration: every section but those applications own
+/// (their top-level keys are checked by [`super::ConfigSources::config`]; every
+/// section's own keys are checked here).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct Config {
     /// Names the consumer group, the internal topics (`<app>-payments-by-id`,
     /// `<app>-<store>-changelog`) and the state directory. Instances with the same id
@@ -30,7 +31,6 @@ pub struct Config {
     pub schema_registry: SchemaRegistryConfig,
     pub state: StateConfig,
     pub processing: ProcessingConfig,
-    pub sink: SinkConfig,
     pub http: HttpConfig,
 }
 
@@ -44,7 +44,6 @@ impl Default for Config {
             schema_registry: SchemaRegistryConfig::default(),
             state: StateConfig::default(),
             processing: ProcessingConfig::default(),
-            sink: SinkConfig::default(),
             http: HttpConfig::default(),
         }
     }
@@ -273,56 +272,6 @@ impl Default for ProcessingConfig {
             pending_retention_ms: 72 * 60 * 60 * 1_000,
             event_time_skew_max_ms: 60 * 60 * 1_000,
         }
-    }
-}
-
-/// The PostgreSQL ledger sink.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SinkConfig {
-    /// Run the sink in the same process as the pipeline.
-    pub enabled: bool,
-    /// PostgreSQL connection URL, `postgres://user@host:port/database`, with libpq's TLS
-    /// parameters: `?sslmode=verify-full&sslrootcert=/path/ca.pem` (production; also
-    /// `sslcert`/`sslkey` for client certificates). Keep the password out of it: use
-    /// `database_password`.
-    pub database_url: String,
-    /// The database user's password: from `PAYSTREAM_SINK__DATABASE_PASSWORD` or
-    /// `database_password_file`.
-    pub database_password: Option<SecretString>,
-    /// File holding the database password.
-    pub database_password_file: Option<PathBuf>,
-    /// Most rows (records) written in one database transaction.
-    pub batch_rows_max: usize,
-    /// How long a batch waits for more records after its first, milliseconds (10): the
-    /// pipeline's outputs arrive in one burst per committed transaction.
-    pub batch_linger_ms: u64,
-}
-
-impl Default for SinkConfig {
-    fn default() -> Self {
-        SinkConfig {
-            enabled: true,
-            database_url: "postgres://postgres@127.0.0.1:15432/paystream".to_string(),
-            database_password: None,
-            database_password_file: None,
-            batch_rows_max: 5_000,
-            batch_linger_ms: 10,
-        }
-    }
-}
-
-impl std::fmt::Debug for SinkConfig {
-    /// The URL's password, if one was put there after all, is redacted.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SinkConfig")
-            .field("enabled", &self.enabled)
-            .field("database_url", &redact_url(&self.database_url))
-            .field("database_password", &self.database_password)
-            .field("database_password_file", &self.database_password_file)
-            .field("batch_rows_max", &self.batch_rows_max)
-            .field("batch_linger_ms", &self.batch_linger_ms)
-            .finish()
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 use crate::dead_letter::{DeadLetterRecord, dead_letter_record};
-use crate::processor::{DeadLetterReason, Origin, Stage};
+use crate::{DeadLetterReason, Origin, Stage};
 
 /// A record with the shape of a typical ingress event — identifiers, an amount, a
 /// currency, a token, a time — written here so the masker is tested on real Avro bytes
