@@ -240,7 +240,7 @@ impl Pipeline {
         let rewind = self.transaction.discarded();
         // The aborted records will be read and counted again.
         self.collector.reset();
-        self.tasks.abort_stores();
+        self.tasks.abort_stores()?;
         self.queues.aborted();
         let mut partitions = TopicPartitionList::new();
         let mut full = TopicPartitionList::new();
