@@ -11,7 +11,7 @@
 //! | `payments`, JSON state | read as the state alone, rewritten in version 1 by the payment's next change (`stored/format.rs`) | on read |
 //! | `pending`: payment id → waiting events | each value's events join the end of that payment's value; the key is deleted | all of it in the processor's `init` ([`migrate_pending`]), before the task's first record |
 //! | `timers`: one key per timer | each key becomes a [`DueTimer`] in its payment's value (and the task's timer index); the key is deleted | at each punctuation, before timers fire: per kind the [`LEGACY_TIMERS_PER_PUNCTUATION_MAX`] keys due first ([`TimerMigration`]) |
-//! | `seen_events`: event id → applied or buffered | not migrated: its keys do not name their payment. Read only for an event whose payment's JSON state lacks the applied event's id (`stored.rs`, `Loaded::has_seen`) | until its keys expire |
+//! | `seen_events`: event id → applied or buffered | not migrated: its keys do not name their payment. Read only for an auth or settlement whose payment's state, first written as JSON, says one was applied but not which (`stored.rs`, `Loaded::has_seen`); never written | until its keys expire |
 //!
 //! **Why `pending` at `init` and `timers` in pages.** Every event of a payment needs its
 //! waiting events (to recognise a retry, to apply them when the payment appears), so
