@@ -4,7 +4,7 @@
 //!
 //! | first byte | format | written |
 //! |---|---|---|
-//! | `0x01` | version 1: the byte, then [`ValueV1`] in [postcard] | by this release |
+//! | `0x01` | version 1: the byte, then `ValueV1` in [postcard] | by this release |
 //! | `{` (`0x7B`) | JSON of [`PaymentState`] alone, by earlier releases | never: read after an upgrade, rewritten in version 1 by the payment's next change |
 //!
 //! Version 1 in postcard (varints: LEB128, signed ones zigzag-encoded first), in this
@@ -110,7 +110,7 @@ fn status_of_code(code: u8) -> Option<PaymentStatus> {
         .find(|status| status_code(*status) == code)
 }
 
-/// `payment` as a version 1 value: [`FORMAT_VERSION_1`], then [`ValueV1`] in postcard.
+/// `payment` as a version 1 value: [`FORMAT_VERSION_1`], then `ValueV1` in postcard.
 pub fn encode(payment: &StoredPayment) -> Vec<u8> {
     let value = ValueV1Ref {
         timers: payment
