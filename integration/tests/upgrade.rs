@@ -1,8 +1,8 @@
 //! An upgrade, on the real broker: the lifecycle's changelogs as the release before the
 //! single-value state layout wrote them (docs/architecture.md, "State layout") are
-//! restored into a task of this release, which reads them: a retried auth is still a
-//! duplicate, an event waiting in the old `pending` store is applied when its payment
-//! arrives, and a timer of the old `timers` store fires. Losing those on an upgrade would
+//! restored into a task of this release, which migrates them (`lifecycle/upgrade.rs`): a
+//! retried auth is still a duplicate, an event waiting in the old `pending` store is
+//! applied when its payment arrives, and a timer of the old `timers` store fires. Losing those on an upgrade would
 //! mean applying a payment's events twice or never.
 //!
 //! The records are written byte for byte as that release's runtime logged them: each
@@ -277,7 +277,7 @@ async fn changelogs_of_the_earlier_state_layout_restore_into_this_release() -> a
     assert!(
         task.pending_writes()
             .any(|(store, write)| store == "timers" && write.value.is_none()),
-        "fired timers leave the old timers store"
+        "the old timers moved into their payments' values and left the old timers store"
     );
     task.close();
     admin

@@ -1,11 +1,15 @@
 //! An in-memory test driver for processors (Kafka Streams' `TopologyTestDriver`): state
-//! stores are [`InMemoryStore`]s, stream time is advanced by the records piped in or by
-//! hand, punctuation runs after every record and clock move (as the runtime's does at
-//! every commit), and every call returns what the processor forwarded.
+//! stores are [`InMemoryStore`]s behind the runtime's [`TransactionalStore`], stream
+//! time is advanced by the records piped in or by hand, punctuation runs after every
+//! record and clock move and then the transaction commits (as the runtime's does at every
+//! commit), and every call returns what the processor forwarded. An abort can be asked
+//! for ([`TestDriver::advance_stream_time_ms_and_abort`],
+//! [`TestDriver::with_restored_and_aborted_init`]), and a restart over the committed
+//! stores ([`TestDriver::restart`]).
 
 use std::collections::HashMap;
 
-use paystream_state::{InMemoryStore, KeyValueStore};
+use paystream_state::{InMemoryStore, KeyValueStore, TransactionalStore};
 
 use paystream_schemas::{InputEvent, PaymentInitiated};
 
@@ -20,7 +24,7 @@ pub struct TestDriver<P: Processor> {
 }
 
 struct MemoryContext {
-    stores: HashMap<String, InMemoryStore>,
+    stores: HashMap<String, TransactionalStore<InMemoryStore>>,
     outputs: Vec<Forward>,
     stream_time_ms: i64,
     /// By input position.
@@ -51,6 +55,21 @@ impl ProcessorContext for MemoryContext {
     }
 }
 
+impl MemoryContext {
+    fn commit(&mut self) {
+        for store in self.stores.values_mut() {
+            store.commit().expect("in-memory stores never fail");
+        }
+    }
+
+    fn abort(&mut self) {
+        for store in self.stores.values_mut() {
+            store.abort();
+        }
+        self.outputs.clear();
+    }
+}
+
 impl<P: Processor> TestDriver<P> {
     /// A driver with the processor's stores, empty, at stream time 0.
     pub fn new(processor: P) -> Self {
@@ -58,28 +77,65 @@ impl<P: Processor> TestDriver<P> {
     }
 
     /// A driver whose stores hold what `restore` writes before the processor's `init`
-    /// runs, as stores restored from their changelogs do.
-    pub fn with_restored(
-        mut processor: P,
+    /// runs, as stores restored from their changelogs do; `init`'s writes commit.
+    pub fn with_restored(processor: P, restore: impl FnOnce(&mut dyn ProcessorContext)) -> Self {
+        let mut driver = TestDriver::restored(processor, restore);
+        driver.init_and_commit();
+        driver
+    }
+
+    /// As [`Self::with_restored`], but the transaction holding `init`'s writes aborts
+    /// first and `init` runs again over the restored stores, as the runtime does when
+    /// it aborts a transaction before a task's first commit.
+    pub fn with_restored_and_aborted_init(
+        processor: P,
         restore: impl FnOnce(&mut dyn ProcessorContext),
     ) -> Self {
+        let mut driver = TestDriver::restored(processor, restore);
+        driver
+            .processor
+            .init(&mut driver.context)
+            .expect("processor init in the test driver");
+        driver.context.abort();
+        driver.processor.aborted();
+        driver.init_and_commit();
+        driver
+    }
+
+    /// Replaces the processor by `processor` over the committed stores, as a restart
+    /// restores them from their changelogs, and runs its `init`.
+    pub fn restart(&mut self, processor: P) {
+        self.context.abort();
+        self.processor = processor;
+        self.init_and_commit();
+    }
+
+    fn restored(processor: P, restore: impl FnOnce(&mut dyn ProcessorContext)) -> Self {
         let mut context = MemoryContext {
             stores: processor
                 .stores()
                 .iter()
-                .map(|spec| (spec.name.to_string(), InMemoryStore::new(spec.name)))
+                .map(|spec| {
+                    let store = TransactionalStore::new(InMemoryStore::new(spec.name));
+                    (spec.name.to_string(), store)
+                })
                 .collect(),
             outputs: Vec::new(),
             stream_time_ms: 0,
             partition_time_ms: vec![0; processor.inputs().len()],
         };
         restore(&mut context);
-        processor
-            .init(&mut context)
-            .expect("processor init in the test driver");
-        processor.committed();
-        context.outputs.clear();
+        context.commit();
         TestDriver { processor, context }
+    }
+
+    fn init_and_commit(&mut self) {
+        self.processor
+            .init(&mut self.context)
+            .expect("processor init in the test driver");
+        self.context.commit();
+        self.processor.committed();
+        self.context.outputs.clear();
     }
 
     /// Processes one record (advancing stream time, and the partition time of the
@@ -116,14 +172,31 @@ impl<P: Processor> TestDriver<P> {
         self.punctuate()
     }
 
+    /// As [`Self::advance_stream_time_ms`], but the transaction then aborts: the stores
+    /// and the processor go back to the last commit (the clocks stay moved, as the
+    /// runtime's do). Nothing is returned: what the transaction forwarded is dropped.
+    pub fn advance_stream_time_ms_and_abort(&mut self, delta_ms: i64) {
+        self.context.stream_time_ms += delta_ms;
+        for time in &mut self.context.partition_time_ms {
+            *time += delta_ms;
+        }
+        let now = self.context.stream_time_ms;
+        self.processor
+            .punctuate(now, &mut self.context)
+            .expect("processor error in the test driver");
+        self.context.abort();
+        self.processor.aborted();
+    }
+
     /// Punctuates at the current stream time (the runtime does so at every commit),
-    /// then commits (in-memory stores apply writes at once), and returns everything
-    /// forwarded since the last call.
+    /// then commits the stores' writes, and returns everything forwarded since the last
+    /// call.
     fn punctuate(&mut self) -> Vec<Output> {
         let now = self.context.stream_time_ms;
         self.processor
             .punctuate(now, &mut self.context)
             .expect("processor error in the test driver");
+        self.context.commit();
         self.processor.committed();
         std::mem::take(&mut self.context.outputs)
             .into_iter()

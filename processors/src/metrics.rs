@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use paystream_schemas::{JournalEntry, PaymentStatusChanged, ReconciliationException};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
+use paystream_runtime::Forward;
+
+use crate::ProcessorContext;
 use crate::names::sinks;
 
 /// The business metrics, cheap to clone (shared counters).
@@ -178,5 +181,33 @@ impl OutputCounts {
             }
             _ => {}
         }
+    }
+}
+
+/// A [`ProcessorContext`] that counts what goes through it in `counts` (the lifecycle's
+/// open transaction) and passes everything on to `inner`.
+pub(crate) struct Counting<'a> {
+    pub inner: &'a mut dyn ProcessorContext,
+    pub counts: &'a mut OutputCounts,
+}
+
+impl ProcessorContext for Counting<'_> {
+    fn store(&mut self, name: &str) -> crate::Result<&mut dyn paystream_state::KeyValueStore> {
+        self.inner.store(name)
+    }
+
+    fn forward_record(&mut self, forward: Forward) {
+        if let Forward::To { sink, value, .. } = &forward {
+            self.counts.count(sink, value.as_ref());
+        }
+        self.inner.forward_record(forward);
+    }
+
+    fn stream_time_ms(&self) -> i64 {
+        self.inner.stream_time_ms()
+    }
+
+    fn partition_time_ms(&self, input: usize) -> i64 {
+        self.inner.partition_time_ms(input)
     }
 }

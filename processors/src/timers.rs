@@ -23,10 +23,12 @@
 //!
 //! Earlier releases kept timers in a `timers` store of their own, one key
 //! `kind (1 byte) · due_ms (8 bytes, big-endian) · payment_id` each ([`legacy_key`],
-//! [`parse_legacy_key`]). After an upgrade those keys are read into the index at task
-//! start and deleted as they fire.
+//! [`parse_legacy_key`]). After an upgrade the lifecycle's store migration
+//! (`lifecycle/upgrade.rs`) moves those keys into their payments' values, a page of each
+//! kind per punctuation before the due timers fire; the index only ever holds timers
+//! that are in a payment's value.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use crate::Stream;
 
@@ -88,17 +90,6 @@ pub struct Timer {
     pub due_ms: i64,
     pub kind: TimerKind,
     pub payment_id: String,
-    /// Where it is stored.
-    pub source: TimerSource,
-}
-
-/// Where a timer in the index is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimerSource {
-    /// In its payment's value in the `payments` store.
-    Payment,
-    /// A key of the `timers` store of earlier releases.
-    Legacy,
 }
 
 type IndexKey = (TimerKind, i64, String);
@@ -111,8 +102,8 @@ type IndexKey = (TimerKind, i64, String);
 /// longer matches its payment's value, and the lifecycle skips it when it comes due.
 #[derive(Debug, Clone, Default)]
 pub struct TimerIndex {
-    due: BTreeMap<IndexKey, TimerSource>,
-    removed_in_transaction: Vec<(IndexKey, TimerSource)>,
+    due: BTreeSet<IndexKey>,
+    removed_in_transaction: Vec<IndexKey>,
 }
 
 impl TimerIndex {
@@ -121,17 +112,17 @@ impl TimerIndex {
         TimerIndex::default()
     }
 
-    /// Adds `payment_id`'s `timer`, stored at `source`.
-    pub fn insert(&mut self, payment_id: &str, timer: DueTimer, source: TimerSource) {
+    /// Adds `payment_id`'s `timer` (set in its value).
+    pub fn insert(&mut self, payment_id: &str, timer: DueTimer) {
         self.due
-            .insert((timer.kind, timer.due_ms, payment_id.to_string()), source);
+            .insert((timer.kind, timer.due_ms, payment_id.to_string()));
     }
 
     /// Removes `payment_id`'s `timer` (cancelled in the open transaction).
     pub fn remove(&mut self, payment_id: &str, timer: DueTimer) {
         let key = (timer.kind, timer.due_ms, payment_id.to_string());
-        if let Some(source) = self.due.remove(&key) {
-            self.removed_in_transaction.push((key, source));
+        if self.due.remove(&key) {
+            self.removed_in_transaction.push(key);
         }
     }
 
@@ -141,20 +132,19 @@ impl TimerIndex {
         let keys: Vec<IndexKey> = self
             .due
             .range((kind, i64::MIN, String::new())..)
-            .take_while(|((k, due_ms, _), _)| *k == kind && *due_ms <= now_ms)
+            .take_while(|(k, due_ms, _)| *k == kind && *due_ms <= now_ms)
             .take(limit)
-            .map(|(key, _)| key.clone())
+            .cloned()
             .collect();
         keys.into_iter()
             .map(|key| {
-                let source = self.due.remove(&key).expect("the key was just found");
+                self.due.remove(&key);
                 let timer = Timer {
                     kind: key.0,
                     due_ms: key.1,
                     payment_id: key.2.clone(),
-                    source,
                 };
-                self.removed_in_transaction.push((key, source));
+                self.removed_in_transaction.push(key);
                 timer
             })
             .collect()
@@ -167,8 +157,8 @@ impl TimerIndex {
 
     /// The open transaction aborted: the timers it removed are due again.
     pub fn aborted(&mut self) {
-        for (key, source) in self.removed_in_transaction.drain(..) {
-            self.due.insert(key, source);
+        for key in self.removed_in_transaction.drain(..) {
+            self.due.insert(key);
         }
     }
 
@@ -184,7 +174,8 @@ impl TimerIndex {
 }
 
 /// The key of a timer in the `timers` store of earlier releases. Negative times (before
-/// 1970) were stored as 0, due at once.
+/// 1970) were stored as 0, due at once. This release writes none: tests use it to write
+/// that store as earlier releases did.
 pub fn legacy_key(kind: TimerKind, due_ms: i64, payment_id: &str) -> Vec<u8> {
     let mut key = vec![kind.code()];
     key.extend_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
@@ -193,7 +184,7 @@ pub fn legacy_key(kind: TimerKind, due_ms: i64, payment_id: &str) -> Vec<u8> {
 }
 
 /// The timer of a key of the `timers` store of earlier releases; `None` for a key that
-/// is not one.
+/// is not one. Read by the migration of that store (`lifecycle/upgrade.rs`).
 pub fn parse_legacy_key(key: &[u8]) -> Option<(String, DueTimer)> {
     let (kind, rest) = key.split_first()?;
     let (due, payment_id) = rest.split_first_chunk::<8>()?;
@@ -217,14 +208,10 @@ mod tests {
     #[test]
     fn due_timers_come_by_kind_in_due_order_up_to_the_limit() {
         let mut index = TimerIndex::new();
-        index.insert("b", timer(TimerKind::Orphan, 20), TimerSource::Payment);
-        index.insert("a", timer(TimerKind::Orphan, 10), TimerSource::Payment);
-        index.insert("c", timer(TimerKind::Orphan, 30), TimerSource::Legacy);
-        index.insert(
-            "a",
-            timer(TimerKind::SettlementWindow, 5),
-            TimerSource::Payment,
-        );
+        index.insert("b", timer(TimerKind::Orphan, 20));
+        index.insert("a", timer(TimerKind::Orphan, 10));
+        index.insert("c", timer(TimerKind::Orphan, 30));
+        index.insert("a", timer(TimerKind::SettlementWindow, 5));
         let due = index.take_due(TimerKind::Orphan, 25, 1);
         assert_eq!(
             due.iter()
@@ -242,18 +229,14 @@ mod tests {
         );
         assert_eq!(index.len(), 2);
         let due = index.take_due(TimerKind::Orphan, 30, 10);
-        assert_eq!(due[0].source, TimerSource::Legacy);
+        assert_eq!(due[0].payment_id, "c");
     }
 
     #[test]
     fn an_abort_puts_back_what_the_transaction_removed() {
         let mut index = TimerIndex::new();
-        index.insert("a", timer(TimerKind::Orphan, 10), TimerSource::Payment);
-        index.insert(
-            "b",
-            timer(TimerKind::SettlementWindow, 10),
-            TimerSource::Payment,
-        );
+        index.insert("a", timer(TimerKind::Orphan, 10));
+        index.insert("b", timer(TimerKind::SettlementWindow, 10));
         index.committed();
         assert_eq!(index.take_due(TimerKind::Orphan, 10, 10).len(), 1);
         index.remove("b", timer(TimerKind::SettlementWindow, 10));

@@ -57,12 +57,17 @@ pub struct Task {
     /// The offsets noted when the stores' flush in the background was requested: the
     /// checkpoint to write once that flush has completed.
     flushing: Option<NotedCheckpoint>,
+    /// A transaction committed since the processor's `init`, and with it what `init`
+    /// wrote. Until then an abort drops those writes, so [`Self::abort_stores`] runs
+    /// `init` again.
+    init_committed: bool,
 }
 
 impl Task {
     /// A running task of `sub` over stores its restore brought up to date: a new
     /// instance of the sub-topology's processor, initialised (its `init` writes join the
-    /// open transaction).
+    /// open transaction; an abort before that transaction commits runs `init` again, see
+    /// [`Self::abort_stores`]).
     ///
     /// # Errors
     /// A processor error from `init`.
@@ -91,23 +96,24 @@ impl Task {
             upstream_time_ms: vec![Vec::new(); sub.sources.len()],
             checkpoint: restored.checkpoint,
             flushing: None,
+            init_committed: false,
         };
-        let mut outputs = Vec::new();
-        let Task {
-            processor,
-            stores,
-            stream_time_ms,
-            partition_time_ms,
-            ..
-        } = &mut task;
-        let mut context = TaskContext {
-            stores,
-            outputs: &mut outputs,
-            stream_time_ms: *stream_time_ms,
-            partition_time_ms: partition_time_ms.as_slice(),
-        };
-        processor.init(&mut context)?;
+        task.init_processor()?;
         Ok(task)
+    }
+
+    /// Runs the processor's `init` over the task's stores; its writes join the open
+    /// transaction, what it forwards is dropped.
+    fn init_processor(&mut self) -> Result<()> {
+        let mut outputs = Vec::new();
+        let mut context = TaskContext {
+            stores: &mut self.stores,
+            outputs: &mut outputs,
+            stream_time_ms: self.stream_time_ms,
+            partition_time_ms: &self.partition_time_ms,
+        };
+        self.processor.init(&mut context)?;
+        Ok(())
     }
 
     /// Runs the processor on one decoded record. `Ok(Err(message))` when the processor
@@ -185,7 +191,7 @@ impl Task {
     /// processor's `close`; the stores close when dropped. A failed flush or checkpoint is
     /// logged: the previous checkpoint stays, which is still safe to restore from.
     pub fn close(mut self) {
-        self.abort_stores();
+        self.drop_open_writes();
         if self.checkpoint.unwritten_records() > 0
             && let Err(error) = self.flush_and_checkpoint()
         {
@@ -330,12 +336,30 @@ impl Task {
         for store in self.stores.values_mut() {
             store.inner_mut().inner_mut().commit()?;
         }
+        self.init_committed = true;
         self.processor.committed();
         Ok(())
     }
 
-    /// Discards every store's open-transaction writes (after a Kafka abort).
-    pub fn abort_stores(&mut self) {
+    /// Discards every store's open-transaction writes (after a Kafka abort). When no
+    /// transaction has committed since the processor's `init`, the writes `init` made
+    /// (a processor migrating its stores' formats of earlier releases, for one) were
+    /// among them: `init` runs again, on this thread, over the stores as last committed
+    /// — as Kafka Streams initialises a task again after an aborted exactly-once
+    /// transaction — so they are in the next transaction.
+    ///
+    /// # Errors
+    /// A processor error from that `init`.
+    pub fn abort_stores(&mut self) -> Result<()> {
+        self.drop_open_writes();
+        if !self.init_committed {
+            self.init_processor()?;
+        }
+        Ok(())
+    }
+
+    /// Drops every store's open-transaction writes and tells the processor.
+    fn drop_open_writes(&mut self) {
         for store in self.stores.values_mut() {
             store.inner_mut().inner_mut().abort();
         }

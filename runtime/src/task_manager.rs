@@ -200,11 +200,16 @@ impl TaskManager {
         Ok(())
     }
 
-    /// The transaction was aborted: its store writes are dropped.
-    pub fn abort_stores(&mut self) {
+    /// The transaction was aborted: its store writes are dropped (and the `init` of a
+    /// task that had not committed since runs again, see [`Task::abort_stores`]).
+    ///
+    /// # Errors
+    /// A processor error from that `init`.
+    pub fn abort_stores(&mut self) -> Result<()> {
         for task in self.running.values_mut() {
-            task.abort_stores();
+            task.abort_stores()?;
         }
+        Ok(())
     }
 
     /// Records in each task's checkpoint the next changelog offset per store.
@@ -226,7 +231,11 @@ impl TaskManager {
     /// After a rebalance: drops every task's open store writes, closes the running
     /// tasks and cancels the restores whose partitions are not in `assignment`. Their
     /// local stores and checkpoints stay on disk for a later return.
-    pub fn keep_assigned(&mut self, assignment: &TopicPartitionList) {
+    ///
+    /// # Errors
+    /// A processor error from the `init` of a kept task that runs again
+    /// ([`Task::abort_stores`]).
+    pub fn keep_assigned(&mut self, assignment: &TopicPartitionList) -> Result<()> {
         let topology = &self.topology;
         let assigned = |id: &TaskId| {
             topology
@@ -239,9 +248,6 @@ impl TaskManager {
             .into_iter()
             .partition(|(id, _)| assigned(id));
         self.running = kept;
-        for task in self.running.values_mut() {
-            task.abort_stores();
-        }
         for (id, task) in closed {
             info!(task = %id, "task closed: its partitions moved to another instance");
             task.close();
@@ -256,6 +262,10 @@ impl TaskManager {
             restoring.cancel();
             self.health.restore_finished(&id.to_string());
         }
+        for task in self.running.values_mut() {
+            task.abort_stores()?;
+        }
+        Ok(())
     }
 
     /// Closes every task and cancels every restore (the instance stops).

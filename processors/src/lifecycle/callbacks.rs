@@ -21,10 +21,10 @@
 
 use paystream_schemas::{InputEvent, PaymentStatus, ReconciliationExceptionKind};
 
-use super::stored::{LegacyStores, Loaded};
+use super::stored::Loaded;
 use crate::reconciliation::{self, Amounts};
 use crate::timers::{self, TimerKind};
-use crate::{DeadLetterReason, Output, ProcessorContext, Result, stores};
+use crate::{DeadLetterReason, Output, ProcessorContext, Result};
 
 /// The orphan timeout of a payment fired: exceptions for the events still waiting for it.
 pub(super) fn on_orphan_timeout(
@@ -65,23 +65,17 @@ pub(super) fn on_orphan_timeout(
 
 /// The pending retention of a payment that never appeared ran out: its waiting events
 /// go to the dead-letter queue (`orphan_expired`) and leave its value, so a redrive once
-/// the payment exists is processed, not dropped as a duplicate (they also leave the
-/// `seen_events` store of earlier releases while it holds keys).
+/// the payment exists is processed, not dropped as a duplicate.
 pub(super) fn on_pending_expired(
     loaded: &mut Loaded,
     timer: &timers::Timer,
     retention_ms: i64,
-    legacy: LegacyStores,
     ctx: &mut dyn ProcessorContext,
 ) -> Result<()> {
     if loaded.payment.state.is_some() {
         return Ok(());
     }
     for waiting in std::mem::take(&mut loaded.payment.pending) {
-        if legacy.seen_events {
-            ctx.store(stores::SEEN_EVENTS)?
-                .delete(waiting.event.event_id().as_bytes())?;
-        }
         ctx.forward(Output::DeadLetter {
             origin: waiting.origin,
             reason: DeadLetterReason::OrphanExpired,

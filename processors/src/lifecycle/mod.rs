@@ -20,7 +20,9 @@
 //!
 //! Everything the lifecycle keeps about a payment is one value in the `payments` store
 //! (format in [`stored`], docs/architecture.md "State layout"): an event loads it once and
-//! it is written once, after everything the event caused.
+//! it is written once, after everything the event caused. The stores of earlier releases
+//! are migrated into those values by the store side, not here: at `init` and at
+//! punctuation (`upgrade.rs`), and on read (`stored.rs`).
 //!
 //! Each transition emits a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their
 //! balanced journal entry (see [`crate::ledger`]).
@@ -51,7 +53,8 @@
 //! | file | role |
 //! |---|---|
 //! | `mod.rs` (here) | [`LifecycleProcessor`]; the [`Processor`] impl: key check, deduplication by `event_id`, routing of each event to the state machine or the pending buffer, draining the buffer once a payment is created, the timer index (rebuilt at `init`) and timer dispatch at punctuation |
-//! | `stored.rs` | the payment's value ([`stored::StoredPayment`]): its format, loading and writing it back (which keeps the timer index in step), and reading the stores of earlier releases after an upgrade |
+//! | `stored.rs` | the payment's value ([`stored::StoredPayment`]): loading and writing it back (which keeps the timer index in step), the timer index's rebuild; `stored/format.rs`, its format (and the JSON of earlier releases, read) |
+//! | `upgrade.rs` | the migration of the `pending` and `timers` stores of earlier releases into the values (at `init`, and a page per punctuation) |
 //! | `model.rs` | [`LifecycleSettings`] and [`PaymentState`]: the small items the other files share |
 //! | `state_machine.rs` | [`transition`], [`LEGAL_TRANSITIONS`]; the per-event handlers that apply a transition and emit status changes and journal entries |
 //! | `settlement_check.rs` | the check of an applied settlement against its authorization; the reconciliation exceptions it raises |
@@ -80,7 +83,7 @@
 //! no file imports one that imports it:
 //!
 //! ```text
-//! mod.rs ─► callbacks.rs ─► pending.rs ─► state_machine.rs ─► settlement_check.rs ─► stored.rs ─► model.rs
+//! mod.rs ─► upgrade.rs ─► callbacks.rs ─► pending.rs ─► state_machine.rs ─► settlement_check.rs ─► stored.rs ─► model.rs
 //! ```
 //!
 //! (each file may also import any file to its right; `pending/format.rs`, which
@@ -89,19 +92,19 @@
 //! `pending::drain` as it goes).
 
 use paystream_runtime::serde::AvroSerde;
-use paystream_runtime::{Forward, Input, Sink};
+use paystream_runtime::{Input, Sink};
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatusChanged,
     ReconciliationException, SettlementReported,
 };
 
-use crate::metrics::{OutputCounts, PaymentMetrics};
+use crate::metrics::{Counting, OutputCounts, PaymentMetrics};
 use crate::names::{sinks, topics};
 use crate::serdes::{EventDeserializer, JournalEntrySerializer};
-use crate::timers::{self, DueTimer, TimerIndex, TimerKind, TimerSource};
+use crate::timers::{self, DueTimer, TimerIndex, TimerKind};
 use crate::{
-    DeadLetterReason, Origin, Output, Processor, ProcessorContext, ProcessorError, Record, Result,
-    StoreSpec, stores,
+    DeadLetterReason, Origin, Output, Processor, ProcessorContext, Record, Result, StoreSpec,
+    stores,
 };
 
 /// The positions of the lifecycle's inputs in [`Processor::inputs`] (for
@@ -124,23 +127,22 @@ mod state_machine;
 pub mod stored;
 #[cfg(test)]
 mod test_support;
+mod upgrade;
 
 pub use model::{EVENT_TIME_SKEW_MAX_MS, LifecycleSettings, PaymentState};
 pub use pending::{PENDING_EVENTS_PER_PAYMENT_MAX, PENDING_VALUE_BYTES_MAX};
 pub use state_machine::{IllegalTransition, LEGAL_TRANSITIONS, transition};
 use state_machine::{apply, initiate};
-use stored::{LegacyStores, Loaded};
+use stored::Loaded;
+use upgrade::TimerMigration;
 
 /// At most this many timers fire per punctuation (per task and commit); the rest fire at
 /// the next one, so one commit's transaction stays bounded.
 pub const TIMERS_PER_PUNCTUATION_MAX: usize = 1_000;
 
-/// Keys read per page when the timer index is rebuilt at task start.
-const INDEX_SCAN_PAGE_KEYS: usize = 1_024;
-
-/// The payment lifecycle processor over the `payments` and `reconciliation` stores (and,
-/// after an upgrade, the `seen_events`, `pending` and `timers` stores of earlier
-/// releases until they are empty).
+/// The payment lifecycle processor over the `payments` and `reconciliation` stores (and
+/// the `seen_events`, `pending` and `timers` stores of earlier releases, which
+/// `upgrade.rs` migrates).
 #[derive(Debug, Clone)]
 pub struct LifecycleProcessor {
     settings: LifecycleSettings,
@@ -149,10 +151,9 @@ pub struct LifecycleProcessor {
     event_id_retention_ms: i64,
     /// The due timers of the task's payments (rebuilt by `init`).
     timers: TimerIndex,
-    /// Which stores of earlier releases still hold keys.
-    legacy: LegacyStores,
-    /// `legacy` as of the last commit (an abort puts back what it deleted).
-    legacy_committed: LegacyStores,
+    /// How far the `timers` store of earlier releases has been moved into the values
+    /// (a page per punctuation, never read on an event).
+    timer_migration: TimerMigration,
     /// What the open transaction forwarded, for `metrics` once it commits.
     counts: OutputCounts,
     /// Where committed counts go (`None`: not counted).
@@ -172,8 +173,7 @@ impl LifecycleProcessor {
             settings,
             event_id_retention_ms: crate::defaults::IDEMPOTENCY_RETENTION_MS,
             timers: TimerIndex::new(),
-            legacy: LegacyStores::default(),
-            legacy_committed: LegacyStores::default(),
+            timer_migration: TimerMigration::default(),
             counts: OutputCounts::default(),
             metrics: None,
         }
@@ -192,80 +192,19 @@ impl LifecycleProcessor {
         self
     }
 
-    /// Fills the timer index from every payment's value, and from the `timers` store of
-    /// earlier releases while it holds keys (a key that is not a timer is deleted).
-    fn rebuild_timer_index(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()> {
-        self.timers = TimerIndex::new();
-        let mut from = Vec::new();
-        loop {
-            let page = ctx
-                .store(stores::PAYMENTS)?
-                .range(&from, INDEX_SCAN_PAGE_KEYS)?;
-            for (key, value) in &page {
-                let payment_id =
-                    std::str::from_utf8(key).map_err(|_| ProcessorError::CorruptState {
-                        store: stores::PAYMENTS,
-                        key: String::from_utf8_lossy(key).into_owned(),
-                        message: "key is not UTF-8".to_string(),
-                    })?;
-                for timer in stored::decode_timers(payment_id, value)? {
-                    self.timers.insert(payment_id, timer, TimerSource::Payment);
-                }
-            }
-            match page.last() {
-                Some((last, _)) if page.len() == INDEX_SCAN_PAGE_KEYS => {
-                    from = paystream_state::key_after(last)
-                }
-                _ => break,
-            }
-        }
-        from = Vec::new();
-        while self.legacy.timers {
-            let page = ctx
-                .store(stores::TIMERS)?
-                .range(&from, INDEX_SCAN_PAGE_KEYS)?;
-            for (key, _) in &page {
-                match timers::parse_legacy_key(key) {
-                    Some((payment_id, timer)) => {
-                        self.timers.insert(&payment_id, timer, TimerSource::Legacy)
-                    }
-                    // Not a key earlier releases wrote: drop it rather than keep it forever.
-                    None => ctx.store(stores::TIMERS)?.delete(key)?,
-                }
-            }
-            match page.last() {
-                Some((last, _)) if page.len() == INDEX_SCAN_PAGE_KEYS => {
-                    from = paystream_state::key_after(last)
-                }
-                _ => break,
-            }
-        }
-        self.timers.committed();
-        Ok(())
-    }
-
-    /// Fires one due timer: takes it out of its payment's value (or deletes its key in
-    /// the `timers` store of earlier releases) and runs its callback. A timer the
-    /// payment's value no longer holds (set by an aborted transaction) is skipped.
+    /// Fires one due timer: takes it out of its payment's value and runs its callback. A
+    /// timer the payment's value no longer holds (set by an aborted transaction) is
+    /// skipped.
     fn fire(&mut self, timer: timers::Timer, ctx: &mut dyn ProcessorContext) -> Result<()> {
-        let mut loaded = Loaded::load(ctx, self.legacy, &timer.payment_id)?;
+        let mut loaded = Loaded::load(ctx, &timer.payment_id)?;
         let due = DueTimer {
             kind: timer.kind,
             due_ms: timer.due_ms,
         };
-        match timer.source {
-            TimerSource::Payment => {
-                if !loaded.payment.timers.contains(&due) {
-                    return Ok(());
-                }
-                loaded.payment.timers.retain(|t| *t != due);
-            }
-            TimerSource::Legacy => ctx.store(stores::TIMERS)?.delete(&timers::legacy_key(
-                timer.kind,
-                timer.due_ms,
-                &timer.payment_id,
-            ))?,
+        if !loaded.payment.timers.contains(&due) {
+            return Ok(());
         }
+        loaded.payment.timers.retain(|t| *t != due);
         match timer.kind {
             TimerKind::Orphan => callbacks::on_orphan_timeout(&loaded, &timer, ctx)?,
             TimerKind::SettlementWindow => {
@@ -275,7 +214,6 @@ impl LifecycleProcessor {
                 &mut loaded,
                 &timer,
                 self.settings.pending_retention_ms,
-                self.legacy,
                 ctx,
             )?,
         }
@@ -315,7 +253,8 @@ impl Processor for LifecycleProcessor {
     }
 
     /// `payments` and `reconciliation`, and the three stores of earlier releases, kept
-    /// so that their changelogs are restored and read after an upgrade.
+    /// so that their changelogs are restored after an upgrade and migrated
+    /// (`upgrade.rs`, which says when they can go).
     fn stores(&self) -> Vec<StoreSpec> {
         vec![
             StoreSpec::kept(stores::PAYMENTS),
@@ -346,13 +285,16 @@ impl Processor for LifecycleProcessor {
         ]
     }
 
-    /// Notes which stores of earlier releases hold keys and rebuilds the timer index
+    /// Moves the `pending` store of earlier releases into the payments' values
+    /// (`upgrade.rs`; its writes join the open transaction), then rebuilds the timer index
     /// from the restored stores: one scan of `payments`, reading only the timers at the
-    /// start of each value.
+    /// start of each value. The `timers` store of earlier releases is moved from the
+    /// first punctuation on.
     fn init(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()> {
-        self.legacy = LegacyStores::check(ctx)?;
-        self.legacy_committed = self.legacy;
-        self.rebuild_timer_index(ctx)
+        upgrade::migrate_pending(ctx, &mut self.timers)?;
+        self.timer_migration = TimerMigration::default();
+        self.timers = stored::timer_index(ctx)?;
+        Ok(())
     }
 
     fn process(
@@ -388,7 +330,7 @@ impl Processor for LifecycleProcessor {
 
     fn committed(&mut self) {
         self.timers.committed();
-        self.legacy_committed = self.legacy;
+        self.timer_migration.committed();
         let counts = std::mem::take(&mut self.counts);
         if let Some(metrics) = &self.metrics {
             metrics.publish(&counts);
@@ -397,17 +339,16 @@ impl Processor for LifecycleProcessor {
 
     fn aborted(&mut self) {
         self.timers.aborted();
-        self.legacy = self.legacy_committed;
+        self.timer_migration.aborted();
         self.counts = OutputCounts::default();
     }
 }
 
 impl LifecycleProcessor {
-    /// See [`Processor::punctuate`].
+    /// See [`Processor::punctuate`]; first moves a page of the `timers` store of
+    /// earlier releases into the values and the index, while it holds keys.
     fn punctuate_timers(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()> {
-        if self.legacy.any() {
-            self.legacy = LegacyStores::check(ctx)?;
-        }
+        self.timer_migration.migrate_page(ctx, &mut self.timers)?;
         for kind in TimerKind::ALL {
             let now_ms = ctx.partition_time_ms(kind.clock().input());
             for timer in self
@@ -421,33 +362,6 @@ impl LifecycleProcessor {
     }
 }
 
-/// A [`ProcessorContext`] that counts what goes through it for the business metrics.
-struct Counting<'a> {
-    inner: &'a mut dyn ProcessorContext,
-    counts: &'a mut OutputCounts,
-}
-
-impl ProcessorContext for Counting<'_> {
-    fn store(&mut self, name: &str) -> Result<&mut dyn paystream_state::KeyValueStore> {
-        self.inner.store(name)
-    }
-
-    fn forward_record(&mut self, forward: Forward) {
-        if let Forward::To { sink, value, .. } = &forward {
-            self.counts.count(sink, value.as_ref());
-        }
-        self.inner.forward_record(forward);
-    }
-
-    fn stream_time_ms(&self) -> i64 {
-        self.inner.stream_time_ms()
-    }
-
-    fn partition_time_ms(&self, input: usize) -> i64 {
-        self.inner.partition_time_ms(input)
-    }
-}
-
 /// Creates the payment, then applies the events that waited for it.
 fn on_initiated(
     event: PaymentInitiated,
@@ -455,7 +369,7 @@ fn on_initiated(
     ctx: &mut dyn ProcessorContext,
     lifecycle: &mut LifecycleProcessor,
 ) -> Result<()> {
-    let mut loaded = Loaded::load(ctx, lifecycle.legacy, &event.payment_id)?;
+    let mut loaded = Loaded::load(ctx, &event.payment_id)?;
     if initiate(&mut loaded, event, origin, ctx)? {
         // The payment appeared: the events that waited for it no longer time out.
         loaded.payment.cancel_timers(TimerKind::Orphan);
@@ -489,8 +403,8 @@ fn on_payment_event(
         });
         return Ok(());
     }
-    let mut loaded = Loaded::load(ctx, lifecycle.legacy, event.payment_id())?;
-    if loaded.has_seen(ctx, lifecycle.legacy, event.event_id())? {
+    let mut loaded = Loaded::load(ctx, event.payment_id())?;
+    if loaded.has_seen(ctx, &event)? {
         ctx.forward(Output::DuplicateDropped);
         return Ok(());
     }
@@ -513,8 +427,6 @@ fn on_payment_event(
 #[cfg(test)]
 mod tests {
     use paystream_schemas::PaymentStatus;
-
-    use paystream_schemas::ReconciliationExceptionKind;
 
     use super::*;
     use crate::driver::{TestDriver, origin};
@@ -551,123 +463,5 @@ mod tests {
             d.pipe(rec(auth_ok("p1", "a1"))),
             vec![Output::DuplicateDropped]
         );
-    }
-
-    /// The stores as the release before the single-value layout wrote them: the state as
-    /// JSON, event ids in `seen_events`, waiting events in `pending`, one key per timer.
-    fn restore_earlier_release(ctx: &mut dyn ProcessorContext) {
-        let mut put = |store: &str, key: &[u8], value: &[u8]| {
-            ctx.store(store).unwrap().put(key, value).unwrap();
-        };
-        put(
-            stores::PAYMENTS,
-            b"p1",
-            concat!(
-                r#"{"payment_id":"p1","merchant_id":"m1","psp":"adyen","amount_minor":1000,"#,
-                r#""currency":"EUR","status":"AUTHORIZED","initiated_event_id":"init-p1","#,
-                r#""authorized_amount_minor":1000,"authorized_currency":"EUR"}"#
-            )
-            .as_bytes(),
-        );
-        put(stores::SEEN_EVENTS, b"a1", b"");
-        let waiting = rec(auth_ok("p2", "a2"));
-        let pending = pending::encode(&[pending::PendingEvent {
-            event: waiting.value,
-            origin: waiting.origin,
-        }]);
-        put(stores::PENDING, b"p2", &pending);
-        put(stores::SEEN_EVENTS, b"a2", b"");
-        let minute_ms = 60_000;
-        for (kind, due_ms, payment_id) in [
-            (TimerKind::SettlementWindow, 3 * 24 * 60 * minute_ms, "p1"),
-            (TimerKind::Orphan, 10 * minute_ms, "p2"),
-            (TimerKind::PendingExpiry, 72 * 60 * minute_ms, "p2"),
-        ] {
-            put(
-                stores::TIMERS,
-                &timers::legacy_key(kind, due_ms, payment_id),
-                b"",
-            );
-        }
-    }
-
-    #[test]
-    fn state_of_the_earlier_layout_is_read_and_moves_into_one_value_per_payment() {
-        let mut d =
-            TestDriver::with_restored(LifecycleProcessor::default(), restore_earlier_release);
-        assert_eq!(
-            d.pipe(rec(auth_ok("p1", "a1"))),
-            vec![Output::DuplicateDropped],
-            "an applied auth, known from seen_events"
-        );
-        assert_eq!(
-            d.pipe(rec(auth_ok("p2", "a2"))),
-            vec![Output::DuplicateDropped],
-            "a waiting auth, known from pending"
-        );
-        let out = d.pipe(rec(initiated("p2")));
-        assert_eq!(
-            statuses(&out),
-            vec![
-                (None, PaymentStatus::Initiated),
-                (Some(PaymentStatus::Initiated), PaymentStatus::Authorized)
-            ],
-            "the auth that waited in pending applies"
-        );
-        assert_eq!(d.store_len(stores::PENDING), 0, "it left pending");
-        assert_eq!(
-            statuses(&d.pipe(rec(settled("p1", "s1")))),
-            vec![(Some(PaymentStatus::Authorized), PaymentStatus::Settled)]
-        );
-        let p1 = d.store_get(stores::PAYMENTS, b"p1").unwrap();
-        assert_eq!(p1[0], stored::FORMAT_VERSION_1, "rewritten in version 1");
-        assert_eq!(
-            d.pipe(rec(settled("p1", "s1"))),
-            vec![Output::DuplicateDropped]
-        );
-        assert_eq!(
-            d.pipe(rec(auth_ok("p1", "a1"))),
-            vec![Output::DuplicateDropped],
-            "still known after the rewrite"
-        );
-        // The timers of the earlier release fire once and leave their store: p2 appeared
-        // and p1 settled, so they raise nothing. p2's settlement window, a timer of the
-        // new layout in its value, raises the one exception.
-        let out = d.advance_stream_time_ms(4 * 24 * 60 * 60 * 1_000);
-        assert_eq!(
-            out.iter()
-                .filter_map(|o| match o {
-                    Output::ReconciliationException(x) => Some((x.kind, x.payment_id.as_str())),
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
-            vec![(ReconciliationExceptionKind::MissingInPsp, "p2")]
-        );
-        assert_eq!(d.store_len(stores::TIMERS), 0);
-        assert!(stored_payment(&d, "p2").timers.is_empty());
-    }
-
-    #[test]
-    fn a_waiting_event_of_the_earlier_layout_expires_to_the_dead_letter_queue() {
-        let mut d =
-            TestDriver::with_restored(LifecycleProcessor::default(), restore_earlier_release);
-        let out = d.advance_stream_time_ms(11 * 60 * 1_000);
-        assert_eq!(
-            exceptions(&out),
-            vec![(ReconciliationExceptionKind::OrphanEvent, None, Some(1000))]
-        );
-        let out = d.advance_stream_time_ms(72 * 60 * 60 * 1_000);
-        assert!(
-            is_dead_letter(
-                &out.into_iter()
-                    .filter(|o| matches!(o, Output::DeadLetter { .. }))
-                    .collect::<Vec<_>>(),
-                DeadLetterReason::OrphanExpired
-            ),
-            "the waiting auth expires"
-        );
-        assert_eq!(d.store_len(stores::PENDING), 0);
-        assert_eq!(d.store_len(stores::SEEN_EVENTS), 1, "only a1 is still seen");
-        assert_eq!(stored_payment(&d, "p2"), stored::StoredPayment::default());
     }
 }

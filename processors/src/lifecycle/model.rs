@@ -19,7 +19,7 @@ pub struct LifecycleSettings {
     /// `MISSING_IN_PSP` is raised, milliseconds. Default 3 days.
     pub settlement_window_ms: i64,
     /// Stream time events may wait for a payment that never appears before they leave
-    /// `pending` for the dead-letter queue (`orphan_expired`), milliseconds. Default 72 h.
+    /// its value for the dead-letter queue (`orphan_expired`), milliseconds. Default 72 h.
     pub pending_retention_ms: i64,
     /// How far an event's own time may be ahead of its record's broker timestamp,
     /// milliseconds; an event further ahead is dead-lettered as `event_time_in_future`.
@@ -41,7 +41,7 @@ impl Default for LifecycleSettings {
 }
 
 /// The state of a payment once its `PaymentInitiated` was applied. Earlier releases
-/// stored it alone, as JSON, in the `payments` store; `stored.rs` still reads that.
+/// stored it alone, as JSON, in the `payments` store; `stored/format.rs` still reads that.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentState {
     pub payment_id: String,

@@ -15,7 +15,8 @@
 //! dead-lettered on arrival (`pending_buffer_full`, `record_too_large`) and not kept.
 //!
 //! The layout of a waiting event (postcard, shared with the `pending` store of earlier
-//! releases, whose values still read after an upgrade) is in [`mod@format`].
+//! releases, whose values `upgrade.rs` moves into the payments' values at task start) is
+//! in [`mod@format`].
 
 pub mod format;
 

@@ -1,60 +1,36 @@
 //! The value of the `payments` store: everything the lifecycle keeps about one payment,
 //! in one value under its payment id (docs/architecture.md, "State layout") —
 //! its state once it exists, the ids of the events applied to it, the events waiting
-//! for it and its due timers ([`StoredPayment`]).
+//! for it and its due timers ([`StoredPayment`]) — and [`Loaded`], the one way the
+//! lifecycle reads and writes it. Its byte format is in [`mod@format`].
 //!
 //! One value per payment means one changelog record per payment and commit, however
 //! many of those parts an event changed, and one read per event. Earlier releases kept
 //! the parts in four stores (`payments` as JSON, `seen_events`, `pending`, `timers`),
 //! each written, and logged, on its own.
 //!
-//! The first byte of a value names its format:
-//!
-//! | first byte | format | written |
-//! |---|---|---|
-//! | `0x01` | version 1: the byte, then [`ValueV1`] in [postcard] | by this release |
-//! | `{` (`0x7B`) | JSON of [`PaymentState`] alone, by earlier releases | never: read after an upgrade, rewritten in version 1 by the payment's next change |
-//!
-//! Version 1 in postcard (varints: LEB128, signed ones zigzag-encoded first), in this
-//! order:
-//! 1. the timers: their number, then per timer its kind code (1 orphan timeout,
-//!    2 settlement window, 3 pending expiry) and its due time (milliseconds). They come
-//!    first so that the timer index is rebuilt at task start by reading only this prefix
-//!    of each value ([`decode_timers`]);
-//! 2. the state, an `Option`: `0`, or `1` then `merchant_id`, `psp`, `amount_minor`,
-//!    `currency`, the status code (1 INITIATED, 2 AUTHORIZED, 3 DECLINED, 4 SETTLED),
-//!    `initiated_event_id`, `auth_event_id`, `settlement_event_id`,
-//!    `authorized_amount_minor`, `authorized_currency` (strings as length + UTF-8,
-//!    `Option`s as `0` or `1` + value). The payment id is the key and is not repeated;
-//! 3. the waiting events: their number, then each in the layout of the `pending` store's
-//!    version 1 (`pending/format.rs`).
-//!
-//! Postcard is not self-describing: changing a field changes the layout, and
-//! `version_1_layout_is_pinned` fails. Keep the version 1 reader for the values already
-//! stored and write under a new first byte.
-//!
-//! The stores of earlier releases stay declared so that their changelogs are restored
-//! after an upgrade, and are read until they are empty ([`LegacyStores`]): a payment's
-//! waiting events in `pending` join its value when it is next loaded (and leave
-//! `pending` when it is next written), `timers` keys join the timer index at task start
-//! and are deleted as they fire, and `seen_events` is asked about an event id the value
-//! does not know until its last entry expires (72 h of stream time).
-//!
-//! [postcard]: https://github.com/jamesmunns/postcard/blob/main/spec/src/wire-format.md
+//! The store migrates the formats of earlier releases itself, so the lifecycle sees
+//! [`StoredPayment`] only:
+//! - a JSON value is read as the state alone ([`decode`], on read) and rewritten in
+//!   version 1 by the payment's next change;
+//! - the `pending` and `timers` stores are moved into the values by `upgrade.rs`, at
+//!   task start and at punctuation, never on an event;
+//! - `seen_events` stays, read-only, for the one thing a JSON state does not say: the
+//!   id of an auth or settlement it applied ([`Loaded::has_seen`]).
 
-use paystream_schemas::PaymentStatus;
-use serde::{Deserialize, Serialize};
+pub mod format;
+
+pub use format::{FORMAT_LEGACY_JSON, FORMAT_VERSION_1, decode, decode_timers, encode};
+
+use paystream_schemas::{InputEvent, PaymentStatus};
 
 use super::model::PaymentState;
-use super::pending::format::{self as pending_format, EventV1, EventV1Ref, PendingEvent};
-use crate::timers::{DueTimer, TimerIndex, TimerKind, TimerSource};
+use super::pending::format::PendingEvent;
+use crate::timers::{DueTimer, TimerIndex, TimerKind};
 use crate::{ProcessorContext, ProcessorError, Result, stores};
 
-/// First byte of a version 1 value (postcard).
-pub const FORMAT_VERSION_1: u8 = 0x01;
-
-/// First byte of a value in the JSON of earlier releases (a JSON object).
-pub const FORMAT_LEGACY_JSON: u8 = b'{';
+/// Keys read per page when the timer index is rebuilt at task start.
+const INDEX_SCAN_PAGE_KEYS: usize = 1_024;
 
 /// Everything the lifecycle keeps about one payment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,261 +63,28 @@ impl StoredPayment {
                 .any(|waiting| waiting.event.event_id() == event_id)
     }
 
+    /// True when the state says an event of `event`'s kind was applied but not which:
+    /// an auth past INITIATED, or a settlement at SETTLED, without its event id. Only a
+    /// state first written as JSON by an earlier release can be so; this release records
+    /// the id with every transition.
+    pub fn applied_id_unknown(&self, event: &InputEvent) -> bool {
+        let Some(state) = &self.state else {
+            return false;
+        };
+        match event {
+            InputEvent::AuthSucceeded(_) | InputEvent::AuthFailed(_) => {
+                state.status != PaymentStatus::Initiated && state.auth_event_id.is_none()
+            }
+            InputEvent::SettlementReported(_) => {
+                state.status == PaymentStatus::Settled && state.settlement_event_id.is_none()
+            }
+            InputEvent::PaymentInitiated(_) => false,
+        }
+    }
+
     /// Removes every timer of `kind`.
     pub fn cancel_timers(&mut self, kind: TimerKind) {
         self.timers.retain(|timer| timer.kind != kind);
-    }
-}
-
-/// A timer as version 1 stores it.
-#[derive(Serialize, Deserialize)]
-struct TimerV1 {
-    kind: u8,
-    due_ms: i64,
-}
-
-/// The state as version 1 writes it (the fields of [`StateV1`], in its order).
-#[derive(Serialize)]
-struct StateV1Ref<'a> {
-    merchant_id: &'a str,
-    psp: &'a str,
-    amount_minor: i64,
-    currency: &'a str,
-    status: u8,
-    initiated_event_id: &'a str,
-    auth_event_id: Option<&'a str>,
-    settlement_event_id: Option<&'a str>,
-    authorized_amount_minor: Option<i64>,
-    authorized_currency: Option<&'a str>,
-}
-
-/// The state as version 1 reads it.
-#[derive(Deserialize)]
-struct StateV1 {
-    merchant_id: String,
-    psp: String,
-    amount_minor: i64,
-    currency: String,
-    status: u8,
-    initiated_event_id: String,
-    auth_event_id: Option<String>,
-    settlement_event_id: Option<String>,
-    authorized_amount_minor: Option<i64>,
-    authorized_currency: Option<String>,
-}
-
-/// A value as version 1 writes it.
-#[derive(Serialize)]
-struct ValueV1Ref<'a> {
-    timers: Vec<TimerV1>,
-    state: Option<StateV1Ref<'a>>,
-    pending: Vec<EventV1Ref<'a>>,
-}
-
-/// A value as version 1 reads it.
-#[derive(Deserialize)]
-struct ValueV1 {
-    timers: Vec<TimerV1>,
-    state: Option<StateV1>,
-    pending: Vec<EventV1>,
-}
-
-fn status_code(status: PaymentStatus) -> u8 {
-    match status {
-        PaymentStatus::Initiated => 1,
-        PaymentStatus::Authorized => 2,
-        PaymentStatus::Declined => 3,
-        PaymentStatus::Settled => 4,
-    }
-}
-
-fn status_of_code(code: u8) -> Option<PaymentStatus> {
-    PaymentStatus::ALL
-        .into_iter()
-        .find(|status| status_code(*status) == code)
-}
-
-/// `payment` as a version 1 value: [`FORMAT_VERSION_1`], then [`ValueV1`] in postcard.
-pub fn encode(payment: &StoredPayment) -> Vec<u8> {
-    let value = ValueV1Ref {
-        timers: payment
-            .timers
-            .iter()
-            .map(|timer| TimerV1 {
-                kind: timer.kind.code(),
-                due_ms: timer.due_ms,
-            })
-            .collect(),
-        state: payment.state.as_ref().map(|state| StateV1Ref {
-            merchant_id: &state.merchant_id,
-            psp: &state.psp,
-            amount_minor: state.amount_minor,
-            currency: &state.currency,
-            status: status_code(state.status),
-            initiated_event_id: &state.initiated_event_id,
-            auth_event_id: state.auth_event_id.as_deref(),
-            settlement_event_id: state.settlement_event_id.as_deref(),
-            authorized_amount_minor: state.authorized_amount_minor,
-            authorized_currency: state.authorized_currency.as_deref(),
-        }),
-        pending: payment.pending.iter().map(EventV1Ref::of).collect(),
-    };
-    let mut out = Vec::with_capacity(256);
-    out.push(FORMAT_VERSION_1);
-    postcard::to_extend(&value, out)
-        .expect("strings, integers and byte strings always encode in postcard")
-}
-
-fn corrupt(payment_id: &str, message: String) -> ProcessorError {
-    ProcessorError::CorruptState {
-        store: stores::PAYMENTS,
-        key: payment_id.to_string(),
-        message,
-    }
-}
-
-fn timers_of(payment_id: &str, stored: Vec<TimerV1>) -> Result<Vec<DueTimer>> {
-    stored
-        .into_iter()
-        .map(|timer| {
-            let kind = TimerKind::from_code(timer.kind).ok_or_else(|| {
-                corrupt(
-                    payment_id,
-                    format!("format version 1: unknown timer kind {}", timer.kind),
-                )
-            })?;
-            Ok(DueTimer {
-                kind,
-                due_ms: timer.due_ms,
-            })
-        })
-        .collect()
-}
-
-/// The value stored for `payment_id`, in either format.
-///
-/// # Errors
-/// [`ProcessorError::CorruptState`] when the value is empty, starts with an unknown byte,
-/// does not decode in its format, has bytes after its end, or holds an event of another
-/// payment.
-pub fn decode(payment_id: &str, bytes: &[u8]) -> Result<StoredPayment> {
-    let payment = match bytes.split_first() {
-        None => return Err(corrupt(payment_id, "empty value".to_string())),
-        Some((&FORMAT_VERSION_1, body)) => {
-            let (stored, rest): (ValueV1, &[u8]) = postcard::take_from_bytes(body)
-                .map_err(|e| corrupt(payment_id, format!("format version 1: {e}")))?;
-            if !rest.is_empty() {
-                return Err(corrupt(
-                    payment_id,
-                    format!("format version 1: {} bytes after the value", rest.len()),
-                ));
-            }
-            let state = match stored.state {
-                None => None,
-                Some(state) => Some(PaymentState {
-                    payment_id: payment_id.to_string(),
-                    merchant_id: state.merchant_id,
-                    psp: state.psp,
-                    amount_minor: state.amount_minor,
-                    currency: state.currency,
-                    status: status_of_code(state.status).ok_or_else(|| {
-                        corrupt(
-                            payment_id,
-                            format!("format version 1: unknown status code {}", state.status),
-                        )
-                    })?,
-                    initiated_event_id: state.initiated_event_id,
-                    authorized_amount_minor: state.authorized_amount_minor,
-                    authorized_currency: state.authorized_currency,
-                    auth_event_id: state.auth_event_id,
-                    settlement_event_id: state.settlement_event_id,
-                }),
-            };
-            StoredPayment {
-                state,
-                pending: stored.pending.into_iter().map(PendingEvent::from).collect(),
-                timers: timers_of(payment_id, stored.timers)?,
-            }
-        }
-        Some((&FORMAT_LEGACY_JSON, _)) => {
-            let state: PaymentState = serde_json::from_slice(bytes)
-                .map_err(|e| corrupt(payment_id, format!("JSON of earlier releases: {e}")))?;
-            StoredPayment {
-                state: Some(state),
-                ..StoredPayment::default()
-            }
-        }
-        Some((other, _)) => {
-            return Err(corrupt(
-                payment_id,
-                format!("unknown format byte {other:#04x}"),
-            ));
-        }
-    };
-    if let Some(stranger) = payment
-        .pending
-        .iter()
-        .find(|waiting| waiting.event.payment_id() != payment_id)
-    {
-        return Err(corrupt(
-            payment_id,
-            format!(
-                "event {} of payment {} is stored under another payment",
-                stranger.event.event_id(),
-                stranger.event.payment_id()
-            ),
-        ));
-    }
-    Ok(payment)
-}
-
-/// The timers of the value stored for `payment_id`, reading only as far as they go:
-/// what the timer index is rebuilt from at task start.
-///
-/// # Errors
-/// [`ProcessorError::CorruptState`] as [`decode`] for the part it reads.
-pub fn decode_timers(payment_id: &str, bytes: &[u8]) -> Result<Vec<DueTimer>> {
-    match bytes.split_first() {
-        Some((&FORMAT_VERSION_1, body)) => {
-            let (timers, _): (Vec<TimerV1>, &[u8]) = postcard::take_from_bytes(body)
-                .map_err(|e| corrupt(payment_id, format!("format version 1: {e}")))?;
-            timers_of(payment_id, timers)
-        }
-        Some((&FORMAT_LEGACY_JSON, _)) => Ok(Vec::new()),
-        _ => decode(payment_id, bytes).map(|payment| payment.timers),
-    }
-}
-
-/// Which stores of earlier releases may still hold entries; the lifecycle reads a store
-/// only while its flag is set ([`LegacyStores::check`] at task start and at each
-/// punctuation).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LegacyStores {
-    /// `seen_events`: event id → applied or buffered.
-    pub seen_events: bool,
-    /// `pending`: payment id → waiting events (`pending/format.rs`).
-    pub pending: bool,
-    /// `timers`: one key per timer ([`crate::timers::legacy_key`]).
-    pub timers: bool,
-}
-
-impl LegacyStores {
-    /// Whether each store of earlier releases still holds a key (an expired
-    /// `seen_events` key that was not purged yet counts).
-    ///
-    /// # Errors
-    /// Store errors.
-    pub fn check(ctx: &mut dyn ProcessorContext) -> Result<LegacyStores> {
-        Ok(LegacyStores {
-            seen_events: !ctx.store(stores::SEEN_EVENTS)?.is_empty()?,
-            pending: !ctx.store(stores::PENDING)?.is_empty()?,
-            timers: !ctx.store(stores::TIMERS)?.is_empty()?,
-        })
-    }
-
-    /// True when any of them still holds a key.
-    pub fn any(&self) -> bool {
-        self.seen_events || self.pending || self.timers
     }
 }
 
@@ -355,41 +98,25 @@ pub struct Loaded {
     timers_at_load: Vec<DueTimer>,
     /// The store held a value for the payment.
     stored: bool,
-    /// Waiting events came from the `pending` store of earlier releases: its key is
-    /// deleted when the value is written.
-    from_legacy_pending: bool,
 }
 
 impl Loaded {
-    /// Loads `payment_id`'s value (empty when the store has none), with its waiting
-    /// events from the `pending` store of earlier releases when `legacy.pending`.
+    /// Loads `payment_id`'s value (empty when the store has none).
     ///
     /// # Errors
     /// [`ProcessorError::CorruptState`] as [`decode`]; store errors.
-    pub fn load(
-        ctx: &mut dyn ProcessorContext,
-        legacy: LegacyStores,
-        payment_id: &str,
-    ) -> Result<Loaded> {
+    pub fn load(ctx: &mut dyn ProcessorContext, payment_id: &str) -> Result<Loaded> {
         let bytes = ctx.store(stores::PAYMENTS)?.get(payment_id.as_bytes())?;
         let stored = bytes.is_some();
-        let mut payment = match bytes {
+        let payment = match bytes {
             None => StoredPayment::default(),
             Some(bytes) => decode(payment_id, &bytes)?,
         };
-        let mut from_legacy_pending = false;
-        if legacy.pending
-            && let Some(waiting) = pending_format::read(ctx, payment_id)?
-        {
-            payment.pending.extend(waiting);
-            from_legacy_pending = true;
-        }
         Ok(Loaded {
             payment_id: payment_id.to_string(),
             timers_at_load: payment.timers.clone(),
             payment,
             stored,
-            from_legacy_pending,
         })
     }
 
@@ -401,26 +128,31 @@ impl Loaded {
             .expect("called for a payment that exists")
     }
 
-    /// True when an auth or settlement event with `event_id` was applied to the payment
-    /// or waits for it — also according to the `seen_events` store of earlier releases
-    /// while `legacy.seen_events`.
+    /// True when the auth or settlement `event` was applied to the payment or waits for
+    /// it ([`StoredPayment::has_seen`]).
+    ///
+    /// A state the JSON of an earlier release wrote does not carry the ids of the events
+    /// it applied; that release kept them in the `seen_events` store for the idempotency
+    /// retention (72 h of stream time). For such a state, and only for an event of the
+    /// kind whose id it lacks ([`StoredPayment::applied_id_unknown`]) — an event that
+    /// would otherwise be dead-lettered as `illegal_transition` — the answer comes from
+    /// that store, so a retry of an event applied before the upgrade is still dropped
+    /// as a duplicate. Any other event reads nothing beyond the loaded value.
     ///
     /// # Errors
     /// Store errors.
-    pub fn has_seen(
-        &self,
-        ctx: &mut dyn ProcessorContext,
-        legacy: LegacyStores,
-        event_id: &str,
-    ) -> Result<bool> {
+    pub fn has_seen(&self, ctx: &mut dyn ProcessorContext, event: &InputEvent) -> Result<bool> {
+        let event_id = event.event_id();
         if self.payment.has_seen(event_id) {
             return Ok(true);
         }
-        Ok(legacy.seen_events
-            && ctx
-                .store(stores::SEEN_EVENTS)?
-                .get(event_id.as_bytes())?
-                .is_some())
+        if !self.payment.applied_id_unknown(event) {
+            return Ok(false);
+        }
+        Ok(ctx
+            .store(stores::SEEN_EVENTS)?
+            .get(event_id.as_bytes())?
+            .is_some())
     }
 
     /// Writes the value back in the current format (deletes its key when nothing is left
@@ -436,9 +168,6 @@ impl Loaded {
         } else if self.stored {
             ctx.store(stores::PAYMENTS)?.delete(key)?;
         }
-        if self.from_legacy_pending {
-            ctx.store(stores::PENDING)?.delete(key)?;
-        }
         for timer in &self.timers_at_load {
             if !self.payment.timers.contains(timer) {
                 index.remove(&self.payment_id, *timer);
@@ -446,144 +175,51 @@ impl Loaded {
         }
         for timer in &self.payment.timers {
             if !self.timers_at_load.contains(timer) {
-                index.insert(&self.payment_id, *timer, TimerSource::Payment);
+                index.insert(&self.payment_id, *timer);
             }
         }
         Ok(())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::lifecycle::pending::format::tests::declined;
-
-    fn state(payment_id: &str) -> PaymentState {
-        PaymentState {
-            payment_id: payment_id.into(),
-            merchant_id: "m".into(),
-            psp: "s".into(),
-            amount_minor: 1_000,
-            currency: "EUR".into(),
-            status: PaymentStatus::Authorized,
-            initiated_event_id: "i".into(),
-            authorized_amount_minor: Some(999),
-            authorized_currency: Some("EUR".into()),
-            auth_event_id: Some("a".into()),
-            settlement_event_id: None,
-        }
-    }
-
-    fn full(payment_id: &str) -> StoredPayment {
-        StoredPayment {
-            state: Some(state(payment_id)),
-            pending: vec![declined(payment_id)],
-            timers: vec![DueTimer {
-                kind: TimerKind::SettlementWindow,
-                due_ms: -1,
-            }],
-        }
-    }
-
-    #[test]
-    fn version_1_round_trips() {
-        for payment in [
-            full("p1"),
-            StoredPayment::default(),
-            StoredPayment {
-                state: None,
-                ..full("p1")
-            },
-        ] {
-            let value = encode(&payment);
-            assert_eq!(value[0], FORMAT_VERSION_1);
-            assert_eq!(decode("p1", &value).unwrap(), payment);
-            assert_eq!(decode_timers("p1", &value).unwrap(), payment.timers);
-        }
-    }
-
-    #[test]
-    fn version_1_layout_is_pinned() {
-        let expected: &[u8] = &[
-            0x01, // format version 1
-            1,    // one timer
-            2, 1, // settlement window, due at -1 (zigzag)
-            1, // a state
-            1, b'm', // merchant_id
-            1, b's', // psp
-            0xd0, 0x0f, // amount_minor 1000, zigzag varint
-            3, b'E', b'U', b'R', // currency
-            2,    // AUTHORIZED
-            1, b'i', // initiated_event_id
-            1, 1, b'a', // auth_event_id: Some("a")
-            0,    // settlement_event_id: None
-            1, 0xce, 0x0f, // authorized_amount_minor: Some(999)
-            1, 3, b'E', b'U', b'R', // authorized_currency: Some("EUR")
-            1,    // one waiting event, as the pending store's version 1 writes it
-            2, 2, b'f', b'1', 2, b'p', b'1', 0, 2, b'0', b'5', 2, b'n', b'o', 40, 1, b't', 2, 4, 6,
-            1, 2, b'p', b'1', 1, 5, 0, 0, 0, 0, 7,
-        ];
-        assert_eq!(encode(&full("p1")), expected);
-        assert_eq!(decode("p1", expected).unwrap(), full("p1"));
-    }
-
-    /// A value exactly as the release before version 1 wrote it.
-    const LEGACY_FIXTURE: &str = concat!(
-        r#"{"payment_id":"p1","merchant_id":"m","psp":"s","amount_minor":1000,"#,
-        r#""currency":"EUR","status":"AUTHORIZED","initiated_event_id":"i","#,
-        r#""authorized_amount_minor":999,"authorized_currency":"EUR"}"#,
-    );
-
-    #[test]
-    fn values_of_earlier_releases_still_read() {
-        let payment = decode("p1", LEGACY_FIXTURE.as_bytes()).unwrap();
-        let expected = PaymentState {
-            auth_event_id: None,
-            ..state("p1")
-        };
-        assert_eq!(payment.state, Some(expected));
-        assert!(payment.pending.is_empty() && payment.timers.is_empty());
-        assert_eq!(
-            decode_timers("p1", LEGACY_FIXTURE.as_bytes()).unwrap(),
-            vec![]
-        );
-    }
-
-    #[test]
-    fn damaged_values_are_corrupt_state() {
-        let mut truncated = encode(&full("p1"));
-        truncated.pop();
-        let mut trailing = encode(&full("p1"));
-        trailing.push(0);
-        let mut bad_status = encode(&StoredPayment {
-            pending: vec![],
-            timers: vec![],
-            ..full("p1")
-        });
-        // The status code follows the 3-byte currency.
-        let at = bad_status.iter().position(|b| *b == b'R').unwrap() + 1;
-        bad_status[at] = 9;
-        for (value, says) in [
-            (Vec::new(), "empty"),
-            (vec![b'[', b']'], "unknown format byte 0x5b"),
-            (truncated, "format version 1"),
-            (trailing, "1 bytes after the value"),
-            (b"{]".to_vec(), "JSON of earlier releases"),
-            (encode(&full("p2")), "stored under another payment"),
-            (vec![0x01, 1, 7, 0, 0, 0], "unknown timer kind 7"),
-            (bad_status, "unknown status code 9"),
-        ] {
-            match decode("p1", &value) {
-                Err(ProcessorError::CorruptState {
-                    store: stores::PAYMENTS,
-                    key,
-                    message,
-                }) => {
-                    assert_eq!(key, "p1");
-                    assert!(message.contains(says), "{message}");
-                }
-                other => panic!("{value:?}: {other:?}"),
+/// The timer index of every payment's value in the store: one scan of `payments` in
+/// pages, reading only the timers at the start of each value ([`decode_timers`]).
+///
+/// # Errors
+/// [`ProcessorError::CorruptState`] for a key that is not UTF-8 or a value as
+/// [`decode_timers`]; store errors.
+pub fn timer_index(ctx: &mut dyn ProcessorContext) -> Result<TimerIndex> {
+    let mut index = TimerIndex::new();
+    let mut from = Vec::new();
+    loop {
+        let page = ctx
+            .store(stores::PAYMENTS)?
+            .range(&from, INDEX_SCAN_PAGE_KEYS)?;
+        for (key, value) in &page {
+            let payment_id = utf8_key(stores::PAYMENTS, key)?;
+            for timer in decode_timers(payment_id, value)? {
+                index.insert(payment_id, timer);
             }
         }
+        match page.last() {
+            Some((last, _)) if page.len() == INDEX_SCAN_PAGE_KEYS => {
+                from = paystream_state::key_after(last)
+            }
+            _ => break,
+        }
     }
+    index.committed();
+    Ok(index)
+}
+
+/// `key` of `store` as the payment id it is.
+///
+/// # Errors
+/// [`ProcessorError::CorruptState`] when it is not UTF-8.
+pub(super) fn utf8_key<'k>(store: &'static str, key: &'k [u8]) -> Result<&'k str> {
+    std::str::from_utf8(key).map_err(|_| ProcessorError::CorruptState {
+        store,
+        key: String::from_utf8_lossy(key).into_owned(),
+        message: "key is not UTF-8".to_string(),
+    })
 }

@@ -243,7 +243,7 @@ impl Pipeline {
         self.poison
             .find_refused(aborted.deliveries, &aborted.inputs)
             .await;
-        self.tasks.abort_stores();
+        self.tasks.abort_stores()?;
         self.queues.aborted();
         let mut partitions = TopicPartitionList::new();
         let mut full = TopicPartitionList::new();

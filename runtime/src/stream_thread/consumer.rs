@@ -193,7 +193,7 @@ impl Pipeline {
         }
         self.paused.clear();
         self.dropped_while_restoring.clear();
-        self.tasks.keep_assigned(&assignment);
+        self.tasks.keep_assigned(&assignment)?;
         // Running (for /readyz) once the group has given this instance its partitions.
         self.health.set_running(true);
         // Every assigned task starts restoring now, not at its first record: /readyz

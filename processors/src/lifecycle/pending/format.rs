@@ -4,8 +4,8 @@
 //!
 //! This release keeps waiting events in the payment's value in the `payments` store
 //! (`stored.rs`), each in the version 1 event layout below. The `pending` store is no
-//! longer written; after an upgrade its values are read ([`read`]) and move into the
-//! payments' values.
+//! longer written; after an upgrade `upgrade.rs` decodes its values ([`decode`]) and
+//! moves them into the payments' values when the task starts.
 //!
 //! The first byte of a value names its format:
 //!
@@ -29,7 +29,7 @@
 use paystream_schemas::InputEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::{Origin, ProcessorContext, ProcessorError, Result, stores};
+use crate::{Origin, ProcessorError, Result, stores};
 
 /// First byte of a version 1 value (postcard).
 pub const FORMAT_VERSION_1: u8 = 0x01;
@@ -160,20 +160,6 @@ pub fn decode(payment_id: &str, bytes: &[u8]) -> Result<Vec<PendingEvent>> {
         )));
     }
     Ok(events)
-}
-
-/// The events waiting for `payment_id`, `None` when the store has no value for it.
-///
-/// # Errors
-/// [`ProcessorError::CorruptState`] as [`decode`]; store errors.
-pub(crate) fn read(
-    ctx: &mut dyn ProcessorContext,
-    payment_id: &str,
-) -> Result<Option<Vec<PendingEvent>>> {
-    match ctx.store(stores::PENDING)?.get(payment_id.as_bytes())? {
-        None => Ok(None),
-        Some(bytes) => decode(payment_id, &bytes).map(Some),
-    }
 }
 
 #[cfg(test)]
