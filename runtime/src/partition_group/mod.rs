@@ -36,6 +36,7 @@
 //! chooses across the tasks of the instance; the writes to a repartition partition not
 //! read back yet are kept in that partition's queue, with the task that reads it.
 
+mod ends;
 mod group;
 mod queue;
 
@@ -46,6 +47,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rustc_hash::FxHashMap;
 
 use crate::task::TaskId;
+use ends::InputEnds;
 use group::PartitionGroup;
 use queue::{RecordQueue, timestamp_of};
 
@@ -81,11 +83,8 @@ pub struct PartitionGroups {
     buffered: usize,
     capacity: usize,
     max_task_idle: Duration,
-    /// The end of each input partition as last listed, with the consumer's position at
-    /// the last commit (which steps over transaction markers): a partition whose end is
-    /// beyond both has records on their way.
-    known_ends: FxHashMap<TopicPartition, i64>,
-    positions: FxHashMap<TopicPartition, i64>,
+    /// The ends of the input partitions as last listed (`ends.rs`).
+    ends: InputEnds,
     /// Per sub-topology, the sub-topologies writing its repartition source: a task also
     /// waits for their partitions, whose records may become its own.
     upstream: HashMap<u8, Vec<u8>>,
@@ -107,8 +106,7 @@ impl PartitionGroups {
             buffered: 0,
             capacity: capacity.max(4),
             max_task_idle,
-            known_ends: FxHashMap::default(),
-            positions: FxHashMap::default(),
+            ends: InputEnds::default(),
             writers: upstream.values().flatten().copied().collect(),
             upstream,
             candidates: Vec::new(),
@@ -223,7 +221,7 @@ impl PartitionGroups {
     /// Drops the queued records of `partition` (it was sought back). Returns true when
     /// it was paused for capacity: the caller resumes it after the seek.
     pub fn clear(&mut self, partition: &TopicPartition) -> bool {
-        self.positions.remove(partition);
+        self.ends.forget_position(partition);
         let Some(queue) = self.queue_mut(partition) else {
             return false;
         };
@@ -281,8 +279,7 @@ impl PartitionGroups {
         ends: HashMap<TopicPartition, i64>,
         positions: HashMap<TopicPartition, i64>,
     ) {
-        self.known_ends = ends.into_iter().collect();
-        self.positions = positions.into_iter().collect();
+        self.ends = InputEnds::new(ends, positions);
     }
 
     /// True when `queue` (of `partition`) is empty but known to bring a record earlier
@@ -311,12 +308,7 @@ impl PartitionGroups {
         if queue.awaiting_refill {
             return true;
         }
-        let read = queue
-            .next_offset
-            .max(self.positions.get(partition).copied().unwrap_or(0));
-        self.known_ends
-            .get(partition)
-            .is_some_and(|end| *end > read)
+        self.ends.beyond(partition, queue.next_offset)
     }
 
     /// True when `task`, whose lowest head is stamped `timestamp_ms`, holds back: one of
