@@ -3,8 +3,8 @@
 //! whose value a deserializer refused. The dead-letter record itself is built by
 //! [`paystream_common::dead_letter`].
 
-use crate::processor::{DeadLetterReason, Stage};
 use crate::serde::SerdeError;
+use paystream_common::{DeadLetterReason, Stage};
 
 /// What to do with a record that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

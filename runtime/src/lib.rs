@@ -17,7 +17,7 @@ mod counts;
 mod dead_letter_policy;
 mod dlq_depth;
 mod eos_producer;
-pub mod lag;
+mod lag;
 pub mod metrics;
 mod origin;
 mod partition_group;

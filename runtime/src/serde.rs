@@ -21,7 +21,7 @@ use paystream_avro::{AvroRecord, Codec, CodecError, DecodeError, DecodeErrorKind
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::processor::{DeadLetterReason, Stage};
+use paystream_common::{DeadLetterReason, Stage};
 
 /// A record value whose type only its processor and its serde know.
 pub type Value = Box<dyn Any + Send + Sync>;
