@@ -69,7 +69,7 @@ pub mod headers {
     pub const SOURCE_OFFSET: &str = "paystream.dlq.source.offset";
     pub const SOURCE_TIMESTAMP: &str = "paystream.dlq.source.timestamp";
     pub const APPLICATION_ID: &str = "paystream.dlq.application.id";
-    /// The [`Stage`] at which the record failed.
+    /// The [`Stage`](crate::Stage) at which the record failed.
     pub const STAGE: &str = "paystream.dlq.stage";
     /// Present when the record was too large for a dead-letter topic and its key or value
     /// was cut: what was kept of how many bytes.

@@ -4,7 +4,8 @@
 //! - `/readyz`: 200 once the pipeline runs (it has joined its consumer group and been
 //!   given its partitions), no task is restoring its stores and the ledger sink (when it
 //!   runs here) reaches PostgreSQL; otherwise 503 with the reason.
-//! - `/metrics`: the Prometheus text exposition format of [`crate::metrics::Metrics`].
+//! - `/metrics`: the Prometheus text exposition format of the one Prometheus registry of the process (the runtime's, the application's and
+//!   the ledger sink's metrics).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

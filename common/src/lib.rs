@@ -50,6 +50,16 @@ pub enum Error {
         reason: String,
         fix: &'static str,
     },
+    /// A changelog or dead-letter topic has fewer partitions than the topic it mirrors.
+    #[error(
+        "topic {topic} has {found} partitions but its source has {needed}; add partitions \
+         to it (kafka-topics --alter --partitions {needed})"
+    )]
+    TooFewPartitions {
+        topic: String,
+        found: i32,
+        needed: i32,
+    },
     /// A topic that is needed does not exist.
     #[error("topic {topic} does not exist; run `paystream topics create` first")]
     TopicMissing { topic: String },
@@ -83,7 +93,9 @@ impl Error {
                 .rdkafka_error_code()
                 .is_some_and(kafka::is_retriable_code),
             Error::EndNotReached { .. } => true,
-            Error::Connection { .. } | Error::TopicMissing { .. } => false,
+            Error::Connection { .. }
+            | Error::TopicMissing { .. }
+            | Error::TooFewPartitions { .. } => false,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! Roles, as in vector's sinks: [`service`] talks to PostgreSQL (migrations, batch
 //! writes, isolating the records PostgreSQL refuses); [`sink`] consumes, batches, decides
 //! what to retry and produces the sink's dead letters; [`policy`] is the one place that
-//! decides what a failure means (retry, dead-letter the record, stop); [`verify`] checks
+//! decides what a failure means (retry, dead-letter the record, stop); [`verify`](mod@verify) checks
 //! the ledger's invariants afterwards (`paystream ledger verify`). Migrations are in
 //! `ledger-sink/migrations/`.
 //!
@@ -102,17 +102,8 @@ pub enum SinkError {
         offset: i64,
         message: String,
     },
-    /// A dead-letter topic has fewer partitions than the topic it mirrors.
-    #[error(
-        "topic {topic} has {found} partitions but its source has {needed}; add partitions \
-         to it (kafka-topics --alter --partitions {needed})"
-    )]
-    TooFewPartitions {
-        topic: String,
-        found: i32,
-        needed: i32,
-    },
-    /// A shared client failed (topic metadata, partition ends).
+    /// A shared client failed (topic metadata, partition ends, a dead-letter topic with
+    /// too few partitions).
     #[error(transparent)]
     Common(#[from] paystream_common::Error),
 }

@@ -49,7 +49,7 @@ impl Drop for DlqDepthMonitor {
 ///
 /// # Errors
 /// [`Error::Kafka`] when the consumer cannot be created or assigned;
-/// [`Error::TopicMissing`] when a topic is missing.
+/// [`Error::Common`] when a topic is missing.
 pub fn spawn(
     config: &Config,
     dead_letter_topics: Vec<String>,

@@ -71,16 +71,6 @@ pub enum Error {
         topic: String,
         code: rdkafka::types::RDKafkaErrorCode,
     },
-    /// A changelog or dead-letter topic has fewer partitions than the topic it mirrors.
-    #[error(
-        "topic {topic} has {found} partitions but its source has {needed}; add partitions \
-         to it (kafka-topics --alter --partitions {needed})"
-    )]
-    TooFewPartitions {
-        topic: String,
-        found: i32,
-        needed: i32,
-    },
     /// Topics keyed by payment id have different partition counts.
     #[error(
         "topics keyed by payment id must have equal partition counts (co-partitioning), \
@@ -179,7 +169,6 @@ impl Error {
             | Error::ProducerQueueFull { .. }
             | Error::RestoreCancelled { .. } => true,
             Error::Config(_)
-            | Error::TooFewPartitions { .. }
             | Error::NotCoPartitioned { .. }
             | Error::FailedOutsideRecord { .. }
             | Error::Thread { .. }
@@ -228,11 +217,11 @@ mod tests {
         }
         let final_ = [
             Error::Common(paystream_common::Error::TopicMissing { topic: "t".into() }),
-            Error::TooFewPartitions {
+            Error::Common(paystream_common::Error::TooFewPartitions {
                 topic: "t.dlq".into(),
                 found: 1,
                 needed: 3,
-            },
+            }),
             Error::NotCoPartitioned {
                 counts: "a=3, b=6".into(),
             },

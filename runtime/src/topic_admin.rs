@@ -94,7 +94,8 @@ pub async fn create_topics(
 /// its sources. Returns each sub-topology's partition count (its task count).
 ///
 /// # Errors
-/// [`Error::TopicMissing`], [`Error::NotCoPartitioned`] or [`Error::TooFewPartitions`].
+/// [`Error::Common`] (a topic missing or with too few partitions) or
+/// [`Error::NotCoPartitioned`].
 pub fn check_topics<C: ConsumerContext>(
     config: &Config,
     topology: &Topology,
@@ -136,11 +137,12 @@ pub fn check_topics<C: ConsumerContext>(
     for (topic, needed) in at_least {
         let found = count(&topic);
         if found < needed {
-            return Err(Error::TooFewPartitions {
+            return Err(paystream_common::Error::TooFewPartitions {
                 topic,
                 found,
                 needed,
-            });
+            }
+            .into());
         }
     }
     Ok(partitions)

@@ -383,11 +383,11 @@ pub fn all_schemas() -> [(&'static str, &'static str, &'static str); 7] {
     ]
 }
 
-/// Encodes an input event of any type for `topic`, as [`Codec::encode`] does its record
+/// Encodes an input event of any type for `topic`, as [`Codec::encode`](paystream_avro::Codec::encode) does its record
 /// (the ingress simulator and the benchmark send all four).
 ///
 /// # Errors
-/// As [`Codec::encode`].
+/// As [`Codec::encode`](paystream_avro::Codec::encode).
 pub async fn encode_input_event(
     codec: &paystream_avro::Codec,
     topic: &str,

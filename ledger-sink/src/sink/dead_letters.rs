@@ -51,7 +51,7 @@ impl Shared {
     }
 }
 
-/// The dead letter of a record the sink rejected: [`dead_letter_record`] with the
+/// The dead letter of a record the sink rejected: [`paystream_common::dead_letter::dead_letter_record`] with the
 /// rejection's reason and error, and one `paystream.dlq.stage` header, `sink`.
 pub fn sink_dead_letter(
     origin: &Origin,

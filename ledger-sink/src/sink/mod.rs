@@ -120,8 +120,8 @@ impl LedgerSink {
     ///
     /// # Errors
     /// [`SinkError::Database`] / [`SinkError::Migrate`] for PostgreSQL,
-    /// [`SinkError::Kafka`] / [`SinkError::Common`] / [`SinkError::TooFewPartitions`]
-    /// for Kafka and missing topics.
+    /// [`SinkError::Kafka`] / [`SinkError::Common`] for Kafka, missing topics and
+    /// dead-letter topics with too few partitions.
     pub async fn new(
         config: Config,
         sink: SinkConfig,

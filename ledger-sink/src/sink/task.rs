@@ -45,11 +45,12 @@ impl SinkTask {
                 partition_count(&consumer, &dead_letter_topic, timeout)
             })?;
             if dead_letter_partitions < partitions {
-                return Err(SinkError::TooFewPartitions {
+                return Err(paystream_common::Error::TooFewPartitions {
                     topic: dead_letter_topic,
                     found: dead_letter_partitions,
                     needed: partitions,
-                });
+                }
+                .into());
             }
             for partition in 0..partitions {
                 let offset = stored

@@ -72,7 +72,7 @@ pub enum SinkFormat {
 /// A named place a processor forwards records to: a topic and its format.
 #[derive(Clone)]
 pub struct Sink {
-    /// The name the processor forwards to ([`Forward::To`]).
+    /// The name the processor forwards to ([`Forward::To`](super::Forward::To)).
     pub name: &'static str,
     pub topic: TopicRef,
     pub format: SinkFormat,

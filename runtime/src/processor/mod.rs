@@ -3,8 +3,8 @@
 //! (docs/architecture.md, "Writing a processor").
 //!
 //! A processor declares its place in the topology — the topics it reads, each with the
-//! [`Deserializer`] that turns its records into the processor's input type; the state
-//! stores it owns; the sinks it forwards to, each with a topic and a [`Serializer`] — and
+//! [`Deserializer`](crate::serde::Deserializer) that turns its records into the processor's input type; the state
+//! stores it owns; the sinks it forwards to, each with a topic and a [`Serializer`](crate::serde::Serializer) — and
 //! handles records in [`Processor::process`]. The runtime knows none of its types: a
 //! decoded record travels to the processor as a [`Value`] (a boxed `Any`) and a forwarded
 //! one to the record collector the same way, where the sink's serializer turns it into

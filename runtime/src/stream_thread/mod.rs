@@ -184,7 +184,7 @@ impl Pipeline {
     /// assigned partition has been consumed to its end and committed.
     ///
     /// # Errors
-    /// Any non-retriable [`Error`]; the open transaction is then left to abort (the broker
+    /// Any non-retriable [`crate::Error`]; the open transaction is then left to abort (the broker
     /// aborts it, or the next incarnation's `init_transactions` does).
     pub async fn run(
         mut self,

@@ -54,7 +54,7 @@ impl Pipeline {
     ///
     /// # Errors
     /// [`Error::Kafka`] when a client cannot be created or the broker does not answer;
-    /// [`Error::TopicMissing`], [`Error::TooFewPartitions`] or [`Error::NotCoPartitioned`]
+    /// [`Error::Common`] (a topic missing or with too few partitions) or [`Error::NotCoPartitioned`]
     /// when the topics do not fit the topology.
     pub async fn new(
         config: Config,
