@@ -13,6 +13,11 @@
 //!   the standard label it.
 //! - `paystream_reconciliation_exceptions_total{kind}`: exceptions raised.
 //! - `paystream_journal_entries_total`: journal entries produced.
+//! - `paystream_free_text_cleaned_total{topic,field}`: input events whose free text (a
+//!   decline reason) held control characters, replaced by U+FFFD, or was cut to length —
+//!   processed, never dead-lettered for it. Unlike the counts above it is counted when
+//!   the record is read, so a record read again after an aborted transaction counts
+//!   again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +42,8 @@ pub struct PaymentMetrics {
     pub reconciliation_exceptions: IntCounterVec,
     /// Journal entries produced.
     pub journal_entries: IntCounter,
+    /// Input events whose free text was cleaned, by topic and field (counted when read).
+    pub free_text_cleaned: IntCounterVec,
     /// Status changes produced (for the run summary).
     status_changes: Arc<AtomicU64>,
 }
@@ -53,6 +60,7 @@ impl PaymentMetrics {
             Box::new(metrics.payment_amount_minor.clone()),
             Box::new(metrics.reconciliation_exceptions.clone()),
             Box::new(metrics.journal_entries.clone()),
+            Box::new(metrics.free_text_cleaned.clone()),
         ] {
             registry
                 .register(collector)
@@ -87,8 +95,25 @@ impl PaymentMetrics {
                 "Journal entries produced to ledger_entries",
             )
             .expect("a valid metric"),
+            free_text_cleaned: counter_vec(
+                "paystream_free_text_cleaned_total",
+                "Input events whose free text held control characters (replaced) or was too long (cut), by topic and field; counted when read",
+                &["topic", "field"],
+            ),
             status_changes: Arc::default(),
         }
+    }
+
+    /// Input events whose free text was cleaned, over every topic and field (for the run
+    /// summary).
+    pub fn free_text_cleaned_total(&self) -> u64 {
+        use prometheus::core::Collector;
+        self.free_text_cleaned
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|metric| metric.get_counter().value() as u64)
+            .sum()
     }
 
     /// Status changes produced in committed transactions.

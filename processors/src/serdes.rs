@@ -8,14 +8,17 @@ use std::marker::PhantomData;
 
 use paystream_runtime::serde::{AvroSerde, Deserializer, RawRecord, SerdeContext, SerdeError};
 use paystream_runtime::{Serializer, Stage};
-use paystream_schemas::validate::{Violation, check_event_time, validate};
+use paystream_schemas::validate::{Violation, check_event_time, clean_event_free_text, validate};
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, AvroRecord, InputEvent, JournalEntry, PaymentInitiated,
     SettlementReported,
 };
 use serde::de::DeserializeOwned;
 
+use prometheus::IntCounterVec;
+
 use crate::DeadLetterReason;
+use crate::metrics::PaymentMetrics;
 
 /// Types a processor can take, converted from a decoded [`InputEvent`].
 pub trait FromInputEvent: Sized {
@@ -61,12 +64,16 @@ event!(
     SettlementReported
 );
 
-/// Reads events of type `E` (Avro, Confluent wire format), validates them — the event's
-/// contract, then its event time against the record's broker timestamp — and hands them
-/// to the processor as `O` (the event itself or an [`InputEvent`]). A violation is the
-/// record's data: it is dead-lettered with its reason at the `validate` stage.
+/// Reads events of type `E` (Avro, Confluent wire format), cleans their free text (a
+/// PSP's reason text is informational: [`clean_event_free_text`]), validates them — the
+/// event's contract, then its event time against the record's broker timestamp — and
+/// hands them to the processor as `O` (the event itself or an [`InputEvent`]). A
+/// violation is the record's data: it is dead-lettered with its reason at the `validate`
+/// stage.
 pub struct EventDeserializer<E, O> {
     event_time_skew_max_ms: i64,
+    /// `paystream_free_text_cleaned_total{topic,field}`, when counted.
+    free_text_cleaned: Option<IntCounterVec>,
     _types: PhantomData<fn() -> (E, O)>,
 }
 
@@ -75,8 +82,15 @@ impl<E, O> EventDeserializer<E, O> {
     pub fn new(event_time_skew_max_ms: i64) -> Self {
         EventDeserializer {
             event_time_skew_max_ms,
+            free_text_cleaned: None,
             _types: PhantomData,
         }
+    }
+
+    /// Counts the events whose free text was cleaned in `metrics` (none: not counted).
+    pub fn counting_cleaned_in(mut self, metrics: Option<&PaymentMetrics>) -> Self {
+        self.free_text_cleaned = metrics.map(|m| m.free_text_cleaned.clone());
+        self
     }
 }
 
@@ -92,9 +106,14 @@ impl<E: Event, O: FromInputEvent + Send + Sync + 'static> Deserializer for Event
         ctx: &'a SerdeContext,
         record: RawRecord<'a>,
     ) -> Result<O, SerdeError> {
-        let event = AvroSerde::<E>::decode(ctx, record.value)
+        let mut event = AvroSerde::<E>::decode(ctx, record.value)
             .await?
             .into_input_event();
+        for (field, _) in clean_event_free_text(&mut event) {
+            if let Some(counter) = &self.free_text_cleaned {
+                counter.with_label_values(&[record.topic, field]).inc();
+            }
+        }
         validate(&event)
             .and_then(|()| {
                 check_event_time(

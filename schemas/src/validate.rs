@@ -9,7 +9,7 @@
 //! | what | rule | why |
 //! |---|---|---|
 //! | identifiers (ids, keys, references, codes) | UTF-8, no control character, at most [`IDENTIFIER_BYTES_MAX`] bytes | PostgreSQL refuses NUL bytes in text and btree keys over 2704 bytes |
-//! | free text (`AuthFailed.reason`) | no control character but tab and line breaks, at most [`FREE_TEXT_BYTES_MAX`] bytes | the same, and state store values and changelog records stay small |
+//! | free text (`AuthFailed.reason`) | cleaned before the checks, never refused for its form ([`clean_free_text`]): each control character but tab and line breaks replaced by U+FFFD, cut to [`FREE_TEXT_BYTES_MAX`] bytes | it is informational (the PSP's words): a decline must decline its payment whatever its reason text holds; PostgreSQL refuses NUL bytes, and state store values and changelog records stay small |
 //! | amounts and fees | at most [`AMOUNT_MINOR_MAX`] minor units | sums of many amounts stay far from `i64` overflow |
 //! | event time | not before 1970, at most `processing.event_time_skew_max_ms` ahead of the record's broker timestamp ([`check_event_time`]) | a producer clock running fast; PostgreSQL's timestamp range |
 
@@ -62,6 +62,69 @@ pub const IDENTIFIER_BYTES_MAX: usize = 256;
 /// Longest free-text field (`AuthFailed.reason`), bytes of UTF-8.
 pub const FREE_TEXT_BYTES_MAX: usize = 4_096;
 
+/// What [`clean_free_text`] changed in one free-text field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FreeTextCleaning {
+    /// Control characters (other than tab, line feed and carriage return) replaced by
+    /// U+FFFD.
+    pub control_characters_replaced: usize,
+    /// Bytes cut from the end to keep it within [`FREE_TEXT_BYTES_MAX`].
+    pub bytes_cut: usize,
+}
+
+impl FreeTextCleaning {
+    /// True when nothing was changed.
+    pub fn is_clean(&self) -> bool {
+        *self == FreeTextCleaning::default()
+    }
+}
+
+/// Cleans free text a PSP sent (a decline reason): it is informational, so its form is
+/// never a reason to refuse the event. Each control character but tab, line feed and
+/// carriage return becomes U+FFFD (the Unicode replacement character), then the text is
+/// cut to at most [`FREE_TEXT_BYTES_MAX`] bytes at a character boundary. A card number
+/// or a credential in it is still refused by [`validate`]: cleaning never hides one.
+pub fn clean_free_text(value: &mut String) -> FreeTextCleaning {
+    let is_refused = |c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r');
+    let mut cleaning = FreeTextCleaning::default();
+    if value.chars().any(is_refused) {
+        let cleaned: String = value
+            .chars()
+            .map(|c| {
+                if is_refused(c) {
+                    cleaning.control_characters_replaced += 1;
+                    char::REPLACEMENT_CHARACTER
+                } else {
+                    c
+                }
+            })
+            .collect();
+        *value = cleaned;
+    }
+    if value.len() > FREE_TEXT_BYTES_MAX {
+        let mut cut = FREE_TEXT_BYTES_MAX;
+        while !value.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        cleaning.bytes_cut = value.len() - cut;
+        value.truncate(cut);
+    }
+    cleaning
+}
+
+/// Cleans the free-text fields of `event` ([`clean_free_text`]). Returns each field
+/// that was changed, with what was changed.
+pub fn clean_event_free_text(event: &mut InputEvent) -> Vec<(&'static str, FreeTextCleaning)> {
+    let mut changed = Vec::new();
+    if let InputEvent::AuthFailed(e) = event {
+        let cleaning = clean_free_text(&mut e.reason);
+        if !cleaning.is_clean() {
+            changed.push(("reason", cleaning));
+        }
+    }
+    changed
+}
+
 /// Checks that `event_time_ms` is at most `skew_max_ms` ahead of the record's broker
 /// timestamp `record_timestamp_ms` (both milliseconds since the Unix epoch), and not
 /// before the epoch. Other times in the past are accepted.
@@ -95,7 +158,8 @@ pub fn check_event_time(
 ///
 /// # Errors
 /// The first [`Violation`] found: card-number-like strings first, then credential-like
-/// ones, then identifiers and free text (length, control characters), then amounts
+/// ones, then identifiers and free text (length, control characters: clean it first with
+/// [`clean_event_free_text`], as the pipeline does, or it is refused), then amounts
 /// (> 0, ≤ [`AMOUNT_MINOR_MAX`], fee ≥ 0, net = gross − fee), then the currency (an ISO
 /// 4217 code, upper case). The event time is checked apart, by [`check_event_time`], as
 /// it needs the record's timestamp.
@@ -322,6 +386,65 @@ mod tests {
             psp: "adyen".into(),
             occurred_at: 1,
         }
+    }
+
+    #[test]
+    fn free_text_is_cleaned_not_refused_and_identifiers_keep_the_strict_rule() {
+        let declined = |reason: &str| {
+            InputEvent::AuthFailed(AuthFailed {
+                event_id: "e2".into(),
+                payment_id: "p1".into(),
+                psp_reference: None,
+                decline_code: "05".into(),
+                reason: reason.into(),
+                occurred_at: 1,
+            })
+        };
+        let mut event = declined("Do not honour\u{0}\u{1b}[31m\tcall issuer\r\n");
+        assert!(validate(&event).is_err(), "uncleaned free text is refused");
+        let changed = clean_event_free_text(&mut event);
+        assert_eq!(
+            changed,
+            [(
+                "reason",
+                FreeTextCleaning {
+                    control_characters_replaced: 2,
+                    bytes_cut: 0
+                }
+            )]
+        );
+        validate(&event).unwrap();
+        let InputEvent::AuthFailed(cleaned) = &event else {
+            unreachable!()
+        };
+        assert_eq!(
+            cleaned.reason,
+            "Do not honour\u{fffd}\u{fffd}[31m\tcall issuer\r\n"
+        );
+
+        // Too long: cut at a character boundary, within the limit.
+        let mut long = "é".repeat(FREE_TEXT_BYTES_MAX);
+        let cleaning = clean_free_text(&mut long);
+        assert!(long.len() <= FREE_TEXT_BYTES_MAX && long.chars().all(|c| c == 'é'));
+        assert_eq!(cleaning.bytes_cut, 2 * FREE_TEXT_BYTES_MAX - long.len());
+
+        // Clean text is left alone; a card number in free text is still refused.
+        let mut clean = declined("insufficient funds");
+        assert!(clean_event_free_text(&mut clean).is_empty());
+        let mut card = declined("card 4111111111111111 declined\u{7}");
+        clean_event_free_text(&mut card);
+        assert!(matches!(
+            validate(&card),
+            Err(Violation::PanDetected { field: "reason" })
+        ));
+
+        // An identifier with a control character is still refused.
+        let mut bad_id = declined("ok");
+        if let InputEvent::AuthFailed(e) = &mut bad_id {
+            e.decline_code = "0\u{0}5".into();
+        }
+        clean_event_free_text(&mut bad_id);
+        assert!(validate(&bad_id).is_err());
     }
 
     #[test]

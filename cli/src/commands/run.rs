@@ -168,6 +168,12 @@ fn print_summary(
             summary.misrouted
         );
     }
+    let cleaned = payments.free_text_cleaned_total();
+    if cleaned > 0 {
+        println!(
+            "free text cleaned        {cleaned} (control characters replaced or cut to length in a PSP's reason text; processed)"
+        );
+    }
     println!("status changes emitted   {}", payments.status_changes());
     println!(
         "journal entries emitted  {}",

@@ -243,7 +243,8 @@ impl Processor for LifecycleProcessor {
             ),
             Input::new(
                 topics::AUTH_FAILURE,
-                EventDeserializer::<AuthFailed, InputEvent>::new(skew_ms),
+                EventDeserializer::<AuthFailed, InputEvent>::new(skew_ms)
+                    .counting_cleaned_in(self.metrics.as_ref()),
             ),
             Input::new(
                 topics::SETTLEMENT,
