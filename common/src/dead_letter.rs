@@ -222,6 +222,7 @@ pub fn mask_sensitive(bytes: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn a_record_too_large_for_a_dead_letter_topic_is_cut_to_fit() {
@@ -261,8 +262,6 @@ mod tests {
         );
         assert!(small.headers.iter().all(|(k, _)| *k != headers::TRUNCATED));
     }
-
-    use super::*;
 
     #[test]
     fn a_dead_letter_keeps_bytes_and_says_why_without_card_numbers() {
