@@ -144,15 +144,19 @@ impl ExactlyOnceProducer {
             |e: &KafkaError| matches!(e, KafkaError::Transaction(rd) if rd.is_retriable());
         let mut times = CommitTimes::default();
         let started = Instant::now();
-        (|| {
-            self.producer
-                .send_offsets_to_transaction(offsets, group, self.timeout)
-        })
-        .retry(transaction_retry_policy())
-        .sleep(std::thread::sleep)
-        .when(retriable)
-        .notify(|e, _| warn!(error = %e, "sending offsets failed, retrying"))
-        .call()?;
+        // A transaction of a wall-clock punctuation alone consumed nothing: no offsets
+        // to send.
+        if offsets.count() > 0 {
+            (|| {
+                self.producer
+                    .send_offsets_to_transaction(offsets, group, self.timeout)
+            })
+            .retry(transaction_retry_policy())
+            .sleep(std::thread::sleep)
+            .when(retriable)
+            .notify(|e, _| warn!(error = %e, "sending offsets failed, retrying"))
+            .call()?;
+        }
         times.offsets = started.elapsed();
         let times = std::cell::Cell::new(times);
         (|| {

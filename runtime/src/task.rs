@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
 
 use paystream_state::{
     KeyValueStore, MeteredStore, PendingWrite, RocksDbStore, StoreMetrics, TransactionalStore,
@@ -61,6 +62,15 @@ pub struct Task {
     /// wrote. Until then an abort drops those writes, so [`Self::abort_stores`] runs
     /// `init` again.
     init_committed: bool,
+    /// The processor's wall-clock punctuation: its interval and when it is next due.
+    wall_clock: Option<WallClockSchedule>,
+}
+
+/// When a task's wall-clock punctuation runs.
+#[derive(Debug, Clone, Copy)]
+struct WallClockSchedule {
+    interval: Duration,
+    next_at: Instant,
 }
 
 impl Task {
@@ -97,7 +107,18 @@ impl Task {
             checkpoint: restored.checkpoint,
             flushing: None,
             init_committed: false,
+            wall_clock: None,
         };
+        task.wall_clock = task
+            .processor
+            .wall_clock_punctuation_interval_ms()
+            .map(|interval_ms| {
+                let interval = Duration::from_millis(interval_ms.max(1));
+                WallClockSchedule {
+                    interval,
+                    next_at: Instant::now() + interval,
+                }
+            });
         task.init_processor()?;
         Ok(task)
     }
@@ -159,21 +180,63 @@ impl Task {
     /// # Errors
     /// A processor error (a state store failing).
     pub fn punctuate(&mut self) -> Result<std::result::Result<Vec<Forward>, String>> {
-        let mut outputs = Vec::new();
         if self.stream_time_ms == i64::MIN {
-            return Ok(Ok(outputs));
+            return Ok(Ok(Vec::new()));
         }
+        let stream_time_ms = self.stream_time_ms;
+        self.run_punctuation(|processor, context| processor.punctuate(stream_time_ms, context))
+    }
+
+    /// When the processor's next wall-clock punctuation is due; `None` when it asked for
+    /// none.
+    pub fn next_wall_clock_punctuation(&self) -> Option<Instant> {
+        self.wall_clock.map(|schedule| schedule.next_at)
+    }
+
+    /// Wall-clock punctuation, when it is due at `now` (`wall_clock_ms`, milliseconds
+    /// since the Unix epoch, is the same instant): the processor's
+    /// [`TaskProcessor::punctuate_wall_clock`] runs and the next one is due an interval
+    /// later. Returns `Ok(Ok(None))` when it was not due, else as [`Self::punctuate`].
+    ///
+    /// # Errors
+    /// A processor error (a state store failing).
+    pub fn punctuate_wall_clock(
+        &mut self,
+        now: Instant,
+        wall_clock_ms: i64,
+    ) -> Result<std::result::Result<Option<Vec<Forward>>, String>> {
+        let Some(schedule) = self.wall_clock.as_mut() else {
+            return Ok(Ok(None));
+        };
+        if now < schedule.next_at {
+            return Ok(Ok(None));
+        }
+        // The next one is an interval from now: a stream thread that was busy for
+        // several intervals punctuates once, not once per missed interval.
+        schedule.next_at = now + schedule.interval;
+        Ok(self
+            .run_punctuation(|processor, context| {
+                processor.punctuate_wall_clock(wall_clock_ms, context)
+            })?
+            .map(Some))
+    }
+
+    /// Runs one punctuation of the processor over the task's stores, catching a panic
+    /// (`Ok(Err(message))`).
+    fn run_punctuation(
+        &mut self,
+        punctuation: impl FnOnce(&mut dyn TaskProcessor, &mut TaskContext<'_>) -> ProcessorResult<()>,
+    ) -> Result<std::result::Result<Vec<Forward>, String>> {
+        let mut outputs = Vec::new();
         let mut context = TaskContext {
             stores: &mut self.stores,
             outputs: &mut outputs,
             stream_time_ms: self.stream_time_ms,
             partition_time_ms: &self.partition_time_ms,
         };
-        let processor = &mut self.processor;
-        let stream_time_ms = self.stream_time_ms;
-        let punctuated = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            processor.punctuate(stream_time_ms, &mut context)
-        }));
+        let processor = &mut *self.processor;
+        let punctuated =
+            std::panic::catch_unwind(AssertUnwindSafe(|| punctuation(processor, &mut context)));
         match punctuated {
             Ok(result) => {
                 result?;
@@ -184,6 +247,11 @@ impl Task {
                 panic_message(&*panic)
             ))),
         }
+    }
+
+    /// True when the open transaction holds a write to one of the task's stores.
+    pub fn has_pending_writes(&self) -> bool {
+        self.pending_writes().next().is_some()
     }
 
     /// Closes the task: drops the open transaction's writes, flushes the stores and

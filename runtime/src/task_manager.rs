@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rdkafka::TopicPartitionList;
 use tracing::info;
@@ -160,6 +161,47 @@ impl TaskManager {
             }
         }
         Ok(punctuated)
+    }
+
+    /// Wall-clock punctuation of every running task whose processor asked for it and
+    /// whose interval has passed at `now` (`wall_clock_ms`, the same instant in
+    /// milliseconds since the Unix epoch, is what the processors are told and the
+    /// outputs' timestamp). Returns what they forwarded and whether any of them wrote to
+    /// a store.
+    ///
+    /// # Errors
+    /// A processor error (a state store failing).
+    pub fn punctuate_wall_clock(
+        &mut self,
+        now: Instant,
+        wall_clock_ms: i64,
+    ) -> Result<(Punctuated, bool)> {
+        let mut punctuated = Punctuated::default();
+        let mut wrote = false;
+        for (id, task) in self.running.iter_mut() {
+            match task.punctuate_wall_clock(now, wall_clock_ms)? {
+                Ok(None) => {}
+                Ok(Some(outputs)) => {
+                    wrote |= task.has_pending_writes();
+                    punctuated.outputs.extend(
+                        outputs
+                            .into_iter()
+                            .map(|output| (*id, output, wall_clock_ms)),
+                    );
+                }
+                Err(message) => punctuated.failed.push((*id, message)),
+            }
+        }
+        Ok((punctuated, wrote))
+    }
+
+    /// When the earliest wall-clock punctuation of a running task is due; `None` when no
+    /// running task's processor asked for one.
+    pub fn next_wall_clock_punctuation(&self) -> Option<Instant> {
+        self.running
+            .values()
+            .filter_map(Task::next_wall_clock_punctuation)
+            .min()
     }
 
     /// Deletes the expired keys of TTL stores, in the open transaction.

@@ -118,6 +118,16 @@ pub trait ProcessorContext {
     /// Unix epoch.
     fn stream_time_ms(&self) -> i64;
 
+    /// Wall-clock time now, milliseconds since the Unix epoch (Kafka Streams'
+    /// `currentSystemTimeMs`, KIP-622): the system clock in the runtime, a manual clock
+    /// in test drivers. For deadlines a wall-clock punctuation
+    /// ([`Processor::punctuate_wall_clock`]) checks.
+    fn wall_clock_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64)
+    }
+
     /// Partition time of the processor's input `input` (its position in
     /// [`Processor::inputs`]): the largest record timestamp seen on it, milliseconds
     /// since the Unix epoch (`i64::MIN` before its first record). A record rerouted
@@ -139,8 +149,8 @@ impl dyn ProcessorContext + '_ {
 
 /// A stream processor: it declares its place in the topology ([`Self::name`],
 /// [`Self::inputs`], [`Self::stores`], [`Self::sinks`]) and handles records in
-/// [`Self::process`]; `init`, `punctuate`, `committed`, `aborted` and `close` have no-op
-/// defaults. The runtime creates one instance per task.
+/// [`Self::process`]; `init`, `punctuate`, `punctuate_wall_clock`, `committed`,
+/// `aborted` and `close` have no-op defaults. The runtime creates one instance per task.
 pub trait Processor: Send + 'static {
     /// The decoded record type the processor takes (the value type of every input's
     /// deserializer).
@@ -184,6 +194,31 @@ pub trait Processor: Send + 'static {
     /// # Errors
     /// [`ProcessorError`] stops the task.
     fn punctuate(&mut self, _stream_time_ms: i64, _ctx: &mut dyn ProcessorContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// How often the runtime calls [`Self::punctuate_wall_clock`], in milliseconds of
+    /// wall-clock time; `None` (the default) never.
+    fn wall_clock_punctuation_interval_ms(&self) -> Option<u64> {
+        None
+    }
+
+    /// Timer callback on wall-clock time (Kafka Streams' `PunctuationType.WALL_CLOCK_TIME`,
+    /// KIP-138): called about every [`Self::wall_clock_punctuation_interval_ms`] while the
+    /// task runs, whether or not records arrive, so that it fires when a stream goes
+    /// quiet — where stream-time punctuation ([`Self::punctuate`]) never does. What it
+    /// writes and forwards joins the open transaction, which the runtime commits even
+    /// when no record was read into it. `wall_clock_ms` is milliseconds since the Unix
+    /// epoch. Replays do not reproduce wall-clock time: keep what it decides out of
+    /// anything that must come out the same in every replay.
+    ///
+    /// # Errors
+    /// [`ProcessorError`] stops the task.
+    fn punctuate_wall_clock(
+        &mut self,
+        _wall_clock_ms: i64,
+        _ctx: &mut dyn ProcessorContext,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -233,6 +268,17 @@ pub trait TaskProcessor: Send {
     /// # Errors
     /// [`ProcessorError`] stops the task.
     fn punctuate(&mut self, stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()>;
+    /// See [`Processor::wall_clock_punctuation_interval_ms`].
+    fn wall_clock_punctuation_interval_ms(&self) -> Option<u64>;
+    /// See [`Processor::punctuate_wall_clock`].
+    ///
+    /// # Errors
+    /// [`ProcessorError`] stops the task.
+    fn punctuate_wall_clock(
+        &mut self,
+        wall_clock_ms: i64,
+        ctx: &mut dyn ProcessorContext,
+    ) -> Result<()>;
     /// See [`Processor::committed`].
     fn committed(&mut self);
     /// See [`Processor::aborted`].
@@ -283,6 +329,16 @@ impl<P: Processor> TaskProcessor for P {
     }
     fn punctuate(&mut self, stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()> {
         Processor::punctuate(self, stream_time_ms, ctx)
+    }
+    fn wall_clock_punctuation_interval_ms(&self) -> Option<u64> {
+        Processor::wall_clock_punctuation_interval_ms(self)
+    }
+    fn punctuate_wall_clock(
+        &mut self,
+        wall_clock_ms: i64,
+        ctx: &mut dyn ProcessorContext,
+    ) -> Result<()> {
+        Processor::punctuate_wall_clock(self, wall_clock_ms, ctx)
     }
     fn committed(&mut self) {
         Processor::committed(self)

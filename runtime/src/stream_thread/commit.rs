@@ -31,8 +31,29 @@ impl Pipeline {
     /// record caused it, so there is none to dead-letter, and the instance stops (the
     /// open transaction is never committed).
     async fn punctuate(&mut self) -> Result<()> {
-        let topology = self.topology.clone();
         let punctuated = self.tasks.punctuate()?;
+        self.emit_punctuated(punctuated).await
+    }
+
+    /// Wall-clock punctuation of the tasks whose interval has passed
+    /// ([`crate::Processor::punctuate_wall_clock`]). What it forwards and writes joins
+    /// the open transaction, which then commits even if no record is read into it.
+    ///
+    /// # Errors
+    /// As [`Self::punctuate`].
+    pub(super) async fn punctuate_wall_clock(&mut self) -> Result<()> {
+        let (punctuated, wrote) = self
+            .tasks
+            .punctuate_wall_clock(Instant::now(), super::now_ms())?;
+        if wrote || !punctuated.outputs.is_empty() {
+            self.transaction.hold_punctuation_work();
+        }
+        self.emit_punctuated(punctuated).await
+    }
+
+    /// Sends what a punctuation forwarded into the open transaction.
+    async fn emit_punctuated(&mut self, punctuated: crate::task_manager::Punctuated) -> Result<()> {
+        let topology = self.topology.clone();
         if let Some((task_id, message)) = punctuated.failed.into_iter().next() {
             return Err(Error::FailedOutsideRecord {
                 stage: crate::processor::Stage::Process,

@@ -199,8 +199,9 @@ impl Pipeline {
 
     /// The loop, as `StreamThread.runOnce`: poll (consumed records join their
     /// partition's queue) → process the next record in timestamp order
-    /// ([`PartitionGroups`]), or wait when there is none → restored tasks start running
-    /// → punctuate and commit when the commit interval is due.
+    /// ([`PartitionGroups`]), or wait when there is none (at most until the next
+    /// wall-clock punctuation) → restored tasks start running → wall-clock punctuation
+    /// when due → stream-time punctuation and commit when the commit interval is due.
     async fn run_loop(
         &mut self,
         mut shutdown: watch::Receiver<bool>,
@@ -224,7 +225,8 @@ impl Pipeline {
         loop {
             // Take what the consumer has fetched, without waiting, every few records
             // and whenever nothing queued can be processed.
-            if since_poll >= POLL_EVERY_RECORDS || self.queues.is_empty() {
+            let polled = since_poll >= POLL_EVERY_RECORDS || self.queues.is_empty();
+            if polled {
                 since_poll = 0;
                 self.poll_now().await?;
                 if *shutdown.borrow() {
@@ -259,6 +261,9 @@ impl Pipeline {
                         };
                         let mut until =
                             schedule.wait_until(!self.transaction.is_empty(), hold_until);
+                        if let Some(punctuation_at) = self.tasks.next_wall_clock_punctuation() {
+                            until = until.min(tokio::time::Instant::from_std(punctuation_at));
+                        }
                         if self.tasks.any_restoring() {
                             until = until.min(tokio::time::Instant::now() + RESTORE_CHECK_INTERVAL);
                         }
@@ -270,6 +275,11 @@ impl Pipeline {
                 }
             }
             self.resume_restored_tasks()?;
+            // Wall-clock punctuation, checked whenever the consumer was polled (every few
+            // records, and whenever the queues ran dry).
+            if polled {
+                self.punctuate_wall_clock().await?;
+            }
             if self
                 .maybe_commit(&mut schedule, idle_commit, stop_when_caught_up)
                 .await?

@@ -39,6 +39,9 @@ pub(super) struct Transaction {
     timestamps_ms: Vec<i64>,
     /// Commit after the record just processed (a suspect processed alone).
     commit_requested: bool,
+    /// A wall-clock punctuation forwarded or wrote in it: it must commit although no
+    /// record may have been read into it.
+    punctuation_work: bool,
     /// Bumped at every abort: a record read before it was rewound and is dropped.
     generation: u64,
     /// Next offset committed per partition, over the run.
@@ -90,6 +93,7 @@ impl Transaction {
             inputs: Vec::new(),
             timestamps_ms: Vec::new(),
             commit_requested: false,
+            punctuation_work: false,
             generation: 0,
             committed_offsets: HashMap::new(),
             aborts,
@@ -109,9 +113,16 @@ impl Transaction {
         self.inputs.len()
     }
 
-    /// True when it holds no record.
+    /// True when it holds no record and no work of a wall-clock punctuation: nothing
+    /// to commit.
     pub fn is_empty(&self) -> bool {
-        self.inputs.is_empty()
+        self.inputs.is_empty() && !self.punctuation_work
+    }
+
+    /// A wall-clock punctuation forwarded or wrote in it: it is committed like one
+    /// holding records.
+    pub fn hold_punctuation_work(&mut self) {
+        self.punctuation_work = true;
     }
 
     /// Bumped at every abort: compare before and after an await to know whether the
@@ -238,6 +249,7 @@ impl Transaction {
         self.inputs.clear();
         self.timestamps_ms.clear();
         self.commit_requested = false;
+        self.punctuation_work = false;
         self.collector.reset();
     }
 }
