@@ -1,6 +1,6 @@
 //! The configuration files this repository ships (`config/`) and the variables
-//! `docker-compose.yml` sets: each loads with the runtime's sections and the ledger
-//! sink's `[sink]`, and validates.
+//! `docker-compose.yml` sets: each loads with the runtime's sections, the payments
+//! application's `[payments]` and the ledger sink's `[sink]`, and validates.
 
 use std::path::Path;
 
@@ -8,6 +8,7 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use paystream_common::config::{ConfigSources, SecurityProtocol};
 use paystream_ledger_sink::SinkConfig;
+use paystream_processors::PaymentsConfig;
 
 #[test]
 fn the_shipped_configs_load() {
@@ -31,9 +32,15 @@ fn the_shipped_configs_load() {
         }
         let sources = ConfigSources::from_figment(Figment::new().merge(Toml::string(&text)));
         sources
-            .config(&[SinkConfig::SECTION])
+            .config(&[SinkConfig::SECTION, PaymentsConfig::SECTION])
             .unwrap_or_else(|e| panic!("{file}: {e}"));
         SinkConfig::load(&sources).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let payments = PaymentsConfig::load(&sources).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(
+            payments,
+            PaymentsConfig::default(),
+            "{file} shows the defaults"
+        );
     }
 }
 
@@ -67,7 +74,7 @@ fn the_compose_file_sets_only_existing_config_keys() {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/paystream.local.toml");
         let sources = ConfigSources::load(Some(&file)).map_err(|e| e.to_string())?;
         let config = sources
-            .config(&[SinkConfig::SECTION])
+            .config(&[SinkConfig::SECTION, PaymentsConfig::SECTION])
             .map_err(|e| e.to_string())?;
         let sink = SinkConfig::load(&sources).map_err(|e| e.to_string())?;
         assert_eq!(config.http.listen_address, "0.0.0.0:9464");

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use paystream::commands;
 use paystream_ledger_sink::SinkConfig;
+use paystream_processors::PaymentsConfig;
 
 /// jemalloc instead of glibc's allocator: the stream thread allocates and frees per
 /// record (messages, outputs, store values), and malloc/free took about a sixth of its
@@ -155,18 +156,20 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let config_path = cli.config.clone();
     let result = runtime.block_on(async move {
-        // The runtime's sections and the ledger sink's `[sink]`, from one file and the
-        // environment, each validated by its owner before anything connects.
+        // The runtime's sections, the payments application's `[payments]` and the ledger
+        // sink's `[sink]`, from one file and the environment, each validated by its owner
+        // before anything connects.
         let sources = paystream_common::config::ConfigSources::load(config_path.as_deref())?;
-        let config = sources.config(&[SinkConfig::SECTION])?;
+        let config = sources.config(&[SinkConfig::SECTION, PaymentsConfig::SECTION])?;
         let sink = SinkConfig::load(&sources)?;
+        let payments = PaymentsConfig::load(&sources)?;
         if cli.command.uses_kafka() {
             // Fail fast, with the cause, on a wrong password, an untrusted certificate or
             // an unreachable cluster (bounded retries), before any work starts.
             paystream_common::kafka::check_connection(&config).await?;
         }
         match cli.command {
-            Command::Run(args) => commands::run::run(config, sink, args).await,
+            Command::Run(args) => commands::run::run(config, payments, sink, args).await,
             Command::Topics {
                 command: TopicsCommand::Create,
             } => commands::topics::create(config).await,

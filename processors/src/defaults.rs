@@ -9,3 +9,8 @@ pub const IDEMPOTENCY_RETENTION_MS: i64 = 72 * 60 * 60 * 1000;
 /// milliseconds: 1 h, as Kafka's own `message.timestamp.after.max.ms`
 /// (`processing.event_time_skew_max_ms`).
 pub const EVENT_TIME_SKEW_MAX_MS: i64 = 60 * 60 * 1_000;
+
+/// Wall-clock time a payment may wait in INITIATED for its auth outcome before
+/// `STUCK_PAYMENT` is raised, milliseconds: 15 minutes
+/// (`payments.stuck_payment_timeout_ms`).
+pub const STUCK_PAYMENT_TIMEOUT_MS: i64 = 15 * 60 * 1_000;

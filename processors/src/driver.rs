@@ -1,7 +1,8 @@
 //! An in-memory test driver for processors (Kafka Streams' `TopologyTestDriver`): state
 //! stores are [`InMemoryStore`]s behind the runtime's [`TransactionalStore`], stream
-//! time is advanced by the records piped in or by hand, punctuation runs after every
-//! record and clock move and then the transaction commits (as the runtime's does at every
+//! time is advanced by the records piped in or by hand, and a manual wall clock by hand
+//! ([`TestDriver::advance_wall_clock_ms`], which runs the wall-clock punctuation);
+//! punctuation runs after every record and clock move and then the transaction commits (as the runtime's does at every
 //! commit), and every call returns what the processor forwarded. An abort can be asked
 //! for ([`TestDriver::advance_stream_time_ms_and_abort`],
 //! [`TestDriver::with_restored_and_aborted_init`]), and a restart over the committed
@@ -17,6 +18,10 @@ use paystream_runtime::Forward;
 
 use crate::{Origin, Output, Processor, ProcessorContext, ProcessorError, Record, Result, Stream};
 
+/// Where the driver's manual wall clock starts: 2026-01-01T00:00:00Z, milliseconds since
+/// the Unix epoch.
+pub const WALL_CLOCK_START_MS: i64 = 1_767_225_600_000;
+
 /// Runs one processor over in-memory stores with a manual clock.
 pub struct TestDriver<P: Processor> {
     processor: P,
@@ -29,6 +34,8 @@ struct MemoryContext {
     stream_time_ms: i64,
     /// By input position.
     partition_time_ms: Vec<i64>,
+    /// The manual wall clock, milliseconds since the Unix epoch.
+    wall_clock_ms: i64,
 }
 
 impl ProcessorContext for MemoryContext {
@@ -45,6 +52,10 @@ impl ProcessorContext for MemoryContext {
 
     fn stream_time_ms(&self) -> i64 {
         self.stream_time_ms
+    }
+
+    fn wall_clock_ms(&self) -> i64 {
+        self.wall_clock_ms
     }
 
     fn partition_time_ms(&self, input: usize) -> i64 {
@@ -123,6 +134,7 @@ impl<P: Processor> TestDriver<P> {
             outputs: Vec::new(),
             stream_time_ms: 0,
             partition_time_ms: vec![0; processor.inputs().len()],
+            wall_clock_ms: WALL_CLOCK_START_MS,
         };
         restore(&mut context);
         context.commit();
@@ -186,6 +198,21 @@ impl<P: Processor> TestDriver<P> {
             .expect("processor error in the test driver");
         self.context.abort();
         self.processor.aborted();
+    }
+
+    /// Moves the manual wall clock forward by `delta_ms`, runs the processor's
+    /// wall-clock punctuation (whatever its interval: the driver stands for a runtime
+    /// that found it due), commits, and returns what it forwarded.
+    ///
+    /// # Panics
+    /// When the processor returns an error: in-memory stores never fail.
+    pub fn advance_wall_clock_ms(&mut self, delta_ms: i64) -> Vec<Output> {
+        self.context.wall_clock_ms += delta_ms;
+        let now = self.context.wall_clock_ms;
+        self.processor
+            .punctuate_wall_clock(now, &mut self.context)
+            .expect("processor error in the test driver");
+        self.punctuate()
     }
 
     /// Punctuates at the current stream time (the runtime does so at every commit),

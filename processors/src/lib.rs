@@ -12,6 +12,7 @@
 //!   journal entries, stream-time timers ([`timers`]) and reconciliation exceptions
 //!   ([`reconciliation`]).
 
+pub mod config;
 pub mod dead_letter;
 pub mod dedupe;
 pub mod defaults;
@@ -32,6 +33,7 @@ use paystream_schemas::{
     JournalEntry, PaymentInitiated, PaymentStatusChanged, ReconciliationException,
 };
 
+pub use config::PaymentsConfig;
 pub use dead_letter::DeadLetterReason;
 pub use paystream_runtime::processor::{
     Origin, Processor, ProcessorContext, ProcessorError, Record, Result, Sink, Stage, StoreSpec,

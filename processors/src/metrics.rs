@@ -232,6 +232,10 @@ impl ProcessorContext for Counting<'_> {
         self.inner.stream_time_ms()
     }
 
+    fn wall_clock_ms(&self) -> i64 {
+        self.inner.wall_clock_ms()
+    }
+
     fn partition_time_ms(&self, input: usize) -> i64 {
         self.inner.partition_time_ms(input)
     }

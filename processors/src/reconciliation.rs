@@ -8,6 +8,7 @@
 //! | `MISSING_IN_LEDGER` | a settlement waited the orphan timeout for a payment never seen |
 //! | `MISSING_IN_PSP` | an authorized payment was not settled within the settlement window |
 //! | `ORPHAN_EVENT` | an auth event waited the orphan timeout for a payment never seen |
+//! | `STUCK_PAYMENT` | a payment had no auth outcome within the stuck-payment timeout (wall-clock time) |
 //!
 //! Each exception is raised at most once per payment and kind: the `reconciliation`
 //! store remembers what was raised, and the exception id is a UUID v5 of
@@ -42,8 +43,9 @@ pub struct Amounts {
     pub currency: Option<String>,
 }
 
-/// Forwards `payment_id`'s exception of `kind`, detected at stream time
-/// `detected_at_ms`, unless it was raised before. Returns whether it was raised now.
+/// Forwards `payment_id`'s exception of `kind`, detected at `detected_at_ms`
+/// (milliseconds since the Unix epoch: a timer's due time on its clock, or the event's
+/// time), unless it was raised before. Returns whether it was raised now.
 ///
 /// # Errors
 /// [`crate::ProcessorError::Store`] when the `reconciliation` store fails.

@@ -21,6 +21,11 @@
 //! A backlog on one topic therefore cannot fire timers early, and a replay of the same
 //! input fires the same timers at the same points of their streams.
 //!
+//! One kind runs on wall-clock time instead, because what it waits for is that nothing
+//! happens: a stuck payment (no auth outcome `stuck_payment_timeout_ms` of wall-clock
+//! time after the lifecycle applied it) is found by the runtime's wall-clock
+//! punctuation, which runs when no record arrives — exactly when a payment is stuck.
+//!
 //! Earlier releases kept timers in a `timers` store of their own, one key
 //! `kind (1 byte) · due_ms (8 bytes, big-endian) · payment_id` each ([`legacy_key`],
 //! [`parse_legacy_key`]). After an upgrade the lifecycle's store migration
@@ -41,21 +46,36 @@ pub enum TimerKind {
     SettlementWindow = 2,
     /// Events wait for a payment that has not appeared (pending retention).
     PendingExpiry = 3,
+    /// A payment waits for its auth outcome; on wall-clock time.
+    StuckPayment = 4,
+}
+
+/// The clock a timer runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerClock {
+    /// The partition time of a stream: the largest record timestamp seen on the task's
+    /// partition of it. Moves only with that stream's records.
+    Stream(Stream),
+    /// Wall-clock time (the runtime's wall-clock punctuation), which moves when no
+    /// record arrives.
+    WallClock,
 }
 
 impl TimerKind {
     /// Every kind.
-    pub const ALL: [TimerKind; 3] = [
+    pub const ALL: [TimerKind; 4] = [
         TimerKind::Orphan,
         TimerKind::SettlementWindow,
         TimerKind::PendingExpiry,
+        TimerKind::StuckPayment,
     ];
 
-    /// The stream whose partition time the timer runs on.
-    pub fn clock(self) -> Stream {
+    /// The clock the timer runs on.
+    pub fn clock(self) -> TimerClock {
         match self {
-            TimerKind::Orphan | TimerKind::PendingExpiry => Stream::Payments,
-            TimerKind::SettlementWindow => Stream::Settlements,
+            TimerKind::Orphan | TimerKind::PendingExpiry => TimerClock::Stream(Stream::Payments),
+            TimerKind::SettlementWindow => TimerClock::Stream(Stream::Settlements),
+            TimerKind::StuckPayment => TimerClock::WallClock,
         }
     }
 
@@ -70,6 +90,7 @@ impl TimerKind {
             1 => Some(TimerKind::Orphan),
             2 => Some(TimerKind::SettlementWindow),
             3 => Some(TimerKind::PendingExpiry),
+            4 => Some(TimerKind::StuckPayment),
             _ => None,
         }
     }
@@ -79,14 +100,15 @@ impl TimerKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DueTimer {
     pub kind: TimerKind,
-    /// Stream time it is due at, milliseconds since the Unix epoch.
+    /// Time it is due at on its kind's clock ([`TimerKind::clock`]), milliseconds since
+    /// the Unix epoch.
     pub due_ms: i64,
 }
 
 /// A timer that is due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timer {
-    /// Stream time it was due at, milliseconds since the Unix epoch.
+    /// Time it was due at on its kind's clock, milliseconds since the Unix epoch.
     pub due_ms: i64,
     pub kind: TimerKind,
     pub payment_id: String,

@@ -6,28 +6,36 @@
 use paystream_common::config::Config;
 use paystream_runtime::topology::Topology;
 
+use crate::PaymentsConfig;
 use crate::dedupe::DedupeProcessor;
 use crate::lifecycle::{LifecycleProcessor, LifecycleSettings};
 use crate::metrics::PaymentMetrics;
 use crate::names::{LEDGER_SINK_TABLES, topics};
 
-/// The lifecycle's timer settings and input checks from `config`.
-pub fn lifecycle_settings(config: &Config) -> LifecycleSettings {
+/// The lifecycle's timer settings and input checks from the runtime's `config` and the
+/// application's `payments` section.
+pub fn lifecycle_settings(config: &Config, payments: &PaymentsConfig) -> LifecycleSettings {
     LifecycleSettings {
         orphan_timeout_ms: config.processing.orphan_timeout_ms,
         settlement_window_ms: config.processing.settlement_window_ms,
         pending_retention_ms: config.processing.pending_retention_ms,
         event_time_skew_max_ms: config.processing.event_time_skew_max_ms,
+        stuck_payment_timeout_ms: payments.stuck_payment_timeout_ms,
     }
 }
 
 /// paystream's topology: `payment_initiated` → dedupe → the repartition topic →
 /// payment lifecycle (with the auth and settlement topics) → status, journal entries and
-/// reconciliation exceptions, which the ledger sink writes to PostgreSQL. Business
-/// counts of committed outputs go to `metrics`.
-pub fn payments_topology(config: &Config, metrics: &PaymentMetrics) -> Topology {
+/// reconciliation exceptions, which the ledger sink writes to PostgreSQL. The
+/// application's own settings come from `payments`; business counts of committed
+/// outputs go to `metrics`.
+pub fn payments_topology(
+    config: &Config,
+    payments: &PaymentsConfig,
+    metrics: &PaymentMetrics,
+) -> Topology {
     let retention_ms = config.state.idempotency_retention_ms;
-    let settings = lifecycle_settings(config);
+    let settings = lifecycle_settings(config, payments);
     let skew_ms = settings.event_time_skew_max_ms;
     let metrics = metrics.clone();
     Topology::builder(config)
@@ -51,9 +59,14 @@ pub fn payments_topology(config: &Config, metrics: &PaymentMetrics) -> Topology 
         .expect("paystream's processors make a valid topology")
 }
 
-/// The payments topology with metrics nobody reads (descriptions, topic creation).
+/// The payments topology with the default `[payments]` settings and metrics nobody
+/// reads (descriptions, topic creation).
 pub fn payments_topology_description(config: &Config) -> Topology {
-    payments_topology(config, &PaymentMetrics::unregistered())
+    payments_topology(
+        config,
+        &PaymentsConfig::default(),
+        &PaymentMetrics::unregistered(),
+    )
 }
 
 #[cfg(test)]

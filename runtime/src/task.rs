@@ -459,6 +459,12 @@ impl ProcessorContext for TaskContext<'_> {
         self.stream_time_ms
     }
 
+    fn wall_clock_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64)
+    }
+
     fn partition_time_ms(&self, input: usize) -> i64 {
         self.partition_time_ms
             .get(input)

@@ -253,16 +253,18 @@ pub enum ReconciliationExceptionKind {
     MissingInLedger,
     MissingInPsp,
     OrphanEvent,
+    StuckPayment,
 }
 
 impl ReconciliationExceptionKind {
     /// Every kind.
-    pub const ALL: [ReconciliationExceptionKind; 5] = [
+    pub const ALL: [ReconciliationExceptionKind; 6] = [
         ReconciliationExceptionKind::AmountMismatch,
         ReconciliationExceptionKind::CurrencyMismatch,
         ReconciliationExceptionKind::MissingInLedger,
         ReconciliationExceptionKind::MissingInPsp,
         ReconciliationExceptionKind::OrphanEvent,
+        ReconciliationExceptionKind::StuckPayment,
     ];
 
     /// The upper-case name used in Avro, PostgreSQL and metric labels (`AMOUNT_MISMATCH`, …).
@@ -273,6 +275,7 @@ impl ReconciliationExceptionKind {
             ReconciliationExceptionKind::MissingInLedger => "MISSING_IN_LEDGER",
             ReconciliationExceptionKind::MissingInPsp => "MISSING_IN_PSP",
             ReconciliationExceptionKind::OrphanEvent => "ORPHAN_EVENT",
+            ReconciliationExceptionKind::StuckPayment => "STUCK_PAYMENT",
         }
     }
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use paystream_common::health::{self, Health};
 use paystream_ledger_sink::{LedgerSink, SinkConfig, SinkMetrics, SinkSummary};
+use paystream_processors::PaymentsConfig;
 use paystream_processors::metrics::PaymentMetrics;
 use paystream_processors::topology::payments_topology;
 use paystream_runtime::metrics::Metrics;
@@ -31,7 +32,12 @@ pub struct RunArgs {
 }
 
 /// Runs until interrupted (Ctrl-C / SIGTERM) or, with `--until-caught-up`, caught up.
-pub async fn run(config: Config, sink: SinkConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    config: Config,
+    payments: PaymentsConfig,
+    sink: SinkConfig,
+    args: RunArgs,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let codec = codec(&config)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -77,7 +83,7 @@ pub async fn run(config: Config, sink: SinkConfig, args: RunArgs) -> anyhow::Res
     let payment_metrics = PaymentMetrics::register(&metrics.registry);
     let pipeline = Pipeline::new(
         config.clone(),
-        payments_topology(&config, &payment_metrics),
+        payments_topology(&config, &payments, &payment_metrics),
         codec,
         metrics,
         health,

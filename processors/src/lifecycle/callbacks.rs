@@ -14,6 +14,8 @@
 //!   dead-letter queue (`orphan_expired`) and leave the payment's value, so they are no
 //!   longer seen.
 //! - [`on_settlement_window_closed`]: the payment is still AUTHORIZED; `MISSING_IN_PSP`.
+//! - [`on_stuck_payment`] (wall-clock time, from the wall-clock punctuation): the payment
+//!   is still INITIATED; `STUCK_PAYMENT`.
 //!
 //! Its caller writes the payment's value afterwards. The check of a settlement against
 //! its authorization, which runs when the settlement is applied, is in
@@ -117,6 +119,34 @@ pub(super) fn on_settlement_window_closed(
         ctx,
         &timer.payment_id,
         ReconciliationExceptionKind::MissingInPsp,
+        amounts,
+        timer.due_ms,
+    )?;
+    Ok(())
+}
+
+/// A payment's stuck-payment timer fired (wall-clock time): `STUCK_PAYMENT` if it is
+/// still INITIATED, with its requested amount as the expected one.
+pub(super) fn on_stuck_payment(
+    loaded: &Loaded,
+    timer: &timers::Timer,
+    ctx: &mut dyn ProcessorContext,
+) -> Result<()> {
+    let Some(state) = &loaded.payment.state else {
+        return Ok(());
+    };
+    if state.status != PaymentStatus::Initiated {
+        return Ok(());
+    }
+    let amounts = Amounts {
+        expected_minor: Some(state.amount_minor),
+        actual_minor: None,
+        currency: Some(state.currency.clone()),
+    };
+    reconciliation::raise(
+        ctx,
+        &timer.payment_id,
+        ReconciliationExceptionKind::StuckPayment,
         amounts,
         timer.due_ms,
     )?;
@@ -243,5 +273,93 @@ mod tests {
             stored_payment(&d, "p1").timers.is_empty(),
             "a settled payment keeps no timer"
         );
+    }
+
+    fn stuck_after(timeout_ms: i64) -> LifecycleProcessor {
+        LifecycleProcessor::new(crate::lifecycle::LifecycleSettings {
+            stuck_payment_timeout_ms: timeout_ms,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_payment_without_an_auth_outcome_is_stuck_after_the_timeout_of_wall_clock_time() {
+        let mut d = TestDriver::new(stuck_after(15 * MINUTE_MS));
+        d.pipe(rec(initiated("p1")));
+        // Stream time moving does not fire it; wall-clock time does.
+        assert!(exceptions(&d.advance_stream_time_ms(DAY_MS)).is_empty());
+        assert!(exceptions(&d.advance_wall_clock_ms(14 * MINUTE_MS)).is_empty());
+        let out = d.advance_wall_clock_ms(MINUTE_MS);
+        assert_eq!(
+            exceptions(&out),
+            vec![(ReconciliationExceptionKind::StuckPayment, Some(1000), None)]
+        );
+        let Output::ReconciliationException(stuck) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            stuck.detected_at,
+            crate::driver::WALL_CLOCK_START_MS + 15 * MINUTE_MS,
+            "detected at the due wall-clock time"
+        );
+        assert!(
+            exceptions(&d.advance_wall_clock_ms(DAY_MS)).is_empty(),
+            "raised once"
+        );
+        // The outcome comes late: it still applies.
+        assert_eq!(
+            statuses(&d.pipe(rec(auth_ok("p1", "a1")))),
+            vec![(Some(PaymentStatus::Initiated), PaymentStatus::Authorized)]
+        );
+    }
+
+    #[test]
+    fn an_auth_outcome_in_time_cancels_the_stuck_payment_check() {
+        let mut d = TestDriver::new(stuck_after(15 * MINUTE_MS));
+        d.pipe(rec(initiated("p1")));
+        d.pipe(rec(initiated("p2")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        d.pipe(rec(auth_failed("p2", "f2")));
+        assert!(exceptions(&d.advance_wall_clock_ms(DAY_MS)).is_empty());
+        for payment in ["p1", "p2"] {
+            assert!(
+                !stored_payment(&d, payment)
+                    .timers
+                    .iter()
+                    .any(|t| t.kind == TimerKind::StuckPayment),
+                "{payment}"
+            );
+        }
+        // An auth that waited for its payment: the payment is never INITIATED for long.
+        d.pipe(rec(auth_ok("p3", "a3")));
+        d.pipe(rec(initiated("p3")));
+        assert!(
+            !stored_payment(&d, "p3")
+                .timers
+                .iter()
+                .any(|t| t.kind == TimerKind::StuckPayment)
+        );
+    }
+
+    #[test]
+    fn the_stuck_payment_check_survives_a_restart_and_can_be_turned_off() {
+        let mut d = TestDriver::new(stuck_after(MINUTE_MS));
+        d.pipe(rec(initiated("p1")));
+        d.restart(stuck_after(MINUTE_MS));
+        assert_eq!(
+            exceptions(&d.advance_wall_clock_ms(MINUTE_MS)),
+            vec![(ReconciliationExceptionKind::StuckPayment, Some(1000), None)],
+            "the timer was rebuilt from the stored value"
+        );
+
+        let off = stuck_after(0);
+        assert_eq!(
+            crate::Processor::wall_clock_punctuation_interval_ms(&off),
+            None
+        );
+        let mut d = TestDriver::new(off);
+        d.pipe(rec(initiated("p1")));
+        assert!(stored_payment(&d, "p1").timers.is_empty());
+        assert!(exceptions(&d.advance_wall_clock_ms(DAY_MS)).is_empty());
     }
 }

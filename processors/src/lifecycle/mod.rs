@@ -94,17 +94,17 @@
 use paystream_runtime::serde::AvroSerde;
 use paystream_runtime::{Input, Sink};
 use paystream_schemas::{
-    AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatusChanged,
+    AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatus, PaymentStatusChanged,
     ReconciliationException, SettlementReported,
 };
 
 use crate::metrics::{Counting, OutputCounts, PaymentMetrics};
 use crate::names::{sinks, topics};
 use crate::serdes::{EventDeserializer, JournalEntrySerializer};
-use crate::timers::{self, DueTimer, TimerIndex, TimerKind};
+use crate::timers::{self, DueTimer, TimerClock, TimerIndex, TimerKind};
 use crate::{
     DeadLetterReason, Origin, Output, Processor, ProcessorContext, Record, Result, StoreSpec,
-    stores,
+    Stream, stores,
 };
 
 /// The positions of the lifecycle's inputs in [`Processor::inputs`] (for
@@ -139,6 +139,9 @@ use upgrade::TimerMigration;
 /// At most this many timers fire per punctuation (per task and commit); the rest fire at
 /// the next one, so one commit's transaction stays bounded.
 pub const TIMERS_PER_PUNCTUATION_MAX: usize = 1_000;
+
+/// How often the stuck-payment timers are checked on wall-clock time, milliseconds.
+pub const WALL_CLOCK_PUNCTUATION_INTERVAL_MS: u64 = 1_000;
 
 /// The payment lifecycle processor over the `payments` and `reconciliation` stores (and
 /// the `seen_events`, `pending` and `timers` stores of earlier releases, which
@@ -216,6 +219,7 @@ impl LifecycleProcessor {
                 self.settings.pending_retention_ms,
                 ctx,
             )?,
+            TimerKind::StuckPayment => callbacks::on_stuck_payment(&loaded, &timer, ctx)?,
         }
         loaded.save(ctx, &mut self.timers)
     }
@@ -329,6 +333,28 @@ impl Processor for LifecycleProcessor {
         result
     }
 
+    /// Wall-clock punctuation every second while the stuck-payment check is on.
+    fn wall_clock_punctuation_interval_ms(&self) -> Option<u64> {
+        (self.settings.stuck_payment_timeout_ms > 0).then_some(WALL_CLOCK_PUNCTUATION_INTERVAL_MS)
+    }
+
+    /// Fires the stuck-payment timers due at `wall_clock_ms` (at most
+    /// [`TIMERS_PER_PUNCTUATION_MAX`]).
+    fn punctuate_wall_clock(
+        &mut self,
+        wall_clock_ms: i64,
+        ctx: &mut dyn ProcessorContext,
+    ) -> Result<()> {
+        let mut counts = std::mem::take(&mut self.counts);
+        let ctx: &mut dyn ProcessorContext = &mut Counting {
+            inner: ctx,
+            counts: &mut counts,
+        };
+        let result = self.fire_due(TimerClock::WallClock, wall_clock_ms, ctx);
+        self.counts = counts;
+        result
+    }
+
     fn committed(&mut self) {
         self.timers.committed();
         self.timer_migration.committed();
@@ -350,8 +376,22 @@ impl LifecycleProcessor {
     /// earlier releases into the values and the index, while it holds keys.
     fn punctuate_timers(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()> {
         self.timer_migration.migrate_page(ctx, &mut self.timers)?;
-        for kind in TimerKind::ALL {
-            let now_ms = ctx.partition_time_ms(kind.clock().input());
+        for stream in Stream::ALL {
+            let now_ms = ctx.partition_time_ms(stream.input());
+            self.fire_due(TimerClock::Stream(stream), now_ms, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Fires the timers of the kinds on `clock` due at `now_ms` (at most
+    /// [`TIMERS_PER_PUNCTUATION_MAX`] of each kind).
+    fn fire_due(
+        &mut self,
+        clock: TimerClock,
+        now_ms: i64,
+        ctx: &mut dyn ProcessorContext,
+    ) -> Result<()> {
+        for kind in TimerKind::ALL.into_iter().filter(|k| k.clock() == clock) {
             for timer in self
                 .timers
                 .take_due(kind, now_ms, TIMERS_PER_PUNCTUATION_MAX)
@@ -376,6 +416,15 @@ fn on_initiated(
         loaded.payment.cancel_timers(TimerKind::Orphan);
         loaded.payment.cancel_timers(TimerKind::PendingExpiry);
         pending::drain(&mut loaded, ctx, &lifecycle.settings)?;
+        // Still waiting for its auth outcome (none waited for it): it is stuck if none
+        // comes within the timeout, on wall-clock time.
+        let timeout_ms = lifecycle.settings.stuck_payment_timeout_ms;
+        if timeout_ms > 0 && loaded.status() == Some(PaymentStatus::Initiated) {
+            loaded.payment.timers.push(DueTimer {
+                kind: TimerKind::StuckPayment,
+                due_ms: ctx.wall_clock_ms().saturating_add(timeout_ms),
+            });
+        }
         loaded.save(ctx, &mut lifecycle.timers)?;
     }
     Ok(())
@@ -420,6 +469,12 @@ fn on_payment_event(
         None => pending::buffer(&mut loaded, event, origin, ctx, Some(&lifecycle.settings))?,
     };
     if changed {
+        if loaded
+            .status()
+            .is_some_and(|status| status != PaymentStatus::Initiated)
+        {
+            loaded.payment.cancel_timers(TimerKind::StuckPayment);
+        }
         loaded.save(ctx, &mut lifecycle.timers)?;
     }
     Ok(())
@@ -427,8 +482,6 @@ fn on_payment_event(
 
 #[cfg(test)]
 mod tests {
-    use paystream_schemas::PaymentStatus;
-
     use super::*;
     use crate::driver::{TestDriver, origin};
     use crate::lifecycle::test_support::*;

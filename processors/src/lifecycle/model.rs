@@ -8,8 +8,10 @@
 use paystream_schemas::PaymentStatus;
 use serde::{Deserialize, Serialize};
 
-/// Timer settings of the lifecycle (config keys `processing.orphan_timeout_ms` and
-/// `processing.settlement_window_ms`).
+/// Timer settings of the lifecycle (config keys `processing.orphan_timeout_ms`,
+/// `processing.settlement_window_ms`, `processing.pending_retention_ms`,
+/// `processing.event_time_skew_max_ms`, and `payments.stuck_payment_timeout_ms` of the
+/// application's own section, [`crate::PaymentsConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LifecycleSettings {
     /// Stream time an event may wait for its payment before an exception is raised,
@@ -25,9 +27,13 @@ pub struct LifecycleSettings {
     /// milliseconds; an event further ahead is dead-lettered as `event_time_in_future`.
     /// Default 1 h.
     pub event_time_skew_max_ms: i64,
+    /// Wall-clock time a payment may wait in INITIATED for its auth outcome, from when
+    /// the lifecycle applied it, before `STUCK_PAYMENT` is raised, milliseconds; 0 turns
+    /// the check off. Default 15 minutes.
+    pub stuck_payment_timeout_ms: i64,
 }
 
-pub use crate::defaults::EVENT_TIME_SKEW_MAX_MS;
+pub use crate::defaults::{EVENT_TIME_SKEW_MAX_MS, STUCK_PAYMENT_TIMEOUT_MS};
 
 impl Default for LifecycleSettings {
     fn default() -> Self {
@@ -36,6 +42,7 @@ impl Default for LifecycleSettings {
             settlement_window_ms: 3 * 24 * 60 * 60 * 1_000,
             pending_retention_ms: 72 * 60 * 60 * 1_000,
             event_time_skew_max_ms: EVENT_TIME_SKEW_MAX_MS,
+            stuck_payment_timeout_ms: STUCK_PAYMENT_TIMEOUT_MS,
         }
     }
 }

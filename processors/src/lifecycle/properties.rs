@@ -101,6 +101,8 @@ const SETTINGS: LifecycleSettings = LifecycleSettings {
     // Longer than any generated delay: no valid event expires from `pending`.
     pending_retention_ms: 10_000_000,
     event_time_skew_max_ms: crate::lifecycle::EVENT_TIME_SKEW_MAX_MS,
+    // Wall-clock time does not move in these scenarios: the check is tested on its own.
+    stuck_payment_timeout_ms: 0,
 };
 
 fn scenario() -> impl Strategy<Value = Scenario> {

@@ -120,6 +120,11 @@ impl Loaded {
         })
     }
 
+    /// The payment's status; `None` before its `PaymentInitiated` was applied.
+    pub fn status(&self) -> Option<PaymentStatus> {
+        self.payment.state.as_ref().map(|state| state.status)
+    }
+
     /// The payment's state. Panics when it has none: call only where it was checked.
     pub fn state(&self) -> &PaymentState {
         self.payment

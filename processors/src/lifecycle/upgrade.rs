@@ -106,20 +106,27 @@ pub(super) fn migrate_pending(
     }
 }
 
+/// The timer kinds earlier releases kept in their `timers` store.
+const LEGACY_KINDS: [TimerKind; 3] = [
+    TimerKind::Orphan,
+    TimerKind::SettlementWindow,
+    TimerKind::PendingExpiry,
+];
+
 /// Where the migration of the `timers` store of earlier releases has got to: per kind,
 /// the key to read from next, `None` once the kind is done; then a last pass over the
 /// whole store for keys that are not timers (deleted, as earlier releases never wrote
 /// them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Cursors {
-    kinds: [Option<Vec<u8>>; 3],
+    kinds: [Option<Vec<u8>>; LEGACY_KINDS.len()],
     rest: Option<Vec<u8>>,
 }
 
 impl Cursors {
     fn start() -> Cursors {
         Cursors {
-            kinds: TimerKind::ALL.map(|kind| Some(vec![kind.code()])),
+            kinds: LEGACY_KINDS.map(|kind| Some(vec![kind.code()])),
             rest: Some(Vec::new()),
         }
     }
@@ -157,7 +164,7 @@ impl TimerMigration {
         index: &mut TimerIndex,
     ) -> Result<usize> {
         let mut moved = 0;
-        for (kind, cursor) in TimerKind::ALL.into_iter().zip(&mut self.open.kinds) {
+        for (kind, cursor) in LEGACY_KINDS.into_iter().zip(&mut self.open.kinds) {
             if let Some(from) = cursor.take() {
                 let (n, next) = migrate_keys(ctx, index, &from, Some(kind))?;
                 moved += n;

@@ -121,12 +121,9 @@ pub trait ProcessorContext {
     /// Wall-clock time now, milliseconds since the Unix epoch (Kafka Streams'
     /// `currentSystemTimeMs`, KIP-622): the system clock in the runtime, a manual clock
     /// in test drivers. For deadlines a wall-clock punctuation
-    /// ([`Processor::punctuate_wall_clock`]) checks.
-    fn wall_clock_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as i64)
-    }
+    /// ([`Processor::punctuate_wall_clock`]) checks. A context that wraps another
+    /// passes this through.
+    fn wall_clock_ms(&self) -> i64;
 
     /// Partition time of the processor's input `input` (its position in
     /// [`Processor::inputs`]): the largest record timestamp seen on it, milliseconds

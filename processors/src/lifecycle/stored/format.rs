@@ -10,7 +10,8 @@
 //! Version 1 in postcard (varints: LEB128, signed ones zigzag-encoded first), in this
 //! order:
 //! 1. the timers: their number, then per timer its kind code (1 orphan timeout,
-//!    2 settlement window, 3 pending expiry) and its due time (milliseconds). They come
+//!    2 settlement window, 3 pending expiry, 4 stuck payment) and its due time
+//!    (milliseconds). They come
 //!    first so that the timer index is rebuilt at task start by reading only this prefix
 //!    of each value ([`decode_timers`]);
 //! 2. the state, an `Option`: `0`, or `1` then `merchant_id`, `psp`, `amount_minor`,

@@ -1,0 +1,108 @@
+//! The payments application's own configuration: the `[payments]` section of the
+//! configuration file (`PAYSTREAM_PAYMENTS__<KEY>` in the environment), read from the
+//! same sources as the runtime's sections ([`ConfigSources::section`]) and validated
+//! here, before anything connects.
+//!
+//! The lifecycle's stream-time settings (`processing.orphan_timeout_ms`,
+//! `settlement_window_ms`, `pending_retention_ms`, `event_time_skew_max_ms`) are still read
+//! from the runtime's `[processing]` section, where today's configuration files have
+//! them; new settings of the application live here.
+
+use paystream_common::config::{ConfigError, ConfigSources};
+use serde::Deserialize;
+
+use crate::defaults::STUCK_PAYMENT_TIMEOUT_MS;
+
+/// The `[payments]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    /// Wall-clock time a payment may wait in INITIATED for its auth outcome, from when
+    /// the lifecycle applied it, before a `STUCK_PAYMENT` reconciliation exception is
+    /// raised, milliseconds (default 900000, 15 minutes; 0 turns the check off). On
+    /// wall-clock time, so that it fires when traffic stops.
+    pub stuck_payment_timeout_ms: i64,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        PaymentsConfig {
+            stuck_payment_timeout_ms: STUCK_PAYMENT_TIMEOUT_MS,
+        }
+    }
+}
+
+impl PaymentsConfig {
+    /// The top-level key of the section.
+    pub const SECTION: &'static str = "payments";
+
+    /// Reads the `[payments]` section from `sources` (its defaults when absent) and
+    /// validates it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Load`] for an unknown or mistyped key; [`ConfigError::Invalid`]
+    /// naming the key and the fix.
+    pub fn load(sources: &ConfigSources) -> Result<PaymentsConfig, ConfigError> {
+        let config: PaymentsConfig = sources.section(Self::SECTION)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values without connecting.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first bad key and the fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.stuck_payment_timeout_ms < 0 {
+            return Err(ConfigError::Invalid {
+                key: "payments.stuck_payment_timeout_ms",
+                problem: format!("{} is negative", self.stuck_payment_timeout_ms),
+                fix: "use a number of milliseconds, or 0 to turn the check off",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sources of a file holding `toml` (and the directory that keeps it).
+    fn sources(toml: &str) -> (tempfile::TempDir, ConfigSources) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paystream.toml");
+        std::fs::write(&path, toml).unwrap();
+        let sources = ConfigSources::load(Some(&path)).unwrap();
+        (dir, sources)
+    }
+
+    #[test]
+    fn the_section_is_optional_and_checked() {
+        assert_eq!(
+            PaymentsConfig::load(&sources("").1).unwrap(),
+            PaymentsConfig::default()
+        );
+        let config =
+            PaymentsConfig::load(&sources("[payments]\nstuck_payment_timeout_ms = 0\n").1).unwrap();
+        assert_eq!(config.stuck_payment_timeout_ms, 0);
+        let error = PaymentsConfig::load(&sources("[payments]\nstuck_payment_timeout_ms = -1\n").1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("payments.stuck_payment_timeout_ms"),
+            "{error}"
+        );
+        let error = PaymentsConfig::load(&sources("[payments]\nstuck_timeout = 5\n").1)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("stuck_timeout"), "{error}");
+    }
+
+    #[test]
+    fn the_runtime_accepts_the_section() {
+        let (_dir, sources) = sources("[payments]\nstuck_payment_timeout_ms = 60000\n");
+        sources.config(&[PaymentsConfig::SECTION]).unwrap();
+        assert!(sources.config(&[]).is_err(), "unknown to the runtime alone");
+    }
+}
