@@ -36,6 +36,10 @@ pub struct PaymentInitiated {
     pub psp: String,
     /// Milliseconds since the Unix epoch.
     pub occurred_at: i64,
+    /// How the payment is captured; [`CaptureMode::Automatic`] when the record has no
+    /// such field (written before it existed).
+    #[serde(default)]
+    pub capture_mode: CaptureMode,
 }
 avro_record!(
     PaymentInitiated,
@@ -47,6 +51,31 @@ impl PaymentInitiated {
     /// The record key producers must use: `merchant_id:idempotency_key`.
     pub fn key(&self) -> String {
         format!("{}:{}", self.merchant_id, self.idempotency_key)
+    }
+}
+
+/// How a payment's authorization turns into money moved (Avro enum `CaptureMode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CaptureMode {
+    /// The authorization is also the capture (the behaviour of every payment before capture
+    /// modes existed).
+    #[default]
+    Automatic,
+    /// The authorization only holds the funds; [`PaymentCaptured`] events capture them.
+    Manual,
+}
+
+impl CaptureMode {
+    /// Every capture mode.
+    pub const ALL: [CaptureMode; 2] = [CaptureMode::Automatic, CaptureMode::Manual];
+
+    /// The upper-case name used in Avro.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMode::Automatic => "AUTOMATIC",
+            CaptureMode::Manual => "MANUAL",
+        }
     }
 }
 
@@ -441,6 +470,7 @@ mod avro_tests {
             payment_method_token: "pm_1".into(),
             psp: "adyen".into(),
             occurred_at: 1_700_000_000_000,
+            capture_mode: CaptureMode::Manual,
         });
         roundtrip(AuthFailed {
             event_id: "e".into(),

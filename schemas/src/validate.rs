@@ -385,6 +385,7 @@ mod tests {
             payment_method_token: "pm_abc".into(),
             psp: "adyen".into(),
             occurred_at: 1,
+            capture_mode: crate::events::CaptureMode::Automatic,
         }
     }
 
