@@ -130,6 +130,123 @@ avro_record!(
     "settlement_reported.avsc"
 );
 
+/// The PSP captured (part of) an authorized payment (topic `capture`, key `payment_id`).
+/// Several partial captures may follow one authorization, up to its amount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentCaptured {
+    pub event_id: String,
+    pub payment_id: String,
+    /// Id of this capture (one payment may have several).
+    pub capture_id: String,
+    pub psp_reference: String,
+    /// Captured amount, minor units of `currency` (ISO 4217 exponent), > 0.
+    pub amount_minor: i64,
+    /// ISO 4217 alphabetic code, upper case.
+    pub currency: String,
+    /// True for the last capture: the rest of the authorization is released.
+    pub final_capture: bool,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+}
+avro_record!(PaymentCaptured, "PaymentCaptured", "payment_captured.avsc");
+
+/// The PSP voided (reversed) an authorization before capture: the held funds are
+/// released (topic `void`, key `payment_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationVoided {
+    pub event_id: String,
+    pub payment_id: String,
+    pub psp_reference: String,
+    /// The PSP's free text: informational, cleaned, never a reason to refuse the event
+    /// ([`clean_free_text`](crate::validate::clean_free_text)).
+    pub reason: String,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+}
+avro_record!(
+    AuthorizationVoided,
+    "AuthorizationVoided",
+    "authorization_voided.avsc"
+);
+
+/// The PSP refunded (part of) a captured payment to the customer (topic `refund`, key
+/// `payment_id`). Several partial refunds may follow, never more than was captured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundIssued {
+    pub event_id: String,
+    pub payment_id: String,
+    /// Id of this refund (one payment may have several).
+    pub refund_id: String,
+    pub psp_reference: String,
+    /// Refunded amount, minor units of `currency` (ISO 4217 exponent), > 0.
+    pub amount_minor: i64,
+    /// ISO 4217 alphabetic code, upper case.
+    pub currency: String,
+    /// Free text: informational, cleaned, never a reason to refuse the event
+    /// ([`clean_free_text`](crate::validate::clean_free_text)).
+    pub reason: String,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+}
+avro_record!(RefundIssued, "RefundIssued", "refund_issued.avsc");
+
+/// The stage of a chargeback: only stages that move funds are reported (Avro enum
+/// `ChargebackStage`, default `OPENED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChargebackStage {
+    /// The disputed amount is withdrawn from the merchant.
+    Opened,
+    /// The merchant won the dispute: the amount is reinstated.
+    Won,
+    /// The merchant lost the dispute: the loss is final.
+    Lost,
+}
+
+impl ChargebackStage {
+    /// Every stage, in the order a dispute goes through them.
+    pub const ALL: [ChargebackStage; 3] = [
+        ChargebackStage::Opened,
+        ChargebackStage::Won,
+        ChargebackStage::Lost,
+    ];
+
+    /// The upper-case name used in Avro.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChargebackStage::Opened => "OPENED",
+            ChargebackStage::Won => "WON",
+            ChargebackStage::Lost => "LOST",
+        }
+    }
+}
+
+/// A card network dispute moved funds of a payment (topic `chargeback`, key
+/// `payment_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargebackReported {
+    pub event_id: String,
+    pub payment_id: String,
+    /// The PSP's id of the dispute; every stage of one dispute carries it.
+    pub dispute_id: String,
+    /// Disputed amount, minor units of `currency` (ISO 4217 exponent), > 0.
+    pub amount_minor: i64,
+    /// ISO 4217 alphabetic code, upper case.
+    pub currency: String,
+    /// Chargeback fee, minor units of `currency`, >= 0.
+    pub fee_minor: i64,
+    /// The card network's reason code, such as `10.4`.
+    pub reason_code: String,
+    pub stage: ChargebackStage,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+}
+avro_record!(
+    ChargebackReported,
+    "ChargebackReported",
+    "chargeback_reported.avsc"
+);
+
 /// Lifecycle status of a payment. Legal transitions are in
 /// `paystream_processors::lifecycle`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -372,7 +489,7 @@ impl InputEvent {
 }
 
 /// The schemas paystream registers, with the base topic each belongs to.
-pub fn all_schemas() -> [(&'static str, &'static str, &'static str); 7] {
+pub fn all_schemas() -> [(&'static str, &'static str, &'static str); 11] {
     [
         (
             "payment_initiated",
@@ -393,6 +510,22 @@ pub fn all_schemas() -> [(&'static str, &'static str, &'static str); 7] {
             "settlement",
             SettlementReported::FULL_NAME,
             SettlementReported::SCHEMA_JSON,
+        ),
+        (
+            "capture",
+            PaymentCaptured::FULL_NAME,
+            PaymentCaptured::SCHEMA_JSON,
+        ),
+        (
+            "void",
+            AuthorizationVoided::FULL_NAME,
+            AuthorizationVoided::SCHEMA_JSON,
+        ),
+        ("refund", RefundIssued::FULL_NAME, RefundIssued::SCHEMA_JSON),
+        (
+            "chargeback",
+            ChargebackReported::FULL_NAME,
+            ChargebackReported::SCHEMA_JSON,
         ),
         (
             "payment_status",
@@ -480,6 +613,46 @@ mod avro_tests {
             reason: "do not honour".into(),
             occurred_at: 5,
         });
+        roundtrip(PaymentCaptured {
+            event_id: "e".into(),
+            payment_id: "p".into(),
+            capture_id: "c".into(),
+            psp_reference: "r".into(),
+            amount_minor: 700,
+            currency: "EUR".into(),
+            final_capture: true,
+            occurred_at: 6,
+        });
+        roundtrip(AuthorizationVoided {
+            event_id: "e".into(),
+            payment_id: "p".into(),
+            psp_reference: "r".into(),
+            reason: "expired".into(),
+            occurred_at: 7,
+        });
+        roundtrip(RefundIssued {
+            event_id: "e".into(),
+            payment_id: "p".into(),
+            refund_id: "f".into(),
+            psp_reference: "r".into(),
+            amount_minor: 300,
+            currency: "EUR".into(),
+            reason: "returned".into(),
+            occurred_at: 8,
+        });
+        for stage in ChargebackStage::ALL {
+            roundtrip(ChargebackReported {
+                event_id: "e".into(),
+                payment_id: "p".into(),
+                dispute_id: "d".into(),
+                amount_minor: 700,
+                currency: "EUR".into(),
+                fee_minor: 1500,
+                reason_code: "10.4".into(),
+                stage,
+                occurred_at: 9,
+            });
+        }
         roundtrip(PaymentStatusChanged {
             payment_id: "p".into(),
             merchant_id: "m".into(),
