@@ -4,6 +4,9 @@
 //! consumers). Units: `*_minor` fields are integer minor units of the record's ISO 4217
 //! `currency`; `occurred_at`, `settled_at` and `detected_at` are milliseconds since the
 //! Unix epoch (Avro `timestamp-millis`).
+//!
+//! How each schema evolves, and why the output enums end in an `UNKNOWN` symbol no Rust
+//! variant has: docs/schemas.md.
 
 use serde::{Deserialize, Serialize};
 
@@ -253,18 +256,45 @@ avro_record!(
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PaymentStatus {
     Initiated,
+    /// Authorized: with automatic capture also captured; with manual capture the funds are
+    /// only held.
     Authorized,
     Declined,
     Settled,
+    /// Manual capture: captures cover part of the authorized amount.
+    PartiallyCaptured,
+    /// Manual capture: captured in full, or a final capture released the rest.
+    Captured,
+    /// The authorization was voided before capture.
+    Voided,
+    /// Refunds cover part of the captured amount.
+    PartiallyRefunded,
+    /// Refunded in full.
+    Refunded,
+    /// A chargeback is open: its amount is withdrawn.
+    Disputed,
+    /// The merchant won the chargeback: its amount is reinstated.
+    ChargebackWon,
+    /// The merchant lost the chargeback: the loss is final.
+    ChargebackLost,
 }
 
 impl PaymentStatus {
-    /// Every status, in lifecycle order.
-    pub const ALL: [PaymentStatus; 4] = [
+    /// Every status: those of the first schema, then those added with captures, voids,
+    /// refunds and chargebacks (the order of the Avro symbols).
+    pub const ALL: [PaymentStatus; 12] = [
         PaymentStatus::Initiated,
         PaymentStatus::Authorized,
         PaymentStatus::Declined,
         PaymentStatus::Settled,
+        PaymentStatus::PartiallyCaptured,
+        PaymentStatus::Captured,
+        PaymentStatus::Voided,
+        PaymentStatus::PartiallyRefunded,
+        PaymentStatus::Refunded,
+        PaymentStatus::Disputed,
+        PaymentStatus::ChargebackWon,
+        PaymentStatus::ChargebackLost,
     ];
 
     /// The upper-case name used in Avro, PostgreSQL and reports.
@@ -274,6 +304,14 @@ impl PaymentStatus {
             PaymentStatus::Authorized => "AUTHORIZED",
             PaymentStatus::Declined => "DECLINED",
             PaymentStatus::Settled => "SETTLED",
+            PaymentStatus::PartiallyCaptured => "PARTIALLY_CAPTURED",
+            PaymentStatus::Captured => "CAPTURED",
+            PaymentStatus::Voided => "VOIDED",
+            PaymentStatus::PartiallyRefunded => "PARTIALLY_REFUNDED",
+            PaymentStatus::Refunded => "REFUNDED",
+            PaymentStatus::Disputed => "DISPUTED",
+            PaymentStatus::ChargebackWon => "CHARGEBACK_WON",
+            PaymentStatus::ChargebackLost => "CHARGEBACK_LOST",
         }
     }
 }
@@ -313,14 +351,49 @@ pub enum JournalEntryKind {
     /// Settlement: debit `bank:settlement` net and `expense:psp_fees:{psp}` fee, credit
     /// `psp_receivable:{psp}` gross.
     Settlement,
+    /// A capture of a manual-capture payment (money owed by the PSP from now on).
+    Capture,
+    /// A manual-capture authorization: the funds are held, not yet owed.
+    AuthorizationHold,
+    /// A void: the hold of an authorization is released.
+    Void,
+    /// A refund: captured money goes back to the customer.
+    Refund,
+    /// A chargeback opened: the disputed amount is withdrawn.
+    ChargebackOpened,
+    /// A chargeback won: the disputed amount is reinstated.
+    ChargebackWon,
+    /// A chargeback lost: the withdrawal is final.
+    ChargebackLost,
 }
 
 impl JournalEntryKind {
+    /// Every kind: those of the first schema, then those added with captures, voids,
+    /// refunds and chargebacks (the order of the Avro symbols).
+    pub const ALL: [JournalEntryKind; 9] = [
+        JournalEntryKind::Authorization,
+        JournalEntryKind::Settlement,
+        JournalEntryKind::Capture,
+        JournalEntryKind::AuthorizationHold,
+        JournalEntryKind::Void,
+        JournalEntryKind::Refund,
+        JournalEntryKind::ChargebackOpened,
+        JournalEntryKind::ChargebackWon,
+        JournalEntryKind::ChargebackLost,
+    ];
+
     /// The upper-case name used in Avro and PostgreSQL.
     pub fn as_str(self) -> &'static str {
         match self {
             JournalEntryKind::Authorization => "AUTHORIZATION",
             JournalEntryKind::Settlement => "SETTLEMENT",
+            JournalEntryKind::Capture => "CAPTURE",
+            JournalEntryKind::AuthorizationHold => "AUTHORIZATION_HOLD",
+            JournalEntryKind::Void => "VOID",
+            JournalEntryKind::Refund => "REFUND",
+            JournalEntryKind::ChargebackOpened => "CHARGEBACK_OPENED",
+            JournalEntryKind::ChargebackWon => "CHARGEBACK_WON",
+            JournalEntryKind::ChargebackLost => "CHARGEBACK_LOST",
         }
     }
 }
@@ -399,16 +472,33 @@ pub enum ReconciliationExceptionKind {
     MissingInLedger,
     MissingInPsp,
     OrphanEvent,
+    /// A payment stayed in a non-final status longer than allowed.
+    StuckPayment,
+    /// Captures add up to more than the authorized amount.
+    CaptureExceedsAuthorization,
+    /// Refunds add up to more than the captured amount.
+    RefundExceedsCaptured,
+    /// A chargeback is for more than the captured amount.
+    ChargebackExceedsCaptured,
+    /// A money movement the payment's status does not allow (e.g. a refund of a voided
+    /// payment).
+    IllegalMoneyMovement,
 }
 
 impl ReconciliationExceptionKind {
-    /// Every kind.
-    pub const ALL: [ReconciliationExceptionKind; 5] = [
+    /// Every kind: those of the first schema, then those added with captures, voids,
+    /// refunds and chargebacks (the order of the Avro symbols).
+    pub const ALL: [ReconciliationExceptionKind; 10] = [
         ReconciliationExceptionKind::AmountMismatch,
         ReconciliationExceptionKind::CurrencyMismatch,
         ReconciliationExceptionKind::MissingInLedger,
         ReconciliationExceptionKind::MissingInPsp,
         ReconciliationExceptionKind::OrphanEvent,
+        ReconciliationExceptionKind::StuckPayment,
+        ReconciliationExceptionKind::CaptureExceedsAuthorization,
+        ReconciliationExceptionKind::RefundExceedsCaptured,
+        ReconciliationExceptionKind::ChargebackExceedsCaptured,
+        ReconciliationExceptionKind::IllegalMoneyMovement,
     ];
 
     /// The upper-case name used in Avro, PostgreSQL and metric labels (`AMOUNT_MISMATCH`, …).
@@ -419,6 +509,13 @@ impl ReconciliationExceptionKind {
             ReconciliationExceptionKind::MissingInLedger => "MISSING_IN_LEDGER",
             ReconciliationExceptionKind::MissingInPsp => "MISSING_IN_PSP",
             ReconciliationExceptionKind::OrphanEvent => "ORPHAN_EVENT",
+            ReconciliationExceptionKind::StuckPayment => "STUCK_PAYMENT",
+            ReconciliationExceptionKind::CaptureExceedsAuthorization => {
+                "CAPTURE_EXCEEDS_AUTHORIZATION"
+            }
+            ReconciliationExceptionKind::RefundExceedsCaptured => "REFUND_EXCEEDS_CAPTURED",
+            ReconciliationExceptionKind::ChargebackExceedsCaptured => "CHARGEBACK_EXCEEDS_CAPTURED",
+            ReconciliationExceptionKind::IllegalMoneyMovement => "ILLEGAL_MONEY_MOVEMENT",
         }
     }
 }
@@ -685,6 +782,78 @@ mod avro_tests {
             currency: Some("EUR".into()),
             detected_at: 3,
         });
+    }
+
+    /// The symbols and the enum default of the enum `name` inside the record `json`.
+    fn enum_symbols(json: &str, name: &str) -> (Vec<String>, Option<String>) {
+        let schema = Schema::parse_str(json).unwrap();
+        let Schema::Record(record) = schema else {
+            panic!("not a record")
+        };
+        for field in &record.fields {
+            if let Schema::Enum(e) = &field.schema
+                && e.name.name() == name
+            {
+                return (e.symbols.clone(), e.default.clone());
+            }
+        }
+        panic!("no enum {name}")
+    }
+
+    #[test]
+    fn rust_enums_name_every_avro_symbol_but_the_unknown_default() {
+        let expect = |json, name, names: Vec<&str>| {
+            let (symbols, default) = enum_symbols(json, name);
+            assert_eq!(default.as_deref(), Some("UNKNOWN"), "{name}");
+            assert_eq!(
+                symbols.last().map(String::as_str),
+                Some("UNKNOWN"),
+                "{name}"
+            );
+            assert_eq!(symbols[..symbols.len() - 1], names, "{name}");
+        };
+        expect(
+            PaymentStatusChanged::SCHEMA_JSON,
+            "PaymentStatus",
+            PaymentStatus::ALL.map(PaymentStatus::as_str).to_vec(),
+        );
+        expect(
+            JournalEntry::SCHEMA_JSON,
+            "JournalEntryKind",
+            JournalEntryKind::ALL.map(JournalEntryKind::as_str).to_vec(),
+        );
+        expect(
+            ReconciliationException::SCHEMA_JSON,
+            "ReconciliationExceptionKind",
+            ReconciliationExceptionKind::ALL
+                .map(ReconciliationExceptionKind::as_str)
+                .to_vec(),
+        );
+        let (symbols, default) = enum_symbols(PaymentInitiated::SCHEMA_JSON, "CaptureMode");
+        assert_eq!(symbols, CaptureMode::ALL.map(CaptureMode::as_str));
+        assert_eq!(default.as_deref(), Some("AUTOMATIC"));
+        let (symbols, default) = enum_symbols(ChargebackReported::SCHEMA_JSON, "ChargebackStage");
+        assert_eq!(symbols, ChargebackStage::ALL.map(ChargebackStage::as_str));
+        assert_eq!(default.as_deref(), Some("OPENED"));
+        // serde names are the Avro names.
+        for status in PaymentStatus::ALL {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+        for kind in JournalEntryKind::ALL {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+        }
+        for kind in ReconciliationExceptionKind::ALL {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+        }
     }
 
     #[test]
