@@ -661,6 +661,9 @@ pub async fn encode_input_event(
 }
 
 #[cfg(test)]
+mod compatibility;
+
+#[cfg(test)]
 mod avro_tests {
     use apache_avro::Schema;
 
