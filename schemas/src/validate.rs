@@ -915,7 +915,7 @@ mod tests {
         };
         assert!(control("refund_id", r.check()));
         let b = ChargebackReported {
-            reason_code: "10.\04".into(),
+            reason_code: "10.\u{0}4".into(),
             ..chargeback()
         };
         assert!(control("reason_code", b.check()));
