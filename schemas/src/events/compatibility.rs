@@ -108,7 +108,7 @@ fn sample(schema: &Schema, i: usize, named: &mut HashMap<String, Schema>) -> Val
         Schema::Array(array) => Value::Array(vec![sample(&array.items, i, named)]),
         Schema::String => Value::String(format!("s{i}")),
         Schema::Long => Value::Long(i as i64 + 1),
-        Schema::Boolean => Value::Boolean(i % 2 == 0),
+        Schema::Boolean => Value::Boolean(i.is_multiple_of(2)),
         Schema::TimestampMillis => Value::TimestampMillis(1_700_000_000_000 + i as i64),
         Schema::Null => Value::Null,
         other => panic!("no sample for {other:?}"),
