@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use paystream_integration::{TestEnv, bootstrap, field, read_committed, registry_url};
-use paystream_schemas::{AuthFailed, AuthSucceeded, Codec, PaymentInitiated, SettlementReported};
+use paystream_schemas::{
+    AuthFailed, AuthSucceeded, CaptureMode, Codec, PaymentInitiated, SettlementReported,
+};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -37,6 +39,7 @@ fn payment(n: u32) -> PaymentInitiated {
         payment_method_token: "pm_test_visa".into(),
         psp: "adyen".into(),
         occurred_at: paystream_testkit::traffic::now_ms() - 60_000,
+        capture_mode: CaptureMode::Automatic,
     }
 }
 

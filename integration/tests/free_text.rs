@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use paystream_integration::{TestEnv, field, read_committed, registry_url};
 use paystream_schemas::validate::FREE_TEXT_BYTES_MAX;
-use paystream_schemas::{AuthFailed, Codec, PaymentInitiated, PaymentStatus, PaymentStatusChanged};
+use paystream_schemas::{
+    AuthFailed, CaptureMode, Codec, PaymentInitiated, PaymentStatus, PaymentStatusChanged,
+};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -26,6 +28,7 @@ fn payment(n: u32) -> PaymentInitiated {
         payment_method_token: "pm_test_visa".into(),
         psp: "adyen".into(),
         occurred_at: paystream_testkit::traffic::now_ms() - 60_000,
+        capture_mode: CaptureMode::Automatic,
     }
 }
 

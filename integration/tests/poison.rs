@@ -30,7 +30,9 @@ use paystream_integration::{
     TestEnv, bootstrap, field, ledger_snapshot, read_committed, registry_url,
 };
 use paystream_schemas::validate::AMOUNT_MINOR_MAX;
-use paystream_schemas::{AuthFailed, AuthSucceeded, Codec, PaymentInitiated, SettlementReported};
+use paystream_schemas::{
+    AuthFailed, AuthSucceeded, CaptureMode, Codec, PaymentInitiated, SettlementReported,
+};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
@@ -51,6 +53,7 @@ fn payment(id: &str, amount_minor: i64) -> PaymentInitiated {
         payment_method_token: "pm_test_visa".into(),
         psp: "adyen".into(),
         occurred_at: paystream_testkit::traffic::now_ms() - 60_000,
+        capture_mode: CaptureMode::Automatic,
     }
 }
 

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use paystream_integration::{TestEnv, bootstrap, field, ledger_snapshot, read_committed};
-use paystream_schemas::{Codec, PaymentInitiated};
+use paystream_schemas::{CaptureMode, Codec, PaymentInitiated};
 use paystream_testkit::traffic::{TrafficOptions, default_start_ms, plan};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -147,6 +147,7 @@ fn payment(n: u32) -> PaymentInitiated {
         payment_method_token: format!("pm_sec_{n}"),
         psp: "adyen".into(),
         occurred_at: paystream_testkit::traffic::now_ms() - 60_000,
+        capture_mode: CaptureMode::Automatic,
     }
 }
 

@@ -20,8 +20,8 @@ use paystream_runtime::metrics::Metrics;
 use paystream_runtime::restore::Restoring;
 use paystream_runtime::task::{Task, TaskId};
 use paystream_schemas::{
-    AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatus, ReconciliationExceptionKind,
-    SettlementReported,
+    AuthSucceeded, CaptureMode, InputEvent, PaymentInitiated, PaymentStatus,
+    ReconciliationExceptionKind, SettlementReported,
 };
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -68,6 +68,7 @@ fn payment(payment_id: &str) -> InputEvent {
         payment_method_token: "pm_1".into(),
         psp: "adyen".into(),
         occurred_at: WRITTEN_AT_MS,
+        capture_mode: CaptureMode::Automatic,
     })
 }
 

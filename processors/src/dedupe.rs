@@ -15,7 +15,7 @@
 //! | `0x01` | version 1: the byte, the 32-byte SHA-256 fingerprint, `first_seen_ms` (8 bytes, big-endian), the payment id (UTF-8, to the end) | by this release |
 //! | `{` (`0x7B`) | JSON `{"fingerprint": hex, "payment_id", "first_seen_ms"}` of earlier releases | never: read after an upgrade |
 
-use paystream_schemas::PaymentInitiated;
+use paystream_schemas::{CaptureMode, PaymentInitiated};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -116,16 +116,29 @@ impl IdempotencyRecord {
 /// The request fingerprint, SHA-256 of the length-prefixed business fields: what makes
 /// two requests with one idempotency key "the same". Event id, payment id and timestamps
 /// are left out: a client retry may carry new ones.
+///
+/// The capture mode is part of the request (the same payment with manual capture is a
+/// different request), but only [`CaptureMode::Manual`] is hashed: the fingerprint of an
+/// automatic-capture request is the one releases before capture modes stored, so a retry
+/// that arrives across an upgrade is still a retry, not a conflict.
 pub fn fingerprint(event: &PaymentInitiated) -> [u8; FINGERPRINT_BYTES] {
     let mut hasher = Sha256::new();
+    let amount_minor = event.amount_minor.to_string();
+    let capture_mode = match event.capture_mode {
+        CaptureMode::Automatic => None,
+        CaptureMode::Manual => Some(CaptureMode::Manual.as_str()),
+    };
     for part in [
         event.merchant_id.as_str(),
         event.customer_id.as_str(),
-        &event.amount_minor.to_string(),
+        &amount_minor,
         event.currency.as_str(),
         event.payment_method_token.as_str(),
         event.psp.as_str(),
-    ] {
+    ]
+    .into_iter()
+    .chain(capture_mode)
+    {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part.as_bytes());
     }
@@ -269,6 +282,7 @@ mod tests {
             payment_method_token: "pm_1".into(),
             psp: "adyen".into(),
             occurred_at: 1_000,
+            capture_mode: CaptureMode::Automatic,
         }
     }
 
@@ -339,6 +353,43 @@ mod tests {
         assert_eq!(fingerprint(&a), fingerprint(&b));
         b.amount_minor = 101;
         assert_ne!(fingerprint(&a), fingerprint(&b));
+    }
+
+    #[test]
+    fn fingerprint_of_automatic_capture_is_unchanged_and_manual_capture_differs() {
+        // The fingerprint releases before capture modes computed (and stored) for this
+        // request: SHA-256 of the length-prefixed m1, c1, 100, EUR, pm_1, adyen.
+        let automatic = payment("k", 100);
+        assert_eq!(automatic.capture_mode, CaptureMode::Automatic);
+        assert_eq!(
+            hex::encode(fingerprint(&automatic)),
+            "417ccd25518710916caa20807118ff09a224bad9a59bb86a82ee759baddd7762"
+        );
+        let manual = PaymentInitiated {
+            capture_mode: CaptureMode::Manual,
+            ..automatic.clone()
+        };
+        assert_ne!(fingerprint(&automatic), fingerprint(&manual));
+
+        // The same key with another capture mode is a different request: a conflict.
+        let mut driver = TestDriver::new(DedupeProcessor::default());
+        driver.pipe(record(automatic.clone()));
+        let out = driver.pipe(record(manual.clone()));
+        assert!(
+            matches!(
+                out.as_slice(),
+                [Output::DeadLetter {
+                    reason: DeadLetterReason::IdempotencyKeyReused,
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+        // A retry of the automatic request is still a retry.
+        assert_eq!(
+            driver.pipe(record(automatic)),
+            vec![Output::DuplicateDropped]
+        );
     }
 
     /// A value exactly as the release before version 1 wrote it.

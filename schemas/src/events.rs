@@ -4,6 +4,9 @@
 //! consumers). Units: `*_minor` fields are integer minor units of the record's ISO 4217
 //! `currency`; `occurred_at`, `settled_at` and `detected_at` are milliseconds since the
 //! Unix epoch (Avro `timestamp-millis`).
+//!
+//! How each schema evolves, and why the output enums end in an `UNKNOWN` symbol no Rust
+//! variant has: docs/schemas.md.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +39,10 @@ pub struct PaymentInitiated {
     pub psp: String,
     /// Milliseconds since the Unix epoch.
     pub occurred_at: i64,
+    /// How the payment is captured; [`CaptureMode::Automatic`] when the record has no
+    /// such field (written before it existed).
+    #[serde(default)]
+    pub capture_mode: CaptureMode,
 }
 avro_record!(
     PaymentInitiated,
@@ -47,6 +54,31 @@ impl PaymentInitiated {
     /// The record key producers must use: `merchant_id:idempotency_key`.
     pub fn key(&self) -> String {
         format!("{}:{}", self.merchant_id, self.idempotency_key)
+    }
+}
+
+/// How a payment's authorization turns into money moved (Avro enum `CaptureMode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CaptureMode {
+    /// The authorization is also the capture (the behaviour of every payment before capture
+    /// modes existed).
+    #[default]
+    Automatic,
+    /// The authorization only holds the funds; [`PaymentCaptured`] events capture them.
+    Manual,
+}
+
+impl CaptureMode {
+    /// Every capture mode.
+    pub const ALL: [CaptureMode; 2] = [CaptureMode::Automatic, CaptureMode::Manual];
+
+    /// The upper-case name used in Avro.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMode::Automatic => "AUTOMATIC",
+            CaptureMode::Manual => "MANUAL",
+        }
     }
 }
 
@@ -101,24 +133,168 @@ avro_record!(
     "settlement_reported.avsc"
 );
 
+/// The PSP captured (part of) an authorized payment (topic `capture`, key `payment_id`).
+/// Several partial captures may follow one authorization, up to its amount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentCaptured {
+    pub event_id: String,
+    pub payment_id: String,
+    /// Id of this capture (one payment may have several).
+    pub capture_id: String,
+    pub psp_reference: String,
+    /// Captured amount, minor units of `currency` (ISO 4217 exponent), > 0.
+    pub amount_minor: i64,
+    /// ISO 4217 alphabetic code, upper case.
+    pub currency: String,
+    /// True for the last capture: the rest of the authorization is released.
+    pub final_capture: bool,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+}
+avro_record!(PaymentCaptured, "PaymentCaptured", "payment_captured.avsc");
+
+/// The PSP voided (reversed) an authorization before capture: the held funds are
+/// released (topic `void`, key `payment_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationVoided {
+    pub event_id: String,
+    pub payment_id: String,
+    pub psp_reference: String,
+    /// The PSP's free text: informational, cleaned, never a reason to refuse the event
+    /// ([`clean_free_text`](crate::validate::clean_free_text)).
+    pub reason: String,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+}
+avro_record!(
+    AuthorizationVoided,
+    "AuthorizationVoided",
+    "authorization_voided.avsc"
+);
+
+/// The PSP refunded (part of) a captured payment to the customer (topic `refund`, key
+/// `payment_id`). Several partial refunds may follow, never more than was captured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundIssued {
+    pub event_id: String,
+    pub payment_id: String,
+    /// Id of this refund (one payment may have several).
+    pub refund_id: String,
+    pub psp_reference: String,
+    /// Refunded amount, minor units of `currency` (ISO 4217 exponent), > 0.
+    pub amount_minor: i64,
+    /// ISO 4217 alphabetic code, upper case.
+    pub currency: String,
+    /// Free text: informational, cleaned, never a reason to refuse the event
+    /// ([`clean_free_text`](crate::validate::clean_free_text)).
+    pub reason: String,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+}
+avro_record!(RefundIssued, "RefundIssued", "refund_issued.avsc");
+
+/// The stage of a chargeback: only stages that move funds are reported (Avro enum
+/// `ChargebackStage`, default `OPENED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChargebackStage {
+    /// The disputed amount is withdrawn from the merchant.
+    Opened,
+    /// The merchant won the dispute: the amount is reinstated.
+    Won,
+    /// The merchant lost the dispute: the loss is final.
+    Lost,
+}
+
+impl ChargebackStage {
+    /// Every stage, in the order a dispute goes through them.
+    pub const ALL: [ChargebackStage; 3] = [
+        ChargebackStage::Opened,
+        ChargebackStage::Won,
+        ChargebackStage::Lost,
+    ];
+
+    /// The upper-case name used in Avro.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChargebackStage::Opened => "OPENED",
+            ChargebackStage::Won => "WON",
+            ChargebackStage::Lost => "LOST",
+        }
+    }
+}
+
+/// A card network dispute moved funds of a payment (topic `chargeback`, key
+/// `payment_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargebackReported {
+    pub event_id: String,
+    pub payment_id: String,
+    /// The PSP's id of the dispute; every stage of one dispute carries it.
+    pub dispute_id: String,
+    /// Disputed amount, minor units of `currency` (ISO 4217 exponent), > 0.
+    pub amount_minor: i64,
+    /// ISO 4217 alphabetic code, upper case.
+    pub currency: String,
+    /// Chargeback fee, minor units of `currency`, >= 0.
+    pub fee_minor: i64,
+    /// The card network's reason code, such as `10.4`.
+    pub reason_code: String,
+    pub stage: ChargebackStage,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at: i64,
+}
+avro_record!(
+    ChargebackReported,
+    "ChargebackReported",
+    "chargeback_reported.avsc"
+);
+
 /// Lifecycle status of a payment. Legal transitions are in
 /// `paystream_processors::lifecycle`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PaymentStatus {
     Initiated,
+    /// Authorized: with automatic capture also captured; with manual capture the funds are
+    /// only held.
     Authorized,
     Declined,
     Settled,
+    /// Manual capture: captures cover part of the authorized amount.
+    PartiallyCaptured,
+    /// Manual capture: captured in full, or a final capture released the rest.
+    Captured,
+    /// The authorization was voided before capture.
+    Voided,
+    /// Refunds cover part of the captured amount.
+    PartiallyRefunded,
+    /// Refunded in full.
+    Refunded,
+    /// A chargeback is open: its amount is withdrawn.
+    Disputed,
+    /// The merchant won the chargeback: its amount is reinstated.
+    ChargebackWon,
+    /// The merchant lost the chargeback: the loss is final.
+    ChargebackLost,
 }
 
 impl PaymentStatus {
-    /// Every status, in lifecycle order.
-    pub const ALL: [PaymentStatus; 4] = [
+    /// Every status: those of the first schema, then those added with captures, voids,
+    /// refunds and chargebacks (the order of the Avro symbols).
+    pub const ALL: [PaymentStatus; 12] = [
         PaymentStatus::Initiated,
         PaymentStatus::Authorized,
         PaymentStatus::Declined,
         PaymentStatus::Settled,
+        PaymentStatus::PartiallyCaptured,
+        PaymentStatus::Captured,
+        PaymentStatus::Voided,
+        PaymentStatus::PartiallyRefunded,
+        PaymentStatus::Refunded,
+        PaymentStatus::Disputed,
+        PaymentStatus::ChargebackWon,
+        PaymentStatus::ChargebackLost,
     ];
 
     /// The upper-case name used in Avro, PostgreSQL and reports.
@@ -128,6 +304,14 @@ impl PaymentStatus {
             PaymentStatus::Authorized => "AUTHORIZED",
             PaymentStatus::Declined => "DECLINED",
             PaymentStatus::Settled => "SETTLED",
+            PaymentStatus::PartiallyCaptured => "PARTIALLY_CAPTURED",
+            PaymentStatus::Captured => "CAPTURED",
+            PaymentStatus::Voided => "VOIDED",
+            PaymentStatus::PartiallyRefunded => "PARTIALLY_REFUNDED",
+            PaymentStatus::Refunded => "REFUNDED",
+            PaymentStatus::Disputed => "DISPUTED",
+            PaymentStatus::ChargebackWon => "CHARGEBACK_WON",
+            PaymentStatus::ChargebackLost => "CHARGEBACK_LOST",
         }
     }
 }
@@ -167,14 +351,49 @@ pub enum JournalEntryKind {
     /// Settlement: debit `bank:settlement` net and `expense:psp_fees:{psp}` fee, credit
     /// `psp_receivable:{psp}` gross.
     Settlement,
+    /// A capture of a manual-capture payment (money owed by the PSP from now on).
+    Capture,
+    /// A manual-capture authorization: the funds are held, not yet owed.
+    AuthorizationHold,
+    /// A void: the hold of an authorization is released.
+    Void,
+    /// A refund: captured money goes back to the customer.
+    Refund,
+    /// A chargeback opened: the disputed amount is withdrawn.
+    ChargebackOpened,
+    /// A chargeback won: the disputed amount is reinstated.
+    ChargebackWon,
+    /// A chargeback lost: the withdrawal is final.
+    ChargebackLost,
 }
 
 impl JournalEntryKind {
+    /// Every kind: those of the first schema, then those added with captures, voids,
+    /// refunds and chargebacks (the order of the Avro symbols).
+    pub const ALL: [JournalEntryKind; 9] = [
+        JournalEntryKind::Authorization,
+        JournalEntryKind::Settlement,
+        JournalEntryKind::Capture,
+        JournalEntryKind::AuthorizationHold,
+        JournalEntryKind::Void,
+        JournalEntryKind::Refund,
+        JournalEntryKind::ChargebackOpened,
+        JournalEntryKind::ChargebackWon,
+        JournalEntryKind::ChargebackLost,
+    ];
+
     /// The upper-case name used in Avro and PostgreSQL.
     pub fn as_str(self) -> &'static str {
         match self {
             JournalEntryKind::Authorization => "AUTHORIZATION",
             JournalEntryKind::Settlement => "SETTLEMENT",
+            JournalEntryKind::Capture => "CAPTURE",
+            JournalEntryKind::AuthorizationHold => "AUTHORIZATION_HOLD",
+            JournalEntryKind::Void => "VOID",
+            JournalEntryKind::Refund => "REFUND",
+            JournalEntryKind::ChargebackOpened => "CHARGEBACK_OPENED",
+            JournalEntryKind::ChargebackWon => "CHARGEBACK_WON",
+            JournalEntryKind::ChargebackLost => "CHARGEBACK_LOST",
         }
     }
 }
@@ -253,18 +472,33 @@ pub enum ReconciliationExceptionKind {
     MissingInLedger,
     MissingInPsp,
     OrphanEvent,
+    /// A payment stayed in a non-final status longer than allowed.
     StuckPayment,
+    /// Captures add up to more than the authorized amount.
+    CaptureExceedsAuthorization,
+    /// Refunds add up to more than the captured amount.
+    RefundExceedsCaptured,
+    /// A chargeback is for more than the captured amount.
+    ChargebackExceedsCaptured,
+    /// A money movement the payment's status does not allow (e.g. a refund of a voided
+    /// payment).
+    IllegalMoneyMovement,
 }
 
 impl ReconciliationExceptionKind {
-    /// Every kind.
-    pub const ALL: [ReconciliationExceptionKind; 6] = [
+    /// Every kind: those of the first schema, then those added with captures, voids,
+    /// refunds and chargebacks (the order of the Avro symbols).
+    pub const ALL: [ReconciliationExceptionKind; 10] = [
         ReconciliationExceptionKind::AmountMismatch,
         ReconciliationExceptionKind::CurrencyMismatch,
         ReconciliationExceptionKind::MissingInLedger,
         ReconciliationExceptionKind::MissingInPsp,
         ReconciliationExceptionKind::OrphanEvent,
         ReconciliationExceptionKind::StuckPayment,
+        ReconciliationExceptionKind::CaptureExceedsAuthorization,
+        ReconciliationExceptionKind::RefundExceedsCaptured,
+        ReconciliationExceptionKind::ChargebackExceedsCaptured,
+        ReconciliationExceptionKind::IllegalMoneyMovement,
     ];
 
     /// The upper-case name used in Avro, PostgreSQL and metric labels (`AMOUNT_MISMATCH`, …).
@@ -276,6 +510,12 @@ impl ReconciliationExceptionKind {
             ReconciliationExceptionKind::MissingInPsp => "MISSING_IN_PSP",
             ReconciliationExceptionKind::OrphanEvent => "ORPHAN_EVENT",
             ReconciliationExceptionKind::StuckPayment => "STUCK_PAYMENT",
+            ReconciliationExceptionKind::CaptureExceedsAuthorization => {
+                "CAPTURE_EXCEEDS_AUTHORIZATION"
+            }
+            ReconciliationExceptionKind::RefundExceedsCaptured => "REFUND_EXCEEDS_CAPTURED",
+            ReconciliationExceptionKind::ChargebackExceedsCaptured => "CHARGEBACK_EXCEEDS_CAPTURED",
+            ReconciliationExceptionKind::IllegalMoneyMovement => "ILLEGAL_MONEY_MOVEMENT",
         }
     }
 }
@@ -346,7 +586,7 @@ impl InputEvent {
 }
 
 /// The schemas paystream registers, with the base topic each belongs to.
-pub fn all_schemas() -> [(&'static str, &'static str, &'static str); 7] {
+pub fn all_schemas() -> [(&'static str, &'static str, &'static str); 11] {
     [
         (
             "payment_initiated",
@@ -367,6 +607,22 @@ pub fn all_schemas() -> [(&'static str, &'static str, &'static str); 7] {
             "settlement",
             SettlementReported::FULL_NAME,
             SettlementReported::SCHEMA_JSON,
+        ),
+        (
+            "capture",
+            PaymentCaptured::FULL_NAME,
+            PaymentCaptured::SCHEMA_JSON,
+        ),
+        (
+            "void",
+            AuthorizationVoided::FULL_NAME,
+            AuthorizationVoided::SCHEMA_JSON,
+        ),
+        ("refund", RefundIssued::FULL_NAME, RefundIssued::SCHEMA_JSON),
+        (
+            "chargeback",
+            ChargebackReported::FULL_NAME,
+            ChargebackReported::SCHEMA_JSON,
         ),
         (
             "payment_status",
@@ -403,6 +659,9 @@ pub async fn encode_input_event(
         InputEvent::SettlementReported(e) => codec.encode(topic, e).await,
     }
 }
+
+#[cfg(test)]
+mod compatibility;
 
 #[cfg(test)]
 mod avro_tests {
@@ -444,6 +703,7 @@ mod avro_tests {
             payment_method_token: "pm_1".into(),
             psp: "adyen".into(),
             occurred_at: 1_700_000_000_000,
+            capture_mode: CaptureMode::Manual,
         });
         roundtrip(AuthFailed {
             event_id: "e".into(),
@@ -453,6 +713,46 @@ mod avro_tests {
             reason: "do not honour".into(),
             occurred_at: 5,
         });
+        roundtrip(PaymentCaptured {
+            event_id: "e".into(),
+            payment_id: "p".into(),
+            capture_id: "c".into(),
+            psp_reference: "r".into(),
+            amount_minor: 700,
+            currency: "EUR".into(),
+            final_capture: true,
+            occurred_at: 6,
+        });
+        roundtrip(AuthorizationVoided {
+            event_id: "e".into(),
+            payment_id: "p".into(),
+            psp_reference: "r".into(),
+            reason: "expired".into(),
+            occurred_at: 7,
+        });
+        roundtrip(RefundIssued {
+            event_id: "e".into(),
+            payment_id: "p".into(),
+            refund_id: "f".into(),
+            psp_reference: "r".into(),
+            amount_minor: 300,
+            currency: "EUR".into(),
+            reason: "returned".into(),
+            occurred_at: 8,
+        });
+        for stage in ChargebackStage::ALL {
+            roundtrip(ChargebackReported {
+                event_id: "e".into(),
+                payment_id: "p".into(),
+                dispute_id: "d".into(),
+                amount_minor: 700,
+                currency: "EUR".into(),
+                fee_minor: 1500,
+                reason_code: "10.4".into(),
+                stage,
+                occurred_at: 9,
+            });
+        }
         roundtrip(PaymentStatusChanged {
             payment_id: "p".into(),
             merchant_id: "m".into(),
@@ -485,6 +785,78 @@ mod avro_tests {
             currency: Some("EUR".into()),
             detected_at: 3,
         });
+    }
+
+    /// The symbols and the enum default of the enum `name` inside the record `json`.
+    fn enum_symbols(json: &str, name: &str) -> (Vec<String>, Option<String>) {
+        let schema = Schema::parse_str(json).unwrap();
+        let Schema::Record(record) = schema else {
+            panic!("not a record")
+        };
+        for field in &record.fields {
+            if let Schema::Enum(e) = &field.schema
+                && e.name.name() == name
+            {
+                return (e.symbols.clone(), e.default.clone());
+            }
+        }
+        panic!("no enum {name}")
+    }
+
+    #[test]
+    fn rust_enums_name_every_avro_symbol_but_the_unknown_default() {
+        let expect = |json, name, names: Vec<&str>| {
+            let (symbols, default) = enum_symbols(json, name);
+            assert_eq!(default.as_deref(), Some("UNKNOWN"), "{name}");
+            assert_eq!(
+                symbols.last().map(String::as_str),
+                Some("UNKNOWN"),
+                "{name}"
+            );
+            assert_eq!(symbols[..symbols.len() - 1], names, "{name}");
+        };
+        expect(
+            PaymentStatusChanged::SCHEMA_JSON,
+            "PaymentStatus",
+            PaymentStatus::ALL.map(PaymentStatus::as_str).to_vec(),
+        );
+        expect(
+            JournalEntry::SCHEMA_JSON,
+            "JournalEntryKind",
+            JournalEntryKind::ALL.map(JournalEntryKind::as_str).to_vec(),
+        );
+        expect(
+            ReconciliationException::SCHEMA_JSON,
+            "ReconciliationExceptionKind",
+            ReconciliationExceptionKind::ALL
+                .map(ReconciliationExceptionKind::as_str)
+                .to_vec(),
+        );
+        let (symbols, default) = enum_symbols(PaymentInitiated::SCHEMA_JSON, "CaptureMode");
+        assert_eq!(symbols, CaptureMode::ALL.map(CaptureMode::as_str));
+        assert_eq!(default.as_deref(), Some("AUTOMATIC"));
+        let (symbols, default) = enum_symbols(ChargebackReported::SCHEMA_JSON, "ChargebackStage");
+        assert_eq!(symbols, ChargebackStage::ALL.map(ChargebackStage::as_str));
+        assert_eq!(default.as_deref(), Some("OPENED"));
+        // serde names are the Avro names.
+        for status in PaymentStatus::ALL {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+        for kind in JournalEntryKind::ALL {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+        }
+        for kind in ReconciliationExceptionKind::ALL {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+        }
     }
 
     #[test]

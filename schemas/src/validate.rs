@@ -9,11 +9,18 @@
 //! | what | rule | why |
 //! |---|---|---|
 //! | identifiers (ids, keys, references, codes) | UTF-8, no control character, at most [`IDENTIFIER_BYTES_MAX`] bytes | PostgreSQL refuses NUL bytes in text and btree keys over 2704 bytes |
-//! | free text (`AuthFailed.reason`) | cleaned before the checks, never refused for its form ([`clean_free_text`]): each control character but tab and line breaks replaced by U+FFFD, cut to [`FREE_TEXT_BYTES_MAX`] bytes | it is informational (the PSP's words): a decline must decline its payment whatever its reason text holds; PostgreSQL refuses NUL bytes, and state store values and changelog records stay small |
-//! | amounts and fees | at most [`AMOUNT_MINOR_MAX`] minor units | sums of many amounts stay far from `i64` overflow |
+//! | free text (`reason` of `AuthFailed`, `AuthorizationVoided`, `RefundIssued`) | cleaned before the checks, never refused for its form ([`clean_free_text`]): each control character but tab and line breaks replaced by U+FFFD, cut to [`FREE_TEXT_BYTES_MAX`] bytes | it is informational (the PSP's words): a decline must decline its payment whatever its reason text holds; PostgreSQL refuses NUL bytes, and state store values and changelog records stay small |
+//! | amounts and fees | amounts > 0, fees >= 0, both at most [`AMOUNT_MINOR_MAX`] minor units | sums of many amounts stay far from `i64` overflow |
 //! | event time | not before 1970, at most `processing.event_time_skew_max_ms` ahead of the record's broker timestamp ([`check_event_time`]) | a producer clock running fast; PostgreSQL's timestamp range |
 
-use crate::events::{AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, SettlementReported};
+//!
+//! Each input event type has its checks in its [`EventChecks`] implementation;
+//! [`validate`] and [`clean_event_free_text`] dispatch to them for an [`InputEvent`].
+
+use crate::events::{
+    AuthFailed, AuthSucceeded, AuthorizationVoided, ChargebackReported, InputEvent,
+    PaymentCaptured, PaymentInitiated, RefundIssued, SettlementReported,
+};
 
 /// Why an event's values are not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,7 +66,7 @@ pub const AMOUNT_MINOR_MAX: i64 = 1_000_000_000_000_000;
 /// name prefixes the ledger adds (`merchant_payable:`…).
 pub const IDENTIFIER_BYTES_MAX: usize = 256;
 
-/// Longest free-text field (`AuthFailed.reason`), bytes of UTF-8.
+/// Longest free-text field (a `reason`), bytes of UTF-8.
 pub const FREE_TEXT_BYTES_MAX: usize = 4_096;
 
 /// What [`clean_free_text`] changed in one free-text field.
@@ -115,14 +122,38 @@ pub fn clean_free_text(value: &mut String) -> FreeTextCleaning {
 /// Cleans the free-text fields of `event` ([`clean_free_text`]). Returns each field
 /// that was changed, with what was changed.
 pub fn clean_event_free_text(event: &mut InputEvent) -> Vec<(&'static str, FreeTextCleaning)> {
-    let mut changed = Vec::new();
-    if let InputEvent::AuthFailed(e) = event {
-        let cleaning = clean_free_text(&mut e.reason);
-        if !cleaning.is_clean() {
-            changed.push(("reason", cleaning));
-        }
+    match event {
+        InputEvent::PaymentInitiated(e) => e.clean_free_text_fields(),
+        InputEvent::AuthSucceeded(e) => e.clean_free_text_fields(),
+        InputEvent::AuthFailed(e) => e.clean_free_text_fields(),
+        InputEvent::SettlementReported(e) => e.clean_free_text_fields(),
     }
-    changed
+}
+
+/// The checks of one input event type: what [`validate`] and [`clean_event_free_text`]
+/// do for an [`InputEvent`] of that type.
+pub trait EventChecks {
+    /// Checks the event's values, in the order [`validate`] documents.
+    ///
+    /// # Errors
+    /// The first [`Violation`] found.
+    fn check(&self) -> Result<(), Violation>;
+
+    /// Cleans the event's free-text fields ([`clean_free_text`]); returns each field that
+    /// was changed, with what was changed. Events without free text change nothing.
+    fn clean_free_text_fields(&mut self) -> Vec<(&'static str, FreeTextCleaning)> {
+        Vec::new()
+    }
+}
+
+/// [`clean_free_text`] of one field, as [`EventChecks::clean_free_text_fields`] reports it.
+fn clean_field(field: &'static str, value: &mut String) -> Vec<(&'static str, FreeTextCleaning)> {
+    let cleaning = clean_free_text(value);
+    if cleaning.is_clean() {
+        Vec::new()
+    } else {
+        vec![(field, cleaning)]
+    }
 }
 
 /// Checks that `event_time_ms` is at most `skew_max_ms` ahead of the record's broker
@@ -165,10 +196,70 @@ pub fn check_event_time(
 /// it needs the record's timestamp.
 pub fn validate(event: &InputEvent) -> Result<(), Violation> {
     match event {
-        InputEvent::PaymentInitiated(e) => validate_initiated(e),
-        InputEvent::AuthSucceeded(e) => validate_auth_succeeded(e),
-        InputEvent::AuthFailed(e) => validate_auth_failed(e),
-        InputEvent::SettlementReported(e) => validate_settlement(e),
+        InputEvent::PaymentInitiated(e) => e.check(),
+        InputEvent::AuthSucceeded(e) => e.check(),
+        InputEvent::AuthFailed(e) => e.check(),
+        InputEvent::SettlementReported(e) => e.check(),
+    }
+}
+
+impl EventChecks for PaymentInitiated {
+    fn check(&self) -> Result<(), Violation> {
+        validate_initiated(self)
+    }
+}
+
+impl EventChecks for AuthSucceeded {
+    fn check(&self) -> Result<(), Violation> {
+        validate_auth_succeeded(self)
+    }
+}
+
+impl EventChecks for AuthFailed {
+    fn check(&self) -> Result<(), Violation> {
+        validate_auth_failed(self)
+    }
+
+    fn clean_free_text_fields(&mut self) -> Vec<(&'static str, FreeTextCleaning)> {
+        clean_field("reason", &mut self.reason)
+    }
+}
+
+impl EventChecks for SettlementReported {
+    fn check(&self) -> Result<(), Violation> {
+        validate_settlement(self)
+    }
+}
+
+impl EventChecks for PaymentCaptured {
+    fn check(&self) -> Result<(), Violation> {
+        validate_captured(self)
+    }
+}
+
+impl EventChecks for AuthorizationVoided {
+    fn check(&self) -> Result<(), Violation> {
+        validate_voided(self)
+    }
+
+    fn clean_free_text_fields(&mut self) -> Vec<(&'static str, FreeTextCleaning)> {
+        clean_field("reason", &mut self.reason)
+    }
+}
+
+impl EventChecks for RefundIssued {
+    fn check(&self) -> Result<(), Violation> {
+        validate_refund(self)
+    }
+
+    fn clean_free_text_fields(&mut self) -> Vec<(&'static str, FreeTextCleaning)> {
+        clean_field("reason", &mut self.reason)
+    }
+}
+
+impl EventChecks for ChargebackReported {
+    fn check(&self) -> Result<(), Violation> {
+        validate_chargeback(self)
     }
 }
 
@@ -256,6 +347,101 @@ fn validate_settlement(e: &SettlementReported) -> Result<(), Violation> {
         )));
     }
     check_currency(&e.currency)
+}
+
+fn validate_captured(e: &PaymentCaptured) -> Result<(), Violation> {
+    let identifiers = [
+        ("event_id", e.event_id.as_str()),
+        ("payment_id", &e.payment_id),
+        ("capture_id", &e.capture_id),
+        ("psp_reference", &e.psp_reference),
+    ];
+    check_no_sensitive(&identifiers)?;
+    check_identifiers(&identifiers)?;
+    check_non_empty(&[
+        ("event_id", &e.event_id),
+        ("payment_id", &e.payment_id),
+        ("capture_id", &e.capture_id),
+    ])?;
+    check_amount("amount_minor", e.amount_minor)?;
+    check_currency(&e.currency)
+}
+
+fn validate_voided(e: &AuthorizationVoided) -> Result<(), Violation> {
+    let identifiers = [
+        ("event_id", e.event_id.as_str()),
+        ("payment_id", &e.payment_id),
+        ("psp_reference", &e.psp_reference),
+    ];
+    let [event_id, payment_id, psp_reference] = identifiers;
+    check_no_sensitive(&[event_id, payment_id, psp_reference, ("reason", &e.reason)])?;
+    check_identifiers(&identifiers)?;
+    check_free_text("reason", &e.reason)?;
+    check_non_empty(&[("event_id", &e.event_id), ("payment_id", &e.payment_id)])
+}
+
+fn validate_refund(e: &RefundIssued) -> Result<(), Violation> {
+    let identifiers = [
+        ("event_id", e.event_id.as_str()),
+        ("payment_id", &e.payment_id),
+        ("refund_id", &e.refund_id),
+        ("psp_reference", &e.psp_reference),
+    ];
+    let [event_id, payment_id, refund_id, psp_reference] = identifiers;
+    check_no_sensitive(&[
+        event_id,
+        payment_id,
+        refund_id,
+        psp_reference,
+        ("reason", &e.reason),
+    ])?;
+    check_identifiers(&identifiers)?;
+    check_free_text("reason", &e.reason)?;
+    check_non_empty(&[
+        ("event_id", &e.event_id),
+        ("payment_id", &e.payment_id),
+        ("refund_id", &e.refund_id),
+    ])?;
+    check_amount("amount_minor", e.amount_minor)?;
+    check_currency(&e.currency)
+}
+
+fn validate_chargeback(e: &ChargebackReported) -> Result<(), Violation> {
+    let identifiers = [
+        ("event_id", e.event_id.as_str()),
+        ("payment_id", &e.payment_id),
+        ("dispute_id", &e.dispute_id),
+        ("reason_code", &e.reason_code),
+    ];
+    check_no_sensitive(&identifiers)?;
+    check_identifiers(&identifiers)?;
+    check_non_empty(&[
+        ("event_id", &e.event_id),
+        ("payment_id", &e.payment_id),
+        ("dispute_id", &e.dispute_id),
+    ])?;
+    check_amount("amount_minor", e.amount_minor)?;
+    check_fee("fee_minor", e.fee_minor)?;
+    check_currency(&e.currency)
+}
+
+/// A fee in minor units: >= 0 and at most [`AMOUNT_MINOR_MAX`] (a chargeback fee may
+/// exceed the disputed amount).
+fn check_fee(field: &str, fee_minor: i64) -> Result<(), Violation> {
+    if fee_minor < 0 {
+        return Err(Violation::InvalidValue(format!(
+            "{field} must be >= 0, got {}",
+            grouped(fee_minor)
+        )));
+    }
+    if fee_minor > AMOUNT_MINOR_MAX {
+        return Err(Violation::ValueOutOfRange(format!(
+            "{field} {} is above the maximum {} minor units",
+            grouped(fee_minor),
+            grouped(AMOUNT_MINOR_MAX)
+        )));
+    }
+    Ok(())
 }
 
 /// An amount in minor units: > 0 and at most [`AMOUNT_MINOR_MAX`].
@@ -385,6 +571,7 @@ mod tests {
             payment_method_token: "pm_abc".into(),
             psp: "adyen".into(),
             occurred_at: 1,
+            capture_mode: crate::events::CaptureMode::Automatic,
         }
     }
 
@@ -582,6 +769,250 @@ mod tests {
             validate(&InputEvent::SettlementReported(s)),
             Err(Violation::InvalidValue(m)) if m.contains("net_amount_minor")
         ));
+    }
+
+    fn captured() -> PaymentCaptured {
+        PaymentCaptured {
+            event_id: "e3".into(),
+            payment_id: "p1".into(),
+            capture_id: "cap-1".into(),
+            psp_reference: "psp-cap-1".into(),
+            amount_minor: 600,
+            currency: "EUR".into(),
+            final_capture: false,
+            occurred_at: 2,
+        }
+    }
+
+    fn voided(reason: &str) -> AuthorizationVoided {
+        AuthorizationVoided {
+            event_id: "e4".into(),
+            payment_id: "p1".into(),
+            psp_reference: "psp-void-1".into(),
+            reason: reason.into(),
+            occurred_at: 2,
+        }
+    }
+
+    fn refund(reason: &str) -> RefundIssued {
+        RefundIssued {
+            event_id: "e5".into(),
+            payment_id: "p1".into(),
+            refund_id: "ref-1".into(),
+            psp_reference: "psp-ref-1".into(),
+            amount_minor: 250,
+            currency: "EUR".into(),
+            reason: reason.into(),
+            occurred_at: 3,
+        }
+    }
+
+    fn chargeback() -> ChargebackReported {
+        ChargebackReported {
+            event_id: "e6".into(),
+            payment_id: "p1".into(),
+            dispute_id: "dp-1".into(),
+            amount_minor: 1250,
+            currency: "EUR".into(),
+            fee_minor: 1500,
+            reason_code: "10.4".into(),
+            stage: crate::events::ChargebackStage::Opened,
+            occurred_at: 4,
+        }
+    }
+
+    #[test]
+    fn accepts_valid_captures_voids_refunds_and_chargebacks() {
+        assert_eq!(captured().check(), Ok(()));
+        assert_eq!(voided("customer cancelled").check(), Ok(()));
+        assert_eq!(refund("returned goods\nparcel 2 of 2").check(), Ok(()));
+        // A chargeback fee may exceed the disputed amount; a zero fee is fine.
+        assert_eq!(chargeback().check(), Ok(()));
+        assert_eq!(
+            ChargebackReported {
+                fee_minor: 0,
+                ..chargeback()
+            }
+            .check(),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn new_events_refuse_bad_amounts_fees_and_currencies() {
+        fn invalid(field: &str, r: Result<(), Violation>) -> bool {
+            matches!(r, Err(Violation::InvalidValue(m)) if m.contains(field))
+        }
+        for amount_minor in [0, -1] {
+            let c = PaymentCaptured {
+                amount_minor,
+                ..captured()
+            };
+            assert!(invalid("amount_minor", c.check()));
+            let r = RefundIssued {
+                amount_minor,
+                ..refund("r")
+            };
+            assert!(invalid("amount_minor", r.check()));
+            let b = ChargebackReported {
+                amount_minor,
+                ..chargeback()
+            };
+            assert!(invalid("amount_minor", b.check()));
+        }
+        let c = PaymentCaptured {
+            amount_minor: AMOUNT_MINOR_MAX + 1,
+            ..captured()
+        };
+        assert!(
+            matches!(c.check(), Err(Violation::ValueOutOfRange(m)) if m.contains("amount_minor"))
+        );
+        let b = ChargebackReported {
+            fee_minor: -1,
+            ..chargeback()
+        };
+        assert!(invalid("fee_minor", b.check()));
+        let b = ChargebackReported {
+            fee_minor: AMOUNT_MINOR_MAX + 1,
+            ..chargeback()
+        };
+        assert!(matches!(b.check(), Err(Violation::ValueOutOfRange(m)) if m.contains("fee_minor")));
+        for currency in ["eur", "XYZ", ""] {
+            let c = PaymentCaptured {
+                currency: currency.into(),
+                ..captured()
+            };
+            assert!(invalid("currency", c.check()), "{currency}");
+            let r = RefundIssued {
+                currency: currency.into(),
+                ..refund("r")
+            };
+            assert!(invalid("currency", r.check()), "{currency}");
+            let b = ChargebackReported {
+                currency: currency.into(),
+                ..chargeback()
+            };
+            assert!(invalid("currency", b.check()), "{currency}");
+        }
+    }
+
+    #[test]
+    fn new_events_keep_the_strict_rule_for_identifiers() {
+        let control = |field: &str, r: Result<(), Violation>| matches!(r, Err(Violation::InvalidValue(m)) if m.contains(field) && m.contains("U+0000"));
+        let c = PaymentCaptured {
+            capture_id: "cap\0".into(),
+            ..captured()
+        };
+        assert!(control("capture_id", c.check()));
+        let v = AuthorizationVoided {
+            psp_reference: "v\0".into(),
+            ..voided("r")
+        };
+        assert!(control("psp_reference", v.check()));
+        let r = RefundIssued {
+            refund_id: "r\0".into(),
+            ..refund("r")
+        };
+        assert!(control("refund_id", r.check()));
+        let b = ChargebackReported {
+            reason_code: "10.\u{0}4".into(),
+            ..chargeback()
+        };
+        assert!(control("reason_code", b.check()));
+        let b = ChargebackReported {
+            dispute_id: "d".repeat(IDENTIFIER_BYTES_MAX + 1),
+            ..chargeback()
+        };
+        assert!(
+            matches!(b.check(), Err(Violation::ValueOutOfRange(m)) if m.contains("dispute_id"))
+        );
+        // The ids that name a capture, a refund or a dispute are required.
+        let empty = |field: &str, r: Result<(), Violation>| matches!(r, Err(Violation::InvalidValue(m)) if m == format!("{field} is empty"));
+        assert!(empty(
+            "capture_id",
+            PaymentCaptured {
+                capture_id: String::new(),
+                ..captured()
+            }
+            .check()
+        ));
+        assert!(empty(
+            "refund_id",
+            RefundIssued {
+                refund_id: String::new(),
+                ..refund("r")
+            }
+            .check()
+        ));
+        assert!(empty(
+            "dispute_id",
+            ChargebackReported {
+                dispute_id: String::new(),
+                ..chargeback()
+            }
+            .check()
+        ));
+        assert!(empty(
+            "payment_id",
+            AuthorizationVoided {
+                payment_id: String::new(),
+                ..voided("r")
+            }
+            .check()
+        ));
+        // Card numbers and credentials are refused in every field, free text included.
+        let c = PaymentCaptured {
+            psp_reference: "4111 1111 1111 1111".into(),
+            ..captured()
+        };
+        assert_eq!(
+            c.check(),
+            Err(Violation::PanDetected {
+                field: "psp_reference"
+            })
+        );
+        let b = ChargebackReported {
+            dispute_id: "dp password=hunter2".into(),
+            ..chargeback()
+        };
+        assert_eq!(
+            b.check(),
+            Err(Violation::SecretDetected {
+                field: "dispute_id"
+            })
+        );
+    }
+
+    #[test]
+    fn reasons_of_voids_and_refunds_are_cleaned_not_refused() {
+        let dirty = "PSP said\u{0}\u{1b}[0m no";
+        let mut v = voided(dirty);
+        assert!(v.check().is_err(), "uncleaned free text is refused");
+        let cleaning = FreeTextCleaning {
+            control_characters_replaced: 2,
+            bytes_cut: 0,
+        };
+        assert_eq!(v.clean_free_text_fields(), [("reason", cleaning)]);
+        assert_eq!(v.reason, "PSP said\u{fffd}\u{fffd}[0m no");
+        assert_eq!(v.check(), Ok(()));
+
+        let mut r = refund(&"é".repeat(FREE_TEXT_BYTES_MAX));
+        let changed = r.clean_free_text_fields();
+        assert!(matches!(changed.as_slice(), [("reason", c)] if c.bytes_cut > 0));
+        assert_eq!(r.check(), Ok(()));
+
+        // Clean text is left alone; a card number in a reason is still refused.
+        let mut clean = refund("duplicate order");
+        assert!(clean.clean_free_text_fields().is_empty());
+        let mut card = voided("card 4111111111111111 blocked");
+        card.clean_free_text_fields();
+        assert_eq!(
+            card.check(),
+            Err(Violation::PanDetected { field: "reason" })
+        );
+        // Events without free text change nothing.
+        assert!(captured().clean_free_text_fields().is_empty());
+        assert!(chargeback().clean_free_text_fields().is_empty());
     }
 
     #[test]

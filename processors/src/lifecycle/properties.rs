@@ -38,6 +38,7 @@ fn events_of(index: usize, fate: Fate, amount_minor: i64, fee_minor: i64) -> Vec
         payment_method_token: "pm_x".into(),
         psp: "adyen".into(),
         occurred_at: 1_000 + index as i64,
+        capture_mode: paystream_schemas::CaptureMode::Automatic,
     })];
     match fate {
         Fate::Initiated => {}

@@ -22,6 +22,7 @@ pub(crate) fn initiated(payment_id: &str) -> InputEvent {
         payment_method_token: "pm_1".into(),
         psp: "adyen".into(),
         occurred_at: 10,
+        capture_mode: paystream_schemas::CaptureMode::Automatic,
     })
 }
 

@@ -6,7 +6,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use paystream_schemas::{
-    AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatus, SettlementReported,
+    AuthFailed, AuthSucceeded, CaptureMode, InputEvent, PaymentInitiated, PaymentStatus,
+    SettlementReported,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -141,6 +142,7 @@ pub fn plan(options: &TrafficOptions) -> Plan {
             payment_method_token: format!("pm_{}", &uuid(&mut rng)[..18]),
             psp: psp.to_string(),
             occurred_at: t0,
+            capture_mode: CaptureMode::Automatic,
         };
         let payment_id = initiated.payment_id.clone();
         let out_of_order = chance(&mut rng, options.out_of_order_rate);

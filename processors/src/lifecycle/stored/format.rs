@@ -102,6 +102,16 @@ fn status_code(status: PaymentStatus) -> u8 {
         PaymentStatus::Authorized => 2,
         PaymentStatus::Declined => 3,
         PaymentStatus::Settled => 4,
+        // Statuses added with captures, voids, refunds and chargebacks: new codes only,
+        // so values written before them read as they did.
+        PaymentStatus::PartiallyCaptured => 5,
+        PaymentStatus::Captured => 6,
+        PaymentStatus::Voided => 7,
+        PaymentStatus::PartiallyRefunded => 8,
+        PaymentStatus::Refunded => 9,
+        PaymentStatus::Disputed => 10,
+        PaymentStatus::ChargebackWon => 11,
+        PaymentStatus::ChargebackLost => 12,
     }
 }
 
@@ -371,7 +381,7 @@ mod tests {
         });
         // The status code follows the 3-byte currency.
         let at = bad_status.iter().position(|b| *b == b'R').unwrap() + 1;
-        bad_status[at] = 9;
+        bad_status[at] = 99;
         for (value, says) in [
             (Vec::new(), "empty"),
             (vec![b'[', b']'], "unknown format byte 0x5b"),
@@ -380,7 +390,7 @@ mod tests {
             (b"{]".to_vec(), "JSON of earlier releases"),
             (encode(&full("p2")), "stored under another payment"),
             (vec![0x01, 1, 7, 0, 0, 0], "unknown timer kind 7"),
-            (bad_status, "unknown status code 9"),
+            (bad_status, "unknown status code 99"),
         ] {
             match decode("p1", &value) {
                 Err(ProcessorError::CorruptState {
