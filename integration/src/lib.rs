@@ -537,6 +537,8 @@ pub fn payment_value(value_bytes: usize) -> Vec<u8> {
             authorized_currency: Some("EUR".into()),
             auth_event_id: Some("evt-auth-000000000000".into()),
             settlement_event_id: None,
+            capture_mode: paystream_schemas::CaptureMode::Automatic,
+            money: None,
         }),
         pending: Vec::new(),
         timers: Vec::new(),

@@ -74,10 +74,10 @@ async fn a_payment_without_an_auth_outcome_raises_stuck_payment_while_no_record_
         .await
         .map_err(|(e, _)| e)?;
 
-    let mut run = Running::spawn(
-        env.command(&["run"])
-            .env("PAYSTREAM_PAYMENTS__STUCK_PAYMENT_TIMEOUT_MS", STUCK_TIMEOUT_MS),
-    )?;
+    let mut run = Running::spawn(env.command(&["run"]).env(
+        "PAYSTREAM_PAYMENTS__STUCK_PAYMENT_TIMEOUT_MS",
+        STUCK_TIMEOUT_MS,
+    ))?;
     let pool = sqlx::PgPool::connect(&env.database_url).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut stuck = Vec::new();

@@ -49,11 +49,17 @@ pub enum DeadLetterReason {
     /// PostgreSQL refused the record's rows for a data reason (e.g. a NUL byte or an
     /// over-long key); the ledger sink wrote the rest of its batch.
     SinkRejected,
+    /// A capture above what is left of the payment's authorization.
+    CaptureExceedsAuthorization,
+    /// A refund above what was captured minus what was refunded or charged back.
+    RefundExceedsCaptured,
+    /// A chargeback above what was captured minus what was refunded or charged back.
+    ChargebackExceedsCaptured,
 }
 
 impl DeadLetterReason {
     /// Every reason, for metrics and docs.
-    pub const ALL: [DeadLetterReason; 16] = [
+    pub const ALL: [DeadLetterReason; 19] = [
         DeadLetterReason::Undecodable,
         DeadLetterReason::UnknownSchema,
         DeadLetterReason::BadMagicByte,
@@ -70,6 +76,9 @@ impl DeadLetterReason {
         DeadLetterReason::EventTimeInFuture,
         DeadLetterReason::ProcessingFailed,
         DeadLetterReason::SinkRejected,
+        DeadLetterReason::CaptureExceedsAuthorization,
+        DeadLetterReason::RefundExceedsCaptured,
+        DeadLetterReason::ChargebackExceedsCaptured,
     ];
 
     /// The snake_case name written in headers and metric labels.
@@ -91,6 +100,9 @@ impl DeadLetterReason {
             DeadLetterReason::EventTimeInFuture => "event_time_in_future",
             DeadLetterReason::ProcessingFailed => "processing_failed",
             DeadLetterReason::SinkRejected => "sink_rejected",
+            DeadLetterReason::CaptureExceedsAuthorization => "capture_exceeds_authorization",
+            DeadLetterReason::RefundExceedsCaptured => "refund_exceeds_captured",
+            DeadLetterReason::ChargebackExceedsCaptured => "chargeback_exceeds_captured",
         }
     }
 }
@@ -121,7 +133,10 @@ impl DeadLetterReason {
             | DeadLetterReason::PendingBufferFull
             | DeadLetterReason::OrphanExpired
             | DeadLetterReason::ProcessingFailed
-            | DeadLetterReason::RecordTooLarge => Stage::Process,
+            | DeadLetterReason::RecordTooLarge
+            | DeadLetterReason::CaptureExceedsAuthorization
+            | DeadLetterReason::RefundExceedsCaptured
+            | DeadLetterReason::ChargebackExceedsCaptured => Stage::Process,
             DeadLetterReason::SinkRejected => Stage::Sink,
         }
     }

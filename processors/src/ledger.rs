@@ -21,8 +21,37 @@ pub fn journal_entry_id(payment_id: &str, kind: JournalEntryKind) -> String {
     .to_string()
 }
 
+/// The deterministic id of a payment's journal entry of `kind` for one of several
+/// movements of that kind, `sub_id` (a capture id, a refund id, a dispute id): UUID v5
+/// of `"{payment_id}:{kind}:{sub_id}"`.
+pub fn movement_entry_id(payment_id: &str, kind: JournalEntryKind, sub_id: &str) -> String {
+    Uuid::new_v5(
+        &JOURNAL_ENTRY_NAMESPACE,
+        format!("{payment_id}:{}:{sub_id}", kind.as_str()).as_bytes(),
+    )
+    .to_string()
+}
+
 /// Account names (docs/architecture.md, "Payment lifecycle and ledger").
 pub mod accounts {
+    /// Funds a PSP holds for us under a manual-capture authorization (a memo account:
+    /// nets to zero once the authorization is captured or released).
+    pub fn psp_authorized_hold(psp: &str) -> String {
+        format!("psp_authorized_hold:{psp}")
+    }
+    /// What the merchant will be owed once the held funds are captured (the memo
+    /// account's other side).
+    pub fn merchant_pending(merchant_id: &str) -> String {
+        format!("merchant_pending:{merchant_id}")
+    }
+    /// Chargeback amounts the PSP withdrew while the dispute is undecided.
+    pub fn dispute_receivable(psp: &str) -> String {
+        format!("dispute_receivable:{psp}")
+    }
+    /// Chargeback fees the PSP charged.
+    pub fn dispute_fees(psp: &str) -> String {
+        format!("expense:dispute_fees:{psp}")
+    }
     /// What the PSP owes us for captured payments.
     pub fn psp_receivable(psp: &str) -> String {
         format!("psp_receivable:{psp}")
@@ -130,6 +159,270 @@ pub fn settlement_entry(psp: &str, settlement: &SettlementReported) -> JournalEn
         "settlement entry must balance: {entry:?}"
     );
     entry
+}
+
+/// What a journal entry of a money movement is about: the payment, its parties and the
+/// event that caused the movement.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryContext<'a> {
+    pub payment_id: &'a str,
+    pub psp: &'a str,
+    pub merchant_id: &'a str,
+    /// ISO 4217 code of every posting.
+    pub currency: &'a str,
+    /// Milliseconds since the Unix epoch.
+    pub occurred_at_ms: i64,
+    pub caused_by_event_id: &'a str,
+}
+
+/// One line of an entry: account, side, amount in minor units (a line of 0 is left out).
+type Line = (String, PostingSide, i64);
+
+fn movement_entry(
+    context: &EntryContext<'_>,
+    kind: JournalEntryKind,
+    id: String,
+    lines: Vec<Line>,
+) -> JournalEntry {
+    let entry = JournalEntry {
+        id,
+        payment_id: context.payment_id.to_string(),
+        kind,
+        postings: lines
+            .into_iter()
+            .filter(|(_, _, amount_minor)| *amount_minor > 0)
+            .map(|(account, side, amount_minor)| {
+                posting(account, side, amount_minor, context.currency)
+            })
+            .collect(),
+        occurred_at: context.occurred_at_ms,
+        caused_by_event_id: context.caused_by_event_id.to_string(),
+    };
+    assert!(
+        entry.is_balanced(),
+        "{kind:?} entry must balance: {entry:?}"
+    );
+    entry
+}
+
+/// A manual-capture authorization holds `amount_minor`: debit
+/// `psp_authorized_hold:{psp}`, credit `merchant_pending:{merchant_id}`.
+pub fn authorization_hold_entry(context: &EntryContext<'_>, amount_minor: i64) -> JournalEntry {
+    use PostingSide::{Credit, Debit};
+    movement_entry(
+        context,
+        JournalEntryKind::AuthorizationHold,
+        journal_entry_id(context.payment_id, JournalEntryKind::AuthorizationHold),
+        vec![
+            (
+                accounts::psp_authorized_hold(context.psp),
+                Debit,
+                amount_minor,
+            ),
+            (
+                accounts::merchant_pending(context.merchant_id),
+                Credit,
+                amount_minor,
+            ),
+        ],
+    )
+}
+
+/// A capture `capture_id` of `captured_minor` out of the hold, releasing `released_minor`
+/// more (the rest, at a final capture): the held funds move from the memo pair to what
+/// the PSP owes us and we owe the merchant — debit `merchant_pending` and
+/// `psp_receivable`, credit `psp_authorized_hold` and `merchant_payable` (captured), and
+/// debit `merchant_pending`, credit `psp_authorized_hold` (released).
+pub fn capture_entry(
+    context: &EntryContext<'_>,
+    capture_id: &str,
+    captured_minor: i64,
+    released_minor: i64,
+) -> JournalEntry {
+    use PostingSide::{Credit, Debit};
+    let held = captured_minor + released_minor;
+    movement_entry(
+        context,
+        JournalEntryKind::Capture,
+        movement_entry_id(context.payment_id, JournalEntryKind::Capture, capture_id),
+        vec![
+            (accounts::merchant_pending(context.merchant_id), Debit, held),
+            (accounts::psp_receivable(context.psp), Debit, captured_minor),
+            (accounts::psp_authorized_hold(context.psp), Credit, held),
+            (
+                accounts::merchant_payable(context.merchant_id),
+                Credit,
+                captured_minor,
+            ),
+        ],
+    )
+}
+
+/// A void releases the `released_minor` left of the hold: debit `merchant_pending`,
+/// credit `psp_authorized_hold`.
+pub fn void_entry(context: &EntryContext<'_>, released_minor: i64) -> JournalEntry {
+    use PostingSide::{Credit, Debit};
+    movement_entry(
+        context,
+        JournalEntryKind::Void,
+        journal_entry_id(context.payment_id, JournalEntryKind::Void),
+        vec![
+            (
+                accounts::merchant_pending(context.merchant_id),
+                Debit,
+                released_minor,
+            ),
+            (
+                accounts::psp_authorized_hold(context.psp),
+                Credit,
+                released_minor,
+            ),
+        ],
+    )
+}
+
+/// A refund `refund_id` of `amount_minor`: the merchant is owed less and the PSP, which
+/// pays the customer back, owes us less — debit `merchant_payable`, credit
+/// `psp_receivable` (before or after settlement alike).
+pub fn refund_entry(
+    context: &EntryContext<'_>,
+    refund_id: &str,
+    amount_minor: i64,
+) -> JournalEntry {
+    use PostingSide::{Credit, Debit};
+    movement_entry(
+        context,
+        JournalEntryKind::Refund,
+        movement_entry_id(context.payment_id, JournalEntryKind::Refund, refund_id),
+        vec![
+            (
+                accounts::merchant_payable(context.merchant_id),
+                Debit,
+                amount_minor,
+            ),
+            (accounts::psp_receivable(context.psp), Credit, amount_minor),
+        ],
+    )
+}
+
+/// A chargeback `dispute_id` opened: the PSP withdraws `amount_minor` and its fee
+/// `fee_minor` — debit `dispute_receivable:{psp}` (amount) and
+/// `expense:dispute_fees:{psp}` (fee), credit `psp_receivable:{psp}` (both).
+pub fn chargeback_opened_entry(
+    context: &EntryContext<'_>,
+    dispute_id: &str,
+    amount_minor: i64,
+    fee_minor: i64,
+) -> JournalEntry {
+    use PostingSide::{Credit, Debit};
+    movement_entry(
+        context,
+        JournalEntryKind::ChargebackOpened,
+        movement_entry_id(
+            context.payment_id,
+            JournalEntryKind::ChargebackOpened,
+            dispute_id,
+        ),
+        vec![
+            (
+                accounts::dispute_receivable(context.psp),
+                Debit,
+                amount_minor,
+            ),
+            (accounts::dispute_fees(context.psp), Debit, fee_minor),
+            (
+                accounts::psp_receivable(context.psp),
+                Credit,
+                amount_minor + fee_minor,
+            ),
+        ],
+    )
+}
+
+/// A chargeback `dispute_id` won: `amount_minor` is reinstated and `fee_minor` of the
+/// fee returned (as the PSP reports it) — debit `psp_receivable`, credit
+/// `dispute_receivable` (amount) and `expense:dispute_fees` (fee).
+pub fn chargeback_won_entry(
+    context: &EntryContext<'_>,
+    dispute_id: &str,
+    amount_minor: i64,
+    fee_minor: i64,
+) -> JournalEntry {
+    use PostingSide::{Credit, Debit};
+    movement_entry(
+        context,
+        JournalEntryKind::ChargebackWon,
+        movement_entry_id(
+            context.payment_id,
+            JournalEntryKind::ChargebackWon,
+            dispute_id,
+        ),
+        vec![
+            (
+                accounts::psp_receivable(context.psp),
+                Debit,
+                amount_minor + fee_minor,
+            ),
+            (
+                accounts::dispute_receivable(context.psp),
+                Credit,
+                amount_minor,
+            ),
+            (accounts::dispute_fees(context.psp), Credit, fee_minor),
+        ],
+    )
+}
+
+/// A chargeback `dispute_id` lost: the merchant bears `amount_minor` (debit
+/// `merchant_payable`). From an open dispute the withdrawn amount leaves
+/// `dispute_receivable`; after a win (a second chargeback) it is withdrawn again from
+/// `psp_receivable`, with its fee `fee_minor` (debit `expense:dispute_fees`).
+pub fn chargeback_lost_entry(
+    context: &EntryContext<'_>,
+    dispute_id: &str,
+    amount_minor: i64,
+    fee_minor: i64,
+    after_win: bool,
+) -> JournalEntry {
+    use PostingSide::{Credit, Debit};
+    let lines = if after_win {
+        vec![
+            (
+                accounts::merchant_payable(context.merchant_id),
+                Debit,
+                amount_minor,
+            ),
+            (accounts::dispute_fees(context.psp), Debit, fee_minor),
+            (
+                accounts::psp_receivable(context.psp),
+                Credit,
+                amount_minor + fee_minor,
+            ),
+        ]
+    } else {
+        vec![
+            (
+                accounts::merchant_payable(context.merchant_id),
+                Debit,
+                amount_minor,
+            ),
+            (
+                accounts::dispute_receivable(context.psp),
+                Credit,
+                amount_minor,
+            ),
+        ]
+    };
+    movement_entry(
+        context,
+        JournalEntryKind::ChargebackLost,
+        movement_entry_id(
+            context.payment_id,
+            JournalEntryKind::ChargebackLost,
+            dispute_id,
+        ),
+        lines,
+    )
 }
 
 #[cfg(test)]

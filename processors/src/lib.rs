@@ -143,11 +143,27 @@ pub enum Stream {
     Auths = 1,
     /// `settlement`.
     Settlements = 2,
+    /// `capture`.
+    Captures = 3,
+    /// `void`.
+    Voids = 4,
+    /// `refund`.
+    Refunds = 5,
+    /// `chargeback`.
+    Chargebacks = 6,
 }
 
 impl Stream {
     /// Every stream.
-    pub const ALL: [Stream; 3] = [Stream::Payments, Stream::Auths, Stream::Settlements];
+    pub const ALL: [Stream; 7] = [
+        Stream::Payments,
+        Stream::Auths,
+        Stream::Settlements,
+        Stream::Captures,
+        Stream::Voids,
+        Stream::Refunds,
+        Stream::Chargebacks,
+    ];
 
     /// The stream an event arrives on.
     pub fn of(event: &paystream_schemas::InputEvent) -> Stream {
@@ -156,17 +172,24 @@ impl Stream {
             InputEvent::PaymentInitiated(_) => Stream::Payments,
             InputEvent::AuthSucceeded(_) | InputEvent::AuthFailed(_) => Stream::Auths,
             InputEvent::SettlementReported(_) => Stream::Settlements,
+            InputEvent::PaymentCaptured(_) => Stream::Captures,
+            InputEvent::AuthorizationVoided(_) => Stream::Voids,
+            InputEvent::RefundIssued(_) => Stream::Refunds,
+            InputEvent::ChargebackReported(_) => Stream::Chargebacks,
         }
     }
 
     /// The lifecycle's input whose partition time is this stream's clock (its position
-    /// in the lifecycle's inputs: payments-by-id, auth_success, auth_failure,
-    /// settlement); auths run on `auth_success`'s.
+    /// in the lifecycle's inputs, [`lifecycle::inputs`]); auths run on `auth_success`'s.
     pub fn input(self) -> usize {
         match self {
             Stream::Payments => lifecycle::inputs::PAYMENTS_BY_ID,
             Stream::Auths => lifecycle::inputs::AUTH_SUCCESS,
             Stream::Settlements => lifecycle::inputs::SETTLEMENT,
+            Stream::Captures => lifecycle::inputs::CAPTURE,
+            Stream::Voids => lifecycle::inputs::VOID,
+            Stream::Refunds => lifecycle::inputs::REFUND,
+            Stream::Chargebacks => lifecycle::inputs::CHARGEBACK,
         }
     }
 }

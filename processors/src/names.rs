@@ -12,6 +12,10 @@ pub mod topics {
     pub const AUTH_SUCCESS: TopicRef = TopicRef::External("auth_success");
     pub const AUTH_FAILURE: TopicRef = TopicRef::External("auth_failure");
     pub const SETTLEMENT: TopicRef = TopicRef::External("settlement");
+    pub const CAPTURE: TopicRef = TopicRef::External("capture");
+    pub const VOID: TopicRef = TopicRef::External("void");
+    pub const REFUND: TopicRef = TopicRef::External("refund");
+    pub const CHARGEBACK: TopicRef = TopicRef::External("chargeback");
     pub const PAYMENT_STATUS: TopicRef = TopicRef::External("payment_status");
     pub const LEDGER_ENTRIES: TopicRef = TopicRef::External("ledger_entries");
     pub const RECONCILIATION_EXCEPTIONS: TopicRef = TopicRef::External("reconciliation_exceptions");
@@ -46,6 +50,10 @@ pub struct PaymentTopics {
     pub auth_success: String,
     pub auth_failure: String,
     pub settlement: String,
+    pub capture: String,
+    pub void: String,
+    pub refund: String,
+    pub chargeback: String,
     pub payment_status: String,
     pub ledger_entries: String,
     pub reconciliation_exceptions: String,
@@ -63,6 +71,10 @@ impl PaymentTopics {
             auth_success: names.resolve(topics::AUTH_SUCCESS),
             auth_failure: names.resolve(topics::AUTH_FAILURE),
             settlement: names.resolve(topics::SETTLEMENT),
+            capture: names.resolve(topics::CAPTURE),
+            void: names.resolve(topics::VOID),
+            refund: names.resolve(topics::REFUND),
+            chargeback: names.resolve(topics::CHARGEBACK),
             payment_status: names.resolve(topics::PAYMENT_STATUS),
             ledger_entries: names.resolve(topics::LEDGER_ENTRIES),
             reconciliation_exceptions: names.resolve(topics::RECONCILIATION_EXCEPTIONS),
@@ -71,13 +83,17 @@ impl PaymentTopics {
         }
     }
 
-    /// The four input topics.
-    pub fn inputs(&self) -> [&str; 4] {
+    /// The eight input topics.
+    pub fn inputs(&self) -> [&str; 8] {
         [
             &self.payment_initiated,
             &self.auth_success,
             &self.auth_failure,
             &self.settlement,
+            &self.capture,
+            &self.void,
+            &self.refund,
+            &self.chargeback,
         ]
     }
 

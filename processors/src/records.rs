@@ -5,8 +5,9 @@
 //! have is an error that names it, never a guess.
 
 use paystream_schemas::{
-    AuthFailed, AuthSucceeded, Codec, DecodeError, InputEvent, JournalEntry, PaymentInitiated,
-    PaymentStatusChanged, ReconciliationException, SettlementReported,
+    AuthFailed, AuthSucceeded, AuthorizationVoided, ChargebackReported, Codec, DecodeError,
+    InputEvent, JournalEntry, PaymentCaptured, PaymentInitiated, PaymentStatusChanged,
+    ReconciliationException, RefundIssued, SettlementReported,
 };
 
 use crate::names::PaymentTopics;
@@ -18,6 +19,10 @@ pub enum RecordType {
     AuthSucceeded,
     AuthFailed,
     SettlementReported,
+    PaymentCaptured,
+    AuthorizationVoided,
+    RefundIssued,
+    ChargebackReported,
     PaymentStatusChanged,
     JournalEntry,
     ReconciliationException,
@@ -31,6 +36,10 @@ impl RecordType {
             RecordType::AuthSucceeded => "AuthSucceeded",
             RecordType::AuthFailed => "AuthFailed",
             RecordType::SettlementReported => "SettlementReported",
+            RecordType::PaymentCaptured => "PaymentCaptured",
+            RecordType::AuthorizationVoided => "AuthorizationVoided",
+            RecordType::RefundIssued => "RefundIssued",
+            RecordType::ChargebackReported => "ChargebackReported",
             RecordType::PaymentStatusChanged => "PaymentStatusChanged",
             RecordType::JournalEntry => "JournalEntry",
             RecordType::ReconciliationException => "ReconciliationException",
@@ -60,6 +69,10 @@ impl PaymentTopics {
             (&self.auth_success, RecordType::AuthSucceeded),
             (&self.auth_failure, RecordType::AuthFailed),
             (&self.settlement, RecordType::SettlementReported),
+            (&self.capture, RecordType::PaymentCaptured),
+            (&self.void, RecordType::AuthorizationVoided),
+            (&self.refund, RecordType::RefundIssued),
+            (&self.chargeback, RecordType::ChargebackReported),
             (&self.payment_status, RecordType::PaymentStatusChanged),
             (&self.ledger_entries, RecordType::JournalEntry),
             (
@@ -96,6 +109,10 @@ impl PaymentRecord {
                     InputEvent::AuthSucceeded(_) => "AuthSucceeded",
                     InputEvent::AuthFailed(_) => "AuthFailed",
                     InputEvent::SettlementReported(_) => "SettlementReported",
+                    InputEvent::PaymentCaptured(_) => "PaymentCaptured",
+                    InputEvent::AuthorizationVoided(_) => "AuthorizationVoided",
+                    InputEvent::RefundIssued(_) => "RefundIssued",
+                    InputEvent::ChargebackReported(_) => "ChargebackReported",
                 };
                 format!(
                     "{name} event {} payment {}",
@@ -145,6 +162,18 @@ pub async fn decode(
         )),
         RecordType::SettlementReported => PaymentRecord::Event(InputEvent::SettlementReported(
             codec.decode::<SettlementReported>(value).await?,
+        )),
+        RecordType::PaymentCaptured => PaymentRecord::Event(InputEvent::PaymentCaptured(
+            codec.decode::<PaymentCaptured>(value).await?,
+        )),
+        RecordType::AuthorizationVoided => PaymentRecord::Event(InputEvent::AuthorizationVoided(
+            codec.decode::<AuthorizationVoided>(value).await?,
+        )),
+        RecordType::RefundIssued => PaymentRecord::Event(InputEvent::RefundIssued(
+            codec.decode::<RefundIssued>(value).await?,
+        )),
+        RecordType::ChargebackReported => PaymentRecord::Event(InputEvent::ChargebackReported(
+            codec.decode::<ChargebackReported>(value).await?,
         )),
         RecordType::PaymentStatusChanged => {
             PaymentRecord::Status(codec.decode::<PaymentStatusChanged>(value).await?)

@@ -10,8 +10,8 @@ use paystream_runtime::serde::{AvroSerde, Deserializer, RawRecord, SerdeContext,
 use paystream_runtime::{Serializer, Stage};
 use paystream_schemas::validate::{Violation, check_event_time, clean_event_free_text, validate};
 use paystream_schemas::{
-    AuthFailed, AuthSucceeded, AvroRecord, InputEvent, JournalEntry, PaymentInitiated,
-    SettlementReported,
+    AuthFailed, AuthSucceeded, AuthorizationVoided, AvroRecord, ChargebackReported, InputEvent,
+    JournalEntry, PaymentCaptured, PaymentInitiated, RefundIssued, SettlementReported,
 };
 use serde::de::DeserializeOwned;
 
@@ -61,7 +61,11 @@ event!(
     PaymentInitiated,
     AuthSucceeded,
     AuthFailed,
-    SettlementReported
+    SettlementReported,
+    PaymentCaptured,
+    AuthorizationVoided,
+    RefundIssued,
+    ChargebackReported
 );
 
 /// Reads events of type `E` (Avro, Confluent wire format), cleans their free text (a

@@ -150,19 +150,23 @@ mod tests {
                 "t1.payment_initiated.dlq",
                 "t1.auth_success.dlq",
                 "t1.auth_failure.dlq",
-                "t1.settlement.dlq"
+                "t1.settlement.dlq",
+                "t1.capture.dlq",
+                "t1.void.dlq",
+                "t1.refund.dlq",
+                "t1.chargeback.dlq"
             ]
         );
         let topics = topology.topics();
         // inputs and their DLQs, outputs and the sink's DLQs, repartition, redrive log,
         // six changelogs
-        assert_eq!(topics.len(), 4 * 2 + 3 * 2 + 1 + 1 + 6, "{topics:?}");
+        assert_eq!(topics.len(), 8 * 2 + 3 * 2 + 1 + 1 + 6, "{topics:?}");
         assert!(topics.contains(&("app-payments-by-id".into(), TopicRole::Repartition)));
         assert!(topics.contains(&("t1.ledger_entries".into(), TopicRole::Output)));
         assert!(topics.contains(&("t1.ledger_entries.dlq".into(), TopicRole::DeadLetter)));
         assert!(topics.contains(&("app-dlq-redrives".into(), TopicRole::RedriveLog)));
         assert!(topics.contains(&("app-idempotency-changelog".into(), TopicRole::Changelog)));
-        assert_eq!(topology.dead_letter_topics().len(), 4 + 3);
+        assert_eq!(topology.dead_letter_topics().len(), 8 + 3);
     }
 
     #[test]

@@ -544,13 +544,18 @@ avro_record!(
     "reconciliation_exception.avsc"
 );
 
-/// Any event of the four input topics.
+/// Any event of the input topics. New variants go last: a waiting event is stored with
+/// its variant's index (`paystream_processors`' pending layout).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum InputEvent {
     PaymentInitiated(PaymentInitiated),
     AuthSucceeded(AuthSucceeded),
     AuthFailed(AuthFailed),
     SettlementReported(SettlementReported),
+    PaymentCaptured(PaymentCaptured),
+    AuthorizationVoided(AuthorizationVoided),
+    RefundIssued(RefundIssued),
+    ChargebackReported(ChargebackReported),
 }
 
 impl InputEvent {
@@ -561,6 +566,10 @@ impl InputEvent {
             InputEvent::AuthSucceeded(e) => &e.event_id,
             InputEvent::AuthFailed(e) => &e.event_id,
             InputEvent::SettlementReported(e) => &e.event_id,
+            InputEvent::PaymentCaptured(e) => &e.event_id,
+            InputEvent::AuthorizationVoided(e) => &e.event_id,
+            InputEvent::RefundIssued(e) => &e.event_id,
+            InputEvent::ChargebackReported(e) => &e.event_id,
         }
     }
 
@@ -571,6 +580,10 @@ impl InputEvent {
             InputEvent::AuthSucceeded(e) => &e.payment_id,
             InputEvent::AuthFailed(e) => &e.payment_id,
             InputEvent::SettlementReported(e) => &e.payment_id,
+            InputEvent::PaymentCaptured(e) => &e.payment_id,
+            InputEvent::AuthorizationVoided(e) => &e.payment_id,
+            InputEvent::RefundIssued(e) => &e.payment_id,
+            InputEvent::ChargebackReported(e) => &e.payment_id,
         }
     }
 
@@ -581,6 +594,10 @@ impl InputEvent {
             InputEvent::AuthSucceeded(e) => e.occurred_at,
             InputEvent::AuthFailed(e) => e.occurred_at,
             InputEvent::SettlementReported(e) => e.settled_at,
+            InputEvent::PaymentCaptured(e) => e.occurred_at,
+            InputEvent::AuthorizationVoided(e) => e.occurred_at,
+            InputEvent::RefundIssued(e) => e.occurred_at,
+            InputEvent::ChargebackReported(e) => e.occurred_at,
         }
     }
 }
@@ -657,6 +674,10 @@ pub async fn encode_input_event(
         InputEvent::AuthSucceeded(e) => codec.encode(topic, e).await,
         InputEvent::AuthFailed(e) => codec.encode(topic, e).await,
         InputEvent::SettlementReported(e) => codec.encode(topic, e).await,
+        InputEvent::PaymentCaptured(e) => codec.encode(topic, e).await,
+        InputEvent::AuthorizationVoided(e) => codec.encode(topic, e).await,
+        InputEvent::RefundIssued(e) => codec.encode(topic, e).await,
+        InputEvent::ChargebackReported(e) => codec.encode(topic, e).await,
     }
 }
 

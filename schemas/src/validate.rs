@@ -127,6 +127,10 @@ pub fn clean_event_free_text(event: &mut InputEvent) -> Vec<(&'static str, FreeT
         InputEvent::AuthSucceeded(e) => e.clean_free_text_fields(),
         InputEvent::AuthFailed(e) => e.clean_free_text_fields(),
         InputEvent::SettlementReported(e) => e.clean_free_text_fields(),
+        InputEvent::PaymentCaptured(e) => e.clean_free_text_fields(),
+        InputEvent::AuthorizationVoided(e) => e.clean_free_text_fields(),
+        InputEvent::RefundIssued(e) => e.clean_free_text_fields(),
+        InputEvent::ChargebackReported(e) => e.clean_free_text_fields(),
     }
 }
 
@@ -200,6 +204,10 @@ pub fn validate(event: &InputEvent) -> Result<(), Violation> {
         InputEvent::AuthSucceeded(e) => e.check(),
         InputEvent::AuthFailed(e) => e.check(),
         InputEvent::SettlementReported(e) => e.check(),
+        InputEvent::PaymentCaptured(e) => e.check(),
+        InputEvent::AuthorizationVoided(e) => e.check(),
+        InputEvent::RefundIssued(e) => e.check(),
+        InputEvent::ChargebackReported(e) => e.check(),
     }
 }
 

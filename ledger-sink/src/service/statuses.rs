@@ -5,9 +5,10 @@ use super::*;
 
 /// Each payment status with its rank: its distance from INITIATED along the lifecycle's
 /// legal transitions ([`transition`]), found breadth-first from "no payment yet". A
-/// legal transition always leads to a higher rank, so a stored status is only ever
-/// replaced by one of the same or a higher rank (INITIATED 0, AUTHORIZED and DECLINED 1,
-/// SETTLED 2). A status no transition reaches has no rank.
+/// stored status is only ever replaced by one of the same or a higher rank (INITIATED 0,
+/// AUTHORIZED and DECLINED 1, SETTLED 2, …) or along a legal transition
+/// ([`BACKWARD_TRANSITIONS`]), never by an earlier status a replay re-sends. A status no
+/// transition reaches has no rank.
 pub fn status_ranks() -> Vec<(PaymentStatus, i32)> {
     let mut ranks: Vec<(PaymentStatus, i32)> = Vec::new();
     let mut level: Vec<Option<PaymentStatus>> = vec![None];
@@ -35,6 +36,27 @@ pub(super) static STATUS_RANKS: LazyLock<(Vec<&'static str>, Vec<i32>)> = LazyLo
         .map(|(status, rank)| (status.as_str(), rank))
         .unzip()
 });
+
+/// The legal transitions that go to a lower or equal rank ([`status_ranks`]): from and
+/// to names. The lifecycle has cycles (more captures after a settlement, a refund of
+/// everything captured so far and then another capture, a second dispute after a win), so
+/// rank alone would refuse them.
+pub(super) static BACKWARD_TRANSITIONS: LazyLock<(Vec<&'static str>, Vec<&'static str>)> =
+    LazyLock::new(|| {
+        let ranks = status_ranks();
+        let rank = |status: PaymentStatus| {
+            ranks
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map_or(i32::MAX, |(_, r)| *r)
+        };
+        LEGAL_TRANSITIONS
+            .iter()
+            .filter_map(|(from, to)| Some(((*from)?, *to)))
+            .filter(|(from, to)| rank(*to) <= rank(*from))
+            .map(|(from, to)| (from.as_str(), to.as_str()))
+            .unzip()
+    });
 
 /// Upserts the latest status per payment (records of one payment arrive in order);
 /// returns how many status records that covered. A status never moves back: the stored
@@ -78,9 +100,13 @@ pub(super) async fn write_statuses(
             status = EXCLUDED.status,
             last_event_id = EXCLUDED.last_event_id,
             updated_at = EXCLUDED.updated_at
-         -- statuses only move forward: $9[i] is the rank of status $8[i] (status_ranks)
+         -- statuses only move forward: $9[i] is the rank of status $8[i] (status_ranks),
+         -- or along a legal transition ($10[i] → $11[i]) that goes back in rank (a
+         -- capture after a settlement, a second dispute after a win)
          WHERE ($9::int4[])[array_position($8::text[], EXCLUDED.status)]
-            >= ($9::int4[])[array_position($8::text[], payments.status)]",
+            >= ($9::int4[])[array_position($8::text[], payments.status)]
+            OR EXISTS (SELECT 1 FROM UNNEST($10::text[], $11::text[]) AS e(from_status, to_status)
+                       WHERE e.from_status = payments.status AND e.to_status = EXCLUDED.status)",
     )
     .bind(&pid)
     .bind(&mid)
@@ -91,6 +117,8 @@ pub(super) async fn write_statuses(
     .bind(&at)
     .bind(&STATUS_RANKS.0)
     .bind(&STATUS_RANKS.1)
+    .bind(&BACKWARD_TRANSITIONS.0)
+    .bind(&BACKWARD_TRANSITIONS.1)
     .execute(&mut **transaction)
     .await
     .map_err(db("upserting payments"))?;

@@ -8,7 +8,8 @@
 //! task's timer index ([`crate::timers::TimerIndex`]). [`super::LifecycleProcessor`]
 //! takes the due ones at each punctuation, loads their payment, and calls:
 //! - [`on_orphan_timeout`]: the payment still has not appeared; a waiting settlement
-//!   raises `MISSING_IN_LEDGER`, a waiting auth event `ORPHAN_EVENT`. The events keep
+//!   raises `MISSING_IN_LEDGER`, a waiting auth, capture, void, refund or chargeback
+//!   `ORPHAN_EVENT`. The events keep
 //!   waiting.
 //! - [`on_pending_expired`]: the pending retention ran out; the waiting events go to the
 //!   dead-letter queue (`orphan_expired`) and leave the payment's value, so they are no
@@ -55,14 +56,31 @@ pub(super) fn on_orphan_timeout(
                     currency: Some(a.currency.clone()),
                 },
             ),
-            InputEvent::AuthFailed(_) => {
+            InputEvent::AuthFailed(_) | InputEvent::AuthorizationVoided(_) => {
                 (ReconciliationExceptionKind::OrphanEvent, Amounts::default())
             }
+            // A capture, refund or chargeback for a payment never seen: money moved at
+            // the PSP that our books do not know.
+            InputEvent::PaymentCaptured(e) => orphan_of(e.amount_minor, &e.currency),
+            InputEvent::RefundIssued(e) => orphan_of(e.amount_minor, &e.currency),
+            InputEvent::ChargebackReported(e) => orphan_of(e.amount_minor, &e.currency),
             InputEvent::PaymentInitiated(_) => continue,
         };
         reconciliation::raise(ctx, &timer.payment_id, kind, amounts, timer.due_ms)?;
     }
     Ok(())
+}
+
+/// `ORPHAN_EVENT` with the amount the PSP reported.
+fn orphan_of(amount_minor: i64, currency: &str) -> (ReconciliationExceptionKind, Amounts) {
+    (
+        ReconciliationExceptionKind::OrphanEvent,
+        Amounts {
+            expected_minor: None,
+            actual_minor: Some(amount_minor),
+            currency: Some(currency.to_string()),
+        },
+    )
 }
 
 /// The pending retention of a payment that never appeared ran out: its waiting events

@@ -94,8 +94,9 @@
 use paystream_runtime::serde::AvroSerde;
 use paystream_runtime::{Input, Sink};
 use paystream_schemas::{
-    AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatus, PaymentStatusChanged,
-    ReconciliationException, SettlementReported,
+    AuthFailed, AuthSucceeded, AuthorizationVoided, ChargebackReported, InputEvent,
+    PaymentCaptured, PaymentInitiated, PaymentStatus, PaymentStatusChanged,
+    ReconciliationException, RefundIssued, SettlementReported,
 };
 
 use crate::metrics::{Counting, OutputCounts, PaymentMetrics};
@@ -115,10 +116,16 @@ pub mod inputs {
     pub const AUTH_SUCCESS: usize = 1;
     pub const AUTH_FAILURE: usize = 2;
     pub const SETTLEMENT: usize = 3;
+    pub const CAPTURE: usize = 4;
+    pub const VOID: usize = 5;
+    pub const REFUND: usize = 6;
+    pub const CHARGEBACK: usize = 7;
 }
 
 mod callbacks;
 mod model;
+pub mod money;
+mod movements;
 pub mod pending;
 #[cfg(test)]
 mod properties;
@@ -253,6 +260,24 @@ impl Processor for LifecycleProcessor {
             Input::new(
                 topics::SETTLEMENT,
                 EventDeserializer::<SettlementReported, InputEvent>::new(skew_ms),
+            ),
+            Input::new(
+                topics::CAPTURE,
+                EventDeserializer::<PaymentCaptured, InputEvent>::new(skew_ms),
+            ),
+            Input::new(
+                topics::VOID,
+                EventDeserializer::<AuthorizationVoided, InputEvent>::new(skew_ms)
+                    .counting_cleaned_in(self.metrics.as_ref()),
+            ),
+            Input::new(
+                topics::REFUND,
+                EventDeserializer::<RefundIssued, InputEvent>::new(skew_ms)
+                    .counting_cleaned_in(self.metrics.as_ref()),
+            ),
+            Input::new(
+                topics::CHARGEBACK,
+                EventDeserializer::<ChargebackReported, InputEvent>::new(skew_ms),
             ),
         ]
     }

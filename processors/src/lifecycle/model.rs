@@ -5,7 +5,9 @@
 //! This file imports no other part of the lifecycle; the others import it (see
 //! "Dependencies" in `mod.rs`).
 
-use paystream_schemas::PaymentStatus;
+use paystream_schemas::{CaptureMode, ChargebackStage, PaymentStatus};
+
+use super::money::MoneyTotals;
 use serde::{Deserialize, Serialize};
 
 /// Timer settings of the lifecycle (config keys `processing.orphan_timeout_ms`,
@@ -74,4 +76,61 @@ pub struct PaymentState {
     /// releases.
     #[serde(default)]
     pub settlement_event_id: Option<String>,
+    /// How the payment is captured, from its `PaymentInitiated` (AUTOMATIC in values of
+    /// earlier releases).
+    #[serde(skip)]
+    pub capture_mode: CaptureMode,
+    /// Its money after the authorization, kept once it was authorized under manual
+    /// capture or a capture, void, refund or chargeback touched it; `None` before (an
+    /// automatic capture's totals follow from the authorization alone).
+    #[serde(skip)]
+    pub money: Option<Money>,
+}
+
+/// The money of a payment after its authorization: running totals and what moved them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Money {
+    pub totals: MoneyTotals,
+    /// The movements applied, in order: a retry of one (same event id, or the same
+    /// movement id under another event id) is a duplicate.
+    pub applied: Vec<AppliedMovement>,
+    /// Each chargeback's current stage and amount, by dispute id.
+    pub disputes: Vec<Dispute>,
+}
+
+/// One applied capture, void, refund or chargeback stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMovement {
+    pub event_id: String,
+    /// The movement's own id: `CAPTURE:{capture_id}`, `VOID`, `REFUND:{refund_id}`,
+    /// `CHARGEBACK_{stage}:{dispute_id}` (also the journal entry's sub-id).
+    pub movement_id: String,
+}
+
+/// A chargeback of the payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispute {
+    pub dispute_id: String,
+    pub stage: ChargebackStage,
+    /// The disputed amount, minor units of the payment's currency.
+    pub amount_minor: i64,
+}
+
+impl PaymentState {
+    /// The money of an authorized payment as it stands: what is kept, or for a payment
+    /// that kept none yet, what its authorization says (`None` before it).
+    pub fn money_now(&self) -> Option<Money> {
+        if let Some(money) = &self.money {
+            return Some(money.clone());
+        }
+        let authorized = self.authorized_amount_minor?;
+        let mut totals = MoneyTotals::authorized(authorized, self.capture_mode);
+        if self.status == PaymentStatus::Settled {
+            totals.settled_minor = authorized;
+        }
+        Some(Money {
+            totals,
+            ..Money::default()
+        })
+    }
 }

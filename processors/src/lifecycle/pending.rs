@@ -41,9 +41,12 @@ pub const PENDING_EVENTS_PER_PAYMENT_MAX: usize = 16;
 /// of text cannot wait for its payment (it is still applied when its payment is there).
 pub const PENDING_VALUE_BYTES_MAX: usize = 256 * 1024;
 
-/// A settlement that arrives before its payment is authorized waits for the auth.
+/// True when `event` must wait for `state` to move on: a settlement before the payment
+/// is authorized (or, under manual capture, before its first capture), and a capture,
+/// void, refund or chargeback in the cases [`super::movements::must_wait`] lists.
 pub(super) fn waits_for_auth(state: &PaymentState, event: &InputEvent) -> bool {
-    state.status == PaymentStatus::Initiated && matches!(event, InputEvent::SettlementReported(_))
+    (state.status == PaymentStatus::Initiated && matches!(event, InputEvent::SettlementReported(_)))
+        || super::movements::must_wait(state, event)
 }
 
 /// Adds `event` to the events waiting in `loaded`. For a payment not seen yet
@@ -119,6 +122,8 @@ pub(super) fn drain(
     }
     let mut pending = std::mem::take(&mut loaded.payment.pending);
     let waiting_before = pending.len();
+    // Event time, then the order things happen in, then arrival (the sort is stable):
+    // records of one topic keep their order.
     pending.sort_by_key(|p| (p.event.event_time_ms(), event_rank(&p.event)));
     loop {
         let state = loaded.state();
@@ -134,11 +139,17 @@ pub(super) fn drain(
     Ok(drained)
 }
 
+/// The order of events with the same event time: the payment, its auth, captures, a
+/// void, settlement, refunds, chargebacks — the order they happen in.
 fn event_rank(event: &InputEvent) -> u8 {
     match event {
         InputEvent::PaymentInitiated(_) => 0,
         InputEvent::AuthSucceeded(_) | InputEvent::AuthFailed(_) => 1,
-        InputEvent::SettlementReported(_) => 2,
+        InputEvent::PaymentCaptured(_) => 2,
+        InputEvent::AuthorizationVoided(_) => 3,
+        InputEvent::SettlementReported(_) => 4,
+        InputEvent::RefundIssued(_) => 5,
+        InputEvent::ChargebackReported(_) => 6,
     }
 }
 

@@ -1,9 +1,10 @@
-//! The check of a settlement against the authorization it settles, run by the SETTLED
-//! handler in `state_machine.rs` when a settlement is applied: a gross amount or currency
-//! other than the authorization's raises `AMOUNT_MISMATCH` / `CURRENCY_MISMATCH` through
+//! The check of a settlement against what it settles — the authorization under automatic
+//! capture, what was captured under manual capture — run by the settlement handler in
+//! `state_machine.rs` when a settlement is applied: a gross amount or currency other than
+//! that raises `AMOUNT_MISMATCH` / `CURRENCY_MISMATCH` through
 //! [`crate::reconciliation::raise`] (the settlement is still posted as reported).
 
-use paystream_schemas::{ReconciliationExceptionKind, SettlementReported};
+use paystream_schemas::{CaptureMode, ReconciliationExceptionKind, SettlementReported};
 
 use super::model::PaymentState;
 use crate::reconciliation::{self, Amounts};
@@ -16,7 +17,14 @@ pub(super) fn reconcile_settlement(
     settlement: &SettlementReported,
     ctx: &mut dyn ProcessorContext,
 ) -> Result<()> {
-    let authorized_minor = state.authorized_amount_minor.unwrap_or(state.amount_minor);
+    // What the settlement should cover: the authorization under automatic capture,
+    // what was captured under manual capture.
+    let authorized_minor = match state.capture_mode {
+        CaptureMode::Automatic => state.authorized_amount_minor.unwrap_or(state.amount_minor),
+        CaptureMode::Manual => state
+            .money_now()
+            .map_or(0, |money| money.totals.captured_minor),
+    };
     let authorized_currency = state
         .authorized_currency
         .as_deref()

@@ -15,13 +15,15 @@
 //! pending buffer after a transition: their callers do (`mod.rs`, `pending::drain`).
 
 use paystream_schemas::{
-    AuthFailed, AuthSucceeded, InputEvent, PaymentInitiated, PaymentStatus, PaymentStatusChanged,
-    SettlementReported,
+    AuthFailed, AuthSucceeded, CaptureMode, InputEvent, PaymentInitiated, PaymentStatus,
+    PaymentStatusChanged, SettlementReported,
 };
 
 use super::model::{LifecycleSettings, PaymentState};
+use super::movements::apply_movement;
 use super::settlement_check::reconcile_settlement;
 use super::stored::Loaded;
+use crate::ledger::EntryContext;
 use crate::timers::{DueTimer, TimerKind};
 use crate::{DeadLetterReason, Origin, Output, ProcessorContext, Result, ledger};
 
@@ -33,12 +35,54 @@ pub struct IllegalTransition {
     pub to: PaymentStatus,
 }
 
-/// Every legal edge of the lifecycle; `None` is "no payment yet".
-pub const LEGAL_TRANSITIONS: [(Option<PaymentStatus>, PaymentStatus); 4] = [
-    (None, PaymentStatus::Initiated),
-    (Some(PaymentStatus::Initiated), PaymentStatus::Authorized),
-    (Some(PaymentStatus::Initiated), PaymentStatus::Declined),
-    (Some(PaymentStatus::Authorized), PaymentStatus::Settled),
+use PaymentStatus::{
+    Authorized, Captured, ChargebackLost, ChargebackWon, Declined, Disputed, Initiated,
+    PartiallyCaptured, PartiallyRefunded, Refunded, Settled, Voided,
+};
+
+/// Every legal edge of the lifecycle; `None` is "no payment yet". The statuses after the
+/// authorization follow from the payment's running totals
+/// ([`super::money::MoneyTotals::status`]); these are all the changes they can make
+/// (docs/architecture.md has the diagram).
+pub const LEGAL_TRANSITIONS: [(Option<PaymentStatus>, PaymentStatus); 31] = [
+    (None, Initiated),
+    (Some(Initiated), Authorized),
+    (Some(Initiated), Declined),
+    // Captures and voids (manual capture).
+    (Some(Authorized), PartiallyCaptured),
+    (Some(Authorized), Captured),
+    (Some(Authorized), Voided),
+    (Some(PartiallyCaptured), Captured),
+    // Settlement of what was captured (AUTHORIZED: automatic capture).
+    (Some(Authorized), Settled),
+    (Some(PartiallyCaptured), Settled),
+    (Some(Captured), Settled),
+    // More captures after a settlement of the first ones.
+    (Some(Settled), PartiallyCaptured),
+    (Some(Settled), Captured),
+    // Refunds, after capture or settlement.
+    (Some(Authorized), PartiallyRefunded),
+    (Some(Authorized), Refunded),
+    (Some(PartiallyCaptured), PartiallyRefunded),
+    (Some(PartiallyCaptured), Refunded),
+    (Some(Captured), PartiallyRefunded),
+    (Some(Captured), Refunded),
+    (Some(Settled), PartiallyRefunded),
+    (Some(Settled), Refunded),
+    (Some(PartiallyRefunded), Refunded),
+    // A refund of all that was captured, then another capture.
+    (Some(Refunded), PartiallyRefunded),
+    // Chargebacks: opened (funds withdrawn), won (reinstated), lost; a win can be
+    // followed by a second chargeback (lost) or another dispute.
+    (Some(Authorized), Disputed),
+    (Some(PartiallyCaptured), Disputed),
+    (Some(Captured), Disputed),
+    (Some(Settled), Disputed),
+    (Some(PartiallyRefunded), Disputed),
+    (Some(Disputed), ChargebackWon),
+    (Some(Disputed), ChargebackLost),
+    (Some(ChargebackWon), Disputed),
+    (Some(ChargebackWon), ChargebackLost),
 ];
 
 /// The transition function of the lifecycle.
@@ -91,6 +135,8 @@ pub(super) fn initiate(
         authorized_currency: None,
         auth_event_id: None,
         settlement_event_id: None,
+        capture_mode: event.capture_mode,
+        money: None,
     };
     ctx.forward(Output::PaymentStatus(status_changed(
         &state,
@@ -116,6 +162,10 @@ pub(super) fn apply(
         InputEvent::AuthSucceeded(auth) => on_auth_succeeded(loaded, auth, origin, ctx, settings),
         InputEvent::AuthFailed(failed) => on_auth_failed(loaded, failed, origin, ctx),
         InputEvent::SettlementReported(s) => on_settlement(loaded, s, origin, ctx),
+        event @ (InputEvent::PaymentCaptured(_)
+        | InputEvent::AuthorizationVoided(_)
+        | InputEvent::RefundIssued(_)
+        | InputEvent::ChargebackReported(_)) => apply_movement(loaded, event, origin, ctx),
         // The payment exists, so this is a duplicate or an illegal transition: no
         // payment is created and nothing waits to be drained.
         InputEvent::PaymentInitiated(p) => initiate(loaded, p, origin, ctx).map(|_| false),
@@ -157,15 +207,30 @@ fn on_auth_succeeded(
         &auth.event_id,
         auth.occurred_at,
     )));
-    ctx.forward(Output::JournalEntry(ledger::authorization_entry(
-        &state.payment_id,
-        &state.psp,
-        &state.merchant_id,
-        auth.amount_minor,
-        &auth.currency,
-        auth.occurred_at,
-        &auth.event_id,
-    )));
+    let entry = match state.capture_mode {
+        CaptureMode::Automatic => ledger::authorization_entry(
+            &state.payment_id,
+            &state.psp,
+            &state.merchant_id,
+            auth.amount_minor,
+            &auth.currency,
+            auth.occurred_at,
+            &auth.event_id,
+        ),
+        // Manual capture: the funds are only held until captures move them.
+        CaptureMode::Manual => ledger::authorization_hold_entry(
+            &EntryContext {
+                payment_id: &state.payment_id,
+                psp: &state.psp,
+                merchant_id: &state.merchant_id,
+                currency: &auth.currency,
+                occurred_at_ms: auth.occurred_at,
+                caused_by_event_id: &auth.event_id,
+            },
+            auth.amount_minor,
+        ),
+    };
+    ctx.forward(Output::JournalEntry(entry));
     Ok(true)
 }
 
@@ -210,25 +275,41 @@ fn on_settlement(
         .state
         .as_mut()
         .expect("applied to a payment that exists");
-    let Some(previous) = enter(
+    let previous = state.status;
+    let settles_money = state.capture_mode == CaptureMode::Manual || state.money.is_some();
+    if settles_money
+        && state.settlement_event_id.is_none()
+        && let Some(mut money) = state.money_now()
+        && money.totals.captured_minor > 0
+    {
+        // Captures, refunds or chargebacks moved its money: the settlement adds to the
+        // settled total and the status follows from the totals.
+        money.totals.settled_minor += settlement.gross_amount_minor;
+        state.status = money.totals.status(state.capture_mode);
+        state.money = Some(money);
+    } else if enter(
         state,
         PaymentStatus::Settled,
         &settlement.event_id,
         origin,
         ctx,
-    ) else {
+    )
+    .is_none()
+    {
         return Ok(false);
-    };
+    }
     state.settlement_event_id = Some(settlement.event_id.clone());
     // Settled: the settlement window has nothing left to wait for.
     payment.cancel_timers(TimerKind::SettlementWindow);
     let state = payment.state.as_ref().expect("set above");
-    ctx.forward(Output::PaymentStatus(status_changed(
-        state,
-        Some(previous),
-        &settlement.event_id,
-        settlement.settled_at,
-    )));
+    if state.status != previous {
+        ctx.forward(Output::PaymentStatus(status_changed(
+            state,
+            Some(previous),
+            &settlement.event_id,
+            settlement.settled_at,
+        )));
+    }
     ctx.forward(Output::JournalEntry(ledger::settlement_entry(
         &state.psp,
         &settlement,
@@ -308,6 +389,22 @@ mod tests {
                 let legal = LEGAL_TRANSITIONS.contains(&(from, to));
                 assert_eq!(transition(from, to).is_ok(), legal, "{from:?} -> {to}");
             }
+        }
+    }
+
+    #[test]
+    fn the_legal_edges_after_the_authorization_are_exactly_those_the_totals_make() {
+        let reachable = crate::lifecycle::money::tests::reachable_status_changes(8);
+        let listed: Vec<(PaymentStatus, PaymentStatus)> = LEGAL_TRANSITIONS
+            .iter()
+            .filter_map(|(from, to)| Some(((*from)?, *to)))
+            .filter(|(from, _)| *from != PaymentStatus::Initiated)
+            .collect();
+        for edge in &reachable {
+            assert!(listed.contains(edge), "{edge:?} made but not listed");
+        }
+        for edge in &listed {
+            assert!(reachable.contains(edge), "{edge:?} listed but never made");
         }
     }
 

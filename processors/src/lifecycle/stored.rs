@@ -37,7 +37,7 @@ const INDEX_SCAN_PAGE_KEYS: usize = 1_024;
 pub struct StoredPayment {
     /// The payment, once its `PaymentInitiated` was applied.
     pub state: Option<PaymentState>,
-    /// Auth and settlement events waiting for the state they need, in arrival order.
+    /// Events waiting for the state they need, in arrival order.
     pub pending: Vec<PendingEvent>,
     /// The payment's timers, in the order they were set.
     pub timers: Vec<DueTimer>,
@@ -49,12 +49,16 @@ impl StoredPayment {
         self.state.is_none() && self.pending.is_empty() && self.timers.is_empty()
     }
 
-    /// True when an auth or settlement event with `event_id` was applied to the payment
-    /// or waits for it.
+    /// True when an event with `event_id` (an auth, settlement, capture, void, refund or
+    /// chargeback) was applied to the payment or waits for it.
     pub fn has_seen(&self, event_id: &str) -> bool {
         let applied = self.state.as_ref().is_some_and(|state| {
             state.auth_event_id.as_deref() == Some(event_id)
                 || state.settlement_event_id.as_deref() == Some(event_id)
+                || state
+                    .money
+                    .as_ref()
+                    .is_some_and(|money| money.applied.iter().any(|a| a.event_id == event_id))
         });
         applied
             || self
@@ -78,7 +82,12 @@ impl StoredPayment {
             InputEvent::SettlementReported(_) => {
                 state.status == PaymentStatus::Settled && state.settlement_event_id.is_none()
             }
-            InputEvent::PaymentInitiated(_) => false,
+            // Captures, voids, refunds and chargebacks came after the JSON releases.
+            InputEvent::PaymentInitiated(_)
+            | InputEvent::PaymentCaptured(_)
+            | InputEvent::AuthorizationVoided(_)
+            | InputEvent::RefundIssued(_)
+            | InputEvent::ChargebackReported(_) => false,
         }
     }
 

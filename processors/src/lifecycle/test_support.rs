@@ -1,8 +1,9 @@
 //! Events, records and output filters shared by the lifecycle's unit tests.
 
 use paystream_schemas::{
-    AuthFailed, AuthSucceeded, InputEvent, JournalEntry, PaymentInitiated, PaymentStatus,
-    ReconciliationExceptionKind, SettlementReported,
+    AuthFailed, AuthSucceeded, AuthorizationVoided, CaptureMode, ChargebackReported,
+    ChargebackStage, InputEvent, JournalEntry, PaymentCaptured, PaymentInitiated, PaymentStatus,
+    ReconciliationExceptionKind, RefundIssued, SettlementReported,
 };
 
 use crate::driver::{TestDriver, origin};
@@ -63,6 +64,76 @@ pub(crate) fn settled(payment_id: &str, event_id: &str) -> InputEvent {
     })
 }
 
+/// A payment of 1000 EUR under manual capture.
+pub(crate) fn initiated_manual(payment_id: &str) -> InputEvent {
+    let InputEvent::PaymentInitiated(mut payment) = initiated(payment_id) else {
+        unreachable!()
+    };
+    payment.capture_mode = CaptureMode::Manual;
+    InputEvent::PaymentInitiated(payment)
+}
+
+pub(crate) fn capture(
+    payment_id: &str,
+    capture_id: &str,
+    amount_minor: i64,
+    final_capture: bool,
+) -> InputEvent {
+    InputEvent::PaymentCaptured(PaymentCaptured {
+        event_id: format!("evt-{capture_id}"),
+        payment_id: payment_id.into(),
+        capture_id: capture_id.into(),
+        psp_reference: "psp-1".into(),
+        amount_minor,
+        currency: "EUR".into(),
+        final_capture,
+        occurred_at: 25,
+    })
+}
+
+pub(crate) fn void(payment_id: &str) -> InputEvent {
+    InputEvent::AuthorizationVoided(AuthorizationVoided {
+        event_id: format!("evt-void-{payment_id}"),
+        payment_id: payment_id.into(),
+        psp_reference: "psp-1".into(),
+        reason: "order cancelled".into(),
+        occurred_at: 26,
+    })
+}
+
+pub(crate) fn refund(payment_id: &str, refund_id: &str, amount_minor: i64) -> InputEvent {
+    InputEvent::RefundIssued(RefundIssued {
+        event_id: format!("evt-{refund_id}"),
+        payment_id: payment_id.into(),
+        refund_id: refund_id.into(),
+        psp_reference: "psp-1".into(),
+        amount_minor,
+        currency: "EUR".into(),
+        reason: "returned".into(),
+        occurred_at: 40,
+    })
+}
+
+pub(crate) fn chargeback(
+    payment_id: &str,
+    dispute_id: &str,
+    stage: ChargebackStage,
+    amount_minor: i64,
+    fee_minor: i64,
+) -> InputEvent {
+    InputEvent::ChargebackReported(ChargebackReported {
+        event_id: format!("evt-{dispute_id}-{}", stage.as_str()),
+        payment_id: payment_id.into(),
+        dispute_id: dispute_id.into(),
+        amount_minor,
+        currency: "EUR".into(),
+        fee_minor,
+        reason_code: "10.4".into(),
+        stage,
+        occurred_at: 50,
+    })
+}
+
 /// `event` as a record keyed by its payment id.
 pub(crate) fn rec(event: InputEvent) -> Record<InputEvent> {
     let key = event.payment_id().as_bytes().to_vec();
@@ -97,6 +168,13 @@ pub(crate) fn entries(outputs: &[Output]) -> Vec<&JournalEntry> {
 /// Whether `outputs` is exactly one dead letter with `reason`.
 pub(crate) fn is_dead_letter(outputs: &[Output], reason: DeadLetterReason) -> bool {
     matches!(outputs, [Output::DeadLetter { reason: r, .. }] if *r == reason)
+}
+
+/// True when one of `outputs` is a dead letter with `reason`.
+pub(crate) fn has_dead_letter(outputs: &[Output], reason: DeadLetterReason) -> bool {
+    outputs
+        .iter()
+        .any(|o| matches!(o, Output::DeadLetter { reason: r, .. } if *r == reason))
 }
 
 /// The `(kind, expected, actual)` of each reconciliation exception in `outputs`.

@@ -4,7 +4,8 @@
 //!
 //! | first byte | format | written |
 //! |---|---|---|
-//! | `0x01` | version 1: the byte, then `ValueV1` in [postcard] | by this release |
+//! | `0x02` | version 2: the byte, then `ValueV1` and the state's extension `ExtensionV2`, both in [postcard] | by this release, for a payment under manual capture or whose money moved after its authorization |
+//! | `0x01` | version 1: the byte, then `ValueV1` in [postcard] | by this release, for every other payment (most of them: the value stays as small as before) |
 //! | `{` (`0x7B`) | JSON of [`PaymentState`] alone, by earlier releases | never: read after an upgrade, rewritten in version 1 by the payment's next change |
 //!
 //! Version 1 in postcard (varints: LEB128, signed ones zigzag-encoded first), in this
@@ -22,23 +23,34 @@
 //! 3. the waiting events: their number, then each in the layout of the `pending` store's
 //!    version 1 (`pending/format.rs`).
 //!
+//! Version 2 appends to version 1's value (which keeps the timers first, so the index
+//! rebuild reads both alike) the extension of its state: the capture mode code (1
+//! AUTOMATIC, 2 MANUAL), then the money, an `Option`: the eight running totals
+//! (authorized, captured, released, settled, refunded, disputed, charged back, reinstated;
+//! minor units), the applied movements (event id, movement id), the disputes (dispute id,
+//! stage code 1 OPENED / 2 WON / 3 LOST, amount).
+//!
 //! Postcard is not self-describing: changing a field changes the layout, and
 //! `version_1_layout_is_pinned` fails. Keep the version 1 reader for the values already
 //! stored and write under a new first byte.
 //!
 //! [postcard]: https://github.com/jamesmunns/postcard/blob/main/spec/src/wire-format.md
 
-use paystream_schemas::PaymentStatus;
+use paystream_schemas::{CaptureMode, ChargebackStage, PaymentStatus};
 use serde::{Deserialize, Serialize};
 
 use super::StoredPayment;
-use crate::lifecycle::model::PaymentState;
+use crate::lifecycle::model::{AppliedMovement, Dispute, Money, PaymentState};
+use crate::lifecycle::money::MoneyTotals;
 use crate::lifecycle::pending::format::{EventV1, EventV1Ref, PendingEvent};
 use crate::timers::{DueTimer, TimerKind};
 use crate::{ProcessorError, Result, stores};
 
 /// First byte of a version 1 value (postcard).
 pub const FORMAT_VERSION_1: u8 = 0x01;
+
+/// First byte of a version 2 value: version 1's, then the state's extension.
+pub const FORMAT_VERSION_2: u8 = 0x02;
 
 /// First byte of a value in the JSON of earlier releases (a JSON object).
 pub const FORMAT_LEGACY_JSON: u8 = b'{';
@@ -96,6 +108,150 @@ struct ValueV1 {
     pending: Vec<EventV1>,
 }
 
+/// The state's extension, as version 2 writes it after the version 1 value.
+#[derive(Serialize)]
+struct ExtensionV2Ref<'a> {
+    capture_mode: u8,
+    money: Option<MoneyV2Ref<'a>>,
+}
+
+#[derive(Serialize)]
+struct MoneyV2Ref<'a> {
+    totals: [i64; 8],
+    applied: Vec<(&'a str, &'a str)>,
+    disputes: Vec<(&'a str, u8, i64)>,
+}
+
+/// The state's extension, as version 2 reads it.
+#[derive(Deserialize)]
+struct ExtensionV2 {
+    capture_mode: u8,
+    money: Option<MoneyV2>,
+}
+
+#[derive(Deserialize)]
+struct MoneyV2 {
+    totals: [i64; 8],
+    applied: Vec<(String, String)>,
+    disputes: Vec<(String, u8, i64)>,
+}
+
+fn capture_mode_code(mode: CaptureMode) -> u8 {
+    match mode {
+        CaptureMode::Automatic => 1,
+        CaptureMode::Manual => 2,
+    }
+}
+
+fn stage_code(stage: ChargebackStage) -> u8 {
+    match stage {
+        ChargebackStage::Opened => 1,
+        ChargebackStage::Won => 2,
+        ChargebackStage::Lost => 3,
+    }
+}
+
+fn totals_array(t: &MoneyTotals) -> [i64; 8] {
+    [
+        t.authorized_minor,
+        t.captured_minor,
+        t.released_minor,
+        t.settled_minor,
+        t.refunded_minor,
+        t.disputed_minor,
+        t.charged_back_minor,
+        t.reinstated_minor,
+    ]
+}
+
+fn totals_of(a: [i64; 8]) -> MoneyTotals {
+    MoneyTotals {
+        authorized_minor: a[0],
+        captured_minor: a[1],
+        released_minor: a[2],
+        settled_minor: a[3],
+        refunded_minor: a[4],
+        disputed_minor: a[5],
+        charged_back_minor: a[6],
+        reinstated_minor: a[7],
+    }
+}
+
+/// Whether `state` needs version 2: manual capture, or money kept.
+fn needs_extension(state: &PaymentState) -> bool {
+    state.capture_mode != CaptureMode::Automatic || state.money.is_some()
+}
+
+fn extension_of(state: &PaymentState) -> ExtensionV2Ref<'_> {
+    ExtensionV2Ref {
+        capture_mode: capture_mode_code(state.capture_mode),
+        money: state.money.as_ref().map(|money| MoneyV2Ref {
+            totals: totals_array(&money.totals),
+            applied: money
+                .applied
+                .iter()
+                .map(|a| (a.event_id.as_str(), a.movement_id.as_str()))
+                .collect(),
+            disputes: money
+                .disputes
+                .iter()
+                .map(|d| (d.dispute_id.as_str(), stage_code(d.stage), d.amount_minor))
+                .collect(),
+        }),
+    }
+}
+
+/// Puts version 2's extension into `state`.
+fn extend(payment_id: &str, state: &mut PaymentState, extension: ExtensionV2) -> Result<()> {
+    state.capture_mode = CaptureMode::ALL
+        .into_iter()
+        .find(|mode| capture_mode_code(*mode) == extension.capture_mode)
+        .ok_or_else(|| {
+            corrupt(
+                payment_id,
+                format!(
+                    "format version 2: unknown capture mode code {}",
+                    extension.capture_mode
+                ),
+            )
+        })?;
+    state.money = match extension.money {
+        None => None,
+        Some(money) => Some(Money {
+            totals: totals_of(money.totals),
+            applied: money
+                .applied
+                .into_iter()
+                .map(|(event_id, movement_id)| AppliedMovement {
+                    event_id,
+                    movement_id,
+                })
+                .collect(),
+            disputes: money
+                .disputes
+                .into_iter()
+                .map(|(dispute_id, stage, amount_minor)| {
+                    let stage = ChargebackStage::ALL
+                        .into_iter()
+                        .find(|s| stage_code(*s) == stage)
+                        .ok_or_else(|| {
+                            corrupt(
+                                payment_id,
+                                format!("format version 2: unknown chargeback stage code {stage}"),
+                            )
+                        })?;
+                    Ok(Dispute {
+                        dispute_id,
+                        stage,
+                        amount_minor,
+                    })
+                })
+                .collect::<Result<_>>()?,
+        }),
+    };
+    Ok(())
+}
+
 fn status_code(status: PaymentStatus) -> u8 {
     match status {
         PaymentStatus::Initiated => 1,
@@ -121,7 +277,9 @@ fn status_of_code(code: u8) -> Option<PaymentStatus> {
         .find(|status| status_code(*status) == code)
 }
 
-/// `payment` as a version 1 value: [`FORMAT_VERSION_1`], then `ValueV1` in postcard.
+/// `payment` as a version 1 value ([`FORMAT_VERSION_1`], then `ValueV1` in postcard), or
+/// as a version 2 value ([`FORMAT_VERSION_2`], then `ValueV1` and `ExtensionV2`) when its
+/// state has a manual capture or money kept.
 pub fn encode(payment: &StoredPayment) -> Vec<u8> {
     let value = ValueV1Ref {
         timers: payment
@@ -146,10 +304,24 @@ pub fn encode(payment: &StoredPayment) -> Vec<u8> {
         }),
         pending: payment.pending.iter().map(EventV1Ref::of).collect(),
     };
+    let extension = payment
+        .state
+        .as_ref()
+        .filter(|state| needs_extension(state))
+        .map(extension_of);
     let mut out = Vec::with_capacity(256);
-    out.push(FORMAT_VERSION_1);
-    postcard::to_extend(&value, out)
-        .expect("strings, integers and byte strings always encode in postcard")
+    out.push(if extension.is_some() {
+        FORMAT_VERSION_2
+    } else {
+        FORMAT_VERSION_1
+    });
+    let out = postcard::to_extend(&value, out)
+        .expect("strings, integers and byte strings always encode in postcard");
+    match extension {
+        None => out,
+        Some(extension) => postcard::to_extend(&extension, out)
+            .expect("strings, integers and byte strings always encode in postcard"),
+    }
 }
 
 fn corrupt(payment_id: &str, message: String) -> ProcessorError {
@@ -187,13 +359,23 @@ fn timers_of(payment_id: &str, stored: Vec<TimerV1>) -> Result<Vec<DueTimer>> {
 pub fn decode(payment_id: &str, bytes: &[u8]) -> Result<StoredPayment> {
     let payment = match bytes.split_first() {
         None => return Err(corrupt(payment_id, "empty value".to_string())),
-        Some((&FORMAT_VERSION_1, body)) => {
+        Some((&version @ (FORMAT_VERSION_1 | FORMAT_VERSION_2), body)) => {
             let (stored, rest): (ValueV1, &[u8]) = postcard::take_from_bytes(body)
-                .map_err(|e| corrupt(payment_id, format!("format version 1: {e}")))?;
+                .map_err(|e| corrupt(payment_id, format!("format version {version}: {e}")))?;
+            let (extension, rest) = if version == FORMAT_VERSION_2 {
+                let (extension, rest): (ExtensionV2, &[u8]) = postcard::take_from_bytes(rest)
+                    .map_err(|e| corrupt(payment_id, format!("format version 2: {e}")))?;
+                (Some(extension), rest)
+            } else {
+                (None, rest)
+            };
             if !rest.is_empty() {
                 return Err(corrupt(
                     payment_id,
-                    format!("format version 1: {} bytes after the value", rest.len()),
+                    format!(
+                        "format version {version}: {} bytes after the value",
+                        rest.len()
+                    ),
                 ));
             }
             let state = match stored.state {
@@ -215,8 +397,21 @@ pub fn decode(payment_id: &str, bytes: &[u8]) -> Result<StoredPayment> {
                     authorized_currency: state.authorized_currency,
                     auth_event_id: state.auth_event_id,
                     settlement_event_id: state.settlement_event_id,
+                    capture_mode: CaptureMode::Automatic,
+                    money: None,
                 }),
             };
+            let mut state = state;
+            match (extension, state.as_mut()) {
+                (None, _) => {}
+                (Some(extension), Some(state)) => extend(payment_id, state, extension)?,
+                (Some(_), None) => {
+                    return Err(corrupt(
+                        payment_id,
+                        "format version 2: an extension without a state".to_string(),
+                    ));
+                }
+            }
             StoredPayment {
                 state,
                 pending: stored.pending.into_iter().map(PendingEvent::from).collect(),
@@ -262,7 +457,7 @@ pub fn decode(payment_id: &str, bytes: &[u8]) -> Result<StoredPayment> {
 /// [`ProcessorError::CorruptState`] as [`decode`] for the part it reads.
 pub fn decode_timers(payment_id: &str, bytes: &[u8]) -> Result<Vec<DueTimer>> {
     match bytes.split_first() {
-        Some((&FORMAT_VERSION_1, body)) => {
+        Some((&(FORMAT_VERSION_1 | FORMAT_VERSION_2), body)) => {
             let (timers, _): (Vec<TimerV1>, &[u8]) = postcard::take_from_bytes(body)
                 .map_err(|e| corrupt(payment_id, format!("format version 1: {e}")))?;
             timers_of(payment_id, timers)
@@ -290,6 +485,8 @@ mod tests {
             authorized_currency: Some("EUR".into()),
             auth_event_id: Some("a".into()),
             settlement_event_id: None,
+            capture_mode: CaptureMode::Automatic,
+            money: None,
         }
     }
 
