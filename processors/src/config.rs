@@ -11,7 +11,7 @@
 use paystream_common::config::{ConfigError, ConfigSources};
 use serde::Deserialize;
 
-use crate::defaults::STUCK_PAYMENT_TIMEOUT_MS;
+use crate::defaults::{STUCK_PAYMENT_TIMEOUT_MS, UNCAPTURED_AUTHORIZATION_TIMEOUT_MS};
 
 /// The `[payments]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -22,12 +22,18 @@ pub struct PaymentsConfig {
     /// raised, milliseconds (default 900000, 15 minutes; 0 turns the check off). On
     /// wall-clock time, so that it fires when traffic stops.
     pub stuck_payment_timeout_ms: i64,
+    /// Wall-clock time an authorization under manual capture may wait for its first
+    /// capture or a void before `STUCK_PAYMENT` is raised, milliseconds (default
+    /// 604800000, 7 days — about when card networks let an authorization expire; 0
+    /// turns the check off).
+    pub uncaptured_authorization_timeout_ms: i64,
 }
 
 impl Default for PaymentsConfig {
     fn default() -> Self {
         PaymentsConfig {
             stuck_payment_timeout_ms: STUCK_PAYMENT_TIMEOUT_MS,
+            uncaptured_authorization_timeout_ms: UNCAPTURED_AUTHORIZATION_TIMEOUT_MS,
         }
     }
 }
@@ -53,12 +59,23 @@ impl PaymentsConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first bad key and the fix.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.stuck_payment_timeout_ms < 0 {
-            return Err(ConfigError::Invalid {
-                key: "payments.stuck_payment_timeout_ms",
-                problem: format!("{} is negative", self.stuck_payment_timeout_ms),
-                fix: "use a number of milliseconds, or 0 to turn the check off",
-            });
+        for (key, value) in [
+            (
+                "payments.stuck_payment_timeout_ms",
+                self.stuck_payment_timeout_ms,
+            ),
+            (
+                "payments.uncaptured_authorization_timeout_ms",
+                self.uncaptured_authorization_timeout_ms,
+            ),
+        ] {
+            if value < 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("{value} is negative"),
+                    fix: "use a number of milliseconds, or 0 to turn the check off",
+                });
+            }
         }
         Ok(())
     }

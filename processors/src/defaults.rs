@@ -14,3 +14,8 @@ pub const EVENT_TIME_SKEW_MAX_MS: i64 = 60 * 60 * 1_000;
 /// `STUCK_PAYMENT` is raised, milliseconds: 15 minutes
 /// (`payments.stuck_payment_timeout_ms`).
 pub const STUCK_PAYMENT_TIMEOUT_MS: i64 = 15 * 60 * 1_000;
+
+/// Wall-clock time an authorization under manual capture may wait for its first capture
+/// or a void before `STUCK_PAYMENT` is raised, milliseconds: 7 days, about when card
+/// networks let an authorization expire (`payments.uncaptured_authorization_timeout_ms`).
+pub const UNCAPTURED_AUTHORIZATION_TIMEOUT_MS: i64 = 7 * 24 * 60 * 60 * 1_000;

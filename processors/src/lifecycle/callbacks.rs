@@ -22,8 +22,9 @@
 //! its authorization, which runs when the settlement is applied, is in
 //! `settlement_check.rs`.
 
-use paystream_schemas::{InputEvent, PaymentStatus, ReconciliationExceptionKind};
+use paystream_schemas::{CaptureMode, InputEvent, PaymentStatus, ReconciliationExceptionKind};
 
+use super::model::{LifecycleSettings, PaymentState};
 use super::stored::Loaded;
 use crate::reconciliation::{self, Amounts};
 use crate::timers::{self, TimerKind};
@@ -120,11 +121,23 @@ pub(super) fn on_settlement_window_closed(
     let Some(state) = &loaded.payment.state else {
         return Ok(());
     };
-    if state.status != PaymentStatus::Authorized {
+    // Unsettled: automatic capture still AUTHORIZED, or under manual capture something
+    // captured and nothing settled (a manual authorization with nothing captured has
+    // nothing to settle: it is the uncaptured-authorization check's).
+    let expected_minor = match state.capture_mode {
+        CaptureMode::Automatic if state.status == PaymentStatus::Authorized => {
+            state.authorized_amount_minor.unwrap_or(state.amount_minor)
+        }
+        CaptureMode::Manual if state.settlement_event_id.is_none() => state
+            .money_now()
+            .map_or(0, |money| money.totals.captured_minor),
+        _ => 0,
+    };
+    if expected_minor == 0 {
         return Ok(());
     }
     let amounts = Amounts {
-        expected_minor: Some(state.authorized_amount_minor.unwrap_or(state.amount_minor)),
+        expected_minor: Some(expected_minor),
         actual_minor: None,
         currency: Some(
             state
@@ -143,23 +156,47 @@ pub(super) fn on_settlement_window_closed(
     Ok(())
 }
 
-/// A payment's stuck-payment timer fired (wall-clock time): `STUCK_PAYMENT` if it is
-/// still INITIATED, with its requested amount as the expected one.
+/// The wall-clock time a payment in `state` may stay as it is before it is stuck,
+/// milliseconds: INITIATED waits for its auth outcome
+/// ([`LifecycleSettings::stuck_payment_timeout_ms`]), AUTHORIZED under manual capture for
+/// its first capture or a void
+/// ([`LifecycleSettings::uncaptured_authorization_timeout_ms`]). `None` for any other
+/// state, or a check turned off (0).
+pub(super) fn stuck_timeout_ms(state: &PaymentState, settings: &LifecycleSettings) -> Option<i64> {
+    match (state.status, state.capture_mode) {
+        (PaymentStatus::Initiated, _) => Some(settings.stuck_payment_timeout_ms),
+        (PaymentStatus::Authorized, CaptureMode::Manual) => {
+            Some(settings.uncaptured_authorization_timeout_ms)
+        }
+        _ => None,
+    }
+    .filter(|timeout_ms| *timeout_ms > 0)
+}
+
+/// A payment's stuck-payment timer fired (wall-clock time): `STUCK_PAYMENT` if it still
+/// waits ([`stuck_timeout_ms`]), with what it waits to move as the expected amount (the
+/// requested amount, or the authorized one).
 pub(super) fn on_stuck_payment(
     loaded: &Loaded,
     timer: &timers::Timer,
+    settings: &LifecycleSettings,
     ctx: &mut dyn ProcessorContext,
 ) -> Result<()> {
     let Some(state) = &loaded.payment.state else {
         return Ok(());
     };
-    if state.status != PaymentStatus::Initiated {
+    if stuck_timeout_ms(state, settings).is_none() {
         return Ok(());
     }
     let amounts = Amounts {
-        expected_minor: Some(state.amount_minor),
+        expected_minor: Some(state.authorized_amount_minor.unwrap_or(state.amount_minor)),
         actual_minor: None,
-        currency: Some(state.currency.clone()),
+        currency: Some(
+            state
+                .authorized_currency
+                .clone()
+                .unwrap_or_else(|| state.currency.clone()),
+        ),
     };
     reconciliation::raise(
         ctx,
@@ -370,7 +407,11 @@ mod tests {
             "the timer was rebuilt from the stored value"
         );
 
-        let off = stuck_after(0);
+        let off = LifecycleProcessor::new(crate::lifecycle::LifecycleSettings {
+            stuck_payment_timeout_ms: 0,
+            uncaptured_authorization_timeout_ms: 0,
+            ..Default::default()
+        });
         assert_eq!(
             crate::Processor::wall_clock_punctuation_interval_ms(&off),
             None
@@ -379,5 +420,38 @@ mod tests {
         d.pipe(rec(initiated("p1")));
         assert!(stored_payment(&d, "p1").timers.is_empty());
         assert!(exceptions(&d.advance_wall_clock_ms(DAY_MS)).is_empty());
+    }
+
+    #[test]
+    fn an_authorization_under_manual_capture_never_captured_is_stuck_after_its_timeout() {
+        let lifecycle = || {
+            LifecycleProcessor::new(crate::lifecycle::LifecycleSettings {
+                stuck_payment_timeout_ms: 15 * MINUTE_MS,
+                uncaptured_authorization_timeout_ms: DAY_MS,
+                ..Default::default()
+            })
+        };
+        let mut d = TestDriver::new(lifecycle());
+        d.pipe(rec(initiated_manual("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        d.pipe(rec(initiated_manual("p2")));
+        d.pipe(rec(auth_ok("p2", "a2")));
+        d.pipe(rec(capture("p2", "c2", 100, false)));
+        assert!(
+            exceptions(&d.advance_wall_clock_ms(DAY_MS - MINUTE_MS)).is_empty(),
+            "the INITIATED timer was replaced by the uncaptured one"
+        );
+        let out = d.advance_wall_clock_ms(MINUTE_MS);
+        assert_eq!(
+            exceptions(&out),
+            vec![(ReconciliationExceptionKind::StuckPayment, Some(1000), None)],
+            "only the authorization with nothing captured: {out:?}"
+        );
+        // The settlement window finds what was captured unsettled, not the authorization
+        // with nothing captured.
+        assert_eq!(
+            exceptions(&d.advance_stream_time_ms(10 * DAY_MS)),
+            vec![(ReconciliationExceptionKind::MissingInPsp, Some(100), None)]
+        );
     }
 }

@@ -95,8 +95,8 @@ use paystream_runtime::serde::AvroSerde;
 use paystream_runtime::{Input, Sink};
 use paystream_schemas::{
     AuthFailed, AuthSucceeded, AuthorizationVoided, ChargebackReported, InputEvent,
-    PaymentCaptured, PaymentInitiated, PaymentStatus, PaymentStatusChanged,
-    ReconciliationException, RefundIssued, SettlementReported,
+    PaymentCaptured, PaymentInitiated, PaymentStatusChanged, ReconciliationException, RefundIssued,
+    SettlementReported,
 };
 
 use crate::metrics::{Counting, OutputCounts, PaymentMetrics};
@@ -226,7 +226,9 @@ impl LifecycleProcessor {
                 self.settings.pending_retention_ms,
                 ctx,
             )?,
-            TimerKind::StuckPayment => callbacks::on_stuck_payment(&loaded, &timer, ctx)?,
+            TimerKind::StuckPayment => {
+                callbacks::on_stuck_payment(&loaded, &timer, &self.settings, ctx)?
+            }
         }
         loaded.save(ctx, &mut self.timers)
     }
@@ -358,9 +360,11 @@ impl Processor for LifecycleProcessor {
         result
     }
 
-    /// Wall-clock punctuation every second while the stuck-payment check is on.
+    /// Wall-clock punctuation every second while a stuck-payment check is on.
     fn wall_clock_punctuation_interval_ms(&self) -> Option<u64> {
-        (self.settings.stuck_payment_timeout_ms > 0).then_some(WALL_CLOCK_PUNCTUATION_INTERVAL_MS)
+        let settings = &self.settings;
+        (settings.stuck_payment_timeout_ms > 0 || settings.uncaptured_authorization_timeout_ms > 0)
+            .then_some(WALL_CLOCK_PUNCTUATION_INTERVAL_MS)
     }
 
     /// Fires the stuck-payment timers due at `wall_clock_ms` (at most
@@ -441,15 +445,7 @@ fn on_initiated(
         loaded.payment.cancel_timers(TimerKind::Orphan);
         loaded.payment.cancel_timers(TimerKind::PendingExpiry);
         pending::drain(&mut loaded, ctx, &lifecycle.settings)?;
-        // Still waiting for its auth outcome (none waited for it): it is stuck if none
-        // comes within the timeout, on wall-clock time.
-        let timeout_ms = lifecycle.settings.stuck_payment_timeout_ms;
-        if timeout_ms > 0 && loaded.status() == Some(PaymentStatus::Initiated) {
-            loaded.payment.timers.push(DueTimer {
-                kind: TimerKind::StuckPayment,
-                due_ms: ctx.wall_clock_ms().saturating_add(timeout_ms),
-            });
-        }
+        watch_for_stuck(&mut loaded, &*ctx, &lifecycle.settings);
         loaded.save(ctx, &mut lifecycle.timers)?;
     }
     Ok(())
@@ -479,6 +475,7 @@ fn on_payment_event(
         return Ok(());
     }
     let mut loaded = Loaded::load(ctx, event.payment_id())?;
+    let status_before = loaded.status();
     if loaded.has_seen(ctx, &event)? {
         ctx.forward(Output::DuplicateDropped);
         return Ok(());
@@ -494,19 +491,37 @@ fn on_payment_event(
         None => pending::buffer(&mut loaded, event, origin, ctx, Some(&lifecycle.settings))?,
     };
     if changed {
-        if loaded
-            .status()
-            .is_some_and(|status| status != PaymentStatus::Initiated)
-        {
-            loaded.payment.cancel_timers(TimerKind::StuckPayment);
+        if loaded.status() != status_before {
+            watch_for_stuck(&mut loaded, &*ctx, &lifecycle.settings);
         }
         loaded.save(ctx, &mut lifecycle.timers)?;
     }
     Ok(())
 }
 
+/// Sets the stuck-payment timer for the status the payment just entered, if it is one
+/// that waits on wall-clock time ([`callbacks::stuck_timeout_ms`]): INITIATED waits for
+/// its auth outcome, AUTHORIZED under manual capture for its first capture or a void.
+/// A timer of the status it left is cancelled.
+fn watch_for_stuck(loaded: &mut Loaded, ctx: &dyn ProcessorContext, settings: &LifecycleSettings) {
+    loaded.payment.cancel_timers(TimerKind::StuckPayment);
+    let timeout_ms = loaded
+        .payment
+        .state
+        .as_ref()
+        .and_then(|state| callbacks::stuck_timeout_ms(state, settings));
+    if let Some(timeout_ms) = timeout_ms {
+        loaded.payment.timers.push(DueTimer {
+            kind: TimerKind::StuckPayment,
+            due_ms: ctx.wall_clock_ms().saturating_add(timeout_ms),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use paystream_schemas::PaymentStatus;
+
     use super::*;
     use crate::driver::{TestDriver, origin};
     use crate::lifecycle::test_support::*;

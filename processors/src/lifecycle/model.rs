@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 /// Timer settings of the lifecycle (config keys `processing.orphan_timeout_ms`,
 /// `processing.settlement_window_ms`, `processing.pending_retention_ms`,
-/// `processing.event_time_skew_max_ms`, and `payments.stuck_payment_timeout_ms` of the
-/// application's own section, [`crate::PaymentsConfig`]).
+/// `processing.event_time_skew_max_ms`, and `payments.stuck_payment_timeout_ms` and
+/// `payments.uncaptured_authorization_timeout_ms` of the application's own section,
+/// [`crate::PaymentsConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LifecycleSettings {
     /// Stream time an event may wait for its payment before an exception is raised,
@@ -33,9 +34,15 @@ pub struct LifecycleSettings {
     /// the lifecycle applied it, before `STUCK_PAYMENT` is raised, milliseconds; 0 turns
     /// the check off. Default 15 minutes.
     pub stuck_payment_timeout_ms: i64,
+    /// Wall-clock time an authorization under manual capture may wait for its first
+    /// capture or a void before `STUCK_PAYMENT` is raised, milliseconds; 0 turns the
+    /// check off. Default 7 days (card authorizations expire after about that).
+    pub uncaptured_authorization_timeout_ms: i64,
 }
 
-pub use crate::defaults::{EVENT_TIME_SKEW_MAX_MS, STUCK_PAYMENT_TIMEOUT_MS};
+pub use crate::defaults::{
+    EVENT_TIME_SKEW_MAX_MS, STUCK_PAYMENT_TIMEOUT_MS, UNCAPTURED_AUTHORIZATION_TIMEOUT_MS,
+};
 
 impl Default for LifecycleSettings {
     fn default() -> Self {
@@ -45,6 +52,7 @@ impl Default for LifecycleSettings {
             pending_retention_ms: 72 * 60 * 60 * 1_000,
             event_time_skew_max_ms: EVENT_TIME_SKEW_MAX_MS,
             stuck_payment_timeout_ms: STUCK_PAYMENT_TIMEOUT_MS,
+            uncaptured_authorization_timeout_ms: UNCAPTURED_AUTHORIZATION_TIMEOUT_MS,
         }
     }
 }

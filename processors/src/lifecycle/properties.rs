@@ -104,6 +104,7 @@ const SETTINGS: LifecycleSettings = LifecycleSettings {
     event_time_skew_max_ms: crate::lifecycle::EVENT_TIME_SKEW_MAX_MS,
     // Wall-clock time does not move in these scenarios: the check is tested on its own.
     stuck_payment_timeout_ms: 0,
+    uncaptured_authorization_timeout_ms: 0,
 };
 
 fn scenario() -> impl Strategy<Value = Scenario> {
