@@ -30,7 +30,7 @@ pub enum Format {
 #[derive(Debug, Args)]
 pub struct Selection {
     /// Dead-letter queue to read, by its input topic's base name (`settlement`) or full
-    /// topic name; repeatable. Default: every one (the four inputs' and the three sink
+    /// topic name; repeatable. Default: every one (the eight inputs' and the three sink
     /// topics' `ledger_entries.dlq`, `payment_status.dlq`, `reconciliation_exceptions.dlq`).
     #[arg(long)]
     pub topic: Vec<String>,

@@ -44,7 +44,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub to_earliest: bool,
     /// Input topics to reset, by base name (`settlement`) or full name; repeatable.
-    /// Default: all four.
+    /// Default: every input topic.
     #[arg(long)]
     pub topics: Vec<String>,
     /// Print each partition's current → new offset and change nothing.

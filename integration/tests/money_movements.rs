@@ -1,0 +1,383 @@
+//! Captures, voids, refunds and chargebacks on real parts (Apache Kafka, Apicurio's
+//! Confluent-compatible registry, PostgreSQL): one payment per rule — the legal paths,
+//! each illegal case, movements that arrive before their payment, and the same movement
+//! reported again — through `paystream run`, checked in the ledger the sink wrote, the
+//! dead-letter queues and the exceptions; then the whole input is replayed and nothing
+//! is posted twice.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use paystream_integration::{TestEnv, read_committed, registry_url};
+use paystream_schemas::{
+    AuthFailed, AuthSucceeded, AuthorizationVoided, CaptureMode, ChargebackReported,
+    ChargebackStage, Codec, InputEvent, PaymentCaptured, PaymentInitiated, RefundIssued,
+    SettlementReported, encode_input_event,
+};
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::Row;
+
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn now_ms() -> i64 {
+    paystream_testkit::traffic::now_ms()
+}
+
+/// Builds the events of one payment, with event times in the order they happen.
+struct Payment {
+    id: String,
+    at_ms: i64,
+}
+
+impl Payment {
+    fn new(n: u32) -> Self {
+        Payment {
+            id: format!("pay-{n}"),
+            at_ms: now_ms() - 600_000,
+        }
+    }
+
+    fn tick(&mut self) -> i64 {
+        self.at_ms += 1_000;
+        self.at_ms
+    }
+
+    fn initiated(&mut self, amount_minor: i64, capture_mode: CaptureMode) -> InputEvent {
+        InputEvent::PaymentInitiated(PaymentInitiated {
+            event_id: format!("{}-init", self.id),
+            idempotency_key: format!("{}-idem", self.id),
+            payment_id: self.id.clone(),
+            merchant_id: "merchant-a".into(),
+            customer_id: "customer-a".into(),
+            amount_minor,
+            currency: "EUR".into(),
+            payment_method_token: "pm_test_visa".into(),
+            psp: "adyen".into(),
+            occurred_at: self.tick(),
+            capture_mode,
+        })
+    }
+
+    fn authorized(&mut self, amount_minor: i64) -> InputEvent {
+        InputEvent::AuthSucceeded(AuthSucceeded {
+            event_id: format!("{}-auth", self.id),
+            payment_id: self.id.clone(),
+            psp_reference: format!("{}-psp", self.id),
+            auth_code: "A1".into(),
+            amount_minor,
+            currency: "EUR".into(),
+            occurred_at: self.tick(),
+        })
+    }
+
+    fn declined(&mut self) -> InputEvent {
+        InputEvent::AuthFailed(AuthFailed {
+            event_id: format!("{}-decline", self.id),
+            payment_id: self.id.clone(),
+            psp_reference: None,
+            decline_code: "05".into(),
+            reason: "do not honour".into(),
+            occurred_at: self.tick(),
+        })
+    }
+
+    fn captured(&mut self, capture_id: &str, amount_minor: i64, final_capture: bool) -> InputEvent {
+        InputEvent::PaymentCaptured(PaymentCaptured {
+            event_id: format!("{}-{capture_id}", self.id),
+            payment_id: self.id.clone(),
+            capture_id: capture_id.into(),
+            psp_reference: format!("{}-psp", self.id),
+            amount_minor,
+            currency: "EUR".into(),
+            final_capture,
+            occurred_at: self.tick(),
+        })
+    }
+
+    fn voided(&mut self) -> InputEvent {
+        InputEvent::AuthorizationVoided(AuthorizationVoided {
+            event_id: format!("{}-void", self.id),
+            payment_id: self.id.clone(),
+            psp_reference: format!("{}-psp", self.id),
+            reason: "order cancelled\u{7}".into(),
+            occurred_at: self.tick(),
+        })
+    }
+
+    fn settled(&mut self, gross_minor: i64, fee_minor: i64) -> InputEvent {
+        InputEvent::SettlementReported(SettlementReported {
+            event_id: format!("{}-settle", self.id),
+            payment_id: self.id.clone(),
+            psp_reference: format!("{}-psp", self.id),
+            settlement_batch_id: "batch-1".into(),
+            gross_amount_minor: gross_minor,
+            fee_minor,
+            net_amount_minor: gross_minor - fee_minor,
+            currency: "EUR".into(),
+            settled_at: self.tick(),
+        })
+    }
+
+    fn refunded(&mut self, refund_id: &str, amount_minor: i64) -> InputEvent {
+        InputEvent::RefundIssued(RefundIssued {
+            event_id: format!("{}-{refund_id}", self.id),
+            payment_id: self.id.clone(),
+            refund_id: refund_id.into(),
+            psp_reference: format!("{}-psp", self.id),
+            amount_minor,
+            currency: "EUR".into(),
+            reason: "returned".into(),
+            occurred_at: self.tick(),
+        })
+    }
+
+    fn chargeback(&mut self, stage: ChargebackStage, amount_minor: i64) -> InputEvent {
+        InputEvent::ChargebackReported(ChargebackReported {
+            event_id: format!("{}-dispute-{}", self.id, stage.as_str()),
+            payment_id: self.id.clone(),
+            dispute_id: format!("{}-dispute", self.id),
+            amount_minor,
+            currency: "EUR".into(),
+            fee_minor: 15,
+            reason_code: "10.4".into(),
+            stage,
+            occurred_at: self.tick(),
+        })
+    }
+}
+
+fn topic_of(event: &InputEvent) -> &'static str {
+    match event {
+        InputEvent::PaymentInitiated(_) => "payment_initiated",
+        InputEvent::AuthSucceeded(_) => "auth_success",
+        InputEvent::AuthFailed(_) => "auth_failure",
+        InputEvent::SettlementReported(_) => "settlement",
+        InputEvent::PaymentCaptured(_) => "capture",
+        InputEvent::AuthorizationVoided(_) => "void",
+        InputEvent::RefundIssued(_) => "refund",
+        InputEvent::ChargebackReported(_) => "chargeback",
+    }
+}
+
+async fn send(
+    env: &TestEnv,
+    codec: &Codec,
+    producer: &FutureProducer,
+    events: &[InputEvent],
+) -> anyhow::Result<()> {
+    for event in events {
+        let topic = env.topic(topic_of(event));
+        let key = match event {
+            InputEvent::PaymentInitiated(p) => p.key(),
+            other => other.payment_id().to_string(),
+        };
+        let value = encode_input_event(codec, &topic, event).await?;
+        producer
+            .send(
+                FutureRecord::to(&topic).key(&key).payload(&value),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+/// `(payment_id, kind)` → count of journal entries, and each payment's status.
+async fn ledger(
+    pool: &sqlx::PgPool,
+) -> anyhow::Result<(BTreeMap<(String, String), i64>, BTreeMap<String, String>)> {
+    let mut entries = BTreeMap::new();
+    for row in sqlx::query(
+        "SELECT payment_id, kind, count(*) AS n FROM journal_entries GROUP BY payment_id, kind",
+    )
+    .fetch_all(pool)
+    .await?
+    {
+        entries.insert((row.get("payment_id"), row.get("kind")), row.get("n"));
+    }
+    let mut statuses = BTreeMap::new();
+    for row in sqlx::query("SELECT payment_id, status FROM payments")
+        .fetch_all(pool)
+        .await?
+    {
+        statuses.insert(row.get("payment_id"), row.get("status"));
+    }
+    Ok((entries, statuses))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
+    let env = TestEnv::new("money");
+    env.prepare()?;
+    let codec = Codec::new(&registry_url(), Duration::from_secs(10))?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", paystream_integration::bootstrap())
+        .create()?;
+
+    let mut events = Vec::new();
+    // 1. Manual capture: two partial captures, the second final; settled; part refunded.
+    let mut p = Payment::new(1);
+    events.extend([
+        p.initiated(1_000, CaptureMode::Manual),
+        p.authorized(1_000),
+        p.captured("c1", 600, false),
+        p.captured("c2", 300, true),
+        p.settled(900, 20),
+        p.refunded("r1", 300),
+    ]);
+    // 2. Voided, then a capture after the void: refused.
+    let mut p = Payment::new(2);
+    events.extend([
+        p.initiated(1_000, CaptureMode::Manual),
+        p.authorized(1_000),
+        p.voided(),
+        p.captured("c1", 100, false),
+    ]);
+    // 3. Automatic capture: a refund above the captured amount is refused, a full one
+    //    applies, and a chargeback after it is refused.
+    let mut p = Payment::new(3);
+    events.extend([
+        p.initiated(500, CaptureMode::Automatic),
+        p.authorized(500),
+        p.refunded("r1", 600),
+        p.refunded("r2", 500),
+        p.chargeback(ChargebackStage::Opened, 100),
+    ]);
+    // 4. A chargeback opened and won.
+    let mut p = Payment::new(4);
+    events.extend([
+        p.initiated(800, CaptureMode::Automatic),
+        p.authorized(800),
+        p.chargeback(ChargebackStage::Opened, 800),
+        p.chargeback(ChargebackStage::Won, 800),
+    ]);
+    // 5. A refund of a declined payment: refused.
+    let mut p = Payment::new(5);
+    events.extend([
+        p.initiated(700, CaptureMode::Automatic),
+        p.declined(),
+        p.refunded("r1", 100),
+    ]);
+    // 6. A capture and a refund sent before their payment and its auth: they wait.
+    let mut p = Payment::new(6);
+    let (init, auth) = (p.initiated(1_000, CaptureMode::Manual), p.authorized(1_000));
+    let (capture, refund) = (p.captured("c1", 400, false), p.refunded("r1", 200));
+    events.extend([refund, capture, init, auth]);
+    // 7. The same capture three times: the event again, then under a new event id.
+    let mut p = Payment::new(7);
+    let capture = p.captured("c1", 250, false);
+    let mut resent = capture.clone();
+    if let InputEvent::PaymentCaptured(c) = &mut resent {
+        c.event_id = format!("{}-resent", c.event_id);
+    }
+    events.extend([
+        p.initiated(1_000, CaptureMode::Manual),
+        p.authorized(1_000),
+        capture.clone(),
+        capture,
+        resent,
+    ]);
+    send(&env, &codec, &producer, &events).await?;
+
+    let run = env.paystream(&["run", "--until-caught-up"])?;
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    let pool = sqlx::PgPool::connect(&env.database_url).await?;
+    let (entries, statuses) = ledger(&pool).await?;
+    let status = |n: u32| statuses.get(&format!("pay-{n}")).map(String::as_str);
+    assert_eq!(status(1), Some("PARTIALLY_REFUNDED"), "{stdout}");
+    assert_eq!(status(2), Some("VOIDED"));
+    assert_eq!(status(3), Some("REFUNDED"));
+    assert_eq!(status(4), Some("CHARGEBACK_WON"));
+    assert_eq!(status(5), Some("DECLINED"));
+    assert_eq!(status(6), Some("PARTIALLY_REFUNDED"));
+    assert_eq!(status(7), Some("PARTIALLY_CAPTURED"));
+    let count = |n: u32, kind: &str| {
+        entries
+            .get(&(format!("pay-{n}"), kind.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    for (n, kind, expected) in [
+        (1, "AUTHORIZATION_HOLD", 1),
+        (1, "CAPTURE", 2),
+        (1, "SETTLEMENT", 1),
+        (1, "REFUND", 1),
+        (2, "VOID", 1),
+        (2, "CAPTURE", 0),
+        (3, "AUTHORIZATION", 1),
+        (3, "REFUND", 1),
+        (3, "CHARGEBACK_OPENED", 0),
+        (4, "CHARGEBACK_OPENED", 1),
+        (4, "CHARGEBACK_WON", 1),
+        (5, "REFUND", 0),
+        (6, "CAPTURE", 1),
+        (6, "REFUND", 1),
+        (7, "CAPTURE", 1),
+    ] {
+        assert_eq!(count(n, kind), expected, "pay-{n} {kind}: {entries:?}");
+    }
+
+    // Each refusal went to its topic's dead-letter queue with its reason, and raised
+    // its exception.
+    let mut reasons = Vec::new();
+    for topic in ["capture", "refund", "chargeback"] {
+        for record in read_committed(&env.topic(&format!("{topic}.dlq")), READ_TIMEOUT)? {
+            let key = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default());
+            reasons.push(format!("{key} {}", record.headers["paystream.dlq.reason"]));
+        }
+    }
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "pay-2 illegal_transition",
+            "pay-3 illegal_transition",
+            "pay-3 refund_exceeds_captured",
+            "pay-5 illegal_transition",
+        ]
+    );
+    let mut exceptions: Vec<(String, String)> = sqlx::query(
+        "SELECT payment_id, kind FROM reconciliation_exceptions ORDER BY payment_id, kind",
+    )
+    .fetch_all(&pool)
+    .await?
+    .into_iter()
+    .map(|row| (row.get("payment_id"), row.get("kind")))
+    .collect();
+    exceptions.sort();
+    let expected: Vec<(String, String)> = [
+        ("pay-2", "ILLEGAL_MONEY_MOVEMENT"),
+        ("pay-3", "ILLEGAL_MONEY_MOVEMENT"),
+        ("pay-3", "REFUND_EXCEEDS_CAPTURED"),
+        ("pay-5", "ILLEGAL_MONEY_MOVEMENT"),
+    ]
+    .map(|(p, k)| (p.to_string(), k.to_string()))
+    .into();
+    assert_eq!(exceptions, expected);
+
+    // The ledger balances, holds net to zero, and the checks pass.
+    let verify = env.paystream(&["ledger", "verify"])?;
+    let verify_out = String::from_utf8_lossy(&verify.stdout).into_owned();
+    let balances = paystream_integration::ledger_snapshot(&env.database_url)
+        .await?
+        .balances_minor;
+    for account in [
+        "psp_authorized_hold:adyen|EUR",
+        "merchant_pending:merchant-a|EUR",
+    ] {
+        // The open authorizations still hold their rest: pay-7 750, pay-6 600.
+        let held = balances.get(account).copied().unwrap_or(0).abs();
+        assert_eq!(held, 750 + 600, "{account}: {balances:?}\n{verify_out}");
+    }
+
+    // Replay everything: nothing is posted twice.
+    let before = paystream_integration::ledger_snapshot(&env.database_url).await?;
+    env.paystream(&["replay", "--to-earliest"])?;
+    env.paystream(&["run", "--until-caught-up"])?;
+    let after = paystream_integration::ledger_snapshot(&env.database_url).await?;
+    assert_eq!(after, before, "a replay posts nothing twice");
+    pool.close().await;
+    Ok(())
+}
