@@ -378,6 +378,35 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
     env.paystream(&["run", "--until-caught-up"])?;
     let after = paystream_integration::ledger_snapshot(&env.database_url).await?;
     assert_eq!(after, before, "a replay posts nothing twice");
+
+    // `ledger verify` checks each payment's totals: a capture forged after pay-2's void
+    // and a refund forged beyond what pay-3 captured are found.
+    for (payment, kind, account) in [
+        ("pay-2", "CAPTURE", "psp_receivable:adyen"),
+        ("pay-3", "REFUND", "merchant_payable:merchant-a"),
+    ] {
+        let id = uuid::Uuid::new_v4();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO journal_entries (id, payment_id, kind, occurred_at, caused_by_event_id,
+                                          source_topic, source_partition, source_offset)
+             VALUES ('{id}', '{payment}', '{kind}', now() + interval '1 hour', 'forged', 'x', 0, 0);
+             INSERT INTO postings (journal_entry_id, line, account, side, amount_minor, currency,
+                                   account_sequence)
+             VALUES ('{id}', 0, '{account}', 'DEBIT', 100, 'EUR', 1000000)"
+        )))
+        .execute(&pool)
+        .await?;
+    }
+    let verify = env.paystream_unchecked(&["ledger", "verify"])?;
+    let verify_out = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert_eq!(verify.status.code(), Some(1), "{verify_out}");
+    for line in [
+        "captured after void      1 payments",
+        "refunded + charged back > captured 1 payments",
+        "captured > authorized    0 payments",
+    ] {
+        assert!(verify_out.contains(line), "{line} in\n{verify_out}");
+    }
     pool.close().await;
     Ok(())
 }

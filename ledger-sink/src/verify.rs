@@ -3,7 +3,11 @@
 //! names a journal entry (the insert trigger of migration 0004 refuses one that does not;
 //! this finds one written with that trigger disabled), every account
 //! balance equals the sum of its postings, and every account's postings are numbered
-//! 1..n without gaps. Records the sink dead-lettered (`sink_dead_letters`) are counted by
+//! 1..n without gaps; and per payment and currency, from its journal entries, that
+//! captures stay within a manual authorization's hold (captured and released ≤ held),
+//! that refunds and chargebacks stay within what was captured (refunded + disputed +
+//! charged back ≤ captured), and that nothing was captured after a void. Records the
+//! sink dead-lettered (`sink_dead_letters`) are counted by
 //! topic and reason: they are accounted for, not lost, so they never fail verification.
 
 use std::collections::BTreeMap;
@@ -18,7 +22,7 @@ pub struct VerifyReport {
     pub journal_entries: i64,
     pub postings: i64,
     pub accounts: i64,
-    /// Payments by latest status (`INITIATED`, `AUTHORIZED`, `DECLINED`, `SETTLED`).
+    /// Payments by latest status (`INITIATED`, `AUTHORIZED`, `CAPTURED`, `REFUNDED`, …).
     pub payments_by_status: BTreeMap<String, i64>,
     /// Journal entries whose debits and credits differ in some currency.
     pub unbalanced_entries: i64,
@@ -31,6 +35,13 @@ pub struct VerifyReport {
     /// Accounts whose posting sequence numbers are not exactly 1..n, or whose
     /// `accounts.last_sequence` is not n.
     pub sequence_violations: i64,
+    /// Payments whose captures (or captures and releases) exceed their manual
+    /// authorization's hold.
+    pub captured_over_authorized: i64,
+    /// Payments whose refunds and chargebacks exceed what was captured.
+    pub refunded_over_captured: i64,
+    /// Payments with a capture after their void.
+    pub captured_after_void: i64,
     /// Reconciliation exceptions by kind (`AMOUNT_MISMATCH`, …).
     pub exceptions_by_kind: BTreeMap<String, i64>,
     /// Records the sink dead-lettered instead of writing, by `(source topic, reason)`,
@@ -46,6 +57,9 @@ impl VerifyReport {
             && self.postings_without_entry == 0
             && self.balance_mismatches == 0
             && self.sequence_violations == 0
+            && self.captured_over_authorized == 0
+            && self.refunded_over_captured == 0
+            && self.captured_after_void == 0
     }
 }
 
@@ -113,10 +127,53 @@ pub async fn verify(pool: &PgPool) -> Result<VerifyReport> {
             "checking posting sequence numbers",
         )
         .await?,
+        captured_over_authorized: 0,
+        refunded_over_captured: 0,
+        captured_after_void: count(
+            "SELECT count(DISTINCT c.payment_id) FROM journal_entries c
+             JOIN journal_entries v ON v.payment_id = c.payment_id AND v.kind = 'VOID'
+             WHERE c.kind = 'CAPTURE' AND c.occurred_at > v.occurred_at",
+            "checking captures after voids",
+        )
+        .await?,
         payments_by_status: BTreeMap::new(),
         exceptions_by_kind: BTreeMap::new(),
         sink_dead_letters: BTreeMap::new(),
     };
+    // Each payment's totals from its postings (docs/architecture.md, "Payment lifecycle
+    // and ledger"): held by AUTHORIZATION_HOLD; captured onto psp_receivable by
+    // AUTHORIZATION (automatic capture) and CAPTURE; moved out of the hold by CAPTURE and
+    // VOID; refunded off merchant_payable; disputed while in dispute_receivable; lost
+    // off merchant_payable by CHARGEBACK_LOST.
+    let row = sqlx::query(
+        "WITH per_payment AS (
+            SELECT j.payment_id, p.currency,
+              sum(p.amount_minor) FILTER (WHERE j.kind = 'AUTHORIZATION_HOLD' AND p.side = 'DEBIT') AS held,
+              coalesce(sum(p.amount_minor) FILTER (WHERE j.kind IN ('AUTHORIZATION', 'CAPTURE')
+                  AND p.side = 'DEBIT' AND p.account LIKE 'psp_receivable:%'), 0) AS captured,
+              coalesce(sum(p.amount_minor) FILTER (WHERE j.kind IN ('CAPTURE', 'VOID')
+                  AND p.side = 'DEBIT' AND p.account LIKE 'merchant_pending:%'), 0) AS moved,
+              coalesce(sum(p.amount_minor) FILTER (WHERE j.kind = 'REFUND' AND p.side = 'DEBIT'), 0) AS refunded,
+              coalesce(sum(CASE p.side WHEN 'DEBIT' THEN p.amount_minor ELSE -p.amount_minor END)
+                  FILTER (WHERE p.account LIKE 'dispute_receivable:%'), 0) AS disputed,
+              coalesce(sum(p.amount_minor) FILTER (WHERE j.kind = 'CHARGEBACK_LOST'
+                  AND p.side = 'DEBIT' AND p.account LIKE 'merchant_payable:%'), 0) AS lost
+            FROM journal_entries j JOIN postings p ON p.journal_entry_id = j.id
+            GROUP BY j.payment_id, p.currency)
+         SELECT
+           count(*) FILTER (WHERE held IS NOT NULL AND (captured > held OR moved > held)) AS over_authorized,
+           count(*) FILTER (WHERE refunded + disputed + lost > captured) AS over_captured
+         FROM per_payment",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(db("checking each payment's totals"))?;
+    report.captured_over_authorized = row
+        .try_get("over_authorized")
+        .map_err(db("reading over_authorized"))?;
+    report.refunded_over_captured = row
+        .try_get("over_captured")
+        .map_err(db("reading over_captured"))?;
     let rows = sqlx::query(
         "SELECT topic, reason, count(*) AS n FROM sink_dead_letters GROUP BY topic, reason",
     )

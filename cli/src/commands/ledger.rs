@@ -66,6 +66,18 @@ pub async fn verify(sink: SinkConfig, args: VerifyArgs) -> anyhow::Result<ExitCo
     println!("postings without entry   {}", report.postings_without_entry);
     println!("balance mismatches       {}", report.balance_mismatches);
     println!("sequence violations      {}", report.sequence_violations);
+    println!(
+        "captured > authorized    {} payments",
+        report.captured_over_authorized
+    );
+    println!(
+        "refunded + charged back > captured {} payments",
+        report.refunded_over_captured
+    );
+    println!(
+        "captured after void      {} payments",
+        report.captured_after_void
+    );
     let exceptions: Vec<String> = report
         .exceptions_by_kind
         .iter()
