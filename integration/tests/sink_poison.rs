@@ -51,6 +51,8 @@ fn entry(payment_id: &str, psp_account: &str) -> JournalEntry {
         ],
         occurred_at: paystream_testkit::traffic::now_ms() - 60_000,
         caused_by_event_id: format!("evt-{payment_id}"),
+        merchant_id: None,
+        psp: None,
     }
 }
 

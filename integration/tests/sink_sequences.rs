@@ -55,6 +55,8 @@ fn authorization(n: usize, psp: &str, merchant: &str, amount: i64) -> JournalEnt
         ],
         occurred_at: 1_767_225_600_000 + n as i64,
         caused_by_event_id: format!("evt-{n}"),
+        merchant_id: None,
+        psp: None,
     }
 }
 
@@ -76,6 +78,8 @@ fn settlement(n: usize, psp: &str, amount: i64) -> JournalEntry {
         ],
         occurred_at: 1_767_225_700_000 + n as i64,
         caused_by_event_id: format!("settle-evt-{n}"),
+        merchant_id: None,
+        psp: None,
     }
 }
 

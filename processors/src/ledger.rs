@@ -108,6 +108,8 @@ pub fn authorization_entry(
         ],
         occurred_at: occurred_at_ms,
         caused_by_event_id: caused_by_event_id.to_string(),
+        merchant_id: Some(merchant_id.to_string()),
+        psp: Some(psp.to_string()),
     };
     assert!(
         entry.is_balanced(),
@@ -120,7 +122,11 @@ pub fn authorization_entry(
 /// `expense:psp_fees:{psp}` fee, credit `psp_receivable:{psp}` gross. A zero net or fee
 /// posts no line (postings are always > 0).
 /// The settlement was validated on input (`net = gross − fee`, fee ≥ 0).
-pub fn settlement_entry(psp: &str, settlement: &SettlementReported) -> JournalEntry {
+pub fn settlement_entry(
+    psp: &str,
+    merchant_id: &str,
+    settlement: &SettlementReported,
+) -> JournalEntry {
     let currency = settlement.currency.as_str();
     let fee_minor = settlement.fee_minor;
     let mut postings = Vec::with_capacity(3);
@@ -153,12 +159,38 @@ pub fn settlement_entry(psp: &str, settlement: &SettlementReported) -> JournalEn
         postings,
         occurred_at: settlement.settled_at,
         caused_by_event_id: settlement.event_id.clone(),
+        merchant_id: Some(merchant_id.to_string()),
+        psp: Some(psp.to_string()),
     };
     assert!(
         entry.is_balanced(),
         "settlement entry must balance: {entry:?}"
     );
     entry
+}
+
+/// The amount of money `entry` moved, minor units of its currency: what was authorized,
+/// held, captured, released, settled (gross), refunded, or withdrawn, reinstated or lost
+/// by a chargeback — read off the posting that carries it in the [ledger
+/// rules](`authorization_entry`).
+pub fn movement_amount_minor(entry: &JournalEntry) -> i64 {
+    use JournalEntryKind as Kind;
+    use PostingSide::{Credit, Debit};
+    let (prefix, side) = match entry.kind {
+        Kind::Authorization | Kind::Capture => ("psp_receivable:", Debit),
+        Kind::AuthorizationHold => ("psp_authorized_hold:", Debit),
+        Kind::Void => ("merchant_pending:", Debit),
+        Kind::Settlement => ("psp_receivable:", Credit),
+        Kind::Refund | Kind::ChargebackLost => ("merchant_payable:", Debit),
+        Kind::ChargebackOpened => ("dispute_receivable:", Debit),
+        Kind::ChargebackWon => ("dispute_receivable:", Credit),
+    };
+    entry
+        .postings
+        .iter()
+        .filter(|p| p.side == side && p.account.starts_with(prefix))
+        .map(|p| p.amount_minor)
+        .sum()
 }
 
 /// What a journal entry of a money movement is about: the payment, its parties and the
@@ -197,6 +229,8 @@ fn movement_entry(
             .collect(),
         occurred_at: context.occurred_at_ms,
         caused_by_event_id: context.caused_by_event_id.to_string(),
+        merchant_id: Some(context.merchant_id.to_string()),
+        psp: Some(context.psp.to_string()),
     };
     assert!(
         entry.is_balanced(),
@@ -448,13 +482,13 @@ mod tests {
         let a = authorization_entry("p", "adyen", "m", 1234, "EUR", 1, "e");
         assert!(a.is_balanced());
         assert_eq!(a.postings.len(), 2);
-        let s = settlement_entry("adyen", &settlement(1234, 34));
+        let s = settlement_entry("adyen", "m", &settlement(1234, 34));
         assert!(s.is_balanced());
         assert_eq!(s.postings.len(), 3);
-        let no_fee = settlement_entry("adyen", &settlement(1234, 0));
+        let no_fee = settlement_entry("adyen", "m", &settlement(1234, 0));
         assert_eq!(no_fee.postings.len(), 2);
         assert!(no_fee.is_balanced());
-        let all_fee = settlement_entry("adyen", &settlement(1234, 1234));
+        let all_fee = settlement_entry("adyen", "m", &settlement(1234, 1234));
         assert_eq!(all_fee.postings.len(), 2, "no zero bank posting");
         assert!(all_fee.is_balanced());
     }
@@ -469,7 +503,7 @@ mod tests {
 
     #[test]
     fn an_unbalanced_entry_is_detected() {
-        let mut s = settlement_entry("adyen", &settlement(1000, 30));
+        let mut s = settlement_entry("adyen", "m", &settlement(1000, 30));
         s.postings[0].amount_minor = 971;
         assert!(!s.is_balanced());
         s.postings[0].amount_minor = 970;

@@ -13,15 +13,22 @@
 //!   the standard label it.
 //! - `paystream_reconciliation_exceptions_total{kind}`: exceptions raised.
 //! - `paystream_journal_entries_total`: journal entries produced.
+//! - `paystream_money_movements_total{kind,psp,merchant}` and
+//!   `paystream_money_movement_amount_minor_total{kind,psp,merchant,currency}`: journal
+//!   entries by kind (AUTHORIZATION, CAPTURE, REFUND, CHARGEBACK_OPENED, …) and the money
+//!   they moved ([`crate::ledger::movement_amount_minor`]). Refund rate and chargeback rate
+//!   by merchant or PSP are ratios of these (docs/operations: `config/prometheus/alerts.yml`
+//!   records them). One instance labels at most [`MERCHANT_LABELS_MAX`] merchants; the
+//!   others count under `merchant="other"`, so the series stay bounded.
 //! - `paystream_free_text_cleaned_total{topic,field}`: input events whose free text (a
 //!   decline reason) held control characters, replaced by U+FFFD, or was cut to length —
 //!   processed, never dead-lettered for it. Unlike the counts above it is counted when
 //!   the record is read, so a record read again after an aborted transaction counts
 //!   again.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use paystream_schemas::{JournalEntry, PaymentStatusChanged, ReconciliationException};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
@@ -30,6 +37,13 @@ use paystream_runtime::Forward;
 
 use crate::ProcessorContext;
 use crate::names::sinks;
+
+/// At most this many merchants get a label of their own in the money movement metrics,
+/// per instance; the others count under [`OTHER_MERCHANTS`].
+pub const MERCHANT_LABELS_MAX: usize = 1_000;
+
+/// The merchant label of merchants past [`MERCHANT_LABELS_MAX`].
+pub const OTHER_MERCHANTS: &str = "other";
 
 /// The business metrics, cheap to clone (shared counters).
 #[derive(Clone)]
@@ -44,6 +58,12 @@ pub struct PaymentMetrics {
     pub journal_entries: IntCounter,
     /// Input events whose free text was cleaned, by topic and field (counted when read).
     pub free_text_cleaned: IntCounterVec,
+    /// Journal entries, by kind, PSP and merchant.
+    pub money_movements: IntCounterVec,
+    /// The money they moved, minor units, by kind, PSP, merchant and currency.
+    pub money_movement_amount_minor: IntCounterVec,
+    /// The merchants with a label of their own (at most [`MERCHANT_LABELS_MAX`]).
+    merchant_labels: Arc<Mutex<HashSet<String>>>,
     /// Status changes produced (for the run summary).
     status_changes: Arc<AtomicU64>,
 }
@@ -61,6 +81,8 @@ impl PaymentMetrics {
             Box::new(metrics.reconciliation_exceptions.clone()),
             Box::new(metrics.journal_entries.clone()),
             Box::new(metrics.free_text_cleaned.clone()),
+            Box::new(metrics.money_movements.clone()),
+            Box::new(metrics.money_movement_amount_minor.clone()),
         ] {
             registry
                 .register(collector)
@@ -100,8 +122,66 @@ impl PaymentMetrics {
                 "Input events whose free text held control characters (replaced) or was too long (cut), by topic and field; counted when read",
                 &["topic", "field"],
             ),
+            money_movements: counter_vec(
+                "paystream_money_movements_total",
+                "Journal entries (money movements) produced, by kind, PSP and merchant",
+                &["kind", "psp", "merchant"],
+            ),
+            money_movement_amount_minor: counter_vec(
+                "paystream_money_movement_amount_minor_total",
+                "Money moved by journal entries, in minor units of the currency, by kind, PSP, merchant and currency",
+                &["kind", "psp", "merchant", "currency"],
+            ),
+            merchant_labels: Arc::default(),
             status_changes: Arc::default(),
         }
+    }
+
+    /// The label of `merchant_id`: itself while fewer than [`MERCHANT_LABELS_MAX`]
+    /// merchants have one, else `other`.
+    fn merchant_label(&self, merchant_id: &str) -> String {
+        let mut labels = self
+            .merchant_labels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if labels.contains(merchant_id) {
+            return merchant_id.to_string();
+        }
+        if labels.len() < MERCHANT_LABELS_MAX {
+            labels.insert(merchant_id.to_string());
+            return merchant_id.to_string();
+        }
+        OTHER_MERCHANTS.to_string()
+    }
+
+    /// Journal entries produced in committed transactions, and the money they moved,
+    /// by kind: `(count, amount in minor units summed over currencies)`.
+    pub fn movements_by_kind(&self) -> BTreeMap<String, (u64, u64)> {
+        use prometheus::core::Collector;
+        let mut by_kind: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for (vec, is_amount) in [
+            (&self.money_movements, false),
+            (&self.money_movement_amount_minor, true),
+        ] {
+            for family in vec.collect() {
+                for metric in family.get_metric() {
+                    let kind = metric
+                        .get_label()
+                        .iter()
+                        .find(|l| l.name() == "kind")
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default();
+                    let value = metric.get_counter().value() as u64;
+                    let slot = by_kind.entry(kind).or_default();
+                    if is_amount {
+                        slot.1 += value;
+                    } else {
+                        slot.0 += value;
+                    }
+                }
+            }
+        }
+        by_kind
     }
 
     /// Input events whose free text was cleaned, over every topic and field (for the run
@@ -150,6 +230,15 @@ impl PaymentMetrics {
                 .with_label_values(&[status, currency.as_str()])
                 .inc_by(*amount_minor);
         }
+        for ((kind, psp, merchant, currency), (n, amount_minor)) in &counts.movements {
+            let merchant = self.merchant_label(merchant);
+            self.money_movements
+                .with_label_values(&[kind, psp.as_str(), merchant.as_str()])
+                .inc_by(*n);
+            self.money_movement_amount_minor
+                .with_label_values(&[kind, psp.as_str(), merchant.as_str(), currency.as_str()])
+                .inc_by(*amount_minor);
+        }
         for (kind, n) in &counts.exceptions {
             self.reconciliation_exceptions
                 .with_label_values(&[kind])
@@ -177,6 +266,9 @@ pub struct OutputCounts {
     pub amounts_minor: BTreeMap<(&'static str, String), u64>,
     /// Reconciliation exceptions, by kind.
     pub exceptions: BTreeMap<&'static str, u64>,
+    /// Journal entries and the money they moved (minor units), by kind, PSP, merchant and
+    /// currency.
+    pub movements: BTreeMap<(&'static str, String, String, String), (u64, u64)>,
 }
 
 impl OutputCounts {
@@ -196,8 +288,28 @@ impl OutputCounts {
                     *amount = amount.saturating_add(status.amount_minor.max(0) as u64);
                 }
             }
-            sinks::JOURNAL_ENTRY if value.downcast_ref::<JournalEntry>().is_some() => {
-                self.journal_entries += 1;
+            sinks::JOURNAL_ENTRY => {
+                if let Some(entry) = value.downcast_ref::<JournalEntry>() {
+                    self.journal_entries += 1;
+                    let currency = entry
+                        .postings
+                        .first()
+                        .map(|p| p.currency.clone())
+                        .unwrap_or_default();
+                    let slot = self
+                        .movements
+                        .entry((
+                            entry.kind.as_str(),
+                            entry.psp.clone().unwrap_or_default(),
+                            entry.merchant_id.clone().unwrap_or_default(),
+                            currency,
+                        ))
+                        .or_insert((0, 0));
+                    slot.0 += 1;
+                    slot.1 = slot
+                        .1
+                        .saturating_add(crate::ledger::movement_amount_minor(entry).max(0) as u64);
+                }
             }
             sinks::RECONCILIATION_EXCEPTION => {
                 if let Some(exception) = value.downcast_ref::<ReconciliationException>() {

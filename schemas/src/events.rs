@@ -429,7 +429,8 @@ pub struct Posting {
 /// Output: a balanced double-entry journal entry (topic `ledger_entries`, key `payment_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
-    /// UUID v5 derived from `payment_id` and `kind`: replays can never post twice.
+    /// UUID v5 derived from `payment_id` and `kind` (and the capture, refund or dispute
+    /// id for kinds that happen several times): replays can never post twice.
     pub id: String,
     pub payment_id: String,
     pub kind: JournalEntryKind,
@@ -437,6 +438,12 @@ pub struct JournalEntry {
     /// Milliseconds since the Unix epoch.
     pub occurred_at: i64,
     pub caused_by_event_id: String,
+    /// The payment's merchant (`None` in entries written before the field existed).
+    #[serde(default)]
+    pub merchant_id: Option<String>,
+    /// The payment's PSP (`None` in entries written before the field existed).
+    #[serde(default)]
+    pub psp: Option<String>,
 }
 avro_record!(JournalEntry, "JournalEntry", "journal_entry.avsc");
 
@@ -796,6 +803,8 @@ mod avro_tests {
             }],
             occurred_at: 9,
             caused_by_event_id: "e".into(),
+            merchant_id: None,
+            psp: None,
         });
         roundtrip(ReconciliationException {
             id: "x".into(),

@@ -181,6 +181,18 @@ fn print_summary(
         );
     }
     println!("status changes emitted   {}", payments.status_changes());
+    let movements: Vec<String> = payments
+        .movements_by_kind()
+        .iter()
+        .filter(|(_, (n, _))| *n > 0)
+        .map(|(kind, (n, amount_minor))| format!("{kind}={n}/{amount_minor}"))
+        .collect();
+    if !movements.is_empty() {
+        println!(
+            "money movements          {} (kind=entries/amount in minor units, all currencies)",
+            movements.join(" ")
+        );
+    }
     println!(
         "journal entries emitted  {}",
         payments.journal_entries.get()

@@ -98,14 +98,14 @@ fn generate(count: usize, merchants: usize, seed: u64) -> Vec<JournalEntry> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut entries = Vec::with_capacity(count);
     // (due index, settlement) waiting to be emitted.
-    let mut waiting: VecDeque<(usize, String, SettlementReported)> = VecDeque::new();
+    let mut waiting: VecDeque<(usize, String, String, SettlementReported)> = VecDeque::new();
     let mut payment = 0usize;
     while entries.len() < count {
-        if let Some((due, _, _)) = waiting.front()
+        if let Some((due, _, _, _)) = waiting.front()
             && *due <= entries.len()
         {
-            let (_, psp, settlement) = waiting.pop_front().expect("front");
-            entries.push(settlement_entry(&psp, &settlement));
+            let (_, psp, merchant, settlement) = waiting.pop_front().expect("front");
+            entries.push(settlement_entry(&psp, &merchant, &settlement));
             continue;
         }
         payment += 1;
@@ -127,12 +127,13 @@ fn generate(count: usize, merchants: usize, seed: u64) -> Vec<JournalEntry> {
         if rng.random_bool(0.8) {
             let fee = amount / 50;
             let due = entries.len() + rng.random_range(20..2_000);
-            let position = waiting.partition_point(|(d, _, _)| *d <= due);
+            let position = waiting.partition_point(|(d, _, _, _)| *d <= due);
             waiting.insert(
                 position,
                 (
                     due,
                     psp.to_string(),
+                    merchant.clone(),
                     SettlementReported {
                         event_id: format!("settle-{payment_id}"),
                         payment_id: payment_id.clone(),

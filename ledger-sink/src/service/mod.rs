@@ -432,6 +432,8 @@ mod tests {
             ],
             occurred_at: 0,
             caused_by_event_id: "evt-1".into(),
+            merchant_id: None,
+            psp: None,
         }
     }
 
@@ -525,6 +527,8 @@ mod tests {
             // Not part of what the id stands for: may differ in a replay.
             occurred_at: 99,
             caused_by_event_id: "evt-2".into(),
+            merchant_id: None,
+            psp: None,
             ..original.clone()
         };
         assert_eq!(entry_difference(&replay, &stored(&original)), None);

@@ -312,6 +312,7 @@ fn on_settlement(
     }
     ctx.forward(Output::JournalEntry(ledger::settlement_entry(
         &state.psp,
+        &state.merchant_id,
         &settlement,
     )));
     reconcile_settlement(state, &settlement, ctx)?;

@@ -311,6 +311,8 @@ fn records_today_s_traffic_produces_read_with_the_previous_output_schemas() {
         }],
         occurred_at: 9,
         caused_by_event_id: "e".into(),
+        merchant_id: None,
+        psp: None,
     };
     let exception = ReconciliationException {
         id: "x".into(),
