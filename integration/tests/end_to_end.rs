@@ -20,7 +20,8 @@ use paystream_integration::{
     Running, TestEnv, field, ledger_snapshot, read_committed, registry_url,
 };
 use paystream_schemas::{
-    Codec, JournalEntry, PaymentStatusChanged, ReconciliationException, ReconciliationExceptionKind,
+    Codec, JournalEntry, PaymentStatus, PaymentStatusChanged, ReconciliationException,
+    ReconciliationExceptionKind,
 };
 use paystream_testkit::traffic::{ExpectedOutcome, TrafficOptions, default_start_ms, plan};
 
@@ -49,6 +50,11 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
         conflict_rate: 0.01,
         malformed_rate: 0.005,
         mismatch_rate: 0.03,
+        manual_capture_rate: 0.3,
+        void_rate: 0.1,
+        refund_rate: 0.15,
+        chargeback_rate: 0.05,
+        illegal_movement_rate: 0.02,
         orphan_events: 6,
     };
     let expected: ExpectedOutcome = plan(&options).expected;
@@ -63,8 +69,8 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
     );
     assert!(expected.duplicates > 0 && !expected.dead_letters.is_empty());
     assert!(
-        expected.exceptions.len() == 4,
-        "the plan has every predictable exception kind: {:?}",
+        expected.exceptions.len() == 7,
+        "the plan has every predictable exception kind but CHARGEBACK_EXCEEDS_CAPTURED: {:?}",
         expected.exceptions
     );
 
@@ -93,6 +99,16 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
         "0.005",
         "--mismatch-rate",
         "0.03",
+        "--manual-capture-rate",
+        "0.3",
+        "--void-rate",
+        "0.1",
+        "--refund-rate",
+        "0.15",
+        "--chargeback-rate",
+        "0.05",
+        "--illegal-movement-rate",
+        "0.02",
         "--orphan-events",
         "6",
         "--expect-out",
@@ -153,6 +169,8 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
     assert_eq!(entry_ids.len() as u64, expected.journal_entries);
     let status_records = read_committed(&env.topic("payment_status"), READ_TIMEOUT)?;
     let mut transitions = HashSet::new();
+    // A payment's changes are on one partition, in order: the last one is its status.
+    let mut last_status: BTreeMap<String, String> = BTreeMap::new();
     for record in &status_records {
         let change: PaymentStatusChanged = codec.decode(record.value.as_deref()).await?;
         assert!(
@@ -161,16 +179,26 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
             change.payment_id,
             change.status
         );
+        last_status.insert(
+            change.payment_id.clone(),
+            change.status.as_str().to_string(),
+        );
     }
-    let settled = expected
-        .payments_by_status
-        .get("SETTLED")
-        .copied()
-        .unwrap_or(0);
+    let count_of =
+        |status: PaymentStatus| transitions.iter().filter(|(_, s)| *s == status).count() as u64;
+    assert_eq!(count_of(PaymentStatus::Initiated), expected.payments);
     assert_eq!(
-        transitions.len() as u64,
-        expected.payments * 2 + settled,
-        "INITIATED + AUTHORIZED|DECLINED per payment, + SETTLED"
+        count_of(PaymentStatus::Authorized) + count_of(PaymentStatus::Declined),
+        expected.payments,
+        "one auth outcome per payment"
+    );
+    let mut final_statuses: BTreeMap<String, u64> = BTreeMap::new();
+    for status in last_status.values() {
+        *final_statuses.entry(status.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        final_statuses, expected.payments_by_status,
+        "the last status change of each payment on the topic"
     );
 
     // Reconciliation exceptions: on the topic once per payment and kind, and in
@@ -203,16 +231,16 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
         "early unsettled authorizations are reported"
     );
     let pool = sqlx::PgPool::connect(&env.database_url).await?;
-    let unsettled: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM payments WHERE payment_id = ANY($1) AND status = 'AUTHORIZED'",
+    let settled_but_missing: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT payment_id) FROM journal_entries
+         WHERE payment_id = ANY($1) AND kind = 'SETTLEMENT'",
     )
     .bind(&missing_in_psp)
     .fetch_one(&pool)
     .await?;
     assert_eq!(
-        unsettled as usize,
-        missing_in_psp.len(),
-        "MISSING_IN_PSP only for payments still authorized, never for settled ones"
+        settled_but_missing, 0,
+        "MISSING_IN_PSP only for payments not settled, never for settled ones"
     );
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM reconciliation_exceptions")
         .fetch_one(&pool)
@@ -230,6 +258,10 @@ async fn pipeline_turns_known_traffic_into_the_exact_ledger() -> anyhow::Result<
         "auth_success",
         "auth_failure",
         "settlement",
+        "capture",
+        "void",
+        "refund",
+        "chargeback",
     ] {
         let dlq = format!("{}.dlq", env.topic(base));
         for record in read_committed(&dlq, READ_TIMEOUT)? {

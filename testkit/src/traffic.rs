@@ -1,5 +1,6 @@
 //! The ingress simulator's traffic plan: a deterministic (seeded) stream of payment
-//! events with duplicate retries, idempotency-key conflicts, declines, settlements,
+//! events with duplicate retries, idempotency-key conflicts, declines, manual captures,
+//! voids, settlements, refunds, chargebacks, movements the payment does not allow,
 //! out-of-order arrival and malformed records, plus the outcome a correct pipeline
 //! must reach on it. The outcome is computed from the plan alone — never from the
 //! pipeline — so tests and the demo can compare the two exactly.
@@ -44,6 +45,23 @@ pub struct TrafficOptions {
     /// Chance that a settlement disagrees with its authorization: half of them in the
     /// gross amount (`AMOUNT_MISMATCH`), half in the currency (`CURRENCY_MISMATCH`).
     pub mismatch_rate: f64,
+    /// Chance that an authorized payment is under manual capture: its authorization
+    /// holds the funds and one or two captures take them (the last one final, sometimes
+    /// for less than what is left, releasing the rest), or a void releases them.
+    pub manual_capture_rate: f64,
+    /// Chance that a manual-capture authorization is voided instead of captured.
+    pub void_rate: f64,
+    /// Chance that a captured payment is refunded: half of them in part, half in full
+    /// (in one or two refunds).
+    pub refund_rate: f64,
+    /// Chance that a captured payment without refunds gets a chargeback: won, lost, won
+    /// then lost (a second chargeback), or left open.
+    pub chargeback_rate: f64,
+    /// Chance per payment of one movement it does not allow: a refund of a declined
+    /// payment, a refund above what was captured, or a capture above what is left of a
+    /// manual authorization — each dead-lettered with its reason and raising its
+    /// exception.
+    pub illegal_movement_rate: f64,
     /// Auth and settlement events, alternately, for payments that are never initiated,
     /// dated at the start of the traffic: each raises `ORPHAN_EVENT` or
     /// `MISSING_IN_LEDGER` once payments dated `processing.orphan_timeout_ms` later have
@@ -64,6 +82,11 @@ impl Default for TrafficOptions {
             conflict_rate: 0.005,
             malformed_rate: 0.002,
             mismatch_rate: 0.002,
+            manual_capture_rate: 0.2,
+            void_rate: 0.1,
+            refund_rate: 0.08,
+            chargeback_rate: 0.01,
+            illegal_movement_rate: 0.002,
             orphan_events: 0,
         }
     }

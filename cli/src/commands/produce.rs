@@ -56,6 +56,28 @@ pub struct ProduceArgs {
     /// (a reconciliation exception), 0 to 1.
     #[arg(long, default_value_t = 0.002)]
     pub mismatch_rate: f64,
+    /// Chance that an authorized payment is under manual capture (its captures, or a
+    /// void, follow), 0 to 1.
+    #[arg(long, default_value_t = 0.2)]
+    pub manual_capture_rate: f64,
+    /// Chance that a manual-capture authorization is voided instead of captured, 0 to 1.
+    #[arg(long, default_value_t = 0.1)]
+    pub void_rate: f64,
+    /// Chance that a captured payment is refunded (in part or in full), 0 to 1.
+    #[arg(long, default_value_t = 0.08)]
+    pub refund_rate: f64,
+    /// Chance that a captured, unrefunded payment gets a chargeback (won, lost, won then
+    /// lost, or left open), 0 to 1.
+    #[arg(long, default_value_t = 0.01)]
+    pub chargeback_rate: f64,
+    /// Chance per payment of a movement it does not allow (dead-lettered with an
+    /// exception), 0 to 1.
+    #[arg(long, default_value_t = 0.002)]
+    pub illegal_movement_rate: f64,
+    /// Today's mix before captures, voids, refunds and chargebacks: sets the five rates
+    /// above to 0 (for comparisons with earlier releases).
+    #[arg(long)]
+    pub classic_mix: bool,
     /// Auth and settlement events for payments never initiated (orphans), dated at the
     /// start of the traffic.
     #[arg(long, default_value_t = 0)]
@@ -78,6 +100,11 @@ impl ProduceArgs {
             ("--conflict-rate", self.conflict_rate),
             ("--malformed-rate", self.malformed_rate),
             ("--mismatch-rate", self.mismatch_rate),
+            ("--manual-capture-rate", self.manual_capture_rate),
+            ("--void-rate", self.void_rate),
+            ("--refund-rate", self.refund_rate),
+            ("--chargeback-rate", self.chargeback_rate),
+            ("--illegal-movement-rate", self.illegal_movement_rate),
         ] {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&rate),
@@ -85,6 +112,7 @@ impl ProduceArgs {
             );
         }
         anyhow::ensure!(self.count > 0, "--count must be at least 1");
+        let lifecycle_rate = |rate: f64| if self.classic_mix { 0.0 } else { rate };
         Ok(TrafficOptions {
             count: self.count,
             seed: self.seed,
@@ -98,6 +126,11 @@ impl ProduceArgs {
             conflict_rate: self.conflict_rate,
             malformed_rate: self.malformed_rate,
             mismatch_rate: self.mismatch_rate,
+            manual_capture_rate: lifecycle_rate(self.manual_capture_rate),
+            void_rate: lifecycle_rate(self.void_rate),
+            refund_rate: lifecycle_rate(self.refund_rate),
+            chargeback_rate: lifecycle_rate(self.chargeback_rate),
+            illegal_movement_rate: lifecycle_rate(self.illegal_movement_rate),
             orphan_events: self.orphan_events,
         })
     }

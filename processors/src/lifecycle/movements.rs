@@ -27,8 +27,9 @@ use crate::{DeadLetterReason, Origin, Output, ProcessorContext, Result};
 /// True when the money movement `event` cannot be decided yet on `state` and waits in
 /// the pending buffer: before the authorization; a refund or chargeback while nothing
 /// (or not enough) is captured and the authorization is still open to captures; a
-/// chargeback's WON or LOST before its dispute was opened (LOST also after WON). Every
-/// other case is decided now, applied or refused.
+/// chargeback's WON or LOST before its dispute was opened (LOST also after WON); under
+/// manual capture, a settlement while the authorization is open. Every other case is
+/// decided now, applied or refused.
 pub(super) fn must_wait(state: &PaymentState, event: &InputEvent) -> bool {
     if state.status == PaymentStatus::Initiated {
         return matches!(
@@ -55,11 +56,11 @@ pub(super) fn must_wait(state: &PaymentState, event: &InputEvent) -> bool {
                 .is_none_or(|stage| stage != ChargebackStage::Opened),
             ChargebackStage::Lost => dispute_stage(&money, &chargeback.dispute_id).is_none(),
         },
-        // Under manual capture a settlement settles captures: it waits for the first.
+        // Under manual capture a settlement settles what was captured: it waits until
+        // the authorization is closed (a final capture, a capture of all, or a void),
+        // so that it is compared with every capture whatever the arrival order.
         InputEvent::SettlementReported(_) => {
-            state.capture_mode == CaptureMode::Manual
-                && money.totals.captured_minor == 0
-                && open_to_captures
+            state.capture_mode == CaptureMode::Manual && open_to_captures
         }
         _ => false,
     }

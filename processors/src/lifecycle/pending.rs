@@ -42,7 +42,7 @@ pub const PENDING_EVENTS_PER_PAYMENT_MAX: usize = 16;
 pub const PENDING_VALUE_BYTES_MAX: usize = 256 * 1024;
 
 /// True when `event` must wait for `state` to move on: a settlement before the payment
-/// is authorized (or, under manual capture, before its first capture), and a capture,
+/// is authorized (or, under manual capture, while its authorization is open), and a capture,
 /// void, refund or chargeback in the cases [`super::movements::must_wait`] lists.
 pub(super) fn waits_for_auth(state: &PaymentState, event: &InputEvent) -> bool {
     (state.status == PaymentStatus::Initiated && matches!(event, InputEvent::SettlementReported(_)))

@@ -282,9 +282,11 @@ fn on_settlement(
         && let Some(mut money) = state.money_now()
         && money.totals.captured_minor > 0
     {
-        // Captures, refunds or chargebacks moved its money: the settlement adds to the
-        // settled total and the status follows from the totals.
-        money.totals.settled_minor += settlement.gross_amount_minor;
+        // Captures, refunds or chargebacks moved its money: the settlement settles what
+        // was captured (under manual capture it waited until the authorization closed;
+        // a gross that differs raises AMOUNT_MISMATCH below) and the status follows
+        // from the totals.
+        money.totals.settled_minor = money.totals.captured_minor;
         state.status = money.totals.status(state.capture_mode);
         state.money = Some(money);
     } else if enter(

@@ -1,7 +1,7 @@
 //! The oracle: what a correct pipeline makes of a traffic plan. The plan fills it in as
 //! it decides each payment's fate ([`super::plan()`]); the rules of what an event books
 //! (postings and balances) live here, and restate the lifecycle's journal entries
-//! (`authorization_entry`, `settlement_entry` in `processors/src/ledger.rs`)
+//! (`processors/src/ledger.rs`, the table in docs/architecture.md "Ledger rules")
 //! independently, so that a mistake in either shows up as a difference.
 
 use std::collections::BTreeMap;
@@ -34,9 +34,10 @@ pub struct ExpectedOutcome {
     /// Debits minus credits per `account|currency`, minor units.
     pub balances_minor: BTreeMap<String, i64>,
     /// Reconciliation exceptions by kind that the traffic makes certain
-    /// (`AMOUNT_MISMATCH`, `CURRENCY_MISMATCH`, `ORPHAN_EVENT`, `MISSING_IN_LEDGER`).
-    /// `MISSING_IN_PSP` is not predicted: it depends on the configured settlement window
-    /// against how far stream time moves.
+    /// (`AMOUNT_MISMATCH`, `CURRENCY_MISMATCH`, `ORPHAN_EVENT`, `MISSING_IN_LEDGER`, and
+    /// those of refused movements). `MISSING_IN_PSP` is not predicted: it depends on the
+    /// configured settlement window against how far stream time moves; nor is
+    /// `STUCK_PAYMENT`, which runs on wall-clock time.
     #[serde(default)]
     pub exceptions: BTreeMap<String, u64>,
 }
@@ -88,6 +89,161 @@ impl ExpectedOutcome {
             self.add_balance(format!("expense:psp_fees:{psp}"), currency, fee_minor);
         }
         self.add_balance(format!("psp_receivable:{psp}"), currency, -gross_minor);
+    }
+
+    /// One journal entry of `lines` (account, signed amount: debit positive), in
+    /// `currency`; lines of 0 post nothing.
+    fn entry(&mut self, currency: &str, lines: &[(String, i64)]) {
+        self.journal_entries += 1;
+        for (account, signed_minor) in lines {
+            if *signed_minor != 0 {
+                self.postings += 1;
+                self.add_balance(account.clone(), currency, *signed_minor);
+            }
+        }
+    }
+
+    /// A manual-capture authorization holds `amount_minor`: debit the PSP's hold, credit
+    /// the merchant's pending.
+    pub(super) fn authorization_hold(
+        &mut self,
+        psp: &str,
+        merchant_id: &str,
+        currency: &str,
+        amount_minor: i64,
+    ) {
+        self.entry(
+            currency,
+            &[
+                (format!("psp_authorized_hold:{psp}"), amount_minor),
+                (format!("merchant_pending:{merchant_id}"), -amount_minor),
+            ],
+        );
+    }
+
+    /// A capture of `captured_minor` out of the hold, releasing `released_minor` more:
+    /// the held funds leave the hold pair; what was captured is owed by the PSP and to
+    /// the merchant.
+    pub(super) fn capture(
+        &mut self,
+        psp: &str,
+        merchant_id: &str,
+        currency: &str,
+        captured_minor: i64,
+        released_minor: i64,
+    ) {
+        let held = captured_minor + released_minor;
+        self.entry(
+            currency,
+            &[
+                (format!("merchant_pending:{merchant_id}"), held),
+                (format!("psp_receivable:{psp}"), captured_minor),
+                (format!("psp_authorized_hold:{psp}"), -held),
+                (format!("merchant_payable:{merchant_id}"), -captured_minor),
+            ],
+        );
+    }
+
+    /// A void releasing `released_minor` of the hold.
+    pub(super) fn void(
+        &mut self,
+        psp: &str,
+        merchant_id: &str,
+        currency: &str,
+        released_minor: i64,
+    ) {
+        self.entry(
+            currency,
+            &[
+                (format!("merchant_pending:{merchant_id}"), released_minor),
+                (format!("psp_authorized_hold:{psp}"), -released_minor),
+            ],
+        );
+    }
+
+    /// A refund: the merchant is owed less, the PSP owes less.
+    pub(super) fn refund(
+        &mut self,
+        psp: &str,
+        merchant_id: &str,
+        currency: &str,
+        amount_minor: i64,
+    ) {
+        self.entry(
+            currency,
+            &[
+                (format!("merchant_payable:{merchant_id}"), amount_minor),
+                (format!("psp_receivable:{psp}"), -amount_minor),
+            ],
+        );
+    }
+
+    /// A chargeback opened: the amount is withdrawn into a receivable, the fee is an
+    /// expense, both taken from what the PSP owes.
+    pub(super) fn chargeback_opened(
+        &mut self,
+        psp: &str,
+        currency: &str,
+        amount_minor: i64,
+        fee_minor: i64,
+    ) {
+        self.entry(
+            currency,
+            &[
+                (format!("dispute_receivable:{psp}"), amount_minor),
+                (format!("expense:dispute_fees:{psp}"), fee_minor),
+                (format!("psp_receivable:{psp}"), -(amount_minor + fee_minor)),
+            ],
+        );
+    }
+
+    /// A chargeback won: the amount and the returned fee come back.
+    pub(super) fn chargeback_won(
+        &mut self,
+        psp: &str,
+        currency: &str,
+        amount_minor: i64,
+        fee_minor: i64,
+    ) {
+        self.entry(
+            currency,
+            &[
+                (format!("psp_receivable:{psp}"), amount_minor + fee_minor),
+                (format!("dispute_receivable:{psp}"), -amount_minor),
+                (format!("expense:dispute_fees:{psp}"), -fee_minor),
+            ],
+        );
+    }
+
+    /// A chargeback lost: the merchant bears the amount — out of the receivable when the
+    /// dispute was open, withdrawn again with a fee after a win.
+    pub(super) fn chargeback_lost(
+        &mut self,
+        psp: &str,
+        merchant_id: &str,
+        currency: &str,
+        amount_minor: i64,
+        fee_minor: i64,
+        after_win: bool,
+    ) {
+        if after_win {
+            self.entry(
+                currency,
+                &[
+                    (format!("merchant_payable:{merchant_id}"), amount_minor),
+                    (format!("expense:dispute_fees:{psp}"), fee_minor),
+                    (format!("psp_receivable:{psp}"), -(amount_minor + fee_minor)),
+                ],
+            );
+        } else {
+            self.entry(
+                currency,
+                &[
+                    (format!("merchant_payable:{merchant_id}"), amount_minor),
+                    (format!("dispute_receivable:{psp}"), -amount_minor),
+                ],
+            );
+        }
     }
 
     /// A payment's last status.
@@ -142,7 +298,29 @@ mod tests {
         }
         assert!(per_currency.values().all(|v| *v == 0), "{per_currency:?}");
         assert!(e.duplicates > 0 && e.out_of_order > 0);
-        assert!(e.payments_by_status.contains_key("DECLINED"));
-        assert!(e.payments_by_status.contains_key("SETTLED"));
+        for status in [
+            "DECLINED",
+            "SETTLED",
+            "AUTHORIZED",
+            "CAPTURED",
+            "VOIDED",
+            "PARTIALLY_REFUNDED",
+            "REFUNDED",
+            "CHARGEBACK_WON",
+            "CHARGEBACK_LOST",
+        ] {
+            assert!(
+                e.payments_by_status.contains_key(status),
+                "{status}: {:?}",
+                e.payments_by_status
+            );
+        }
+        // Under manual capture the hold accounts net to zero once every authorization
+        // is captured or voided.
+        for (key, v) in &e.balances_minor {
+            if key.starts_with("psp_authorized_hold:") || key.starts_with("merchant_pending:") {
+                assert_eq!(*v, 0, "{key}");
+            }
+        }
     }
 }

@@ -6,7 +6,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use paystream_schemas::{
-    AuthFailed, AuthSucceeded, CaptureMode, InputEvent, PaymentInitiated, PaymentStatus,
+    AuthFailed, AuthSucceeded, AuthorizationVoided, CaptureMode, ChargebackReported,
+    ChargebackStage, InputEvent, PaymentCaptured, PaymentInitiated, PaymentStatus, RefundIssued,
     SettlementReported,
 };
 use rand::{Rng, SeedableRng};
@@ -19,11 +20,20 @@ use super::{ExpectedOutcome, InputTopic, PlannedRecord, TrafficOptions};
 pub struct Plan {
     pub records: Vec<PlannedRecord>,
     pub expected: ExpectedOutcome,
+    /// Event ids of the movements the pipeline must refuse (dead-letter), for checks
+    /// that follow records one by one.
+    pub refused_event_ids: std::collections::BTreeSet<String>,
 }
 
 const PSPS: [&str; 3] = ["adyen", "stripe", "checkout"];
 const CURRENCIES: [&str; 4] = ["EUR", "USD", "GBP", "JPY"];
 const MERCHANTS: usize = 40;
+/// Refunds come this long after their payment (event time), milliseconds: 12 h.
+const REFUND_AFTER_MS: i64 = 12 * 3_600_000;
+/// Chargebacks open this long after their payment, milliseconds (14 h); each later stage
+/// an hour after the one before. Everything stays within a day of the payment, which
+/// [`super::default_start_ms`] puts in the past.
+const CHARGEBACK_AFTER_MS: i64 = 14 * 3_600_000;
 
 /// A random UUID that does not look like a card number (the pipeline would rightly
 /// dead-letter it as `pan_detected`).
@@ -78,6 +88,7 @@ pub fn plan(options: &TrafficOptions) -> Plan {
         sequence: 0,
     };
     let mut records = Vec::new();
+    let mut refused_event_ids = std::collections::BTreeSet::new();
     let mut planned: u64 = 0;
     let mut slot: u64 = 0;
     let chance = |rng: &mut ChaCha8Rng, rate: f64| rate > 0.0 && rng.random_bool(rate.min(1.0));
@@ -182,6 +193,10 @@ pub fn plan(options: &TrafficOptions) -> Plan {
             slot + rng.random_range(0..10)
         };
         let psp_reference = format!("psp_{}", &uuid(&mut rng)[..12]);
+        let psp_ref = psp_reference.clone();
+        // Records not to send twice: a refused movement is not marked seen, so a retry
+        // of it would be refused (and dead-lettered) again.
+        let mut not_retried: Vec<String> = Vec::new();
         let final_status = if chance(&mut rng, options.decline_rate) {
             let failed = AuthFailed {
                 event_id: uuid(&mut rng),
@@ -199,8 +214,48 @@ pub fn plan(options: &TrafficOptions) -> Plan {
                     event: InputEvent::AuthFailed(failed),
                 },
             ));
+            if chance(&mut rng, options.illegal_movement_rate) {
+                // A refund of a declined payment: nothing was captured.
+                let refund = RefundIssued {
+                    event_id: uuid(&mut rng),
+                    payment_id: payment_id.clone(),
+                    refund_id: uuid(&mut rng),
+                    psp_reference: psp_ref.clone(),
+                    amount_minor: amount_minor.min(100),
+                    currency: currency.to_string(),
+                    reason: "customer request".into(),
+                    occurred_at: t0 + REFUND_AFTER_MS,
+                };
+                not_retried.push(refund.event_id.clone());
+                sends.push((
+                    auth_due + rng.random_range(10..200),
+                    PlannedRecord::Event {
+                        topic: InputTopic::Refund,
+                        key: payment_id.clone(),
+                        event: InputEvent::RefundIssued(refund),
+                    },
+                ));
+                expected.dead_letter("illegal_transition");
+                expected.exception("ILLEGAL_MONEY_MOVEMENT");
+            }
             PaymentStatus::Declined
         } else {
+            let manual = chance(&mut rng, options.manual_capture_rate);
+            if manual {
+                let mut manual_initiated = match &sends[0].1 {
+                    PlannedRecord::Event {
+                        event: InputEvent::PaymentInitiated(p),
+                        ..
+                    } => p.clone(),
+                    _ => unreachable!("the payment is the first record"),
+                };
+                manual_initiated.capture_mode = CaptureMode::Manual;
+                sends[0].1 = PlannedRecord::Event {
+                    topic: InputTopic::PaymentInitiated,
+                    key: manual_initiated.key(),
+                    event: InputEvent::PaymentInitiated(manual_initiated),
+                };
+            }
             let auth = AuthSucceeded {
                 event_id: uuid(&mut rng),
                 payment_id: payment_id.clone(),
@@ -218,23 +273,117 @@ pub fn plan(options: &TrafficOptions) -> Plan {
                     event: InputEvent::AuthSucceeded(auth),
                 },
             ));
-            expected.authorization(psp, &merchant_id, currency, amount_minor);
-            if chance(&mut rng, options.settlement_rate) {
+            // Movements go out after the auth, in their order on each topic.
+            let mut due = auth_due + rng.random_range(10..100);
+            let mut next_due = |rng: &mut ChaCha8Rng| {
+                due += rng.random_range(1..20);
+                due
+            };
+            let movement = |topic: InputTopic, event: InputEvent| PlannedRecord::Event {
+                topic,
+                key: payment_id.clone(),
+                event,
+            };
+            let mut captured_minor = amount_minor;
+            let mut voided = false;
+            if manual {
+                expected.authorization_hold(psp, &merchant_id, currency, amount_minor);
+                if chance(&mut rng, options.void_rate) {
+                    let void = AuthorizationVoided {
+                        event_id: uuid(&mut rng),
+                        payment_id: payment_id.clone(),
+                        psp_reference: psp_ref.clone(),
+                        reason: "order cancelled".into(),
+                        occurred_at: t0 + 1_500,
+                    };
+                    sends.push((
+                        next_due(&mut rng),
+                        movement(InputTopic::Void, InputEvent::AuthorizationVoided(void)),
+                    ));
+                    expected.void(psp, &merchant_id, currency, amount_minor);
+                    captured_minor = 0;
+                    voided = true;
+                } else {
+                    // One or two captures; the last is final and may take less than what
+                    // is left, releasing the rest.
+                    let first = if amount_minor >= 4 && rng.random_bool(0.5) {
+                        amount_minor * rng.random_range(30..70) / 100
+                    } else {
+                        0
+                    };
+                    let left = amount_minor - first;
+                    let last = if left >= 2 && rng.random_bool(0.2) {
+                        left - rng.random_range(1..left.min(1_000))
+                    } else {
+                        left
+                    };
+                    let illegal = first > 0 && chance(&mut rng, options.illegal_movement_rate);
+                    let mut at = t0 + 2_000;
+                    let mut capture = |rng: &mut ChaCha8Rng, amount: i64, final_capture: bool| {
+                        at += 1_000;
+                        PaymentCaptured {
+                            event_id: uuid(rng),
+                            payment_id: payment_id.clone(),
+                            capture_id: uuid(rng),
+                            psp_reference: psp_ref.clone(),
+                            amount_minor: amount,
+                            currency: currency.to_string(),
+                            final_capture,
+                            occurred_at: at,
+                        }
+                    };
+                    if first > 0 {
+                        let c = capture(&mut rng, first, false);
+                        sends.push((
+                            next_due(&mut rng),
+                            movement(InputTopic::Capture, InputEvent::PaymentCaptured(c)),
+                        ));
+                        expected.capture(psp, &merchant_id, currency, first, 0);
+                    }
+                    if illegal {
+                        // Above what is left of the authorization: refused.
+                        let c = capture(&mut rng, left + 1, false);
+                        not_retried.push(c.event_id.clone());
+                        sends.push((
+                            next_due(&mut rng),
+                            movement(InputTopic::Capture, InputEvent::PaymentCaptured(c)),
+                        ));
+                        expected.dead_letter("capture_exceeds_authorization");
+                        expected.exception("CAPTURE_EXCEEDS_AUTHORIZATION");
+                    }
+                    let c = capture(&mut rng, last, true);
+                    sends.push((
+                        next_due(&mut rng),
+                        movement(InputTopic::Capture, InputEvent::PaymentCaptured(c)),
+                    ));
+                    expected.capture(psp, &merchant_id, currency, last, left - last);
+                    captured_minor = first + last;
+                }
+            } else {
+                expected.authorization(psp, &merchant_id, currency, amount_minor);
+            }
+            let mut settled = false;
+            if captured_minor > 0 && chance(&mut rng, options.settlement_rate) {
+                settled = true;
                 // What the PSP reports; a mismatch changes the gross or the currency.
                 let (gross_minor, settled_currency) = if chance(&mut rng, options.mismatch_rate) {
                     if rng.random_bool(0.5) {
                         expected.exception("AMOUNT_MISMATCH");
-                        (amount_minor - rng.random_range(1..100), currency)
+                        (
+                            captured_minor
+                                - rng.random_range(1..100).min(captured_minor - 1).max(1),
+                            currency,
+                        )
                     } else {
                         expected.exception("CURRENCY_MISMATCH");
                         let other = CURRENCIES
                             .iter()
                             .find(|c| **c != currency)
                             .expect("several currencies");
-                        (amount_minor, *other)
+                        (captured_minor, *other)
                     }
                 } else {
-                    (amount_minor, currency)
+                    (captured_minor, currency)
                 };
                 let fee_minor = gross_minor * 29 / 1000;
                 let settlement = SettlementReported {
@@ -250,16 +399,130 @@ pub fn plan(options: &TrafficOptions) -> Plan {
                 };
                 sends.push((
                     auth_due + rng.random_range(10..200),
-                    PlannedRecord::Event {
-                        topic: InputTopic::Settlement,
-                        key: payment_id.clone(),
-                        event: InputEvent::SettlementReported(settlement),
-                    },
+                    movement(
+                        InputTopic::Settlement,
+                        InputEvent::SettlementReported(settlement),
+                    ),
                 ));
                 expected.settlement(psp, settled_currency, gross_minor, fee_minor);
-                PaymentStatus::Settled
-            } else {
-                PaymentStatus::Authorized
+            }
+            let mut refunded_minor = 0;
+            if captured_minor > 0 && chance(&mut rng, options.refund_rate) {
+                let amounts: Vec<i64> = if rng.random_bool(0.5) {
+                    vec![(captured_minor * rng.random_range(20..80) / 100).max(1)]
+                } else if captured_minor >= 2 && rng.random_bool(0.5) {
+                    vec![captured_minor / 2, captured_minor - captured_minor / 2]
+                } else {
+                    vec![captured_minor]
+                };
+                for (n, amount) in amounts.into_iter().enumerate() {
+                    let refund = RefundIssued {
+                        event_id: uuid(&mut rng),
+                        payment_id: payment_id.clone(),
+                        refund_id: uuid(&mut rng),
+                        psp_reference: psp_ref.clone(),
+                        amount_minor: amount,
+                        currency: currency.to_string(),
+                        reason: "customer request".into(),
+                        occurred_at: t0 + REFUND_AFTER_MS + n as i64 * 1_000,
+                    };
+                    sends.push((
+                        next_due(&mut rng),
+                        movement(InputTopic::Refund, InputEvent::RefundIssued(refund)),
+                    ));
+                    expected.refund(psp, &merchant_id, currency, amount);
+                    refunded_minor += amount;
+                }
+            } else if !manual && chance(&mut rng, options.illegal_movement_rate) {
+                // A refund above what was captured: refused.
+                let refund = RefundIssued {
+                    event_id: uuid(&mut rng),
+                    payment_id: payment_id.clone(),
+                    refund_id: uuid(&mut rng),
+                    psp_reference: psp_ref.clone(),
+                    amount_minor: captured_minor + 1,
+                    currency: currency.to_string(),
+                    reason: "customer request".into(),
+                    occurred_at: t0 + REFUND_AFTER_MS,
+                };
+                not_retried.push(refund.event_id.clone());
+                sends.push((
+                    next_due(&mut rng),
+                    movement(InputTopic::Refund, InputEvent::RefundIssued(refund)),
+                ));
+                expected.dead_letter("refund_exceeds_captured");
+                expected.exception("REFUND_EXCEEDS_CAPTURED");
+            }
+            let mut dispute = None;
+            if captured_minor > 0
+                && refunded_minor == 0
+                && chance(&mut rng, options.chargeback_rate)
+            {
+                let dispute_id = uuid(&mut rng);
+                let fee_minor = (captured_minor / 50).max(1);
+                let outcome = rng.random_range(0..10);
+                let stages: &[ChargebackStage] = match outcome {
+                    0..4 => &[ChargebackStage::Opened, ChargebackStage::Won],
+                    4..8 => &[ChargebackStage::Opened, ChargebackStage::Lost],
+                    8 => &[
+                        ChargebackStage::Opened,
+                        ChargebackStage::Won,
+                        ChargebackStage::Lost,
+                    ],
+                    _ => &[ChargebackStage::Opened],
+                };
+                let mut won = false;
+                for (n, stage) in stages.iter().enumerate() {
+                    let chargeback = ChargebackReported {
+                        event_id: uuid(&mut rng),
+                        payment_id: payment_id.clone(),
+                        dispute_id: dispute_id.clone(),
+                        amount_minor: captured_minor,
+                        currency: currency.to_string(),
+                        fee_minor,
+                        reason_code: "10.4".into(),
+                        stage: *stage,
+                        occurred_at: t0 + CHARGEBACK_AFTER_MS + n as i64 * 3_600_000,
+                    };
+                    sends.push((
+                        next_due(&mut rng),
+                        movement(
+                            InputTopic::Chargeback,
+                            InputEvent::ChargebackReported(chargeback),
+                        ),
+                    ));
+                    match stage {
+                        ChargebackStage::Opened => {
+                            expected.chargeback_opened(psp, currency, captured_minor, fee_minor)
+                        }
+                        ChargebackStage::Won => {
+                            won = true;
+                            expected.chargeback_won(psp, currency, captured_minor, fee_minor)
+                        }
+                        ChargebackStage::Lost => expected.chargeback_lost(
+                            psp,
+                            &merchant_id,
+                            currency,
+                            captured_minor,
+                            fee_minor,
+                            won,
+                        ),
+                    }
+                }
+                dispute = stages.last().copied();
+            }
+            match dispute {
+                Some(ChargebackStage::Opened) => PaymentStatus::Disputed,
+                Some(ChargebackStage::Won) => PaymentStatus::ChargebackWon,
+                Some(ChargebackStage::Lost) => PaymentStatus::ChargebackLost,
+                None if refunded_minor > 0 && refunded_minor == captured_minor => {
+                    PaymentStatus::Refunded
+                }
+                None if refunded_minor > 0 => PaymentStatus::PartiallyRefunded,
+                None if voided => PaymentStatus::Voided,
+                None if settled => PaymentStatus::Settled,
+                None if manual => PaymentStatus::Captured,
+                None => PaymentStatus::Authorized,
             }
         };
         expected.final_status(final_status);
@@ -268,7 +531,8 @@ pub fn plan(options: &TrafficOptions) -> Plan {
         let mut duplicates = Vec::new();
         for (due, record) in &sends {
             let is_conflict = matches!(record, PlannedRecord::Event { event: InputEvent::PaymentInitiated(p), .. } if p.payment_id != payment_id);
-            if !is_conflict && chance(&mut rng, options.duplicate_rate) {
+            let refused = matches!(record, PlannedRecord::Event { event, .. } if not_retried.iter().any(|id| id == event.event_id()));
+            if !is_conflict && !refused && chance(&mut rng, options.duplicate_rate) {
                 duplicates.push((due + rng.random_range(0..30), record.clone()));
                 expected.duplicates += 1;
             }
@@ -295,6 +559,7 @@ pub fn plan(options: &TrafficOptions) -> Plan {
             expected.dead_letter("bad_magic_byte");
         }
 
+        refused_event_ids.extend(not_retried);
         planned += sends.len() as u64;
         for (due, record) in sends {
             schedule.push(due, record);
@@ -304,7 +569,11 @@ pub fn plan(options: &TrafficOptions) -> Plan {
     }
     schedule.pop_due(u64::MAX, &mut records);
     expected.sent(&records);
-    Plan { records, expected }
+    Plan {
+        records,
+        expected,
+        refused_event_ids,
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,10 @@ pub enum InputTopic {
     AuthSuccess,
     AuthFailure,
     Settlement,
+    Capture,
+    Void,
+    Refund,
+    Chargeback,
 }
 
 impl InputTopic {
@@ -20,6 +24,10 @@ impl InputTopic {
             InputTopic::AuthSuccess => "auth_success",
             InputTopic::AuthFailure => "auth_failure",
             InputTopic::Settlement => "settlement",
+            InputTopic::Capture => "capture",
+            InputTopic::Void => "void",
+            InputTopic::Refund => "refund",
+            InputTopic::Chargeback => "chargeback",
         }
     }
 }
