@@ -133,6 +133,10 @@ enum LedgerCommand {
     /// Print an account's balance per currency (debits, credits, balance in minor units),
     /// now or at a moment in the past (postings of entries that occurred at or before it).
     Balance(commands::ledger::BalanceArgs),
+    /// Print one payment's history in the ledger: its status, every journal entry with
+    /// its postings in the order they happened, and its reconciliation exceptions. Exits
+    /// 1 when the ledger knows nothing of it.
+    History(commands::ledger::HistoryArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -186,6 +190,9 @@ fn main() -> ExitCode {
             Command::Ledger {
                 command: LedgerCommand::Balance(args),
             } => commands::ledger::balance(sink, args).await,
+            Command::Ledger {
+                command: LedgerCommand::History(args),
+            } => commands::ledger::history(sink, args).await,
             Command::Replay(args) => commands::replay::replay(config, args).await,
             Command::Topology { format } => {
                 let topology =

@@ -372,6 +372,29 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
         assert_eq!(held, 750 + 600, "{account}: {balances:?}\n{verify_out}");
     }
 
+    // A payment's history, in the order its money moved.
+    let history = env.paystream(&["ledger", "history", "--payment", "pay-1", "--json"])?;
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout)?;
+    let kinds: Vec<&str> = history["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "AUTHORIZATION_HOLD",
+            "CAPTURE",
+            "CAPTURE",
+            "SETTLEMENT",
+            "REFUND"
+        ]
+    );
+    assert_eq!(history["status"]["status"], "PARTIALLY_REFUNDED");
+    let unknown = env.paystream_unchecked(&["ledger", "history", "--payment", "pay-unknown"])?;
+    assert_eq!(unknown.status.code(), Some(1));
+
     // Replay everything: nothing is posted twice.
     let before = paystream_integration::ledger_snapshot(&env.database_url).await?;
     env.paystream(&["replay", "--to-earliest"])?;

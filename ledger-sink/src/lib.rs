@@ -20,6 +20,7 @@
 
 pub mod balance;
 pub mod config;
+pub mod history;
 pub mod metrics;
 pub mod nodelay;
 pub mod policy;
@@ -29,6 +30,7 @@ pub mod verify;
 
 pub use balance::{AccountBalance, account_balance};
 pub use config::SinkConfig;
+pub use history::{PaymentHistory, payment_history};
 pub use metrics::SinkMetrics;
 pub use service::LedgerDatabase;
 pub use sink::{LedgerSink, SinkSummary};

@@ -1,4 +1,4 @@
-//! `paystream ledger init|verify|balance`.
+//! `paystream ledger init|verify|balance|history`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use paystream_ledger_sink::service::create_database_if_missing;
-use paystream_ledger_sink::{LedgerDatabase, SinkConfig, account_balance, verify as verify_ledger};
+use paystream_ledger_sink::{
+    LedgerDatabase, SinkConfig, account_balance, payment_history, verify as verify_ledger,
+};
 use paystream_testkit::traffic::ExpectedOutcome;
 
 /// Options of `paystream ledger verify`.
@@ -32,6 +34,17 @@ pub struct BalanceArgs {
     #[arg(long)]
     pub at: Option<String>,
     /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `paystream ledger history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The payment id.
+    #[arg(long)]
+    pub payment: String,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -162,6 +175,68 @@ pub async fn balance(sink: SinkConfig, args: BalanceArgs) -> anyhow::Result<Exit
                 .unwrap_or_default()
         );
         return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a payment's history; exit 1 when the ledger knows nothing of it.
+pub async fn history(sink: SinkConfig, args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let database = LedgerDatabase::connect(&sink, 1).await?;
+    let history = payment_history(database.pool(), &args.payment).await?;
+    if history.is_empty() {
+        eprintln!(
+            "paystream: the ledger has no payment {:?} (no status, journal entry or exception)",
+            args.payment
+        );
+        return Ok(ExitCode::from(1));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&history)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+            || ms.to_string(),
+            |t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        )
+    };
+    println!("payment {}", history.payment_id);
+    if let Some(p) = &history.status {
+        println!(
+            "status   {} (merchant {}, {} {} requested, last event {}, at {})",
+            p.status,
+            p.merchant_id,
+            p.amount_minor,
+            p.currency,
+            p.last_event_id,
+            time(p.updated_at_ms)
+        );
+    }
+    for entry in &history.entries {
+        println!(
+            "{} {:<18} entry {} (event {})",
+            time(entry.occurred_at_ms),
+            entry.kind,
+            entry.id,
+            entry.caused_by_event_id
+        );
+        for p in &entry.postings {
+            println!(
+                "    {:<6} {:<48} {:>15} {}",
+                p.side, p.account, p.amount_minor, p.currency
+            );
+        }
+    }
+    for x in &history.exceptions {
+        println!(
+            "{} exception {} expected {} actual {} {}",
+            time(x.detected_at_ms),
+            x.kind,
+            x.expected_amount_minor
+                .map_or("-".into(), |v| v.to_string()),
+            x.actual_amount_minor.map_or("-".into(), |v| v.to_string()),
+            x.currency.as_deref().unwrap_or("")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

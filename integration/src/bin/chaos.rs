@@ -210,6 +210,17 @@ fn expected_records(options: &TrafficOptions) -> ExpectedRecords {
     let mut statuses = BTreeMap::new();
     let mut possible = HashSet::new();
     let mut entries = BTreeMap::new();
+    // Capture modes first: a payment may be sent after its auth (out of order).
+    for record in &plan.records {
+        if let PlannedRecord::Event {
+            event: InputEvent::PaymentInitiated(p),
+            ..
+        } = record
+            && p.capture_mode == CaptureMode::Manual
+        {
+            manual.insert(p.payment_id.clone());
+        }
+    }
     for record in &plan.records {
         let PlannedRecord::Event { event, .. } = record else {
             continue;
@@ -228,13 +239,9 @@ fn expected_records(options: &TrafficOptions) -> ExpectedRecords {
                 initiated
                     .entry(p.key())
                     .or_insert_with(|| p.payment_id.clone());
-                if p.capture_mode == CaptureMode::Manual {
-                    manual.insert(p.payment_id.clone());
-                }
             }
             InputEvent::AuthSucceeded(a) => {
                 statuses.insert((a.payment_id.clone(), "AUTHORIZED".to_string()), ());
-                // The payment comes first in the plan: its capture mode is known here.
                 let kind = if manual.contains(&a.payment_id) {
                     JournalEntryKind::AuthorizationHold
                 } else {

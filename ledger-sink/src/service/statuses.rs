@@ -6,9 +6,11 @@ use super::*;
 /// Each payment status with its rank: its distance from INITIATED along the lifecycle's
 /// legal transitions ([`transition`]), found breadth-first from "no payment yet". A
 /// stored status is only ever replaced by one of the same or a higher rank (INITIATED 0,
-/// AUTHORIZED and DECLINED 1, SETTLED 2, …) or along a legal transition
-/// ([`BACKWARD_TRANSITIONS`]), never by an earlier status a replay re-sends. A status no
-/// transition reaches has no rank.
+/// AUTHORIZED and DECLINED 1, the statuses after an authorization 2, a chargeback decided
+/// 3) or along a legal transition ([`BACKWARD_TRANSITIONS`]): a replay that re-sends
+/// INITIATED or AUTHORIZED never moves a later status back. Statuses of the same rank can
+/// replace each other (a replay re-sending CAPTURED after REFUNDED does, until it re-sends
+/// REFUNDED too). A status no transition reaches has no rank.
 pub fn status_ranks() -> Vec<(PaymentStatus, i32)> {
     let mut ranks: Vec<(PaymentStatus, i32)> = Vec::new();
     let mut level: Vec<Option<PaymentStatus>> = vec![None];

@@ -1,19 +1,25 @@
-//! The payment lifecycle (docs/architecture.md, "Payment lifecycle and ledger"):
+//! The payment lifecycle (docs/architecture.md, "Payment lifecycle and ledger", which
+//! has the whole diagram):
 //!
 //! ```text
-//!   (none) ──PaymentInitiated──► INITIATED ──AuthSucceeded──► AUTHORIZED ──SettlementReported──► SETTLED
-//!                                    │
+//!   (none) ──PaymentInitiated──► INITIATED ──AuthSucceeded──► AUTHORIZED ──captures, void, settlement,
+//!                                    │                                   refunds, chargebacks──► …
 //!                                    └──────AuthFailed──────► DECLINED
 //! ```
 //!
-//! Any other transition is dead-lettered as `illegal_transition` naming the current and
-//! attempted states. Auth and settlement events are deduplicated by `event_id`: the
-//! payment's value keeps the ids of the events applied to it and of those waiting for it
-//! (never of one that was dead-lettered). An auth or settlement event for a payment not
-//! seen yet, and a settlement for a payment not yet authorized, waits in the payment's
-//! value and is applied in event-time order when the payment reaches the state it needs.
-//! Events arrive out of order in normal operation: the repartitioned payment and its auth
-//! event come from different topics. A payment's waiting events are bounded: at most
+//! After the authorization a payment's status follows from its running totals
+//! ([`money::MoneyTotals`]): captures, voids, refunds and chargebacks each pass a guard
+//! against them (`movements.rs`) and post one journal entry; a movement the totals refuse
+//! is dead-lettered with its reason and raises a reconciliation exception. Any other
+//! transition is dead-lettered as `illegal_transition` naming the current and attempted
+//! states. Every event is deduplicated by `event_id`, a money movement also by its own id
+//! (capture, refund or dispute id): the payment's value keeps the ids of the events
+//! applied to it and of those waiting for it (never of one that was dead-lettered). An
+//! event that arrives before what it needs — its payment, the authorization, the captures
+//! a refund needs, the opening of a dispute — waits in the payment's value and is applied
+//! in event-time order when the payment reaches the state it needs. Events arrive out of
+//! order in normal operation: the repartitioned payment and its auth event come from
+//! different topics. A payment's waiting events are bounded: at most
 //! [`PENDING_EVENTS_PER_PAYMENT_MAX`] of them, and at most [`PENDING_VALUE_BYTES_MAX`] for
 //! its whole value, which is written as one changelog record. An event past either bound
 //! is dead-lettered on arrival (`pending_buffer_full`, `record_too_large`) and not kept.
@@ -24,11 +30,12 @@
 //! are migrated into those values by the store side, not here: at `init` and at
 //! punctuation (`upgrade.rs`), and on read (`stored.rs`).
 //!
-//! Each transition emits a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their
-//! balanced journal entry (see [`crate::ledger`]).
+//! Each status change emits a `PaymentStatusChanged`; every money movement (an
+//! authorization, a hold, a capture, a void, a settlement, a refund, a chargeback stage)
+//! emits its balanced journal entry (see [`crate::ledger`]).
 //!
-//! Timers (event time, kept in the payment's value and found through the task's
-//! [`TimerIndex`], see [`crate::timers`]):
+//! Timers (kept in the payment's value and found through the task's [`TimerIndex`], see
+//! [`crate::timers`]; all on event time but the stuck-payment timer):
 //! - **orphan timeout** ([`LifecycleSettings::orphan_timeout_ms`], default 10 min): set when
 //!   the first event of a payment not seen yet is buffered, due at its record timestamp
 //!   plus the timeout on the payments stream's clock. When it fires and the payment still
@@ -40,10 +47,16 @@
 //!   waiting events go to the dead-letter queue (`orphan_expired`), no longer marked seen.
 //! - **settlement window** ([`LifecycleSettings::settlement_window_ms`], default 3 days):
 //!   set at authorization, due at the auth record's timestamp plus the window on the
-//!   settlement stream's clock. When it fires and the payment is still AUTHORIZED,
+//!   settlement stream's clock. When it fires and what was captured is unsettled,
 //!   `MISSING_IN_PSP` is raised.
+//! - **stuck payment** (wall-clock time, from the runtime's wall-clock punctuation, so it
+//!   fires when traffic stops): set when a payment enters INITIATED
+//!   ([`LifecycleSettings::stuck_payment_timeout_ms`], 15 min) or AUTHORIZED under manual
+//!   capture ([`LifecycleSettings::uncaptured_authorization_timeout_ms`], 7 days),
+//!   cancelled when it leaves that status; `STUCK_PAYMENT` if it has not.
 //!
-//! A settlement whose gross amount or currency differs from the authorization raises
+//! A settlement whose gross amount or currency differs from what it settles (the
+//! authorization, or under manual capture what was captured) raises
 //! `AMOUNT_MISMATCH` / `CURRENCY_MISMATCH` and is still posted as reported: the ledger
 //! shows what the PSP paid, the exception shows the difference (see
 //! [`crate::reconciliation`]).
@@ -55,7 +68,9 @@
 //! | `mod.rs` (here) | [`LifecycleProcessor`]; the [`Processor`] impl: key check, deduplication by `event_id`, routing of each event to the state machine or the pending buffer, draining the buffer once a payment is created, the timer index (rebuilt at `init`) and timer dispatch at punctuation |
 //! | `stored.rs` | the payment's value ([`stored::StoredPayment`]): loading and writing it back (which keeps the timer index in step), the timer index's rebuild; `stored/format.rs`, its format (and the JSON of earlier releases, read) |
 //! | `upgrade.rs` | the migration of the `pending` and `timers` stores of earlier releases into the values (at `init`, and a page per punctuation) |
-//! | `model.rs` | [`LifecycleSettings`] and [`PaymentState`]: the small items the other files share |
+//! | `model.rs` | [`LifecycleSettings`] and [`PaymentState`] (with its `Money`): the small items the other files share |
+//! | `money.rs` | [`money::MoneyTotals`]: a payment's running totals and the guard of every movement (pure) |
+//! | `movements.rs` | captures, voids, refunds and chargeback stages: when they wait, how they apply, what a refusal raises |
 //! | `state_machine.rs` | [`transition`], [`LEGAL_TRANSITIONS`]; the per-event handlers that apply a transition and emit status changes and journal entries |
 //! | `settlement_check.rs` | the check of an applied settlement against its authorization; the reconciliation exceptions it raises |
 //! | `pending.rs` | the pending buffer: when an event waits, buffering within [`PENDING_EVENTS_PER_PAYMENT_MAX`] and [`PENDING_VALUE_BYTES_MAX`], draining in event-time order; `pending/format.rs`, the layout of a waiting event |
@@ -65,7 +80,7 @@
 //!
 //! ```text
 //! PaymentInitiated ─► state_machine::initiate (→ INITIATED) ─► pending::drain
-//! auth/settlement ─► key check ─► seen? ─► can apply? ─► state_machine::apply ─► pending::drain
+//! auth/settlement/capture/void/refund/chargeback ─► key check ─► seen? ─► can apply? ─► state_machine::apply ─► pending::drain
 //!                     │            │        └─ no ─► pending::buffer (+ timers if no payment yet)
 //!                     │            └─ yes ─► dropped as a duplicate
 //!                     └─ wrong key ─► dead letter (key_mismatch)
@@ -83,7 +98,7 @@
 //! no file imports one that imports it:
 //!
 //! ```text
-//! mod.rs ─► upgrade.rs ─► callbacks.rs ─► pending.rs ─► state_machine.rs ─► settlement_check.rs ─► stored.rs ─► model.rs
+//! mod.rs ─► upgrade.rs ─► callbacks.rs ─► pending.rs ─► state_machine.rs ─► movements.rs ─► settlement_check.rs ─► stored.rs ─► model.rs ─► money.rs
 //! ```
 //!
 //! (each file may also import any file to its right; `pending/format.rs`, which

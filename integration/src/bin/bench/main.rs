@@ -42,6 +42,10 @@ struct Args {
     /// Seed of the traffic.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// The traffic mix before captures, voids, refunds and chargebacks (`paystream
+    /// produce --classic-mix`), to compare with earlier releases and with the full mix.
+    #[arg(long)]
+    classic_mix: bool,
     /// Offered rates of the latency phase, events/s, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1000,5000,20000")]
     rates: Vec<u64>,
@@ -98,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         "paystream_binary": binary.display().to_string(),
         "events": args.events,
         "seed": args.seed,
+        "mix": if args.classic_mix { "classic" } else { "full" },
     });
 
     let mut preloaded: Option<(u64, i64)> = None;
@@ -105,14 +110,13 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("bench: preloading {} events ...", args.events);
         env.prepare()?;
         let produce_started_ms = now_ms();
-        let produced = env.paystream(&[
-            "produce",
-            "--quiet",
-            "--count",
-            &args.events.to_string(),
-            "--seed",
-            &args.seed.to_string(),
-        ])?;
+        let events = args.events.to_string();
+        let seed = args.seed.to_string();
+        let mut produce = vec!["produce", "--quiet", "--count", &events, "--seed", &seed];
+        if args.classic_mix {
+            produce.push("--classic-mix");
+        }
+        let produced = env.paystream(&produce)?;
         let produced = String::from_utf8_lossy(&produced.stdout).to_string();
         let records: u64 = field(&produced, "produced")
             .and_then(|rest| rest.split_whitespace().next()?.parse().ok())

@@ -26,11 +26,15 @@ const TIMEOUT: Duration = Duration::from_secs(600);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The base names of the input topics.
-pub const INPUTS: [&str; 4] = [
+pub const INPUTS: [&str; 8] = [
     "payment_initiated",
     "auth_success",
     "auth_failure",
     "settlement",
+    "capture",
+    "void",
+    "refund",
+    "chargeback",
 ];
 
 /// Counts the committed records of every topic of `env`'s run (named with its prefix or
