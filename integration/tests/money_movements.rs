@@ -1,7 +1,10 @@
 //! Captures, voids, refunds and chargebacks on real parts (Apache Kafka, Apicurio's
 //! Confluent-compatible registry, PostgreSQL): one payment per rule — the legal paths,
-//! each illegal case, movements that arrive before their payment, and the same movement
-//! reported again — through `paystream run`, checked in the ledger the sink wrote, the
+//! each illegal case (a capture after a void, a capture above what is left, a refund
+//! above what was captured, a chargeback after a full refund, a refund of a declined
+//! payment), movements that arrive before their payment, and the same movement
+//! reported again, a payment written with the schema before capture modes — through
+//! `paystream run`, checked in the ledger the sink wrote, the
 //! dead-letter queues and the exceptions; then the whole input is replayed and nothing
 //! is posted twice.
 
@@ -160,6 +163,60 @@ fn topic_of(event: &InputEvent) -> &'static str {
     }
 }
 
+/// `payment` as a producer of the schema before capture modes writes it: the previous
+/// `PaymentInitiated` schema registered (under a subject of this test's own), its id,
+/// then the Avro body without `capture_mode` (Confluent wire format).
+async fn with_previous_schema(
+    env: &TestEnv,
+    payment: &PaymentInitiated,
+) -> anyhow::Result<Vec<u8>> {
+    use apache_avro::types::Value;
+    let previous = include_str!("../../schemas/avro/previous/payment_initiated.avsc");
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/subjects/{}previous-value/versions",
+            registry_url().trim_end_matches('/'),
+            env.prefix
+        ))
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .body(serde_json::json!({ "schema": previous }).to_string())
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let answer: serde_json::Value = serde_json::from_str(&answer)?;
+    let id = u32::try_from(answer["id"].as_u64().expect("a schema id"))?;
+    let text = |s: &str| Value::String(s.into());
+    let record = Value::Record(vec![
+        ("event_id".into(), text(&payment.event_id)),
+        ("idempotency_key".into(), text(&payment.idempotency_key)),
+        ("payment_id".into(), text(&payment.payment_id)),
+        ("merchant_id".into(), text(&payment.merchant_id)),
+        ("customer_id".into(), text(&payment.customer_id)),
+        ("amount_minor".into(), Value::Long(payment.amount_minor)),
+        ("currency".into(), text(&payment.currency)),
+        (
+            "payment_method_token".into(),
+            text(&payment.payment_method_token),
+        ),
+        ("psp".into(), text(&payment.psp)),
+        (
+            "occurred_at".into(),
+            Value::TimestampMillis(payment.occurred_at),
+        ),
+    ]);
+    let schema = apache_avro::Schema::parse_str(previous)?;
+    let mut value = vec![0u8];
+    value.extend_from_slice(&id.to_be_bytes());
+    value.extend(
+        apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+            .build()?
+            .write_value_to_vec(record)?,
+    );
+    Ok(value)
+}
+
 async fn send(
     env: &TestEnv,
     codec: &Codec,
@@ -265,6 +322,15 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
     let (init, auth) = (p.initiated(1_000, CaptureMode::Manual), p.authorized(1_000));
     let (capture, refund) = (p.captured("c1", 400, false), p.refunded("r1", 200));
     events.extend([refund, capture, init, auth]);
+    // 8. A capture above what is left of the authorization: refused; the rest captures.
+    let mut p8 = Payment::new(8);
+    events.extend([
+        p8.initiated(1_000, CaptureMode::Manual),
+        p8.authorized(1_000),
+        p8.captured("c1", 700, false),
+        p8.captured("c2", 400, false),
+        p8.captured("c3", 300, true),
+    ]);
     // 7. The same capture three times: the event again, then under a new event id.
     let mut p = Payment::new(7);
     let capture = p.captured("c1", 250, false);
@@ -280,6 +346,24 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
         resent,
     ]);
     send(&env, &codec, &producer, &events).await?;
+    // 9. A payment written by a producer of the schema before capture modes: processed
+    //    as automatic capture.
+    let mut p9 = Payment::new(9);
+    let InputEvent::PaymentInitiated(old_payment) = p9.initiated(1_500, CaptureMode::Automatic)
+    else {
+        unreachable!()
+    };
+    let value = with_previous_schema(&env, &old_payment).await?;
+    producer
+        .send(
+            FutureRecord::to(&env.topic("payment_initiated"))
+                .key(&old_payment.key())
+                .payload(&value),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    send(&env, &codec, &producer, &[p9.authorized(1_500)]).await?;
 
     let run = env.paystream(&["run", "--until-caught-up"])?;
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
@@ -293,6 +377,8 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
     assert_eq!(status(5), Some("DECLINED"));
     assert_eq!(status(6), Some("PARTIALLY_REFUNDED"));
     assert_eq!(status(7), Some("PARTIALLY_CAPTURED"));
+    assert_eq!(status(8), Some("CAPTURED"));
+    assert_eq!(status(9), Some("AUTHORIZED"), "a previous-schema payment");
     let count = |n: u32, kind: &str| {
         entries
             .get(&(format!("pay-{n}"), kind.to_string()))
@@ -315,6 +401,8 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
         (6, "CAPTURE", 1),
         (6, "REFUND", 1),
         (7, "CAPTURE", 1),
+        (8, "CAPTURE", 2),
+        (9, "AUTHORIZATION", 1),
     ] {
         assert_eq!(count(n, kind), expected, "pay-{n} {kind}: {entries:?}");
     }
@@ -336,6 +424,7 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
             "pay-3 illegal_transition",
             "pay-3 refund_exceeds_captured",
             "pay-5 illegal_transition",
+            "pay-8 capture_exceeds_authorization",
         ]
     );
     let mut exceptions: Vec<(String, String)> = sqlx::query(
@@ -352,6 +441,7 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
         ("pay-3", "ILLEGAL_MONEY_MOVEMENT"),
         ("pay-3", "REFUND_EXCEEDS_CAPTURED"),
         ("pay-5", "ILLEGAL_MONEY_MOVEMENT"),
+        ("pay-8", "CAPTURE_EXCEEDS_AUTHORIZATION"),
     ]
     .map(|(p, k)| (p.to_string(), k.to_string()))
     .into();
