@@ -1,7 +1,7 @@
 //! DLQ depth: dead letters written and not yet redriven, per dead-letter topic
 //! (`paystream_dlq_depth_records{topic}`).
 //!
-//! A background thread reads every partition of the four `<input>.dlq` topics and of the
+//! A background thread reads every partition of the `<input>.dlq` topics and of the
 //! redrive log `<app>-dlq-redrives` from the beginning with `read_committed` (so aborted
 //! dead letters never count), and keeps following them: depth = dead letters read −
 //! distinct dead letters named in the redrive log. Offsets cannot be used instead of

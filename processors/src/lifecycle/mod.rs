@@ -71,7 +71,8 @@
 //! | `model.rs` | [`LifecycleSettings`] and [`PaymentState`] (with its `Money`): the small items the other files share |
 //! | `money.rs` | [`money::MoneyTotals`]: a payment's running totals and the guard of every movement (pure) |
 //! | `movements.rs` | captures, voids, refunds and chargeback stages: when they wait, how they apply, what a refusal raises |
-//! | `state_machine.rs` | [`transition`], [`LEGAL_TRANSITIONS`]; the per-event handlers that apply a transition and emit status changes and journal entries |
+//! | `transitions.rs` | [`transition`], [`LEGAL_TRANSITIONS`] |
+//! | `state_machine.rs` | the per-event handlers that apply a transition and emit status changes and journal entries |
 //! | `settlement_check.rs` | the check of an applied settlement against its authorization; the reconciliation exceptions it raises |
 //! | `pending.rs` | the pending buffer: when an event waits, buffering within [`PENDING_EVENTS_PER_PAYMENT_MAX`] and [`PENDING_VALUE_BYTES_MAX`], draining in event-time order; `pending/format.rs`, the layout of a waiting event |
 //! | `callbacks.rs` | what the orphan timeout, pending retention and settlement window do when they fire; the reconciliation exceptions they raise |
@@ -98,7 +99,7 @@
 //! no file imports one that imports it:
 //!
 //! ```text
-//! mod.rs ─► upgrade.rs ─► callbacks.rs ─► pending.rs ─► state_machine.rs ─► movements.rs ─► settlement_check.rs ─► stored.rs ─► model.rs ─► money.rs
+//! mod.rs ─► upgrade.rs ─► callbacks.rs ─► pending.rs ─► state_machine.rs ─► movements.rs ─► transitions.rs ─► settlement_check.rs ─► stored.rs ─► model.rs ─► money.rs
 //! ```
 //!
 //! (each file may also import any file to its right; `pending/format.rs`, which
@@ -149,13 +150,14 @@ mod state_machine;
 pub mod stored;
 #[cfg(test)]
 mod test_support;
+mod transitions;
 mod upgrade;
 
 pub use model::{EVENT_TIME_SKEW_MAX_MS, LifecycleSettings, PaymentState};
 pub use pending::{PENDING_EVENTS_PER_PAYMENT_MAX, PENDING_VALUE_BYTES_MAX};
-pub use state_machine::{IllegalTransition, LEGAL_TRANSITIONS, transition};
 use state_machine::{apply, initiate};
 use stored::Loaded;
+pub use transitions::{IllegalTransition, LEGAL_TRANSITIONS, transition};
 use upgrade::TimerMigration;
 
 /// At most this many timers fire per punctuation (per task and commit); the rest fire at

@@ -216,7 +216,7 @@ pub(super) fn apply_movement(
     let entry = journal_entry(&event, &context, released_minor, request.after_win);
     if state.status != previous {
         debug_assert!(
-            super::state_machine::transition(Some(previous), state.status).is_ok(),
+            super::transitions::transition(Some(previous), state.status).is_ok(),
             "{previous} → {} is not in LEGAL_TRANSITIONS",
             state.status
         );

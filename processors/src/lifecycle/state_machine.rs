@@ -1,14 +1,16 @@
-//! The payment state machine: the legal transitions ([`transition`]) and the handlers
-//! that apply one event to a payment (the state the `payments` store keeps per payment,
+//! The payment state machine: the handlers that apply one event to a payment (the legal
+//! transitions are in `transitions.rs`; the state the `payments` store keeps per payment,
 //! [`PaymentState`], is in `model.rs`).
 //!
-//! A handler checks the transition, records the event's id in the state (a retry of it
-//! is then a duplicate), changes the payment's value and emits a `PaymentStatusChanged`; AUTHORIZED and SETTLED also emit their balanced journal
-//! entry (see [`crate::ledger`]), AUTHORIZED starts the settlement window timer and
-//! SETTLED cancels it and compares the settlement with the authorization
-//! ([`super::settlement_check::reconcile_settlement`]). An illegal transition is
-//! dead-lettered as `illegal_transition`, naming the current and attempted states, and
-//! the event is not recorded. Handlers change the loaded value ([`super::stored::Loaded`]);
+//! A handler checks the transition ([`transition`]), records the event's id in the state
+//! (a retry of it is then a duplicate), changes the payment's value and emits a
+//! `PaymentStatusChanged`; an authorization emits its balanced journal entry (a hold under
+//! manual capture, see [`crate::ledger`]) and starts the settlement window timer, and a
+//! settlement emits its entry, cancels the timer and compares the settlement with what it
+//! settles ([`super::settlement_check::reconcile_settlement`]). Captures, voids, refunds
+//! and chargebacks go to `movements.rs`. An illegal transition is dead-lettered as
+//! `illegal_transition`, naming the current and attempted states, and the event is not
+//! recorded. Handlers change the loaded value ([`super::stored::Loaded`]);
 //! their caller writes it once, after everything the event caused.
 //!
 //! The handlers import only `model.rs`, `settlement_check.rs` and `stored.rs`. They do not drain the
@@ -23,82 +25,10 @@ use super::model::{LifecycleSettings, PaymentState};
 use super::movements::apply_movement;
 use super::settlement_check::reconcile_settlement;
 use super::stored::Loaded;
+use super::transitions::{IllegalTransition, transition};
 use crate::ledger::EntryContext;
 use crate::timers::{DueTimer, TimerKind};
 use crate::{DeadLetterReason, Origin, Output, ProcessorContext, Result, ledger};
-
-/// A transition the lifecycle does not allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("illegal transition {}→{to}", from.map_or("(none)", PaymentStatus::as_str))]
-pub struct IllegalTransition {
-    pub from: Option<PaymentStatus>,
-    pub to: PaymentStatus,
-}
-
-use PaymentStatus::{
-    Authorized, Captured, ChargebackLost, ChargebackWon, Declined, Disputed, Initiated,
-    PartiallyCaptured, PartiallyRefunded, Refunded, Settled, Voided,
-};
-
-/// Every legal edge of the lifecycle; `None` is "no payment yet". The statuses after the
-/// authorization follow from the payment's running totals
-/// ([`super::money::MoneyTotals::status`]); these are all the changes they can make
-/// (docs/architecture.md has the diagram).
-pub const LEGAL_TRANSITIONS: [(Option<PaymentStatus>, PaymentStatus); 31] = [
-    (None, Initiated),
-    (Some(Initiated), Authorized),
-    (Some(Initiated), Declined),
-    // Captures and voids (manual capture).
-    (Some(Authorized), PartiallyCaptured),
-    (Some(Authorized), Captured),
-    (Some(Authorized), Voided),
-    (Some(PartiallyCaptured), Captured),
-    // Settlement of what was captured (AUTHORIZED: automatic capture).
-    (Some(Authorized), Settled),
-    (Some(PartiallyCaptured), Settled),
-    (Some(Captured), Settled),
-    // More captures after a settlement of the first ones.
-    (Some(Settled), PartiallyCaptured),
-    (Some(Settled), Captured),
-    // Refunds, after capture or settlement.
-    (Some(Authorized), PartiallyRefunded),
-    (Some(Authorized), Refunded),
-    (Some(PartiallyCaptured), PartiallyRefunded),
-    (Some(PartiallyCaptured), Refunded),
-    (Some(Captured), PartiallyRefunded),
-    (Some(Captured), Refunded),
-    (Some(Settled), PartiallyRefunded),
-    (Some(Settled), Refunded),
-    (Some(PartiallyRefunded), Refunded),
-    // A refund of all that was captured, then another capture.
-    (Some(Refunded), PartiallyRefunded),
-    // Chargebacks: opened (funds withdrawn), won (reinstated), lost; a win can be
-    // followed by a second chargeback (lost) or another dispute.
-    (Some(Authorized), Disputed),
-    (Some(PartiallyCaptured), Disputed),
-    (Some(Captured), Disputed),
-    (Some(Settled), Disputed),
-    (Some(PartiallyRefunded), Disputed),
-    (Some(Disputed), ChargebackWon),
-    (Some(Disputed), ChargebackLost),
-    (Some(ChargebackWon), Disputed),
-    (Some(ChargebackWon), ChargebackLost),
-];
-
-/// The transition function of the lifecycle.
-///
-/// # Errors
-/// [`IllegalTransition`] for any edge not in [`LEGAL_TRANSITIONS`].
-pub fn transition(
-    from: Option<PaymentStatus>,
-    to: PaymentStatus,
-) -> std::result::Result<PaymentStatus, IllegalTransition> {
-    if LEGAL_TRANSITIONS.contains(&(from, to)) {
-        Ok(to)
-    } else {
-        Err(IllegalTransition { from, to })
-    }
-}
 
 /// Creates the payment of `event` (→ INITIATED) in `loaded`. Returns whether it did:
 /// `false` for a duplicate or an illegal transition (dead-lettered). Once it did, the
@@ -381,6 +311,7 @@ mod tests {
     use crate::driver::TestDriver;
     use crate::lifecycle::LifecycleProcessor;
     use crate::lifecycle::test_support::*;
+    use crate::lifecycle::transitions::LEGAL_TRANSITIONS;
 
     #[test]
     fn the_transition_function_allows_exactly_the_legal_edges() {
