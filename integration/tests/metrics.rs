@@ -52,6 +52,13 @@ async fn business_metrics_match_the_traffic_and_the_ledger() -> anyhow::Result<(
         start_ms,
         mismatch_rate: 0.05,
         malformed_rate: 0.01,
+        // The mix before captures, voids, refunds and chargebacks: every authorized
+        // payment is counted AUTHORIZED once and SETTLED when settled.
+        manual_capture_rate: 0.0,
+        void_rate: 0.0,
+        refund_rate: 0.0,
+        chargeback_rate: 0.0,
+        illegal_movement_rate: 0.0,
         ..TrafficOptions::default()
     };
     let expected: ExpectedOutcome = plan(&options).expected;
@@ -69,6 +76,7 @@ async fn business_metrics_match_the_traffic_and_the_ledger() -> anyhow::Result<(
         "0.05",
         "--malformed-rate",
         "0.01",
+        "--classic-mix",
     ])?;
 
     // A free port for the metrics endpoint of this test's instance.
@@ -187,6 +195,15 @@ async fn business_metrics_match_the_traffic_and_the_ledger() -> anyhow::Result<(
             "{currency}"
         );
     }
+
+    // Money movements by kind: one authorization per authorized payment, one settlement
+    // per settled one.
+    let movements = totals(&metrics, "paystream_money_movements_total", &["kind"]);
+    assert_eq!(
+        one(&movements, &["AUTHORIZATION"]),
+        status("AUTHORIZED") + status("SETTLED")
+    );
+    assert_eq!(one(&movements, &["SETTLEMENT"]), status("SETTLED"));
 
     // Exceptions, dead letters and duplicates.
     let exceptions = totals(

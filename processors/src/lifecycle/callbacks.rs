@@ -454,4 +454,30 @@ mod tests {
             vec![(ReconciliationExceptionKind::MissingInPsp, Some(100), None)]
         );
     }
+
+    #[test]
+    fn a_refund_or_chargeback_for_a_payment_never_seen_is_an_orphan_after_the_timeout() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        assert!(d.pipe(rec(refund("p1", "r1", 300))).is_empty(), "it waits");
+        assert!(
+            d.pipe(rec(chargeback(
+                "p2",
+                "d2",
+                paystream_schemas::ChargebackStage::Opened,
+                400,
+                15
+            )))
+            .is_empty()
+        );
+        assert!(exceptions(&d.advance_stream_time_ms(9 * MINUTE_MS)).is_empty());
+        let mut out = exceptions(&d.advance_stream_time_ms(2 * MINUTE_MS));
+        out.sort_by_key(|(_, _, actual)| *actual);
+        assert_eq!(
+            out,
+            vec![
+                (ReconciliationExceptionKind::OrphanEvent, None, Some(300)),
+                (ReconciliationExceptionKind::OrphanEvent, None, Some(400)),
+            ]
+        );
+    }
 }
