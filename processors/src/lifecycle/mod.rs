@@ -351,30 +351,18 @@ impl Processor for LifecycleProcessor {
         record: Record<InputEvent>,
         ctx: &mut dyn ProcessorContext,
     ) -> Result<()> {
-        let mut counts = std::mem::take(&mut self.counts);
-        let ctx: &mut dyn ProcessorContext = &mut Counting {
-            inner: ctx,
-            counts: &mut counts,
-        };
-        let result = match record.value {
-            InputEvent::PaymentInitiated(event) => on_initiated(event, record.origin, ctx, self),
-            event => on_payment_event(event, record.origin, ctx, self),
-        };
-        self.counts = counts;
-        result
+        self.counting(ctx, |lifecycle, ctx| match record.value {
+            InputEvent::PaymentInitiated(event) => {
+                on_initiated(event, record.origin, ctx, lifecycle)
+            }
+            event => on_payment_event(event, record.origin, ctx, lifecycle),
+        })
     }
 
     /// Fires the timers due on their streams' partition times (at most
     /// [`TIMERS_PER_PUNCTUATION_MAX`] of each kind).
     fn punctuate(&mut self, _stream_time_ms: i64, ctx: &mut dyn ProcessorContext) -> Result<()> {
-        let mut counts = std::mem::take(&mut self.counts);
-        let ctx: &mut dyn ProcessorContext = &mut Counting {
-            inner: ctx,
-            counts: &mut counts,
-        };
-        let result = self.punctuate_timers(ctx);
-        self.counts = counts;
-        result
+        self.counting(ctx, |lifecycle, ctx| lifecycle.punctuate_timers(ctx))
     }
 
     /// Wall-clock punctuation every second while a stuck-payment check is on.
@@ -391,14 +379,9 @@ impl Processor for LifecycleProcessor {
         wall_clock_ms: i64,
         ctx: &mut dyn ProcessorContext,
     ) -> Result<()> {
-        let mut counts = std::mem::take(&mut self.counts);
-        let ctx: &mut dyn ProcessorContext = &mut Counting {
-            inner: ctx,
-            counts: &mut counts,
-        };
-        let result = self.fire_due(TimerClock::WallClock, wall_clock_ms, ctx);
-        self.counts = counts;
-        result
+        self.counting(ctx, |lifecycle, ctx| {
+            lifecycle.fire_due(TimerClock::WallClock, wall_clock_ms, ctx)
+        })
     }
 
     fn committed(&mut self) {
@@ -418,6 +401,25 @@ impl Processor for LifecycleProcessor {
 }
 
 impl LifecycleProcessor {
+    /// Runs `work` with `ctx` wrapped so that what it forwards is counted in the open
+    /// transaction's [`OutputCounts`] (published when it commits).
+    fn counting<T>(
+        &mut self,
+        ctx: &mut dyn ProcessorContext,
+        work: impl FnOnce(&mut Self, &mut dyn ProcessorContext) -> Result<T>,
+    ) -> Result<T> {
+        let mut counts = std::mem::take(&mut self.counts);
+        let result = work(
+            self,
+            &mut Counting {
+                inner: ctx,
+                counts: &mut counts,
+            },
+        );
+        self.counts = counts;
+        result
+    }
+
     /// See [`Processor::punctuate`]; first moves a page of the `timers` store of
     /// earlier releases into the values and the index, while it holds keys.
     fn punctuate_timers(&mut self, ctx: &mut dyn ProcessorContext) -> Result<()> {
