@@ -2,7 +2,9 @@
 //! Confluent-compatible registry, PostgreSQL): one payment per rule — the legal paths,
 //! each illegal case (a capture after a void, a capture above what is left, a refund
 //! above what was captured, a chargeback after a full refund, a refund of a declined
-//! payment), movements that arrive before their payment, and the same movement
+//! payment), movements that arrive before their payment, movements that compete (a
+//! void after a partial capture, a chargeback after a full refund) read in the reverse
+//! of the order they happened, and the same movement
 //! reported again, a payment written with the schema before capture modes — through
 //! `paystream run`, checked in the ledger the sink wrote, the
 //! dead-letter queues and the exceptions; then the whole input is replayed and nothing
@@ -217,11 +219,16 @@ async fn with_previous_schema(
     Ok(value)
 }
 
+/// Sends `events` in this order. With `event_time_stamps` each record is stamped with
+/// its event's own time, as producers of these topics are asked to (docs/architecture.md,
+/// "Order of money movements"); without, with the time it is sent (the producer's
+/// create time), so that the pipeline reads them in the order sent.
 async fn send(
     env: &TestEnv,
     codec: &Codec,
     producer: &FutureProducer,
     events: &[InputEvent],
+    event_time_stamps: bool,
 ) -> anyhow::Result<()> {
     for event in events {
         let topic = env.topic(topic_of(event));
@@ -230,11 +237,12 @@ async fn send(
             other => other.payment_id().to_string(),
         };
         let value = encode_input_event(codec, &topic, event).await?;
+        let mut record = FutureRecord::to(&topic).key(&key).payload(&value);
+        if event_time_stamps {
+            record = record.timestamp(event.event_time_ms());
+        }
         producer
-            .send(
-                FutureRecord::to(&topic).key(&key).payload(&value),
-                Duration::from_secs(30),
-            )
+            .send(record, Duration::from_secs(30))
             .await
             .map_err(|(e, _)| e)?;
     }
@@ -345,7 +353,25 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
         capture,
         resent,
     ]);
-    send(&env, &codec, &producer, &events).await?;
+    send(&env, &codec, &producer, &events, true).await?;
+    // 10. A partial capture, then a void that releases the rest, published in the
+    //     reverse order on their two topics (and stamped when sent, so read in that
+    //     order): both apply in the order they happened, after the reorder wait.
+    let mut events = Vec::new();
+    let mut p = Payment::new(10);
+    let (init, auth) = (p.initiated(1_000, CaptureMode::Manual), p.authorized(1_000));
+    let (capture, void) = (p.captured("c1", 600, false), p.voided());
+    events.extend([init, auth, void, capture]);
+    // 11. A full refund, then a chargeback, published in the reverse order: the refund
+    //     applies and the chargeback is refused, as when read in the order they happened.
+    let mut p = Payment::new(11);
+    let (init, auth) = (p.initiated(500, CaptureMode::Automatic), p.authorized(500));
+    let (refund, chargeback) = (
+        p.refunded("r1", 500),
+        p.chargeback(ChargebackStage::Opened, 500),
+    );
+    events.extend([init, auth, chargeback, refund]);
+    send(&env, &codec, &producer, &events, false).await?;
     // 9. A payment written by a producer of the schema before capture modes: processed
     //    as automatic capture.
     let mut p9 = Payment::new(9);
@@ -363,7 +389,7 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
         )
         .await
         .map_err(|(e, _)| e)?;
-    send(&env, &codec, &producer, &[p9.authorized(1_500)]).await?;
+    send(&env, &codec, &producer, &[p9.authorized(1_500)], true).await?;
 
     let run = env.paystream(&["run", "--until-caught-up"])?;
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
@@ -379,6 +405,12 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
     assert_eq!(status(7), Some("PARTIALLY_CAPTURED"));
     assert_eq!(status(8), Some("CAPTURED"));
     assert_eq!(status(9), Some("AUTHORIZED"), "a previous-schema payment");
+    assert_eq!(
+        status(10),
+        Some("CAPTURED"),
+        "captured, then the rest released"
+    );
+    assert_eq!(status(11), Some("REFUNDED"));
     let count = |n: u32, kind: &str| {
         entries
             .get(&(format!("pay-{n}"), kind.to_string()))
@@ -403,6 +435,10 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
         (7, "CAPTURE", 1),
         (8, "CAPTURE", 2),
         (9, "AUTHORIZATION", 1),
+        (10, "CAPTURE", 1),
+        (10, "VOID", 1),
+        (11, "REFUND", 1),
+        (11, "CHARGEBACK_OPENED", 0),
     ] {
         assert_eq!(count(n, kind), expected, "pay-{n} {kind}: {entries:?}");
     }
@@ -420,6 +456,7 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
     assert_eq!(
         reasons,
         [
+            "pay-11 illegal_transition",
             "pay-2 illegal_transition",
             "pay-3 illegal_transition",
             "pay-3 refund_exceeds_captured",
@@ -437,6 +474,7 @@ async fn every_money_movement_rule_on_the_real_stack() -> anyhow::Result<()> {
     .collect();
     exceptions.sort();
     let expected: Vec<(String, String)> = [
+        ("pay-11", "ILLEGAL_MONEY_MOVEMENT"),
         ("pay-2", "ILLEGAL_MONEY_MOVEMENT"),
         ("pay-3", "ILLEGAL_MONEY_MOVEMENT"),
         ("pay-3", "REFUND_EXCEEDS_CAPTURED"),

@@ -11,7 +11,13 @@
 use paystream_common::config::{ConfigError, ConfigSources};
 use serde::Deserialize;
 
-use crate::defaults::{STUCK_PAYMENT_TIMEOUT_MS, UNCAPTURED_AUTHORIZATION_TIMEOUT_MS};
+use crate::defaults::{
+    MOVEMENT_REORDER_WAIT_MS, STUCK_PAYMENT_TIMEOUT_MS, UNCAPTURED_AUTHORIZATION_TIMEOUT_MS,
+};
+
+/// The largest `payments.movement_reorder_wait_ms`: 1 minute. Every capture, void,
+/// refund and chargeback waits this long before it reaches the ledger.
+pub const MOVEMENT_REORDER_WAIT_MS_MAX: i64 = 60_000;
 
 /// The `[payments]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -27,6 +33,13 @@ pub struct PaymentsConfig {
     /// 604800000, 7 days — about when card networks let an authorization expire; 0
     /// turns the check off).
     pub uncaptured_authorization_timeout_ms: i64,
+    /// The reorder wait of money movements, milliseconds of wall-clock time (default
+    /// 1000; at most [`MOVEMENT_REORDER_WAIT_MS_MAX`]; 0 applies each movement as it is
+    /// read). A payment's captures, voids, refunds and chargebacks wait until none of
+    /// them arrived for this long, then apply in the order they happened (their
+    /// `occurred_at`): a void read before the partial capture that preceded it still
+    /// releases only the rest (docs/architecture.md, "Order of money movements").
+    pub movement_reorder_wait_ms: i64,
 }
 
 impl Default for PaymentsConfig {
@@ -34,6 +47,7 @@ impl Default for PaymentsConfig {
         PaymentsConfig {
             stuck_payment_timeout_ms: STUCK_PAYMENT_TIMEOUT_MS,
             uncaptured_authorization_timeout_ms: UNCAPTURED_AUTHORIZATION_TIMEOUT_MS,
+            movement_reorder_wait_ms: MOVEMENT_REORDER_WAIT_MS,
         }
     }
 }
@@ -77,6 +91,18 @@ impl PaymentsConfig {
                 });
             }
         }
+        let wait_ms = self.movement_reorder_wait_ms;
+        if !(0..=MOVEMENT_REORDER_WAIT_MS_MAX).contains(&wait_ms) {
+            return Err(ConfigError::Invalid {
+                key: "payments.movement_reorder_wait_ms",
+                problem: format!(
+                    "{wait_ms} is outside 0..={MOVEMENT_REORDER_WAIT_MS_MAX}: every capture, void, \
+                     refund and chargeback waits this long before it reaches the ledger"
+                ),
+                fix: "use about a second (default 1000), or 0 to apply movements in the order \
+                      they are read",
+            });
+        }
         Ok(())
     }
 }
@@ -114,6 +140,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("stuck_timeout"), "{error}");
+        let error =
+            PaymentsConfig::load(&sources("[payments]\nmovement_reorder_wait_ms = 600000\n").1)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            error.contains("payments.movement_reorder_wait_ms"),
+            "{error}"
+        );
     }
 
     #[test]

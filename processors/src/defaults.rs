@@ -19,3 +19,9 @@ pub const STUCK_PAYMENT_TIMEOUT_MS: i64 = 15 * 60 * 1_000;
 /// or a void before `STUCK_PAYMENT` is raised, milliseconds: 7 days, about when card
 /// networks let an authorization expire (`payments.uncaptured_authorization_timeout_ms`).
 pub const UNCAPTURED_AUTHORIZATION_TIMEOUT_MS: i64 = 7 * 24 * 60 * 60 * 1_000;
+
+/// Wall-clock time the money movements of a payment wait after the last one arrived, so
+/// that those read in another order than they happened apply in the order they happened,
+/// milliseconds: 1 s (`payments.movement_reorder_wait_ms`; docs/architecture.md, "Order
+/// of money movements").
+pub const MOVEMENT_REORDER_WAIT_MS: i64 = 1_000;

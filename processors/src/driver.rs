@@ -235,6 +235,11 @@ impl<P: Processor> TestDriver<P> {
             .collect()
     }
 
+    /// The processor under test.
+    pub fn processor(&self) -> &P {
+        &self.processor
+    }
+
     /// Number of keys in store `name`.
     pub fn store_len(&self, name: &str) -> u64 {
         self.context.stores[name].approximate_len()

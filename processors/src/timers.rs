@@ -25,6 +25,9 @@
 //! happens: a stuck payment (no auth outcome `stuck_payment_timeout_ms` of wall-clock
 //! time after the lifecycle applied it) is found by the runtime's wall-clock
 //! punctuation, which runs when no record arrives — exactly when a payment is stuck.
+//! The reorder wait of money movements runs on it too: a payment's movements wait until
+//! none arrived for `movement_reorder_wait_ms`, and must then apply even if traffic
+//! stopped.
 //!
 //! Earlier releases kept timers in a `timers` store of their own, one key
 //! `kind (1 byte) · due_ms (8 bytes, big-endian) · payment_id` each ([`legacy_key`],
@@ -48,6 +51,9 @@ pub enum TimerKind {
     PendingExpiry = 3,
     /// A payment waits for its auth outcome; on wall-clock time.
     StuckPayment = 4,
+    /// A payment's money movements wait for those that happened before them; on
+    /// wall-clock time.
+    MovementReorder = 5,
 }
 
 /// The clock a timer runs on.
@@ -63,11 +69,12 @@ pub enum TimerClock {
 
 impl TimerKind {
     /// Every kind.
-    pub const ALL: [TimerKind; 4] = [
+    pub const ALL: [TimerKind; 5] = [
         TimerKind::Orphan,
         TimerKind::SettlementWindow,
         TimerKind::PendingExpiry,
         TimerKind::StuckPayment,
+        TimerKind::MovementReorder,
     ];
 
     /// The clock the timer runs on.
@@ -75,7 +82,7 @@ impl TimerKind {
         match self {
             TimerKind::Orphan | TimerKind::PendingExpiry => TimerClock::Stream(Stream::Payments),
             TimerKind::SettlementWindow => TimerClock::Stream(Stream::Settlements),
-            TimerKind::StuckPayment => TimerClock::WallClock,
+            TimerKind::StuckPayment | TimerKind::MovementReorder => TimerClock::WallClock,
         }
     }
 
@@ -91,6 +98,7 @@ impl TimerKind {
             2 => Some(TimerKind::SettlementWindow),
             3 => Some(TimerKind::PendingExpiry),
             4 => Some(TimerKind::StuckPayment),
+            5 => Some(TimerKind::MovementReorder),
             _ => None,
         }
     }
@@ -146,6 +154,14 @@ impl TimerIndex {
         if self.due.remove(&key) {
             self.removed_in_transaction.push(key);
         }
+    }
+
+    /// True when the index holds a timer of `kind`.
+    pub fn holds(&self, kind: TimerKind) -> bool {
+        self.due
+            .range((kind, i64::MIN, String::new())..)
+            .next()
+            .is_some_and(|(k, _, _)| *k == kind)
     }
 
     /// Removes and returns up to `limit` timers of `kind` due at or before `now_ms`,

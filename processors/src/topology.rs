@@ -22,6 +22,7 @@ pub fn lifecycle_settings(config: &Config, payments: &PaymentsConfig) -> Lifecyc
         event_time_skew_max_ms: config.processing.event_time_skew_max_ms,
         stuck_payment_timeout_ms: payments.stuck_payment_timeout_ms,
         uncaptured_authorization_timeout_ms: payments.uncaptured_authorization_timeout_ms,
+        movement_reorder_wait_ms: payments.movement_reorder_wait_ms,
     }
 }
 

@@ -187,6 +187,11 @@ impl Task {
         self.run_punctuation(|processor, context| processor.punctuate(stream_time_ms, context))
     }
 
+    /// See [`crate::Processor::awaits_wall_clock`].
+    pub fn awaits_wall_clock(&self) -> bool {
+        self.processor.awaits_wall_clock()
+    }
+
     /// When the processor's next wall-clock punctuation is due; `None` when it asked for
     /// none.
     pub fn next_wall_clock_punctuation(&self) -> Option<Instant> {

@@ -195,6 +195,12 @@ impl TaskManager {
         Ok((punctuated, wrote))
     }
 
+    /// True while a running task's processor waits for wall-clock time to let through
+    /// what records it read cause ([`crate::Processor::awaits_wall_clock`]).
+    pub fn any_awaiting_wall_clock(&self) -> bool {
+        self.running.values().any(Task::awaits_wall_clock)
+    }
+
     /// When the earliest wall-clock punctuation of a running task is due; `None` when no
     /// running task's processor asked for one.
     pub fn next_wall_clock_punctuation(&self) -> Option<Instant> {

@@ -594,6 +594,18 @@ impl InputEvent {
         }
     }
 
+    /// True for the money movements after an authorization: a capture, a void, a refund
+    /// or a chargeback stage.
+    pub fn is_money_movement(&self) -> bool {
+        matches!(
+            self,
+            InputEvent::PaymentCaptured(_)
+                | InputEvent::AuthorizationVoided(_)
+                | InputEvent::RefundIssued(_)
+                | InputEvent::ChargebackReported(_)
+        )
+    }
+
     /// Event time, milliseconds since the Unix epoch.
     pub fn event_time_ms(&self) -> i64 {
         match self {

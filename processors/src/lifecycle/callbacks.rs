@@ -410,6 +410,7 @@ mod tests {
         let off = LifecycleProcessor::new(crate::lifecycle::LifecycleSettings {
             stuck_payment_timeout_ms: 0,
             uncaptured_authorization_timeout_ms: 0,
+            movement_reorder_wait_ms: 0,
             ..Default::default()
         });
         assert_eq!(
@@ -428,6 +429,7 @@ mod tests {
             LifecycleProcessor::new(crate::lifecycle::LifecycleSettings {
                 stuck_payment_timeout_ms: 15 * MINUTE_MS,
                 uncaptured_authorization_timeout_ms: DAY_MS,
+                movement_reorder_wait_ms: 0,
                 ..Default::default()
             })
         };

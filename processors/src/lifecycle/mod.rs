@@ -54,6 +54,12 @@
 //!   ([`LifecycleSettings::stuck_payment_timeout_ms`], 15 min) or AUTHORIZED under manual
 //!   capture ([`LifecycleSettings::uncaptured_authorization_timeout_ms`], 7 days),
 //!   cancelled when it leaves that status; `STUCK_PAYMENT` if it has not.
+//! - **movement reorder** (wall-clock time, [`LifecycleSettings::movement_reorder_wait_ms`],
+//!   1 s): every capture, void, refund and chargeback waits in the pending buffer, and
+//!   the timer is set that long after it arrived (moved on by each later one); when it
+//!   fires the payment's waiting movements apply in event-time order, so that those
+//!   read in another order than they happened still come out as they happened
+//!   (docs/architecture.md, "Order of money movements").
 //!
 //! A settlement whose gross amount or currency differs from what it settles (the
 //! authorization, or under manual capture what was captured) raises
@@ -153,7 +159,9 @@ mod test_support;
 mod transitions;
 mod upgrade;
 
-pub use model::{EVENT_TIME_SKEW_MAX_MS, LifecycleSettings, PaymentState};
+pub use model::{
+    EVENT_TIME_SKEW_MAX_MS, LifecycleSettings, MOVEMENT_REORDER_WAIT_MS, PaymentState,
+};
 pub use pending::{PENDING_EVENTS_PER_PAYMENT_MAX, PENDING_VALUE_BYTES_MAX};
 use state_machine::{apply, initiate};
 use stored::Loaded;
@@ -166,6 +174,11 @@ pub const TIMERS_PER_PUNCTUATION_MAX: usize = 1_000;
 
 /// How often the stuck-payment timers are checked on wall-clock time, milliseconds.
 pub const WALL_CLOCK_PUNCTUATION_INTERVAL_MS: u64 = 1_000;
+
+/// The wall-clock punctuation's interval while the reorder wait of money movements is
+/// on: a tenth of [`LifecycleSettings::movement_reorder_wait_ms`], within these bounds,
+/// milliseconds.
+const REORDER_PUNCTUATION_INTERVAL_MS: std::ops::RangeInclusive<u64> = 10..=1_000;
 
 /// The payment lifecycle processor over the `payments` and `reconciliation` stores (and
 /// the `seen_events`, `pending` and `timers` stores of earlier releases, which
@@ -246,6 +259,16 @@ impl LifecycleProcessor {
             TimerKind::StuckPayment => {
                 callbacks::on_stuck_payment(&loaded, &timer, &self.settings, ctx)?
             }
+            // The reorder wait is over: the movements apply, in event-time order (those
+            // of a payment not seen yet wait for it, as any event does).
+            TimerKind::MovementReorder if loaded.payment.state.is_some() => {
+                let status_before = loaded.status();
+                pending::drain(&mut loaded, ctx, &self.settings)?;
+                if loaded.status() != status_before {
+                    watch_for_stuck(&mut loaded, &*ctx, &self.settings);
+                }
+            }
+            TimerKind::MovementReorder => {}
         }
         loaded.save(ctx, &mut self.timers)
     }
@@ -365,15 +388,27 @@ impl Processor for LifecycleProcessor {
         self.counting(ctx, |lifecycle, ctx| lifecycle.punctuate_timers(ctx))
     }
 
-    /// Wall-clock punctuation every second while a stuck-payment check is on.
+    /// Wall-clock punctuation every second while a stuck-payment check is on, and every
+    /// tenth of the reorder wait while that is on.
     fn wall_clock_punctuation_interval_ms(&self) -> Option<u64> {
         let settings = &self.settings;
-        (settings.stuck_payment_timeout_ms > 0 || settings.uncaptured_authorization_timeout_ms > 0)
-            .then_some(WALL_CLOCK_PUNCTUATION_INTERVAL_MS)
+        let stuck = (settings.stuck_payment_timeout_ms > 0
+            || settings.uncaptured_authorization_timeout_ms > 0)
+            .then_some(WALL_CLOCK_PUNCTUATION_INTERVAL_MS);
+        let reorder = (settings.movement_reorder_wait_ms > 0).then(|| {
+            (settings.movement_reorder_wait_ms as u64 / 10).clamp(
+                *REORDER_PUNCTUATION_INTERVAL_MS.start(),
+                *REORDER_PUNCTUATION_INTERVAL_MS.end(),
+            )
+        });
+        match (stuck, reorder) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Fires the stuck-payment timers due at `wall_clock_ms` (at most
-    /// [`TIMERS_PER_PUNCTUATION_MAX`]).
+    /// Fires the stuck-payment and reorder-wait timers due at `wall_clock_ms` (at most
+    /// [`TIMERS_PER_PUNCTUATION_MAX`] of each kind).
     fn punctuate_wall_clock(
         &mut self,
         wall_clock_ms: i64,
@@ -382,6 +417,11 @@ impl Processor for LifecycleProcessor {
         self.counting(ctx, |lifecycle, ctx| {
             lifecycle.fire_due(TimerClock::WallClock, wall_clock_ms, ctx)
         })
+    }
+
+    /// True while money movements wait for the reorder wait.
+    fn awaits_wall_clock(&self) -> bool {
+        self.timers.holds(TimerKind::MovementReorder)
     }
 
     fn committed(&mut self) {
@@ -499,7 +539,26 @@ fn on_payment_event(
         ctx.forward(Output::DuplicateDropped);
         return Ok(());
     }
+    let reorder_wait_ms = lifecycle.settings.movement_reorder_wait_ms;
     let changed = match &loaded.payment.state {
+        // A money movement waits for those of its payment that happened before it but
+        // are read after it: until none arrived for the reorder wait.
+        _ if event.is_money_movement() && reorder_wait_ms > 0 => {
+            let orphan_timers = loaded
+                .payment
+                .state
+                .is_none()
+                .then_some(&lifecycle.settings);
+            let waits = pending::buffer(&mut loaded, event, origin, ctx, orphan_timers)?;
+            if waits {
+                loaded.payment.cancel_timers(TimerKind::MovementReorder);
+                loaded.payment.timers.push(DueTimer {
+                    kind: TimerKind::MovementReorder,
+                    due_ms: ctx.wall_clock_ms().saturating_add(reorder_wait_ms),
+                });
+            }
+            waits
+        }
         Some(state) if !pending::waits_for_auth(state, &event) => {
             let applied = apply(&mut loaded, event, origin, ctx, &lifecycle.settings)?;
             // An auth may release a settlement that waited for it.

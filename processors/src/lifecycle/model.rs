@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 /// Timer settings of the lifecycle (config keys `processing.orphan_timeout_ms`,
 /// `processing.settlement_window_ms`, `processing.pending_retention_ms`,
 /// `processing.event_time_skew_max_ms`, and `payments.stuck_payment_timeout_ms` and
-/// `payments.uncaptured_authorization_timeout_ms` of the application's own section,
+/// `payments.uncaptured_authorization_timeout_ms` and `payments.movement_reorder_wait_ms`
+/// of the application's own section,
 /// [`crate::PaymentsConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LifecycleSettings {
@@ -38,10 +39,15 @@ pub struct LifecycleSettings {
     /// capture or a void before `STUCK_PAYMENT` is raised, milliseconds; 0 turns the
     /// check off. Default 7 days (card authorizations expire after about that).
     pub uncaptured_authorization_timeout_ms: i64,
+    /// Wall-clock time the money movements of a payment wait after the last of them
+    /// arrived before they apply, in event-time order, milliseconds; 0 applies each as
+    /// it is read. Default 1 s.
+    pub movement_reorder_wait_ms: i64,
 }
 
 pub use crate::defaults::{
-    EVENT_TIME_SKEW_MAX_MS, STUCK_PAYMENT_TIMEOUT_MS, UNCAPTURED_AUTHORIZATION_TIMEOUT_MS,
+    EVENT_TIME_SKEW_MAX_MS, MOVEMENT_REORDER_WAIT_MS, STUCK_PAYMENT_TIMEOUT_MS,
+    UNCAPTURED_AUTHORIZATION_TIMEOUT_MS,
 };
 
 impl Default for LifecycleSettings {
@@ -53,6 +59,7 @@ impl Default for LifecycleSettings {
             event_time_skew_max_ms: EVENT_TIME_SKEW_MAX_MS,
             stuck_payment_timeout_ms: STUCK_PAYMENT_TIMEOUT_MS,
             uncaptured_authorization_timeout_ms: UNCAPTURED_AUTHORIZATION_TIMEOUT_MS,
+            movement_reorder_wait_ms: MOVEMENT_REORDER_WAIT_MS,
         }
     }
 }

@@ -440,7 +440,9 @@ mod tests {
     use super::*;
     use crate::driver::TestDriver;
     use crate::lifecycle::LifecycleProcessor;
+    use crate::lifecycle::MOVEMENT_REORDER_WAIT_MS;
     use crate::lifecycle::test_support::*;
+    use crate::timers::TimerKind;
 
     /// Net balance per account (debits positive) over every entry in `outputs`.
     fn balances(outputs: &[Output]) -> BTreeMap<String, i64> {
@@ -465,7 +467,7 @@ mod tests {
 
     #[test]
     fn manual_capture_holds_then_partial_captures_move_the_money_and_the_rest_is_released() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         let out = run(&mut d, vec![initiated_manual("p1"), auth_ok("p1", "a1")]);
         assert_eq!(entries(&out)[0].kind, JournalEntryKind::AuthorizationHold);
         assert_eq!(
@@ -513,7 +515,7 @@ mod tests {
 
     #[test]
     fn a_void_releases_the_hold_and_nothing_is_captured_after_it() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         let mut out = run(
             &mut d,
             vec![initiated_manual("p1"), auth_ok("p1", "a1"), void("p1")],
@@ -542,7 +544,7 @@ mod tests {
 
     #[test]
     fn a_capture_above_the_authorized_remainder_is_refused_with_an_exception() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         run(
             &mut d,
             vec![
@@ -574,7 +576,7 @@ mod tests {
 
     #[test]
     fn refunds_up_to_what_was_captured_then_no_chargeback() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         let mut out = run(
             &mut d,
             vec![
@@ -641,7 +643,7 @@ mod tests {
 
     #[test]
     fn a_refund_of_a_declined_payment_is_refused() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         run(&mut d, vec![initiated("p1"), auth_failed("p1", "f1")]);
         let out = d.pipe(rec(refund("p1", "r1", 100)));
         assert!(has_dead_letter(&out, DeadLetterReason::IllegalTransition));
@@ -657,7 +659,7 @@ mod tests {
 
     #[test]
     fn a_chargeback_opened_won_then_lost_again_books_each_fund_movement() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         let mut out = run(&mut d, vec![initiated("p1"), auth_ok("p1", "a1")]);
         for (stage, fee) in [
             (ChargebackStage::Opened, 15),
@@ -711,7 +713,7 @@ mod tests {
             chargeback("p1", "d1", ChargebackStage::Won, 200, 0),
         ];
         let outcome = |order: &[usize]| {
-            let mut d = TestDriver::new(LifecycleProcessor::default());
+            let mut d = TestDriver::new(in_read_order());
             let out = run(&mut d, order.iter().map(|i| events[*i].clone()).collect());
             let mut ids: Vec<String> = entries(&out).iter().map(|e| e.id.clone()).collect();
             ids.sort();
@@ -744,7 +746,7 @@ mod tests {
 
     #[test]
     fn a_movement_reported_again_is_applied_once() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         run(
             &mut d,
             vec![
@@ -773,7 +775,7 @@ mod tests {
 
     #[test]
     fn the_money_survives_a_restart() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         run(
             &mut d,
             vec![
@@ -783,7 +785,7 @@ mod tests {
                 chargeback("p1", "d1", ChargebackStage::Opened, 200, 10),
             ],
         );
-        d.restart(LifecycleProcessor::default());
+        d.restart(in_read_order());
         let out = d.pipe(rec(chargeback("p1", "d1", ChargebackStage::Won, 200, 10)));
         assert_eq!(
             statuses(&out),
@@ -795,6 +797,144 @@ mod tests {
         assert!(
             has_dead_letter(&out, DeadLetterReason::RefundExceedsCaptured),
             "the void closes the authorization and the waiting refund is decided: {out:?}"
+        );
+    }
+
+    /// A manual-capture payment whose movements compete, in the order they happen (as
+    /// `test_support` dates them): a partial capture, then a void that releases the rest;
+    /// a refund, then a chargeback above what is left.
+    fn competing_movements() -> Vec<InputEvent> {
+        vec![
+            initiated_manual("p1"),
+            auth_ok("p1", "a1"),
+            capture("p1", "c1", 600, false),
+            void("p1"),
+            refund("p1", "r1", 400),
+            chargeback("p1", "d1", ChargebackStage::Opened, 300, 15),
+        ]
+    }
+
+    type Outcome = (
+        Vec<(&'static str, String)>,
+        BTreeMap<String, i64>,
+        Vec<&'static str>,
+    );
+
+    /// Entry kinds and ids, balances and dead-letter reasons of `out`.
+    fn outcome_of(out: &[Output]) -> Outcome {
+        let mut ids: Vec<(&'static str, String)> = entries(out)
+            .iter()
+            .map(|e| (e.kind.as_str(), e.id.clone()))
+            .collect();
+        ids.sort();
+        let mut dead: Vec<&'static str> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::DeadLetter { reason, .. } => Some(reason.as_str()),
+                _ => None,
+            })
+            .collect();
+        dead.sort();
+        (ids, balances(out), dead)
+    }
+
+    /// Every permutation of `0..n`.
+    fn permutations(n: usize) -> Vec<Vec<usize>> {
+        if n == 0 {
+            return vec![Vec::new()];
+        }
+        let mut all = Vec::new();
+        for shorter in permutations(n - 1) {
+            for at in 0..=shorter.len() {
+                let mut order = shorter.clone();
+                order.insert(at, n - 1);
+                all.push(order);
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn competing_movements_apply_in_the_order_they_happened_whatever_the_read_order() {
+        let events = competing_movements();
+        let run_in = |lifecycle: LifecycleProcessor, order: &[usize]| {
+            let mut d = TestDriver::new(lifecycle);
+            let mut out: Vec<Output> = order
+                .iter()
+                .flat_map(|i| d.pipe(rec(events[*i].clone())))
+                .collect();
+            out.extend(d.advance_wall_clock_ms(MOVEMENT_REORDER_WAIT_MS));
+            assert!(stored_payment(&d, "p1").pending.is_empty(), "{order:?}");
+            outcome_of(&out)
+        };
+        let in_order: Vec<usize> = (0..events.len()).collect();
+        let happened = run_in(in_read_order(), &in_order);
+        let kinds: Vec<&str> = happened.0.iter().map(|(kind, _)| *kind).collect();
+        assert_eq!(
+            kinds,
+            ["AUTHORIZATION_HOLD", "CAPTURE", "REFUND", "VOID"],
+            "the capture, the release of the rest, the refund; the chargeback is refused"
+        );
+        assert_eq!(happened.2, ["chargeback_exceeds_captured"]);
+        // Every read order of the six events (720), the movements within one wait.
+        for order in permutations(events.len()) {
+            assert_eq!(
+                run_in(LifecycleProcessor::default(), &order),
+                happened,
+                "read in {order:?}"
+            );
+        }
+        // Without the wait, a void read first releases everything: the capture is refused.
+        assert_ne!(run_in(in_read_order(), &[0, 1, 3, 2, 4, 5]), happened);
+    }
+
+    #[test]
+    fn movements_wait_until_none_arrived_for_the_reorder_wait() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated_manual("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        assert!(d.pipe(rec(void("p1"))).is_empty(), "the void waits");
+        assert!(crate::Processor::awaits_wall_clock(d.processor()));
+        assert!(
+            d.advance_wall_clock_ms(MOVEMENT_REORDER_WAIT_MS - 1)
+                .is_empty()
+        );
+        // A capture that happened before the void arrives: the wait starts again.
+        assert!(d.pipe(rec(capture("p1", "c1", 600, false))).is_empty());
+        assert!(
+            d.advance_wall_clock_ms(MOVEMENT_REORDER_WAIT_MS - 1)
+                .is_empty()
+        );
+        let out = d.advance_wall_clock_ms(1);
+        assert_eq!(
+            statuses(&out),
+            vec![
+                (
+                    Some(PaymentStatus::Authorized),
+                    PaymentStatus::PartiallyCaptured
+                ),
+                (
+                    Some(PaymentStatus::PartiallyCaptured),
+                    PaymentStatus::Captured
+                ),
+            ],
+            "the capture, then the void releases the rest"
+        );
+        assert!(!crate::Processor::awaits_wall_clock(d.processor()));
+        let stored = stored_payment(&d, "p1");
+        assert!(stored.pending.is_empty());
+        assert!(
+            stored
+                .timers
+                .iter()
+                .all(|t| t.kind != TimerKind::MovementReorder)
+        );
+        assert!(
+            stored
+                .timers
+                .iter()
+                .all(|t| t.kind != TimerKind::StuckPayment),
+            "captured: no longer an uncaptured authorization"
         );
     }
 }

@@ -110,8 +110,11 @@ pub(super) fn buffer(
 }
 
 /// Applies the events waiting in `loaded` that the payment's current state allows, in
-/// event time order (auth before settlement on ties), until none applies. Returns
-/// whether any left the buffer (applied, or dead-lettered as an illegal transition).
+/// event time order (auth before settlement on ties), until none applies. While the
+/// payment's money movements wait for the reorder wait (a `MovementReorder` timer is
+/// set), the first waiting movement stops the drain: nothing that happened after it
+/// applies before it. Returns whether any left the buffer (applied, or dead-lettered as
+/// an illegal transition).
 pub(super) fn drain(
     loaded: &mut Loaded,
     ctx: &mut dyn ProcessorContext,
@@ -120,6 +123,11 @@ pub(super) fn drain(
     if loaded.payment.pending.is_empty() {
         return Ok(false);
     }
+    let movements_wait = loaded
+        .payment
+        .timers
+        .iter()
+        .any(|t| t.kind == TimerKind::MovementReorder);
     let mut pending = std::mem::take(&mut loaded.payment.pending);
     let waiting_before = pending.len();
     // Event time, then the order things happen in, then arrival (the sort is stable):
@@ -129,6 +137,7 @@ pub(super) fn drain(
         let state = loaded.state();
         let ready = pending
             .iter()
+            .take_while(|p| !(movements_wait && p.event.is_money_movement()))
             .position(|p| !waits_for_auth(state, &p.event));
         let Some(index) = ready else { break };
         let next = pending.remove(index);

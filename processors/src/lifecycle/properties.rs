@@ -105,6 +105,7 @@ const SETTINGS: LifecycleSettings = LifecycleSettings {
     // Wall-clock time does not move in these scenarios: the check is tested on its own.
     stuck_payment_timeout_ms: 0,
     uncaptured_authorization_timeout_ms: 0,
+    movement_reorder_wait_ms: crate::lifecycle::MOVEMENT_REORDER_WAIT_MS,
 };
 
 fn scenario() -> impl Strategy<Value = Scenario> {

@@ -11,6 +11,16 @@ use crate::lifecycle::LifecycleProcessor;
 use crate::lifecycle::stored::{self, StoredPayment};
 use crate::{DeadLetterReason, Output, Record, stores};
 
+/// A lifecycle with the reorder wait of money movements off: each movement applies as
+/// it is piped. For the tests of what a movement does; the wait has its own
+/// (`movements.rs`).
+pub(crate) fn in_read_order() -> LifecycleProcessor {
+    LifecycleProcessor::new(crate::lifecycle::LifecycleSettings {
+        movement_reorder_wait_ms: 0,
+        ..Default::default()
+    })
+}
+
 pub(crate) fn initiated(payment_id: &str) -> InputEvent {
     InputEvent::PaymentInitiated(PaymentInitiated {
         event_id: format!("init-{payment_id}"),

@@ -21,9 +21,10 @@
 //!
 //! A task holds back at most `processing.max_task_idle_ms` (as Kafka Streams'
 //! `max.task.idle.ms`); after that it processes in timestamp order what it has until
-//! it no longer needs to hold back. Ordering is an optimisation only: the processors are
-//! correct in any order (the lifecycle's `pending` store), so a wrong guess costs work,
-//! never correctness.
+//! it no longer needs to hold back. Ordering is best effort — record timestamps need
+//! not rise within a partition — so a processor whose outcome depends on the order of
+//! its inputs orders them itself (the payments lifecycle waits in its pending buffer and
+//! applies in event-time order, docs/architecture.md "Order of money movements").
 //!
 //! A queue holds at most `processing.buffered_records_per_partition` records; then its
 //! partition is paused (librdkafka drops what it had prefetched for it and fetches again

@@ -219,6 +219,14 @@ pub trait Processor: Send + 'static {
         Ok(())
     }
 
+    /// True while records the processor has read wait for wall-clock time to pass
+    /// before what they cause is forwarded (a reorder wait, say), so that a run that
+    /// stops once caught up (`paystream run --until-caught-up`) does not stop before
+    /// its wall-clock punctuation has let them through. Default `false`.
+    fn awaits_wall_clock(&self) -> bool {
+        false
+    }
+
     /// Called after the task's open transaction committed: its store writes are now in
     /// the stores. A processor that keeps something in memory beside its stores (an
     /// index, a cache, counts for its metrics) makes that part final here.
@@ -276,6 +284,8 @@ pub trait TaskProcessor: Send {
         wall_clock_ms: i64,
         ctx: &mut dyn ProcessorContext,
     ) -> Result<()>;
+    /// See [`Processor::awaits_wall_clock`].
+    fn awaits_wall_clock(&self) -> bool;
     /// See [`Processor::committed`].
     fn committed(&mut self);
     /// See [`Processor::aborted`].
@@ -336,6 +346,9 @@ impl<P: Processor> TaskProcessor for P {
         ctx: &mut dyn ProcessorContext,
     ) -> Result<()> {
         Processor::punctuate_wall_clock(self, wall_clock_ms, ctx)
+    }
+    fn awaits_wall_clock(&self) -> bool {
+        Processor::awaits_wall_clock(self)
     }
     fn committed(&mut self) {
         Processor::committed(self)

@@ -346,10 +346,11 @@ impl Pipeline {
     }
 
     /// True when no task is restoring, every record dropped while its task restored has
-    /// been read again, and every assigned partition is consumed and committed to its
-    /// end.
+    /// been read again, no processor waits on wall-clock time to let through what it
+    /// read, and every assigned partition is consumed and committed to its end.
     fn caught_up(&self) -> Result<bool> {
         if self.tasks.any_restoring()
+            || self.tasks.any_awaiting_wall_clock()
             || !self.dropped_while_restoring.is_empty()
             || !self.queues.is_empty()
         {

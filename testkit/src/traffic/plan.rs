@@ -289,6 +289,31 @@ pub fn plan(options: &TrafficOptions) -> Plan {
             if manual {
                 expected.authorization_hold(psp, &merchant_id, currency, amount_minor);
                 if chance(&mut rng, options.void_rate) {
+                    // Half the voids come after a partial capture and release the rest:
+                    // on another topic than the capture, so they compete when read in
+                    // another order than they happened.
+                    let first = if amount_minor >= 4 && rng.random_bool(0.5) {
+                        amount_minor * rng.random_range(30..70) / 100
+                    } else {
+                        0
+                    };
+                    if first > 0 {
+                        let c = PaymentCaptured {
+                            event_id: uuid(&mut rng),
+                            payment_id: payment_id.clone(),
+                            capture_id: uuid(&mut rng),
+                            psp_reference: psp_ref.clone(),
+                            amount_minor: first,
+                            currency: currency.to_string(),
+                            final_capture: false,
+                            occurred_at: t0 + 1_200,
+                        };
+                        sends.push((
+                            next_due(&mut rng),
+                            movement(InputTopic::Capture, InputEvent::PaymentCaptured(c)),
+                        ));
+                        expected.capture(psp, &merchant_id, currency, first, 0);
+                    }
                     let void = AuthorizationVoided {
                         event_id: uuid(&mut rng),
                         payment_id: payment_id.clone(),
@@ -300,9 +325,9 @@ pub fn plan(options: &TrafficOptions) -> Plan {
                         next_due(&mut rng),
                         movement(InputTopic::Void, InputEvent::AuthorizationVoided(void)),
                     ));
-                    expected.void(psp, &merchant_id, currency, amount_minor);
-                    captured_minor = 0;
-                    voided = true;
+                    expected.void(psp, &merchant_id, currency, amount_minor - first);
+                    captured_minor = first;
+                    voided = first == 0;
                 } else {
                     // One or two captures; the last is final and may take less than what
                     // is left, releasing the rest.
@@ -454,11 +479,11 @@ pub fn plan(options: &TrafficOptions) -> Plan {
                 expected.exception("REFUND_EXCEEDS_CAPTURED");
             }
             let mut dispute = None;
-            if captured_minor > 0
-                && refunded_minor == 0
-                && chance(&mut rng, options.chargeback_rate)
-            {
+            // What a chargeback may still take: what was captured and not refunded.
+            let disputable_minor = captured_minor - refunded_minor;
+            if disputable_minor > 0 && chance(&mut rng, options.chargeback_rate) {
                 let dispute_id = uuid(&mut rng);
+                let captured_minor = disputable_minor;
                 let fee_minor = (captured_minor / 50).max(1);
                 let outcome = rng.random_range(0..10);
                 let stages: &[ChargebackStage] = match outcome {
@@ -510,6 +535,35 @@ pub fn plan(options: &TrafficOptions) -> Plan {
                     }
                 }
                 dispute = stages.last().copied();
+            } else if captured_minor > 0
+                && refunded_minor == captured_minor
+                && chance(&mut rng, options.chargeback_rate)
+            {
+                // The customer disputes a payment already refunded in full: nothing is
+                // left to charge back, the chargeback is refused as an illegal movement
+                // (and the PSP should defend it). On another topic than the refund: they compete when read
+                // in another order than they happened.
+                let chargeback = ChargebackReported {
+                    event_id: uuid(&mut rng),
+                    payment_id: payment_id.clone(),
+                    dispute_id: uuid(&mut rng),
+                    amount_minor: captured_minor,
+                    currency: currency.to_string(),
+                    fee_minor: (captured_minor / 50).max(1),
+                    reason_code: "13.1".into(),
+                    stage: ChargebackStage::Opened,
+                    occurred_at: t0 + CHARGEBACK_AFTER_MS,
+                };
+                not_retried.push(chargeback.event_id.clone());
+                sends.push((
+                    next_due(&mut rng),
+                    movement(
+                        InputTopic::Chargeback,
+                        InputEvent::ChargebackReported(chargeback),
+                    ),
+                ));
+                expected.dead_letter("illegal_transition");
+                expected.exception("ILLEGAL_MONEY_MOVEMENT");
             }
             match dispute {
                 Some(ChargebackStage::Opened) => PaymentStatus::Disputed,
