@@ -200,6 +200,12 @@ impl<P: Processor> TestDriver<P> {
         self.processor.aborted();
     }
 
+    /// Moves the manual wall clock forward by `delta_ms` without punctuating: time that
+    /// passes while the instance is down (then [`Self::restart`]).
+    pub fn pass_wall_clock_ms(&mut self, delta_ms: i64) {
+        self.context.wall_clock_ms += delta_ms;
+    }
+
     /// Moves the manual wall clock forward by `delta_ms`, runs the processor's
     /// wall-clock punctuation (whatever its interval: the driver stands for a runtime
     /// that found it due), commits, and returns what it forwarded.

@@ -198,6 +198,10 @@ pub struct LifecycleProcessor {
     counts: OutputCounts,
     /// Where committed counts go (`None`: not counted).
     metrics: Option<PaymentMetrics>,
+    /// Wall-clock time the task started running (its `init`), milliseconds since the
+    /// Unix epoch: the reorder wait counts from here for movements that waited while the
+    /// task was down or elsewhere.
+    running_since_ms: i64,
 }
 
 impl Default for LifecycleProcessor {
@@ -216,6 +220,7 @@ impl LifecycleProcessor {
             timer_migration: TimerMigration::default(),
             counts: OutputCounts::default(),
             metrics: None,
+            running_since_ms: 0,
         }
     }
 
@@ -258,6 +263,22 @@ impl LifecycleProcessor {
             )?,
             TimerKind::StuckPayment => {
                 callbacks::on_stuck_payment(&loaded, &timer, &self.settings, ctx)?
+            }
+            // The task has not run for the whole wait since it started (the movements
+            // waited while it was down or on another instance, and what happened before
+            // them may be among the records it has yet to read again): wait on.
+            TimerKind::MovementReorder
+                if ctx.wall_clock_ms()
+                    < self
+                        .running_since_ms
+                        .saturating_add(self.settings.movement_reorder_wait_ms) =>
+            {
+                loaded.payment.timers.push(DueTimer {
+                    kind: TimerKind::MovementReorder,
+                    due_ms: self
+                        .running_since_ms
+                        .saturating_add(self.settings.movement_reorder_wait_ms),
+                });
             }
             // The reorder wait is over: the movements apply, in event-time order (those
             // of a payment not seen yet wait for it, as any event does).
@@ -366,6 +387,7 @@ impl Processor for LifecycleProcessor {
         upgrade::migrate_pending(ctx, &mut self.timers)?;
         self.timer_migration = TimerMigration::default();
         self.timers = stored::timer_index(ctx)?;
+        self.running_since_ms = ctx.wall_clock_ms();
         Ok(())
     }
 

@@ -24,6 +24,14 @@ use crate::ledger::{self, EntryContext};
 use crate::reconciliation::{self, Amounts};
 use crate::{DeadLetterReason, Origin, Output, ProcessorContext, Result};
 
+/// At most this many money movements (captures, voids, refunds, chargeback stages) are
+/// applied to one payment; one more is dead-lettered (`record_too_large`) and raises
+/// `ILLEGAL_MONEY_MOVEMENT`. Each applied movement keeps its event id and movement id in
+/// the payment's value (about 520 bytes at the identifiers' 256-byte maximum), which is
+/// written as one changelog record: 400 keep it under 210 KiB, within the 256 KiB the
+/// pending buffer also counts against ([`super::PENDING_VALUE_BYTES_MAX`]).
+pub const APPLIED_MOVEMENTS_PER_PAYMENT_MAX: usize = 400;
+
 /// True when the money movement `event` cannot be decided yet on `state` and waits in
 /// the pending buffer: before the authorization; a refund or chargeback while nothing
 /// (or not enough) is captured and the authorization is still open to captures; a
@@ -161,6 +169,28 @@ pub(super) fn apply_movement(
         // event id: applied once.
         ctx.forward(Output::DuplicateDropped);
         return Ok(false);
+    }
+    if money.applied.len() >= APPLIED_MOVEMENTS_PER_PAYMENT_MAX {
+        return refuse(
+            ctx,
+            state,
+            origin,
+            request.event_id,
+            DeadLetterReason::RecordTooLarge,
+            format!(
+                "{} refused: {APPLIED_MOVEMENTS_PER_PAYMENT_MAX} money movements were already \
+                 applied to this payment, the most its value in the payments store keeps; book \
+                 it by hand",
+                request.verb
+            ),
+            ReconciliationExceptionKind::IllegalMoneyMovement,
+            Amounts {
+                expected_minor: None,
+                actual_minor: request.amount_minor,
+                currency: Some(payment_currency),
+            },
+            request.occurred_at_ms,
+        );
     }
     let released_minor = match money.totals.apply(request.movement) {
         Ok(released_minor) => released_minor,
@@ -935,6 +965,63 @@ mod tests {
                 .iter()
                 .all(|t| t.kind != TimerKind::StuckPayment),
             "captured: no longer an uncaptured authorization"
+        );
+    }
+
+    #[test]
+    fn a_payment_keeps_at_most_its_maximum_of_movements() {
+        let mut d = TestDriver::new(in_read_order());
+        run(&mut d, vec![initiated("p1"), auth_ok("p1", "a1")]);
+        for n in 0..APPLIED_MOVEMENTS_PER_PAYMENT_MAX {
+            let out = d.pipe(rec(refund("p1", &format!("r{n}"), 1)));
+            assert_eq!(entries(&out).len(), 1, "refund {n}: {out:?}");
+        }
+        let out = d.pipe(rec(refund("p1", "one-too-many", 1)));
+        assert!(
+            has_dead_letter(&out, DeadLetterReason::RecordTooLarge),
+            "{out:?}"
+        );
+        assert_eq!(
+            exceptions(&out),
+            vec![(
+                ReconciliationExceptionKind::IllegalMoneyMovement,
+                None,
+                Some(1)
+            )]
+        );
+        let value_bytes = d.store_get(crate::stores::PAYMENTS, b"p1").unwrap().len();
+        assert!(value_bytes < 256 * 1024, "{value_bytes} bytes");
+    }
+
+    #[test]
+    fn after_a_restart_movements_wait_the_whole_wait_again() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated_manual("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        assert!(d.pipe(rec(void("p1"))).is_empty());
+        // The instance dies; the task runs again a minute later, when the void's wait is
+        // long over, and has yet to read the capture that happened before the void.
+        d.pass_wall_clock_ms(60_000);
+        d.restart(LifecycleProcessor::default());
+        let out = d.advance_wall_clock_ms(MOVEMENT_REORDER_WAIT_MS / 2);
+        assert!(
+            statuses(&out).is_empty(),
+            "waits again from the restart: {out:?}"
+        );
+        d.pipe(rec(capture("p1", "c1", 600, false)));
+        let out = d.advance_wall_clock_ms(MOVEMENT_REORDER_WAIT_MS);
+        assert_eq!(
+            statuses(&out),
+            vec![
+                (
+                    Some(PaymentStatus::Authorized),
+                    PaymentStatus::PartiallyCaptured
+                ),
+                (
+                    Some(PaymentStatus::PartiallyCaptured),
+                    PaymentStatus::Captured
+                ),
+            ]
         );
     }
 }
