@@ -53,12 +53,48 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One record, encoded before the timed loop.
-struct Encoded {
+pub(crate) struct Encoded {
     topic: String,
     key: String,
     value: Vec<u8>,
-    /// Set for the events that cause journal entries (auths, settlements).
+    /// Set for the events whose journal entries are timed.
     causes_entry: Option<String>,
+}
+
+/// Encodes every record of `records` for `env`'s topics (Confluent wire format, the
+/// registry's ids), marking the events `timed` picks as the causes of the entries to
+/// time.
+///
+/// # Errors
+/// When the registry cannot be reached or a record not encoded.
+pub(crate) async fn encode(
+    env: &TestEnv,
+    records: &[PlannedRecord],
+    timed: impl Fn(&InputEvent) -> bool,
+) -> anyhow::Result<Vec<Encoded>> {
+    let codec = Codec::new(&registry_url(), Duration::from_secs(10))?;
+    let mut encoded = Vec::with_capacity(records.len());
+    for record in records {
+        let topic = env.topic(record.topic().base_name());
+        encoded.push(match record {
+            PlannedRecord::Event { key, event, .. } => {
+                let value = paystream_schemas::encode_input_event(&codec, &topic, event).await?;
+                Encoded {
+                    topic,
+                    key: key.clone(),
+                    value,
+                    causes_entry: timed(event).then(|| event.event_id().to_string()),
+                }
+            }
+            PlannedRecord::Malformed { key, value, .. } => Encoded {
+                topic,
+                key: key.clone(),
+                value: value.clone(),
+                causes_entry: None,
+            },
+        });
+    }
+    Ok(encoded)
 }
 
 /// Measures latency at `rate` events/s for `seconds` in a fresh run.
@@ -75,33 +111,13 @@ pub async fn measure(rate: u64, seconds: u64, seed: u64, logs: &Path) -> anyhow:
         start_ms: default_start_ms(count),
         ..TrafficOptions::default()
     });
-    let codec = Codec::new(&registry_url(), Duration::from_secs(10))?;
-    let mut records = Vec::with_capacity(plan.records.len());
-    for record in &plan.records {
-        let topic = env.topic(record.topic().base_name());
-        records.push(match record {
-            PlannedRecord::Event { key, event, .. } => {
-                let value = paystream_schemas::encode_input_event(&codec, &topic, event).await?;
-                let causes_entry = matches!(
-                    event,
-                    InputEvent::AuthSucceeded(_) | InputEvent::SettlementReported(_)
-                )
-                .then(|| event.event_id().to_string());
-                Encoded {
-                    topic,
-                    key: key.clone(),
-                    value,
-                    causes_entry,
-                }
-            }
-            PlannedRecord::Malformed { key, value, .. } => Encoded {
-                topic,
-                key: key.clone(),
-                value: value.clone(),
-                causes_entry: None,
-            },
-        });
-    }
+    let records = encode(&env, &plan.records, |event| {
+        matches!(
+            event,
+            InputEvent::AuthSucceeded(_) | InputEvent::SettlementReported(_)
+        )
+    })
+    .await?;
 
     let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let log = File::create(logs.join(format!("latency_{rate}.log")))?;
@@ -157,13 +173,6 @@ pub async fn measure(rate: u64, seconds: u64, seed: u64, logs: &Path) -> anyhow:
     pool.close().await;
     running.stop()?;
     latencies.sort_unstable();
-    let quantile = |sorted: &[i64], q: f64| -> i64 {
-        if sorted.is_empty() {
-            return 0;
-        }
-        let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
-        sorted[rank - 1]
-    };
     let at = |q: f64| quantile(&latencies, q);
     Ok(Latency {
         offered_events_per_s: rate,
@@ -180,7 +189,20 @@ pub async fn measure(rate: u64, seconds: u64, seed: u64, logs: &Path) -> anyhow:
     })
 }
 
-async fn wait_ready(url: &str, running: &mut Running) -> anyhow::Result<()> {
+/// The `q` quantile of `sorted` (nearest rank); 0 when empty.
+pub(crate) fn quantile(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Waits until `url` (an instance's `/readyz`) answers 200.
+///
+/// # Errors
+/// When the process exits first or [`READY_TIMEOUT`] passes.
+pub(crate) async fn wait_ready(url: &str, running: &mut Running) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(1))
         .build()?;
@@ -206,7 +228,10 @@ async fn wait_ready(url: &str, running: &mut Running) -> anyhow::Result<()> {
 /// Sends `records` at `rate` per second, stamping each with its send time; returns the
 /// send time of each entry-causing event (its first send, for retried duplicates) and
 /// the rate achieved.
-fn send_at_rate(records: &[Encoded], rate: u64) -> anyhow::Result<(HashMap<String, i64>, f64)> {
+pub(crate) fn send_at_rate(
+    records: &[Encoded],
+    rate: u64,
+) -> anyhow::Result<(HashMap<String, i64>, f64)> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("enable.idempotence", "true")

@@ -9,7 +9,9 @@
 //!    the broker and PostgreSQL sampled from /proc (`cpu.rs`), and the records it produced
 //!    by kind, counted read_committed (`produced.rs`);
 //! 4. latency at fixed offered rates (`latency.rs`);
-//! 5. restore of `--restore-keys` keys (the `restore_bench` binary).
+//! 5. restore of `--restore-keys` keys (the `restore_bench` binary);
+//! 6. failover (`failover.rs`): `--failover-instances` instances under a steady rate; an
+//!    instance killed, returning, restarted (a rolling deploy), one joining.
 //!
 //! `PAYSTREAM_BIN` selects the paystream binary to measure (e.g. an older build, for a
 //! before/after table); `--smoke` runs every phase on tiny inputs (CI: it must run, its
@@ -17,6 +19,7 @@
 
 mod ceiling;
 mod cpu;
+mod failover;
 mod latency;
 mod ledger;
 mod produced;
@@ -55,7 +58,18 @@ struct Args {
     /// Keys of the restore phase, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1000000,5000000")]
     restore_keys: Vec<u64>,
-    /// Phases to leave out: ceiling, paystream, latency, restore (comma-separated).
+    /// Instances of the failover phase (at least 3).
+    #[arg(long, default_value_t = 3)]
+    failover_instances: u32,
+    /// Offered rate of the failover phase, events/s (about 3.5 events per payment).
+    #[arg(long, default_value_t = 700)]
+    failover_rate: u64,
+    /// Seconds between the failover phase's events (a kill, a return, a rolling restart,
+    /// a new instance); the latency before each is taken over half of it, after over all.
+    #[arg(long, default_value_t = 25)]
+    failover_window_seconds: u64,
+    /// Phases to leave out: ceiling, paystream, latency, restore, failover
+    /// (comma-separated).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Tiny inputs for every phase (CI runs it to keep the command working; the figures
@@ -83,6 +97,8 @@ async fn main() -> anyhow::Result<()> {
         args.rates = vec![200];
         args.rate_seconds = 3;
         args.restore_keys = vec![20_000];
+        args.failover_rate = 100;
+        args.failover_window_seconds = 4;
     }
     let skip = |phase: &str| args.skip.iter().any(|s| s == phase);
     let stack_dir = std::env::var_os("PAYSTREAM_STACK_DIR")
@@ -176,6 +192,22 @@ async fn main() -> anyhow::Result<()> {
             rows.push(restore(*keys, &logs)?);
         }
         report["restore"] = serde_json::Value::Array(rows);
+    }
+
+    if !skip("failover") {
+        eprintln!(
+            "bench: failover of {} instances at {} events/s ...",
+            args.failover_instances, args.failover_rate
+        );
+        let run = failover::measure(
+            args.failover_instances,
+            args.failover_rate,
+            args.failover_window_seconds,
+            args.seed,
+            &logs,
+        )
+        .await?;
+        report["failover"] = serde_json::to_value(&run)?;
     }
 
     print!("{}", table(&report));
@@ -385,6 +417,41 @@ fn table(report: &serde_json::Value) -> String {
                 }
             );
         }
+    }
+    let failover = &report["failover"];
+    if !failover.is_null() {
+        let _ = writeln!(
+            out,
+            "failover, {} instances, 6 partitions, offered {}/s (sent {:.0}/s); auth sent → \
+             ledger row committed (ms), half a window before / the {} s after:",
+            failover["instances"],
+            failover["offered_events_per_s"],
+            f(&failover["sent_events_per_s"]),
+            failover["window_s"]
+        );
+        for row in failover["windows"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  {:<16} at {:>5.1} s: before p50 {:>5} p99 {:>5} max {:>5}  after p50 {:>5} \
+                 p99 {:>6} longest stop {:>6}  ({} / {} auths; action {} ms)",
+                row["event"].as_str().unwrap_or(""),
+                f(&row["at_ms"]) / 1000.0,
+                row["before_p50_ms"],
+                row["before_p99_ms"],
+                row["before_max_ms"],
+                row["after_p50_ms"],
+                row["after_p99_ms"],
+                row["after_max_ms"],
+                row["before_auths"],
+                row["after_auths"],
+                row["action_ms"]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  journal entries {} of {} expected (ids unique in PostgreSQL: none twice)",
+            failover["journal_entries_written"], failover["journal_entries_expected"]
+        );
     }
     if let Some(rows) = report["restore"].as_array() {
         for row in rows {

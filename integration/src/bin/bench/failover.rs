@@ -1,0 +1,249 @@
+//! Failover under steady traffic: `instances` `paystream run` processes of one
+//! application (pipeline and ledger sink in each, their own instance ids, state
+//! directories and HTTP ports) share 6 partitions while traffic arrives at `rate`
+//! events/s, each record stamped with its send time. Every `window` seconds one thing
+//! happens to them, in this order:
+//!
+//! 1. `kill`: instance 1 is killed with SIGKILL (a crash);
+//! 2. `return`: instance 1 starts again with the same instance id (static membership);
+//! 3. `rolling restart`: instance 2 is stopped with SIGTERM and started again (a deploy);
+//! 4. `scale out`: a new instance joins.
+//!
+//! For each, the latency of authorizations — sent → their journal entry committed in
+//! PostgreSQL (`pg_xact_commit_timestamp`) — over those sent in the half window before
+//! it and in the window after it (p50, p99, max), and the longest stop: the largest
+//! latency among those sent after it. An auth sent while its partition has no running
+//! task waits for the partition to run again, so a stop shows as that auth's latency.
+//! At the end every expected journal entry must be in PostgreSQL, once (the ids are
+//! unique there): the counts are printed with the figures.
+
+use std::fs::File;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use paystream_integration::{Running, TestEnv};
+use paystream_schemas::InputEvent;
+use paystream_testkit::traffic::{TrafficOptions, default_start_ms, plan};
+
+use crate::latency::{encode, quantile, send_at_rate, wait_ready};
+use crate::{ledger, now_ms};
+
+/// Partitions of every topic in this phase.
+const PARTITIONS: &str = "6";
+
+/// Longest to wait for the last entries after the traffic ended.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Latency of the auths around one event of the phase, milliseconds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Window {
+    /// What happened: `kill`, `return`, `rolling restart`, `scale out`.
+    pub event: &'static str,
+    /// Milliseconds from the start of traffic to the event.
+    pub at_ms: i64,
+    /// Auths sent in the half window before the event.
+    pub before_auths: usize,
+    pub before_p50_ms: i64,
+    pub before_p99_ms: i64,
+    pub before_max_ms: i64,
+    /// Auths sent in the window after the event.
+    pub after_auths: usize,
+    pub after_p50_ms: i64,
+    pub after_p99_ms: i64,
+    /// The longest stop: the largest latency of an auth sent after the event.
+    pub after_max_ms: i64,
+    /// Milliseconds the action itself took (a SIGTERM stop waits for the instance's
+    /// last commit).
+    pub action_ms: i64,
+}
+
+/// The failover phase's figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failover {
+    pub instances: u32,
+    pub offered_events_per_s: u64,
+    pub sent_events_per_s: f64,
+    pub window_s: u64,
+    pub windows: Vec<Window>,
+    /// Journal entries the traffic must make, and those in PostgreSQL at the end.
+    pub journal_entries_expected: u64,
+    pub journal_entries_written: u64,
+}
+
+/// One `paystream run` of the phase.
+struct Instance {
+    running: Running,
+    ready_url: String,
+}
+
+fn start(env: &TestEnv, id: u32, logs: &Path, generation: u32) -> anyhow::Result<Instance> {
+    let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let log = File::create(logs.join(format!("failover-instance-{id}-{generation}.log")))?;
+    let running = Running::spawn(
+        env.command(&["run"])
+            .env("PAYSTREAM_INSTANCE_ID", id.to_string())
+            .env("PAYSTREAM_TOPICS__PARTITIONS", PARTITIONS)
+            .env(
+                "PAYSTREAM_STATE__DIR",
+                env.state_dir.path().join(format!("instance-{id}")),
+            )
+            .env("PAYSTREAM_HTTP__LISTEN_ADDRESS", address.to_string())
+            .env(
+                "PAYSTREAM_LOG",
+                std::env::var("PAYSTREAM_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(log.try_clone()?)
+            .stderr(log),
+    )?;
+    Ok(Instance {
+        running,
+        ready_url: format!("http://{address}/readyz"),
+    })
+}
+
+/// Runs the phase: `instances` (at least 3) under `rate` events/s, one event every
+/// `window_s` seconds.
+///
+/// # Errors
+/// When the stack is missing, an instance does not start or become ready, or the
+/// traffic cannot be sent.
+pub async fn measure(
+    instances: u32,
+    rate: u64,
+    window_s: u64,
+    seed: u64,
+    logs: &Path,
+) -> anyhow::Result<Failover> {
+    anyhow::ensure!(
+        instances >= 3,
+        "the failover phase needs at least 3 instances"
+    );
+    let env = TestEnv::new("bench_failover");
+    let partitions = [("PAYSTREAM_TOPICS__PARTITIONS", PARTITIONS)];
+    env.paystream_with_env(&["topics", "create"], &partitions)?;
+    env.paystream(&["schemas", "register"])?;
+    env.paystream(&["ledger", "init"])?;
+
+    let events = ["kill", "return", "rolling restart", "scale out"];
+    let window = Duration::from_secs(window_s);
+    let count = rate * window_s * (events.len() as u64 + 1);
+    let plan = plan(&TrafficOptions {
+        count,
+        seed,
+        start_ms: default_start_ms(count),
+        ..TrafficOptions::default()
+    });
+    let records = encode(&env, &plan.records, |event| {
+        matches!(event, InputEvent::AuthSucceeded(_))
+    })
+    .await?;
+
+    let mut running = Vec::new();
+    for id in 0..instances {
+        running.push(start(&env, id, logs, 0)?);
+    }
+    for instance in &mut running {
+        wait_ready(&instance.ready_url, &mut instance.running).await?;
+    }
+    eprintln!(
+        "bench: failover: {instances} instances ready; {rate} events/s for {} s",
+        window_s * (events.len() as u64 + 1)
+    );
+
+    let traffic_started_ms = now_ms();
+    let sender = tokio::task::spawn_blocking(move || send_at_rate(&records, rate));
+    let mut at_ms = Vec::new();
+    let mut action_ms = Vec::new();
+    let started = Instant::now();
+    for (n, event) in events.iter().enumerate() {
+        tokio::time::sleep_until((started + window * (n as u32 + 1)).into()).await;
+        let event_ms = now_ms() - traffic_started_ms;
+        let action = Instant::now();
+        match *event {
+            "kill" => {
+                let child = running[1].running.child();
+                child.kill()?;
+                child.wait()?;
+            }
+            "return" => running[1] = start(&env, 1, logs, 1)?,
+            "rolling restart" => {
+                running[2].running.stop()?;
+                running[2] = start(&env, 2, logs, 1)?;
+            }
+            _ => running.push(start(&env, instances, logs, 0)?),
+        }
+        action_ms.push(action.elapsed().as_millis() as i64);
+        at_ms.push(event_ms);
+        eprintln!(
+            "bench: failover: {event} at {:.1} s",
+            event_ms as f64 / 1000.0
+        );
+    }
+    let (sent_ms, sent_per_s) = sender.await??;
+
+    let pool = ledger::connect(&env.database_url).await?;
+    let expected = plan.expected.journal_entries;
+    let waited = Instant::now();
+    let mut written = ledger::journal_entries(&pool).await?;
+    while written < expected && waited.elapsed() < DRAIN_TIMEOUT {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        written = ledger::journal_entries(&pool).await?;
+    }
+    // (sent, latency), sent in milliseconds from the start of traffic.
+    let mut auths: Vec<(i64, i64)> = ledger::entry_commit_times(&pool)
+        .await?
+        .into_iter()
+        .filter_map(|(event_id, committed_ms)| {
+            sent_ms
+                .get(&event_id)
+                .map(|sent| (sent - traffic_started_ms, committed_ms - sent))
+        })
+        .collect();
+    pool.close().await;
+    for instance in &mut running {
+        if let Ok(None) = instance.running.child().try_wait() {
+            instance.running.stop()?;
+        }
+    }
+    auths.sort_unstable();
+    let window_ms = window.as_millis() as i64;
+    let latencies = |from_ms: i64, to_ms: i64| {
+        let mut l: Vec<i64> = auths
+            .iter()
+            .filter(|(sent, _)| (from_ms..to_ms).contains(sent))
+            .map(|(_, latency)| *latency)
+            .collect();
+        l.sort_unstable();
+        l
+    };
+    let windows = events
+        .iter()
+        .zip(at_ms.iter().zip(&action_ms))
+        .map(|(event, (at, action))| {
+            let before = latencies(at - window_ms / 2, *at);
+            let after = latencies(*at, at + window_ms);
+            Window {
+                event,
+                at_ms: *at,
+                before_auths: before.len(),
+                before_p50_ms: quantile(&before, 0.50),
+                before_p99_ms: quantile(&before, 0.99),
+                before_max_ms: before.last().copied().unwrap_or(0),
+                after_auths: after.len(),
+                after_p50_ms: quantile(&after, 0.50),
+                after_p99_ms: quantile(&after, 0.99),
+                after_max_ms: after.last().copied().unwrap_or(0),
+                action_ms: *action,
+            }
+        })
+        .collect();
+    Ok(Failover {
+        instances,
+        offered_events_per_s: rate,
+        sent_events_per_s: sent_per_s,
+        window_s,
+        windows,
+        journal_entries_expected: expected,
+        journal_entries_written: written,
+    })
+}
