@@ -22,7 +22,7 @@ use super::money::{Movement, Refusal};
 use super::stored::Loaded;
 use crate::ledger::{self, EntryContext};
 use crate::reconciliation::{self, Amounts};
-use crate::{DeadLetterReason, Origin, Output, ProcessorContext, Result};
+use crate::{DeadLetterReason, Origin, Output, ProcessorContext, Result, stores};
 
 /// At most this many money movements (captures, voids, refunds, chargeback stages) are
 /// applied to one payment; one more is dead-lettered (`record_too_large`) and raises
@@ -457,7 +457,15 @@ fn refuse(
             state.payment_id, state.status
         ),
     });
-    reconciliation::raise(ctx, &state.payment_id, kind, amounts, detected_at_ms)?;
+    // A refused event is not marked seen: read again (a replay, a retry) it is refused
+    // again, against the payment as it is by then, which may give another reason. Its
+    // exception is raised once, the first time.
+    let marker = format!("{}:refused:{event_id}", state.payment_id);
+    let store = ctx.store(stores::RECONCILIATION)?;
+    if store.get(marker.as_bytes())?.is_none() {
+        store.put(marker.as_bytes(), b"")?;
+        reconciliation::raise(ctx, &state.payment_id, kind, amounts, detected_at_ms)?;
+    }
     Ok(false)
 }
 
@@ -1023,5 +1031,37 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn a_refused_movement_read_again_raises_no_second_exception() {
+        let mut d = TestDriver::new(in_read_order());
+        let too_much = capture("p1", "c2", 900, false);
+        let out = run(
+            &mut d,
+            vec![
+                initiated_manual("p1"),
+                auth_ok("p1", "a1"),
+                capture("p1", "c1", 600, false),
+                too_much.clone(),
+                capture("p1", "c3", 400, true),
+            ],
+        );
+        assert_eq!(
+            exceptions(&out),
+            vec![(
+                ReconciliationExceptionKind::CaptureExceedsAuthorization,
+                Some(400),
+                Some(900)
+            )]
+        );
+        // A replay: the refused capture is refused again — now after the final capture,
+        // so as an illegal movement — and dead-lettered again, with no new exception.
+        let out = d.pipe(rec(too_much));
+        assert!(
+            has_dead_letter(&out, DeadLetterReason::IllegalTransition),
+            "{out:?}"
+        );
+        assert!(exceptions(&out).is_empty(), "{out:?}");
     }
 }

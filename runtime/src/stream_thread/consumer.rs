@@ -6,8 +6,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use backon::{BlockingRetryable, ExponentialBuilder};
 use futures::FutureExt;
 use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -99,7 +102,11 @@ impl Pipeline {
     }
 
     /// Moves the consumer of `partitions` back to their committed offsets (the beginning
-    /// where none is committed), for `what` (in errors).
+    /// where none is committed), for `what` (in errors). librdkafka refuses to seek a
+    /// partition whose fetcher has not started yet (just assigned) or that is no longer
+    /// assigned (a rebalance is under way), with `Local: Erroneous state`: the first is
+    /// tried again for about 2.5 s ([`seek_state_retry`]), the second skipped — the
+    /// revocation that follows closes the partition's task.
     ///
     /// # Errors
     /// [`Error::Kafka`] when the offsets cannot be read or the seek fails.
@@ -117,11 +124,34 @@ impl Pipeline {
                 Offset::Offset(o) => Offset::Offset(o),
                 _ => Offset::Beginning,
             };
-            self.consumer
-                .seek(element.topic(), element.partition(), offset, self.timeout)
-                .map_err(|e| Error::kafka(&format!("{what}: seeking"), e))?;
+            let (topic, partition) = (element.topic(), element.partition());
+            let seek = || self.consumer.seek(topic, partition, offset, self.timeout);
+            let result = seek
+                .retry(seek_state_retry())
+                .when(|e| is_erroneous_state(e) && self.is_assigned(topic, partition))
+                .call();
+            match result {
+                Ok(()) => {}
+                Err(e) if is_erroneous_state(&e) && !self.is_assigned(topic, partition) => {
+                    info!(
+                        topic,
+                        partition, "{what}: not sought, no longer assigned (a rebalance)"
+                    );
+                }
+                Err(e) => return Err(Error::kafka(&format!("{what}: seeking"), e)),
+            }
         }
         Ok(())
+    }
+
+    /// True when `topic`/`partition` is in the consumer's assignment.
+    fn is_assigned(&self, topic: &str, partition: i32) -> bool {
+        self.consumer.assignment().is_ok_and(|assignment| {
+            assignment
+                .elements_for_topic(topic)
+                .iter()
+                .any(|element| element.partition() == partition)
+        })
     }
 
     /// Leaves the group: aborts what is left of the open transaction, unsubscribes, and
@@ -209,5 +239,22 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+}
+
+/// How a seek refused with `Local: Erroneous state` is tried again while its partition
+/// is assigned: from 10 ms, doubling to 200 ms, 15 times (about 2.5 s in all).
+fn seek_state_retry() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(10))
+        .with_max_delay(Duration::from_millis(200))
+        .with_max_times(15)
+}
+
+/// True for librdkafka's `RD_KAFKA_RESP_ERR__STATE` as rust-rdkafka reports a seek's.
+fn is_erroneous_state(error: &KafkaError) -> bool {
+    match error {
+        KafkaError::Seek(message) => message == &RDKafkaErrorCode::State.to_string(),
+        other => other.rdkafka_error_code() == Some(RDKafkaErrorCode::State),
     }
 }

@@ -49,7 +49,11 @@ impl Pipeline {
     /// their committed offsets (nothing of theirs is in the open transaction).
     pub(super) fn resume_restored_tasks(&mut self) -> Result<()> {
         for id in self.tasks.finish_restores()? {
-            self.paused.remove(&id);
+            // Never paused: no record of it was dropped, and the consumer goes on from
+            // where it fetched, its committed offsets.
+            if !self.paused.remove(&id) {
+                continue;
+            }
             let partitions = self.partition_list(id)?;
             // Seek while paused, then resume: resuming fetches from the application's
             // offset, which the seek resets (librdkafka's documented way to rewind a
