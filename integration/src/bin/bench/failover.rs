@@ -15,7 +15,8 @@
 //! latency among those sent after it. An auth sent while its partition has no running
 //! task waits for the partition to run again, so a stop shows as that auth's latency.
 //! At the end every expected journal entry must be in PostgreSQL, once (the ids are
-//! unique there): the counts are printed with the figures.
+//! unique there): the counts are printed with the figures, and so is any instance that
+//! exited on its own.
 
 use std::fs::File;
 use std::path::Path;
@@ -68,12 +69,33 @@ pub struct Failover {
     /// Journal entries the traffic must make, and those in PostgreSQL at the end.
     pub journal_entries_expected: u64,
     pub journal_entries_written: u64,
+    /// Instances that exited on their own (not killed or stopped by the phase), with
+    /// their exit status: each is a failure of the failover, see its log.
+    pub unexpected_exits: Vec<String>,
 }
 
 /// One `paystream run` of the phase.
 struct Instance {
+    id: u32,
     running: Running,
     ready_url: String,
+}
+
+/// Adds to `exits` each instance of `running` that has exited (none should have but those
+/// the phase killed or stopped, which it replaces or leaves out).
+fn note_exits(running: &mut [Instance], skip: Option<u32>, exits: &mut Vec<String>) {
+    for instance in running.iter_mut() {
+        if Some(instance.id) == skip {
+            continue;
+        }
+        if let Ok(Some(status)) = instance.running.child().try_wait() {
+            let exit = format!("instance {} {status}", instance.id);
+            if !exits.contains(&exit) {
+                eprintln!("bench: failover: {exit} on its own");
+                exits.push(exit);
+            }
+        }
+    }
 }
 
 fn start(env: &TestEnv, id: u32, logs: &Path, generation: u32) -> anyhow::Result<Instance> {
@@ -96,6 +118,7 @@ fn start(env: &TestEnv, id: u32, logs: &Path, generation: u32) -> anyhow::Result
             .stderr(log),
     )?;
     Ok(Instance {
+        id,
         running,
         ready_url: format!("http://{address}/readyz"),
     })
@@ -154,9 +177,13 @@ pub async fn measure(
     let sender = tokio::task::spawn_blocking(move || send_at_rate(&records, rate));
     let mut at_ms = Vec::new();
     let mut action_ms = Vec::new();
+    let mut unexpected_exits = Vec::new();
+    // Instance 1 is dead between the kill and its return.
+    let mut killed = None;
     let started = Instant::now();
     for (n, event) in events.iter().enumerate() {
         tokio::time::sleep_until((started + window * (n as u32 + 1)).into()).await;
+        note_exits(&mut running, killed, &mut unexpected_exits);
         let event_ms = now_ms() - traffic_started_ms;
         let action = Instant::now();
         match *event {
@@ -164,8 +191,12 @@ pub async fn measure(
                 let child = running[1].running.child();
                 child.kill()?;
                 child.wait()?;
+                killed = Some(1);
             }
-            "return" => running[1] = start(&env, 1, logs, 1)?,
+            "return" => {
+                running[1] = start(&env, 1, logs, 1)?;
+                killed = None;
+            }
             "rolling restart" => {
                 running[2].running.stop()?;
                 running[2] = start(&env, 2, logs, 1)?;
@@ -180,6 +211,7 @@ pub async fn measure(
         );
     }
     let (sent_ms, sent_per_s) = sender.await??;
+    note_exits(&mut running, killed, &mut unexpected_exits);
 
     let pool = ledger::connect(&env.database_url).await?;
     let expected = plan.expected.journal_entries;
@@ -245,5 +277,6 @@ pub async fn measure(
         windows,
         journal_entries_expected: expected,
         journal_entries_written: written,
+        unexpected_exits,
     })
 }

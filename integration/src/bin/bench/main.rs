@@ -452,6 +452,17 @@ fn table(report: &serde_json::Value) -> String {
             "  journal entries {} of {} expected (ids unique in PostgreSQL: none twice)",
             failover["journal_entries_written"], failover["journal_entries_expected"]
         );
+        for exit in failover["unexpected_exits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let _ = writeln!(
+                out,
+                "  FAILED: {} on its own (see its log)",
+                exit.as_str().unwrap_or("")
+            );
+        }
     }
     if let Some(rows) = report["restore"].as_array() {
         for row in rows {
