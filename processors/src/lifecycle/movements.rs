@@ -946,16 +946,7 @@ mod tests {
         let out = d.advance_wall_clock_ms(1);
         assert_eq!(
             statuses(&out),
-            vec![
-                (
-                    Some(PaymentStatus::Authorized),
-                    PaymentStatus::PartiallyCaptured
-                ),
-                (
-                    Some(PaymentStatus::PartiallyCaptured),
-                    PaymentStatus::Captured
-                ),
-            ],
+            captured_then_rest_released(),
             "the capture, then the void releases the rest"
         );
         assert!(!crate::Processor::awaits_wall_clock(d.processor()));
@@ -1018,19 +1009,7 @@ mod tests {
         );
         d.pipe(rec(capture("p1", "c1", 600, false)));
         let out = d.advance_wall_clock_ms(MOVEMENT_REORDER_WAIT_MS);
-        assert_eq!(
-            statuses(&out),
-            vec![
-                (
-                    Some(PaymentStatus::Authorized),
-                    PaymentStatus::PartiallyCaptured
-                ),
-                (
-                    Some(PaymentStatus::PartiallyCaptured),
-                    PaymentStatus::Captured
-                ),
-            ]
-        );
+        assert_eq!(statuses(&out), captured_then_rest_released());
     }
 
     #[test]
@@ -1063,5 +1042,19 @@ mod tests {
             "{out:?}"
         );
         assert!(exceptions(&out).is_empty(), "{out:?}");
+    }
+
+    /// The status changes of a partial capture followed by a void of the rest.
+    fn captured_then_rest_released() -> Vec<(Option<PaymentStatus>, PaymentStatus)> {
+        vec![
+            (
+                Some(PaymentStatus::Authorized),
+                PaymentStatus::PartiallyCaptured,
+            ),
+            (
+                Some(PaymentStatus::PartiallyCaptured),
+                PaymentStatus::Captured,
+            ),
+        ]
     }
 }

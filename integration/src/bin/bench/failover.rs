@@ -18,7 +18,6 @@
 //! unique there): the counts are printed with the figures, and so is any instance that
 //! exited on its own.
 
-use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,7 @@ use paystream_integration::{Running, TestEnv};
 use paystream_schemas::InputEvent;
 use paystream_testkit::traffic::{TrafficOptions, default_start_ms, plan};
 
-use crate::latency::{encode, quantile, send_at_rate, wait_ready};
+use crate::latency::{encode, quantile, send_at_rate, spawn_run, wait_ready};
 use crate::{ledger, now_ms};
 
 /// Partitions of every topic in this phase.
@@ -99,28 +98,22 @@ fn note_exits(running: &mut [Instance], skip: Option<u32>, exits: &mut Vec<Strin
 }
 
 fn start(env: &TestEnv, id: u32, logs: &Path, generation: u32) -> anyhow::Result<Instance> {
-    let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let log = File::create(logs.join(format!("failover-instance-{id}-{generation}.log")))?;
-    let running = Running::spawn(
-        env.command(&["run"])
-            .env("PAYSTREAM_INSTANCE_ID", id.to_string())
-            .env("PAYSTREAM_TOPICS__PARTITIONS", PARTITIONS)
-            .env(
-                "PAYSTREAM_STATE__DIR",
-                env.state_dir.path().join(format!("instance-{id}")),
-            )
-            .env("PAYSTREAM_HTTP__LISTEN_ADDRESS", address.to_string())
-            .env(
-                "PAYSTREAM_LOG",
-                std::env::var("PAYSTREAM_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(log.try_clone()?)
-            .stderr(log),
+    let mut command = env.command(&["run"]);
+    command
+        .env("PAYSTREAM_INSTANCE_ID", id.to_string())
+        .env("PAYSTREAM_TOPICS__PARTITIONS", PARTITIONS)
+        .env(
+            "PAYSTREAM_STATE__DIR",
+            env.state_dir.path().join(format!("instance-{id}")),
+        );
+    let (running, ready_url) = spawn_run(
+        command,
+        &logs.join(format!("failover-instance-{id}-{generation}.log")),
     )?;
     Ok(Instance {
         id,
         running,
-        ready_url: format!("http://{address}/readyz"),
+        ready_url,
     })
 }
 
@@ -215,21 +208,12 @@ pub async fn measure(
 
     let pool = ledger::connect(&env.database_url).await?;
     let expected = plan.expected.journal_entries;
-    let waited = Instant::now();
-    let mut written = ledger::journal_entries(&pool).await?;
-    while written < expected && waited.elapsed() < DRAIN_TIMEOUT {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        written = ledger::journal_entries(&pool).await?;
-    }
+    let written = ledger::wait_for_entries(&pool, expected, DRAIN_TIMEOUT).await?;
     // (sent, latency), sent in milliseconds from the start of traffic.
-    let mut auths: Vec<(i64, i64)> = ledger::entry_commit_times(&pool)
+    let auths: Vec<(i64, i64)> = ledger::latencies(&pool, &sent_ms)
         .await?
         .into_iter()
-        .filter_map(|(event_id, committed_ms)| {
-            sent_ms
-                .get(&event_id)
-                .map(|sent| (sent - traffic_started_ms, committed_ms - sent))
-        })
+        .map(|(sent, latency)| (sent - traffic_started_ms, latency))
         .collect();
     pool.close().await;
     for instance in &mut running {
@@ -237,7 +221,6 @@ pub async fn measure(
             instance.running.stop()?;
         }
     }
-    auths.sort_unstable();
     let window_ms = window.as_millis() as i64;
     let latencies = |from_ms: i64, to_ms: i64| {
         let mut l: Vec<i64> = auths

@@ -119,41 +119,19 @@ pub async fn measure(rate: u64, seconds: u64, seed: u64, logs: &Path) -> anyhow:
     })
     .await?;
 
-    let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let log = File::create(logs.join(format!("latency_{rate}.log")))?;
-    let mut running = Running::spawn(
-        env.command(&["run"])
-            .env("PAYSTREAM_HTTP__LISTEN_ADDRESS", address.to_string())
-            .env(
-                "PAYSTREAM_LOG",
-                std::env::var("PAYSTREAM_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(log.try_clone()?)
-            .stderr(log),
+    let (mut running, ready_url) = spawn_run(
+        env.command(&["run"]),
+        &logs.join(format!("latency_{rate}.log")),
     )?;
-    wait_ready(&format!("http://{address}/readyz"), &mut running).await?;
+    wait_ready(&ready_url, &mut running).await?;
 
     let (sent_ms, sent_per_s) =
         tokio::task::spawn_blocking(move || send_at_rate(&records, rate)).await??;
 
     let pool = ledger::connect(&env.database_url).await?;
     let expected = plan.expected.journal_entries;
-    let waited = Instant::now();
-    let mut written = ledger::journal_entries(&pool).await?;
-    while written < expected && waited.elapsed() < DRAIN_TIMEOUT {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        written = ledger::journal_entries(&pool).await?;
-    }
-    let mut sent_and_latency: Vec<(i64, i64)> = ledger::entry_commit_times(&pool)
-        .await?
-        .into_iter()
-        .filter_map(|(event_id, committed_ms)| {
-            sent_ms
-                .get(&event_id)
-                .map(|sent| (*sent, committed_ms - sent))
-        })
-        .collect();
-    sent_and_latency.sort_unstable();
+    let written = ledger::wait_for_entries(&pool, expected, DRAIN_TIMEOUT).await?;
+    let sent_and_latency = ledger::latencies(&pool, &sent_ms).await?;
     // Each entry's send time and latency, for a look at when the slow ones happened.
     let mut csv = std::io::BufWriter::new(File::create(logs.join(format!("latency_{rate}.csv")))?);
     writeln!(csv, "sent_unix_ms,latency_ms")?;
@@ -187,6 +165,31 @@ pub async fn measure(rate: u64, seconds: u64, seed: u64, logs: &Path) -> anyhow:
         steady_p99_ms: quantile(&steady, 0.99),
         steady_max_ms: steady.last().copied().unwrap_or(0),
     })
+}
+
+/// Starts `command` (a `paystream run`) on an HTTP port of its own, its output into
+/// `log_path`, logging at `PAYSTREAM_LOG` (default `warn`); returns it with the URL of its
+/// `/readyz`.
+///
+/// # Errors
+/// When no port is free, the log cannot be created or the process not started.
+pub(crate) fn spawn_run(
+    mut command: std::process::Command,
+    log_path: &Path,
+) -> anyhow::Result<(Running, String)> {
+    let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let log = File::create(log_path)?;
+    let running = Running::spawn(
+        command
+            .env("PAYSTREAM_HTTP__LISTEN_ADDRESS", address.to_string())
+            .env(
+                "PAYSTREAM_LOG",
+                std::env::var("PAYSTREAM_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(log.try_clone()?)
+            .stderr(log),
+    )?;
+    Ok((running, format!("http://{address}/readyz")))
 }
 
 /// The `q` quantile of `sorted` (nearest rank); 0 when empty.

@@ -87,3 +87,45 @@ pub async fn journal_entries(pool: &PgPool) -> anyhow::Result<u64> {
         .await?;
     Ok(n as u64)
 }
+
+/// Waits until PostgreSQL holds `expected` journal entries or `timeout` passes; returns
+/// how many it holds.
+///
+/// # Errors
+/// Database errors.
+pub async fn wait_for_entries(
+    pool: &PgPool,
+    expected: u64,
+    timeout: std::time::Duration,
+) -> anyhow::Result<u64> {
+    let waited = std::time::Instant::now();
+    let mut written = journal_entries(pool).await?;
+    while written < expected && waited.elapsed() < timeout {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        written = journal_entries(pool).await?;
+    }
+    Ok(written)
+}
+
+/// `(sent, latency)` of each journal entry whose causing event is in `sent_ms` (event id
+/// → send time, milliseconds since the Unix epoch): its send time and the milliseconds
+/// from it to the entry's commit, sorted.
+///
+/// # Errors
+/// Database errors.
+pub async fn latencies(
+    pool: &PgPool,
+    sent_ms: &std::collections::HashMap<String, i64>,
+) -> anyhow::Result<Vec<(i64, i64)>> {
+    let mut sent_and_latency: Vec<(i64, i64)> = entry_commit_times(pool)
+        .await?
+        .into_iter()
+        .filter_map(|(event_id, committed_ms)| {
+            sent_ms
+                .get(&event_id)
+                .map(|sent| (*sent, committed_ms - sent))
+        })
+        .collect();
+    sent_and_latency.sort_unstable();
+    Ok(sent_and_latency)
+}
