@@ -126,10 +126,11 @@ impl Pipeline {
             };
             let (topic, partition) = (element.topic(), element.partition());
             let seek = || self.consumer.seek(topic, partition, offset, self.timeout);
-            let result = seek
-                .retry(seek_state_retry())
-                .when(|e| is_erroneous_state(e) && self.is_assigned(topic, partition))
-                .call();
+            let result = tokio::task::block_in_place(|| {
+                seek.retry(seek_state_retry())
+                    .when(|e| is_erroneous_state(e) && self.is_assigned(topic, partition))
+                    .call()
+            });
             match result {
                 Ok(()) => {}
                 Err(e) if is_erroneous_state(&e) && !self.is_assigned(topic, partition) => {
