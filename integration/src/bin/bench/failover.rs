@@ -69,7 +69,8 @@ pub struct Failover {
     pub journal_entries_expected: u64,
     pub journal_entries_written: u64,
     /// Instances that exited on their own (not killed or stopped by the phase), with
-    /// their exit status: each is a failure of the failover, see its log.
+    /// their exit status, or that did not stop within 60 s of SIGTERM: each is a failure
+    /// of the failover, see its log.
     pub unexpected_exits: Vec<String>,
 }
 
@@ -88,9 +89,9 @@ fn note_exits(running: &mut [Instance], skip: Option<u32>, exits: &mut Vec<Strin
             continue;
         }
         if let Ok(Some(status)) = instance.running.child().try_wait() {
-            let exit = format!("instance {} {status}", instance.id);
+            let exit = format!("instance {} exited on its own, {status}", instance.id);
             if !exits.contains(&exit) {
-                eprintln!("bench: failover: {exit} on its own");
+                eprintln!("bench: failover: {exit}");
                 exits.push(exit);
             }
         }
@@ -191,7 +192,9 @@ pub async fn measure(
                 killed = None;
             }
             "rolling restart" => {
-                running[2].running.stop()?;
+                if let Err(e) = running[2].running.stop() {
+                    unexpected_exits.push(format!("instance 2: {e}"));
+                }
                 running[2] = start(&env, 2, logs, 1)?;
             }
             _ => running.push(start(&env, instances, logs, 0)?),
@@ -217,8 +220,10 @@ pub async fn measure(
         .collect();
     pool.close().await;
     for instance in &mut running {
-        if let Ok(None) = instance.running.child().try_wait() {
-            instance.running.stop()?;
+        if let Ok(None) = instance.running.child().try_wait()
+            && let Err(e) = instance.running.stop()
+        {
+            unexpected_exits.push(format!("instance {}: {e}", instance.id));
         }
     }
     let window_ms = window.as_millis() as i64;

@@ -459,7 +459,7 @@ fn table(report: &serde_json::Value) -> String {
         {
             let _ = writeln!(
                 out,
-                "  FAILED: {} on its own (see its log)",
+                "  FAILED: {} (see its log)",
                 exit.as_str().unwrap_or("")
             );
         }
