@@ -121,6 +121,16 @@ pub(super) fn on_settlement_window_closed(
     let Some(state) = &loaded.payment.state else {
         return Ok(());
     };
+    // The PSP's settlement is here, waiting in the pending buffer (for the authorization
+    // to close, or behind a money movement in the reorder wait): not missing.
+    if loaded
+        .payment
+        .pending
+        .iter()
+        .any(|waiting| matches!(waiting.event, InputEvent::SettlementReported(_)))
+    {
+        return Ok(());
+    }
     // Unsettled: automatic capture still AUTHORIZED, or under manual capture something
     // captured and nothing settled (a manual authorization with nothing captured has
     // nothing to settle: it is the uncaptured-authorization check's).
@@ -480,6 +490,25 @@ mod tests {
                 (ReconciliationExceptionKind::OrphanEvent, None, Some(300)),
                 (ReconciliationExceptionKind::OrphanEvent, None, Some(400)),
             ]
+        );
+    }
+
+    #[test]
+    fn a_settlement_waiting_for_a_capture_in_the_reorder_wait_is_not_missing_in_psp() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated_manual("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        // The final capture waits for the reorder wait; the settlement waits for the
+        // authorization to close, which the capture does.
+        d.pipe(rec(capture("p1", "c1", 1000, true)));
+        d.pipe(rec(settled("p1", "s1")));
+        let out = d.advance_stream_time_ms(4 * DAY_MS);
+        assert!(exceptions(&out).is_empty(), "{out:?}");
+        let out = d.advance_wall_clock_ms(crate::lifecycle::MOVEMENT_REORDER_WAIT_MS);
+        assert_eq!(
+            entries(&out).len(),
+            2,
+            "the capture and the settlement: {out:?}"
         );
     }
 }
