@@ -498,9 +498,11 @@ mod tests {
         let mut d = TestDriver::new(LifecycleProcessor::default());
         d.pipe(rec(initiated_manual("p1")));
         d.pipe(rec(auth_ok("p1", "a1")));
+        d.pipe(rec(capture("p1", "c1", 600, false)));
+        d.advance_wall_clock_ms(crate::lifecycle::MOVEMENT_REORDER_WAIT_MS);
         // The final capture waits for the reorder wait; the settlement waits for the
-        // authorization to close, which the capture does.
-        d.pipe(rec(capture("p1", "c1", 1000, true)));
+        // authorization to close, which the final capture does.
+        d.pipe(rec(capture("p1", "c2", 400, true)));
         d.pipe(rec(settled("p1", "s1")));
         let out = d.advance_stream_time_ms(4 * DAY_MS);
         assert!(exceptions(&out).is_empty(), "{out:?}");
@@ -508,7 +510,7 @@ mod tests {
         assert_eq!(
             entries(&out).len(),
             2,
-            "the capture and the settlement: {out:?}"
+            "the final capture and the settlement: {out:?}"
         );
     }
 }
