@@ -112,13 +112,17 @@ impl ExpectedOutcome {
         currency: &str,
         amount_minor: i64,
     ) {
-        self.entry(
+        self.transfer(
             currency,
-            &[
-                (format!("psp_authorized_hold:{psp}"), amount_minor),
-                (format!("merchant_pending:{merchant_id}"), -amount_minor),
-            ],
+            format!("psp_authorized_hold:{psp}"),
+            format!("merchant_pending:{merchant_id}"),
+            amount_minor,
         );
+    }
+
+    /// An entry of two postings: `amount_minor` debited to `debit`, credited to `credit`.
+    fn transfer(&mut self, currency: &str, debit: String, credit: String, amount_minor: i64) {
+        self.entry(currency, &[(debit, amount_minor), (credit, -amount_minor)]);
     }
 
     /// A capture of `captured_minor` out of the hold, releasing `released_minor` more:
@@ -152,12 +156,11 @@ impl ExpectedOutcome {
         currency: &str,
         released_minor: i64,
     ) {
-        self.entry(
+        self.transfer(
             currency,
-            &[
-                (format!("merchant_pending:{merchant_id}"), released_minor),
-                (format!("psp_authorized_hold:{psp}"), -released_minor),
-            ],
+            format!("merchant_pending:{merchant_id}"),
+            format!("psp_authorized_hold:{psp}"),
+            released_minor,
         );
     }
 
@@ -169,12 +172,11 @@ impl ExpectedOutcome {
         currency: &str,
         amount_minor: i64,
     ) {
-        self.entry(
+        self.transfer(
             currency,
-            &[
-                (format!("merchant_payable:{merchant_id}"), amount_minor),
-                (format!("psp_receivable:{psp}"), -amount_minor),
-            ],
+            format!("merchant_payable:{merchant_id}"),
+            format!("psp_receivable:{psp}"),
+            amount_minor,
         );
     }
 
@@ -236,12 +238,11 @@ impl ExpectedOutcome {
                 ],
             );
         } else {
-            self.entry(
+            self.transfer(
                 currency,
-                &[
-                    (format!("merchant_payable:{merchant_id}"), amount_minor),
-                    (format!("dispute_receivable:{psp}"), -amount_minor),
-                ],
+                format!("merchant_payable:{merchant_id}"),
+                format!("dispute_receivable:{psp}"),
+                amount_minor,
             );
         }
     }
