@@ -8,7 +8,12 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use paystream_integration::{Running, TestEnv, field, ledger_snapshot, read_committed};
+use std::collections::{BTreeMap, BTreeSet};
+
+use paystream_integration::{
+    ReadRecord, Running, TestEnv, field, ledger_snapshot, read_committed, registry_url,
+};
+use paystream_schemas::{Codec, PaymentStatusChanged};
 use paystream_testkit::traffic::{TrafficOptions, default_start_ms, plan};
 
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
@@ -155,6 +160,21 @@ async fn replay_when_the_group_is_empty(env: &TestEnv, args: &[&str]) -> anyhow:
     }
 }
 
+/// Each payment's status changes among `records` (`from → to` caused by an event id), in
+/// topic order: a payment's changes are on one partition.
+async fn status_changes(records: &[&ReadRecord]) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
+    let codec = Codec::new(&registry_url(), Duration::from_secs(10))?;
+    let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for record in records {
+        let change: PaymentStatusChanged = codec.decode(record.value.as_deref()).await?;
+        changes.entry(change.payment_id).or_default().push(format!(
+            "{:?} -> {} by {}",
+            change.previous_status, change.status, change.caused_by_event_id
+        ));
+    }
+    Ok(changes)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_with_reset_state_processes_everything_again_and_leaves_the_ledger()
 -> anyhow::Result<()> {
@@ -184,6 +204,7 @@ async fn a_replay_with_reset_state_processes_everything_again_and_leaves_the_led
     assert!(statuses.as_deref().is_some_and(|n| n != "0"), "{first}");
     let ledger = ledger_snapshot(&env.database_url).await?;
     let outputs = output_counts(&env)?;
+    let first_statuses = read_committed(&env.topic("payment_status"), READ_TIMEOUT)?;
 
     let said =
         replay_when_the_group_is_empty(&env, &["replay", "--to-earliest", "--reset-state"]).await?;
@@ -195,6 +216,31 @@ async fn a_replay_with_reset_state_processes_everything_again_and_leaves_the_led
         field(&second, "events read"),
         Some(records.as_str()),
         "every event read again"
+    );
+    // The same status changes, payment by payment, as the first run's.
+    let seen: BTreeSet<(i32, i64)> = first_statuses
+        .iter()
+        .map(|r| (r.partition, r.offset))
+        .collect();
+    let all_statuses = read_committed(&env.topic("payment_status"), READ_TIMEOUT)?;
+    let again: Vec<&ReadRecord> = all_statuses
+        .iter()
+        .filter(|r| !seen.contains(&(r.partition, r.offset)))
+        .collect();
+    let before = status_changes(&first_statuses.iter().collect::<Vec<_>>()).await?;
+    let after = status_changes(&again).await?;
+    let differing: Vec<String> = before
+        .keys()
+        .chain(after.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|id| before.get(*id) != after.get(*id))
+        .map(|id| format!("{id}: {:?} then {:?}", before.get(id), after.get(id)))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "payments whose status changes differ between the runs:\n{}",
+        differing.join("\n")
     );
     assert_eq!(
         field(&second, "status changes emitted").map(str::to_string),

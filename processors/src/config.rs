@@ -16,7 +16,7 @@ use crate::defaults::{
 };
 
 /// The largest `payments.movement_reorder_wait_ms`: 1 minute. Every capture, void,
-/// refund and chargeback waits this long before it reaches the ledger.
+/// refund, chargeback and settlement waits this long before it reaches the ledger.
 pub const MOVEMENT_REORDER_WAIT_MS_MAX: i64 = 60_000;
 
 /// The `[payments]` section.
@@ -35,9 +35,9 @@ pub struct PaymentsConfig {
     pub uncaptured_authorization_timeout_ms: i64,
     /// The reorder wait of money movements, milliseconds of wall-clock time (default
     /// 1000; at most [`MOVEMENT_REORDER_WAIT_MS_MAX`]; 0 applies each movement as it is
-    /// read). A payment's captures, voids, refunds and chargebacks wait until none of
-    /// them arrived for this long, then apply in the order they happened (their
-    /// `occurred_at`): a void read before the partial capture that preceded it still
+    /// read). A payment's captures, voids, refunds, chargebacks and settlement wait until
+    /// none of them arrived for this long, then apply in the order they happened (their
+    /// `occurred_at`, `settled_at`): a void read before the partial capture that preceded it still
     /// releases only the rest (docs/architecture.md, "Order of money movements").
     pub movement_reorder_wait_ms: i64,
 }
@@ -96,8 +96,8 @@ impl PaymentsConfig {
             return Err(ConfigError::Invalid {
                 key: "payments.movement_reorder_wait_ms",
                 problem: format!(
-                    "{wait_ms} is outside 0..={MOVEMENT_REORDER_WAIT_MS_MAX}: every capture, void, \
-                     refund and chargeback waits this long before it reaches the ledger"
+                    "{wait_ms} is outside 0..={MOVEMENT_REORDER_WAIT_MS_MAX}: every capture, void, refund, \
+                     chargeback and settlement waits this long before it reaches the ledger"
                 ),
                 fix: "use about a second (default 1000), or 0 to apply movements in the order \
                       they are read",

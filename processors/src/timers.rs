@@ -25,8 +25,8 @@
 //! happens: a stuck payment (no auth outcome `stuck_payment_timeout_ms` of wall-clock
 //! time after the lifecycle applied it) is found by the runtime's wall-clock
 //! punctuation, which runs when no record arrives — exactly when a payment is stuck.
-//! The reorder wait of money movements runs on it too: a payment's movements wait until
-//! none arrived for `movement_reorder_wait_ms`, and must then apply even if traffic
+//! The reorder wait of money movements runs on it too: a payment's movements and
+//! settlement wait until none arrived for `movement_reorder_wait_ms`, and must then apply even if traffic
 //! stopped.
 //!
 //! Earlier releases kept timers in a `timers` store of their own, one key

@@ -109,6 +109,7 @@ pub(super) fn on_pending_expired(
     }
     // Nothing waits any more.
     loaded.payment.cancel_timers(TimerKind::Orphan);
+    loaded.payment.cancel_timers(TimerKind::MovementReorder);
     Ok(())
 }
 
@@ -283,8 +284,12 @@ mod tests {
             statuses(&d.pipe(rec(auth_ok("p1", "a1")))),
             vec![(Some(PaymentStatus::Initiated), PaymentStatus::Authorized)]
         );
+        assert!(
+            d.pipe(rec(settled("p1", "s1"))).is_empty(),
+            "the settlement waits for the reorder wait"
+        );
         assert_eq!(
-            statuses(&d.pipe(rec(settled("p1", "s1")))),
+            statuses(&d.advance_wall_clock_ms(crate::lifecycle::MOVEMENT_REORDER_WAIT_MS)),
             vec![(Some(PaymentStatus::Authorized), PaymentStatus::Settled)]
         );
     }
@@ -328,7 +333,7 @@ mod tests {
 
     #[test]
     fn a_settlement_within_the_window_raises_nothing() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         d.pipe(rec(initiated("p1")));
         d.pipe(rec(auth_ok("p1", "a1")));
         d.advance_stream_time_ms(DAY_MS);

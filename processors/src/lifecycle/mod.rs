@@ -55,9 +55,9 @@
 //!   capture ([`LifecycleSettings::uncaptured_authorization_timeout_ms`], 7 days),
 //!   cancelled when it leaves that status; `STUCK_PAYMENT` if it has not.
 //! - **movement reorder** (wall-clock time, [`LifecycleSettings::movement_reorder_wait_ms`],
-//!   1 s): every capture, void, refund and chargeback waits in the pending buffer, and
-//!   the timer is set that long after it arrived (moved on by each later one); when it
-//!   fires the payment's waiting movements apply in event-time order, so that those
+//!   1 s): every capture, void, refund, chargeback and settlement waits in the pending
+//!   buffer, and the timer is set that long after it arrived (moved on by each later
+//!   one); when it fires the payment's waiting events apply in event-time order, so that those
 //!   read in another order than they happened still come out as they happened
 //!   (docs/architecture.md, "Order of money movements").
 //!
@@ -562,15 +562,16 @@ fn on_payment_event(
         return Ok(());
     }
     let reorder_wait_ms = lifecycle.settings.movement_reorder_wait_ms;
+    // A payment not seen yet: the first event to wait for it sets its orphan timers.
+    let orphan_timers = loaded
+        .payment
+        .state
+        .is_none()
+        .then_some(&lifecycle.settings);
     let changed = match &loaded.payment.state {
-        // A money movement waits for those of its payment that happened before it but
-        // are read after it: until none arrived for the reorder wait.
-        _ if event.is_money_movement() && reorder_wait_ms > 0 => {
-            let orphan_timers = loaded
-                .payment
-                .state
-                .is_none()
-                .then_some(&lifecycle.settings);
+        // A money movement or settlement waits for those of its payment that happened
+        // before it but are read after it: until none arrived for the reorder wait.
+        _ if pending::joins_reorder_wait(&event) && reorder_wait_ms > 0 => {
             let waits = pending::buffer(&mut loaded, event, origin, ctx, orphan_timers)?;
             if waits {
                 loaded.payment.cancel_timers(TimerKind::MovementReorder);
@@ -588,7 +589,7 @@ fn on_payment_event(
             applied || drained
         }
         Some(_) => pending::buffer(&mut loaded, event, origin, ctx, None)?,
-        None => pending::buffer(&mut loaded, event, origin, ctx, Some(&lifecycle.settings))?,
+        None => pending::buffer(&mut loaded, event, origin, ctx, orphan_timers)?,
     };
     if changed {
         if loaded.status() != status_before {

@@ -968,6 +968,39 @@ mod tests {
     }
 
     #[test]
+    fn a_settlement_waits_with_the_movements_and_applies_among_them_in_event_time_order() {
+        // A refund that happened before the settlement (the status goes to
+        // PARTIALLY_REFUNDED, and the settlement then changes no status).
+        let InputEvent::RefundIssued(mut early) = refund("p1", "r1", 300) else {
+            unreachable!()
+        };
+        early.occurred_at = 28;
+        let early = InputEvent::RefundIssued(early);
+        let mut in_order = TestDriver::new(in_read_order());
+        run(&mut in_order, vec![initiated("p1"), auth_ok("p1", "a1")]);
+        let happened = run(&mut in_order, vec![early.clone(), settled("p1", "s1")]);
+        assert_eq!(
+            statuses(&happened),
+            vec![(
+                Some(PaymentStatus::Authorized),
+                PaymentStatus::PartiallyRefunded
+            )]
+        );
+        for read in [
+            vec![early.clone(), settled("p1", "s1")],
+            vec![settled("p1", "s1"), early.clone()],
+        ] {
+            let mut d = TestDriver::new(LifecycleProcessor::default());
+            run(&mut d, vec![initiated("p1"), auth_ok("p1", "a1")]);
+            assert!(run(&mut d, read.clone()).is_empty(), "both wait: {read:?}");
+            let out = d.advance_wall_clock_ms(MOVEMENT_REORDER_WAIT_MS);
+            assert_eq!(statuses(&out), statuses(&happened), "{read:?}");
+            assert_eq!(entries(&out), entries(&happened), "{read:?}");
+            assert!(stored_payment(&d, "p1").pending.is_empty());
+        }
+    }
+
+    #[test]
     fn a_payment_keeps_at_most_its_maximum_of_movements() {
         let mut d = TestDriver::new(in_read_order());
         run(&mut d, vec![initiated("p1"), auth_ok("p1", "a1")]);

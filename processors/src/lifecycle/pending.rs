@@ -112,9 +112,9 @@ pub(super) fn buffer(
 /// Applies the events waiting in `loaded` that the payment's current state allows, in
 /// event time order (auth before settlement on ties), until none applies. While the
 /// payment's money movements wait for the reorder wait (a `MovementReorder` timer is
-/// set), the first waiting movement stops the drain: nothing that happened after it
-/// applies before it. Returns whether any left the buffer (applied, or dead-lettered as
-/// an illegal transition).
+/// set), the first waiting movement or settlement stops the drain: nothing that happened
+/// after it applies before it. Returns whether any left the buffer (applied, or
+/// dead-lettered as an illegal transition).
 pub(super) fn drain(
     loaded: &mut Loaded,
     ctx: &mut dyn ProcessorContext,
@@ -123,11 +123,7 @@ pub(super) fn drain(
     if loaded.payment.pending.is_empty() {
         return Ok(false);
     }
-    let movements_wait = loaded
-        .payment
-        .timers
-        .iter()
-        .any(|t| t.kind == TimerKind::MovementReorder);
+    let movements_wait = loaded.payment.in_reorder_wait();
     let mut pending = std::mem::take(&mut loaded.payment.pending);
     let waiting_before = pending.len();
     // Event time, then the order things happen in, then arrival (the sort is stable):
@@ -137,7 +133,7 @@ pub(super) fn drain(
         let state = loaded.state();
         let ready = pending
             .iter()
-            .take_while(|p| !(movements_wait && p.event.is_money_movement()))
+            .take_while(|p| !(movements_wait && joins_reorder_wait(&p.event)))
             .position(|p| !waits_for_auth(state, &p.event));
         let Some(index) = ready else { break };
         let next = pending.remove(index);
@@ -146,6 +142,13 @@ pub(super) fn drain(
     let drained = pending.len() != waiting_before;
     loaded.payment.pending = pending;
     Ok(drained)
+}
+
+/// True for the events that wait in the reorder wait: the money movements and the
+/// settlement (it settles what the captures moved, and a refund or chargeback that
+/// happened before it takes the payment to another status first).
+pub(super) fn joins_reorder_wait(event: &InputEvent) -> bool {
+    event.is_money_movement() || matches!(event, InputEvent::SettlementReported(_))
 }
 
 /// The order of events with the same event time: the payment, its auth, captures, a
@@ -168,14 +171,14 @@ mod tests {
     use crate::driver::TestDriver;
     use crate::lifecycle::LifecycleProcessor;
     use crate::lifecycle::test_support::{
-        auth_failed, auth_ok, entries, initiated, is_dead_letter, rec, settled, statuses,
-        stored_payment,
+        auth_failed, auth_ok, entries, in_read_order, initiated, is_dead_letter, rec, settled,
+        statuses, stored_payment,
     };
     use crate::{Record, stores};
 
     #[test]
     fn events_before_their_payment_wait_and_apply_in_order() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         assert!(d.pipe(rec(settled("p1", "s1"))).is_empty());
         assert!(d.pipe(rec(auth_ok("p1", "a1"))).is_empty());
         // A duplicate of a waiting event is still a duplicate.
@@ -207,7 +210,7 @@ mod tests {
 
     #[test]
     fn a_settlement_before_its_auth_waits_for_it() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         d.pipe(rec(initiated("p1")));
         assert!(d.pipe(rec(settled("p1", "s1"))).is_empty());
         let out = d.pipe(rec(auth_ok("p1", "a1")));

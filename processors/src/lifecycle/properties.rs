@@ -1,5 +1,6 @@
 //! Property tests of the payment lifecycle: for any interleaving, duplication
-//! and delay of a valid set of events, the final statuses and journal entries are the
+//! and delay of a valid set of events, and any wall-clock time between their arrivals
+//! (settlements wait in the reorder wait), the final statuses and journal entries are the
 //! same, every entry balances, every status change is a legal transition, nothing is
 //! dead-lettered, and reconciliation exceptions are only the timing kinds, each at most
 //! once per payment and kind.
@@ -91,9 +92,15 @@ fn fate() -> impl Strategy<Value = Fate> {
 type PlannedPayment = (Fate, i64, i64);
 
 /// Payments and, for the arrival order, a permutation of all their events, the indexes
-/// of events sent a second time, and per arrival a delay (ms) added to its record
-/// timestamp, which moves stream time.
-type Scenario = (Vec<PlannedPayment>, Vec<usize>, Vec<usize>, Vec<i64>);
+/// of events sent a second time, per arrival a delay (ms) added to its record timestamp,
+/// which moves stream time, and per arrival the wall-clock time (ms) that passes after it.
+type Scenario = (
+    Vec<PlannedPayment>,
+    Vec<usize>,
+    Vec<usize>,
+    Vec<i64>,
+    Vec<i64>,
+);
 
 /// Timers short enough for generated delays to make them fire.
 const SETTINGS: LifecycleSettings = LifecycleSettings {
@@ -102,7 +109,7 @@ const SETTINGS: LifecycleSettings = LifecycleSettings {
     // Longer than any generated delay: no valid event expires from `pending`.
     pending_retention_ms: 10_000_000,
     event_time_skew_max_ms: crate::lifecycle::EVENT_TIME_SKEW_MAX_MS,
-    // Wall-clock time does not move in these scenarios: the check is tested on its own.
+    // The stuck-payment checks are tested on their own.
     stuck_payment_timeout_ms: 0,
     uncaptured_authorization_timeout_ms: 0,
     movement_reorder_wait_ms: crate::lifecycle::MOVEMENT_REORDER_WAIT_MS,
@@ -121,7 +128,8 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         let order = Just((0..events).collect::<Vec<_>>()).prop_shuffle();
         let duplicates = prop::collection::vec(0..events, 0..events);
         let delays = prop::collection::vec(0i64..300_000, 2 * events);
-        (Just(payments), order, duplicates, delays)
+        let gaps = prop::collection::vec(0i64..2 * SETTINGS.movement_reorder_wait_ms, 2 * events);
+        (Just(payments), order, duplicates, delays, gaps)
     })
 }
 
@@ -129,7 +137,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn any_arrival_order_gives_the_same_balanced_ledger((payments, order, duplicates, delays) in scenario()) {
+    fn any_arrival_order_gives_the_same_balanced_ledger((payments, order, duplicates, delays, gaps) in scenario()) {
         let mut all = Vec::new();
         let mut expected_status = BTreeMap::new();
         let mut expected_entries = BTreeSet::new();
@@ -162,12 +170,14 @@ proptest! {
         let mut entries = BTreeSet::new();
         let mut exceptions = BTreeSet::new();
         let mut outputs = Vec::new();
-        for (event, delay_ms) in arrivals.into_iter().zip(delays) {
+        for ((event, delay_ms), gap_ms) in arrivals.into_iter().zip(delays).zip(gaps) {
             let mut record_origin = origin("t", Some(event.payment_id().as_bytes()));
             record_origin.timestamp_ms = event.event_time_ms() + delay_ms;
             outputs.extend(driver.pipe(Record { value: event.clone(), origin: record_origin }));
+            outputs.extend(driver.advance_wall_clock_ms(gap_ms));
         }
         // Long after the last event, every timer has fired.
+        outputs.extend(driver.advance_wall_clock_ms(SETTINGS.movement_reorder_wait_ms));
         outputs.extend(driver.advance_stream_time_ms(10 * SETTINGS.settlement_window_ms));
         for output in outputs {
             match output {

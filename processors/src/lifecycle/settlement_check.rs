@@ -56,12 +56,11 @@ mod tests {
 
     use super::*;
     use crate::driver::TestDriver;
-    use crate::lifecycle::LifecycleProcessor;
     use crate::lifecycle::test_support::*;
 
     #[test]
     fn a_settlement_for_a_different_amount_raises_amount_mismatch_and_posts_what_was_paid() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         d.pipe(rec(initiated("p1")));
         d.pipe(rec(auth_ok("p1", "a1")));
         let mut short = settled("p1", "s1");
@@ -83,7 +82,7 @@ mod tests {
 
     #[test]
     fn a_settlement_in_another_currency_raises_currency_mismatch() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         d.pipe(rec(initiated("p1")));
         d.pipe(rec(auth_ok("p1", "a1")));
         let mut usd = settled("p1", "s1");

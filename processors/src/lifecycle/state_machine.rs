@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn walks_initiated_authorized_settled_with_balanced_entries() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         let out = d.pipe(rec(initiated("p1")));
         assert_eq!(statuses(&out), vec![(None, PaymentStatus::Initiated)]);
         let out = d.pipe(rec(auth_ok("p1", "a1")));
@@ -386,7 +386,7 @@ mod tests {
 
     #[test]
     fn settlement_of_a_declined_payment_is_an_illegal_transition() {
-        let mut d = TestDriver::new(LifecycleProcessor::default());
+        let mut d = TestDriver::new(in_read_order());
         d.pipe(rec(initiated("p1")));
         d.pipe(rec(auth_failed("p1", "f1")));
         let out = d.pipe(rec(settled("p1", "s1")));

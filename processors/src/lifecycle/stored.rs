@@ -91,6 +91,14 @@ impl StoredPayment {
         }
     }
 
+    /// True while the payment's money movements wait for the reorder wait (a
+    /// `MovementReorder` timer is set).
+    pub fn in_reorder_wait(&self) -> bool {
+        self.timers
+            .iter()
+            .any(|timer| timer.kind == TimerKind::MovementReorder)
+    }
+
     /// Removes every timer of `kind`.
     pub fn cancel_timers(&mut self, kind: TimerKind) {
         self.timers.retain(|timer| timer.kind != kind);

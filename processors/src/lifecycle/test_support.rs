@@ -11,9 +11,9 @@ use crate::lifecycle::LifecycleProcessor;
 use crate::lifecycle::stored::{self, StoredPayment};
 use crate::{DeadLetterReason, Output, Record, stores};
 
-/// A lifecycle with the reorder wait of money movements off: each movement applies as
-/// it is piped. For the tests of what a movement does; the wait has its own
-/// (`movements.rs`).
+/// A lifecycle with the reorder wait of money movements off: each movement and
+/// settlement applies as it is piped. For the tests of what they do; the wait has its
+/// own (`movements.rs`).
 pub(crate) fn in_read_order() -> LifecycleProcessor {
     LifecycleProcessor::new(crate::lifecycle::LifecycleSettings {
         movement_reorder_wait_ms: 0,

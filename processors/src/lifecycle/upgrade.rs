@@ -334,8 +334,7 @@ mod tests {
 
     #[test]
     fn state_of_the_earlier_layout_is_read_and_moves_into_one_value_per_payment() {
-        let mut d =
-            TestDriver::with_restored(LifecycleProcessor::default(), restore_earlier_release);
+        let mut d = TestDriver::with_restored(in_read_order(), restore_earlier_release);
         assert_eq!(
             d.pipe(rec(auth_ok("p1", "a1"))),
             vec![Output::DuplicateDropped],
