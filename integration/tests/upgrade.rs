@@ -122,7 +122,16 @@ fn process(task: &mut Task, event: InputEvent, topic: &str) -> anyhow::Result<Ve
 async fn changelogs_of_the_earlier_state_layout_restore_into_this_release() -> anyhow::Result<()> {
     let env = TestEnv::new("upgrade");
     let config = env.config();
-    let topology = paystream_processors::topology::payments_topology_description(&config);
+    // Events apply as they are processed (no reorder wait): this test is about the state
+    // they find.
+    let topology = paystream_processors::topology::payments_topology(
+        &config,
+        &paystream_processors::PaymentsConfig {
+            movement_reorder_wait_ms: 0,
+            ..Default::default()
+        },
+        &paystream_processors::metrics::PaymentMetrics::unregistered(),
+    );
     let lifecycle = topology.sub_topology(1);
     assert_eq!(lifecycle.processor, "payment-lifecycle");
     let changelog = |store: &str| {

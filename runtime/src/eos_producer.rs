@@ -5,6 +5,15 @@
 //! instance is fenced). It owns the transaction calls and their retry policy; the
 //! records themselves go through [`crate::record_collector::RecordCollector`], which
 //! shares the same producer.
+//!
+//! A producer in a fatal state is replaced ([`ExactlyOnceProducer::reset`]), as Kafka
+//! Streams re-creates its thread producer: a transaction the coordinator aborted at
+//! `transaction.timeout.ms` (the instance stalled, or the coordinator moved during a
+//! rebalance) leaves librdkafka's producer fenced or in `INVALID_TXN_STATE` for good
+//! (KIP-588 is not in librdkafka). The new producer's `init_transactions` bumps the epoch
+//! and aborts whatever was open; the consumer group, not the producer, keeps a zombie
+//! instance out (KIP-447: its offsets carry a stale generation or a fenced
+//! `group.instance.id`).
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +66,8 @@ pub struct ExactlyOnceProducer {
     producer: FutureProducer,
     transactional_id: String,
     timeout: Duration,
+    /// What [`Self::reset`] creates the next producer from.
+    config: Config,
 }
 
 impl ExactlyOnceProducer {
@@ -67,42 +78,43 @@ impl ExactlyOnceProducer {
     /// [`Error::Kafka`] when the producer cannot be created or the broker does not answer
     /// within `kafka.request_timeout_ms`.
     pub fn new(config: &Config) -> Result<Self> {
-        let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
         let transactional_id = format!("{}-{}", config.application_id, config.instance_id);
-        let producer: FutureProducer = client_config(config)
-            .set("transactional.id", &transactional_id)
-            .set("enable.idempotence", "true")
-            .set(
-                "transaction.timeout.ms",
-                config.processing.transaction_timeout_ms.to_string(),
-            )
-            .set(
-                "message.timeout.ms",
-                config.processing.transaction_timeout_ms.to_string(),
-            )
-            .set("partitioner", PARTITIONER)
-            .set("linger.ms", "5")
-            // A transaction's AddOffsetsToTxn sent while the coordinator still writes the
-            // previous one's markers is refused with CONCURRENT_TRANSACTIONS and retried
-            // after `retry.backoff.ms`: librdkafka's 100 ms default stalled every commit
-            // that came soon after another (early commits at low load, docs/architecture.md
-            // "Commits"). Retries back off exponentially from here to 1 s.
-            .set("retry.backoff.ms", "10")
-            // A dead letter carries its input record whole (e.g. a 1 MB key) plus headers.
-            .set("message.max.bytes", PRODUCER_RECORD_BYTES_MAX)
-            .create()
-            .map_err(|e| Error::kafka("creating the transactional producer", e))?;
-        tokio::task::block_in_place(|| producer.init_transactions(timeout)).map_err(|e| {
-            Error::kafka(
-                &format!("initialising transactions as {transactional_id}"),
-                e,
-            )
-        })?;
         Ok(ExactlyOnceProducer {
-            producer,
+            producer: create(config, &transactional_id)?,
             transactional_id,
-            timeout,
+            timeout: Duration::from_millis(config.kafka.request_timeout_ms),
+            config: config.clone(),
         })
+    }
+
+    /// Replaces the producer with a new one of the same transactional id, whose
+    /// `init_transactions` aborts the open transaction (the old producer's records are
+    /// never seen by `read_committed` readers) and fences the old one. No transaction is
+    /// open afterwards. Blocks the calling thread.
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    pub fn reset(&mut self) -> Result<()> {
+        self.producer = create(&self.config, &self.transactional_id)?;
+        Ok(())
+    }
+
+    /// True when `error` leaves the producer unusable: a fatal error (fenced, or
+    /// `INVALID_TXN_STATE` after the coordinator aborted the transaction). [`Self::reset`]
+    /// is the way on.
+    pub fn is_fatal(error: &KafkaError) -> bool {
+        match error {
+            KafkaError::Transaction(rd) => rd.is_fatal(),
+            other => matches!(
+                other.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::Fatal
+                        | RDKafkaErrorCode::Fenced
+                        | RDKafkaErrorCode::ProducerFenced
+                        | RDKafkaErrorCode::InvalidTransactionalState
+                )
+            ),
+        }
     }
 
     /// The producer records are sent with (shared, cheap to clone).
@@ -211,22 +223,49 @@ impl ExactlyOnceProducer {
     /// readers. Blocks the calling thread.
     ///
     /// # Errors
-    /// [`Error::Kafka`] with `context` when the abort itself fails.
-    pub fn abort(&self, context: &str) -> Result<()> {
-        self.producer
-            .abort_transaction(self.timeout)
-            .map_err(|e| Error::kafka(context, e))
+    /// The [`KafkaError`] of the abort: when [`Self::is_fatal`], [`Self::reset`] aborts
+    /// instead.
+    pub fn abort(&self) -> std::result::Result<(), KafkaError> {
+        self.producer.abort_transaction(self.timeout)
     }
+}
 
-    /// The error that stops the instance when `error` is fatal for the producer (it was
-    /// fenced by a newer incarnation, KIP-98), else `None` (abort and go on).
-    pub fn fatal(&self, error: &KafkaError) -> Option<Error> {
-        match error {
-            KafkaError::Transaction(rd) if rd.is_fatal() => Some(Error::TransactionFatal {
-                transactional_id: self.transactional_id.clone(),
-                message: rd.to_string(),
-            }),
-            _ => None,
-        }
-    }
+/// A transactional producer as `transactional_id`, its transactions initialised (which
+/// fences any earlier producer with that id and aborts its open transaction).
+///
+/// # Errors
+/// [`Error::Kafka`] when the producer cannot be created or the broker does not answer
+/// within `kafka.request_timeout_ms`.
+fn create(config: &Config, transactional_id: &str) -> Result<FutureProducer> {
+    let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
+    let producer: FutureProducer = client_config(config)
+        .set("transactional.id", transactional_id)
+        .set("enable.idempotence", "true")
+        .set(
+            "transaction.timeout.ms",
+            config.processing.transaction_timeout_ms.to_string(),
+        )
+        .set(
+            "message.timeout.ms",
+            config.processing.transaction_timeout_ms.to_string(),
+        )
+        .set("partitioner", PARTITIONER)
+        .set("linger.ms", "5")
+        // A transaction's AddOffsetsToTxn sent while the coordinator still writes the
+        // previous one's markers is refused with CONCURRENT_TRANSACTIONS and retried
+        // after `retry.backoff.ms`: librdkafka's 100 ms default stalled every commit
+        // that came soon after another (early commits at low load, docs/architecture.md
+        // "Commits"). Retries back off exponentially from here to 1 s.
+        .set("retry.backoff.ms", "10")
+        // A dead letter carries its input record whole (e.g. a 1 MB key) plus headers.
+        .set("message.max.bytes", PRODUCER_RECORD_BYTES_MAX)
+        .create()
+        .map_err(|e| Error::kafka("creating the transactional producer", e))?;
+    tokio::task::block_in_place(|| producer.init_transactions(timeout)).map_err(|e| {
+        Error::kafka(
+            &format!("initialising transactions as {transactional_id}"),
+            e,
+        )
+    })?;
+    Ok(producer)
 }

@@ -130,8 +130,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The transactional producer cannot go on, typically because another instance
-    /// with the same transactional id took over (zombie fencing, KIP-98/KIP-447).
+    /// The transactional producer cannot go on: it was replaced after a fatal error
+    /// several times in a row without a commit in between, typically because another
+    /// instance with the same transactional id keeps taking over (zombie fencing,
+    /// KIP-98/KIP-447).
     #[error(
         "transactional id {transactional_id}: fatal transaction error: {message}; \
          if another instance runs with the same instance_id, give each a distinct one"

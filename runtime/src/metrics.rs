@@ -47,6 +47,9 @@ pub struct Metrics {
     pub enforced_processing: IntCounter,
     /// Aborted transactions.
     pub transaction_aborts: IntCounter,
+    /// Transactional producers replaced after a fatal error (a transaction the
+    /// coordinator aborted at its timeout, or a fencing); each aborted its transaction.
+    pub producer_resets: IntCounter,
     /// Time to send offsets and commit a transaction, seconds.
     pub commit_latency_seconds: Histogram,
     /// The parts of a commit, seconds, by phase ([`COMMIT_PHASES`]).
@@ -180,6 +183,14 @@ impl Metrics {
         registry
             .register(Box::new(transaction_aborts.clone()))
             .expect("register");
+        let producer_resets = IntCounter::new(
+            "paystream_producer_resets_total",
+            "Transactional producers replaced after a fatal error",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(producer_resets.clone()))
+            .expect("register");
         let commit_latency_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "paystream_commit_latency_seconds",
@@ -232,6 +243,7 @@ impl Metrics {
             commits,
             enforced_processing,
             transaction_aborts,
+            producer_resets,
             commit_latency_seconds,
             commit_phase_seconds,
             consumer_lag,

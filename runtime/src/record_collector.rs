@@ -63,6 +63,12 @@ impl RecordCollector {
         }
     }
 
+    /// Sends with `producer` from now on (the exactly-once producer replaced its own,
+    /// [`crate::eos_producer::ExactlyOnceProducer::reset`]).
+    pub fn set_producer(&mut self, producer: FutureProducer) {
+        self.producer = producer;
+    }
+
     /// Outputs sent from now on are made for input record `index`.
     pub fn begin_record(&mut self, index: usize) {
         self.current = Some(index);
@@ -383,6 +389,19 @@ impl RecordCollector {
                 )) => {
                     // An earlier delivery failed and the transaction must be aborted; the
                     // delivery reports tell which record it was.
+                    self.must_abort = true;
+                    return Ok(None);
+                }
+                Err((
+                    KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::Fatal
+                        | rdkafka::types::RDKafkaErrorCode::Fenced,
+                    ),
+                    _,
+                )) => {
+                    // The producer is in a fatal state (its transaction timed out at the
+                    // coordinator, or it was fenced): the abort replaces it
+                    // (`ExactlyOnceProducer::reset`).
                     self.must_abort = true;
                     return Ok(None);
                 }

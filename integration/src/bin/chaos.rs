@@ -10,7 +10,10 @@
 //!
 //! With `--broker-bounces N` and `--pg-outages N`, Kafka brokers are restarted and
 //! PostgreSQL is stopped for tens of seconds at random moments as well (through
-//! `scripts/stack`); the guarantees must hold through those too.
+//! `scripts/stack`); the guarantees must hold through those too. With `--stalls N`, a
+//! running instance is paused (SIGSTOP) for longer than its transaction timeout and the
+//! group's session timeout, then resumed: the coordinator aborts its transaction and the
+//! group moves its partitions meanwhile, and it must replace its producer and go on.
 //!
 //! The last line printed is `lost=<n> duplicated=<n> postings_exact=<yes|no>`; the exit
 //! status is non-zero on any loss, duplicate or ledger difference.
@@ -66,6 +69,14 @@ struct Args {
     /// Longest PostgreSQL outage, milliseconds (the shortest is half of it).
     #[arg(long, default_value_t = 30_000)]
     pg_outage_max_ms: u64,
+    /// Pauses of a running instance (SIGSTOP, then SIGCONT) during the run.
+    #[arg(long, default_value_t = 0)]
+    stalls: u32,
+    /// How long a pause lasts, milliseconds: longer than the default transaction timeout
+    /// (10 s) plus the broker's sweep of timed-out transactions (1 s on the stack), and
+    /// than the session timeout (10 s).
+    #[arg(long, default_value_t = 14_000)]
+    stall_ms: u64,
     /// Event time of the first payment, milliseconds since the Unix epoch (default: all
     /// events in the recent past; printed, to verify a run again).
     #[arg(long)]
@@ -80,11 +91,12 @@ struct Args {
     keep: bool,
 }
 
-/// A fault outside paystream's process, injected between kills.
+/// A fault injected between kills: outside paystream's process, or a pause of it.
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     BrokerBounce,
     PgOutage,
+    Stall,
 }
 
 /// `scripts/stack` of this repository (or `PAYSTREAM_STACK_SCRIPT`).
@@ -108,8 +120,26 @@ fn stack(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn inject(fault: Fault, rng: &mut ChaCha8Rng, args: &Args) -> anyhow::Result<()> {
+async fn inject(
+    fault: Fault,
+    rng: &mut ChaCha8Rng,
+    args: &Args,
+    running: &[Instance],
+) -> anyhow::Result<()> {
     match fault {
+        Fault::Stall => {
+            // Mid-run, with a transaction open: not while the instance starts.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let victim = &running[rng.random_range(0..running.len())];
+            let pid = victim.child.id().to_string();
+            signal("-STOP", &pid)?;
+            tokio::time::sleep(Duration::from_millis(args.stall_ms)).await;
+            signal("-CONT", &pid)?;
+            println!(
+                "paused instance {} (pid {pid}) for {} ms",
+                victim.id, args.stall_ms
+            );
+        }
         Fault::BrokerBounce => {
             let brokers: u32 = std::env::var("PAYSTREAM_KAFKA_BROKERS")
                 .ok()
@@ -136,11 +166,38 @@ async fn inject(fault: Fault, rng: &mut ChaCha8Rng, args: &Args) -> anyhow::Resu
     Ok(())
 }
 
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`.
+fn signal(signal: &str, pid: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([signal, pid])
+        .status()
+        .context("running kill")?;
+    anyhow::ensure!(status.success(), "kill {signal} {pid} failed: {status}");
+    Ok(())
+}
+
 /// One running `paystream run` process.
 struct Instance {
     id: u32,
     child: Child,
     started: Instant,
+    /// Its log file.
+    log: PathBuf,
+}
+
+/// Whether `instance` exited on its own (it must not: only the chaos run stops
+/// instances); says so if it did.
+fn exited_on_its_own(instance: &mut Instance) -> anyhow::Result<bool> {
+    let Some(status) = instance.child.try_wait()? else {
+        return Ok(false);
+    };
+    println!(
+        "instance {} (pid {}) had exited on its own: {status} (log: {})",
+        instance.id,
+        instance.child.id(),
+        instance.log.display()
+    );
+    Ok(true)
 }
 
 fn start(
@@ -171,10 +228,13 @@ fn start(
         id,
         child,
         started: Instant::now(),
+        log,
     })
 }
 
-fn kill(instance: &mut Instance) -> anyhow::Result<()> {
+/// SIGKILLs `instance`; returns whether it had exited on its own before.
+fn kill(instance: &mut Instance) -> anyhow::Result<bool> {
+    let exited = exited_on_its_own(instance)?;
     instance.child.kill()?; // SIGKILL
     instance.child.wait()?;
     println!(
@@ -183,13 +243,28 @@ fn kill(instance: &mut Instance) -> anyhow::Result<()> {
         instance.child.id(),
         instance.started.elapsed().as_millis()
     );
-    Ok(())
+    Ok(exited)
 }
 
-fn stop(instance: &mut Instance) -> anyhow::Result<()> {
+/// SIGTERMs `instance`; returns whether it had exited on its own before.
+fn stop(instance: &mut Instance) -> anyhow::Result<bool> {
+    let exited = exited_on_its_own(instance)?;
     // SIGTERM: the instance commits and leaves the group.
     paystream_integration::stop_within(&mut instance.child, paystream_integration::STOP_TIMEOUT)?;
-    Ok(())
+    Ok(exited)
+}
+
+/// Lines containing `needle` in the instances' logs in `logs`.
+fn count_in_logs(logs: &Path, needle: &str) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for entry in std::fs::read_dir(logs)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            count += text.lines().filter(|l| l.contains(needle)).count();
+        }
+    }
+    Ok(count)
 }
 
 /// What the traffic must produce, record by record.
@@ -420,22 +495,27 @@ async fn run_with_faults(env: &TestEnv, logs: &Path, args: &Args) -> anyhow::Res
     };
     // Faults outside our process go after randomly chosen kills.
     let mut faults: Vec<Vec<Fault>> = vec![Vec::new(); args.kills as usize];
-    for fault in std::iter::repeat_n(Fault::BrokerBounce, args.broker_bounces as usize).chain(
-        std::iter::repeat_n(Fault::PgOutage, args.pg_outages as usize),
-    ) {
+    for fault in std::iter::repeat_n(Fault::BrokerBounce, args.broker_bounces as usize)
+        .chain(std::iter::repeat_n(
+            Fault::PgOutage,
+            args.pg_outages as usize,
+        ))
+        .chain(std::iter::repeat_n(Fault::Stall, args.stalls as usize))
+    {
         let slot = rng.random_range(0..args.kills as usize);
         faults[slot].push(fault);
     }
     let mut slot = 0usize;
+    let mut exits = 0u32;
 
     // Phase 1: one instance, killed and restarted.
     let mut running = vec![start(env, logs, 0, &mut restarts)?];
     for _ in 0..phase_one_kills {
         tokio::time::sleep(pause(&mut rng)).await;
-        kill(&mut running[0])?;
+        exits += u32::from(kill(&mut running[0])?);
         running[0] = start(env, logs, 0, &mut restarts)?;
         for fault in &faults[slot] {
-            inject(*fault, &mut rng, args).await?;
+            inject(*fault, &mut rng, args, &running).await?;
         }
         slot += 1;
     }
@@ -447,11 +527,11 @@ async fn run_with_faults(env: &TestEnv, logs: &Path, args: &Args) -> anyhow::Res
         for _ in phase_one_kills..args.kills {
             tokio::time::sleep(pause(&mut rng)).await;
             let victim = rng.random_range(0..running.len());
-            kill(&mut running[victim])?;
+            exits += u32::from(kill(&mut running[victim])?);
             let id = running[victim].id;
             running[victim] = start(env, logs, id, &mut restarts)?;
             for fault in &faults[slot] {
-                inject(*fault, &mut rng, args).await?;
+                inject(*fault, &mut rng, args, &running).await?;
             }
             slot += 1;
         }
@@ -461,8 +541,11 @@ async fn run_with_faults(env: &TestEnv, logs: &Path, args: &Args) -> anyhow::Res
     let restarts_total: u32 = restarts.values().map(|n| n - 1).sum();
     println!("restarts after kills: {restarts_total}");
     for instance in &mut running {
-        stop(instance)?;
+        exits += u32::from(stop(instance)?);
     }
+    println!("instances that exited on their own: {exits}");
+    let resets = count_in_logs(logs, "replacing it, which aborts the open transaction")?;
+    println!("producer replacements (in the instances' logs): {resets}");
     println!("final run: one instance until caught up");
     let run = env.paystream(&["run", "--until-caught-up"])?;
     print!("{}", String::from_utf8_lossy(&run.stdout));

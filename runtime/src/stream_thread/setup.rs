@@ -147,7 +147,12 @@ impl Pipeline {
             config.schema_registry.url.clone(),
         );
         let upstream = upstream_of(&topology);
-        let transaction = Transaction::new(producer, collector, metrics.transaction_aborts.clone());
+        let transaction = Transaction::new(
+            producer,
+            collector,
+            metrics.transaction_aborts.clone(),
+            metrics.producer_resets.clone(),
+        );
         Ok(Pipeline {
             topology: Arc::new(topology),
             consumer,

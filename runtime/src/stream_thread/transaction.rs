@@ -4,7 +4,8 @@
 //! latency is observed when it commits, and the offsets committed so far. It is begun,
 //! committed ([`Transaction::commit`]) or aborted ([`Transaction::abort`], which says
 //! what to rewind), and each of these leaves it empty and begun again, so no part of it
-//! is reset by hand (docs/architecture.md, "Exactly once").
+//! is reset by hand (docs/architecture.md, "Exactly once"). A producer left in a fatal
+//! state is replaced at the abort ([`crate::eos_producer::ExactlyOnceProducer::reset`]).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -15,6 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::DeliveryFuture;
 use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
+use tracing::warn;
 
 use crate::eos_producer::{CommitTimes, ExactlyOnceProducer};
 use crate::poison::RecordId;
@@ -23,6 +25,11 @@ use crate::{Error, Result};
 
 /// A topic partition.
 pub(super) type Partition = (String, i32);
+
+/// Producer replacements in a row, with no commit in between, before the instance
+/// stops ([`Error::TransactionFatal`]): a producer fenced again at once is another
+/// incarnation's doing, not a transaction that timed out.
+const PRODUCER_RESETS_IN_A_ROW_MAX: u32 = 3;
 
 /// The open transaction of the stream thread.
 pub(super) struct Transaction {
@@ -48,6 +55,10 @@ pub(super) struct Transaction {
     committed_offsets: HashMap<Partition, i64>,
     /// `paystream_transaction_aborts_total`.
     aborts: IntCounter,
+    /// `paystream_producer_resets_total`.
+    resets: IntCounter,
+    /// Producer replacements since the last commit.
+    resets_in_a_row: u32,
 }
 
 /// What a committed transaction leaves to publish.
@@ -80,11 +91,13 @@ pub(super) struct Aborted {
 
 impl Transaction {
     /// The transaction of `producer`, whose outputs `collector` sends; aborts are
-    /// counted in `aborts`. Not begun yet: see [`Transaction::begin`].
+    /// counted in `aborts`, producer replacements in `resets`. Not begun yet: see
+    /// [`Transaction::begin`].
     pub fn new(
         producer: ExactlyOnceProducer,
         collector: RecordCollector,
         aborts: IntCounter,
+        resets: IntCounter,
     ) -> Self {
         Transaction {
             producer,
@@ -97,6 +110,8 @@ impl Transaction {
             generation: 0,
             committed_offsets: HashMap::new(),
             aborts,
+            resets,
+            resets_in_a_row: 0,
         }
     }
 
@@ -166,9 +181,9 @@ impl Transaction {
     /// the calling thread.
     ///
     /// # Errors
-    /// [`Error::TransactionFatal`] when the producer was fenced; [`Error::Kafka`] when
-    /// the offsets cannot be built or the next transaction cannot begin. A refusal that
-    /// an abort recovers from is [`CommitOutcome::Refused`].
+    /// [`Error::Kafka`] when the offsets cannot be built or the next transaction cannot
+    /// begin. A refusal, fatal for the producer or not, is [`CommitOutcome::Refused`]:
+    /// the abort recovers from it.
     pub fn commit(
         &mut self,
         positions: &TopicPartitionList,
@@ -194,12 +209,10 @@ impl Transaction {
         let mut times = match tokio::task::block_in_place(|| self.producer.commit(&offsets, group))
         {
             Ok(times) => times,
-            Err(error) => match self.producer.fatal(&error) {
-                Some(fatal) => return Err(fatal),
-                None => return Ok(CommitOutcome::Refused(error)),
-            },
+            Err(error) => return Ok(CommitOutcome::Refused(error)),
         };
         times.offsets += built;
+        self.resets_in_a_row = 0;
         let committed = Committed {
             offsets: std::mem::take(&mut self.offsets),
             timestamps_ms: std::mem::take(&mut self.timestamps_ms),
@@ -219,12 +232,21 @@ impl Transaction {
 
     /// Aborts (for `context`, in errors): nothing it wrote is seen by `read_committed`
     /// readers, its input records will be read again (the generation moves), and the
-    /// next transaction begins. Blocks the calling thread.
+    /// next transaction begins. A producer in a fatal state (its transaction timed out
+    /// at the coordinator, or it was fenced) is replaced instead, which aborts what was
+    /// open. Blocks the calling thread.
     ///
     /// # Errors
-    /// [`Error::Kafka`] when the abort or the next begin fails.
+    /// [`Error::Kafka`] when the abort, the replacement or the next begin fails;
+    /// [`Error::TransactionFatal`] after [`PRODUCER_RESETS_IN_A_ROW_MAX`] replacements
+    /// with no commit in between.
     pub fn abort(&mut self, context: &str) -> Result<Aborted> {
-        tokio::task::block_in_place(|| self.producer.abort(context))?;
+        if let Err(error) = tokio::task::block_in_place(|| self.producer.abort()) {
+            if !ExactlyOnceProducer::is_fatal(&error) {
+                return Err(Error::kafka(context, error));
+            }
+            self.reset_producer(&error)?;
+        }
         self.aborts.inc();
         self.generation += 1;
         let aborted = Aborted {
@@ -240,7 +262,34 @@ impl Transaction {
     /// Aborts what is open at shutdown, ignoring a failure (the broker aborts it at
     /// `transaction.timeout.ms`, or the next incarnation's `init_transactions` does).
     pub fn abort_at_shutdown(&mut self) {
-        let _ = self.producer.abort("aborting at shutdown");
+        let _ = self.producer.abort();
+    }
+
+    /// Replaces the producer left in a fatal state by `error`: the new one's
+    /// `init_transactions` aborts the open transaction, and the record collector sends
+    /// with it from now on.
+    fn reset_producer(&mut self, error: &KafkaError) -> Result<()> {
+        self.resets_in_a_row += 1;
+        if self.resets_in_a_row > PRODUCER_RESETS_IN_A_ROW_MAX {
+            return Err(Error::TransactionFatal {
+                transactional_id: self.producer.transactional_id().to_string(),
+                message: format!(
+                    "{error} (the producer was replaced {PRODUCER_RESETS_IN_A_ROW_MAX} times \
+                     with no commit in between)"
+                ),
+            });
+        }
+        warn!(
+            error = %error,
+            transactional_id = %self.producer.transactional_id(),
+            "the producer is in a fatal state (its transaction timed out at the coordinator, \
+             or it was fenced); replacing it, which aborts the open transaction"
+        );
+        tokio::task::block_in_place(|| self.producer.reset())?;
+        self.collector
+            .set_producer(self.producer.producer().clone());
+        self.resets.inc();
+        Ok(())
     }
 
     /// Empty again: no record, offset, latency, request or output of its own.

@@ -1,0 +1,138 @@
+//! An instance paused past its transaction timeout, on real parts: while traffic flows,
+//! `paystream run` is stopped with SIGSTOP for longer than its
+//! `processing.transaction_timeout_ms` (2 s here) plus the broker's sweep of timed-out
+//! transactions (1 s on the stack), and shorter than its session timeout (10 s), so the
+//! group does not move its partitions. The coordinator aborts its open transaction
+//! meanwhile; on SIGCONT its producer is fenced for good. The instance must replace the
+//! producer (`paystream_producer_resets_total`), reprocess from its committed offsets and
+//! go on, and the ledger must be exactly what the traffic makes.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use paystream_integration::{Running, TestEnv, ledger_snapshot};
+use paystream_testkit::traffic::{TrafficOptions, default_start_ms, plan};
+use prometheus_parse::{Scrape, Value};
+
+/// `metric`, summed over its labels; `None` when it is not exported.
+fn total(scrape: &Scrape, metric: &str) -> Option<f64> {
+    let mut samples = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .peekable();
+    samples.peek()?;
+    Some(
+        samples
+            .map(|s| match s.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum(),
+    )
+}
+
+async fn scrape(url: &str) -> anyhow::Result<Scrape> {
+    let text = reqwest::get(url).await?.error_for_status()?.text().await?;
+    Ok(Scrape::parse(text.lines().map(|l| Ok(l.to_string())))?)
+}
+
+fn signal(signal: &str, pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill {signal} {pid}: {status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_paused_past_its_transaction_timeout_replaces_its_producer_and_goes_on()
+-> anyhow::Result<()> {
+    let env = TestEnv::new("stall");
+    let count = 24_000;
+    let start_ms = default_start_ms(count);
+    let expected = plan(&TrafficOptions {
+        count,
+        seed: 29,
+        start_ms,
+        ..TrafficOptions::default()
+    })
+    .expected;
+    env.prepare()?;
+    let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let url = format!("http://{address}/metrics");
+    let mut run = Running::spawn(
+        env.command(&["run"])
+            .env("PAYSTREAM_HTTP__LISTEN_ADDRESS", address.to_string())
+            .env("PAYSTREAM_PROCESSING__TRANSACTION_TIMEOUT_MS", "2000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    )?;
+    // Traffic for about 12 s, so that a transaction is open whenever the pause begins.
+    let mut producer = env
+        .command(&[
+            "produce",
+            "--quiet",
+            "--count",
+            &count.to_string(),
+            "--seed",
+            "29",
+            "--start-ms",
+            &start_ms.to_string(),
+            "--rate",
+            "2000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+
+    // Paused once it commits.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        anyhow::ensure!(Instant::now() < deadline, "the instance never committed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Ok(metrics) = scrape(&url).await else {
+            continue;
+        };
+        if total(&metrics, "paystream_commits_total").unwrap_or(0.0) >= 20.0 {
+            break;
+        }
+    }
+    let pid = run.child().id();
+    signal("-STOP", pid)?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    signal("-CONT", pid)?;
+    anyhow::ensure!(producer.wait()?.success(), "paystream produce failed");
+
+    // It goes on: every journal entry reaches the ledger, with the instance still running.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let ledger = loop {
+        let ledger = ledger_snapshot(&env.database_url).await?;
+        if ledger.journal_entries >= expected.journal_entries {
+            break ledger;
+        }
+        assert!(
+            run.child().try_wait()?.is_none(),
+            "the instance exited after the pause"
+        );
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the ledger did not catch up: {} of {} journal entries",
+            ledger.journal_entries,
+            expected.journal_entries
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let metrics = scrape(&url).await?;
+    let resets = total(&metrics, "paystream_producer_resets_total");
+    run.stop()?;
+    assert_eq!(
+        resets,
+        Some(1.0),
+        "the producer fenced by the aborted transaction was replaced once"
+    );
+    assert_eq!(ledger.journal_entries, expected.journal_entries);
+    assert_eq!(ledger.postings, expected.postings);
+    assert_eq!(ledger.balances_minor, expected.balances_minor);
+    Ok(())
+}
