@@ -1,8 +1,8 @@
 //! An instance paused past its transaction timeout, on real parts: while traffic flows,
 //! `paystream run` is stopped with SIGSTOP for longer than its
 //! `processing.transaction_timeout_ms` (2 s here) plus the broker's sweep of timed-out
-//! transactions (1 s on the stack), and shorter than its session timeout (10 s), so the
-//! group does not move its partitions. The coordinator aborts its open transaction
+//! transactions (1 s on the stack), and shorter than its session timeout (30 s here), so
+//! the group does not move its partitions. The coordinator aborts its open transaction
 //! meanwhile; on SIGCONT its producer is fenced for good. The instance must replace the
 //! producer (`paystream_producer_resets_total`), reprocess from its committed offsets and
 //! go on, and the ledger must be exactly what the traffic makes.
@@ -65,6 +65,7 @@ async fn an_instance_paused_past_its_transaction_timeout_replaces_its_producer_a
         env.command(&["run"])
             .env("PAYSTREAM_HTTP__LISTEN_ADDRESS", address.to_string())
             .env("PAYSTREAM_PROCESSING__TRANSACTION_TIMEOUT_MS", "2000")
+            .env("PAYSTREAM_PROCESSING__SESSION_TIMEOUT_MS", "30000")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit()),
     )?;

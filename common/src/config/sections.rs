@@ -236,7 +236,9 @@ pub struct ProcessingConfig {
     /// Kafka Streams' exactly-once default is 10000.
     pub transaction_timeout_ms: u64,
     /// Consumer group session timeout: how long a crashed instance keeps its partitions
-    /// before the group moves them. Instances use static membership
+    /// before the group moves them, milliseconds (default 6000, the smallest a broker
+    /// with default settings accepts, `group.min.session.timeout.ms`). Heartbeats go every
+    /// third of it. Instances use static membership
     /// (`group.instance.id = <application_id>-<instance_id>`, KIP-345), so a restarted
     /// instance takes its partitions back at once without a rebalance.
     pub session_timeout_ms: u64,
@@ -266,7 +268,7 @@ impl Default for ProcessingConfig {
             max_task_idle_ms: 500,
             buffered_records_per_partition: 1_000,
             transaction_timeout_ms: 10_000,
-            session_timeout_ms: 10_000,
+            session_timeout_ms: 6_000,
             orphan_timeout_ms: 10 * 60 * 1_000,
             settlement_window_ms: 3 * 24 * 60 * 60 * 1_000,
             pending_retention_ms: 72 * 60 * 60 * 1_000,

@@ -74,7 +74,7 @@ struct Args {
     stalls: u32,
     /// How long a pause lasts, milliseconds: longer than the default transaction timeout
     /// (10 s) plus the broker's sweep of timed-out transactions (1 s on the stack), and
-    /// than the session timeout (10 s).
+    /// than the session timeout (6 s).
     #[arg(long, default_value_t = 14_000)]
     stall_ms: u64,
     /// Event time of the first payment, milliseconds since the Unix epoch (default: all

@@ -188,13 +188,20 @@ impl Pipeline {
         info!(tasks, "pipeline stopped");
     }
 
-    /// After a rebalance: the open transaction may hold records of partitions this
-    /// instance no longer owns, so it is aborted and its store writes dropped; the
-    /// consumer resumes every newly assigned partition from its committed offset (eager
-    /// rebalancing), and tasks whose partitions left are closed. Their local stores and
-    /// checkpoints stay on disk for a later return.
+    /// After a rebalance: instances that left the group are fenced (their open
+    /// transactions aborted, `fencing.rs`); the open transaction may hold records of
+    /// partitions this instance no longer owns, so it is aborted and its store writes
+    /// dropped; the consumer resumes every newly assigned partition from its committed
+    /// offset (eager rebalancing), and tasks whose partitions left are closed. Their local
+    /// stores and checkpoints stay on disk for a later return.
     fn on_rebalance(&mut self) -> Result<()> {
         self.rebalances_seen = self.rebalances.load(Ordering::SeqCst);
+        for instance_id in self
+            .group_members
+            .departed(&self.consumer, &self.config, self.timeout)
+        {
+            super::fencing::fence(&self.config, &instance_id);
+        }
         let assignment = self
             .consumer
             .assignment()

@@ -25,6 +25,7 @@
 
 mod commit;
 mod consumer;
+mod fencing;
 mod record;
 mod restoring;
 mod setup;
@@ -145,6 +146,8 @@ pub struct Pipeline {
     consumer: StreamConsumer<RebalanceListener>,
     rebalances: Arc<AtomicU64>,
     rebalances_seen: u64,
+    /// The group's instances at the last rebalance: those that leave are fenced.
+    group_members: fencing::GroupMembers,
     health: Arc<Health>,
     admin: AdminClient<DefaultClientContext>,
     last_purge_at: Instant,

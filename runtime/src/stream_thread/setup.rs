@@ -84,6 +84,11 @@ impl Pipeline {
                     "session.timeout.ms",
                     config.processing.session_timeout_ms.to_string(),
                 )
+                // Three heartbeats per session: one lost is not a departure.
+                .set(
+                    "heartbeat.interval.ms",
+                    (config.processing.session_timeout_ms / 3).to_string(),
+                )
                 .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
                 // Records wait in the partition queues (`partition_group/`), so
                 // librdkafka needs a small prefetch only, and fetches again soon after its
@@ -158,6 +163,7 @@ impl Pipeline {
             consumer,
             rebalances,
             rebalances_seen: 0,
+            group_members: super::fencing::GroupMembers::new(),
             health,
             admin,
             last_purge_at: Instant::now(),
