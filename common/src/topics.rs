@@ -30,6 +30,10 @@ pub enum TopicRole {
     /// `<app>-dlq-redrives`: which dead letters were redriven (compacted, key = the dead
     /// letter's `topic:partition:offset`), written by `paystream dlq redrive`.
     RedriveLog,
+    /// `<app>-liveness`: every instance's heartbeat, a few times a second (key = its
+    /// instance id), so that instances notice a dead peer sooner than the group's
+    /// session does (one partition, kept an hour).
+    Liveness,
 }
 
 /// How one application names its topics.
@@ -37,6 +41,8 @@ pub enum TopicRole {
 pub struct TopicNames {
     /// The redrive log (see [`TopicRole::RedriveLog`]).
     pub dlq_redrives: String,
+    /// The instances' heartbeats (see [`TopicRole::Liveness`]).
+    pub liveness: String,
     application_id: String,
     prefix: String,
 }
@@ -46,6 +52,7 @@ impl TopicNames {
     pub fn new(config: &Config) -> Self {
         TopicNames {
             dlq_redrives: format!("{}-dlq-redrives", config.application_id),
+            liveness: format!("{}-liveness", config.application_id),
             prefix: config.topics.prefix.clone(),
             application_id: config.application_id.clone(),
         }

@@ -1,50 +1,79 @@
 //! Failover on real parts: two `paystream run` instances of one application share the
-//! partitions while traffic flows, and one is killed with SIGKILL in the middle of its
-//! transactions. When the group moves the dead instance's partitions, the survivor
-//! fences the dead instance's transactional id, which aborts its open transaction at once
-//! (`runtime/src/stream_thread/fencing.rs`); the transaction timeout here is a minute, so
-//! without the fence the dead transaction would hold those partitions' offsets for that
-//! long. The survivor must say it fenced the dead instance, and the ledger must be
-//! exactly what the traffic makes.
+//! partitions while traffic flows, and one of them goes silent in the middle of its
+//! transactions. The other hears no heartbeat from it for `processing.peer_timeout_ms`
+//! and takes it over (`runtime/src/liveness.rs`): it fences the silent instance's
+//! transactional id, which aborts its open transaction, and removes it from the group
+//! (`runtime/src/fencing.rs`). The session timeout here is 30 s and the transaction
+//! timeout a minute, so without the takeover the silent instance would keep its
+//! partitions that long.
+//!
+//! - Killed (SIGKILL): the survivor takes it over and the ledger is exact.
+//! - Paused (SIGSTOP for 5 s, then SIGCONT): taken over the same way; when it resumes,
+//!   its consumer is no longer a member and its producer is fenced: it rejoins the group,
+//!   replaces its producer and goes on — it must not exit — and the ledger is exact.
 
 use std::fs::File;
-use std::process::Stdio;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use paystream_integration::{Running, TestEnv, ledger_snapshot};
-use paystream_testkit::traffic::{TrafficOptions, default_start_ms, plan};
+use paystream_integration::{LedgerSnapshot, Running, TestEnv, ledger_snapshot};
+use paystream_testkit::traffic::{ExpectedOutcome, TrafficOptions, default_start_ms, plan};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_survivor_fences_a_killed_instance_and_takes_its_partitions() -> anyhow::Result<()> {
-    let env = TestEnv::new("failover");
+/// How the second instance goes silent.
+enum Silence {
+    Kill,
+    Pause(Duration),
+}
+
+/// What a run of the scenario leaves to check.
+struct Outcome {
+    env: TestEnv,
+    expected: ExpectedOutcome,
+    ledger: LedgerSnapshot,
+    /// The logs of instance 0 (the one that takes over) and instance 1.
+    logs: [String; 2],
+}
+
+fn signal(signal: &str, pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill {signal} {pid}: {status}");
+    Ok(())
+}
+
+/// Two instances, about 8 s of traffic at 2,000 records/s, and instance 1 silenced 4 s
+/// in; returns once the ledger has every journal entry (instance 0 runs the sink).
+async fn run(name: &str, seed: u64, silence: Silence) -> anyhow::Result<Outcome> {
+    let env = TestEnv::new(name);
     let count = 16_000;
     let start_ms = default_start_ms(count);
     let expected = plan(&TrafficOptions {
         count,
-        seed: 31,
+        seed,
         start_ms,
         ..TrafficOptions::default()
     })
     .expected;
     env.prepare()?;
-    let survivor_log = env.work_dir.path().join("survivor.log");
-    let instance = |id: &str, log: File| {
+    // Outside the test's directories, so that they are there to read after a failure.
+    let log_paths: [PathBuf; 2] =
+        ["0", "1"].map(|id| std::env::temp_dir().join(format!("{}-{id}.log", env.id)));
+    let instance = |id: &str, log: &PathBuf| -> anyhow::Result<Command> {
         let mut command = env.command(&["run"]);
         command
             .env("PAYSTREAM_INSTANCE_ID", id)
             .env("PAYSTREAM_STATE__DIR", env.state_dir.path().join(id))
-            .env("PAYSTREAM_PROCESSING__SESSION_TIMEOUT_MS", "6000")
+            .env("PAYSTREAM_PROCESSING__SESSION_TIMEOUT_MS", "30000")
             .env("PAYSTREAM_PROCESSING__TRANSACTION_TIMEOUT_MS", "60000")
             .stdout(Stdio::null())
-            .stderr(log);
-        command
+            .stderr(File::create(log)?);
+        Ok(command)
     };
-    let mut survivor = Running::spawn(&mut instance("0", File::create(&survivor_log)?))?;
-    // Only the survivor writes the ledger, so that the kill cannot leave it behind.
-    let mut victim = Running::spawn(
-        instance("1", File::create(env.work_dir.path().join("victim.log"))?).arg("--no-sink"),
-    )?;
-    // About 8 s of traffic; the kill comes 4 s in.
+    let mut first = Running::spawn(&mut instance("0", &log_paths[0])?)?;
+    // Only instance 0 writes the ledger, so that silencing instance 1 cannot hold it up.
+    let mut second = Running::spawn(instance("1", &log_paths[1])?.arg("--no-sink"))?;
     let mut producer = env
         .command(&[
             "produce",
@@ -52,7 +81,7 @@ async fn the_survivor_fences_a_killed_instance_and_takes_its_partitions() -> any
             "--count",
             &count.to_string(),
             "--seed",
-            "31",
+            &seed.to_string(),
             "--start-ms",
             &start_ms.to_string(),
             "--rate",
@@ -62,8 +91,19 @@ async fn the_survivor_fences_a_killed_instance_and_takes_its_partitions() -> any
         .stderr(Stdio::inherit())
         .spawn()?;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    victim.child().kill()?; // SIGKILL
-    victim.child().wait()?;
+    let silenced_at = Instant::now();
+    match silence {
+        Silence::Kill => {
+            second.child().kill()?; // SIGKILL
+            second.child().wait()?;
+        }
+        Silence::Pause(pause) => {
+            let pid = second.child().id();
+            signal("-STOP", pid)?;
+            tokio::time::sleep(pause).await;
+            signal("-CONT", pid)?;
+        }
+    }
     anyhow::ensure!(producer.wait()?.success(), "paystream produce failed");
 
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -73,29 +113,89 @@ async fn the_survivor_fences_a_killed_instance_and_takes_its_partitions() -> any
             break ledger;
         }
         assert!(
-            survivor.child().try_wait()?.is_none(),
-            "the survivor exited; see {}",
-            survivor_log.display()
+            first.child().try_wait()?.is_none(),
+            "instance 0 exited; see {}",
+            log_paths[0].display()
         );
         anyhow::ensure!(
             Instant::now() < deadline,
-            "the ledger did not catch up: {} of {} journal entries",
+            "the ledger did not catch up: {} of {} journal entries (logs: {}, {})",
             ledger.journal_entries,
-            expected.journal_entries
+            expected.journal_entries,
+            log_paths[0].display(),
+            log_paths[1].display()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    survivor.stop()?;
-    let log = std::fs::read_to_string(&survivor_log)?;
-    let transactional_id = format!("{}-1", env.application_id);
+    println!(
+        "the ledger caught up {} ms after instance 1 went silent",
+        silenced_at.elapsed().as_millis()
+    );
+    if matches!(silence, Silence::Pause(_)) {
+        assert!(
+            second.child().try_wait()?.is_none(),
+            "the paused instance exited after it resumed; see {}",
+            log_paths[1].display()
+        );
+        second.stop()?;
+    }
+    first.stop()?;
+    let logs = [
+        std::fs::read_to_string(&log_paths[0])?,
+        std::fs::read_to_string(&log_paths[1])?,
+    ];
+    Ok(Outcome {
+        env,
+        expected,
+        ledger,
+        logs,
+    })
+}
+
+impl Outcome {
+    /// Instance 0 fenced instance 1's transactional id and took it over.
+    fn assert_taken_over(&self) {
+        let log = &self.logs[0];
+        let transactional_id = format!("{}-1", self.env.application_id);
+        assert!(
+            log.lines()
+                .any(|line| line.contains("fenced the transactional id")
+                    && line.contains(&transactional_id)),
+            "instance 0 fenced {transactional_id}; its log:\n{log}"
+        );
+        // Field names and values are apart in the colored log: look for the value.
+        assert!(
+            log.lines()
+                .any(|line| line.contains("took over a silent instance") && line.contains("\"1\"")),
+            "instance 0 took instance 1 over; its log:\n{log}"
+        );
+    }
+
+    fn assert_ledger_exact(&self) {
+        assert_eq!(self.ledger.journal_entries, self.expected.journal_entries);
+        assert_eq!(self.ledger.postings, self.expected.postings);
+        assert_eq!(self.ledger.balances_minor, self.expected.balances_minor);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_is_taken_over_before_its_session_times_out() -> anyhow::Result<()> {
+    let outcome = run("failover_kill", 31, Silence::Kill).await?;
+    outcome.assert_taken_over();
+    outcome.assert_ledger_exact();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_instance_taken_over_rejoins_when_it_resumes() -> anyhow::Result<()> {
+    let outcome = run("failover_pause", 37, Silence::Pause(Duration::from_secs(5))).await?;
+    outcome.assert_taken_over();
+    let log = &outcome.logs[1];
     assert!(
         log.lines()
-            .any(|line| line.contains("fenced the transactional id")
-                && line.contains(&transactional_id)),
-        "the survivor fenced {transactional_id}; its log:\n{log}"
+            .any(|line| line.contains("the producer is in a fatal state")),
+        "the paused instance replaced its fenced producer; its log:\n{log}"
     );
-    assert_eq!(ledger.journal_entries, expected.journal_entries);
-    assert_eq!(ledger.postings, expected.postings);
-    assert_eq!(ledger.balances_minor, expected.balances_minor);
+    outcome.assert_ledger_exact();
     Ok(())
 }

@@ -161,8 +161,9 @@ mod tests {
         );
         let topics = topology.topics();
         // inputs and their DLQs, outputs and the sink's DLQs, repartition, redrive log,
-        // six changelogs
-        assert_eq!(topics.len(), 8 * 2 + 3 * 2 + 1 + 1 + 6, "{topics:?}");
+        // liveness, six changelogs
+        assert_eq!(topics.len(), 8 * 2 + 3 * 2 + 1 + 1 + 1 + 6, "{topics:?}");
+        assert!(topics.contains(&("app-liveness".into(), TopicRole::Liveness)));
         assert!(topics.contains(&("app-payments-by-id".into(), TopicRole::Repartition)));
         assert!(topics.contains(&("t1.ledger_entries".into(), TopicRole::Output)));
         assert!(topics.contains(&("t1.ledger_entries.dlq".into(), TopicRole::DeadLetter)));

@@ -17,7 +17,9 @@ mod counts;
 mod dead_letter_policy;
 mod dlq_depth;
 mod eos_producer;
+mod fencing;
 mod lag;
+mod liveness;
 pub mod metrics;
 mod origin;
 mod partition_group;
@@ -105,6 +107,17 @@ pub enum Error {
     /// A restore thread panicked (a bug, not the data of a record).
     #[error("restore of task {task} panicked: {message}")]
     RestorePanicked { task: String, message: String },
+    /// The pipeline's consumer failed for good: typically another member took this
+    /// instance's `group.instance.id` — the others took it over after it sent no
+    /// heartbeat for `processing.peer_timeout_ms` (it was paused or cut off), or another
+    /// instance runs with the same `instance_id`. Starting again rejoins the group.
+    #[error(
+        "the consumer failed for good: {message}; if this instance was paused or cut off \
+         from the brokers for longer than processing.peer_timeout_ms, the others took its \
+         partitions over and it must start again; if another instance runs with the same \
+         instance_id, give each a distinct one"
+    )]
+    ConsumerFatal { message: String },
     /// A background thread could not be started.
     #[error("starting {what}: {source}")]
     Thread {
@@ -169,7 +182,8 @@ impl Error {
             Error::RegistryUnreachable { .. }
             | Error::GroupMetadataMissing
             | Error::ProducerQueueFull { .. }
-            | Error::RestoreCancelled { .. } => true,
+            | Error::RestoreCancelled { .. }
+            | Error::ConsumerFatal { .. } => true,
             Error::Config(_)
             | Error::NotCoPartitioned { .. }
             | Error::FailedOutsideRecord { .. }

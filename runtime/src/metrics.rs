@@ -3,7 +3,8 @@
 //! stage — never an id.
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// The phases of a commit, in order, as `paystream_commit_phase_seconds{phase}` labels
@@ -50,6 +51,10 @@ pub struct Metrics {
     /// Transactional producers replaced after a fatal error (a transaction the
     /// coordinator aborted at its timeout, or a fencing); each aborted its transaction.
     pub producer_resets: IntCounter,
+    /// Other instances whose heartbeat arrived within `processing.peer_timeout_ms`.
+    pub peers_alive: IntGauge,
+    /// Silent instances this one took over (fenced and removed from the group).
+    pub peer_takeovers: IntCounter,
     /// Time to send offsets and commit a transaction, seconds.
     pub commit_latency_seconds: Histogram,
     /// The parts of a commit, seconds, by phase ([`COMMIT_PHASES`]).
@@ -191,6 +196,22 @@ impl Metrics {
         registry
             .register(Box::new(producer_resets.clone()))
             .expect("register");
+        let peers_alive = IntGauge::new(
+            "paystream_peers_alive",
+            "Other instances whose heartbeat arrived within processing.peer_timeout_ms",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(peers_alive.clone()))
+            .expect("register");
+        let peer_takeovers = IntCounter::new(
+            "paystream_peer_takeovers_total",
+            "Silent instances this one fenced and removed from the group",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(peer_takeovers.clone()))
+            .expect("register");
         let commit_latency_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "paystream_commit_latency_seconds",
@@ -244,6 +265,8 @@ impl Metrics {
             enforced_processing,
             transaction_aborts,
             producer_resets,
+            peers_alive,
+            peer_takeovers,
             commit_latency_seconds,
             commit_phase_seconds,
             consumer_lag,

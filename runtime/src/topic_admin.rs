@@ -43,9 +43,13 @@ pub async fn create_topics(
     let new_topics: Vec<NewTopic<'_>> = all
         .iter()
         .map(|(name, role)| {
+            let partitions = match role {
+                TopicRole::Liveness => 1,
+                _ => config.topics.partitions,
+            };
             let topic = NewTopic::new(
                 name,
-                config.topics.partitions,
+                partitions,
                 TopicReplication::Fixed(config.topics.replication_factor),
             );
             match role {
@@ -62,6 +66,8 @@ pub async fn create_topics(
                     .set("message.timestamp.type", "LogAppendTime")
                     .set("retention.ms", DEAD_LETTER_RETENTION_MS)
                     .set("max.message.bytes", DEAD_LETTER_RECORD_BYTES_MAX),
+                // Heartbeats matter for seconds.
+                TopicRole::Liveness => topic.set("retention.ms", "3600000"),
                 TopicRole::Input | TopicRole::Output => topic,
             }
         })

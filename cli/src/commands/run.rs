@@ -15,7 +15,7 @@ use paystream_processors::topology::payments_topology;
 use paystream_runtime::metrics::Metrics;
 use paystream_runtime::{Config, Pipeline, RunSummary};
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::codec;
 
@@ -84,12 +84,20 @@ pub async fn run(
     let pipeline = Pipeline::new(
         config.clone(),
         payments_topology(&config, &payments, &payment_metrics),
+        codec.clone(),
+        metrics.clone(),
+        health.clone(),
+    )
+    .await?;
+    let rejoin = Rejoin {
+        config: config.clone(),
+        payments: payments.clone(),
+        payment_metrics: payment_metrics.clone(),
         codec,
         metrics,
         health,
-    )
-    .await?;
-    let mut pipeline = tokio::spawn(pipeline.run(shutdown_rx, args.until_caught_up));
+    };
+    let mut pipeline = tokio::spawn(rejoin.run(pipeline, shutdown_rx, args.until_caught_up));
     // Whichever ends first decides: a failed sink stops the pipeline (so an orchestrator
     // restarts the process) and a finished pipeline lets the sink drain its outputs.
     let (pipeline_result, sink_result) = match sink {
@@ -140,6 +148,52 @@ pub async fn run(
         started.elapsed().as_secs_f64(),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a new pipeline is made of, when the consumer of the running one was fenced out
+/// of the group.
+struct Rejoin {
+    config: Config,
+    payments: PaymentsConfig,
+    payment_metrics: PaymentMetrics,
+    codec: Arc<paystream_schemas::Codec>,
+    metrics: Metrics,
+    health: Arc<Health>,
+}
+
+impl Rejoin {
+    /// Runs `pipeline`; when its consumer fails for good
+    /// ([`paystream_runtime::Error::ConsumerFatal`]: the others took this instance over
+    /// after it was paused or cut off for longer than `processing.peer_timeout_ms`), runs
+    /// a new one — a new consumer and producer, which rejoin the group and fence the old
+    /// ones — instead of stopping the instance.
+    async fn run(
+        self,
+        mut pipeline: Pipeline,
+        shutdown: watch::Receiver<bool>,
+        until_caught_up: bool,
+    ) -> paystream_runtime::Result<RunSummary> {
+        loop {
+            match pipeline.run(shutdown.clone(), until_caught_up).await {
+                Err(paystream_runtime::Error::ConsumerFatal { message }) if !*shutdown.borrow() => {
+                    warn!(
+                        error = %message,
+                        "the consumer was fenced out of the group (the others took this \
+                         instance over); rejoining with a new consumer and producer"
+                    );
+                }
+                result => return result,
+            }
+            pipeline = Pipeline::new(
+                self.config.clone(),
+                payments_topology(&self.config, &self.payments, &self.payment_metrics),
+                self.codec.clone(),
+                self.metrics.clone(),
+                self.health.clone(),
+            )
+            .await?;
+        }
+    }
 }
 
 /// Exit code of a run stopped by a failure that starting again may cure (sysexits.h).

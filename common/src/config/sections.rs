@@ -242,6 +242,14 @@ pub struct ProcessingConfig {
     /// (`group.instance.id = <application_id>-<instance_id>`, KIP-345), so a restarted
     /// instance takes its partitions back at once without a rebalance.
     pub session_timeout_ms: u64,
+    /// How long an instance may send no heartbeat to the liveness topic
+    /// (`<application_id>-liveness`) before the others take its partitions over,
+    /// milliseconds (default 1500; 0 turns it off and leaves it to the session timeout).
+    /// Each instance sends a heartbeat every sixth of it. The takeover fences the silent
+    /// instance's transactional id and removes it from the group, so its partitions move
+    /// without waiting for `session_timeout_ms` (docs/architecture.md, "Instances,
+    /// rebalances and zombies").
+    pub peer_timeout_ms: u64,
     /// Stream time an auth or settlement event waits for its payment before an
     /// `ORPHAN_EVENT` / `MISSING_IN_LEDGER` exception is raised, milliseconds.
     pub orphan_timeout_ms: i64,
@@ -269,6 +277,7 @@ impl Default for ProcessingConfig {
             buffered_records_per_partition: 1_000,
             transaction_timeout_ms: 10_000,
             session_timeout_ms: 6_000,
+            peer_timeout_ms: 1_500,
             orphan_timeout_ms: 10 * 60 * 1_000,
             settlement_window_ms: 3 * 24 * 60 * 60 * 1_000,
             pending_retention_ms: 72 * 60 * 60 * 1_000,

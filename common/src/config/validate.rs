@@ -149,6 +149,21 @@ impl Config {
                 "use e.g. 60000",
             ));
         }
+        let peer_timeout_ms = self.processing.peer_timeout_ms;
+        if peer_timeout_ms != 0
+            && !(500..self.processing.session_timeout_ms).contains(&peer_timeout_ms)
+        {
+            return Err(invalid(
+                "processing.peer_timeout_ms",
+                format!(
+                    "{peer_timeout_ms} is out of range: at least 500, and below \
+                     processing.session_timeout_ms ({})",
+                    self.processing.session_timeout_ms
+                ),
+                "use about 1500 (the default), or 0 to leave dead instances to the session \
+                 timeout",
+            ));
+        }
         if !(6_000..=300_000).contains(&self.processing.session_timeout_ms) {
             return Err(invalid(
                 "processing.session_timeout_ms",

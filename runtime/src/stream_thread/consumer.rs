@@ -40,7 +40,7 @@ impl Pipeline {
                 self.check_rebalance()?;
                 match received {
                     Ok(Ok(message)) => self.enqueue(message)?,
-                    Ok(Err(e)) => warn!(error = %e, "consumer error (librdkafka retries)"),
+                    Ok(Err(e)) => self.consumer_error(e)?,
                     Err(_elapsed) => {}
                 }
                 Ok(false)
@@ -67,10 +67,20 @@ impl Pipeline {
             self.check_rebalance()?;
             match received {
                 Ok(message) => self.enqueue(message)?,
-                Err(e) => warn!(error = %e, "consumer error (librdkafka retries)"),
+                Err(e) => self.consumer_error(e)?,
             }
         }
         self.check_rebalance()
+    }
+
+    /// A consumer error: logged, as librdkafka retries; one the consumer cannot recover
+    /// from (it was fenced out of the group) stops the instance.
+    fn consumer_error(&self, error: KafkaError) -> Result<()> {
+        if let Some((_, message)) = self.consumer.client().fatal_error() {
+            return Err(Error::ConsumerFatal { message });
+        }
+        warn!(error = %error, "consumer error (librdkafka retries)");
+        Ok(())
     }
 
     /// Serves a rebalance the consumer went through since the last check.
@@ -200,7 +210,7 @@ impl Pipeline {
             .group_members
             .departed(&self.consumer, &self.config, self.timeout)
         {
-            super::fencing::fence(&self.config, &instance_id);
+            crate::fencing::fence(&self.config, &instance_id);
         }
         let assignment = self
             .consumer

@@ -25,7 +25,6 @@
 
 mod commit;
 mod consumer;
-mod fencing;
 mod record;
 mod restoring;
 mod setup;
@@ -147,7 +146,7 @@ pub struct Pipeline {
     rebalances: Arc<AtomicU64>,
     rebalances_seen: u64,
     /// The group's instances at the last rebalance: those that leave are fenced.
-    group_members: fencing::GroupMembers,
+    group_members: crate::fencing::GroupMembers,
     health: Arc<Health>,
     admin: AdminClient<DefaultClientContext>,
     last_purge_at: Instant,
@@ -217,6 +216,15 @@ impl Pipeline {
             self.topology.dead_letter_topics(),
             self.metrics.clone(),
         )?;
+        // Stopped when dropped at the end of the run, with a last heartbeat saying so.
+        let subscription: Vec<String> = self
+            .source_partitions
+            .iter()
+            .map(|(topic, _)| topic.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let _liveness = crate::liveness::spawn(&self.config, &self.metrics, subscription)?;
         let mut schedule = CommitSchedule::new(&self.config);
         self.known_ends = Some(KnownEnds::spawn(
             &self.config,

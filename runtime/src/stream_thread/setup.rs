@@ -30,6 +30,9 @@ use crate::topic_admin::check_topics;
 use crate::topology::Topology;
 use crate::{Error, Result, RunSummary};
 
+/// The longest interval between two heartbeats to the group coordinator, milliseconds.
+const HEARTBEAT_INTERVAL_MS_MAX: u64 = 500;
+
 /// Per sub-topology with a repartition source, the other sub-topologies writing it.
 fn upstream_of(topology: &Topology) -> HashMap<u8, Vec<u8>> {
     let mut upstream = HashMap::new();
@@ -84,10 +87,14 @@ impl Pipeline {
                     "session.timeout.ms",
                     config.processing.session_timeout_ms.to_string(),
                 )
-                // Three heartbeats per session: one lost is not a departure.
+                // At least three heartbeats per session (one lost is not a departure),
+                // and one every 500 ms at most: a member learns of a rebalance at its
+                // next heartbeat, and a takeover (`liveness.rs`) should not wait for it.
                 .set(
                     "heartbeat.interval.ms",
-                    (config.processing.session_timeout_ms / 3).to_string(),
+                    (config.processing.session_timeout_ms / 3)
+                        .min(HEARTBEAT_INTERVAL_MS_MAX)
+                        .to_string(),
                 )
                 .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
                 // Records wait in the partition queues (`partition_group/`), so
@@ -163,7 +170,7 @@ impl Pipeline {
             consumer,
             rebalances,
             rebalances_seen: 0,
-            group_members: super::fencing::GroupMembers::new(),
+            group_members: crate::fencing::GroupMembers::new(),
             health,
             admin,
             last_purge_at: Instant::now(),

@@ -214,6 +214,7 @@ impl TopologyBuilder {
             sub_topologies,
             external_readers: self.external_readers,
             redrive_log: names.dlq_redrives.clone(),
+            liveness: names.liveness.clone(),
         })
     }
 }

@@ -167,6 +167,8 @@ pub struct Topology {
     pub external_readers: Vec<ExternalReader>,
     /// `<app>-dlq-redrives`, written by `paystream dlq redrive`.
     pub redrive_log: String,
+    /// The instances' heartbeats (`liveness.rs`).
+    pub liveness: String,
 }
 
 impl Topology {
@@ -273,6 +275,7 @@ impl Topology {
             all.insert(TopicNames::dead_letter(source), TopicRole::DeadLetter);
         }
         all.insert(self.redrive_log.clone(), TopicRole::RedriveLog);
+        all.insert(self.liveness.clone(), TopicRole::Liveness);
         all.into_iter().collect()
     }
 

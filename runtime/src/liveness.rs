@@ -1,0 +1,265 @@
+//! Liveness between instances: a dead instance's partitions move in about
+//! `processing.peer_timeout_ms`, not the group's session timeout (docs/architecture.md,
+//! "Instances, rebalances and zombies").
+//!
+//! A static member that dies (SIGKILL, a lost machine) sends no LeaveGroup, so the group
+//! coordinator keeps its partitions assigned until its session times out (6 s at least
+//! on a broker with default settings). Here every instance sends a heartbeat to the
+//! one-partition topic `<application_id>-liveness` every sixth of
+//! `processing.peer_timeout_ms` (key = its instance id) and reads everyone's. When a
+//! peer has sent nothing for `peer_timeout_ms`, the live instance with the lowest
+//! instance id takes it over: it fences the peer's transactional id (its open
+//! transaction is aborted) and removes it from the group
+//! ([`crate::fencing::remove_from_group`]); the coordinator then moves its partitions.
+//! A peer that stops on purpose sends a last heartbeat saying so, and is left alone.
+//!
+//! Silence is judged by when heartbeats arrive here, not by the clock of the sender.
+//! A peer that was only paused (or cut off from the brokers) for longer than the timeout
+//! finds itself fenced: its producer is replaced and its consumer, no longer a member,
+//! stops the instance with an error so that it starts again and rejoins (exactly-once
+//! holds either way: its transactions can no longer commit).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::kafka::{client_config, read_committed_consumer_config};
+use crate::metrics::Metrics;
+use crate::topics::TopicNames;
+use crate::{Error, Result};
+
+/// Longest the last heartbeat of a stopping instance waits to be sent.
+const LAST_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One heartbeat: the record value on the liveness topic (JSON).
+#[derive(Debug, Serialize, Deserialize)]
+struct Heartbeat {
+    instance_id: String,
+    /// Milliseconds since the Unix epoch, on the sender's clock (for people reading the
+    /// topic; silence is judged by arrival).
+    sent_at_ms: i64,
+    /// `running`, or `stopped` when the instance stops on purpose.
+    state: String,
+}
+
+/// What this instance knows of another.
+struct Peer {
+    last_heard: Instant,
+    stopped: bool,
+    /// Taken over since its last heartbeat: not again until it sends one.
+    taken_over: bool,
+}
+
+/// The running heartbeat sender and watcher; dropping it sends a last `stopped`
+/// heartbeat and stops the thread.
+pub struct LivenessMonitor {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for LivenessMonitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts sending this instance's heartbeats and watching the others', when
+/// `processing.peer_timeout_ms` is not 0.
+///
+/// # Errors
+/// [`Error::Kafka`] when the producer or the consumer cannot be created or assigned.
+pub fn spawn(
+    config: &Config,
+    metrics: &Metrics,
+    subscription: Vec<String>,
+) -> Result<Option<LivenessMonitor>> {
+    let timeout_ms = config.processing.peer_timeout_ms;
+    if timeout_ms == 0 {
+        return Ok(None);
+    }
+    let topic = TopicNames::new(config).liveness;
+    let producer: BaseProducer = client_config(config)
+        .set("linger.ms", "0")
+        .set("message.timeout.ms", timeout_ms.max(1_000).to_string())
+        .create()
+        .map_err(|e| Error::kafka("creating the heartbeat producer", e))?;
+    let consumer: BaseConsumer =
+        read_committed_consumer_config(config, &format!("{}-liveness", config.application_id))
+            .create()
+            .map_err(|e| Error::kafka("creating the heartbeat consumer", e))?;
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&topic, 0, Offset::End)
+        .map_err(|e| Error::kafka("building the heartbeat assignment", e))?;
+    consumer
+        .assign(&assignment)
+        .map_err(|e| Error::kafka("assigning the heartbeat consumer", e))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = Watcher {
+        config: config.clone(),
+        topic,
+        timeout: Duration::from_millis(timeout_ms),
+        interval: Duration::from_millis((timeout_ms / 6).max(50)),
+        peers: BTreeMap::new(),
+        metrics: metrics.clone(),
+        subscription,
+    };
+    let stopping = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("liveness".into())
+        .spawn(move || watcher.run(&producer, &consumer, &stopping))
+        .map_err(|source| Error::Thread {
+            what: "the liveness thread",
+            source,
+        })?;
+    Ok(Some(LivenessMonitor {
+        stop,
+        thread: Some(thread),
+    }))
+}
+
+struct Watcher {
+    config: Config,
+    topic: String,
+    timeout: Duration,
+    interval: Duration,
+    peers: BTreeMap<String, Peer>,
+    metrics: Metrics,
+    /// The pipeline's input topics: the takeover joins the group subscribed to them.
+    subscription: Vec<String>,
+}
+
+impl Watcher {
+    fn run(mut self, producer: &BaseProducer, consumer: &BaseConsumer, stop: &AtomicBool) {
+        let mut next_heartbeat = Instant::now();
+        while !stop.load(Ordering::SeqCst) {
+            if Instant::now() >= next_heartbeat {
+                self.send(producer, "running");
+                next_heartbeat = Instant::now() + self.interval;
+            }
+            producer.poll(Duration::ZERO);
+            if let Some(Ok(message)) = consumer.poll(self.interval / 4) {
+                self.heard(message.payload());
+            }
+            self.check();
+        }
+        self.send(producer, "stopped");
+        let _ = producer.flush(LAST_HEARTBEAT_TIMEOUT);
+    }
+
+    fn send(&self, producer: &BaseProducer, state: &str) {
+        let heartbeat = Heartbeat {
+            instance_id: self.config.instance_id.clone(),
+            sent_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            state: state.to_string(),
+        };
+        let Ok(value) = serde_json::to_vec(&heartbeat) else {
+            return;
+        };
+        let record = BaseRecord::to(&self.topic)
+            .key(self.config.instance_id.as_bytes())
+            .payload(&value);
+        if let Err((e, _)) = producer.send(record) {
+            warn!(error = %e, "sending a heartbeat failed");
+        }
+    }
+
+    fn heard(&mut self, payload: Option<&[u8]>) {
+        let Some(heartbeat) = payload.and_then(|p| serde_json::from_slice::<Heartbeat>(p).ok())
+        else {
+            return;
+        };
+        if heartbeat.instance_id == self.config.instance_id {
+            return;
+        }
+        let stopped = heartbeat.state == "stopped";
+        match self.peers.get_mut(&heartbeat.instance_id) {
+            Some(peer) => {
+                peer.last_heard = Instant::now();
+                peer.stopped = stopped;
+                peer.taken_over = false;
+            }
+            None => {
+                info!(instance_id = %heartbeat.instance_id, "heard a new instance");
+                self.peers.insert(
+                    heartbeat.instance_id,
+                    Peer {
+                        last_heard: Instant::now(),
+                        stopped,
+                        taken_over: false,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Takes over the peers silent for the timeout, when this instance is the live one
+    /// with the lowest instance id.
+    fn check(&mut self) {
+        let timeout = self.timeout;
+        let alive = |peer: &Peer| !peer.stopped && peer.last_heard.elapsed() <= timeout;
+        self.metrics
+            .peers_alive
+            .set(self.peers.values().filter(|p| alive(p)).count() as i64);
+        let silent: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.stopped && !p.taken_over && !alive(p))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if silent.is_empty() {
+            return;
+        }
+        let own = &self.config.instance_id;
+        let acts = self
+            .peers
+            .iter()
+            .filter(|(_, p)| alive(p))
+            .all(|(id, _)| own < id);
+        for instance_id in silent {
+            let Some(peer) = self.peers.get_mut(&instance_id) else {
+                continue;
+            };
+            peer.taken_over = true;
+            if !acts {
+                continue;
+            }
+            let silent_ms = peer.last_heard.elapsed().as_millis() as u64;
+            crate::fencing::fence(&self.config, &instance_id);
+            match crate::fencing::remove_from_group(&self.config, &instance_id, &self.subscription)
+            {
+                Ok(took) => {
+                    self.metrics.peer_takeovers.inc();
+                    warn!(
+                        instance_id,
+                        silent_ms,
+                        took_ms = took.as_millis() as u64,
+                        "took over a silent instance: fenced it and removed it from the group, \
+                         so its partitions move now"
+                    );
+                }
+                Err(e) => warn!(
+                    instance_id,
+                    error = %e,
+                    "removing a silent instance from the group failed; its partitions move \
+                     at its session timeout"
+                ),
+            }
+        }
+    }
+}
