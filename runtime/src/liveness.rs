@@ -211,6 +211,12 @@ impl Watcher {
     /// Takes over the peers silent for the timeout, when this instance is the live one
     /// with the lowest instance id.
     fn check(&mut self) {
+        // Silent for a whole session, a peer has left the group in any case: forget it
+        // (a live instance with a higher id would otherwise take it over again once the
+        // one that did is gone).
+        let session = Duration::from_millis(self.config.processing.session_timeout_ms);
+        self.peers
+            .retain(|_, peer| peer.last_heard.elapsed() <= session);
         let timeout = self.timeout;
         let alive = |peer: &Peer| !peer.stopped && peer.last_heard.elapsed() <= timeout;
         self.metrics
@@ -235,31 +241,55 @@ impl Watcher {
             let Some(peer) = self.peers.get_mut(&instance_id) else {
                 continue;
             };
-            peer.taken_over = true;
             if !acts {
                 continue;
             }
+            peer.taken_over = true;
             let silent_ms = peer.last_heard.elapsed().as_millis() as u64;
-            crate::fencing::fence(&self.config, &instance_id);
-            match crate::fencing::remove_from_group(&self.config, &instance_id, &self.subscription)
-            {
-                Ok(took) => {
-                    self.metrics.peer_takeovers.inc();
-                    warn!(
-                        instance_id,
-                        silent_ms,
-                        took_ms = took.as_millis() as u64,
-                        "took over a silent instance: fenced it and removed it from the group, \
-                         so its partitions move now"
-                    );
-                }
-                Err(e) => warn!(
-                    instance_id,
-                    error = %e,
-                    "removing a silent instance from the group failed; its partitions move \
-                     at its session timeout"
-                ),
+            // On a thread of its own: the takeover waits for the group (seconds during a
+            // rebalance), and meanwhile this thread must go on sending this instance's
+            // heartbeats and reading the others' — blocked here, it made the others take
+            // this instance over, and judged them by heartbeats it had not read.
+            let config = self.config.clone();
+            let subscription = self.subscription.clone();
+            let metrics = self.metrics.clone();
+            let started = std::thread::Builder::new()
+                .name("takeover".into())
+                .spawn(move || {
+                    take_over(&config, &instance_id, silent_ms, &subscription, &metrics)
+                });
+            if let Err(e) = started {
+                warn!(error = %e, "starting a takeover thread failed");
             }
         }
+    }
+}
+
+/// Fences silent instance `instance_id` and removes it from the group.
+fn take_over(
+    config: &Config,
+    instance_id: &str,
+    silent_ms: u64,
+    subscription: &[String],
+    metrics: &Metrics,
+) {
+    crate::fencing::fence(config, instance_id);
+    match crate::fencing::remove_from_group(config, instance_id, subscription) {
+        Ok(took) => {
+            metrics.peer_takeovers.inc();
+            warn!(
+                instance_id,
+                silent_ms,
+                took_ms = took.as_millis() as u64,
+                "took over a silent instance: fenced it and removed it from the group, so \
+                 its partitions move now"
+            );
+        }
+        Err(e) => warn!(
+            instance_id,
+            error = %e,
+            "removing a silent instance from the group failed; its partitions move at its \
+             session timeout"
+        ),
     }
 }

@@ -226,17 +226,17 @@ impl Pipeline {
             .abort("aborting the transaction at a rebalance")?;
         self.metrics.rebalances.inc();
         // Eager rebalancing re-assigns every partition from its committed offset; queued
-        // records are read again, and a partition paused for a full queue is resumed.
+        // records are read again. Every assigned partition is resumed: librdkafka keeps a
+        // partition the application paused (a full queue, a restoring task) paused
+        // through a rebalance that gives it back to the same consumer, and a partition
+        // left paused here was never fetched again — the failover tests found partitions
+        // kept through two quick rebalances that stopped for good. A task still restoring
+        // pauses its partitions again at its next record.
         self.queues.aborted();
-        let mut full = TopicPartitionList::new();
-        for (topic, partition) in self.queues.clear_all() {
-            if assignment.find_partition(&topic, partition).is_some() {
-                full.add_partition(&topic, partition);
-            }
-        }
-        if full.count() > 0 {
+        self.queues.clear_all();
+        if assignment.count() > 0 {
             self.consumer
-                .resume(&full)
+                .resume(&assignment)
                 .map_err(|e| Error::kafka("resuming partitions after a rebalance", e))?;
         }
         self.paused.clear();
