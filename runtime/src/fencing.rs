@@ -134,11 +134,7 @@ impl ConsumerContext for Joined {
 ///
 /// It subscribes to the pipeline's inputs (`subscription`), as the member it replaces
 /// did: the replacement then costs no rebalance (the coordinator hands it the cached
-/// assignment), and only the LeaveGroup makes one. Subscribed to other topics, the
-/// replacement made a rebalance of its own, and in two of five runs of the failover test
-/// the survivor then stopped fetching some partitions it had kept through both
-/// rebalances (not explained yet: docs/architecture.md, "Instances, rebalances and
-/// zombies").
+/// assignment), and only the LeaveGroup makes one.
 ///
 /// # Errors
 /// A message when the consumer cannot be created or the group does not take it in.
