@@ -469,6 +469,50 @@ pub fn read_committed(topic: &str, timeout: Duration) -> anyhow::Result<Vec<Read
         .collect())
 }
 
+/// Sends `signal` (`-STOP`, `-CONT`, …) to process `pid` with kill(1).
+///
+/// # Errors
+/// When kill cannot run or fails.
+pub fn signal(signal: &str, pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    anyhow::ensure!(status.success(), "kill {signal} {pid} failed: {status}");
+    Ok(())
+}
+
+/// Waits until the ledger at `database_url` holds `journal_entries` journal entries and
+/// returns it, failing as soon as `writer` (the instance running the ledger sink) has
+/// exited. `what` names the run in errors (e.g. where its logs are).
+///
+/// # Errors
+/// Database errors; the writer exited; the ledger did not catch up within `timeout`.
+pub async fn wait_for_ledger(
+    database_url: &str,
+    journal_entries: u64,
+    writer: &mut Running,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<LedgerSnapshot> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let ledger = ledger_snapshot(database_url).await?;
+        if ledger.journal_entries >= journal_entries {
+            return Ok(ledger);
+        }
+        if let Some(status) = writer.child().try_wait()? {
+            anyhow::bail!("the instance writing the ledger exited ({status}); {what}");
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the ledger did not catch up: {} of {journal_entries} journal entries; {what}",
+            ledger.journal_entries,
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// What a ledger database holds, in the terms of the traffic plan's expected outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerSnapshot {

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use paystream_integration::{LedgerSnapshot, Running, TestEnv, ledger_snapshot};
+use paystream_integration::{LedgerSnapshot, Running, TestEnv, signal, wait_for_ledger};
 use paystream_testkit::traffic::{ExpectedOutcome, TrafficOptions, default_start_ms, plan};
 
 /// How the second instance goes silent.
@@ -33,14 +33,6 @@ struct Outcome {
     ledger: LedgerSnapshot,
     /// The logs of instance 0 (the one that takes over) and instance 1.
     logs: [String; 2],
-}
-
-fn signal(signal: &str, pid: u32) -> anyhow::Result<()> {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()?;
-    anyhow::ensure!(status.success(), "kill {signal} {pid}: {status}");
-    Ok(())
 }
 
 /// Two instances, about 8 s of traffic at 2,000 records/s, and instance 1 silenced 4 s
@@ -106,27 +98,18 @@ async fn run(name: &str, seed: u64, silence: Silence) -> anyhow::Result<Outcome>
     }
     anyhow::ensure!(producer.wait()?.success(), "paystream produce failed");
 
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let ledger = loop {
-        let ledger = ledger_snapshot(&env.database_url).await?;
-        if ledger.journal_entries >= expected.journal_entries {
-            break ledger;
-        }
-        assert!(
-            first.child().try_wait()?.is_none(),
-            "instance 0 exited; see {}",
-            log_paths[0].display()
-        );
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the ledger did not catch up: {} of {} journal entries (logs: {}, {})",
-            ledger.journal_entries,
-            expected.journal_entries,
+    let ledger = wait_for_ledger(
+        &env.database_url,
+        expected.journal_entries,
+        &mut first,
+        Duration::from_secs(180),
+        &format!(
+            "logs: {}, {}",
             log_paths[0].display(),
             log_paths[1].display()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+        ),
+    )
+    .await?;
     println!(
         "the ledger caught up {} ms after instance 1 went silent",
         silenced_at.elapsed().as_millis()

@@ -7,10 +7,10 @@
 //! producer (`paystream_producer_resets_total`), reprocess from its committed offsets and
 //! go on, and the ledger must be exactly what the traffic makes.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use paystream_integration::{Running, TestEnv, ledger_snapshot};
+use paystream_integration::{Running, TestEnv, signal, wait_for_ledger};
 use paystream_testkit::traffic::{TrafficOptions, default_start_ms, plan};
 use prometheus_parse::{Scrape, Value};
 
@@ -35,14 +35,6 @@ fn total(scrape: &Scrape, metric: &str) -> Option<f64> {
 async fn scrape(url: &str) -> anyhow::Result<Scrape> {
     let text = reqwest::get(url).await?.error_for_status()?.text().await?;
     Ok(Scrape::parse(text.lines().map(|l| Ok(l.to_string())))?)
-}
-
-fn signal(signal: &str, pid: u32) -> anyhow::Result<()> {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()?;
-    anyhow::ensure!(status.success(), "kill {signal} {pid}: {status}");
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,24 +98,14 @@ async fn an_instance_paused_past_its_transaction_timeout_replaces_its_producer_a
     anyhow::ensure!(producer.wait()?.success(), "paystream produce failed");
 
     // It goes on: every journal entry reaches the ledger, with the instance still running.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let ledger = loop {
-        let ledger = ledger_snapshot(&env.database_url).await?;
-        if ledger.journal_entries >= expected.journal_entries {
-            break ledger;
-        }
-        assert!(
-            run.child().try_wait()?.is_none(),
-            "the instance exited after the pause"
-        );
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the ledger did not catch up: {} of {} journal entries",
-            ledger.journal_entries,
-            expected.journal_entries
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let ledger = wait_for_ledger(
+        &env.database_url,
+        expected.journal_entries,
+        &mut run,
+        Duration::from_secs(180),
+        "after the pause",
+    )
+    .await?;
     let metrics = scrape(&url).await?;
     let resets = total(&metrics, "paystream_producer_resets_total");
     run.stop()?;

@@ -10,9 +10,7 @@
 //! retention deleted before this instance started are not counted.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -20,6 +18,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 
+use crate::background::BackgroundThread;
 use crate::config::Config;
 use crate::kafka::partition_count;
 use crate::kafka::read_committed_consumer_config;
@@ -31,19 +30,7 @@ use crate::{Error, Result};
 const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The running monitor; dropping it stops the thread.
-pub struct DlqDepthMonitor {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for DlqDepthMonitor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+pub type DlqDepthMonitor = BackgroundThread;
 
 /// Starts following `dead_letter_topics` and the redrive log of `config`'s application.
 ///
@@ -72,52 +59,40 @@ pub fn spawn(
     consumer
         .assign(&assignment)
         .map_err(|e| Error::kafka("assigning the DLQ depth consumer", e))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopping = stop.clone();
     let redrive_log = names.dlq_redrives.clone();
-    let thread = std::thread::Builder::new()
-        .name("dlq-depth".into())
-        .spawn(move || {
-            let mut written: BTreeMap<String, i64> =
-                dead_letter_topics.iter().map(|t| (t.clone(), 0)).collect();
-            let mut redriven: BTreeMap<String, i64> = BTreeMap::new();
-            let mut redriven_keys: HashSet<Vec<u8>> = HashSet::new();
-            let mut published = Instant::now() - PUBLISH_INTERVAL;
-            while !stopping.load(Ordering::SeqCst) {
-                match consumer.poll(Duration::from_millis(200)) {
-                    Some(Ok(message)) if message.topic() == redrive_log => {
-                        // Key: `<dlq topic>:<partition>:<offset>`.
-                        if let Some(key) = message.key()
-                            && redriven_keys.insert(key.to_vec())
-                            && let Some(topic) = String::from_utf8_lossy(key).rsplitn(3, ':').nth(2)
-                        {
-                            *redriven.entry(topic.to_string()).or_insert(0) += 1;
-                        }
+    BackgroundThread::spawn("dlq-depth", "the DLQ depth thread", move |stopping| {
+        let mut written: BTreeMap<String, i64> =
+            dead_letter_topics.iter().map(|t| (t.clone(), 0)).collect();
+        let mut redriven: BTreeMap<String, i64> = BTreeMap::new();
+        let mut redriven_keys: HashSet<Vec<u8>> = HashSet::new();
+        let mut published = Instant::now() - PUBLISH_INTERVAL;
+        while !stopping.load(Ordering::SeqCst) {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(message)) if message.topic() == redrive_log => {
+                    // Key: `<dlq topic>:<partition>:<offset>`.
+                    if let Some(key) = message.key()
+                        && redriven_keys.insert(key.to_vec())
+                        && let Some(topic) = String::from_utf8_lossy(key).rsplitn(3, ':').nth(2)
+                    {
+                        *redriven.entry(topic.to_string()).or_insert(0) += 1;
                     }
-                    Some(Ok(message)) => {
-                        *written.entry(message.topic().to_string()).or_insert(0) += 1;
-                    }
-                    Some(Err(e)) => warn!(error = %e, "DLQ depth consumer error (retrying)"),
-                    None => {}
                 }
-                if published.elapsed() >= PUBLISH_INTERVAL {
-                    published = Instant::now();
-                    for (topic, n) in &written {
-                        let done = redriven.get(topic).copied().unwrap_or(0);
-                        metrics
-                            .dlq_depth
-                            .with_label_values(&[topic.as_str()])
-                            .set((n - done).max(0));
-                    }
+                Some(Ok(message)) => {
+                    *written.entry(message.topic().to_string()).or_insert(0) += 1;
+                }
+                Some(Err(e)) => warn!(error = %e, "DLQ depth consumer error (retrying)"),
+                None => {}
+            }
+            if published.elapsed() >= PUBLISH_INTERVAL {
+                published = Instant::now();
+                for (topic, n) in &written {
+                    let done = redriven.get(topic).copied().unwrap_or(0);
+                    metrics
+                        .dlq_depth
+                        .with_label_values(&[topic.as_str()])
+                        .set((n - done).max(0));
                 }
             }
-        })
-        .map_err(|source| Error::Thread {
-            what: "the DLQ depth thread",
-            source,
-        })?;
-    Ok(DlqDepthMonitor {
-        stop,
-        thread: Some(thread),
+        }
     })
 }

@@ -13,6 +13,7 @@
 //! See `docs/architecture.md` for the whole picture.
 
 // What other crates use is public; the engine's inner roles are not.
+mod background;
 mod counts;
 mod dead_letter_policy;
 mod dlq_depth;

@@ -20,9 +20,7 @@
 //! holds either way: its transactions can no longer commit).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -32,6 +30,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::background::BackgroundThread;
 use crate::config::Config;
 use crate::kafka::{client_config, read_committed_consumer_config};
 use crate::metrics::Metrics;
@@ -62,19 +61,7 @@ struct Peer {
 
 /// The running heartbeat sender and watcher; dropping it sends a last `stopped`
 /// heartbeat and stops the thread.
-pub struct LivenessMonitor {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for LivenessMonitor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+pub type LivenessMonitor = BackgroundThread;
 
 /// Starts sending this instance's heartbeats and watching the others', when
 /// `processing.peer_timeout_ms` is not 0.
@@ -107,7 +94,6 @@ pub fn spawn(
     consumer
         .assign(&assignment)
         .map_err(|e| Error::kafka("assigning the heartbeat consumer", e))?;
-    let stop = Arc::new(AtomicBool::new(false));
     let watcher = Watcher {
         config: config.clone(),
         topic,
@@ -117,18 +103,10 @@ pub fn spawn(
         metrics: metrics.clone(),
         subscription,
     };
-    let stopping = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("liveness".into())
-        .spawn(move || watcher.run(&producer, &consumer, &stopping))
-        .map_err(|source| Error::Thread {
-            what: "the liveness thread",
-            source,
-        })?;
-    Ok(Some(LivenessMonitor {
-        stop,
-        thread: Some(thread),
-    }))
+    BackgroundThread::spawn("liveness", "the liveness thread", move |stopping| {
+        watcher.run(&producer, &consumer, stopping)
+    })
+    .map(Some)
 }
 
 struct Watcher {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use paystream_integration::{TestEnv, ledger_snapshot, read_committed, registry_url};
+use paystream_integration::{TestEnv, ledger_snapshot, read_committed, registry_url, signal};
 use paystream_processors::ledger::{journal_entry_id, movement_entry_id};
 use paystream_schemas::{
     CaptureMode, ChargebackStage, Codec, InputEvent, JournalEntry, JournalEntryKind, PaymentStatus,
@@ -131,10 +131,10 @@ async fn inject(
             // Mid-run, with a transaction open: not while the instance starts.
             tokio::time::sleep(Duration::from_secs(2)).await;
             let victim = &running[rng.random_range(0..running.len())];
-            let pid = victim.child.id().to_string();
-            signal("-STOP", &pid)?;
+            let pid = victim.child.id();
+            signal("-STOP", pid)?;
             tokio::time::sleep(Duration::from_millis(args.stall_ms)).await;
-            signal("-CONT", &pid)?;
+            signal("-CONT", pid)?;
             println!(
                 "paused instance {} (pid {pid}) for {} ms",
                 victim.id, args.stall_ms
@@ -163,16 +163,6 @@ async fn inject(
             println!("PostgreSQL was down for {} ms", outage.as_millis());
         }
     }
-    Ok(())
-}
-
-/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`.
-fn signal(signal: &str, pid: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill")
-        .args([signal, pid])
-        .status()
-        .context("running kill")?;
-    anyhow::ensure!(status.success(), "kill {signal} {pid} failed: {status}");
     Ok(())
 }
 
