@@ -214,6 +214,37 @@ impl TestEnv {
         command
     }
 
+    /// Starts `paystream produce` of `count` records of the seeded traffic (`seed`, first
+    /// event at `start_ms`) at `rate` records/s, in the background: traffic that flows
+    /// while a test does something to the instances.
+    ///
+    /// # Errors
+    /// When the process cannot start.
+    pub fn produce_at_rate(
+        &self,
+        count: u64,
+        seed: u64,
+        start_ms: i64,
+        rate: u64,
+    ) -> anyhow::Result<Child> {
+        self.command(&[
+            "produce",
+            "--quiet",
+            "--count",
+            &count.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--start-ms",
+            &start_ms.to_string(),
+            "--rate",
+            &rate.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting paystream produce")
+    }
+
     /// This test's configuration as the runtime's [`paystream_runtime::Config`], the same
     /// the `paystream` commands of [`Self::command`] get from the environment: for tests
     /// that run the runtime in process.
@@ -480,6 +511,16 @@ pub fn signal(signal: &str, pid: u32) -> anyhow::Result<()> {
         .context("running kill")?;
     anyhow::ensure!(status.success(), "kill {signal} {pid} failed: {status}");
     Ok(())
+}
+
+/// Pauses process `pid` for `duration` (SIGSTOP, then SIGCONT).
+///
+/// # Errors
+/// When a signal cannot be sent.
+pub async fn pause(pid: u32, duration: Duration) -> anyhow::Result<()> {
+    signal("-STOP", pid)?;
+    tokio::time::sleep(duration).await;
+    signal("-CONT", pid)
 }
 
 /// Waits until the ledger at `database_url` holds `journal_entries` journal entries and

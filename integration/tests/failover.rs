@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use paystream_integration::{LedgerSnapshot, Running, TestEnv, signal, wait_for_ledger};
+use paystream_integration::{LedgerSnapshot, Running, TestEnv, pause, wait_for_ledger};
 use paystream_testkit::traffic::{ExpectedOutcome, TrafficOptions, default_start_ms, plan};
 
 /// How the second instance goes silent.
@@ -66,22 +66,7 @@ async fn run(name: &str, seed: u64, silence: Silence) -> anyhow::Result<Outcome>
     let mut first = Running::spawn(&mut instance("0", &log_paths[0])?)?;
     // Only instance 0 writes the ledger, so that silencing instance 1 cannot hold it up.
     let mut second = Running::spawn(instance("1", &log_paths[1])?.arg("--no-sink"))?;
-    let mut producer = env
-        .command(&[
-            "produce",
-            "--quiet",
-            "--count",
-            &count.to_string(),
-            "--seed",
-            &seed.to_string(),
-            "--start-ms",
-            &start_ms.to_string(),
-            "--rate",
-            "2000",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+    let mut producer = env.produce_at_rate(count, seed, start_ms, 2_000)?;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let silenced_at = Instant::now();
     match silence {
@@ -89,11 +74,8 @@ async fn run(name: &str, seed: u64, silence: Silence) -> anyhow::Result<Outcome>
             second.child().kill()?; // SIGKILL
             second.child().wait()?;
         }
-        Silence::Pause(pause) => {
-            let pid = second.child().id();
-            signal("-STOP", pid)?;
-            tokio::time::sleep(pause).await;
-            signal("-CONT", pid)?;
+        Silence::Pause(duration) => {
+            pause(second.child().id(), duration).await?;
         }
     }
     anyhow::ensure!(producer.wait()?.success(), "paystream produce failed");
