@@ -3,9 +3,12 @@
 //! `processing.transaction_timeout_ms` (2 s here) plus the broker's sweep of timed-out
 //! transactions (1 s on the stack), and shorter than its session timeout (30 s here), so
 //! the group does not move its partitions. The coordinator aborts its open transaction
-//! meanwhile; on SIGCONT its producer is fenced for good. The instance must replace the
-//! producer (`paystream_producer_resets_total`), reprocess from its committed offsets and
-//! go on, and the ledger must be exactly what the traffic makes.
+//! meanwhile; on SIGCONT its producer is fenced for good, and the instance must replace
+//! it (`paystream_producer_resets_total`) — or, when the records in flight timed out in
+//! the client first, librdkafka's abort bumps the epoch itself. Either way it must
+//! reprocess from its committed offsets and go on, see the pause as a stall of its
+//! stream thread (so the reorder wait starts again: records that arrived during the
+//! pause are still put in order), and the ledger must be exactly what the traffic makes.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -37,10 +40,6 @@ async fn scrape(url: &str) -> anyhow::Result<Scrape> {
     Ok(Scrape::parse(text.lines().map(|l| Ok(l.to_string())))?)
 }
 
-// Fails about one run in four: after the pause the ledger stays two journal entries
-// short (docs/architecture.md, "Exactly once", the open defect). Kept out of CI until
-// that is found and fixed; run it with `cargo test --test stall -- --ignored`.
-#[ignore = "an open defect: the ledger stays short after the pause in about one run in four"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_paused_past_its_transaction_timeout_replaces_its_producer_and_goes_on()
 -> anyhow::Result<()> {
@@ -94,11 +93,15 @@ async fn an_instance_paused_past_its_transaction_timeout_replaces_its_producer_a
     .await?;
     let metrics = scrape(&url).await?;
     let resets = total(&metrics, "paystream_producer_resets_total");
+    let stalls = total(&metrics, "paystream_stream_thread_stalls_total");
     run.stop()?;
-    assert_eq!(
-        resets,
-        Some(1.0),
-        "the producer fenced by the aborted transaction was replaced once"
+    assert!(
+        stalls.is_some_and(|n| n >= 1.0),
+        "the pause was seen as a stall of the stream thread: {stalls:?}"
+    );
+    assert!(
+        matches!(resets, Some(n) if n <= 1.0),
+        "the producer fenced by the aborted transaction was replaced at most once: {resets:?}"
     );
     assert_eq!(ledger.journal_entries, expected.journal_entries);
     assert_eq!(ledger.postings, expected.postings);

@@ -36,6 +36,9 @@ struct MemoryContext {
     partition_time_ms: Vec<i64>,
     /// The manual wall clock, milliseconds since the Unix epoch.
     wall_clock_ms: i64,
+    /// On the manual wall clock: when the processor was (re)started, or the last stall
+    /// ended ([`TestDriver::stall_ms`]).
+    running_since_ms: i64,
 }
 
 impl ProcessorContext for MemoryContext {
@@ -56,6 +59,10 @@ impl ProcessorContext for MemoryContext {
 
     fn wall_clock_ms(&self) -> i64 {
         self.wall_clock_ms
+    }
+
+    fn running_since_ms(&self) -> i64 {
+        self.running_since_ms
     }
 
     fn partition_time_ms(&self, input: usize) -> i64 {
@@ -135,6 +142,7 @@ impl<P: Processor> TestDriver<P> {
             stream_time_ms: 0,
             partition_time_ms: vec![0; processor.inputs().len()],
             wall_clock_ms: WALL_CLOCK_START_MS,
+            running_since_ms: WALL_CLOCK_START_MS,
         };
         restore(&mut context);
         context.commit();
@@ -142,6 +150,7 @@ impl<P: Processor> TestDriver<P> {
     }
 
     fn init_and_commit(&mut self) {
+        self.context.running_since_ms = self.context.wall_clock_ms;
         self.processor
             .init(&mut self.context)
             .expect("processor init in the test driver");
@@ -204,6 +213,15 @@ impl<P: Processor> TestDriver<P> {
     /// passes while the instance is down (then [`Self::restart`]).
     pub fn pass_wall_clock_ms(&mut self, delta_ms: i64) {
         self.context.wall_clock_ms += delta_ms;
+    }
+
+    /// Moves the manual wall clock forward by `delta_ms` without punctuating, as a pause
+    /// of the instance (SIGSTOP), after which the runtime finds its stream thread
+    /// stalled: the processor has been running only since now
+    /// ([`ProcessorContext::running_since_ms`]).
+    pub fn stall_ms(&mut self, delta_ms: i64) {
+        self.context.wall_clock_ms += delta_ms;
+        self.context.running_since_ms = self.context.wall_clock_ms;
     }
 
     /// Moves the manual wall clock forward by `delta_ms`, runs the processor's

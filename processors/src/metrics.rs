@@ -348,6 +348,10 @@ impl ProcessorContext for Counting<'_> {
         self.inner.wall_clock_ms()
     }
 
+    fn running_since_ms(&self) -> i64 {
+        self.inner.running_since_ms()
+    }
+
     fn partition_time_ms(&self, input: usize) -> i64 {
         self.inner.partition_time_ms(input)
     }

@@ -50,7 +50,7 @@ pub use processor::{
     Sink, Stage, StoreSpec, TopicRef,
 };
 pub use serde::{AvroSerde, Deserializer, RawRecord, SerdeContext, SerdeError, Serializer};
-pub use stream_thread::Pipeline;
+pub use stream_thread::{Pipeline, STREAM_THREAD_STALL_MS};
 
 /// Errors of the runtime. Each says whether retrying the same operation can succeed.
 #[derive(Debug, thiserror::Error)]

@@ -51,6 +51,9 @@ pub struct Metrics {
     /// Transactional producers replaced after a fatal error (a transaction the
     /// coordinator aborted at its timeout, or a fencing); each aborted its transaction.
     pub producer_resets: IntCounter,
+    /// Breaks of the stream thread longer than [`crate::STREAM_THREAD_STALL_MS`] (the
+    /// process paused, a call that blocked); each restarted its tasks' reorder waits.
+    pub stream_thread_stalls: IntCounter,
     /// Other instances whose heartbeat arrived within `processing.peer_timeout_ms`.
     pub peers_alive: IntGauge,
     /// Silent instances this one took over (fenced and removed from the group).
@@ -196,6 +199,14 @@ impl Metrics {
         registry
             .register(Box::new(producer_resets.clone()))
             .expect("register");
+        let stream_thread_stalls = IntCounter::new(
+            "paystream_stream_thread_stalls_total",
+            "Breaks of the stream thread longer than 500 ms (the process paused, a call that blocked)",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(stream_thread_stalls.clone()))
+            .expect("register");
         let peers_alive = IntGauge::new(
             "paystream_peers_alive",
             "Other instances whose heartbeat arrived within processing.peer_timeout_ms",
@@ -265,6 +276,7 @@ impl Metrics {
             enforced_processing,
             transaction_aborts,
             producer_resets,
+            stream_thread_stalls,
             peers_alive,
             peer_takeovers,
             commit_latency_seconds,

@@ -64,6 +64,9 @@ pub struct Task {
     init_committed: bool,
     /// The processor's wall-clock punctuation: its interval and when it is next due.
     wall_clock: Option<WallClockSchedule>,
+    /// Wall-clock time since when it has been reading without a break, milliseconds
+    /// since the Unix epoch ([`ProcessorContext::running_since_ms`]).
+    running_since_ms: i64,
 }
 
 /// When a task's wall-clock punctuation runs.
@@ -108,6 +111,7 @@ impl Task {
             flushing: None,
             init_committed: false,
             wall_clock: None,
+            running_since_ms: wall_clock_ms(),
         };
         task.wall_clock = task
             .processor
@@ -132,6 +136,7 @@ impl Task {
             outputs: &mut outputs,
             stream_time_ms: self.stream_time_ms,
             partition_time_ms: &self.partition_time_ms,
+            running_since_ms: self.running_since_ms,
         };
         self.processor.init(&mut context)?;
         Ok(())
@@ -154,6 +159,7 @@ impl Task {
             outputs: &mut outputs,
             stream_time_ms: self.stream_time_ms,
             partition_time_ms: &self.partition_time_ms,
+            running_since_ms: self.running_since_ms,
         };
         let processor = &mut self.processor;
         let processed = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -238,6 +244,7 @@ impl Task {
             outputs: &mut outputs,
             stream_time_ms: self.stream_time_ms,
             partition_time_ms: &self.partition_time_ms,
+            running_since_ms: self.running_since_ms,
         };
         let processor = &mut *self.processor;
         let punctuated =
@@ -431,6 +438,12 @@ impl Task {
         Ok(())
     }
 
+    /// Its stream thread goes on after a break ([`crate::STREAM_THREAD_STALL_MS`]): it
+    /// has been reading without a break since now.
+    pub fn went_on_after_stall(&mut self) {
+        self.running_since_ms = wall_clock_ms();
+    }
+
     /// Drops every store's open-transaction writes and tells the processor.
     fn drop_open_writes(&mut self) {
         for store in self.stores.values_mut() {
@@ -440,12 +453,20 @@ impl Task {
     }
 }
 
+/// The system clock, milliseconds since the Unix epoch.
+pub(crate) fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
 /// [`ProcessorContext`] over one task's stores.
 pub struct TaskContext<'a> {
     stores: &'a mut BTreeMap<&'static str, TaskStore>,
     outputs: &'a mut Vec<Forward>,
     stream_time_ms: i64,
     partition_time_ms: &'a [i64],
+    running_since_ms: i64,
 }
 
 impl ProcessorContext for TaskContext<'_> {
@@ -465,9 +486,11 @@ impl ProcessorContext for TaskContext<'_> {
     }
 
     fn wall_clock_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as i64)
+        wall_clock_ms()
+    }
+
+    fn running_since_ms(&self) -> i64 {
+        self.running_since_ms
     }
 
     fn partition_time_ms(&self, input: usize) -> i64 {

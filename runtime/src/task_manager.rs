@@ -248,6 +248,14 @@ impl TaskManager {
         Ok(())
     }
 
+    /// The stream thread goes on after a stall: every running task has been reading only
+    /// since now ([`Task::went_on_after_stall`]).
+    pub fn went_on_after_stall(&mut self) {
+        for task in self.running.values_mut() {
+            task.went_on_after_stall();
+        }
+    }
+
     /// The transaction was aborted: its store writes are dropped (and the `init` of a
     /// task that had not committed since runs again, see [`Task::abort_stores`]).
     ///

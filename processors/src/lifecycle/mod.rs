@@ -198,10 +198,6 @@ pub struct LifecycleProcessor {
     counts: OutputCounts,
     /// Where committed counts go (`None`: not counted).
     metrics: Option<PaymentMetrics>,
-    /// Wall-clock time the task started running (its `init`), milliseconds since the
-    /// Unix epoch: the reorder wait counts from here for movements that waited while the
-    /// task was down or elsewhere.
-    running_since_ms: i64,
 }
 
 impl Default for LifecycleProcessor {
@@ -220,7 +216,6 @@ impl LifecycleProcessor {
             timer_migration: TimerMigration::default(),
             counts: OutputCounts::default(),
             metrics: None,
-            running_since_ms: 0,
         }
     }
 
@@ -264,19 +259,20 @@ impl LifecycleProcessor {
             TimerKind::StuckPayment => {
                 callbacks::on_stuck_payment(&loaded, &timer, &self.settings, ctx)?
             }
-            // The task has not run for the whole wait since it started (the movements
-            // waited while it was down or on another instance, and what happened before
-            // them may be among the records it has yet to read again): wait on.
+            // The task has not been reading for the whole wait (it started since: the
+            // movements waited while it was down or on another instance; or its stream
+            // thread stalled, the process paused): what happened before them may be among
+            // the records it has yet to read. Wait on.
             TimerKind::MovementReorder
                 if ctx.wall_clock_ms()
-                    < self
-                        .running_since_ms
+                    < ctx
+                        .running_since_ms()
                         .saturating_add(self.settings.movement_reorder_wait_ms) =>
             {
                 loaded.payment.timers.push(DueTimer {
                     kind: TimerKind::MovementReorder,
-                    due_ms: self
-                        .running_since_ms
+                    due_ms: ctx
+                        .running_since_ms()
                         .saturating_add(self.settings.movement_reorder_wait_ms),
                 });
             }
@@ -387,7 +383,6 @@ impl Processor for LifecycleProcessor {
         upgrade::migrate_pending(ctx, &mut self.timers)?;
         self.timer_migration = TimerMigration::default();
         self.timers = stored::timer_index(ctx)?;
-        self.running_since_ms = ctx.wall_clock_ms();
         Ok(())
     }
 

@@ -1046,6 +1046,25 @@ mod tests {
     }
 
     #[test]
+    fn after_a_stall_movements_wait_the_whole_wait_again() {
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        d.pipe(rec(initiated_manual("p1")));
+        d.pipe(rec(auth_ok("p1", "a1")));
+        assert!(d.pipe(rec(void("p1"))).is_empty());
+        // The process is paused for 6 s, longer than the void's wait; the capture that
+        // happened before the void reached the broker meanwhile and is not read yet.
+        d.stall_ms(6_000);
+        let out = d.advance_wall_clock_ms(MOVEMENT_REORDER_WAIT_MS / 2);
+        assert!(
+            statuses(&out).is_empty(),
+            "waits again from the end of the stall: {out:?}"
+        );
+        d.pipe(rec(capture("p1", "c1", 600, false)));
+        let out = d.advance_wall_clock_ms(MOVEMENT_REORDER_WAIT_MS);
+        assert_eq!(statuses(&out), captured_then_rest_released());
+    }
+
+    #[test]
     fn a_refused_movement_read_again_raises_no_second_exception() {
         let mut d = TestDriver::new(in_read_order());
         let too_much = capture("p1", "c2", 900, false);

@@ -125,6 +125,16 @@ pub trait ProcessorContext {
     /// passes this through.
     fn wall_clock_ms(&self) -> i64;
 
+    /// Wall-clock time since when the task has been reading without a break,
+    /// milliseconds since the Unix epoch: since it started on this instance, or since
+    /// its stream thread last went on after it had not run for longer than
+    /// [`crate::STREAM_THREAD_STALL_MS`] (the process paused, a call that blocked).
+    /// Records that reached the broker during such a break may not have been read yet,
+    /// so a wait measured in wall-clock time for other records to arrive (a reorder
+    /// wait) counts from here, not from before the break. A context that wraps another
+    /// passes this through (docs/architecture.md, "Stalls of the stream thread").
+    fn running_since_ms(&self) -> i64;
+
     /// Partition time of the processor's input `input` (its position in
     /// [`Processor::inputs`]): the largest record timestamp seen on it, milliseconds
     /// since the Unix epoch (`i64::MIN` before its first record). A record rerouted

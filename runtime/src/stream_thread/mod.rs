@@ -28,6 +28,7 @@ mod consumer;
 mod record;
 mod restoring;
 mod setup;
+mod stall;
 mod transaction;
 
 use std::collections::{BTreeSet, HashMap};
@@ -77,12 +78,8 @@ const RESTORE_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// unsubscribing before it closes the consumer anyway.
 const CLOSE_REVOKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::task::wall_clock_ms as now_ms;
+pub use stall::STREAM_THREAD_STALL_MS;
 
 /// When the stream thread commits: every `processing.commit_interval_ms`, and once
 /// nothing has been processable for `processing.commit_interval_idle_ms`.
@@ -233,7 +230,11 @@ impl Pipeline {
             self.timeout,
         )?);
         let mut since_poll = 0usize;
+        let mut stalls = stall::StallWatch::new();
         loop {
+            if let Some(stall) = stalls.iteration() {
+                self.went_on_after_stall(stall);
+            }
             // Take what the consumer has fetched, without waiting, every few records
             // and whenever nothing queued can be processed.
             let polled = since_poll >= POLL_EVERY_RECORDS || self.queues.is_empty();
@@ -278,6 +279,7 @@ impl Pipeline {
                         if self.tasks.any_restoring() {
                             until = until.min(tokio::time::Instant::now() + RESTORE_CHECK_INTERVAL);
                         }
+                        stalls.sleeping_until(until.into_std());
                         if self.wait_for_record(&mut shutdown, until).await? {
                             info!("shutdown requested");
                             break;
@@ -305,6 +307,19 @@ impl Pipeline {
         self.known_ends = None;
         self.purge_repartition_topic().await;
         Ok(())
+    }
+
+    /// The loop did not run for `stall` (the process was paused, or a call blocked):
+    /// records may have reached the broker meanwhile unread, so every running task has
+    /// been reading only since now ([`crate::processor::ProcessorContext::running_since_ms`]).
+    fn went_on_after_stall(&mut self, stall: Duration) {
+        info!(
+            stall_ms = stall.as_millis() as u64,
+            "the stream thread did not run for a while (the process was paused, or a call \
+             blocked); reorder waits count from now"
+        );
+        self.metrics.stream_thread_stalls.inc();
+        self.tasks.went_on_after_stall();
     }
 
     /// Processes one record taken from its task's queue (resuming the partition first
