@@ -692,3 +692,33 @@ pub async fn fill_changelog(
     );
     Ok(seconds)
 }
+
+/// The Prometheus exposition at `url` (an instance's `/metrics`), parsed.
+///
+/// # Errors
+/// HTTP errors; a body that does not parse.
+pub async fn scrape(url: &str) -> anyhow::Result<prometheus_parse::Scrape> {
+    let text = reqwest::get(url).await?.error_for_status()?.text().await?;
+    Ok(prometheus_parse::Scrape::parse(
+        text.lines().map(|l| Ok(l.to_string())),
+    )?)
+}
+
+/// `metric` in `scrape`, summed over its labels; `None` when it is not exported.
+pub fn metric_total(scrape: &prometheus_parse::Scrape, metric: &str) -> Option<f64> {
+    use prometheus_parse::Value;
+    let mut samples = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .peekable();
+    samples.peek()?;
+    Some(
+        samples
+            .map(|s| match s.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum(),
+    )
+}

@@ -7,7 +7,10 @@
 //! timeout a minute, so without the takeover the silent instance would keep its
 //! partitions that long.
 //!
-//! - Killed (SIGKILL): the survivor takes it over and the ledger is exact.
+//! - Killed (SIGKILL): the survivor takes it over and the ledger is exact; the killed
+//!   instance's tasks start on the survivor from its standby replicas
+//!   (`runtime/src/standby.rs`), so their restore replays next to nothing of what the
+//!   standbys had read.
 //! - Paused (SIGSTOP for 5 s, then SIGCONT): taken over the same way; when it resumes,
 //!   its consumer is no longer a member and its producer is fenced: it rejoins the group,
 //!   replaces its producer and goes on — it must not exit — and the ledger is exact.
@@ -17,7 +20,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use paystream_integration::{LedgerSnapshot, Running, TestEnv, pause, wait_for_ledger};
+use paystream_integration::{
+    LedgerSnapshot, Running, TestEnv, metric_total, pause, scrape, wait_for_ledger,
+};
 use paystream_testkit::traffic::{ExpectedOutcome, TrafficOptions, default_start_ms, plan};
 
 /// How the second instance goes silent.
@@ -33,6 +38,8 @@ struct Outcome {
     ledger: LedgerSnapshot,
     /// The logs of instance 0 (the one that takes over) and instance 1.
     logs: [String; 2],
+    /// Instance 0's metrics, scraped once the ledger was complete.
+    metrics: prometheus_parse::Scrape,
 }
 
 /// Two instances, about 8 s of traffic at 2,000 records/s, and instance 1 silenced 4 s
@@ -63,7 +70,10 @@ async fn run(name: &str, seed: u64, silence: Silence) -> anyhow::Result<Outcome>
             .stderr(File::create(log)?);
         Ok(command)
     };
-    let mut first = Running::spawn(&mut instance("0", &log_paths[0])?)?;
+    let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut first = Running::spawn(
+        instance("0", &log_paths[0])?.env("PAYSTREAM_HTTP__LISTEN_ADDRESS", address.to_string()),
+    )?;
     // Only instance 0 writes the ledger, so that silencing instance 1 cannot hold it up.
     let mut second = Running::spawn(instance("1", &log_paths[1])?.arg("--no-sink"))?;
     let mut producer = env.produce_at_rate(count, seed, start_ms, 2_000)?;
@@ -104,6 +114,7 @@ async fn run(name: &str, seed: u64, silence: Silence) -> anyhow::Result<Outcome>
         );
         second.stop()?;
     }
+    let metrics = scrape(&format!("http://{address}/metrics")).await?;
     first.stop()?;
     let logs = [
         std::fs::read_to_string(&log_paths[0])?,
@@ -114,6 +125,7 @@ async fn run(name: &str, seed: u64, silence: Silence) -> anyhow::Result<Outcome>
         expected,
         ledger,
         logs,
+        metrics,
     })
 }
 
@@ -136,6 +148,23 @@ impl Outcome {
         );
     }
 
+    /// Instance 0 kept standbys of instance 1's tasks, and the tasks it took over
+    /// started from them: their restore replayed a small part of what the standbys read
+    /// (without standbys it replays all of it).
+    fn assert_started_from_standbys(&self) {
+        let total = |metric| metric_total(&self.metrics, metric).unwrap_or(0.0);
+        let standby = total("paystream_standby_records_total");
+        let restored = total("paystream_restore_records_total");
+        assert!(
+            standby > 1_000.0,
+            "instance 0 kept standbys of instance 1's tasks: {standby} records applied"
+        );
+        assert!(
+            restored < standby / 10.0,
+            "the tasks taken over restored {restored} records, the standbys had read {standby}"
+        );
+    }
+
     fn assert_ledger_exact(&self) {
         assert_eq!(self.ledger.journal_entries, self.expected.journal_entries);
         assert_eq!(self.ledger.postings, self.expected.postings);
@@ -147,6 +176,7 @@ impl Outcome {
 async fn a_killed_instance_is_taken_over_before_its_session_times_out() -> anyhow::Result<()> {
     let outcome = run("failover_kill", 31, Silence::Kill).await?;
     outcome.assert_taken_over();
+    outcome.assert_started_from_standbys();
     outcome.assert_ledger_exact();
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use paystream_integration::{Running, TestEnv};
+use paystream_integration::{Running, TestEnv, scrape};
 use paystream_testkit::traffic::{ExpectedOutcome, TrafficOptions, default_start_ms, plan};
 use prometheus_parse::{Scrape, Value};
 
@@ -34,11 +34,6 @@ fn totals(scrape: &Scrape, metric: &str, by: &[&str]) -> BTreeMap<Vec<String>, f
 fn one(map: &BTreeMap<Vec<String>, f64>, key: &[&str]) -> u64 {
     let key: Vec<String> = key.iter().map(|k| k.to_string()).collect();
     map.get(&key).copied().unwrap_or(0.0) as u64
-}
-
-async fn scrape(url: &str) -> anyhow::Result<Scrape> {
-    let text = reqwest::get(url).await?.error_for_status()?.text().await?;
-    Ok(Scrape::parse(text.lines().map(|l| Ok(l.to_string())))?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,32 +13,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use paystream_integration::{Running, TestEnv, pause, wait_for_ledger};
+use paystream_integration::{Running, TestEnv, metric_total, pause, scrape, wait_for_ledger};
 use paystream_testkit::traffic::{TrafficOptions, default_start_ms, plan};
-use prometheus_parse::{Scrape, Value};
-
-/// `metric`, summed over its labels; `None` when it is not exported.
-fn total(scrape: &Scrape, metric: &str) -> Option<f64> {
-    let mut samples = scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == metric)
-        .peekable();
-    samples.peek()?;
-    Some(
-        samples
-            .map(|s| match s.value {
-                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
-                _ => 0.0,
-            })
-            .sum(),
-    )
-}
-
-async fn scrape(url: &str) -> anyhow::Result<Scrape> {
-    let text = reqwest::get(url).await?.error_for_status()?.text().await?;
-    Ok(Scrape::parse(text.lines().map(|l| Ok(l.to_string())))?)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_paused_past_its_transaction_timeout_replaces_its_producer_and_goes_on()
@@ -75,7 +51,7 @@ async fn an_instance_paused_past_its_transaction_timeout_replaces_its_producer_a
         let Ok(metrics) = scrape(&url).await else {
             continue;
         };
-        if total(&metrics, "paystream_commits_total").unwrap_or(0.0) >= 20.0 {
+        if metric_total(&metrics, "paystream_commits_total").unwrap_or(0.0) >= 20.0 {
             break;
         }
     }
@@ -92,8 +68,8 @@ async fn an_instance_paused_past_its_transaction_timeout_replaces_its_producer_a
     )
     .await?;
     let metrics = scrape(&url).await?;
-    let resets = total(&metrics, "paystream_producer_resets_total");
-    let stalls = total(&metrics, "paystream_stream_thread_stalls_total");
+    let resets = metric_total(&metrics, "paystream_producer_resets_total");
+    let stalls = metric_total(&metrics, "paystream_stream_thread_stalls_total");
     run.stop()?;
     assert!(
         stalls.is_some_and(|n| n >= 1.0),

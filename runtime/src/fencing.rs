@@ -113,6 +113,20 @@ pub(crate) fn fence(config: &Config, instance_id: &str) {
     }
 }
 
+/// [`fence`] on a thread of its own, so the rebalance that found the instance gone goes
+/// on meanwhile: the tasks it moves restore in parallel, and their first commit waits
+/// for the fence on the broker's side (the departed transaction's offsets are pending
+/// until it is aborted).
+pub(crate) fn fence_in_background(config: &Config, instance_id: String) {
+    let config = config.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("fence-{instance_id}"))
+        .spawn(move || fence(&config, &instance_id));
+    if let Err(e) = spawned {
+        warn!(error = %e, "the fencing thread could not start; the departed instance's transaction is aborted at its timeout");
+    }
+}
+
 /// Notes when the consumer has been given an assignment (it joined the group).
 struct Joined(Arc<AtomicBool>);
 

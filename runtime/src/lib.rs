@@ -30,6 +30,7 @@ mod record_collector;
 pub mod restore;
 pub mod serde;
 mod source;
+mod standby;
 pub mod state_manager;
 mod stream_thread;
 pub mod task;

@@ -54,6 +54,16 @@ pub struct Metrics {
     /// Breaks of the stream thread longer than [`crate::STREAM_THREAD_STALL_MS`] (the
     /// process paused, a call that blocked); each restarted its tasks' reorder waits.
     pub stream_thread_stalls: IntCounter,
+    /// Tasks of other instances this one keeps a standby of (`standby.rs`).
+    pub standby_tasks: IntGauge,
+    /// Changelog records the standbys applied.
+    pub standby_records: IntCounter,
+    /// Changelog records the standbys are behind the changelogs' committed ends (from
+    /// librdkafka's statistics, every 5 s).
+    pub standby_lag_records: IntGauge,
+    /// From a task's assignment to it running: the restore of its stores and its
+    /// processor's `init`, seconds.
+    pub task_restore_seconds: Histogram,
     /// Other instances whose heartbeat arrived within `processing.peer_timeout_ms`.
     pub peers_alive: IntGauge,
     /// Silent instances this one took over (fenced and removed from the group).
@@ -207,6 +217,43 @@ impl Metrics {
         registry
             .register(Box::new(stream_thread_stalls.clone()))
             .expect("register");
+        let standby_tasks = IntGauge::new(
+            "paystream_standby_tasks",
+            "Tasks of other instances this one keeps a standby of",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(standby_tasks.clone()))
+            .expect("register");
+        let standby_records = IntCounter::new(
+            "paystream_standby_records_total",
+            "Changelog records the standbys applied",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(standby_records.clone()))
+            .expect("register");
+        let standby_lag_records = IntGauge::new(
+            "paystream_standby_lag_records",
+            "Changelog records the standbys are behind the changelogs' committed ends",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(standby_lag_records.clone()))
+            .expect("register");
+        let task_restore_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "paystream_task_restore_seconds",
+                "From a task's assignment to it running (restore and init), seconds",
+            )
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(task_restore_seconds.clone()))
+            .expect("register");
         let peers_alive = IntGauge::new(
             "paystream_peers_alive",
             "Other instances whose heartbeat arrived within processing.peer_timeout_ms",
@@ -277,6 +324,10 @@ impl Metrics {
             transaction_aborts,
             producer_resets,
             stream_thread_stalls,
+            standby_tasks,
+            standby_records,
+            standby_lag_records,
+            task_restore_seconds,
             peers_alive,
             peer_takeovers,
             commit_latency_seconds,

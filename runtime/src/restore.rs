@@ -48,6 +48,8 @@ const RESTORE_PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// them, its processor initialised ([`Restoring::start_task`]).
 pub struct Restoring<T: Send + 'static = RestoredStores> {
     pub id: TaskId,
+    /// When the restore began: the task was assigned.
+    pub started: Instant,
     cancel: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<T>>>,
 }
@@ -112,6 +114,7 @@ impl<T: Send + 'static> Restoring<T> {
             })?;
         Ok(Restoring {
             id,
+            started: Instant::now(),
             cancel,
             thread: Some(thread),
         })
@@ -267,19 +270,18 @@ pub fn restore_store(
     let (low, high) = consumer
         .fetch_watermarks(changelog, partition, timeout)
         .map_err(|e| Error::kafka(&format!("fetching watermarks of {changelog}"), e))?;
-    let mut restarted = false;
-    let start = match from {
-        Some(offset) if offset >= low && offset <= high => offset,
-        Some(offset) => {
-            warn!(
-                changelog,
-                partition, offset, low, high, "checkpoint outside the changelog: restoring in full"
-            );
-            restarted = true;
-            low
-        }
-        None => low,
-    };
+    let (start, from_scratch) = start_offset(from, low, high);
+    let restarted = from_scratch && from.is_some();
+    if restarted {
+        warn!(
+            changelog,
+            partition,
+            offset = from,
+            low,
+            high,
+            "checkpoint outside the changelog: restoring in full"
+        );
+    }
     if start >= high {
         return Ok(Restored {
             records: 0,
@@ -287,7 +289,7 @@ pub fn restore_store(
             restarted,
         });
     }
-    if restarted || from.is_none() {
+    if from_scratch {
         // Anything in the store is of unknown position: start it empty.
         clear(store)?;
     }
@@ -389,8 +391,20 @@ pub fn restore_store(
     })
 }
 
+/// Where a store whose checkpoint says `from` starts reading a changelog partition
+/// whose offsets run from `low` to `high`: `(offset, from_scratch)`. From the
+/// checkpoint when it lies within them; otherwise (no checkpoint, or one outside the
+/// changelog: compacted, deleted, recreated) from `low`, with `from_scratch` true: the
+/// store's content is of unknown position and must be cleared first.
+pub(crate) fn start_offset(from: Option<i64>, low: i64, high: i64) -> (i64, bool) {
+    match from {
+        Some(offset) if offset >= low && offset <= high => (offset, false),
+        _ => (low, true),
+    }
+}
+
 /// Deletes every key of `store`.
-fn clear(store: &mut RocksDbStore) -> Result<()> {
+pub(crate) fn clear(store: &mut RocksDbStore) -> Result<()> {
     let keys = store.keys()?;
     if !keys.is_empty() {
         store.write_batch(keys.into_iter().map(|k| (k, None)).collect())?;

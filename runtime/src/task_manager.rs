@@ -5,7 +5,7 @@
 //! partitions move to another instance, when it is closed (its processor's `close`) or
 //! its restore cancelled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,10 +14,12 @@ use tracing::info;
 
 use crate::Result;
 use crate::config::Config;
+use crate::config::StandbyReplicas;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::processor::{Forward, Origin, Value};
 use crate::restore::Restoring;
+use crate::standby::{Standbys, stateful_tasks};
 use crate::task::{Task, TaskId};
 use crate::topology::Topology;
 
@@ -34,27 +36,64 @@ pub struct Punctuated {
     pub failed: Vec<(TaskId, String)>,
 }
 
-/// The tasks of one instance, restoring and running.
+/// The tasks of one instance, restoring and running, and the standbys of the others.
 pub struct TaskManager {
     topology: Topology,
     running: BTreeMap<TaskId, Task>,
     restoring: BTreeMap<TaskId, Restoring<Task>>,
+    /// Every stateful task of the application (with `state.standby_replicas = "all"`,
+    /// those this instance does not run are its standbys).
+    stateful: BTreeSet<TaskId>,
+    /// The standby thread, started at the first assignment (`None` before, or when
+    /// standbys are off).
+    standbys: Option<Standbys>,
     config: Config,
     metrics: Metrics,
     health: Arc<Health>,
 }
 
 impl TaskManager {
-    /// No task yet.
-    pub fn new(topology: Topology, config: Config, metrics: Metrics, health: Arc<Health>) -> Self {
+    /// No task yet. `partitions` is the partition count of each sub-topology (by id).
+    pub fn new(
+        topology: Topology,
+        partitions: &[i32],
+        config: Config,
+        metrics: Metrics,
+        health: Arc<Health>,
+    ) -> Self {
         TaskManager {
+            stateful: stateful_tasks(&topology, partitions),
             topology,
             running: BTreeMap::new(),
             restoring: BTreeMap::new(),
+            standbys: None,
             config,
             metrics,
             health,
         }
+    }
+
+    /// After a rebalance that gave this instance the tasks `assigned`: the standbys
+    /// follow every other stateful task (`state.standby_replicas = "all"`). Returns once
+    /// the standbys of the assigned tasks are closed, so their restores can open the
+    /// stores; the first call starts the standby thread.
+    ///
+    /// # Errors
+    /// [`crate::Error::Thread`] when the standby thread cannot be started.
+    pub fn follow_standbys(&mut self, assigned: &BTreeSet<TaskId>) -> Result<()> {
+        if self.config.state.standby_replicas == StandbyReplicas::None {
+            return Ok(());
+        }
+        if self.standbys.is_none() {
+            self.standbys = Some(Standbys::spawn(
+                &self.config,
+                &self.topology,
+                &self.metrics,
+            )?);
+        }
+        let standbys = self.standbys.as_mut().expect("started above");
+        standbys.follow(self.stateful.difference(assigned).copied().collect());
+        Ok(())
     }
 
     /// Tasks running.
@@ -108,8 +147,12 @@ impl TaskManager {
         for id in &finished {
             let restoring = self.restoring.remove(id).expect("listed above");
             self.health.restore_finished(&id.to_string());
+            let started = restoring.started;
             // Restored and initialised on the restore thread.
             let task = restoring.finish()?;
+            self.metrics
+                .task_restore_seconds
+                .observe(started.elapsed().as_secs_f64());
             info!(task = %id, "task running");
             self.running.insert(*id, task);
         }

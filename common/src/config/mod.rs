@@ -32,6 +32,6 @@ pub use crate::config_error::ConfigError;
 pub use crate::security::{SaslMechanism, SecurityProtocol};
 pub use load::ConfigSources;
 pub use sections::{
-    Config, HttpConfig, KafkaConfig, ProcessingConfig, SchemaRegistryConfig, StateConfig,
-    TopicsConfig,
+    Config, HttpConfig, KafkaConfig, ProcessingConfig, SchemaRegistryConfig, StandbyReplicas,
+    StateConfig, TopicsConfig,
 };

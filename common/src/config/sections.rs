@@ -193,6 +193,22 @@ pub struct StateConfig {
     pub dir: PathBuf,
     /// How long an idempotency key is remembered, milliseconds of stream time (72 h).
     pub idempotency_retention_ms: i64,
+    /// Which tasks of other instances this one keeps standby replicas of: warm copies
+    /// of their stores, read from their changelogs, so a task that moves here after a
+    /// failure starts without restoring its stores (Kafka Streams'
+    /// `num.standby.replicas`; docs/architecture.md, "Standby replicas").
+    pub standby_replicas: StandbyReplicas,
+}
+
+/// Which tasks an instance keeps standby replicas of (`state.standby_replicas`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StandbyReplicas {
+    /// Every stateful task it does not run (the default): each instance holds the whole
+    /// state on disk and reads every changelog once more.
+    All,
+    /// None: a task that moves here restores its stores first.
+    None,
 }
 
 impl Default for StateConfig {
@@ -200,6 +216,7 @@ impl Default for StateConfig {
         StateConfig {
             dir: PathBuf::from("/var/lib/paystream/state"),
             idempotency_retention_ms: 72 * 60 * 60 * 1000,
+            standby_replicas: StandbyReplicas::All,
         }
     }
 }

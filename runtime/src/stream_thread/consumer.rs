@@ -3,6 +3,7 @@
 //! (the open transaction is dropped, the tasks whose partitions left are closed) and
 //! leaving the group at shutdown.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{CLOSE_REVOKE_TIMEOUT, POLL_IDLE_MAX, POLL_RECORDS_MAX, Pipeline};
 use crate::task::TaskId;
@@ -205,13 +206,15 @@ impl Pipeline {
     /// offset (eager rebalancing), and tasks whose partitions left are closed. Their local
     /// stores and checkpoints stay on disk for a later return.
     fn on_rebalance(&mut self) -> Result<()> {
+        let started = std::time::Instant::now();
         self.rebalances_seen = self.rebalances.load(Ordering::SeqCst);
         for instance_id in self
             .group_members
             .departed(&self.consumer, &self.config, self.timeout)
         {
-            crate::fencing::fence(&self.config, &instance_id);
+            crate::fencing::fence_in_background(&self.config, instance_id);
         }
+        let fenced = started.elapsed();
         let assignment = self
             .consumer
             .assignment()
@@ -241,20 +244,40 @@ impl Pipeline {
         }
         self.paused.clear();
         self.dropped_while_restoring.clear();
+        let aborted = started.elapsed();
         self.tasks.keep_assigned(&assignment)?;
+        let closed = started.elapsed();
         // Running (for /readyz) once the group has given this instance its partitions.
         self.health.set_running(true);
+        let assigned: BTreeSet<TaskId> = assignment
+            .elements()
+            .iter()
+            .filter_map(|element| {
+                self.topology.reader_of(element.topic()).map(|sub| TaskId {
+                    sub_topology: sub.id,
+                    partition: element.partition(),
+                })
+            })
+            .collect();
+        // The standbys let go of the assigned tasks (their stores, a few records behind,
+        // are what the restores start from) and follow the tasks closed above. Not at
+        // the empty assignment between the two halves of an eager rebalance: the
+        // standbys would open every task only to let most go again a moment later.
+        if !assigned.is_empty() {
+            self.tasks.follow_standbys(&assigned)?;
+        }
+        debug!(
+            fence_ms = fenced.as_millis() as u64,
+            abort_ms = (aborted - fenced).as_millis() as u64,
+            close_ms = (closed - aborted).as_millis() as u64,
+            standbys_ms = (started.elapsed() - closed).as_millis() as u64,
+            "rebalance handled"
+        );
         // Every assigned task starts restoring now, not at its first record: /readyz
         // answers "restoring" until the instance can process what it was given, and the
         // first records do not wait for a restore that could have run already.
-        for element in assignment.elements() {
-            if let Some(sub) = self.topology.reader_of(element.topic()) {
-                let id = TaskId {
-                    sub_topology: sub.id,
-                    partition: element.partition(),
-                };
-                self.tasks.running(id)?;
-            }
+        for id in assigned {
+            self.tasks.running(id)?;
         }
         Ok(())
     }

@@ -148,6 +148,7 @@ impl Pipeline {
         );
         let tasks = TaskManager::new(
             topology.clone(),
+            &partitions,
             config.clone(),
             metrics.clone(),
             health.clone(),

@@ -9,6 +9,10 @@
 //! 3. `rolling restart`: instance 2 is stopped with SIGTERM and started again (a deploy);
 //! 4. `scale out`: a new instance joins.
 //!
+//! Before the traffic, `state_payments` payments are written to the `payments`
+//! changelog, so each task has state to restore when it starts, or to bring up when it
+//! moves (from a standby replica, `state.standby_replicas = "all"`, or a full restore).
+//!
 //! For each, the latency of authorizations — sent → their journal entry committed in
 //! PostgreSQL (`pg_xact_commit_timestamp`) — over those sent in the half window before
 //! it and in the window after it (p50, p99, max), and the longest stop: the largest
@@ -21,7 +25,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use paystream_integration::{Running, TestEnv};
+use paystream_common::topics::TopicNames;
+use paystream_integration::{Running, TestEnv, fill_changelog, payment_value};
+use paystream_processors::stores;
+use paystream_runtime::Config;
 use paystream_schemas::InputEvent;
 use paystream_testkit::traffic::{TrafficOptions, default_start_ms, plan};
 
@@ -30,6 +37,25 @@ use crate::{ledger, now_ms};
 
 /// Partitions of every topic in this phase.
 const PARTITIONS: &str = "6";
+
+/// Bytes per preloaded payment value (a payment state is about 300).
+const STATE_VALUE_BYTES: usize = 300;
+
+/// What the phase runs.
+pub struct Options {
+    /// Instances (at least 3).
+    pub instances: u32,
+    /// Offered rate, events/s.
+    pub rate: u64,
+    /// Seconds between the phase's events.
+    pub window_s: u64,
+    /// Payments written to the `payments` changelog before the instances start.
+    pub state_payments: u64,
+    /// `state.standby_replicas` of the instances.
+    pub standby_replicas: String,
+    /// Seed of the traffic.
+    pub seed: u64,
+}
 
 /// Longest to wait for the last entries after the traffic ended.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(180);
@@ -61,6 +87,10 @@ pub struct Window {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Failover {
     pub instances: u32,
+    /// Payments in the state before the traffic.
+    pub state_payments: u64,
+    /// `state.standby_replicas` of the instances.
+    pub standby_replicas: String,
     pub offered_events_per_s: u64,
     pub sent_events_per_s: f64,
     pub window_s: u64,
@@ -98,10 +128,20 @@ fn note_exits(running: &mut [Instance], skip: Option<u32>, exits: &mut Vec<Strin
     }
 }
 
-fn start(env: &TestEnv, id: u32, logs: &Path, generation: u32) -> anyhow::Result<Instance> {
+fn start(
+    env: &TestEnv,
+    options: &Options,
+    id: u32,
+    logs: &Path,
+    generation: u32,
+) -> anyhow::Result<Instance> {
     let mut command = env.command(&["run"]);
     command
         .env("PAYSTREAM_INSTANCE_ID", id.to_string())
+        .env(
+            "PAYSTREAM_STATE__STANDBY_REPLICAS",
+            &options.standby_replicas,
+        )
         .env("PAYSTREAM_TOPICS__PARTITIONS", PARTITIONS)
         .env(
             "PAYSTREAM_STATE__DIR",
@@ -124,13 +164,14 @@ fn start(env: &TestEnv, id: u32, logs: &Path, generation: u32) -> anyhow::Result
 /// # Errors
 /// When the stack is missing, an instance does not start or become ready, or the
 /// traffic cannot be sent.
-pub async fn measure(
-    instances: u32,
-    rate: u64,
-    window_s: u64,
-    seed: u64,
-    logs: &Path,
-) -> anyhow::Result<Failover> {
+pub async fn measure(options: &Options, logs: &Path) -> anyhow::Result<Failover> {
+    let Options {
+        instances,
+        rate,
+        window_s,
+        seed,
+        ..
+    } = *options;
     anyhow::ensure!(
         instances >= 3,
         "the failover phase needs at least 3 instances"
@@ -140,6 +181,26 @@ pub async fn measure(
     env.paystream_with_env(&["topics", "create"], &partitions)?;
     env.paystream(&["schemas", "register"])?;
     env.paystream(&["ledger", "init"])?;
+    if options.state_payments > 0 {
+        let mut config = Config {
+            application_id: env.application_id.clone(),
+            ..Config::default()
+        };
+        config.topics.prefix = env.prefix.clone();
+        let changelog = TopicNames::new(&config).changelog(stores::PAYMENTS);
+        let fill_s = fill_changelog(
+            &changelog,
+            None,
+            options.state_payments,
+            &payment_value(STATE_VALUE_BYTES),
+            "preloaded-payment-",
+        )
+        .await?;
+        eprintln!(
+            "bench: failover: {} payments written to {changelog} in {fill_s:.1} s",
+            options.state_payments
+        );
+    }
 
     let events = ["kill", "return", "rolling restart", "scale out"];
     let window = Duration::from_secs(window_s);
@@ -157,7 +218,7 @@ pub async fn measure(
 
     let mut running = Vec::new();
     for id in 0..instances {
-        running.push(start(&env, id, logs, 0)?);
+        running.push(start(&env, options, id, logs, 0)?);
     }
     for instance in &mut running {
         wait_ready(&instance.ready_url, &mut instance.running).await?;
@@ -188,16 +249,16 @@ pub async fn measure(
                 killed = Some(1);
             }
             "return" => {
-                running[1] = start(&env, 1, logs, 1)?;
+                running[1] = start(&env, options, 1, logs, 1)?;
                 killed = None;
             }
             "rolling restart" => {
                 if let Err(e) = running[2].running.stop() {
                     unexpected_exits.push(format!("instance 2: {e}"));
                 }
-                running[2] = start(&env, 2, logs, 1)?;
+                running[2] = start(&env, options, 2, logs, 1)?;
             }
-            _ => running.push(start(&env, instances, logs, 0)?),
+            _ => running.push(start(&env, options, instances, logs, 0)?),
         }
         action_ms.push(action.elapsed().as_millis() as i64);
         at_ms.push(event_ms);
@@ -259,6 +320,8 @@ pub async fn measure(
         .collect();
     Ok(Failover {
         instances,
+        state_payments: options.state_payments,
+        standby_replicas: options.standby_replicas.clone(),
         offered_events_per_s: rate,
         sent_events_per_s: sent_per_s,
         window_s,

@@ -68,6 +68,14 @@ struct Args {
     /// a new instance); the latency before each is taken over half of it, after over all.
     #[arg(long, default_value_t = 25)]
     failover_window_seconds: u64,
+    /// Payments in the state before the failover phase's traffic: written to the
+    /// `payments` changelog (about 300 bytes each) and restored by the instances as they
+    /// start, so a task that moves has that much state to bring up.
+    #[arg(long, default_value_t = 1_000_000)]
+    failover_state_payments: u64,
+    /// `state.standby_replicas` of the failover phase's instances: `all` or `none`.
+    #[arg(long, default_value = "all")]
+    failover_standby_replicas: String,
     /// Phases to leave out: ceiling, paystream, latency, restore, failover
     /// (comma-separated).
     #[arg(long, value_delimiter = ',')]
@@ -99,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
         args.restore_keys = vec![20_000];
         args.failover_rate = 100;
         args.failover_window_seconds = 4;
+        args.failover_state_payments = 1_000;
     }
     let skip = |phase: &str| args.skip.iter().any(|s| s == phase);
     let stack_dir = std::env::var_os("PAYSTREAM_STACK_DIR")
@@ -200,10 +209,14 @@ async fn main() -> anyhow::Result<()> {
             args.failover_instances, args.failover_rate
         );
         let run = failover::measure(
-            args.failover_instances,
-            args.failover_rate,
-            args.failover_window_seconds,
-            args.seed,
+            &failover::Options {
+                instances: args.failover_instances,
+                rate: args.failover_rate,
+                window_s: args.failover_window_seconds,
+                state_payments: args.failover_state_payments,
+                standby_replicas: args.failover_standby_replicas.clone(),
+                seed: args.seed,
+            },
             &logs,
         )
         .await?;
@@ -422,9 +435,12 @@ fn table(report: &serde_json::Value) -> String {
     if !failover.is_null() {
         let _ = writeln!(
             out,
-            "failover, {} instances, 6 partitions, offered {}/s (sent {:.0}/s); auth sent → \
-             ledger row committed (ms), half a window before / the {} s after:",
+            "failover, {} instances, 6 partitions, {} payments of state, standby replicas {}, \
+             offered {}/s (sent {:.0}/s); auth sent → ledger row committed (ms), half a \
+             window before / the {} s after:",
             failover["instances"],
+            failover["state_payments"],
+            failover["standby_replicas"].as_str().unwrap_or(""),
             failover["offered_events_per_s"],
             f(&failover["sent_events_per_s"]),
             failover["window_s"]
