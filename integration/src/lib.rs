@@ -64,6 +64,9 @@ pub struct TestEnv {
     pub database_url: String,
     pub state_dir: tempfile::TempDir,
     pub work_dir: tempfile::TempDir,
+    /// Partitions of the topics it creates (`topics.partitions`), 3 unless
+    /// [`TestEnv::with_partitions`].
+    partitions: u32,
     /// Delete the topics and the database when dropped.
     clean_up: bool,
 }
@@ -77,6 +80,13 @@ impl TestEnv {
         ));
         env.clean_up = std::env::var_os("PAYSTREAM_KEEP_TEST_DATA").is_none();
         env
+    }
+
+    /// Its topics get `partitions` partitions (every command it makes sets
+    /// `topics.partitions`).
+    pub fn with_partitions(mut self, partitions: u32) -> Self {
+        self.partitions = partitions;
+        self
     }
 
     /// Keeps this environment's topics and database after it is dropped (e.g. to verify
@@ -101,6 +111,7 @@ impl TestEnv {
             state_dir: tempfile::tempdir().expect("state dir"),
             work_dir: tempfile::tempdir().expect("work dir"),
             id,
+            partitions: 3,
             clean_up: false,
         }
     }
@@ -201,7 +212,7 @@ impl TestEnv {
             .env("PAYSTREAM_APPLICATION_ID", &self.application_id)
             .env("PAYSTREAM_KAFKA__BOOTSTRAP_SERVERS", bootstrap())
             .env("PAYSTREAM_TOPICS__PREFIX", &self.prefix)
-            .env("PAYSTREAM_TOPICS__PARTITIONS", "3")
+            .env("PAYSTREAM_TOPICS__PARTITIONS", self.partitions.to_string())
             .env("PAYSTREAM_SCHEMA_REGISTRY__URL", registry_url())
             .env("PAYSTREAM_STATE__DIR", self.state_dir.path())
             .env("PAYSTREAM_SINK__DATABASE_URL", &self.database_url)

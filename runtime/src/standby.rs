@@ -54,6 +54,10 @@ const FOLLOW_TIMEOUT: Duration = Duration::from_secs(60);
 /// The standby thread, as the stream thread sees it.
 pub struct Standbys {
     commands: mpsc::Sender<Follow>,
+    /// Set while a task of this instance restores: the standbys wait, so the restore
+    /// that holds a task up has the CPU and the disk (as Kafka Streams' state updater
+    /// restores active tasks before it updates standbys).
+    restoring: Arc<AtomicBool>,
     followed: BTreeSet<TaskId>,
     /// Stops and joins the thread when dropped; it checkpoints and closes every store.
     _thread: BackgroundThread,
@@ -75,14 +79,23 @@ impl Standbys {
         let config = config.clone();
         let topology = topology.clone();
         let metrics = metrics.clone();
+        let restoring = Arc::new(AtomicBool::new(false));
+        let waiting = restoring.clone();
         let thread = BackgroundThread::spawn("standby", "the standby thread", move |stop| {
-            run(&config, &topology, &metrics, &received, stop)
+            run(&config, &topology, &metrics, &received, &waiting, stop)
         })?;
         Ok(Standbys {
             commands,
+            restoring,
             followed: BTreeSet::new(),
             _thread: thread,
         })
+    }
+
+    /// Tells the standbys whether a task of this instance is restoring: they wait while
+    /// one is.
+    pub fn set_restoring(&self, restoring: bool) {
+        self.restoring.store(restoring, Ordering::Relaxed);
     }
 
     /// Follows exactly `tasks` from now on (the stateful tasks this instance does not
@@ -110,6 +123,7 @@ fn run(
     topology: &Topology,
     metrics: &Metrics,
     commands: &mpsc::Receiver<Follow>,
+    restoring: &AtomicBool,
     stop: &AtomicBool,
 ) {
     let mut follower = match Follower::new(config, topology, metrics) {
@@ -129,7 +143,11 @@ fn run(
         while let Ok(command) = commands.try_recv() {
             follower.follow(command);
         }
-        // One task opened per turn, so a command waits for one open at most.
+        if restoring.load(Ordering::Relaxed) {
+            std::thread::sleep(POLL_TIMEOUT);
+            continue;
+        }
+        // One store opened per turn, so a command waits for one open at most.
         if !follower.open_next() {
             follower.poll();
         }

@@ -93,6 +93,7 @@ impl TaskManager {
         }
         let standbys = self.standbys.as_mut().expect("started above");
         standbys.follow(self.stateful.difference(assigned).copied().collect());
+        self.restoring_changed();
         Ok(())
     }
 
@@ -116,8 +117,16 @@ impl TaskManager {
             let restoring = Restoring::start_task(id, sub, &self.config, &self.metrics)?;
             self.health.restore_started(&id.to_string());
             self.restoring.insert(id, restoring);
+            self.restoring_changed();
         }
         Ok(None)
+    }
+
+    /// The standbys wait while a task restores.
+    fn restoring_changed(&self) {
+        if let Some(standbys) = &self.standbys {
+            standbys.set_restoring(!self.restoring.is_empty());
+        }
     }
 
     /// True while some task is restoring.
@@ -155,6 +164,9 @@ impl TaskManager {
                 .observe(started.elapsed().as_secs_f64());
             info!(task = %id, "task running");
             self.running.insert(*id, task);
+        }
+        if !finished.is_empty() {
+            self.restoring_changed();
         }
         Ok(finished)
     }
@@ -361,6 +373,7 @@ impl TaskManager {
             restoring.cancel();
             self.health.restore_finished(&id.to_string());
         }
+        self.restoring_changed();
         for task in self.running.values_mut() {
             task.abort_stores()?;
         }

@@ -50,6 +50,13 @@ struct Args {
     /// Instances in phase 2; 1 skips phase 2.
     #[arg(long, default_value_t = 2)]
     instances: u32,
+    /// Partitions of every topic.
+    #[arg(long, default_value_t = 3)]
+    partitions: u32,
+    /// Instances killed at the same moment in phase 2 (distinct ones, fewer than
+    /// --instances); each kill counts towards --kills.
+    #[arg(long, default_value_t = 1)]
+    kills_at_once: u32,
     /// Seed of the traffic and of the kill schedule.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -400,14 +407,19 @@ async fn main() -> anyhow::Result<ExitCode> {
     );
     anyhow::ensure!(args.kills >= 1, "--kills must be at least 1");
     anyhow::ensure!(args.instances >= 1, "--instances must be at least 1");
+    anyhow::ensure!(args.partitions >= 1, "--partitions must be at least 1");
+    anyhow::ensure!(
+        args.kills_at_once >= 1 && (args.kills_at_once == 1 || args.kills_at_once < args.instances),
+        "--kills-at-once must be at least 1, and below --instances"
+    );
     anyhow::ensure!(
         args.kill_after_min_ms < args.kill_after_max_ms,
         "--kill-after-min-ms must be below --kill-after-max-ms"
     );
     let env = match &args.verify_only {
-        Some(id) => TestEnv::with_id(id.clone()),
+        Some(id) => TestEnv::with_id(id.clone()).with_partitions(args.partitions),
         None => {
-            let mut env = TestEnv::new("chaos");
+            let mut env = TestEnv::new("chaos").with_partitions(args.partitions);
             if args.keep {
                 env.keep();
             }
@@ -423,12 +435,14 @@ async fn main() -> anyhow::Result<ExitCode> {
         .join(&env.id);
     std::fs::create_dir_all(&logs)?;
     println!(
-        "chaos: seed {} start-ms {} events {} kills {} instances {} run {} (logs in {})",
+        "chaos: seed {} start-ms {} events {} kills {} ({} at once) instances {} partitions {} run {} (logs in {})",
         args.seed,
         args.start_ms.expect("set above"),
         args.events,
         args.kills,
+        args.kills_at_once,
         args.instances,
+        args.partitions,
         env.id,
         logs.display()
     );
@@ -483,8 +497,10 @@ async fn run_with_faults(env: &TestEnv, logs: &Path, args: &Args) -> anyhow::Res
     let pause = |rng: &mut ChaCha8Rng| {
         Duration::from_millis(rng.random_range(args.kill_after_min_ms..args.kill_after_max_ms))
     };
-    // Faults outside our process go after randomly chosen kills.
-    let mut faults: Vec<Vec<Fault>> = vec![Vec::new(); args.kills as usize];
+    // Faults outside our process go after randomly chosen kills (kills at once are one).
+    let kill_events = phase_one_kills as usize
+        + (args.kills - phase_one_kills).div_ceil(args.kills_at_once) as usize;
+    let mut faults: Vec<Vec<Fault>> = vec![Vec::new(); kill_events];
     for fault in std::iter::repeat_n(Fault::BrokerBounce, args.broker_bounces as usize)
         .chain(std::iter::repeat_n(
             Fault::PgOutage,
@@ -492,7 +508,7 @@ async fn run_with_faults(env: &TestEnv, logs: &Path, args: &Args) -> anyhow::Res
         ))
         .chain(std::iter::repeat_n(Fault::Stall, args.stalls as usize))
     {
-        let slot = rng.random_range(0..args.kills as usize);
+        let slot = rng.random_range(0..kill_events);
         faults[slot].push(fault);
     }
     let mut slot = 0usize;
@@ -514,16 +530,32 @@ async fn run_with_faults(env: &TestEnv, logs: &Path, args: &Args) -> anyhow::Res
         for id in 1..args.instances {
             running.push(start(env, logs, id, &mut restarts)?);
         }
-        for _ in phase_one_kills..args.kills {
+        let mut kills = phase_one_kills;
+        while kills < args.kills {
             tokio::time::sleep(pause(&mut rng)).await;
-            let victim = rng.random_range(0..running.len());
-            exits += u32::from(kill(&mut running[victim])?);
-            let id = running[victim].id;
-            running[victim] = start(env, logs, id, &mut restarts)?;
+            let at_once = (args.kills_at_once.min(args.kills - kills)) as usize;
+            let victims =
+                rand::seq::index::sample(&mut rng, running.len(), at_once.min(running.len()))
+                    .into_vec();
+            // Killed together, then started again together.
+            for &victim in &victims {
+                exits += u32::from(kill(&mut running[victim])?);
+            }
+            if victims.len() > 1 {
+                println!(
+                    "killed instances {:?} at once",
+                    victims.iter().map(|&v| running[v].id).collect::<Vec<_>>()
+                );
+            }
+            for &victim in &victims {
+                let id = running[victim].id;
+                running[victim] = start(env, logs, id, &mut restarts)?;
+            }
             for fault in &faults[slot] {
                 inject(*fault, &mut rng, args, &running).await?;
             }
             slot += 1;
+            kills += victims.len() as u32;
         }
     }
     let status = producer.wait()?;
