@@ -266,7 +266,7 @@ impl TestEnv {
         };
         config.kafka.bootstrap_servers = bootstrap();
         config.topics.prefix = self.prefix.clone();
-        config.topics.partitions = 3;
+        config.topics.partitions = self.partitions as i32;
         config.topics.replication_factor = replication_factor().parse().unwrap_or(1);
         config.schema_registry.url = registry_url();
         config.state.dir = self.state_dir.path().to_path_buf();

@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use backon::{BlockingRetryable, ExponentialBuilder};
 use paystream_state::{BulkWrite, KeyValueStore, RocksDbStore};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
@@ -300,9 +301,7 @@ fn restore_store_with(
         }
     };
     let timeout = Duration::from_millis(config.kafka.request_timeout_ms);
-    let (low, high) = consumer
-        .fetch_watermarks(changelog, partition, timeout)
-        .map_err(|e| Error::kafka(&format!("fetching watermarks of {changelog}"), e))?;
+    let (low, high) = changelog_watermarks(consumer, changelog, partition, timeout)?;
     let (start, from_scratch) = start_offset(from, low, high);
     let restarted = from_scratch && from.is_some();
     if restarted {
@@ -428,6 +427,37 @@ fn restore_store_with(
         next_offset: position,
         restarted,
     })
+}
+
+/// The low and high watermarks of partition `partition` of `changelog`, retried for
+/// about 10 s while the cluster answers with a retriable error (a partition whose leader
+/// is not elected yet, just after the topics were created, or moving with a broker).
+///
+/// # Errors
+/// [`Error::Kafka`] when it still fails, or fails for another reason.
+pub(crate) fn changelog_watermarks(
+    consumer: &BaseConsumer<impl ConsumerContext>,
+    changelog: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<(i64, i64)> {
+    let fetch = || consumer.fetch_watermarks(changelog, partition, timeout);
+    fetch
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(2))
+                .with_max_times(8),
+        )
+        .when(|e: &rdkafka::error::KafkaError| {
+            e.rdkafka_error_code()
+                .is_some_and(crate::kafka::is_retriable_code)
+        })
+        .notify(|e, delay| {
+            warn!(changelog, partition, error = %e, ?delay, "fetching a changelog's watermarks failed; retrying")
+        })
+        .call()
+        .map_err(|e| Error::kafka(&format!("fetching watermarks of {changelog}"), e))
 }
 
 /// Where a store whose checkpoint says `from` starts reading a changelog partition

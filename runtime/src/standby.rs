@@ -35,7 +35,7 @@ use crate::background::BackgroundThread;
 use crate::config::Config;
 use crate::kafka::read_committed_consumer_config;
 use crate::metrics::Metrics;
-use crate::restore::{clear, start_offset};
+use crate::restore::{changelog_watermarks, clear, start_offset};
 use crate::state_manager::{TaskCheckpoint, task_dir};
 use crate::task::TaskId;
 use crate::topology::Topology;
@@ -307,10 +307,8 @@ impl Follower {
             return Ok(());
         };
         let mut store = RocksDbStore::open(spec.name, &task.checkpoint.dir().join(spec.name))?;
-        let (low, high) = self
-            .consumer
-            .fetch_watermarks(&spec.changelog, id.partition, self.timeout)
-            .map_err(|e| Error::kafka(&format!("fetching watermarks of {}", spec.changelog), e))?;
+        let (low, high) =
+            changelog_watermarks(&self.consumer, &spec.changelog, id.partition, self.timeout)?;
         let (start, from_scratch) = start_offset(task.checkpoint.offset(spec.name), low, high);
         if from_scratch {
             clear(&mut store)?;

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 use paystream_common::topics::TopicNames;
 use paystream_integration::{Running, TestEnv, fill_changelog, payment_value};
 use paystream_processors::stores;
-use paystream_runtime::Config;
 use paystream_schemas::InputEvent;
 use paystream_testkit::traffic::{TrafficOptions, default_start_ms, plan};
 
@@ -182,12 +181,7 @@ pub async fn measure(options: &Options, logs: &Path) -> anyhow::Result<Failover>
     env.paystream(&["schemas", "register"])?;
     env.paystream(&["ledger", "init"])?;
     if options.state_payments > 0 {
-        let mut config = Config {
-            application_id: env.application_id.clone(),
-            ..Config::default()
-        };
-        config.topics.prefix = env.prefix.clone();
-        let changelog = TopicNames::new(&config).changelog(stores::PAYMENTS);
+        let changelog = TopicNames::new(&env.config()).changelog(stores::PAYMENTS);
         let fill_s = fill_changelog(
             &changelog,
             None,

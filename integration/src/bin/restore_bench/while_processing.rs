@@ -34,7 +34,6 @@ use anyhow::Context;
 use paystream_common::topics::TopicNames;
 use paystream_integration::{Running, TestEnv, bootstrap};
 use paystream_processors::stores;
-use paystream_runtime::Config;
 use prometheus_parse::{Scrape, Value};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
@@ -138,12 +137,7 @@ async fn measure(args: &Args, env: &TestEnv, logs: &Path) -> anyhow::Result<Repo
     let vars = [("PAYSTREAM_TOPICS__PARTITIONS", PARTITIONS)];
     env.paystream_with_env(&["topics", "create"], &vars)?;
     env.paystream_with_env(&["schemas", "register"], &vars)?;
-    let mut config = Config {
-        application_id: env.application_id.clone(),
-        ..Config::default()
-    };
-    config.topics.prefix = env.prefix.clone();
-    let changelog = TopicNames::new(&config).changelog(stores::PAYMENTS);
+    let changelog = TopicNames::new(&env.config()).changelog(stores::PAYMENTS);
     let fill_s = fill_changelog(
         &changelog,
         Some(BIG_PARTITION),
