@@ -222,6 +222,9 @@ impl Follower {
             read_committed_consumer_config(config, &format!("{}-standby", config.application_id))
                 .set("statistics.interval.ms", "5000")
                 .set("fetch.queue.backoff.ms", "10")
+                // What librdkafka fetches ahead while the thread waits (a restore of its
+                // instance runs): 16 MiB, not its 64 MiB default.
+                .set("queued.max.messages.kbytes", "16384")
                 .create_with_context(context)
                 .map_err(|e| Error::kafka("creating the standby consumer", e))?;
         Ok(Follower {
