@@ -237,8 +237,13 @@ pub fn caught_up(
             .starts(&unread, timeout)
             .map_err(|e| Error::kafka("listing the starts of the input partitions", e))?
     };
+    // A partition whose end the broker did not list (its leader not elected yet, just
+    // after the topics were created) is not caught up: counting it as 0 let a run stop
+    // at once, before it had read anything.
     Ok(all.iter().all(|key| {
-        let end = ends.get(key).copied().unwrap_or(0);
+        let Some(end) = ends.get(key).copied() else {
+            return false;
+        };
         let at = positions
             .get(key)
             .or_else(|| committed.get(key))
