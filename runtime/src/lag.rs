@@ -51,6 +51,17 @@ impl LagTracker {
     }
 }
 
+/// A partition's end for `read_committed` readers in librdkafka's statistics: its last
+/// stable offset, else its high watermark; `None` before either is known.
+pub(crate) fn committed_end(partition: &rdkafka::statistics::Partition) -> Option<i64> {
+    let end = if partition.ls_offset >= 0 {
+        partition.ls_offset
+    } else {
+        partition.hi_offset
+    };
+    (end >= 0).then_some(end)
+}
+
 impl ClientContext for RebalanceListener {
     fn stats(&self, statistics: rdkafka::Statistics) {
         let committed = self.lag.committed.lock().expect("lag tracker lock");
@@ -60,14 +71,9 @@ impl ClientContext for RebalanceListener {
                 if *partition < 0 || p.fetch_state == "none" || p.fetch_state == "stopped" {
                     continue;
                 }
-                let end = if p.ls_offset >= 0 {
-                    p.ls_offset
-                } else {
-                    p.hi_offset
-                };
-                if end < 0 {
+                let Some(end) = committed_end(p) else {
                     continue;
-                }
+                };
                 let from = committed
                     .get(&(topic.clone(), *partition))
                     .copied()

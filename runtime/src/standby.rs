@@ -182,13 +182,8 @@ impl ClientContext for StandbyContext {
         let mut ends = self.ends.lock().expect("standby ends lock");
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
-                // The end for read_committed readers: the last stable offset.
-                let end = if p.ls_offset >= 0 {
-                    p.ls_offset
-                } else {
-                    p.hi_offset
-                };
-                if *partition >= 0 && end >= 0 {
+                // -1 is librdkafka's internal "unassigned" partition.
+                if let Some(end) = crate::lag::committed_end(p).filter(|_| *partition >= 0) {
                     ends.insert((topic.clone(), *partition), end);
                 }
             }
@@ -418,17 +413,12 @@ impl Follower {
         }
         if let Err(error) = self.write_batches() {
             warn!(%error, "the standby's stores could not be written; its tasks are let go");
-            let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-            for id in ids {
-                self.release(id);
-            }
+            self.release_all();
         }
         self.metrics.standby_records.inc_by(records as u64);
         if self.last_checkpoint.elapsed() >= STANDBY_CHECKPOINT_INTERVAL {
             self.last_checkpoint = Instant::now();
-            let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-            for id in ids {
-                let task = self.tasks.get_mut(&id).expect("listed above");
+            for (id, task) in &mut self.tasks {
                 if let Err(error) = checkpoint_task(task, &self.consumer, id.partition) {
                     warn!(task = %id, %error, "the standby's checkpoint failed; the previous one stays");
                 }
