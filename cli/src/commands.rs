@@ -2,6 +2,7 @@
 
 pub mod dlq;
 pub mod ledger;
+pub mod payment;
 pub mod produce;
 pub mod replay;
 pub mod run;

@@ -72,6 +72,10 @@ enum Command {
     /// offset, a time or a duration ago. Refuses while instances run. State stores are
     /// kept (the replay is deduplicated) unless --reset-state.
     Replay(commands::replay::ReplayArgs),
+    /// Print what the pipeline knows of a payment now — status, amounts, the events
+    /// applied, the events waiting and for what, its timers — from the state stores of
+    /// the instance that holds it (asked through any instance's HTTP endpoint).
+    Payment(commands::payment::PaymentArgs),
     /// Print the topology: sub-topologies with their source topics, processors, state
     /// stores and changelogs, sink topics, dead-letter queues, the ledger sink and the
     /// internal topics, for this configuration.
@@ -87,7 +91,10 @@ impl Command {
     fn uses_kafka(&self) -> bool {
         !matches!(
             self,
-            Command::Topology { .. } | Command::Ledger { .. } | Command::Schemas { .. }
+            Command::Topology { .. }
+                | Command::Ledger { .. }
+                | Command::Schemas { .. }
+                | Command::Payment(_)
         )
     }
 }
@@ -194,6 +201,7 @@ fn main() -> ExitCode {
                 command: LedgerCommand::History(args),
             } => commands::ledger::history(sink, args).await,
             Command::Replay(args) => commands::replay::replay(config, args).await,
+            Command::Payment(args) => commands::payment::payment(config, args).await,
             Command::Topology { format } => {
                 let topology =
                     paystream_processors::topology::payments_topology_description(&config);

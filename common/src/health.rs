@@ -6,6 +6,9 @@
 //!   runs here) reaches PostgreSQL; otherwise 503 with the reason.
 //! - `/metrics`: the Prometheus text exposition format of the one Prometheus registry of the process (the runtime's, the application's and
 //!   the ledger sink's metrics).
+//!
+//! An application adds its own routes (the payment lookup, `/payments/{id}`) with the
+//! `routes` argument of [`serve`].
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -111,8 +114,8 @@ struct Shared {
     registry: Registry,
 }
 
-/// Binds `address` and serves the endpoints until the process ends. Returns the bound
-/// address (port 0 picks a free port).
+/// Binds `address` and serves the endpoints, and `routes` beside them, until the process
+/// ends. Returns the bound address (port 0 picks a free port).
 ///
 /// # Errors
 /// The I/O error when the address cannot be bound.
@@ -120,6 +123,7 @@ pub async fn serve(
     address: &str,
     health: Arc<Health>,
     registry: Registry,
+    routes: Router,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
@@ -127,13 +131,14 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(Shared { health, registry });
+        .with_state(Shared { health, registry })
+        .merge(routes);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             warn!(error = %e, "health endpoint stopped");
         }
     });
-    info!(address = %bound, "serving /healthz, /readyz and /metrics");
+    info!(address = %bound, "serving /healthz, /readyz, /metrics and the application's routes");
     Ok(bound)
 }
 

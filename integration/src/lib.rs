@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use rdkafka::message::{Headers, Message};
@@ -664,6 +664,9 @@ pub async fn fill_changelog(
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
         .set("queue.buffering.max.messages", "500000")
+        // Kafka's default partitioner, as the pipeline's own records: a key lands in
+        // the partition whose task would hold it (and the payment lookup looks there).
+        .set("partitioner", "murmur2_random")
         .create()?;
     let filled = std::time::Instant::now();
     let mut deliveries = Vec::with_capacity(100_000);
@@ -702,6 +705,38 @@ pub async fn fill_changelog(
         value.len(),
     );
     Ok(seconds)
+}
+
+/// Waits until the log at `path` (of the instance `instance`) has a line containing
+/// `needle`.
+///
+/// # Errors
+/// The instance exited, or no such line within `timeout`.
+pub async fn wait_for_log_line(
+    path: &std::path::Path,
+    needle: &str,
+    instance: &mut Running,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        if std::fs::read_to_string(path)?.contains(needle) {
+            return Ok(());
+        }
+        if let Some(status) = instance.child().try_wait()? {
+            anyhow::bail!(
+                "the instance exited ({status}) before it logged {needle:?}; see {}",
+                path.display()
+            );
+        }
+        anyhow::ensure!(
+            started.elapsed() < timeout,
+            "no {needle:?} in {} within {} s",
+            path.display(),
+            timeout.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The Prometheus exposition at `url` (an instance's `/metrics`), parsed.

@@ -22,8 +22,13 @@ use std::time::{Duration, Instant};
 
 use paystream_integration::{
     LedgerSnapshot, Running, TestEnv, metric_total, pause, scrape, wait_for_ledger,
+    wait_for_log_line,
 };
 use paystream_testkit::traffic::{ExpectedOutcome, TrafficOptions, default_start_ms, plan};
+
+/// Changelog records instance 0's standbys must have applied before instance 1 is
+/// silenced.
+const STANDBY_RECORDS_BEFORE_SILENCE: f64 = 1_000.0;
 
 /// How the second instance goes silent.
 enum Silence {
@@ -43,8 +48,8 @@ struct Outcome {
     metrics: [prometheus_parse::Scrape; 2],
 }
 
-/// Two instances, about 8 s of traffic at 2,000 records/s, and instance 1 silenced 4 s
-/// in; returns once the ledger has every journal entry (instance 0 runs the sink).
+/// Two instances, about 8 s of traffic at 2,000 records/s from when instance 1 runs
+/// tasks, and instance 1 silenced 4 s in; returns once the ledger has every journal entry (instance 0 runs the sink).
 async fn run(name: &str, seed: u64, silence: Silence) -> anyhow::Result<Outcome> {
     let env = TestEnv::new(name);
     let count = 16_000;
@@ -77,10 +82,29 @@ async fn run(name: &str, seed: u64, silence: Silence) -> anyhow::Result<Outcome>
     )?;
     // Only instance 0 writes the ledger, so that silencing instance 1 cannot hold it up.
     let mut second = Running::spawn(instance("1", &log_paths[1])?.arg("--no-sink"))?;
+    // Traffic starts once instance 1 runs tasks of its own: silenced before it joined,
+    // it would leave nothing to take over (a CI run killed it while it was starting).
+    wait_for_log_line(
+        &log_paths[1],
+        "task running",
+        &mut second,
+        Duration::from_secs(60),
+    )
+    .await?;
     let mut producer = env.produce_at_rate(count, seed, start_ms, 2_000)?;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let metrics_url = format!("http://{address}/metrics");
-    let before = scrape(&metrics_url).await?;
+    // And once instance 0's standbys of instance 1's tasks have caught some of it up (on
+    // a busy machine they open and read later; the kill test compares with it).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let scraped = scrape(&metrics_url).await?;
+        let standby = metric_total(&scraped, "paystream_standby_records_total").unwrap_or(0.0);
+        if standby > STANDBY_RECORDS_BEFORE_SILENCE || Instant::now() > deadline {
+            break scraped;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let silenced_at = Instant::now();
     match silence {
         Silence::Kill => {
@@ -161,7 +185,7 @@ impl Outcome {
         let restored = total(1, "paystream_restore_records_total")
             - total(0, "paystream_restore_records_total");
         assert!(
-            standby > 1_000.0,
+            standby > STANDBY_RECORDS_BEFORE_SILENCE,
             "instance 0 kept standbys of instance 1's tasks: {standby} records applied \
              before the kill"
         );

@@ -19,6 +19,7 @@ mod dead_letter_policy;
 mod dlq_depth;
 mod eos_producer;
 mod fencing;
+pub mod interactive_queries;
 mod lag;
 mod liveness;
 pub mod metrics;

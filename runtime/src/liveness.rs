@@ -13,6 +13,9 @@
 //! ([`crate::fencing::remove_from_group`]); the coordinator then moves its partitions.
 //! A peer that stops on purpose sends a last heartbeat saying so, and is left alone.
 //!
+//! A heartbeat also says where the instance serves HTTP and which tasks it runs: the
+//! directory the interactive queries forward a lookup by (`interactive_queries.rs`).
+//!
 //! Silence is judged by when heartbeats arrive here, not by the clock of the sender.
 //! A peer that was only paused (or cut off from the brokers) for longer than the timeout
 //! finds itself fenced: its producer is replaced and its consumer, no longer a member,
@@ -20,6 +23,7 @@
 //! holds either way: its transactions can no longer commit).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,6 +36,7 @@ use tracing::{info, warn};
 
 use crate::background::BackgroundThread;
 use crate::config::Config;
+use crate::interactive_queries::InteractiveQueries;
 use crate::kafka::{client_config, read_committed_consumer_config};
 use crate::metrics::Metrics;
 use crate::topics::TopicNames;
@@ -49,6 +54,12 @@ struct Heartbeat {
     sent_at_ms: i64,
     /// `running`, or `stopped` when the instance stops on purpose.
     state: String,
+    /// `host:port` of its HTTP endpoints, when the others can reach them.
+    #[serde(default)]
+    http_address: Option<String>,
+    /// The tasks it runs (`<sub_topology>_<partition>`).
+    #[serde(default)]
+    active_tasks: Vec<String>,
 }
 
 /// What this instance knows of another.
@@ -64,7 +75,8 @@ struct Peer {
 pub type LivenessMonitor = BackgroundThread;
 
 /// Starts sending this instance's heartbeats and watching the others', when
-/// `processing.peer_timeout_ms` is not 0.
+/// `processing.peer_timeout_ms` is not 0; what the heartbeats say of the tasks goes to
+/// `queries`.
 ///
 /// # Errors
 /// [`Error::Kafka`] when the producer or the consumer cannot be created or assigned.
@@ -72,6 +84,7 @@ pub fn spawn(
     config: &Config,
     metrics: &Metrics,
     subscription: Vec<String>,
+    queries: Arc<InteractiveQueries>,
 ) -> Result<Option<LivenessMonitor>> {
     let timeout_ms = config.processing.peer_timeout_ms;
     if timeout_ms == 0 {
@@ -102,6 +115,7 @@ pub fn spawn(
         peers: BTreeMap::new(),
         metrics: metrics.clone(),
         subscription,
+        queries,
     };
     BackgroundThread::spawn("liveness", "the liveness thread", move |stopping| {
         watcher.run(&producer, &consumer, stopping)
@@ -118,6 +132,8 @@ struct Watcher {
     metrics: Metrics,
     /// The pipeline's input topics: the takeover joins the group subscribed to them.
     subscription: Vec<String>,
+    /// The tasks this instance runs (sent) and the others' (heard).
+    queries: Arc<InteractiveQueries>,
 }
 
 impl Watcher {
@@ -145,6 +161,13 @@ impl Watcher {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64),
             state: state.to_string(),
+            http_address: self.queries.http_address(),
+            active_tasks: self
+                .queries
+                .active_tasks()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         };
         let Ok(value) = serde_json::to_vec(&heartbeat) else {
             return;
@@ -166,6 +189,12 @@ impl Watcher {
             return;
         }
         let stopped = heartbeat.state == "stopped";
+        self.queries.heard(
+            &heartbeat.instance_id,
+            heartbeat.http_address.clone(),
+            &heartbeat.active_tasks,
+            stopped,
+        );
         match self.peers.get_mut(&heartbeat.instance_id) {
             Some(peer) => {
                 peer.last_heard = Instant::now();

@@ -33,6 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::background::BackgroundThread;
 use crate::config::Config;
+use crate::interactive_queries::{InteractiveQueries, Role, StandbyProgress};
 use crate::kafka::read_committed_consumer_config;
 use crate::metrics::Metrics;
 use crate::restore::{changelog_watermarks, clear, start_offset};
@@ -71,18 +72,27 @@ struct Follow {
 
 impl Standbys {
     /// Starts the standby thread, following no task yet.
+    /// Standbys that are read through `queries` once their stores are open.
     ///
     /// # Errors
     /// [`Error::Thread`] when the thread cannot be started.
-    pub fn spawn(config: &Config, topology: &Topology, metrics: &Metrics) -> Result<Standbys> {
+    pub fn spawn(
+        config: &Config,
+        topology: &Topology,
+        metrics: &Metrics,
+        queries: &Arc<InteractiveQueries>,
+    ) -> Result<Standbys> {
         let (commands, received) = mpsc::channel();
         let config = config.clone();
         let topology = topology.clone();
         let metrics = metrics.clone();
+        let queries = queries.clone();
         let restoring = Arc::new(AtomicBool::new(false));
         let waiting = restoring.clone();
         let thread = BackgroundThread::spawn("standby", "the standby thread", move |stop| {
-            run(&config, &topology, &metrics, &received, &waiting, stop)
+            run(
+                &config, &topology, &metrics, &queries, &received, &waiting, stop,
+            )
         })?;
         Ok(Standbys {
             commands,
@@ -122,11 +132,12 @@ fn run(
     config: &Config,
     topology: &Topology,
     metrics: &Metrics,
+    queries: &Arc<InteractiveQueries>,
     commands: &mpsc::Receiver<Follow>,
     restoring: &AtomicBool,
     stop: &AtomicBool,
 ) {
-    let mut follower = match Follower::new(config, topology, metrics) {
+    let mut follower = match Follower::new(config, topology, metrics, queries) {
         Ok(follower) => follower,
         Err(error) => {
             warn!(%error, "standby replicas are off: the standby consumer cannot be created");
@@ -169,6 +180,8 @@ struct FollowedStore {
 struct FollowedTask {
     checkpoint: TaskCheckpoint,
     stores: Vec<FollowedStore>,
+    /// How far behind it is, for the interactive queries it answers.
+    progress: Arc<StandbyProgress>,
 }
 
 /// The changelog ends librdkafka's statistics report, for the standby lag.
@@ -205,12 +218,19 @@ struct Follower {
     config: Config,
     topology: Topology,
     metrics: Metrics,
+    /// Where the followed tasks' stores are read from other threads.
+    queries: Arc<InteractiveQueries>,
     timeout: Duration,
     last_checkpoint: Instant,
 }
 
 impl Follower {
-    fn new(config: &Config, topology: &Topology, metrics: &Metrics) -> Result<Follower> {
+    fn new(
+        config: &Config,
+        topology: &Topology,
+        metrics: &Metrics,
+        queries: &Arc<InteractiveQueries>,
+    ) -> Result<Follower> {
         let context = StandbyContext::default();
         let ends = context.ends.clone();
         let consumer: BaseConsumer<StandbyContext> =
@@ -231,6 +251,7 @@ impl Follower {
             config: config.clone(),
             topology: topology.clone(),
             metrics: metrics.clone(),
+            queries: queries.clone(),
             timeout: Duration::from_millis(config.kafka.request_timeout_ms),
             last_checkpoint: Instant::now(),
         })
@@ -273,6 +294,7 @@ impl Follower {
         };
         if self.is_open(id) {
             self.to_open.remove(&id);
+            self.serve_queries(id);
             if self.to_open.is_empty() {
                 self.publish();
             }
@@ -286,6 +308,15 @@ impl Follower {
         true
     }
 
+    /// Task `id`'s stores answer interactive queries from now on.
+    fn serve_queries(&self, id: TaskId) {
+        if let Some(task) = self.tasks.get(&id) {
+            let readers = task.stores.iter().map(|s| s.store.reader()).collect();
+            self.queries
+                .host(id, Role::Standby, readers, Some(task.progress.clone()));
+        }
+    }
+
     /// Opens the next store of task `id` (loading its checkpoint first) and starts
     /// reading its changelog from the checkpoint.
     fn open_store(&mut self, id: TaskId) -> Result<()> {
@@ -296,6 +327,7 @@ impl Follower {
                 FollowedTask {
                     checkpoint,
                     stores: Vec::new(),
+                    progress: Arc::default(),
                 },
             );
         }
@@ -339,6 +371,7 @@ impl Follower {
         let Some(mut task) = self.tasks.remove(&id) else {
             return;
         };
+        self.queries.release(id, Role::Standby);
         let started = Instant::now();
         // Checkpointed while still assigned: the consumer's positions step over the
         // transaction markers after the last record.
@@ -430,10 +463,15 @@ impl Follower {
     /// Writes every store's batch to RocksDB.
     fn write_batches(&mut self) -> Result<()> {
         for task in self.tasks.values_mut() {
+            let mut applied = false;
             for store in &mut task.stores {
                 if !store.batch.is_empty() {
                     store.store.write_bulk(std::mem::take(&mut store.batch))?;
+                    applied = true;
                 }
+            }
+            if applied {
+                task.progress.applied();
             }
         }
         Ok(())
@@ -443,16 +481,19 @@ impl Follower {
     fn publish(&self) {
         self.metrics.standby_tasks.set(self.tasks.len() as i64);
         let ends = self.ends.lock().expect("standby ends lock");
-        let lag: i64 = self
-            .tasks
-            .iter()
-            .flat_map(|(id, task)| {
-                task.stores.iter().map(|s| {
+        let mut lag = 0;
+        for (id, task) in &self.tasks {
+            let task_lag: i64 = task
+                .stores
+                .iter()
+                .map(|s| {
                     ends.get(&(s.changelog.clone(), id.partition))
                         .map_or(0, |end| (end - s.position).max(0))
                 })
-            })
-            .sum();
+                .sum();
+            task.progress.set_lag_records(task_lag);
+            lag += task_lag;
+        }
         self.metrics.standby_lag_records.set(lag);
     }
 }

@@ -10,8 +10,8 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use paystream_state::{
-    KeyValueStore, MeteredStore, PendingWrite, RocksDbStore, StoreMetrics, TransactionalStore,
-    TtlStore,
+    KeyValueStore, MeteredStore, PendingWrite, RocksDbStore, StoreMetrics, StoreReader,
+    TransactionalStore, TtlStore,
 };
 
 use tracing::warn;
@@ -40,6 +40,8 @@ pub use crate::topology::TaskId;
 pub struct Task {
     pub id: TaskId,
     pub stores: BTreeMap<&'static str, TaskStore>,
+    /// Readers of the stores' RocksDB instances, for interactive queries.
+    readers: Vec<StoreReader>,
     /// Stores whose keys expire.
     ttl_stores: Vec<&'static str>,
     processor: Box<dyn TaskProcessor>,
@@ -87,7 +89,9 @@ impl Task {
     pub fn new(id: TaskId, sub: &SubTopology, restored: RestoredStores) -> Result<Task> {
         let mut stores = BTreeMap::new();
         let mut ttl_stores = Vec::new();
+        let mut readers = Vec::new();
         for (name, rocks) in restored.stores {
+            readers.push(rocks.reader());
             let ttl_ms = sub
                 .stores
                 .iter()
@@ -102,6 +106,7 @@ impl Task {
         let mut task = Task {
             id,
             stores,
+            readers,
             ttl_stores,
             processor: sub.processor(),
             stream_time_ms: i64::MIN,
@@ -259,6 +264,12 @@ impl Task {
                 panic_message(&*panic)
             ))),
         }
+    }
+
+    /// Readers of the task's stores from other threads (interactive queries): they
+    /// see what committed transactions wrote.
+    pub fn store_readers(&self) -> Vec<StoreReader> {
+        self.readers.clone()
     }
 
     /// True when the open transaction holds a write to one of the task's stores.

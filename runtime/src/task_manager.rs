@@ -16,6 +16,7 @@ use crate::Result;
 use crate::config::Config;
 use crate::config::StandbyReplicas;
 use crate::health::Health;
+use crate::interactive_queries::{InteractiveQueries, Role};
 use crate::metrics::Metrics;
 use crate::processor::{Forward, Origin, Value};
 use crate::restore::Restoring;
@@ -50,6 +51,8 @@ pub struct TaskManager {
     config: Config,
     metrics: Metrics,
     health: Arc<Health>,
+    /// Where the running tasks' and the standbys' stores are read from other threads.
+    queries: Arc<InteractiveQueries>,
 }
 
 impl TaskManager {
@@ -70,7 +73,13 @@ impl TaskManager {
             config,
             metrics,
             health,
+            queries: Arc::default(),
         }
+    }
+
+    /// Registers the running tasks' and the standbys' stores with `queries` from now on.
+    pub fn set_interactive_queries(&mut self, queries: Arc<InteractiveQueries>) {
+        self.queries = queries;
     }
 
     /// After a rebalance that gave this instance the tasks `assigned`: the standbys
@@ -89,6 +98,7 @@ impl TaskManager {
                 &self.config,
                 &self.topology,
                 &self.metrics,
+                &self.queries,
             )?);
         }
         let standbys = self.standbys.as_mut().expect("started above");
@@ -163,6 +173,8 @@ impl TaskManager {
                 .task_restore_seconds
                 .observe(started.elapsed().as_secs_f64());
             info!(task = %id, "task running");
+            self.queries
+                .host(*id, Role::Active, task.store_readers(), None);
             self.running.insert(*id, task);
         }
         if !finished.is_empty() {
@@ -361,6 +373,7 @@ impl TaskManager {
         self.running = kept;
         for (id, task) in closed {
             info!(task = %id, "task closed: its partitions moved to another instance");
+            self.queries.release(id, Role::Active);
             task.close();
         }
         let (kept, cancelled): (BTreeMap<_, _>, BTreeMap<_, _>) =
@@ -382,7 +395,8 @@ impl TaskManager {
 
     /// Closes every task and cancels every restore (the instance stops).
     pub fn close_all(&mut self) {
-        for (_, task) in std::mem::take(&mut self.running) {
+        for (id, task) in std::mem::take(&mut self.running) {
+            self.queries.release(id, Role::Active);
             task.close();
         }
         for (id, restoring) in std::mem::take(&mut self.restoring) {

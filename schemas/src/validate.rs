@@ -492,6 +492,24 @@ fn check_identifiers(fields: &[(&'static str, &str)]) -> Result<(), Violation> {
     Ok(())
 }
 
+/// The rule a payment id given to look a payment up by must meet (the identifier rule
+/// the events' `payment_id` meets): not empty, no control character, at most
+/// [`IDENTIFIER_BYTES_MAX`] bytes, and nothing that looks like a card number — such an
+/// id cannot be a payment's, and is never echoed.
+///
+/// # Errors
+/// The [`Violation`] naming the rule broken (never the value).
+pub fn check_payment_id(payment_id: &str) -> Result<(), Violation> {
+    check_non_empty(&[("payment_id", payment_id)])?;
+    check_identifiers(&[("payment_id", payment_id)])?;
+    if contains_pan(payment_id) {
+        return Err(Violation::PanDetected {
+            field: "payment_id",
+        });
+    }
+    Ok(())
+}
+
 /// Free text: no control character but tab, line feed and carriage return, and at most
 /// [`FREE_TEXT_BYTES_MAX`] bytes.
 fn check_free_text(field: &'static str, value: &str) -> Result<(), Violation> {

@@ -33,7 +33,7 @@ mod contract;
 
 pub use memory::InMemoryStore;
 pub use metered::{MeteredStore, StoreMetrics};
-pub use rocks::{BulkWrite, RocksDbStore};
+pub use rocks::{BulkWrite, RocksDbStore, StoreReader};
 pub use transactional::{PendingWrite, TransactionalStore};
 pub use ttl::TtlStore;
 
@@ -52,6 +52,10 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A [`StoreReader`] read a store that has been closed (its task moved, or the
+    /// instance stops).
+    #[error("state store {store} is closed")]
+    Closed { store: String },
 }
 
 impl StoreError {

@@ -1,4 +1,6 @@
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use rocksdb::{BlockBasedOptions, DB, Options, WriteBatch, WriteOptions};
 
@@ -15,9 +17,14 @@ use crate::{KeyValueStore, Result, StoreError, Write};
 pub struct RocksDbStore {
     name: String,
     path: PathBuf,
-    db: DB,
+    /// Shared with the [`StoreReader`]s handed out, which hold it only while they read.
+    db: Arc<DB>,
     write_options: WriteOptions,
 }
+
+/// Longest dropping a [`RocksDbStore`] waits for reads of its [`StoreReader`]s in flight
+/// (each a single point look-up, microseconds).
+const READERS_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for RocksDbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,9 +66,21 @@ impl RocksDbStore {
         Ok(RocksDbStore {
             name: name.to_string(),
             path: path.to_path_buf(),
-            db,
+            db: Arc::new(db),
             write_options,
         })
+    }
+
+    /// A handle that reads this store from another thread (interactive queries) for as
+    /// long as the store is open; once it is closed, reads answer
+    /// [`StoreError::Closed`]. Reads see what was written to RocksDB: in a task's store,
+    /// what the task's committed transactions wrote (the open transaction's writes wait
+    /// in [`crate::TransactionalStore`] above this layer).
+    pub fn reader(&self) -> StoreReader {
+        StoreReader {
+            name: self.name.clone(),
+            db: Arc::downgrade(&self.db),
+        }
     }
 
     /// Every key, in key order (for wiping a store before a full restore).
@@ -129,6 +148,56 @@ impl RocksDbStore {
         self.db
             .write_opt(batch.batch, &self.write_options)
             .map_err(|e| rocks_error(&self.name, e))
+    }
+}
+
+impl Drop for RocksDbStore {
+    /// Waits (at most [`READERS_DRAIN_TIMEOUT`]) for the reads of [`StoreReader`]s in
+    /// flight, so that RocksDB is closed — and its lock on the directory released — when
+    /// this returns: the next owner of the store (a task taking over from a standby)
+    /// opens it right after.
+    fn drop(&mut self) {
+        let started = Instant::now();
+        while Arc::strong_count(&self.db) > 1 && started.elapsed() < READERS_DRAIN_TIMEOUT {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+}
+
+/// Reads one [`RocksDbStore`] from any thread, without keeping it open
+/// ([`RocksDbStore::reader`]).
+#[derive(Clone)]
+pub struct StoreReader {
+    name: String,
+    db: Weak<DB>,
+}
+
+impl std::fmt::Debug for StoreReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreReader")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl StoreReader {
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The value RocksDB holds for `key`, as the layers above it wrote it (for a
+    /// task's stores, with the write-time prefix of [`crate::TtlStore`]: see
+    /// [`crate::TtlStore::split_stored_value`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Closed`] once the store is closed; [`StoreError::Rocks`] when the
+    /// read fails.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let db = self.db.upgrade().ok_or_else(|| StoreError::Closed {
+            store: self.name.clone(),
+        })?;
+        db.get(key).map_err(|e| rocks_error(&self.name, e))
     }
 }
 
@@ -227,6 +296,27 @@ impl KeyValueStore for RocksDbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reader_reads_the_store_while_it_is_open_and_lets_it_be_opened_again_once_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = RocksDbStore::open("read", dir.path()).unwrap();
+        store.put(b"k", b"v1").unwrap();
+        let reader = store.reader();
+        let from_thread = {
+            let reader = reader.clone();
+            std::thread::spawn(move || reader.get(b"k").unwrap())
+                .join()
+                .unwrap()
+        };
+        assert_eq!(from_thread, Some(b"v1".to_vec()));
+        assert_eq!(reader.get(b"absent").unwrap(), None);
+        drop(store);
+        assert!(matches!(reader.get(b"k"), Err(StoreError::Closed { .. })));
+        // Closed means RocksDB let go of the directory: the next owner opens it.
+        let store = RocksDbStore::open("read", dir.path()).unwrap();
+        assert_eq!(store.get(b"k").unwrap(), Some(b"v1".to_vec()));
+    }
 
     #[test]
     fn a_background_flush_writes_every_earlier_write_to_an_sst_file() {

@@ -21,6 +21,20 @@ pub struct TtlStore<S> {
     cursor: Vec<u8>,
 }
 
+impl<S> TtlStore<S> {
+    /// Splits a value as this layer stores it into the stream time it was written at
+    /// (milliseconds) and the value; `None` when it is shorter than the prefix. For
+    /// readers below this layer ([`crate::StoreReader`]), which cannot tell expiry: a
+    /// key past its TTL that is not purged yet is still returned.
+    pub fn split_stored_value(stored: &[u8]) -> Option<(i64, &[u8])> {
+        if stored.len() < TIME_PREFIX_BYTES {
+            return None;
+        }
+        let (time, value) = stored.split_at(TIME_PREFIX_BYTES);
+        Some((i64::from_be_bytes(time.try_into().ok()?), value))
+    }
+}
+
 impl<S: KeyValueStore> TtlStore<S> {
     /// Wraps `inner`, expiring keys `ttl_ms` of stream time after they were written.
     pub fn new(inner: S, ttl_ms: i64) -> Self {

@@ -12,6 +12,7 @@ use paystream_ledger_sink::{LedgerSink, SinkConfig, SinkMetrics, SinkSummary};
 use paystream_processors::PaymentsConfig;
 use paystream_processors::metrics::PaymentMetrics;
 use paystream_processors::topology::payments_topology;
+use paystream_runtime::interactive_queries::InteractiveQueries;
 use paystream_runtime::metrics::Metrics;
 use paystream_runtime::{Config, Pipeline, RunSummary};
 use tokio::sync::watch;
@@ -55,14 +56,27 @@ pub async fn run(
     });
     let metrics = Metrics::new();
     let health = Arc::new(Health::default());
+    // The payment lookup reads the stores of the pipelines this process runs (docs/
+    // architecture.md, "Interactive queries").
+    let queries = Arc::new(InteractiveQueries::default());
     if !config.http.listen_address.is_empty() {
-        health::serve(
+        let bound = health::serve(
             &config.http.listen_address,
             health.clone(),
             metrics.registry.clone(),
+            super::payment::routes(queries.clone(), &config.instance_id)?,
         )
         .await
         .with_context(|| format!("http.listen_address {}", config.http.listen_address))?;
+        let advertised = super::payment::advertised_address(&config, bound);
+        if advertised.is_none() {
+            warn!(
+                listen_address = %config.http.listen_address,
+                "http.advertised_address is not set and the listen address is a wildcard: \
+                 the other instances cannot forward payment lookups here"
+            );
+        }
+        queries.set_http_address(advertised);
     }
     let (upstream_done_tx, upstream_done_rx) = watch::channel(false);
     let sink = if sink.enabled && !args.no_sink {
@@ -88,7 +102,8 @@ pub async fn run(
         metrics.clone(),
         health.clone(),
     )
-    .await?;
+    .await?
+    .with_interactive_queries(queries.clone());
     let rejoin = Rejoin {
         config: config.clone(),
         payments: payments.clone(),
@@ -96,6 +111,7 @@ pub async fn run(
         codec,
         metrics,
         health,
+        queries,
     };
     let mut pipeline = tokio::spawn(rejoin.run(pipeline, shutdown_rx, args.until_caught_up));
     // Whichever ends first decides: a failed sink stops the pipeline (so an orchestrator
@@ -159,6 +175,7 @@ struct Rejoin {
     codec: Arc<paystream_schemas::Codec>,
     metrics: Metrics,
     health: Arc<Health>,
+    queries: Arc<InteractiveQueries>,
 }
 
 impl Rejoin {
@@ -191,7 +208,8 @@ impl Rejoin {
                 self.metrics.clone(),
                 self.health.clone(),
             )
-            .await?;
+            .await?
+            .with_interactive_queries(self.queries.clone());
         }
     }
 }

@@ -303,18 +303,25 @@ impl Default for ProcessingConfig {
     }
 }
 
-/// The `/healthz`, `/readyz` and `/metrics` endpoints.
+/// The `/healthz`, `/readyz`, `/metrics` and `/payments/{id}` endpoints.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// `host:port` to serve on; port 0 picks a free port (tests); empty turns it off.
     pub listen_address: String,
+    /// `host:port` at which the other instances reach this one, to forward a payment
+    /// lookup to the instance that hosts the payment (docs/architecture.md, "Interactive
+    /// queries"). Empty: the address bound for `listen_address`, unless that is a
+    /// wildcard (`0.0.0.0`), which another instance cannot dial; then lookups are not
+    /// forwarded here.
+    pub advertised_address: String,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen_address: "127.0.0.1:9464".to_string(),
+            advertised_address: String::new(),
         }
     }
 }

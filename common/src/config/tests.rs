@@ -98,6 +98,18 @@ fn invalid_values_name_the_key_and_the_fix() {
     c.processing.commit_interval_idle_ms = c.processing.commit_interval_ms;
     c.validate()
         .expect("an idle interval equal to the interval turns early commits off");
+    for bad in ["paystream-0", ":9464", "host:port"] {
+        let mut c = Config::default();
+        c.http.advertised_address = bad.into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("http.advertised_address") && err.contains("use"),
+            "{err}"
+        );
+    }
+    let mut c = Config::default();
+    c.http.advertised_address = "paystream-0.paystream:9464".into();
+    c.validate().expect("a host name and port");
     let mut c = Config::default();
     c.topics.prefix = "bad prefix".into();
     assert!(

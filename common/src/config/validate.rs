@@ -215,6 +215,19 @@ impl Config {
                 "use an IP and port such as 127.0.0.1:9464, or \"\" to turn it off",
             ));
         }
+        let advertised = &self.http.advertised_address;
+        if !advertised.is_empty()
+            && advertised
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(invalid(
+                "http.advertised_address",
+                format!("{advertised:?} is not host:port"),
+                "use the host name or IP and port the other instances dial, such as \
+                 paystream-0.paystream:9464, or \"\" for the listen address",
+            ));
+        }
         Ok(())
     }
 }

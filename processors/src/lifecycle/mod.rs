@@ -81,6 +81,7 @@
 //! | `state_machine.rs` | the per-event handlers that apply a transition and emit status changes and journal entries |
 //! | `settlement_check.rs` | the check of an applied settlement against its authorization; the reconciliation exceptions it raises |
 //! | `pending.rs` | the pending buffer: when an event waits, buffering within [`PENDING_EVENTS_PER_PAYMENT_MAX`] and [`PENDING_VALUE_BYTES_MAX`], draining in event-time order; `pending/format.rs`, the layout of a waiting event |
+//! | `lookup.rs` | [`lookup::payment_view`]: a payment's value as the payment lookup shows it (read-only, outside the processor) |
 //! | `callbacks.rs` | what the orphan timeout, pending retention and settlement window do when they fire; the reconciliation exceptions they raise |
 //!
 //! # Data flow
@@ -145,6 +146,7 @@ pub mod inputs {
 }
 
 mod callbacks;
+pub mod lookup;
 mod model;
 pub mod money;
 mod movements;

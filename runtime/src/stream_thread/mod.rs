@@ -176,6 +176,9 @@ pub struct Pipeline {
     last_commit_at: Option<Instant>,
     /// Committed offsets shared with the consumer's statistics callback (consumer lag).
     lag: LagTracker,
+    /// The stores this instance hosts and the directory of the others (`Some` once
+    /// [`Self::with_interactive_queries`] was called).
+    queries: Option<Arc<crate::interactive_queries::InteractiveQueries>>,
 }
 
 impl Pipeline {
@@ -221,7 +224,12 @@ impl Pipeline {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let _liveness = crate::liveness::spawn(&self.config, &self.metrics, subscription)?;
+        let _liveness = crate::liveness::spawn(
+            &self.config,
+            &self.metrics,
+            subscription,
+            self.queries.clone().unwrap_or_default(),
+        )?;
         let mut schedule = CommitSchedule::new(&self.config);
         self.known_ends = Some(KnownEnds::spawn(
             &self.config,

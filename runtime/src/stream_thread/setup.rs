@@ -18,6 +18,7 @@ use super::{Pipeline, STATISTICS_INTERVAL_MS};
 use crate::config::Config;
 use crate::eos_producer::ExactlyOnceProducer;
 use crate::health::Health;
+use crate::interactive_queries::InteractiveQueries;
 use crate::kafka::{client_config, read_committed_consumer_config};
 use crate::lag::{EndOffsets, LagTracker, RebalanceListener};
 use crate::metrics::Metrics;
@@ -195,7 +196,27 @@ impl Pipeline {
             first_record_at: None,
             last_commit_at: None,
             lag,
+            queries: None,
             config,
         })
+    }
+
+    /// Serves interactive queries through `queries` (docs/architecture.md, "Interactive
+    /// queries"): the running tasks and the standbys register their stores there, and
+    /// the heartbeats carry this instance's HTTP address and active tasks.
+    pub fn with_interactive_queries(mut self, queries: Arc<InteractiveQueries>) -> Self {
+        let mut partitions = vec![1; self.topology.sub_topologies.len()];
+        for (topic, count) in &self.source_partitions {
+            if let Some(sub) = self.topology.reader_of(topic) {
+                partitions[sub.id as usize] = *count;
+            }
+        }
+        queries.set_layout(&self.topology, &partitions);
+        queries.set_peer_timeout(Duration::from_millis(
+            self.config.processing.peer_timeout_ms,
+        ));
+        self.tasks.set_interactive_queries(queries.clone());
+        self.queries = Some(queries);
+        self
     }
 }

@@ -43,6 +43,20 @@ impl std::fmt::Display for TaskId {
     }
 }
 
+impl std::str::FromStr for TaskId {
+    type Err = String;
+
+    /// Parses `<sub_topology>_<partition>`, as [`TaskId`] displays.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || format!("{s:?} is not a task id (<sub_topology>_<partition>)");
+        let (sub, partition) = s.split_once('_').ok_or_else(invalid)?;
+        Ok(TaskId {
+            sub_topology: sub.parse().map_err(|_| invalid())?,
+            partition: partition.parse().map_err(|_| invalid())?,
+        })
+    }
+}
+
 /// A topic a sub-topology reads.
 #[derive(Clone)]
 pub struct SourceTopic {

@@ -21,6 +21,10 @@
 //! At the end every expected journal entry must be in PostgreSQL, once (the ids are
 //! unique there): the counts are printed with the figures, and so is any instance that
 //! exited on its own.
+//!
+//! All through the phase, the preloaded payments are looked up on instance 0
+//! (`lookup.rs`): the payment lookup's latency on the owner, forwarded, and from a
+//! standby while the owner is down.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,6 +40,9 @@ use crate::{ledger, now_ms};
 
 /// Partitions of every topic in this phase.
 const PARTITIONS: &str = "6";
+
+/// Payment ids of the preloaded payments: this, then a 12-digit number.
+const PRELOADED_KEY_PREFIX: &str = "preloaded-payment-";
 
 /// Bytes per preloaded payment value (a payment state is about 300).
 const STATE_VALUE_BYTES: usize = 300;
@@ -101,6 +108,8 @@ pub struct Failover {
     /// their exit status, or that did not stop within 60 s of SIGTERM: each is a failure
     /// of the failover, see its log.
     pub unexpected_exits: Vec<String>,
+    /// Payment lookups asked of instance 0 through the phase, by who served them.
+    pub lookups: Vec<crate::lookup::LookupFigures>,
 }
 
 /// One `paystream run` of the phase.
@@ -187,7 +196,7 @@ pub async fn measure(options: &Options, logs: &Path) -> anyhow::Result<Failover>
             None,
             options.state_payments,
             &payment_value(STATE_VALUE_BYTES),
-            "preloaded-payment-",
+            PRELOADED_KEY_PREFIX,
         )
         .await?;
         eprintln!(
@@ -222,6 +231,16 @@ pub async fn measure(options: &Options, logs: &Path) -> anyhow::Result<Failover>
         window_s * (events.len() as u64 + 1)
     );
 
+    let (stop_lookups, lookups_stopped) = tokio::sync::watch::channel(false);
+    let lookups = (options.state_payments > 0).then(|| {
+        tokio::spawn(crate::lookup::probe(
+            running[0].ready_url.trim_end_matches("/readyz").to_string(),
+            PRELOADED_KEY_PREFIX.to_string(),
+            options.state_payments,
+            "0".to_string(),
+            lookups_stopped,
+        ))
+    });
     let traffic_started_ms = now_ms();
     let sender = tokio::task::spawn_blocking(move || send_at_rate(&records, rate));
     let mut at_ms = Vec::new();
@@ -263,6 +282,11 @@ pub async fn measure(options: &Options, logs: &Path) -> anyhow::Result<Failover>
     }
     let (sent_ms, sent_per_s) = sender.await??;
     note_exits(&mut running, killed, &mut unexpected_exits);
+    let _ = stop_lookups.send(true);
+    let lookups = match lookups {
+        Some(probe) => probe.await??,
+        None => Vec::new(),
+    };
 
     let pool = ledger::connect(&env.database_url).await?;
     let expected = plan.expected.journal_entries;
@@ -323,5 +347,6 @@ pub async fn measure(options: &Options, logs: &Path) -> anyhow::Result<Failover>
         journal_entries_expected: expected,
         journal_entries_written: written,
         unexpected_exits,
+        lookups,
     })
 }

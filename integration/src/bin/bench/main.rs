@@ -11,7 +11,8 @@
 //! 4. latency at fixed offered rates (`latency.rs`);
 //! 5. restore of `--restore-keys` keys (the `restore_bench` binary);
 //! 6. failover (`failover.rs`): `--failover-instances` instances under a steady rate; an
-//!    instance killed, returning, restarted (a rolling deploy), one joining.
+//!    instance killed, returning, restarted (a rolling deploy), one joining; payment
+//!    lookups asked all through it (`lookup.rs`).
 //!
 //! `PAYSTREAM_BIN` selects the paystream binary to measure (e.g. an older build, for a
 //! before/after table); `--smoke` runs every phase on tiny inputs (CI: it must run, its
@@ -22,6 +23,7 @@ mod cpu;
 mod failover;
 mod latency;
 mod ledger;
+mod lookup;
 mod produced;
 mod throughput;
 
@@ -468,6 +470,17 @@ fn table(report: &serde_json::Value) -> String {
             "  journal entries {} of {} expected (ids unique in PostgreSQL: none twice)",
             failover["journal_entries_written"], failover["journal_entries_expected"]
         );
+        for row in failover["lookups"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  payment lookup on instance 0, {:<9}: {:>5} lookups, p50 {:>6.2} ms p99 {:>6.2} ms max {:>7.2} ms",
+                row["served"].as_str().unwrap_or(""),
+                row["lookups"],
+                f(&row["p50_us"]) / 1000.0,
+                f(&row["p99_us"]) / 1000.0,
+                f(&row["max_us"]) / 1000.0,
+            );
+        }
         for exit in failover["unexpected_exits"]
             .as_array()
             .into_iter()

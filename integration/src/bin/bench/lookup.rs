@@ -1,0 +1,99 @@
+//! Payment lookup latency, measured inside the failover phase (`failover.rs`): all
+//! through the phase, `GET /payments/{id}` is asked of instance 0 (never killed) for
+//! preloaded payments picked at random, [`LOOKUPS_PER_S`] a second, one at a time over a
+//! kept-alive connection. Each answer is classed by who served it: instance 0's own active
+//! task (`owner`), another instance's, forwarded (`forwarded`), or a standby because the
+//! task's instance was down (`standby`); anything but a 200 is an error. Latency is the
+//! client's: request sent → whole answer read, in microseconds.
+
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::latency::quantile;
+
+/// Lookups asked per second.
+pub const LOOKUPS_PER_S: u64 = 100;
+
+/// One class of answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct LookupFigures {
+    /// `owner`, `forwarded`, `standby` or `error`.
+    pub served: &'static str,
+    pub lookups: usize,
+    pub p50_us: i64,
+    pub p99_us: i64,
+    pub max_us: i64,
+}
+
+/// One lookup: how it was served and how long it took.
+struct Sample {
+    served: &'static str,
+    latency_us: i64,
+}
+
+/// Asks `base_url` (`http://host:port`) for payments `<key_prefix><n>` (n below `keys`,
+/// as `fill_changelog` names them) until `stop` turns true.
+pub async fn probe(
+    base_url: String,
+    key_prefix: String,
+    keys: u64,
+    asked_instance: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Vec<LookupFigures>> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut samples = Vec::new();
+    let interval = Duration::from_micros(1_000_000 / LOOKUPS_PER_S);
+    let mut next = Instant::now();
+    while !*stop.borrow() {
+        next += interval;
+        let key = format!("{key_prefix}{:012}", rng.random_range(0..keys.max(1)));
+        let started = Instant::now();
+        let served = match client
+            .get(format!("{base_url}/payments/{key}"))
+            .send()
+            .await
+        {
+            Ok(response) if response.status().is_success() => {
+                let body: serde_json::Value =
+                    serde_json::from_slice(&response.bytes().await.unwrap_or_default())
+                        .unwrap_or_default();
+                let by = &body["served_by"];
+                match (by["role"].as_str(), by["instance_id"].as_str()) {
+                    (Some("standby"), _) => "standby",
+                    (Some("active"), Some(id)) if id == asked_instance => "owner",
+                    (Some("active"), Some(_)) => "forwarded",
+                    _ => "error",
+                }
+            }
+            _ => "error",
+        };
+        samples.push(Sample {
+            served,
+            latency_us: started.elapsed().as_micros() as i64,
+        });
+        tokio::time::sleep_until(next.into()).await;
+    }
+    Ok(["owner", "forwarded", "standby", "error"]
+        .into_iter()
+        .map(|served| {
+            let mut latencies: Vec<i64> = samples
+                .iter()
+                .filter(|s| s.served == served)
+                .map(|s| s.latency_us)
+                .collect();
+            latencies.sort_unstable();
+            LookupFigures {
+                served,
+                lookups: latencies.len(),
+                p50_us: quantile(&latencies, 0.50),
+                p99_us: quantile(&latencies, 0.99),
+                max_us: latencies.last().copied().unwrap_or(0),
+            }
+        })
+        .collect())
+}
