@@ -4,9 +4,10 @@
 //! store (`lifecycle/stored.rs`): it is written in the open transaction with everything
 //! else of the payment, reaches the store's changelog in the same record, and survives
 //! restarts and moves between instances by changelog restore. To find the due ones
-//! without reading every payment, each task keeps a [`TimerIndex`] in memory: built at
-//! task start by one scan of the restored store, then kept in step with every write of a
-//! payment's timers and with the transaction (what an abort undoes is put back).
+//! without reading every payment, each task keeps a [`TimerIndex`] in memory: built
+//! after task start by a scan of the restored store, a few pages per punctuation
+//! (`lifecycle::stored::IndexScan`), and kept in step with every write of a payment's
+//! timers and with the transaction (what an abort undoes is put back).
 //!
 //! Each kind runs on the clock of the stream whose progress it waits for (its partition
 //! time, the largest record timestamp seen on the task's partition of that stream), never

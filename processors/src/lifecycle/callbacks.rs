@@ -222,12 +222,36 @@ pub(super) fn on_stuck_payment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Processor;
     use crate::driver::TestDriver;
     use crate::lifecycle::LifecycleProcessor;
     use crate::lifecycle::test_support::*;
 
     const MINUTE_MS: i64 = 60_000;
     const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
+
+    #[test]
+    fn after_a_restart_the_timer_index_is_rebuilt_over_punctuations_and_every_timer_fires_once() {
+        // More payments than the rebuild reads in one punctuation (4 pages of 1,024).
+        const PAYMENTS: usize = 5_000;
+        let mut d = TestDriver::new(LifecycleProcessor::default());
+        for n in 0..PAYMENTS {
+            d.pipe(rec(auth_ok(&format!("p{n:05}"), &format!("a{n:05}"))));
+        }
+        d.restart(LifecycleProcessor::default());
+        assert!(
+            d.processor().awaits_wall_clock(),
+            "the rebuild is under way after the restart"
+        );
+        // A punctuation whose transaction aborts: the rebuild starts over, nothing is lost.
+        d.advance_stream_time_ms_and_abort(MINUTE_MS);
+        let mut raised = exceptions(&d.advance_stream_time_ms(10 * MINUTE_MS)).len();
+        for _ in 0..20 {
+            raised += exceptions(&d.advance_stream_time_ms(1)).len();
+        }
+        assert_eq!(raised, PAYMENTS, "every orphan timeout fired, once");
+        assert!(!d.processor().awaits_wall_clock(), "the rebuild is done");
+    }
 
     #[test]
     fn an_auth_whose_payment_never_appears_raises_orphan_event_once_after_the_timeout() {

@@ -204,34 +204,78 @@ impl Loaded {
     }
 }
 
-/// The timer index of every payment's value in the store: one scan of `payments` in
-/// pages, reading only the timers at the start of each value ([`decode_timers`]).
+/// The rebuild of the timer index from the payments' values after a task starts, a few
+/// pages per punctuation instead of all at once in `init`: a task that moves (a
+/// failover, a deploy) runs as soon as its stores are there, not after a scan of all its
+/// payments (about 0.6 s for 167k of them; docs/benchmarks.md, "Failover").
 ///
-/// # Errors
-/// [`ProcessorError::CorruptState`] for a key that is not UTF-8 or a value as
-/// [`decode_timers`]; store errors.
-pub fn timer_index(ctx: &mut dyn ProcessorContext) -> Result<TimerIndex> {
-    let mut index = TimerIndex::new();
-    let mut from = Vec::new();
-    loop {
-        let page = ctx
-            .store(stores::PAYMENTS)?
-            .range(&from, INDEX_SCAN_PAGE_KEYS)?;
-        for (key, value) in &page {
-            let payment_id = utf8_key(stores::PAYMENTS, key)?;
-            for timer in decode_timers(payment_id, value)? {
-                index.insert(payment_id, timer);
-            }
-        }
-        match page.last() {
-            Some((last, _)) if page.len() == INDEX_SCAN_PAGE_KEYS => {
-                from = paystream_state::key_after(last)
-            }
-            _ => break,
+/// Until the scan is done, a due timer of a payment it has not reached yet fires a
+/// little later, once it does. The index stays right meanwhile: a payment an event
+/// changes before the scan reaches it tells the index what it set and cancelled
+/// ([`Loaded::save`]), and the scan adds what its value holds then. An entry that no
+/// longer matches the value is skipped when it comes due. One case is not covered by
+/// that: a timer cancelled in a transaction that aborts, on a payment the scan read
+/// inside that transaction — the abort brings the timer back in the value but not in the
+/// index — so an abort during the scan starts it over ([`IndexScan::aborted`]).
+#[derive(Debug, Clone, Default)]
+pub struct IndexScan {
+    /// Where the next page starts; `None` once the scan is done.
+    from: Option<Vec<u8>>,
+}
+
+impl IndexScan {
+    /// A scan from the first key.
+    pub fn start() -> Self {
+        IndexScan {
+            from: Some(Vec::new()),
         }
     }
-    index.committed();
-    Ok(index)
+
+    /// True until every value has been read.
+    pub fn in_progress(&self) -> bool {
+        self.from.is_some()
+    }
+
+    /// Adds the timers of up to `pages` pages of values to `index`.
+    ///
+    /// # Errors
+    /// [`ProcessorError::CorruptState`] for a key that is not UTF-8 or a value as
+    /// [`decode_timers`]; store errors.
+    pub fn scan(
+        &mut self,
+        ctx: &mut dyn ProcessorContext,
+        index: &mut TimerIndex,
+        pages: usize,
+    ) -> Result<()> {
+        for _ in 0..pages {
+            let Some(from) = &self.from else {
+                return Ok(());
+            };
+            let page = ctx
+                .store(stores::PAYMENTS)?
+                .range(from, INDEX_SCAN_PAGE_KEYS)?;
+            for (key, value) in &page {
+                let payment_id = utf8_key(stores::PAYMENTS, key)?;
+                for timer in decode_timers(payment_id, value)? {
+                    index.insert(payment_id, timer);
+                }
+            }
+            self.from = match page.last() {
+                Some((last, _)) if page.len() == INDEX_SCAN_PAGE_KEYS => {
+                    Some(paystream_state::key_after(last))
+                }
+                _ => None,
+            };
+        }
+        Ok(())
+    }
+
+    /// The open transaction aborted: a scan in progress starts over.
+    pub fn aborted(&mut self) {
+        if self.in_progress() {
+            *self = IndexScan::start();
+        }
+    }
 }
 
 /// `key` of `store` as the payment id it is.

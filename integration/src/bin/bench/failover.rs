@@ -284,7 +284,22 @@ pub async fn measure(options: &Options, logs: &Path) -> anyhow::Result<Failover>
     note_exits(&mut running, killed, &mut unexpected_exits);
     let _ = stop_lookups.send(true);
     let lookups = match lookups {
-        Some(probe) => probe.await??,
+        Some(probe) => {
+            let samples = probe.await??;
+            let first_event_ms = traffic_started_ms + at_ms.first().copied().unwrap_or(0);
+            let half_window_ms = window.as_millis() as i64 / 2;
+            let mut figures = crate::lookup::figures(
+                &samples,
+                "steady",
+                first_event_ms - half_window_ms..first_event_ms,
+            );
+            figures.extend(crate::lookup::figures(
+                &samples,
+                "whole phase",
+                i64::MIN..i64::MAX,
+            ));
+            figures
+        }
         None => Vec::new(),
     };
 

@@ -473,7 +473,8 @@ fn table(report: &serde_json::Value) -> String {
         for row in failover["lookups"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 out,
-                "  payment lookup on instance 0, {:<9}: {:>5} lookups, p50 {:>6.2} ms p99 {:>6.2} ms max {:>7.2} ms",
+                "  payment lookup on instance 0, {:<11} {:<10}: {:>5} lookups, p50 {:>6.2} ms p99 {:>6.2} ms max {:>7.2} ms",
+                row["during"].as_str().unwrap_or(""),
                 row["served"].as_str().unwrap_or(""),
                 row["lookups"],
                 f(&row["p50_us"]) / 1000.0,
