@@ -117,15 +117,21 @@ struct Shared {
 /// Binds `address` and serves the endpoints, and `routes` beside them, until the process
 /// ends. Returns the bound address (port 0 picks a free port).
 ///
+/// They are served on a thread of their own (`http`, with a single-threaded Tokio
+/// runtime), not on the process's runtime: there the stream thread and the ledger
+/// sink's tasks hold the workers for milliseconds at a time, and a payment lookup or a
+/// scrape waited behind them (p99 24 ms for a lookup on a busy instance).
+///
 /// # Errors
-/// The I/O error when the address cannot be bound.
+/// The I/O error when the address cannot be bound or the thread cannot start.
 pub async fn serve(
     address: &str,
     health: Arc<Health>,
     registry: Registry,
     routes: Router,
 ) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -133,11 +139,22 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .with_state(Shared { health, registry })
         .merge(routes);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            warn!(error = %e, "health endpoint stopped");
-        }
-    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let served = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => axum::serve(listener, app).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = served {
+                    warn!(error = %e, "the HTTP endpoints stopped");
+                }
+            });
+        })?;
     info!(address = %bound, "serving /healthz, /readyz, /metrics and the application's routes");
     Ok(bound)
 }

@@ -149,12 +149,15 @@ impl TimerIndex {
             .insert((timer.kind, timer.due_ms, payment_id.to_string()));
     }
 
-    /// Removes `payment_id`'s `timer` (cancelled in the open transaction).
+    /// Removes `payment_id`'s `timer` (cancelled in the open transaction). An abort
+    /// puts it back even when the index did not hold it: while the index is rebuilt
+    /// after a task starts it may not have reached the payment yet, and the abort brings
+    /// the timer back in the payment's value (if the aborted transaction had set it, the
+    /// entry is one that no longer matches and is skipped when due).
     pub fn remove(&mut self, payment_id: &str, timer: DueTimer) {
         let key = (timer.kind, timer.due_ms, payment_id.to_string());
-        if self.due.remove(&key) {
-            self.removed_in_transaction.push(key);
-        }
+        self.due.remove(&key);
+        self.removed_in_transaction.push(key);
     }
 
     /// True when the index holds a timer of `kind`.
@@ -242,6 +245,24 @@ mod tests {
 
     fn timer(kind: TimerKind, due_ms: i64) -> DueTimer {
         DueTimer { kind, due_ms }
+    }
+
+    #[test]
+    fn an_abort_puts_back_a_cancelled_timer_the_index_had_not_reached_yet() {
+        let mut index = TimerIndex::new();
+        // Cancelled before the rebuild read its payment: the index did not hold it.
+        index.remove("p", timer(TimerKind::SettlementWindow, 50));
+        assert!(index.is_empty());
+        index.aborted();
+        assert_eq!(
+            index.take_due(TimerKind::SettlementWindow, 50, 10)[0].payment_id,
+            "p",
+            "the abort brought it back in the value, and in the index"
+        );
+        index.committed();
+        index.remove("q", timer(TimerKind::Orphan, 1));
+        index.committed();
+        assert!(index.is_empty(), "a committed cancellation is final");
     }
 
     #[test]

@@ -243,7 +243,8 @@ mod tests {
             d.processor().awaits_wall_clock(),
             "the rebuild is under way after the restart"
         );
-        // A punctuation whose transaction aborts: the rebuild starts over, nothing is lost.
+        // A punctuation whose transaction aborts in the middle of the rebuild: nothing is
+        // lost, nothing fires twice.
         d.advance_stream_time_ms_and_abort(MINUTE_MS);
         let mut raised = exceptions(&d.advance_stream_time_ms(10 * MINUTE_MS)).len();
         for _ in 0..20 {

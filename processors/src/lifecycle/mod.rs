@@ -467,7 +467,6 @@ impl Processor for LifecycleProcessor {
 
     fn aborted(&mut self) {
         self.timers.aborted();
-        self.index_scan.aborted();
         self.timer_migration.aborted();
         self.counts = OutputCounts::default();
     }

@@ -213,10 +213,12 @@ impl Loaded {
 /// little later, once it does. The index stays right meanwhile: a payment an event
 /// changes before the scan reaches it tells the index what it set and cancelled
 /// ([`Loaded::save`]), and the scan adds what its value holds then. An entry that no
-/// longer matches the value is skipped when it comes due. One case is not covered by
-/// that: a timer cancelled in a transaction that aborts, on a payment the scan read
-/// inside that transaction — the abort brings the timer back in the value but not in the
-/// index — so an abort during the scan starts it over ([`IndexScan::aborted`]).
+/// longer matches the value is skipped when it comes due. A page read inside a
+/// transaction that aborts needs no second read: a timer that transaction cancelled on a
+/// payment of the page comes back in the value, and the index puts back every timer an
+/// aborted transaction cancelled, held or not ([`TimerIndex::remove`]). (The first
+/// version started the scan over at every abort; a dead letter aborts a transaction, and
+/// under traffic with one every second a scan of 167k payments never finished.)
 #[derive(Debug, Clone, Default)]
 pub struct IndexScan {
     /// Where the next page starts; `None` once the scan is done.
@@ -268,13 +270,6 @@ impl IndexScan {
             };
         }
         Ok(())
-    }
-
-    /// The open transaction aborted: a scan in progress starts over.
-    pub fn aborted(&mut self) {
-        if self.in_progress() {
-            *self = IndexScan::start();
-        }
     }
 }
 
