@@ -63,6 +63,9 @@ pub struct Options {
     pub seed: u64,
 }
 
+/// How long the payment lookups run before the traffic starts.
+const QUIET_LOOKUPS: Duration = Duration::from_secs(5);
+
 /// Longest to wait for the last entries after the traffic ended.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -241,6 +244,11 @@ pub async fn measure(options: &Options, logs: &Path) -> anyhow::Result<Failover>
             lookups_stopped,
         ))
     });
+    let probe_started_ms = now_ms();
+    if lookups.is_some() {
+        // Lookups on instances with no traffic first: what a lookup costs by itself.
+        tokio::time::sleep(QUIET_LOOKUPS).await;
+    }
     let traffic_started_ms = now_ms();
     let sender = tokio::task::spawn_blocking(move || send_at_rate(&records, rate));
     let mut at_ms = Vec::new();
@@ -290,9 +298,14 @@ pub async fn measure(options: &Options, logs: &Path) -> anyhow::Result<Failover>
             let half_window_ms = window.as_millis() as i64 / 2;
             let mut figures = crate::lookup::figures(
                 &samples,
+                "no traffic",
+                probe_started_ms..traffic_started_ms,
+            );
+            figures.extend(crate::lookup::figures(
+                &samples,
                 "steady",
                 first_event_ms - half_window_ms..first_event_ms,
-            );
+            ));
             figures.extend(crate::lookup::figures(
                 &samples,
                 "whole phase",

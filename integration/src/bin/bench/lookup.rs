@@ -5,8 +5,9 @@
 //! task (`owner`), another instance's, forwarded (`forwarded`), or a standby because the
 //! task's instance was down (`standby`); anything else is counted by its status
 //! (`status 404`, `status 503`, …; `no answer`). Latency is the client's: request sent →
-//! whole answer read, in microseconds. The figures are given for the steady half window
-//! before the first event and for the whole phase.
+//! whole answer read, in microseconds. The figures are given for the 5 s before the
+//! traffic starts (`no traffic`), for the steady half window before the first event and
+//! for the whole phase.
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,8 @@ pub const LOOKUPS_PER_S: u64 = 100;
 /// One class of answers.
 #[derive(Debug, Clone, Serialize)]
 pub struct LookupFigures {
-    /// `steady` (the half window before the first event) or `whole phase`.
+    /// `no traffic` (before it starts), `steady` (the half window before the first
+    /// event) or `whole phase`.
     pub during: &'static str,
     /// `owner`, `forwarded`, `standby`, `status <code>` or `no answer`.
     pub served: String,
