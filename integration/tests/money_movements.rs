@@ -152,19 +152,6 @@ impl Payment {
     }
 }
 
-fn topic_of(event: &InputEvent) -> &'static str {
-    match event {
-        InputEvent::PaymentInitiated(_) => "payment_initiated",
-        InputEvent::AuthSucceeded(_) => "auth_success",
-        InputEvent::AuthFailed(_) => "auth_failure",
-        InputEvent::SettlementReported(_) => "settlement",
-        InputEvent::PaymentCaptured(_) => "capture",
-        InputEvent::AuthorizationVoided(_) => "void",
-        InputEvent::RefundIssued(_) => "refund",
-        InputEvent::ChargebackReported(_) => "chargeback",
-    }
-}
-
 /// `payment` as a producer of the schema before capture modes writes it: the previous
 /// `PaymentInitiated` schema registered (under a subject of this test's own), its id,
 /// then the Avro body without `capture_mode` (Confluent wire format).
@@ -231,7 +218,7 @@ async fn send(
     event_time_stamps: bool,
 ) -> anyhow::Result<()> {
     for event in events {
-        let topic = env.topic(topic_of(event));
+        let topic = env.topic(event.topic_name());
         let key = match event {
             InputEvent::PaymentInitiated(p) => p.key(),
             other => other.payment_id().to_string(),

@@ -566,6 +566,22 @@ pub enum InputEvent {
 }
 
 impl InputEvent {
+    /// The base name of the input topic the event arrives on (before `topics.prefix`):
+    /// `payment_initiated`, `auth_success`, `auth_failure`, `settlement`, `capture`,
+    /// `void`, `refund`, `chargeback`.
+    pub fn topic_name(&self) -> &'static str {
+        match self {
+            InputEvent::PaymentInitiated(_) => "payment_initiated",
+            InputEvent::AuthSucceeded(_) => "auth_success",
+            InputEvent::AuthFailed(_) => "auth_failure",
+            InputEvent::SettlementReported(_) => "settlement",
+            InputEvent::PaymentCaptured(_) => "capture",
+            InputEvent::AuthorizationVoided(_) => "void",
+            InputEvent::RefundIssued(_) => "refund",
+            InputEvent::ChargebackReported(_) => "chargeback",
+        }
+    }
+
     /// The event's own id (for deduplication of retries).
     pub fn event_id(&self) -> &str {
         match self {

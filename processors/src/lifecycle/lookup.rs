@@ -16,21 +16,6 @@ use super::stored::{StoredPayment, decode};
 use crate::Result;
 use crate::timers::{TimerClock, TimerKind};
 
-/// The name of an input event as the lookup shows it (the Avro record's name in
-/// snake case: `payment_initiated`, `auth_success`, …).
-fn event_kind(event: &InputEvent) -> &'static str {
-    match event {
-        InputEvent::PaymentInitiated(_) => "payment_initiated",
-        InputEvent::AuthSucceeded(_) => "auth_success",
-        InputEvent::AuthFailed(_) => "auth_failure",
-        InputEvent::SettlementReported(_) => "settlement",
-        InputEvent::PaymentCaptured(_) => "capture",
-        InputEvent::AuthorizationVoided(_) => "void",
-        InputEvent::RefundIssued(_) => "refund",
-        InputEvent::ChargebackReported(_) => "chargeback",
-    }
-}
-
 /// What a waiting event waits for, in words.
 fn waits_for(payment: &StoredPayment, event: &InputEvent) -> &'static str {
     let Some(state) = &payment.state else {
@@ -139,7 +124,7 @@ pub fn payment_view(payment_id: &str, value: &[u8]) -> Result<Value> {
         .iter()
         .map(|waiting| {
             json!({
-                "kind": event_kind(&waiting.event),
+                "kind": waiting.event.topic_name(),
                 "event_id": waiting.event.event_id(),
                 "event_time_ms": waiting.event.event_time_ms(),
                 "topic": waiting.origin.topic,
