@@ -71,8 +71,8 @@ struct Follow {
 }
 
 impl Standbys {
-    /// Starts the standby thread, following no task yet.
-    /// Standbys that are read through `queries` once their stores are open.
+    /// Starts the standby thread, following no task yet. The stores of each task it
+    /// follows answer interactive queries through `queries` once they are all open.
     ///
     /// # Errors
     /// [`Error::Thread`] when the thread cannot be started.
