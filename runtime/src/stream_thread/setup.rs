@@ -32,7 +32,10 @@ use crate::topology::Topology;
 use crate::{Error, Result, RunSummary};
 
 /// The longest interval between two heartbeats to the group coordinator, milliseconds.
-const HEARTBEAT_INTERVAL_MS_MAX: u64 = 500;
+/// A member learns of a rebalance at its next heartbeat, and an eager rebalance waits
+/// for every member to rejoin: a rolling restart, two rebalances, stopped every
+/// instance's partitions up to twice this long more (docs/benchmarks.md, "Failover").
+const HEARTBEAT_INTERVAL_MS_MAX: u64 = 200;
 
 /// Per sub-topology with a repartition source, the other sub-topologies writing it.
 fn upstream_of(topology: &Topology) -> HashMap<u8, Vec<u8>> {
@@ -89,7 +92,7 @@ impl Pipeline {
                     config.processing.session_timeout_ms.to_string(),
                 )
                 // At least three heartbeats per session (one lost is not a departure),
-                // and one every 500 ms at most: a member learns of a rebalance at its
+                // and one every 200 ms at most: a member learns of a rebalance at its
                 // next heartbeat, and a takeover (`liveness.rs`) should not wait for it.
                 .set(
                     "heartbeat.interval.ms",
